@@ -1,0 +1,147 @@
+"""One place that turns errors into HTTP: ``application/problem+json`` with a stable ``code``."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.errors import (
+    Conflict,
+    InvalidInput,
+    InvalidPhoneNumber,
+    NotFound,
+    ServiceUnavailable,
+    TwostepError,
+    Unauthorized,
+)
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+_STATUS_BY_ERROR: list[tuple[type[TwostepError], int]] = [
+    (InvalidInput, 422),
+    (Unauthorized, 401),
+    (NotFound, 404),
+    (Conflict, 409),
+    (ServiceUnavailable, 503),
+]
+_CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": f"https://twostep.dev/problems/{code.replace('_', '-')}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def status_for(error: TwostepError) -> int:
+    for error_class, status in _STATUS_BY_ERROR:
+        if isinstance(error, error_class):
+            return status
+    return 500
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TwostepError)
+    async def _twostep_error(_request: Request, exc: TwostepError) -> JSONResponse:
+        status = status_for(exc)
+        headers: dict[str, str] = {}
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc, ServiceUnavailable):
+            headers["Retry-After"] = str(exc.retry_after)
+        return problem(status, exc.code, exc.detail, headers or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        body_not_json = any(error["loc"] == ("body",) for error in exc.errors())
+        if body_not_json and request.method in ("POST", "PUT") and "json" not in content_type:
+            return problem(
+                415,
+                "unsupported_media_type",
+                "send a JSON body with the header Content-Type: application/json",
+            )
+        errors = [
+            {
+                "field": ".".join(str(part) for part in error["loc"] if part != "body"),
+                "message": error["msg"],
+                "type": error["type"],
+            }
+            for error in exc.errors()
+        ]
+        detail = "; ".join(
+            f"{error['field']}: {error['message']}" if error["field"] else error["message"]
+            for error in errors
+        )
+        code = "invalid_request"
+        if errors and all(e["field"] == "to" and e["type"] != "missing" for e in errors):
+            code = InvalidPhoneNumber.code
+        return problem(422, code, detail or "the request is not valid", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _CODE_BY_STATUS.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return problem(exc.status_code, code, detail, dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        if not isinstance(exc, OperationalError | InterfaceError | SQLAlchemyTimeoutError):
+            return await _unexpected(_request, exc)
+        log.error("api.database_unavailable", error_type=type(exc).__name__)
+        return problem(
+            503,
+            "service_unavailable",
+            "the database is unreachable; try again shortly",
+            {"Retry-After": "5"},
+        )
+
+    @app.exception_handler(RedisError)
+    async def _redis_error(_request: Request, exc: RedisError) -> JSONResponse:
+        log.error("api.redis_unavailable", error_type=type(exc).__name__)
+        return problem(
+            503,
+            "service_unavailable",
+            "Redis is unreachable; try again shortly",
+            {"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("api.unexpected_error", error_type=type(exc).__name__, exc_info=exc)
+        return problem(500, "internal_error", "something went wrong on our side")

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import redis
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.deps import ContextDep
+from api.errors import problem
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+def readyz(context: ContextDep) -> dict[str, str] | JSONResponse:
+    """The database and Redis answer; without either the API cannot take requests."""
+    failing = []
+    try:
+        with context.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        failing.append("database")
+    try:
+        context.redis.ping()
+    except redis.RedisError:
+        failing.append("redis")
+    if failing:
+        return problem(
+            503,
+            "service_unavailable",
+            f"not ready: {', '.join(failing)} unreachable",
+            {"Retry-After": "5"},
+        )
+    return {"status": "ready"}

@@ -1,0 +1,46 @@
+"""Where a code the user typed waits for the worker that checks it.
+
+A code must never reach the database, a log line, a task message or Flower, so the API puts it
+here, under the check's id, for no longer than the check can take; the job carries only the id.
+If Redis loses it, the check ends ``failed`` with ``code_unavailable`` and no attempt is spent
+at the provider: the user types the code again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+
+import redis
+
+from shared.errors import ServiceUnavailable
+
+_KEY = "twostep:check-code:{}"
+
+
+class CodeStash(Protocol):
+    def put(self, check_id: uuid.UUID, code: str, ttl_seconds: int) -> None: ...
+
+    def get(self, check_id: uuid.UUID) -> str | None: ...
+
+    def discard(self, check_id: uuid.UUID) -> None: ...
+
+
+class RedisCodeStash:
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def put(self, check_id: uuid.UUID, code: str, ttl_seconds: int) -> None:
+        try:
+            self._redis.set(_KEY.format(check_id), code, ex=ttl_seconds)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable("cannot accept checks right now; try again shortly") from exc
+
+    def get(self, check_id: uuid.UUID) -> str | None:
+        value = self._redis.get(_KEY.format(check_id))
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def discard(self, check_id: uuid.UUID) -> None:
+        self._redis.delete(_KEY.format(check_id))

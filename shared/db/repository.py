@@ -1,0 +1,226 @@
+"""Every query lives here. State changes that race (claims, outcomes, expiry) are single
+compare-and-set UPDATEs, so they are atomic on PostgreSQL and SQLite alike."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
+
+from shared.db.models import ApiKey, Verification, VerificationCheck
+from shared.domain import CheckStatus, VerificationStatus
+
+Claimable = TypeVar("Claimable", Verification, VerificationCheck)
+
+
+class ApiKeyRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, key: ApiKey) -> None:
+        self.session.add(key)
+
+    def get_active_by_hash(self, key_hash: str) -> ApiKey | None:
+        return self.session.scalar(
+            select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
+        )
+
+    def get_by_name(self, name: str) -> ApiKey | None:
+        return self.session.scalar(select(ApiKey).where(ApiKey.name == name))
+
+    def list_all(self) -> Sequence[ApiKey]:
+        return self.session.scalars(select(ApiKey).order_by(ApiKey.created_at)).all()
+
+
+class _ClaimableRepository(Generic[Claimable]):
+    """Claims and outcomes shared by the two kinds of job rows (send and check)."""
+
+    model: type[Claimable]
+    waiting_status: VerificationStatus | CheckStatus
+    # The status a claimed row shows while a worker holds it (checks keep "queued").
+    claimed_status: VerificationStatus | CheckStatus
+    failed_status: VerificationStatus | CheckStatus
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, row: Claimable) -> None:
+        self.session.add(row)
+
+    def get(self, row_id: uuid.UUID) -> Claimable | None:
+        return self.session.get(self.model, row_id, populate_existing=True)
+
+    def _claimable(self, now: datetime) -> ColumnElement[bool]:
+        m = self.model
+        unclaimed_or_stale = or_(m.claimed_until.is_(None), m.claimed_until <= now)
+        if self.claimed_status == self.waiting_status:
+            return and_(m.status == self.waiting_status, unclaimed_or_stale)
+        return or_(
+            m.status == self.waiting_status,
+            and_(m.status == self.claimed_status, unclaimed_or_stale),
+        )
+
+    def claim(self, row_id: uuid.UUID, *, now: datetime, until: datetime) -> uuid.UUID | None:
+        """Take the row for one attempt. Returns the claim token, or None if another worker holds
+        it or it needs no more work. The lease's end doubles as the sweeper's next look."""
+        token = uuid.uuid4()
+        m = self.model
+        result = self._execute(
+            update(m)
+            .where(m.id == row_id, self._claimable(now))
+            .values(
+                status=self.claimed_status,
+                claimed_until=until,
+                claim_token=token,
+                provider_attempts=m.provider_attempts + 1,
+                next_attempt_at=until,
+                updated_at=now,
+            )
+        )
+        return token if result.rowcount == 1 else None
+
+    def settle(self, row_id: uuid.UUID, token: uuid.UUID, **values: Any) -> bool:
+        """Write an attempt's outcome and release the claim, if the claim is still ours."""
+        m = self.model
+        values.setdefault("claimed_until", None)
+        values.setdefault("claim_token", None)
+        result = self._execute(
+            update(m).where(m.id == row_id, m.claim_token == token).values(**values)
+        )
+        return result.rowcount == 1
+
+    def mark_call_started(self, row_id: uuid.UUID, token: uuid.UUID, at: datetime) -> bool:
+        m = self.model
+        result = self._execute(
+            update(m)
+            .where(m.id == row_id, m.claim_token == token)
+            .values(provider_call_started_at=at)
+        )
+        return result.rowcount == 1
+
+    def take_due_for_republish(
+        self, now: datetime, *, next_look: datetime, limit: int
+    ) -> list[tuple[uuid.UUID, int]]:
+        """Rows whose job looks lost: waiting past their next look, or held by a dead claim.
+
+        Moves each row's next look to ``next_look`` in the same statement that picks it, so two
+        sweepers running at once split the rows between them instead of both publishing them.
+        Returns (id, times published so far) for each row taken.
+        """
+        m = self.model
+        candidates = self.session.scalars(
+            select(m.id)
+            .where(m.next_attempt_at <= now, self._claimable(now))
+            .order_by(m.next_attempt_at)
+            .limit(limit)
+        ).all()
+        if not candidates:
+            return []
+        taken = self.session.execute(
+            update(m)
+            .where(m.id.in_(candidates), m.next_attempt_at <= now, self._claimable(now))
+            .values(enqueue_count=m.enqueue_count + 1, next_attempt_at=next_look)
+            .returning(m.id, m.enqueue_count),
+            execution_options={"synchronize_session": False},
+        ).all()
+        return [(row_id, count) for row_id, count in taken]
+
+    def set_next_attempt(self, row_id: uuid.UUID, at: datetime) -> None:
+        m = self.model
+        self._execute(update(m).where(m.id == row_id).values(next_attempt_at=at))
+
+    def fail_past_deadline(self, now: datetime, *, error_code: str, error_message: str) -> int:
+        """Give up on rows nobody is working on whose deadline has passed."""
+        m = self.model
+        result = self._execute(
+            update(m)
+            .where(m.deadline_at <= now, self._claimable(now))
+            .values(
+                status=self.failed_status,
+                error_code=error_code,
+                error_message=error_message,
+                claimed_until=None,
+                claim_token=None,
+                completed_at=now,
+                updated_at=now,
+            )
+        )
+        return result.rowcount
+
+    def _execute(self, statement: Any) -> CursorResult[Any]:
+        result = self.session.execute(statement, execution_options={"synchronize_session": False})
+        assert isinstance(result, CursorResult)
+        return result
+
+
+class VerificationRepository(_ClaimableRepository[Verification]):
+    model = Verification
+    waiting_status = VerificationStatus.QUEUED
+    claimed_status = VerificationStatus.SENDING
+    failed_status = VerificationStatus.FAILED
+
+    def take_check_attempt(
+        self, verification_id: uuid.UUID, max_attempts: int, now: datetime
+    ) -> bool:
+        """Count one more check against a pending verification, atomically, within the cap."""
+        result = self._execute(
+            update(Verification)
+            .where(
+                Verification.id == verification_id,
+                Verification.status == VerificationStatus.PENDING,
+                Verification.check_attempts < max_attempts,
+            )
+            .values(check_attempts=Verification.check_attempts + 1, updated_at=now)
+        )
+        return result.rowcount == 1
+
+    def transition(
+        self,
+        verification_id: uuid.UUID,
+        *,
+        from_statuses: Sequence[VerificationStatus],
+        **values: Any,
+    ) -> bool:
+        result = self._execute(
+            update(Verification)
+            .where(Verification.id == verification_id, Verification.status.in_(from_statuses))
+            .values(**values)
+        )
+        return result.rowcount == 1
+
+    def expire_pending(self, now: datetime) -> int:
+        result = self._execute(
+            update(Verification)
+            .where(
+                Verification.status == VerificationStatus.PENDING,
+                Verification.expires_at <= now,
+            )
+            .values(
+                status=VerificationStatus.EXPIRED,
+                completed_at=now,
+                updated_at=now,
+            )
+        )
+        return result.rowcount
+
+
+class CheckRepository(_ClaimableRepository[VerificationCheck]):
+    model = VerificationCheck
+    waiting_status = CheckStatus.QUEUED
+    claimed_status = CheckStatus.QUEUED
+    failed_status = CheckStatus.FAILED
+
+    def get_for_verification(
+        self, verification_id: uuid.UUID, check_id: uuid.UUID
+    ) -> VerificationCheck | None:
+        return self.session.scalar(
+            select(VerificationCheck).where(
+                VerificationCheck.id == check_id,
+                VerificationCheck.verification_id == verification_id,
+            )
+        )

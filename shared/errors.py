@@ -1,0 +1,122 @@
+"""Errors of the core. Entry points map them to their own world (HTTP statuses, task outcomes).
+
+::
+
+    TwostepError                      .code is a stable snake_case word, str(e) a human detail
+      InvalidInput                    the caller sent something unusable
+        InvalidPhoneNumber
+      Unauthorized                    no or a bad API key
+      NotFound
+      Conflict                        the resource is not in a state that allows this
+        VerificationNotPending
+        CheckAttemptsExhausted        every check a verification allows has been used
+      ServiceUnavailable              a dependency (Redis, the broker) is down; try again later
+
+    ProviderError                     raised by a Verify port (Twilio or a fake); never reaches HTTP
+      ProviderTransientError          may succeed if retried: timeouts, 5xx, 20429
+      ProviderFinalError              final for this verification: 60202, 60203, 60212, 20404
+      ProviderPermanentError          permanent for this number: 60200, 60205, 60410, 60605
+
+The core never speaks HTTP; ``api.errors`` owns the status codes.
+"""
+
+from __future__ import annotations
+
+from shared.domain import ErrorCode
+
+
+class TwostepError(Exception):
+    code = "error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(TwostepError):
+    code = "invalid_input"
+
+
+class InvalidPhoneNumber(InvalidInput):
+    code = "invalid_phone_number"
+
+
+class Unauthorized(TwostepError):
+    code = "unauthorized"
+
+
+class NotFound(TwostepError):
+    code = "not_found"
+
+
+class Conflict(TwostepError):
+    code = "conflict"
+
+
+class VerificationNotPending(Conflict):
+    code = "verification_not_pending"
+
+
+class CheckAttemptsExhausted(Conflict):
+    code = "max_attempts_reached"
+
+
+class ServiceUnavailable(TwostepError):
+    code = "service_unavailable"
+
+    def __init__(self, detail: str, retry_after: int = 5) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class ProviderError(Exception):
+    """A provider call did not give a usable answer.
+
+    ``reason`` is our word for the outcome, ``provider_code`` the provider's own error code
+    (Twilio's 20429, 60203, ...) and ``status`` the HTTP status, when there were ones.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: ErrorCode = ErrorCode.PROVIDER_REJECTED,
+        provider_code: int | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.provider_code = provider_code
+        self.status = status
+
+
+class ProviderTransientError(ProviderError):
+    """Worth retrying. ``ambiguous`` means the provider may have acted on the request anyway
+    (the answer was lost, not refused), so a retry must first look at what the provider holds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider_code: int | None = None,
+        status: int | None = None,
+        ambiguous: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            reason=ErrorCode.PROVIDER_UNAVAILABLE,
+            provider_code=provider_code,
+            status=status,
+        )
+        self.ambiguous = ambiguous
+        self.retry_after = retry_after
+
+
+class ProviderFinalError(ProviderError):
+    """The provider will not act on this verification again (max attempts, gone)."""
+
+
+class ProviderPermanentError(ProviderError):
+    """The provider refuses this number for good (invalid, landline, fraud or geo block)."""

@@ -1,0 +1,115 @@
+"""Jobs: their names, their queues, the JobQueue port and its Celery adapter.
+
+Producers (the API, the sweeper) publish by task *name*; only ``workers`` registers the task
+bodies. Arguments are row ids and nothing else: no phone number, no code, ever.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from celery import Celery
+
+from shared.settings import Settings
+
+SEND_CODE = "twostep.send_code"
+CHECK_CODE = "twostep.check_code"
+SWEEP = "twostep.sweep"
+
+SEND_QUEUE = "twostep.send"
+CHECK_QUEUE = "twostep.check"
+SWEEP_QUEUE = "twostep.sweep"
+ALL_QUEUES = (SEND_QUEUE, CHECK_QUEUE, SWEEP_QUEUE)
+
+ROUTES = {SEND_CODE: SEND_QUEUE, CHECK_CODE: CHECK_QUEUE, SWEEP: SWEEP_QUEUE}
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    name: str
+    entity_id: uuid.UUID
+
+    @classmethod
+    def send_code(cls, verification_id: uuid.UUID) -> Job:
+        return cls(SEND_CODE, verification_id)
+
+    @classmethod
+    def check_code(cls, check_id: uuid.UUID) -> Job:
+        return cls(CHECK_CODE, check_id)
+
+
+class PublishFailed(Exception):
+    """The broker did not take the job. The row stays queued and the sweeper sends it later."""
+
+
+class JobQueue(Protocol):
+    def publish(self, job: Job) -> None: ...
+
+
+def make_celery(settings: Settings, main: str = "twostep") -> Celery:
+    """A Celery app configured for twostep, with no tasks registered (producers need none)."""
+    app = Celery(main, broker=settings.redis_url, set_as_current=False)
+    visibility_timeout = settings.broker_visibility_timeout_seconds
+    transport_options = {
+        "visibility_timeout": visibility_timeout,
+        # kombu's default sweep of unacknowledged messages runs only every ~100 s.
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
+        # Without these a publish to a vanished Redis can wait forever.
+        "socket_timeout": 5,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 25,
+        "retry_on_timeout": True,
+    }
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        event_serializer="json",
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        # Results live in SQL; no Celery result backend.
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=5,
+        broker_transport_options=transport_options,
+        visibility_timeout=visibility_timeout,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_soft_shutdown_timeout=15,
+        worker_enable_soft_shutdown_on_idle=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        task_routes=ROUTES,
+        task_default_queue=SEND_QUEUE,
+        task_create_missing_queues=True,
+        broker_pool_limit=16,
+        timezone="UTC",
+        enable_utc=True,
+    )
+    return app
+
+
+class CeleryJobQueue:
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def publish(self, job: Job) -> None:
+        try:
+            self._app.send_task(
+                job.name,
+                args=[str(job.entity_id)],
+                queue=ROUTES[job.name],
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+            )
+        except Exception as exc:  # kombu raises a wide variety: OperationalError, timeouts, ...
+            raise PublishFailed(f"{job.name}: {type(exc).__name__}") from exc

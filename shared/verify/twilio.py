@@ -1,0 +1,241 @@
+"""The Verify port on the real ``twilio`` SDK. The only module that imports ``twilio``.
+
+Twilio's answers become the project's errors here, by Twilio *error code* rather than HTTP
+status: a 429 may mean "slow down" (20429) or "this verification is done" (60202, 60203).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from shared.domain import Channel, ErrorCode
+from shared.errors import (
+    ProviderError,
+    ProviderFinalError,
+    ProviderPermanentError,
+    ProviderTransientError,
+)
+from shared.settings import SANDBOX_ACCOUNT_SID, SANDBOX_SERVICE_SID, Settings
+from shared.verify.port import ProviderCheck, ProviderVerification
+
+# The SDK logs every request URL at INFO, and a fetch by To puts the phone number in the URL.
+_sdk_logger = logging.getLogger("twostep.twilio_sdk")
+_sdk_logger.setLevel(logging.WARNING)
+
+# Twilio error codes and what they mean for us (https://www.twilio.com/docs/verify/api/error-codes).
+_TRANSIENT_CODES = frozenset({20429, 20500, 20503})
+_FINAL_FOR_VERIFICATION: dict[int, ErrorCode] = {
+    60202: ErrorCode.MAX_CHECK_ATTEMPTS_REACHED,
+    60203: ErrorCode.MAX_SEND_ATTEMPTS_REACHED,
+    60212: ErrorCode.PROVIDER_REJECTED,
+    20404: ErrorCode.VERIFICATION_EXPIRED,
+}
+_PERMANENT_FOR_NUMBER: dict[int, ErrorCode] = {
+    60200: ErrorCode.INVALID_PHONE_NUMBER,
+    60205: ErrorCode.LANDLINE_NOT_SUPPORTED,
+    60410: ErrorCode.FRAUD_BLOCKED,
+    60605: ErrorCode.COUNTRY_BLOCKED,
+}
+
+
+class _SandboxAwareHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no types
+    """Explicit (connect, read) timeouts, a pool sized for a threaded worker, and optionally every
+    ``*.twilio.com`` URL sent to another base URL (the sandbox) instead."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None,
+        connect_timeout: float,
+        read_timeout: float,
+        pool_size: int,
+    ) -> None:
+        super().__init__(timeout=read_timeout, logger=_sdk_logger)
+        # requests accepts a (connect, read) pair; the SDK's own check only wants a positive float.
+        self.timeout = (connect_timeout, read_timeout)
+        self._base_url = base_url
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        assert self.session is not None
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        if self._base_url is not None:
+            parts = urlsplit(url)
+            if parts.hostname and parts.hostname.endswith("twilio.com"):
+                url = self._base_url + urlunsplit(("", "", parts.path, parts.query, ""))
+        return super().request(method, url, *args, **kwargs)
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+
+class TwilioVerifyClient:
+    def __init__(self, settings: Settings, *, pool_size: int | None = None) -> None:
+        account_sid = settings.twilio_account_sid
+        auth_token = (
+            settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
+        )
+        if account_sid is None or auth_token is None:
+            if not settings.uses_sandbox:
+                raise RuntimeError(
+                    "no Twilio credentials: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
+                    "TWILIO_VERIFY_SERVICE_SID, or TWOSTEP_TWILIO_BASE_URL to use the sandbox"
+                )
+            account_sid, auth_token = SANDBOX_ACCOUNT_SID, "sandbox"
+        service_sid = settings.twilio_verify_service_sid
+        if service_sid is None:
+            if not settings.uses_sandbox:
+                raise RuntimeError("TWILIO_VERIFY_SERVICE_SID is not set")
+            service_sid = SANDBOX_SERVICE_SID
+        self._http = _SandboxAwareHttpClient(
+            base_url=settings.twilio_base_url,
+            connect_timeout=settings.twilio_connect_timeout_seconds,
+            read_timeout=settings.twilio_read_timeout_seconds,
+            pool_size=pool_size or settings.worker_concurrency,
+        )
+        # An explicit empty environment keeps TWILIO_EDGE/TWILIO_REGION from rewriting our URLs.
+        client = Client(account_sid, auth_token, http_client=self._http, environment={"_": ""})
+        self._service = client.verify.v2.services(service_sid)
+
+    def start_verification(
+        self, to: str, channel: Channel, locale: str | None
+    ) -> ProviderVerification:
+        kwargs: dict[str, Any] = {"to": to, "channel": channel.value}
+        if locale:
+            kwargs["locale"] = locale
+        with _translated_errors("start verification"):
+            instance = self._service.verifications.create(**kwargs)
+        return _to_provider_verification(instance)
+
+    def find_pending_verification(self, to: str) -> ProviderVerification | None:
+        try:
+            with _translated_errors("fetch verification"):
+                instance = self._service.verifications(to).fetch()
+        except ProviderFinalError as exc:
+            if exc.provider_code == 20404:
+                return None
+            raise
+        verification = _to_provider_verification(instance)
+        return verification if verification.status == "pending" else None
+
+    def check_code(self, verification_sid: str, code: str) -> ProviderCheck:
+        with _translated_errors("check code"):
+            instance = self._service.verification_checks.create(
+                verification_sid=verification_sid, code=code
+            )
+        return ProviderCheck(approved=instance.status == "approved")
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class _translated_errors:
+    """Turn whatever the SDK or the HTTP stack raises into a ProviderError.
+
+    Messages carry the operation, the HTTP status and Twilio's code, never the request: the SDK's
+    exception text can contain the number (a fetch by To puts it in the URL).
+    """
+
+    def __init__(self, operation: str) -> None:
+        self._operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if exc is None or isinstance(exc, ProviderError):
+            return
+        if isinstance(exc, TwilioRestException):
+            raise classify_twilio_error(self._operation, exc.status, exc.code) from None
+        if isinstance(
+            exc, requests.exceptions.ConnectTimeout | requests.exceptions.ConnectionError
+        ):
+            # A refused or timed-out connect never reached Twilio; a reset mid-request may have.
+            ambiguous = not isinstance(
+                exc, requests.exceptions.ConnectTimeout
+            ) and _sent_before_failing(exc)
+            raise ProviderTransientError(
+                f"{self._operation}: could not reach the provider ({type(exc).__name__})",
+                ambiguous=ambiguous,
+            ) from None
+        if isinstance(exc, requests.exceptions.Timeout):
+            raise ProviderTransientError(
+                f"{self._operation}: the provider did not answer in time", ambiguous=True
+            ) from None
+        if isinstance(exc, requests.exceptions.RequestException | TwilioException | ValueError):
+            raise ProviderTransientError(
+                f"{self._operation}: unusable answer from the provider ({type(exc).__name__})",
+                ambiguous=True,
+            ) from None
+
+
+def _sent_before_failing(exc: BaseException) -> bool:
+    text = repr(exc)
+    return not any(
+        marker in text
+        for marker in ("NewConnectionError", "Connection refused", "Name or service not known")
+    )
+
+
+def classify_twilio_error(operation: str, status: int, code: int | None) -> ProviderError:
+    message = f"{operation}: provider answered HTTP {status}" + (f", error {code}" if code else "")
+    if code in _TRANSIENT_CODES or status >= 500 or (status == 429 and code in (None, 429)):
+        return ProviderTransientError(
+            message,
+            provider_code=code,
+            status=status,
+            # 503 and 20429 are refusals; other 5xx may have been processed before failing.
+            ambiguous=status >= 500 and status != 503,
+        )
+    if code is not None and code in _FINAL_FOR_VERIFICATION:
+        return ProviderFinalError(
+            message, reason=_FINAL_FOR_VERIFICATION[code], provider_code=code, status=status
+        )
+    if code is not None and code in _PERMANENT_FOR_NUMBER:
+        return ProviderPermanentError(
+            message, reason=_PERMANENT_FOR_NUMBER[code], provider_code=code, status=status
+        )
+    return ProviderPermanentError(
+        message, reason=ErrorCode.PROVIDER_REJECTED, provider_code=code, status=status
+    )
+
+
+def _to_provider_verification(instance: Any) -> ProviderVerification:
+    attempts = instance.send_code_attempts or []
+    last_sent_at = _parse_twilio_time(attempts[-1].get("time")) if attempts else None
+    created_at = instance.date_created
+    if not isinstance(created_at, datetime):
+        created_at = _parse_twilio_time(created_at) or datetime.now(UTC)
+    return ProviderVerification(
+        sid=str(instance.sid),
+        status=str(instance.status),
+        channel=str(instance.channel),
+        created_at=created_at,
+        send_attempts=len(attempts),
+        last_sent_at=last_sent_at,
+    )
+
+
+def _parse_twilio_time(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None

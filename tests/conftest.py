@@ -1,0 +1,134 @@
+"""Shared fixtures.
+
+Databases: SQLite always; PostgreSQL too when ``TWOSTEP_TEST_DATABASE_URL`` names a server
+(``.ci/run`` sets it). Every test that takes ``database_url`` runs once per backend. Each
+session gets fresh databases, built by Alembic.
+
+Redis: ``TWOSTEP_TEST_REDIS_URL`` if set; otherwise a throwaway ``redis-server`` of our own on a
+free port, or, where none is installed, the embedded one (slow, but real enough).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Tests configure every process explicitly; a developer's shell must not leak into them.
+for _name in list(os.environ):
+    if (_name.startswith(("TWOSTEP_", "TWILIO_"))) and not _name.startswith("TWOSTEP_TEST_"):
+        del os.environ[_name]
+
+from sandbox.app import Sandbox, create_sandbox_app  # noqa: E402
+from shared.db.migrate import upgrade  # noqa: E402
+from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory  # noqa: E402
+from shared.services.keys import create_api_key  # noqa: E402
+from shared.settings import Settings  # noqa: E402
+from tests.fakes import FakeJobQueue  # noqa: E402
+from tests.support import (  # noqa: E402
+    RedisServer,
+    SandboxClient,
+    ThreadedServer,
+    postgres_database,
+)
+
+POSTGRES_URL = os.environ.get("TWOSTEP_TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+
+
+def pytest_report_header() -> list[str]:
+    redis = os.environ.get("TWOSTEP_TEST_REDIS_URL") or "a throwaway redis-server (or embedded)"
+    return [f"twostep databases: {', '.join(BACKENDS)}; redis: {redis}"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated, empty database of each backend, for the whole session."""
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("db") / "twostep.db"
+        url = f"sqlite:///{path}"
+        upgrade(url)
+        yield url
+        return
+    assert POSTGRES_URL is not None
+    with postgres_database(POSTGRES_URL) as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    configured = os.environ.get("TWOSTEP_TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[ThreadedServer]:
+    server = ThreadedServer(create_sandbox_app(Sandbox())).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: ThreadedServer) -> Iterator[SandboxClient]:
+    client = SandboxClient(sandbox_server.url)
+    yield client
+    client.clear_faults()
+    client.http.close()
+
+
+def make_settings(
+    database_url: str, redis_url: str, sandbox_url: str, **overrides: object
+) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "twilio_base_url": sandbox_url,
+        "twilio_read_timeout_seconds": 2.0,
+        "twilio_connect_timeout_seconds": 1.0,
+        "worker_concurrency": 4,
+        "requeue_after_seconds": 3.0,
+        "claim_lease_seconds": 5.0,
+        "retry_backoff_base_seconds": 0.2,
+        "retry_backoff_max_seconds": 1.0,
+        "send_deadline_seconds": 20.0,
+        "check_deadline_seconds": 10.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, sandbox_server: ThreadedServer) -> Settings:
+    return make_settings(database_url, redis_url, sandbox_server.url)
+
+
+@pytest.fixture
+def uow_factory(settings: Settings) -> Iterator[UnitOfWorkFactory]:
+    """Direct database access for arranging and asserting; jobs it buffers go to a fake."""
+    engine = make_engine(settings.database_url, pool_size=4)
+    yield UnitOfWorkFactory(make_session_factory(engine), FakeJobQueue())
+    engine.dispose()
+
+
+@pytest.fixture
+def api_key(uow_factory: UnitOfWorkFactory) -> str:
+    import uuid
+
+    with uow_factory() as uow:
+        _key, plaintext = create_api_key(uow, f"test-{uuid.uuid4().hex[:12]}")
+        uow.commit()
+    return plaintext

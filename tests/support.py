@@ -1,0 +1,259 @@
+"""Helpers shared by the test suites: real servers on free ports, unique numbers, waiting."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import phonenumbers
+import uvicorn
+from sqlalchemy import create_engine, make_url, text
+
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parent.parent
+# Area codes whose 2xx-9xx exchanges phonenumbers accepts; 555 exchanges are avoided because
+# the sandbox refuses some +1415555… numbers on purpose.
+_AREA_CODES = ("212", "312", "415", "617", "646", "206", "305", "713", "303", "404")
+
+
+def random_phone() -> str:
+    while True:
+        number = (
+            f"+1{random.choice(_AREA_CODES)}{random.randint(200, 999)}{random.randint(0, 9999):04d}"
+        )
+        if number[5:8] != "555" and phonenumbers.is_valid_number(phonenumbers.parse(number)):
+            return number
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+class ThreadedServer:
+    """An ASGI app served by uvicorn in a thread, on a free port of loopback."""
+
+    def __init__(self, app: Any, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            backlog=4096,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> ThreadedServer:
+        self._thread.start()
+        wait_until(lambda: self._server.started, timeout=15, what=f"server on {self.url}")
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(15)
+
+
+class RedisServer:
+    """A throwaway redis-server of our own (tests may flush or kill it), or the embedded one."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.embedded = shutil.which("redis-server") is None
+
+    def start(self) -> RedisServer:
+        if self.embedded:
+            argv = [sys.executable, "-m", "twostep.embedded_redis", "--port", str(self.port)]
+        else:
+            argv = [
+                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--loglevel", "warning",
+            ]  # fmt: skip
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self._accepts, timeout=15, what=f"redis on port {self.port}")
+        return self
+
+    def _accepts(self) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            return True
+        return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def restart(self) -> None:
+        """A restart without persistence: every queue and counter is gone."""
+        self.stop()
+        self.start()
+
+
+@contextlib.contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh, empty database on the server of ``admin_url``, dropped afterwards."""
+    url = make_url(admin_url).set(drivername="postgresql+psycopg")
+    name = f"twostep_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+class SandboxClient:
+    """The sandbox's own routes, over HTTP."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=10)
+
+    def __enter__(self) -> SandboxClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.http.close()
+
+    def messages(self, to: str | None = None) -> list[dict[str, Any]]:
+        params = {"to": to} if to else {}
+        response = self.http.get("/sandbox/messages", params=params)
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()
+        return result
+
+    def latest_code(self, to: str) -> str:
+        messages = self.messages(to)
+        assert messages, f"the sandbox sent nothing to {to}"
+        return str(messages[0]["code"])
+
+    def stats(self) -> dict[str, Any]:
+        response = self.http.get("/sandbox/stats")
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def sends_to(self, to: str) -> int:
+        return int(self.stats()["sends_by_to"].get(to, 0))
+
+    def set_faults(self, **faults: Any) -> None:
+        self.http.put("/sandbox/faults", json=faults).raise_for_status()
+
+    def clear_faults(self) -> None:
+        self.http.put("/sandbox/faults", json={}).raise_for_status()
+
+    def advance_clock(self, seconds: float) -> None:
+        self.http.post("/sandbox/clock", json={"advance_seconds": seconds}).raise_for_status()
+
+    def reset(self) -> None:
+        self.http.post("/sandbox/reset").raise_for_status()
+
+
+class ServiceProcess:
+    """One of our own commands (``twostep api`` …) as a child process, its output in a file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "twostep.cli", *argv],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def base_env(**values: str) -> dict[str, str]:
+    """The environment for a child process: ours, minus anything TWOSTEP_/TWILIO_ from outside."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TWOSTEP_", "TWILIO_"))
+    }
+    env.update(values)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_for_http(url: str, *, timeout: float = 30, process: ServiceProcess | None = None) -> None:
+    def probe() -> bool:
+        if process is not None and not process.alive():
+            raise AssertionError(f"{process.name} exited early:\n{process.log()[-3000:]}")
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(url, timeout=1).status_code == 200
+        return False
+
+    wait_until(probe, timeout=timeout, interval=0.1, what=url)

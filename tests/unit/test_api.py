@@ -1,0 +1,198 @@
+"""The HTTP edge with fakes behind it: status codes, problem+json, auth, and no 500s."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import fakeredis
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.deps import ApiContext
+from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
+from shared.jobs import SEND_CODE
+from shared.redis_client import make_redis
+from shared.services.keys import create_api_key, revoke_api_key
+from shared.settings import Settings
+from tests.fakes import FakeCodeStash, FakeJobQueue
+from tests.support import free_port
+
+
+@pytest.fixture
+def client(unit_settings: Settings, job_queue: FakeJobQueue) -> Iterator[TestClient]:
+    def build(settings: Settings) -> ApiContext:
+        engine = make_engine(settings.database_url, pool_size=2)
+        return ApiContext(
+            settings=settings,
+            engine=engine,
+            uow_factory=UnitOfWorkFactory(make_session_factory(engine), job_queue),
+            redis=fakeredis.FakeRedis(),
+            stash=FakeCodeStash(),
+        )
+
+    with TestClient(create_app(unit_settings, build), raise_server_exceptions=False) as test_client:
+        context: ApiContext = test_client.app.state.context  # type: ignore[attr-defined]
+        with context.uow_factory() as uow:
+            _key, plaintext = create_api_key(uow, "api-unit")
+            uow.commit()
+        test_client.headers["Authorization"] = f"Bearer {plaintext}"
+        yield test_client
+
+
+def assert_problem(response, status: int, code: str) -> dict:  # type: ignore[type-arg]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == status and body["code"] == code
+    assert body["title"] and body["detail"] and body["type"].startswith("https://")
+    return body  # type: ignore[no-any-return]
+
+
+class TestCreate:
+    def test_answers_202_queued_and_publishes_after_commit(
+        self, client: TestClient, job_queue: FakeJobQueue
+    ) -> None:
+        response = client.post(
+            "/v1/verifications", json={"to": "+1 415 555 0123", "user_id": "u-1"}
+        )
+        assert response.status_code == 202
+        body = response.json()
+        assert (
+            body["status"] == "queued"
+            and body["channel"] == "sms"
+            and body["purpose"] == "standalone"
+        )
+        assert body["to"] == "+1415•••••23"
+        assert body["error"] is None and body["send_attempts"] == 0
+        assert response.headers["location"] == f"/v1/verifications/{body['id']}"
+        assert [(j.name, str(j.entity_id)) for j in job_queue.published] == [
+            (SEND_CODE, body["id"])
+        ]
+        assert client.get(f"/v1/verifications/{body['id']}").json()["status"] == "queued"
+
+    @pytest.mark.parametrize("to", ["12", "", "+1", "not a number", "+99912345678"])
+    def test_an_unusable_number_is_invalid_phone_number(
+        self, client: TestClient, to: str, job_queue
+    ) -> None:
+        assert_problem(
+            client.post("/v1/verifications", json={"to": to}), 422, "invalid_phone_number"
+        )
+        assert job_queue.published == []
+
+    def test_a_number_of_the_wrong_type_is_invalid_phone_number(self, client: TestClient) -> None:
+        assert_problem(
+            client.post("/v1/verifications", json={"to": 12}), 422, "invalid_phone_number"
+        )
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {},
+            {"to": "+14155550123", "channel": "pigeon"},
+            {"to": "+14155550123", "chanel": "sms"},
+            {"to": "+14155550123", "client_ip": "999.1.1.1"},
+            [1, 2],
+        ],
+    )
+    def test_other_bad_bodies_are_invalid_request(self, client: TestClient, body: object) -> None:
+        problem = assert_problem(
+            client.post("/v1/verifications", json=body), 422, "invalid_request"
+        )
+        assert problem["errors"]
+
+    def test_a_body_that_is_not_json_gets_415(self, client: TestClient) -> None:
+        response = client.post(
+            "/v1/verifications",
+            content=b"to=%2B14155550123",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert_problem(response, 415, "unsupported_media_type")
+
+    def test_malformed_json_is_a_4xx(self, client: TestClient) -> None:
+        response = client.post(
+            "/v1/verifications", content=b"{", headers={"Content-Type": "application/json"}
+        )
+        assert_problem(response, 422, "invalid_request")
+
+
+class TestAuth:
+    @pytest.mark.parametrize(
+        "header",
+        [
+            None,
+            "Bearer tsk_wrong",
+            "Basic dXNlcjpwYXNz",
+            "Bearer",
+            "tsk_no_scheme",
+            "Bearer " + "x" * 500,
+        ],
+    )
+    def test_every_v1_route_needs_a_valid_key(self, client: TestClient, header: str | None) -> None:
+        headers = {"Authorization": header} if header else {}
+        client.headers.pop("Authorization")
+        routes = [
+            ("POST", "/v1/verifications", {"to": "+14155550123"}),
+            ("GET", "/v1/verifications/00000000-0000-4000-8000-000000000000", None),
+            (
+                "POST",
+                "/v1/verifications/00000000-0000-4000-8000-000000000000/checks",
+                {"code": "123456"},
+            ),
+            ("GET", "/v1/verifications/00000000-0000-4000-8000-000000000000/checks/x", None),
+        ]
+        for method, path, body in routes:
+            response = client.request(method, path, json=body, headers=headers)
+            assert_problem(response, 401, "unauthorized")
+            assert response.headers["www-authenticate"] == "Bearer"
+
+    def test_a_revoked_key_stops_working(self, client: TestClient) -> None:
+        context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
+        with context.uow_factory() as uow:
+            revoke_api_key(uow, "api-unit")
+            uow.commit()
+        assert_problem(
+            client.get("/v1/verifications/00000000-0000-4000-8000-000000000000"),
+            401,
+            "unauthorized",
+        )
+
+    def test_the_openapi_document_declares_bearer_auth(self, client: TestClient) -> None:
+        spec = client.get("/openapi.json").json()
+        assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+        assert client.get("/docs").status_code == 200
+
+
+class TestRead:
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/v1/verifications/00000000-0000-4000-8000-000000000000",
+            "/v1/verifications/not-a-uuid",
+            "/v1/verifications/00000000-0000-4000-8000-000000000000/checks/00000000-0000-4000-8000-000000000001",
+            "/v1/nothing-here",
+        ],
+    )
+    def test_unknown_ids_are_404(self, client: TestClient, path: str) -> None:
+        assert_problem(client.get(path), 404, "not_found")
+
+    def test_a_check_on_a_queued_verification_is_409(self, client: TestClient) -> None:
+        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        response = client.post(f"/v1/verifications/{created['id']}/checks", json={"code": "123456"})
+        assert_problem(response, 409, "verification_not_pending")
+
+    def test_wrong_method_is_405(self, client: TestClient) -> None:
+        assert_problem(client.delete("/v1/verifications"), 405, "method_not_allowed")
+
+
+def test_health_and_readiness(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_readiness_fails_when_redis_is_gone(client: TestClient) -> None:
+    context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
+    context.redis = make_redis(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    response = client.get("/readyz")
+    assert_problem(response, 503, "service_unavailable")
+    assert "redis" in response.json()["detail"] and response.headers["retry-after"]

@@ -1,0 +1,211 @@
+"""``twostep``: one command line for every process of the system (architecture §6)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+
+import click
+
+from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
+from shared.errors import TwostepError
+from shared.logging import configure_logging
+from shared.services.keys import create_api_key, list_api_keys, revoke_api_key
+from shared.settings import Settings, get_settings
+
+
+def _settings(process: str) -> Settings:
+    try:
+        settings = get_settings()
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise click.ClickException(f"invalid configuration:\n{exc}") from exc
+    configure_logging(settings.log_level, settings.log_format, process=process)
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="twostep")
+def main() -> None:
+    """twostep: two-step verification for login servers, over Twilio Verify."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes")
+def api(host: str, port: int, workers: int) -> None:
+    """The HTTP API (uvicorn)."""
+    import uvicorn
+
+    settings = _settings("api")
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+@main.command()
+@click.option(
+    "--concurrency", "-c", type=int, help="threads  [default: TWOSTEP_WORKER_CONCURRENCY]"
+)
+@click.option(
+    "--queues",
+    "-Q",
+    default="twostep.send,twostep.check,twostep.sweep",
+    show_default=True,
+    help="comma-separated queues to consume",
+)
+@click.option("--name", default=None, help="worker node name  [default: twostep-PID@HOST]")
+def worker(concurrency: int | None, queues: str, name: str | None) -> None:
+    """A Celery worker (threads pool: the jobs wait on Twilio, not on the CPU)."""
+    settings = _settings("worker")
+    from workers.app import app
+
+    app.worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={concurrency or settings.worker_concurrency}",
+            f"--queues={queues}",
+            f"--hostname={name or f'twostep-{os.getpid()}@%h'}",
+            f"--loglevel={settings.log_level}",
+            "--task-events",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@main.command()
+def beat() -> None:
+    """The periodic sweeper's clock (Celery beat)."""
+    settings = _settings("beat")
+    from workers.app import app
+
+    app.start(["beat", f"--loglevel={settings.log_level}"])
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5555, show_default=True, type=int)
+def flower(host: str, port: int) -> None:
+    """Flower on the workers' Celery app, behind basic auth.
+
+    Credentials come from TWOSTEP_FLOWER_BASIC_AUTH (user:password); without it a random
+    password is made up and printed.
+    """
+    _settings("flower")
+    from workers.app import app
+
+    basic_auth = os.environ.get("TWOSTEP_FLOWER_BASIC_AUTH")
+    if not basic_auth:
+        basic_auth = f"admin:{secrets.token_urlsafe(12)}"
+        click.echo(f"Flower basic auth (set TWOSTEP_FLOWER_BASIC_AUTH to choose): {basic_auth}")
+    app.start(["flower", f"--address={host}", f"--port={port}", f"--basic-auth={basic_auth}"])
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+def sandbox(host: str, port: int) -> None:
+    """The Twilio Verify sandbox (Twilio's v2 paths, in memory)."""
+    from sandbox.server import run
+
+    settings = _settings("sandbox")
+    run(host, port, log_level=settings.log_level)
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date (alembic upgrade head)."""
+    from shared.db.migrate import upgrade
+
+    settings = _settings("migrate")
+    upgrade(settings.database_url)
+    click.echo("database schema is up to date")
+
+
+@main.group()
+def keys() -> None:
+    """API keys: create, list, revoke."""
+
+
+def _uow_factory(settings: Settings) -> UnitOfWorkFactory:
+    return UnitOfWorkFactory(make_session_factory(make_engine(settings.database_url, pool_size=1)))
+
+
+@keys.command("create")
+@click.argument("name")
+def keys_create(name: str) -> None:
+    """Create a key; it is printed once, as the last line, and stored only hashed."""
+    factory = _uow_factory(_settings("keys"))
+    with factory() as uow:
+        try:
+            key, plaintext = create_api_key(uow, name)
+        except TwostepError as exc:
+            raise click.ClickException(exc.detail) from exc
+        uow.commit()
+    click.echo(f"created API key {key.name!r}; it is shown only now:", err=True)
+    click.echo(plaintext)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Names, prefixes and states of every key (never the keys themselves)."""
+    factory = _uow_factory(_settings("keys"))
+    with factory() as uow:
+        rows = list_api_keys(uow)
+        if not rows:
+            click.echo("no API keys; create one with: twostep keys create NAME")
+            return
+        click.echo(f"{'NAME':<32} {'PREFIX':<14} {'CREATED':<20} STATE")
+        for key in rows:
+            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+            created = f"{key.created_at:%Y-%m-%d %H:%M:%S}"
+            click.echo(f"{key.name:<32} {key.key_prefix + '…':<14} {created:<20} {state}")
+
+
+@keys.command("revoke")
+@click.argument("name")
+def keys_revoke(name: str) -> None:
+    """Revoke a key at once; requests with it get 401 from then on."""
+    factory = _uow_factory(_settings("keys"))
+    with factory() as uow:
+        try:
+            revoke_api_key(uow, name)
+        except TwostepError as exc:
+            raise click.ClickException(exc.detail) from exc
+        uow.commit()
+    click.echo(f"revoked API key {name!r}")
+
+
+@main.command()
+@click.option("--api-port", default=8000, show_default=True, type=int)
+@click.option("--sandbox-port", default=8765, show_default=True, type=int)
+@click.option(
+    "--data-dir", default=".twostep", show_default=True, help="SQLite file, logs, dev key"
+)
+@click.option("--flower/--no-flower", default=False, show_default=True, help="also start Flower")
+def dev(api_port: int, sandbox_port: int, data_dir: str, flower: bool) -> None:
+    """Everything for a local try-out: migrate, then API, worker, beat and the sandbox."""
+    from twostep.dev import DevOptions, run_dev
+
+    sys.exit(
+        run_dev(
+            DevOptions(
+                api_port=api_port, sandbox_port=sandbox_port, data_dir=data_dir, flower=flower
+            )
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

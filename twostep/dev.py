@@ -1,0 +1,302 @@
+"""``twostep dev``: the whole system on a laptop, with nothing but Python installed.
+
+SQLite in ``.twostep/``, a Redis (``TWOSTEP_REDIS_URL``, else a ``redis-server`` on PATH on a free
+port, else an embedded one), the sandbox standing in for Twilio, then the API, a worker and beat.
+Children run in their own process groups so that Ctrl-C reaches only this launcher, which then
+stops them in order: API first (no new work), then beat, worker, sandbox, Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from shared.db.migrate import upgrade
+from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
+from shared.errors import Unauthorized
+from shared.services.keys import authenticate, create_api_key
+
+_STOP_TIMEOUT = 20.0
+_START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    api_port: int = 8000
+    sandbox_port: int = 8765
+    data_dir: str = ".twostep"
+    flower: bool = False
+
+
+@dataclass
+class _Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+@dataclass
+class _Launcher:
+    env: dict[str, str]
+    children: list[_Child] = field(default_factory=list)
+
+    def start(self, name: str, *argv: str) -> _Child:
+        process = subprocess.Popen(
+            [sys.executable, *argv],
+            env=self.env,
+            start_new_session=True,  # Ctrl-C goes to the launcher only; it stops children in order
+        )
+        child = _Child(name, process)
+        self.children.append(child)
+        return child
+
+    def start_command(self, name: str, argv: list[str]) -> _Child:
+        process = subprocess.Popen(argv, env=self.env, start_new_session=True)
+        child = _Child(name, process)
+        self.children.append(child)
+        return child
+
+    def first_exited(self) -> _Child | None:
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+    def stop_all(self) -> None:
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                _say(f"stopping {child.name}…")
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signal.SIGTERM)
+                try:
+                    child.process.wait(_STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    _say(f"{child.name} did not stop in {_STOP_TIMEOUT:.0f}s; killing it")
+                    child.process.kill()
+                    child.process.wait()
+
+
+def run_dev(options: DevOptions) -> int:
+    data_dir = Path(options.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = os.environ.copy()
+    env.setdefault("TWOSTEP_DATABASE_URL", f"sqlite:///{data_dir / 'twostep.db'}")
+    env.setdefault("TWOSTEP_WORKER_CONCURRENCY", "8")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    launcher = _Launcher(env)
+
+    interrupted = False
+
+    def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal interrupted
+        interrupted = True
+
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        redis_note = _start_redis(launcher, data_dir)
+        use_sandbox = not (env.get("TWILIO_ACCOUNT_SID") and env.get("TWILIO_AUTH_TOKEN"))
+        sandbox_url = None
+        if use_sandbox:
+            sandbox_port = _free_port_near(options.sandbox_port)
+            sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+            env["TWOSTEP_TWILIO_BASE_URL"] = sandbox_url
+            launcher.start("sandbox", "-m", "twostep.cli", "sandbox", "--port", str(sandbox_port))
+
+        _say(f"migrating {env['TWOSTEP_DATABASE_URL']}")
+        upgrade(env["TWOSTEP_DATABASE_URL"])
+        api_key = _dev_api_key(env["TWOSTEP_DATABASE_URL"], data_dir / "dev-api-key")
+
+        api_port = _free_port_near(options.api_port)
+        api_url = f"http://127.0.0.1:{api_port}"
+        launcher.start("api", "-m", "twostep.cli", "api", "--port", str(api_port))
+        launcher.start("worker", "-m", "twostep.cli", "worker")
+        launcher.start("beat", "-m", "twostep.cli", "beat")
+        flower_url = None
+        if options.flower:
+            flower_port = _free_port_near(5555)
+            flower_url = f"http://127.0.0.1:{flower_port}"
+            launcher.start("flower", "-m", "twostep.cli", "flower", "--port", str(flower_port))
+
+        if sandbox_url:
+            _wait_http(f"{sandbox_url}/healthz", "sandbox", launcher, lambda: interrupted)
+        _wait_http(f"{api_url}/readyz", "api", launcher, lambda: interrupted)
+        if not interrupted:
+            _banner(
+                api_url, sandbox_url, flower_url, redis_note, env["TWOSTEP_DATABASE_URL"], api_key
+            )
+
+        while not interrupted:
+            exited = launcher.first_exited()
+            if exited is not None:
+                _say(
+                    f"{exited.name} exited with code {exited.process.returncode}; stopping the rest"
+                )
+                return 1
+            time.sleep(0.5)
+        return 0
+    except _StartFailed as exc:
+        _say(f"could not start: {exc}")
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        launcher.stop_all()
+        _say("stopped")
+
+
+class _StartFailed(Exception):
+    pass
+
+
+def _start_redis(launcher: _Launcher, data_dir: Path) -> str:
+    env = launcher.env
+    if env.get("TWOSTEP_REDIS_URL"):
+        return f"Redis from TWOSTEP_REDIS_URL ({env['TWOSTEP_REDIS_URL']})"
+    port = _free_port()
+    env["TWOSTEP_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    server = shutil.which("redis-server")
+    if server:
+        launcher.start_command(
+            "redis",
+            [
+                server,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(data_dir),
+                "--maxmemory-policy",
+                "noeviction",
+                "--loglevel",
+                "warning",
+            ],
+        )
+        note = f"redis-server ({server}) on port {port}"
+    else:
+        launcher.start("redis", "-m", "twostep.embedded_redis", "--port", str(port))
+        note = (
+            f"embedded Redis (fakeredis) on port {port}: no redis-server on PATH. It works but "
+            "is slow (~10 jobs/s); install Redis for anything beyond a try-out"
+        )
+    _wait_tcp(port, "redis", launcher)
+    return note
+
+
+def _dev_api_key(database_url: str, key_file: Path) -> str:
+    engine = make_engine(database_url, pool_size=1)
+    factory = UnitOfWorkFactory(make_session_factory(engine))
+    try:
+        if key_file.exists():
+            saved = key_file.read_text().strip()
+            with factory() as uow:
+                try:
+                    authenticate(uow, f"Bearer {saved}")
+                    return saved
+                except Unauthorized:
+                    pass
+        with factory() as uow:
+            _key, plaintext = create_api_key(uow, f"dev-{int(time.time())}")
+            uow.commit()
+    finally:
+        engine.dispose()
+    key_file.write_text(plaintext + "\n")
+    key_file.chmod(0o600)
+    return plaintext
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _free_port_near(preferred: int) -> int:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            port = _free_port()
+            _say(f"port {preferred} is taken; using {port}")
+            return port
+
+
+def _wait_tcp(port: int, name: str, launcher: _Launcher) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.5),
+        ):
+            return
+        _fail_if_exited(launcher)
+        time.sleep(0.1)
+    raise _StartFailed(f"{name} did not open port {port} within {_START_TIMEOUT:.0f}s")
+
+
+def _wait_http(url: str, name: str, launcher: _Launcher, interrupted: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        if interrupted():
+            return
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        _fail_if_exited(launcher)
+        time.sleep(0.2)
+    raise _StartFailed(f"{name} was not ready at {url} within {_START_TIMEOUT:.0f}s")
+
+
+def _fail_if_exited(launcher: _Launcher) -> None:
+    exited = launcher.first_exited()
+    if exited is not None:
+        raise _StartFailed(f"{exited.name} exited with code {exited.process.returncode}")
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(f"twostep dev: {text}\n")
+    sys.stderr.flush()
+
+
+def _banner(
+    api_url: str,
+    sandbox_url: str | None,
+    flower_url: str | None,
+    redis_note: str,
+    database_url: str,
+    api_key: str,
+) -> None:
+    lines = [
+        "",
+        "twostep is running. Ctrl-C stops everything.",
+        f"  API        {api_url}   (docs: {api_url}/docs)",
+        f"  sandbox    {sandbox_url}   (codes sent: {sandbox_url}/sandbox/messages)"
+        if sandbox_url
+        else "  Twilio     real Twilio Verify (TWILIO_* credentials are set)",
+        f"  Flower     {flower_url}"
+        if flower_url
+        else "  Flower     not started (twostep dev --flower)",
+        f"  Redis      {redis_note}",
+        f"  database   {database_url}",
+        f"  API key    {api_key}",
+        "",
+        "Try it:",
+        f"  curl -s -X POST {api_url}/v1/verifications -H 'Authorization: Bearer {api_key}' \\",
+        "       -H 'Content-Type: application/json' -d '{\"to\": \"+14155550123\"}'",
+        "",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
