@@ -80,8 +80,12 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Chatty at INFO, and the Twilio SDK puts numbers in its request lines.
+    # Chatty at INFO (a line per task received, per task done, per beat tick; our own events say
+    # what happened), and the Twilio SDK puts numbers in its request lines.
     for name, floor in (
+        ("celery.app.trace", logging.WARNING),
+        ("celery.worker.strategy", logging.WARNING),
+        ("celery.beat", logging.WARNING),
         ("twilio", logging.WARNING),
         ("twostep.twilio_sdk", logging.WARNING),
         ("httpx", logging.WARNING),

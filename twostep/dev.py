@@ -26,7 +26,9 @@ import httpx
 from shared.db.migrate import upgrade
 from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
 from shared.errors import Unauthorized
+from shared.jobs import make_celery
 from shared.services.keys import authenticate, create_api_key
+from shared.settings import Settings
 
 _STOP_TIMEOUT = 20.0
 _START_TIMEOUT = 60.0
@@ -128,6 +130,7 @@ def run_dev(options: DevOptions) -> int:
         if sandbox_url:
             _wait_http(f"{sandbox_url}/healthz", "sandbox", launcher, lambda: interrupted)
         _wait_http(f"{api_url}/readyz", "api", launcher, lambda: interrupted)
+        _wait_worker(env["TWOSTEP_REDIS_URL"], launcher, lambda: interrupted)
         if not interrupted:
             _banner(
                 api_url, sandbox_url, flower_url, redis_note, env["TWOSTEP_DATABASE_URL"], api_key
@@ -258,6 +261,20 @@ def _wait_http(url: str, name: str, launcher: _Launcher, interrupted: Callable[[
         _fail_if_exited(launcher)
         time.sleep(0.2)
     raise _StartFailed(f"{name} was not ready at {url} within {_START_TIMEOUT:.0f}s")
+
+
+def _wait_worker(redis_url: str, launcher: _Launcher, interrupted: Callable[[], bool]) -> None:
+    app = make_celery(Settings(redis_url=redis_url), main="twostep.dev")
+    deadline = time.monotonic() + _START_TIMEOUT
+    try:
+        while time.monotonic() < deadline and not interrupted():
+            if app.control.ping(timeout=0.5):
+                return
+            _fail_if_exited(launcher)
+        if not interrupted():
+            raise _StartFailed(f"no worker answered within {_START_TIMEOUT:.0f}s")
+    finally:
+        app.close()
 
 
 def _fail_if_exited(launcher: _Launcher) -> None:
