@@ -314,6 +314,8 @@ def create_sandbox_app(sandbox: Sandbox | None = None) -> Starlette:
     sandbox = sandbox or Sandbox()
 
     async def not_found(request: Request, _exc: Exception) -> Response:
+        sandbox.stats.requests_total += 1
+        sandbox.stats.requests_by_endpoint["unknown"] += 1
         error = TwilioError(404, 20404, f"The requested resource {request.url.path} was not found")
         return sandbox._error(error, "not_found")
 
