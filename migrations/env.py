@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from alembic import context
 from sqlalchemy import Connection
 
-from shared.db.base import Base
+from shared.db.base import Base, UTCDateTime
 from shared.db.session import make_engine
 from shared.settings import get_settings
 
@@ -15,12 +17,20 @@ def _url() -> str:
     return config.get_main_option("sqlalchemy.url") or get_settings().database_url
 
 
+def _render_item(kind: str, item: Any, _autogen_context: Any) -> str | Literal[False]:
+    # Migrations must not import application types: UTCDateTime is a DateTime on disk.
+    if kind == "type" and isinstance(item, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:
     context.configure(
         connection=connection,
         url=url,
         target_metadata=target_metadata,
         compare_type=True,
+        render_item=_render_item,
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
         render_as_batch=True,
         literal_binds=connection is None,

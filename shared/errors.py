@@ -5,6 +5,7 @@
     TwostepError                      .code is a stable snake_case word, str(e) a human detail
       InvalidInput                    the caller sent something unusable
         InvalidPhoneNumber
+        IdempotencyKeyReused          the same Idempotency-Key with a different request
       Unauthorized                    no or a bad API key
       NotFound
       Conflict                        the resource is not in a state that allows this
@@ -39,6 +40,10 @@ class InvalidInput(TwostepError):
 
 class InvalidPhoneNumber(InvalidInput):
     code = "invalid_phone_number"
+
+
+class IdempotencyKeyReused(InvalidInput):
+    code = "idempotency_key_reused"
 
 
 class Unauthorized(TwostepError):

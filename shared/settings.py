@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     retry_backoff_base_seconds: PositiveSeconds = 1.0
     retry_backoff_max_seconds: PositiveSeconds = 20.0
 
+    # --- API
+    # How long an Idempotency-Key's first answer is replayed for repeats.
+    idempotency_ttl_seconds: PositiveSeconds = 86_400.0
+
     # --- sweeper (twostep beat)
     sweep_interval_seconds: PositiveSeconds = 5.0
     # A row still queued this long after its last enqueue is assumed to have lost its message.
@@ -104,6 +108,10 @@ class Settings(BaseSettings):
     @property
     def check_deadline(self) -> timedelta:
         return timedelta(seconds=self.check_deadline_seconds)
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        return timedelta(seconds=self.idempotency_ttl_seconds)
 
     @property
     def claim_lease(self) -> timedelta:

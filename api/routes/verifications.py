@@ -1,13 +1,27 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse
 
 from api.deps import ApiKeyDep, ContextDep, UowDep, parse_id
+from api.idempotency import answer_once
 from api.schemas import CheckCreate, CheckOut, VerificationCreate, VerificationOut
 from shared.services import verifications
+from shared.services.idempotency import StoredAnswer
 from shared.services.verifications import VerificationRequest
 
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Repeat a request with the same key (for 24 h) to get the first answer again, "
+        "with no second effect.",
+    ),
+]
 
 
 @router.post("", status_code=202, response_model=VerificationOut)
@@ -16,24 +30,34 @@ def create_verification(
     uow: UowDep,
     api_key: ApiKeyDep,
     context: ContextDep,
-    response: Response,
-) -> VerificationOut:
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """Ask for a code to be sent. Answers at once with status `queued`; a worker sends it."""
-    verification = verifications.request_verification(
+
+    def send() -> StoredAnswer:
+        verification = verifications.request_verification(
+            uow,
+            context.settings,
+            api_key,
+            VerificationRequest(
+                to=body.to,
+                channel=body.channel,
+                locale=body.locale,
+                user_id=body.user_id,
+                client_ip=str(body.client_ip) if body.client_ip else None,
+            ),
+        )
+        return StoredAnswer(202, VerificationOut.from_row(verification).model_dump(mode="json"))
+
+    return answer_once(
         uow,
-        context.settings,
         api_key,
-        VerificationRequest(
-            to=body.to,
-            channel=body.channel,
-            locale=body.locale,
-            user_id=body.user_id,
-            client_ip=str(body.client_ip) if body.client_ip else None,
-        ),
+        idempotency_key,
+        ("POST", "/v1/verifications", body.model_dump(mode="json")),
+        context.settings.idempotency_ttl,
+        send,
+        location=lambda answer: f"/v1/verifications/{answer['id']}",
     )
-    uow.commit()
-    response.headers["Location"] = f"/v1/verifications/{verification.id}"
-    return VerificationOut.from_row(verification)
 
 
 @router.get("/{verification_id}", response_model=VerificationOut)
@@ -47,21 +71,30 @@ def create_check(
     verification_id: str,
     body: CheckCreate,
     uow: UowDep,
-    _api_key: ApiKeyDep,
+    api_key: ApiKeyDep,
     context: ContextDep,
-    response: Response,
-) -> CheckOut:
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """Hand over the code the user typed. Answers at once with status `queued`."""
-    check = verifications.request_check(
+    parsed_id = parse_id(verification_id, "verification")
+
+    def check() -> StoredAnswer:
+        created = verifications.request_check(
+            uow, context.settings, context.stash, parsed_id, body.code
+        )
+        return StoredAnswer(202, CheckOut.from_row(created).model_dump(mode="json"))
+
+    return answer_once(
         uow,
-        context.settings,
-        context.stash,
-        parse_id(verification_id, "verification"),
-        body.code,
+        api_key,
+        idempotency_key,
+        ("POST", f"/v1/verifications/{parsed_id}/checks", body.model_dump(mode="json")),
+        context.settings.idempotency_ttl,
+        check,
+        location=lambda answer: (
+            f"/v1/verifications/{answer['verification_id']}/checks/{answer['id']}"
+        ),
     )
-    uow.commit()
-    response.headers["Location"] = f"/v1/verifications/{check.verification_id}/checks/{check.id}"
-    return CheckOut.from_row(check)
 
 
 @router.get("/{verification_id}/checks/{check_id}", response_model=CheckOut)

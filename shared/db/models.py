@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Uuid
+from sqlalchemy import JSON, Enum, ForeignKey, Index, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.base import Base
@@ -105,3 +106,20 @@ class VerificationCheck(JobRow, Base):
         ForeignKey("verifications.id", ondelete="CASCADE"), index=True
     )
     status: Mapped[CheckStatus] = mapped_column(_enum(CheckStatus, "check_status"))
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a request made with an ``Idempotency-Key``, replayed for repeats."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("api_key_id", "key"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of the request without any code in it: a code must not be stored, even hashed.
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int]
+    response_body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

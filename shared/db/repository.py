@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from shared.db.models import ApiKey, Verification, VerificationCheck
+from shared.db.models import ApiKey, IdempotencyRecord, Verification, VerificationCheck
 from shared.domain import CheckStatus, VerificationStatus
 
 Claimable = TypeVar("Claimable", Verification, VerificationCheck)
@@ -35,6 +35,33 @@ class ApiKeyRepository:
 
     def list_all(self) -> Sequence[ApiKey]:
         return self.session.scalars(select(ApiKey).order_by(ApiKey.created_at)).all()
+
+
+class IdempotencyRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, api_key_id: uuid.UUID, key: str) -> IdempotencyRecord | None:
+        return self.session.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.api_key_id == api_key_id, IdempotencyRecord.key == key
+            )
+        )
+
+    def add(self, record: IdempotencyRecord) -> None:
+        self.session.add(record)
+
+    def delete_expired(
+        self, now: datetime, *, api_key_id: uuid.UUID | None = None, key: str | None = None
+    ) -> int:
+        statement = delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now)
+        if api_key_id is not None and key is not None:
+            statement = statement.where(
+                IdempotencyRecord.api_key_id == api_key_id, IdempotencyRecord.key == key
+            )
+        result = self.session.execute(statement, execution_options={"synchronize_session": False})
+        assert isinstance(result, CursorResult)
+        return result.rowcount
 
 
 class _ClaimableRepository(Generic[Claimable]):

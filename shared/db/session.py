@@ -13,7 +13,12 @@ import structlog
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db.repository import ApiKeyRepository, CheckRepository, VerificationRepository
+from shared.db.repository import (
+    ApiKeyRepository,
+    CheckRepository,
+    IdempotencyRepository,
+    VerificationRepository,
+)
 from shared.jobs import Job, JobQueue, PublishFailed
 
 log = structlog.get_logger(__name__)
@@ -71,6 +76,7 @@ class UnitOfWork:
         self.api_keys = ApiKeyRepository(self.session)
         self.verifications = VerificationRepository(self.session)
         self.checks = CheckRepository(self.session)
+        self.idempotency = IdempotencyRepository(self.session)
         self._jobs = []
         return self
 

@@ -157,7 +157,12 @@ def _send_once(
     deps: DeliveryDeps, verification: Verification, lost_call_started_at: datetime | None
 ) -> ProviderVerification:
     if lost_call_started_at is not None:
-        existing = deps.verify.find_pending_verification(verification.to_e164)
+        try:
+            existing = deps.verify.find_pending_verification(verification.to_e164)
+        except ProviderTransientError as exc:
+            # We still do not know whether the lost call went out: keep looking next time.
+            exc.ambiguous = True
+            raise
         if (
             existing is not None
             and existing.last_sent_at is not None
@@ -186,12 +191,14 @@ def _after_transient_error(
     event: str,
     on_give_up: Callable[[], None] | None = None,
 ) -> RetryLater | None:
-    """Put the row back to wait for a retry, or give up if the retry would land past its
-    deadline. Either way the attempt and its error are committed before anything else."""
+    """Put the row back to wait for a retry, at the latest at its deadline (where the retry
+    finds it too late and fails it), or give up now if the deadline has passed. Either way the
+    attempt and its error are committed before anything else."""
     settings = deps.settings
     now = utcnow()
-    delay = backoff_seconds(settings, row.provider_attempts, exc.retry_after)
-    give_up = now + timedelta(seconds=delay) >= row.deadline_at
+    left = (row.deadline_at - now).total_seconds()
+    delay = min(backoff_seconds(settings, row.provider_attempts, exc.retry_after), max(left, 0.0))
+    give_up = left <= 0
     values: dict[str, object] = {"updated_at": now, **_error_values(exc)}
     if not exc.ambiguous:
         values["provider_call_started_at"] = None

@@ -1,9 +1,10 @@
 """The outbox sweeper: SQL is the truth, Redis may forget.
 
 Every period it re-publishes jobs whose rows stayed queued too long or whose worker's claim
-went stale (a lost message, a killed worker), fails rows past their deadline and expires
-pending verifications past their code's lifetime. Every change is a compare-and-set, so two
-sweepers running by mistake split the work or repeat a no-op; duplicate jobs claim nothing.
+went stale (a lost message, a killed worker), fails rows past their deadline, expires pending
+verifications past their code's lifetime and forgets expired idempotency keys. Every change is
+a compare-and-set, so two sweepers running by mistake split the work or repeat a no-op;
+duplicate jobs claim nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class SweepReport:
     failed_sends: int
     failed_checks: int
     expired: int
+    forgotten_idempotency_keys: int = 0
 
     @property
     def anything(self) -> bool:
@@ -58,6 +60,7 @@ def sweep(
             error_message="not checked before the check deadline",
         )
         expired = uow.verifications.expire_pending(now)
+        forgotten = uow.idempotency.delete_expired(now)
 
         republished_sends = _republish(uow.verifications, Job.send_code, uow, settings, now)
         republished_checks = _republish(uow.checks, Job.check_code, uow, settings, now)
@@ -69,6 +72,7 @@ def sweep(
         failed_sends=failed_sends,
         failed_checks=failed_checks,
         expired=expired,
+        forgotten_idempotency_keys=forgotten,
     )
     if report.anything:
         log.info(
@@ -78,6 +82,7 @@ def sweep(
             failed_sends=failed_sends,
             failed_checks=failed_checks,
             expired=expired,
+            forgotten_idempotency_keys=forgotten,
         )
     return report
 

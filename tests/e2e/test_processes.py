@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -47,7 +48,7 @@ def test_the_verification_flow_and_its_errors(system: System, http: httpx.Client
             "POST",
             f"/v1/verifications/{verification_id}/checks",
             json={"code": code_typed},
-            headers=auth,
+            headers={**auth, "Idempotency-Key": f"check-{uuid.uuid4()}"},
         )
         assert response.status_code == 202
         check_path = f"/v1/verifications/{verification_id}/checks/{response.json()['id']}"

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.deps import ApiContext
 from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
+from shared.domain import VerificationStatus
 from shared.jobs import SEND_CODE
 from shared.redis_client import make_redis
 from shared.services.keys import create_api_key, revoke_api_key
@@ -196,3 +197,86 @@ def test_readiness_fails_when_redis_is_gone(client: TestClient) -> None:
     response = client.get("/readyz")
     assert_problem(response, 503, "service_unavailable")
     assert "redis" in response.json()["detail"] and response.headers["retry-after"]
+
+
+class TestIdempotency:
+    def test_a_repeat_gets_the_first_answer_and_no_second_job(
+        self, client: TestClient, job_queue: FakeJobQueue
+    ) -> None:
+        headers = {"Idempotency-Key": "order-42"}
+        first = client.post("/v1/verifications", json={"to": "+14155550123"}, headers=headers)
+        again = client.post("/v1/verifications", json={"to": "+14155550123"}, headers=headers)
+        assert first.status_code == again.status_code == 202
+        assert again.json() == first.json()
+        assert (
+            again.headers["idempotent-replayed"] == "true"
+            and "idempotent-replayed" not in first.headers
+        )
+        assert again.headers["location"] == first.headers["location"]
+        assert len(job_queue.published) == 1
+
+    def test_the_same_key_for_another_request_is_refused(self, client: TestClient) -> None:
+        headers = {"Idempotency-Key": "order-43"}
+        client.post("/v1/verifications", json={"to": "+14155550123"}, headers=headers)
+        other = client.post("/v1/verifications", json={"to": "+14155550124"}, headers=headers)
+        assert_problem(other, 422, "idempotency_key_reused")
+
+    def test_keys_belong_to_one_api_key(self, client: TestClient, job_queue: FakeJobQueue) -> None:
+        context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
+        with context.uow_factory() as uow:
+            _key, other_key = create_api_key(uow, "api-unit-other")
+            uow.commit()
+        body = {"to": "+14155550123"}
+        mine = client.post("/v1/verifications", json=body, headers={"Idempotency-Key": "k"})
+        theirs = client.post(
+            "/v1/verifications",
+            json=body,
+            headers={"Idempotency-Key": "k", "Authorization": f"Bearer {other_key}"},
+        )
+        assert mine.json()["id"] != theirs.json()["id"]
+        assert len(job_queue.published) == 2
+
+    @pytest.mark.parametrize("key", ["", "has space", "x" * 256])
+    def test_malformed_keys_are_refused(self, client: TestClient, key: str) -> None:
+        response = client.post(
+            "/v1/verifications", json={"to": "+14155550123"}, headers={"Idempotency-Key": key}
+        )
+        assert_problem(response, 422, "invalid_input")
+
+    def test_a_failed_request_is_not_remembered(self, client: TestClient) -> None:
+        headers = {"Idempotency-Key": "order-44"}
+        assert (
+            client.post("/v1/verifications", json={"to": "12"}, headers=headers).status_code == 422
+        )
+        assert (
+            client.post("/v1/verifications", json={"to": "12"}, headers=headers).status_code == 422
+        )
+
+    def test_checks_replay_without_the_code_being_compared(self, client: TestClient) -> None:
+        context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
+        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        with context.uow_factory() as uow:
+            import uuid
+
+            uow.verifications.transition(
+                uuid.UUID(created["id"]),
+                from_statuses=[VerificationStatus.QUEUED],
+                status=VerificationStatus.PENDING,
+                provider_sid="VE" + "0" * 32,
+            )
+            uow.commit()
+        path = f"/v1/verifications/{created['id']}/checks"
+        headers = {"Idempotency-Key": "check-1"}
+        first = client.post(path, json={"code": "123456"}, headers=headers)
+        again = client.post(path, json={"code": "654321"}, headers=headers)
+        assert first.status_code == 202 and again.json() == first.json()
+        assert client.get(f"/v1/verifications/{created['id']}").json()["check_attempts"] == 1
+        with context.uow_factory() as uow:
+            stored = uow.idempotency.get(uow.api_keys.get_by_name("api-unit").id, "check-1")  # type: ignore[union-attr]
+            assert stored is not None
+            assert "123456" not in str(stored.response_body) + stored.request_fingerprint
+        other = client.post("/v1/verifications", json={"to": "+14155550125"}).json()
+        elsewhere = client.post(
+            f"/v1/verifications/{other['id']}/checks", json={"code": "123456"}, headers=headers
+        )
+        assert_problem(elsewhere, 422, "idempotency_key_reused")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -212,9 +213,14 @@ class TestSendCode:
             )
             uow.commit()
         verify.fail_next(ProviderTransientError("503", status=503))
+        retry = delivery.send_code(deps, verification_id)
+        assert isinstance(retry, RetryLater) and retry.countdown <= 0.1  # not past the deadline
+        time.sleep(0.15)
         assert delivery.send_code(deps, verification_id) is None
         row = load(deps, verification_id)
         assert (row.status, row.error_code) == (VerificationStatus.FAILED, "provider_unavailable")
+        assert row.completed_at is not None and row.completed_at >= row.deadline_at
+        assert verify.count("start") == 1
 
     def test_a_dead_workers_claim_is_taken_over_and_reconciled(
         self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient, unit_settings: Settings
@@ -376,3 +382,17 @@ class TestUnitOfWork:
         with unit_uow_factory() as uow:
             row = uow.verifications.get(verification.id)
             assert row is not None and row.status is VerificationStatus.QUEUED
+
+
+def test_a_failed_look_keeps_the_reason_to_look(
+    deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+) -> None:
+    verification_id = queued(deps, key)
+    verify.lose_next_answer()
+    assert isinstance(delivery.send_code(deps, verification_id), RetryLater)
+    verify.fail_next(ProviderTransientError("503 on the fetch", status=503))
+    assert isinstance(delivery.send_code(deps, verification_id), RetryLater)
+    assert load(deps, verification_id).provider_call_started_at is not None
+    assert delivery.send_code(deps, verification_id) is None
+    assert len(verify.pending[TO].sends) == 1
+    assert (verify.count("find"), verify.count("start")) == (2, 1)

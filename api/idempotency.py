@@ -1,0 +1,62 @@
+"""Answer a POST once per ``Idempotency-Key``; the route says what doing it once means."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from shared.clock import utcnow
+from shared.db.models import ApiKey
+from shared.db.session import UnitOfWork
+from shared.services import idempotency
+from shared.services.idempotency import StoredAnswer
+
+
+def answer_once(
+    uow: UnitOfWork,
+    api_key: ApiKey,
+    key: str | None,
+    request: tuple[str, str, dict[str, Any]],
+    ttl: timedelta,
+    do: Callable[[], StoredAnswer],
+    location: Callable[[dict[str, Any]], str],
+) -> JSONResponse:
+    """Run ``do`` and commit, unless this key already has an answer: then replay it.
+
+    Two requests racing with one key both run ``do``; the unique (API key, key) constraint lets
+    one commit, and the other rolls its work back and replays the winner's answer.
+    """
+    if key is None:
+        answer = do()
+        uow.commit()
+        return _response(answer, location, replayed=False)
+    idempotency.validate_key(key)
+    request_fingerprint = idempotency.fingerprint(*request)
+    now = utcnow()
+    stored = idempotency.find_answer(uow, api_key.id, key, request_fingerprint, now)
+    if stored is not None:
+        return _response(stored, location, replayed=True)
+    answer = do()
+    idempotency.remember_answer(uow, api_key.id, key, request_fingerprint, answer, now, ttl)
+    try:
+        uow.commit()
+    except IntegrityError:
+        uow.rollback()
+        stored = idempotency.find_answer(uow, api_key.id, key, request_fingerprint, utcnow())
+        if stored is None:
+            raise
+        return _response(stored, location, replayed=True)
+    return _response(answer, location, replayed=False)
+
+
+def _response(
+    answer: StoredAnswer, location: Callable[[dict[str, Any]], str], *, replayed: bool
+) -> JSONResponse:
+    headers = {"Location": location(answer.body)}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers)

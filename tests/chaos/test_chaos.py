@@ -1,0 +1,195 @@
+"""Nothing lost, nothing sent twice: killed workers, a Redis that forgets, a failing Twilio."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.chaos.conftest import FINAL, Cluster
+from tests.support import random_phone
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+
+def numbers(count: int) -> list[str]:
+    unique: set[str] = set()
+    while len(unique) < count:
+        unique.add(random_phone())
+    return sorted(unique)
+
+
+def sandbox_figures(cluster: Cluster) -> dict[str, Any]:
+    with cluster.sandbox() as sandbox:
+        return sandbox.stats()
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_workers_stopped_mid_flight_lose_nothing_and_send_once(
+    cluster: Cluster, report: Any, how: str
+) -> None:
+    cluster.start_sandbox({"latency_ms": 300, "jitter_ms": 100})
+    cluster.start_api()
+    cluster.start_beat()
+    worker = cluster.start_worker()
+    tag = f"chaos-{how}"
+    started = time.monotonic()
+    ids = cluster.create(numbers(500), tag)
+    kills = 0
+    mid_call = []
+    for _ in range(2):
+        time.sleep(1.5)
+        at_the_kill = cluster.statuses(tag)
+        assert at_the_kill["pending"] < 500, "the kill came too late to hit anything"
+        mid_call.append(at_the_kill["sending"])
+        if how == "SIGKILL":
+            worker.kill()  # no warm shutdown: claims and unacknowledged messages left behind
+        else:
+            worker.stop()  # warm shutdown: running jobs finish, waiting ones go back to Redis
+        kills += 1
+        worker = cluster.start_worker()
+    took = cluster.wait_settled(tag, len(ids), timeout=120, settled={"pending"} | FINAL)
+    statuses = cluster.statuses(tag)
+    stats = sandbox_figures(cluster)
+    logs = cluster.logs()
+    report(
+        f"worker stopped by {how} twice with 500 in flight",
+        verifications=len(ids),
+        kills=kills,
+        rows_mid_call_at_each_stop=mid_call,
+        statuses=dict(statuses),
+        seconds_to_settle=round(time.monotonic() - started, 1),
+        settled_after_last_restart_s=round(took, 1),
+        sends=stats["sends_total"],
+        max_sends_to_one_number=stats["max_sends_to_one_destination"],
+        reconciled_instead_of_resent=logs.count("send.reconciled"),
+        provider_requests=stats["requests_total"],
+    )
+    assert statuses == {"pending": 500}, "lost or failed verifications"
+    assert stats["max_sends_to_one_destination"] <= 1
+    assert stats["sends_total"] == 500
+
+
+def test_a_redis_that_forgets_its_queues_loses_nothing(cluster: Cluster, report: Any) -> None:
+    cluster.start_sandbox()
+    cluster.start_api()
+    tag = "chaos-flush"
+    ids = cluster.create(numbers(500), tag)
+    assert cluster.statuses(tag) == {"queued": 500}
+    queued_jobs = cluster.redis_client().llen("twostep.send")
+    cluster.redis.restart()  # no persistence: every queued job is gone
+    assert cluster.redis_client().llen("twostep.send") == 0
+    started = time.monotonic()
+    cluster.start_beat()
+    cluster.start_worker()
+    cluster.wait_settled(tag, len(ids), timeout=120, settled={"pending"} | FINAL)
+    took = time.monotonic() - started
+    rows = cluster.rows(tag)
+    stats = sandbox_figures(cluster)
+    report(
+        "Redis restarted without persistence with 500 queued",
+        verifications=len(ids),
+        jobs_lost_with_redis=queued_jobs,
+        statuses=dict(cluster.statuses(tag)),
+        seconds_to_all_pending=round(took, 1),
+        republished_by_sweeper=sum(row["enqueue_count"] - 1 for row in rows),
+        max_sends_to_one_number=stats["max_sends_to_one_destination"],
+    )
+    assert cluster.statuses(tag) == {"pending": 500}
+    assert stats["max_sends_to_one_destination"] == 1
+
+
+def test_a_flaky_provider_is_ridden_out_without_a_retry_storm(
+    cluster: Cluster, report: Any
+) -> None:
+    faults = {"error_rate": 0.30, "throttle_rate": 0.10, "timeout_rate": 0.05, "hang_seconds": 4}
+    cluster.start_sandbox(faults)
+    cluster.start_api()
+    cluster.start_beat()
+    cluster.start_worker()
+    tag = "chaos-flaky"
+    started = time.monotonic()
+    ids = cluster.create(numbers(500), tag, per_second=25)  # arrivals spread over the 20 s
+    remaining = 20 - (time.monotonic() - started)
+    if remaining > 0:
+        time.sleep(remaining)
+    with cluster.sandbox() as sandbox:
+        during = sandbox.stats()
+        sandbox.clear_faults()
+    cluster.wait_settled(tag, len(ids), timeout=150, settled={"pending"} | FINAL)
+    stats = sandbox_figures(cluster)
+    statuses = cluster.statuses(tag)
+    report(
+        "30% 503 + 10% 20429 + 5% hangs for 20 s, then healthy",
+        verifications=len(ids),
+        statuses=dict(statuses),
+        seconds_to_settle=round(time.monotonic() - started, 1),
+        provider_requests=stats["requests_total"],
+        requests_per_verification=round(stats["requests_total"] / len(ids), 2),
+        injected_during_faults=during["outcomes"],
+        max_sends_to_one_number=stats["max_sends_to_one_destination"],
+    )
+    assert statuses == {"pending": 500}
+    assert stats["requests_total"] <= 3 * len(ids)
+    assert stats["max_sends_to_one_destination"] <= 1
+
+
+def test_a_provider_down_past_the_deadline_fails_everything_at_the_deadline(
+    cluster: Cluster, report: Any
+) -> None:
+    deadline = 12
+    cluster.env["TWOSTEP_SEND_DEADLINE_SECONDS"] = str(deadline)
+    # No sandbox at all: every call is refused.
+    cluster.start_api()
+    cluster.start_beat()
+    cluster.start_worker()
+    tag = "chaos-down"
+    ids = cluster.create(numbers(200), tag)
+    cluster.wait_settled(tag, len(ids), timeout=deadline + 30, settled=FINAL)
+    rows = cluster.rows(tag)
+    lateness = [(row["completed_at"] - row["deadline_at"]).total_seconds() for row in rows]
+    report(
+        f"provider down for longer than the {deadline}s send deadline",
+        verifications=len(ids),
+        statuses=dict(cluster.statuses(tag)),
+        error_codes=dict(Counter(row["error_code"] for row in rows)),
+        failed_after_deadline_s=f"min {min(lateness):+.2f}, max {max(lateness):+.2f}",
+        provider_attempts_per_verification=round(
+            sum(row["provider_attempts"] for row in rows) / len(rows), 1
+        ),
+    )
+    assert cluster.statuses(tag) == {"failed": 200}
+    assert {row["error_code"] for row in rows} == {"provider_unavailable"}
+    sweep_period = float(cluster.env["TWOSTEP_SWEEP_INTERVAL_SECONDS"])
+    assert all(-0.5 <= late <= sweep_period + 1.5 for late in lateness), lateness
+
+
+@pytest.mark.parametrize("reason", ["landline_not_supported", "fraud_blocked", "country_blocked"])
+def test_refused_numbers_fail_with_their_reason_after_one_call(
+    cluster: Cluster, report: Any, reason: str
+) -> None:
+    prefix = {"landline_not_supported": "+1415555020", "fraud_blocked": "+1415555041",
+              "country_blocked": "+1415555060"}[reason]  # fmt: skip
+    cluster.start_sandbox()
+    cluster.start_api()
+    cluster.start_beat()
+    cluster.start_worker()
+    tag = f"chaos-{reason}"
+    refused = [f"{prefix}{digit}" for digit in range(10)]
+    cluster.create(refused, tag)
+    cluster.wait_settled(tag, len(refused), timeout=30, settled=FINAL)
+    time.sleep(2)  # room for any (wrong) retry or reconciliation to show up
+    rows = cluster.rows(tag)
+    stats = sandbox_figures(cluster)
+    report(
+        f"numbers refused with {reason}",
+        verifications=len(refused),
+        statuses=dict(cluster.statuses(tag)),
+        provider_requests=stats["requests_by_endpoint"],
+    )
+    assert cluster.statuses(tag) == {"failed": len(refused)}
+    assert {row["error_code"] for row in rows} == {reason}
+    assert stats["requests_by_endpoint"] == {"CreateVerification": len(refused)}
+    assert stats["sends_total"] == 0
