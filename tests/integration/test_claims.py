@@ -59,3 +59,35 @@ def test_only_one_of_many_concurrent_claims_wins(
             verification.id, winners[0], status=VerificationStatus.PENDING
         )
         uow.commit()
+
+
+def test_two_sweepers_at_once_publish_each_lost_job_once(
+    uow_factory: UnitOfWorkFactory, settings: Settings
+) -> None:
+    from shared.services.sweeper import sweep
+    from tests.fakes import FakeJobQueue
+
+    with uow_factory() as uow:
+        key, _ = create_api_key(uow, f"sweep-{uuid.uuid4().hex[:8]}")
+        ids = {
+            request_verification(uow, settings, key, VerificationRequest(to=random_phone())).id
+            for _ in range(40)
+        }
+        uow.commit()
+    later = utcnow() + settings.requeue_after + timedelta(seconds=1)
+    queues = [FakeJobQueue(), FakeJobQueue()]
+    barrier = threading.Barrier(2)
+
+    def run(queue: FakeJobQueue) -> None:
+        factory = UnitOfWorkFactory(uow_factory.session_factory, queue)
+        barrier.wait()
+        sweep(factory, settings, now=later)
+
+    threads = [threading.Thread(target=run, args=(queue,)) for queue in queues]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    published = [job.entity_id for queue in queues for job in queue.published]
+    mine = [entity_id for entity_id in published if entity_id in ids]
+    assert sorted(mine) == sorted(ids), "a lost job was published twice, or not at all"
