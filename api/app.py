@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import make_asgi_app
 
 from api.deps import ApiContext
 from api.errors import install_error_handlers
-from api.routes import health, verifications
+from api.routes import health, limits, verifications
 from shared.settings import Settings, get_settings
 
 
@@ -37,4 +38,6 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(verifications.router)
+    app.include_router(limits.router)
+    app.mount("/metrics", make_asgi_app())
     return app

@@ -17,8 +17,10 @@ from shared.db.models import ApiKey
 from shared.db.session import UnitOfWork, UnitOfWorkFactory, make_engine, make_session_factory
 from shared.errors import NotFound
 from shared.jobs import CeleryJobQueue, make_celery
+from shared.limits import Guards, RedisLockout, RedisSendLimits
 from shared.redis_client import make_redis
 from shared.services import keys
+from shared.services.idempotency import KeyLocks, RedisKeyLocks
 from shared.settings import Settings
 
 
@@ -29,6 +31,8 @@ class ApiContext:
     uow_factory: UnitOfWorkFactory
     redis: redis.Redis
     stash: CodeStash
+    guards: Guards
+    idempotency_locks: KeyLocks
 
     @classmethod
     def build(cls, settings: Settings) -> ApiContext:
@@ -40,7 +44,11 @@ class ApiContext:
             engine=engine,
             uow_factory=UnitOfWorkFactory(make_session_factory(engine), job_queue),
             redis=client,
-            stash=RedisCodeStash(client),
+            stash=RedisCodeStash(client, settings.redis_key("")),
+            guards=Guards(
+                sends=RedisSendLimits(settings, client), lockout=RedisLockout(settings, client)
+            ),
+            idempotency_locks=RedisKeyLocks(client, settings.redis_key("")),
         )
 
     def close(self) -> None:

@@ -16,9 +16,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.errors import (
     Conflict,
+    CountryNotAllowed,
     InvalidInput,
     InvalidPhoneNumber,
     NotFound,
+    RateLimited,
     ServiceUnavailable,
     TwostepError,
     Unauthorized,
@@ -30,6 +32,8 @@ PROBLEM_JSON = "application/problem+json"
 
 _STATUS_BY_ERROR: list[tuple[type[TwostepError], int]] = [
     (InvalidInput, 422),
+    (CountryNotAllowed, 403),
+    (RateLimited, 429),
     (Unauthorized, 401),
     (NotFound, 404),
     (Conflict, 409),
@@ -82,9 +86,12 @@ def install_error_handlers(app: FastAPI) -> None:
         headers: dict[str, str] = {}
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = "Bearer"
-        if isinstance(exc, ServiceUnavailable):
+        extra: dict[str, Any] = {}
+        if isinstance(exc, ServiceUnavailable | RateLimited):
             headers["Retry-After"] = str(exc.retry_after)
-        return problem(status, exc.code, exc.detail, headers or None)
+        if isinstance(exc, RateLimited):
+            extra["limit"] = exc.limit
+        return problem(status, exc.code, exc.detail, headers or None, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

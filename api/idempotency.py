@@ -13,11 +13,12 @@ from shared.clock import utcnow
 from shared.db.models import ApiKey
 from shared.db.session import UnitOfWork
 from shared.services import idempotency
-from shared.services.idempotency import StoredAnswer
+from shared.services.idempotency import KeyLocks, StoredAnswer
 
 
 def answer_once(
     uow: UnitOfWork,
+    locks: KeyLocks,
     api_key: ApiKey,
     key: str | None,
     request: tuple[str, str, dict[str, Any]],
@@ -27,14 +28,28 @@ def answer_once(
 ) -> JSONResponse:
     """Run ``do`` and commit, unless this key already has an answer: then replay it.
 
-    Two requests racing with one key both run ``do``; the unique (API key, key) constraint lets
-    one commit, and the other rolls its work back and replays the winner's answer.
+    Requests with one key take turns, so a repeat racing the first one replays its answer. If
+    the turn-taking fails anyway (a lock that outlived its lease), the unique (API key, key)
+    constraint lets one commit and the other rolls back and replays.
     """
     if key is None:
         answer = do()
         uow.commit()
         return _response(answer, location, replayed=False)
     idempotency.validate_key(key)
+    with locks.hold(api_key.id, key):
+        return _answer_holding_the_key(uow, api_key, key, request, ttl, do, location)
+
+
+def _answer_holding_the_key(
+    uow: UnitOfWork,
+    api_key: ApiKey,
+    key: str,
+    request: tuple[str, str, dict[str, Any]],
+    ttl: timedelta,
+    do: Callable[[], StoredAnswer],
+    location: Callable[[dict[str, Any]], str],
+) -> JSONResponse:
     request_fingerprint = idempotency.fingerprint(*request)
     now = utcnow()
     stored = idempotency.find_answer(uow, api_key.id, key, request_fingerprint, now)

@@ -25,6 +25,14 @@ class VerificationCreate(BaseModel):
     )
 
 
+class ResendCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel | None = Field(
+        default=None, description="Send the same code again on this channel (e.g. by call)"
+    )
+
+
 class CheckCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -100,3 +108,27 @@ def _error(
     if not is_final or code is None:
         return None
     return ErrorOut(code=code, message=message, provider_code=provider_code)
+
+
+class SendLimitOut(BaseModel):
+    name: str
+    limit: str
+    applies_to: str
+
+
+class LockoutOut(BaseModel):
+    failures_per_step: int
+    wait_increment_seconds: float
+    max_wait_seconds: float
+    failure_reset_seconds: float
+
+
+class LimitsOut(BaseModel):
+    send_limits: list[SendLimitOut]
+    resend_cooldown_seconds: float
+    allowed_countries: list[str] | None = Field(description="null: every country")
+    country_daily_caps: dict[str, int]
+    checks_per_verification: int
+    lockout: LockoutOut
+    provider_rate_per_second: float
+    provider_burst: int

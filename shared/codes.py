@@ -15,8 +15,6 @@ import redis
 
 from shared.errors import ServiceUnavailable
 
-_KEY = "twostep:check-code:{}"
-
 
 class CodeStash(Protocol):
     def put(self, check_id: uuid.UUID, code: str, ttl_seconds: int) -> None: ...
@@ -27,20 +25,21 @@ class CodeStash(Protocol):
 
 
 class RedisCodeStash:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, key_prefix: str = "twostep:") -> None:
         self._redis = client
+        self._key = key_prefix + "check-code:{}"
 
     def put(self, check_id: uuid.UUID, code: str, ttl_seconds: int) -> None:
         try:
-            self._redis.set(_KEY.format(check_id), code, ex=ttl_seconds)
+            self._redis.set(self._key.format(check_id), code, ex=ttl_seconds)
         except redis.RedisError as exc:
             raise ServiceUnavailable("cannot accept checks right now; try again shortly") from exc
 
     def get(self, check_id: uuid.UUID) -> str | None:
-        value = self._redis.get(_KEY.format(check_id))
+        value = self._redis.get(self._key.format(check_id))
         if value is None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
     def discard(self, check_id: uuid.UUID) -> None:
-        self._redis.delete(_KEY.format(check_id))
+        self._redis.delete(self._key.format(check_id))

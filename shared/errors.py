@@ -10,7 +10,10 @@
       NotFound
       Conflict                        the resource is not in a state that allows this
         VerificationNotPending
+      CountryNotAllowed               the destination's country is not on the allow-list
+      RateLimited                     a limit refused the request: .limit, .retry_after
         CheckAttemptsExhausted        every check a verification allows has been used
+        UserLocked                    too many wrong codes for this user, for now
       ServiceUnavailable              a dependency (Redis, the broker) is down; try again later
 
     ProviderError                     raised by a Verify port (Twilio or a fake); never reaches HTTP
@@ -62,8 +65,27 @@ class VerificationNotPending(Conflict):
     code = "verification_not_pending"
 
 
-class CheckAttemptsExhausted(Conflict):
+class CountryNotAllowed(TwostepError):
+    code = "country_not_allowed"
+
+
+class RateLimited(TwostepError):
+    """A limit refused the request. ``limit`` names which one; ``retry_after`` is in seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, detail: str, *, limit: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.limit = limit
+        self.retry_after = max(1, retry_after)
+
+
+class CheckAttemptsExhausted(RateLimited):
     code = "max_attempts_reached"
+
+
+class UserLocked(RateLimited):
+    code = "user_locked"
 
 
 class ServiceUnavailable(TwostepError):

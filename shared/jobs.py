@@ -55,7 +55,7 @@ def make_celery(settings: Settings, main: str = "twostep") -> Celery:
     """A Celery app configured for twostep, with no tasks registered (producers need none)."""
     app = Celery(main, broker=settings.redis_url, set_as_current=False)
     visibility_timeout = settings.broker_visibility_timeout_seconds
-    transport_options = {
+    transport_options: dict[str, object] = {
         "visibility_timeout": visibility_timeout,
         # kombu's default sweep of unacknowledged messages runs only every ~100 s.
         "unacked_restore_interval": 10,
@@ -66,6 +66,8 @@ def make_celery(settings: Settings, main: str = "twostep") -> Celery:
         "health_check_interval": 25,
         "retry_on_timeout": True,
     }
+    if settings.redis_key_prefix:
+        transport_options["global_keyprefix"] = settings.redis_key_prefix
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

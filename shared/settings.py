@@ -10,10 +10,29 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from limits import parse as parse_rate_limit
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+def _valid_rate_limit(value: str) -> str:
+    try:
+        parse_rate_limit(value)
+    except ValueError as exc:
+        raise ValueError(f"not a rate limit like '5 per 10 minutes': {value!r}") from exc
+    return value
+
+
+RateLimit = Annotated[str, AfterValidator(_valid_rate_limit)]
 
 # A service SID the sandbox accepts; only used when no real Twilio credentials are configured.
 SANDBOX_SERVICE_SID = "VA" + "0" * 32
@@ -31,6 +50,8 @@ class Settings(BaseSettings):
     # --- storage and broker
     database_url: str = "sqlite:///twostep.db"
     redis_url: str = "redis://localhost:6379/0"
+    # Put before every key twostep and Celery write to Redis, so deployments can share one.
+    redis_key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,64}$")] = ""
 
     # --- Twilio (or the sandbox when twilio_base_url is set)
     twilio_account_sid: str | None = Field(
@@ -62,6 +83,29 @@ class Settings(BaseSettings):
     # How long an Idempotency-Key's first answer is replayed for repeats.
     idempotency_ttl_seconds: PositiveSeconds = 86_400.0
 
+    # --- abuse protection: every limit is counted in Redis, shared by every process.
+    # Send limits use the `limits` library's syntax: "N per [count] second|minute|hour|day".
+    limit_per_destination: RateLimit = "5 per 10 minutes"  # Twilio's own per-number limit
+    limit_per_user: RateLimit = "10 per hour"
+    limit_per_client_ip: RateLimit = "30 per hour"
+    limit_per_api_key: RateLimit = "3000 per minute"
+    limit_per_country: RateLimit = "10000 per day"
+    # Per-country daily caps that replace limit_per_country, e.g. {"US": 100000, "GB": 20000}.
+    country_daily_caps: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    resend_cooldown_seconds: PositiveSeconds = 30.0
+    # ISO 3166 codes, comma-separated; unset means every country.
+    allowed_countries: Annotated[frozenset[str] | None, NoDecode] = None
+    # Keycloak-style lockout on wrong codes per user: every `lockout_failures` failures lock the
+    # user for wait_increment times (failures / lockout_failures), at most max_wait; failures are
+    # forgotten after failure_reset without one, or at a right code.
+    lockout_failures: Annotated[int, Field(ge=1)] = 5
+    lockout_wait_increment_seconds: PositiveSeconds = 60.0
+    lockout_max_wait_seconds: PositiveSeconds = 900.0
+    lockout_failure_reset_seconds: PositiveSeconds = 43_200.0
+    # The whole fleet's rate of Twilio requests (the account's limit), and the burst above it.
+    provider_rate: Annotated[float, Field(gt=0)] = 30.0
+    provider_burst: Annotated[int, Field(ge=1)] = 10
+
     # --- sweeper (twostep beat)
     sweep_interval_seconds: PositiveSeconds = 5.0
     # A row still queued this long after its last enqueue is assumed to have lost its message.
@@ -82,6 +126,27 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
 
+    @field_validator("allowed_countries", mode="before")
+    @classmethod
+    def _split_countries(cls, value: object) -> object:
+        if isinstance(value, str):
+            codes = frozenset(code.strip().upper() for code in value.split(",") if code.strip())
+            return codes or None
+        return value
+
+    @field_validator("allowed_countries")
+    @classmethod
+    def _iso_codes(cls, value: frozenset[str] | None) -> frozenset[str] | None:
+        for code in value or ():
+            if len(code) != 2 or not code.isalpha():
+                raise ValueError(f"not an ISO 3166 country code: {code!r}")
+        return value
+
+    @field_validator("country_daily_caps")
+    @classmethod
+    def _caps_by_iso_code(cls, value: dict[str, int]) -> dict[str, int]:
+        return {code.upper(): cap for code, cap in value.items()}
+
     @field_validator("twilio_base_url")
     @classmethod
     def _strip_trailing_slash(cls, url: str | None) -> str | None:
@@ -92,6 +157,9 @@ class Settings(BaseSettings):
         if (self.twilio_account_sid is None) != (self.twilio_auth_token is None):
             raise ValueError("set both TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN, or neither")
         return self
+
+    def redis_key(self, name: str) -> str:
+        return f"{self.redis_key_prefix}twostep:{name}"
 
     @property
     def uses_sandbox(self) -> bool:
@@ -112,6 +180,10 @@ class Settings(BaseSettings):
     @property
     def idempotency_ttl(self) -> timedelta:
         return timedelta(seconds=self.idempotency_ttl_seconds)
+
+    @property
+    def resend_cooldown(self) -> timedelta:
+        return timedelta(seconds=self.resend_cooldown_seconds)
 
     @property
     def claim_lease(self) -> timedelta:

@@ -11,6 +11,7 @@ free port, or, where none is installed, the embedded one (slow, but real enough)
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from tests.support import (  # noqa: E402
 )
 
 POSTGRES_URL = os.environ.get("TWOSTEP_TEST_DATABASE_URL")
+SESSION_PREFIX = f"test-{uuid.uuid4().hex[:8]}:"
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 
 
@@ -106,6 +108,9 @@ def make_settings(
         "retry_backoff_max_seconds": 1.0,
         "send_deadline_seconds": 20.0,
         "check_deadline_seconds": 10.0,
+        # The suite may share a Redis with other runs: its keys and queues are its own.
+        "redis_key_prefix": SESSION_PREFIX,
+        "limit_per_country": "1000000 per day",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import secrets
+import threading
 import uuid
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.domain import Channel, ErrorCode
-from shared.errors import ProviderError, ProviderFinalError, ProviderTransientError
+from shared.errors import (
+    ProviderError,
+    ProviderFinalError,
+    ProviderTransientError,
+    RateLimited,
+    UserLocked,
+)
 from shared.jobs import Job
+from shared.limits import Guards, LimitInfo, SendRequest
 from shared.verify.port import ProviderCheck, ProviderVerification
 
 
@@ -139,3 +149,70 @@ class FakeVerifyClient:
             send_attempts=len(pending.sends),
             last_sent_at=pending.sends[-1] if pending.sends else None,
         )
+
+
+@dataclass
+class FakeSendLimits:
+    """Counts sends per destination in memory; refuses past ``per_destination``."""
+
+    per_destination: int = 1000
+    admitted: list[SendRequest] = field(default_factory=list)
+
+    def admit(self, request: SendRequest) -> None:
+        sent = sum(1 for earlier in self.admitted if earlier.destination == request.destination)
+        if sent >= self.per_destination:
+            raise RateLimited("too many sends", limit="per_destination", retry_after=600)
+        self.admitted.append(request)
+
+    def describe(self) -> list[LimitInfo]:
+        return [
+            LimitInfo("per_destination", f"{self.per_destination} per 10 minutes", "each number")
+        ]
+
+
+@dataclass
+class FakeLockout:
+    failures: dict[str, int] = field(default_factory=dict)
+    locked: set[str] = field(default_factory=set)
+
+    def ensure_not_locked(self, user_id: str) -> None:
+        if user_id in self.locked:
+            raise UserLocked("locked", limit="user_lockout", retry_after=60)
+
+    def record_failure(self, user_id: str) -> float:
+        self.failures[user_id] = self.failures.get(user_id, 0) + 1
+        return 0.0
+
+    def record_success(self, user_id: str) -> None:
+        self.failures.pop(user_id, None)
+
+
+@dataclass
+class FakeThrottle:
+    """Answers the waits it is given, then lets everything through."""
+
+    waits: deque[float] = field(default_factory=deque)
+    reserved: int = 0
+
+    def reserve(self) -> float:
+        self.reserved += 1
+        return self.waits.popleft() if self.waits else 0.0
+
+
+def fake_guards() -> Guards:
+    return Guards(sends=FakeSendLimits(), lockout=FakeLockout())
+
+
+class FakeKeyLocks:
+    """In-process turn-taking per key, as RedisKeyLocks does across processes."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[uuid.UUID, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def hold(self, api_key_id: uuid.UUID, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault((api_key_id, key), threading.Lock())
+        with lock:
+            yield

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from shared.codes import RedisCodeStash
 from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
 from shared.jobs import CeleryJobQueue
+from shared.limits import RedisLockout, RedisProviderThrottle
 from shared.redis_client import make_redis
 from shared.services.delivery import DeliveryDeps
 from shared.settings import Settings
@@ -36,8 +37,10 @@ class WorkerContext:
         delivery = DeliveryDeps(
             uow_factory=uow_factory,
             verify=TwilioVerifyClient(settings),
-            stash=RedisCodeStash(client),
+            stash=RedisCodeStash(client, settings.redis_key("")),
             settings=settings,
+            throttle=RedisProviderThrottle(settings, client),
+            lockout=RedisLockout(settings, client),
         )
         return cls(settings, engine, client, uow_factory, delivery)
 

@@ -2,12 +2,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
 from api.deps import ApiKeyDep, ContextDep, UowDep, parse_id
 from api.idempotency import answer_once
-from api.schemas import CheckCreate, CheckOut, VerificationCreate, VerificationOut
+from api.schemas import (
+    CheckCreate,
+    CheckOut,
+    ResendCreate,
+    VerificationCreate,
+    VerificationOut,
+)
 from shared.services import verifications
 from shared.services.idempotency import StoredAnswer
 from shared.services.verifications import VerificationRequest
@@ -38,6 +44,7 @@ def create_verification(
         verification = verifications.request_verification(
             uow,
             context.settings,
+            context.guards,
             api_key,
             VerificationRequest(
                 to=body.to,
@@ -51,6 +58,7 @@ def create_verification(
 
     return answer_once(
         uow,
+        context.idempotency_locks,
         api_key,
         idempotency_key,
         ("POST", "/v1/verifications", body.model_dump(mode="json")),
@@ -63,6 +71,38 @@ def create_verification(
 @router.get("/{verification_id}", response_model=VerificationOut)
 def read_verification(verification_id: str, uow: UowDep, _api_key: ApiKeyDep) -> VerificationOut:
     verification = verifications.get_verification(uow, parse_id(verification_id, "verification"))
+    return VerificationOut.from_row(verification)
+
+
+@router.post("/{verification_id}/resend", status_code=202, response_model=VerificationOut)
+def resend_verification(
+    verification_id: str,
+    uow: UowDep,
+    api_key: ApiKeyDep,
+    context: ContextDep,
+    body: Annotated[ResendCreate | None, Body()] = None,
+) -> VerificationOut:
+    """Send the same code again, on the same channel or another (`{"channel": "call"}`).
+
+    The verification stays `pending` and checkable; a re-send already waiting is not doubled.
+    """
+    verification = verifications.request_resend(
+        uow,
+        context.settings,
+        context.guards,
+        api_key,
+        parse_id(verification_id, "verification"),
+        body.channel if body else None,
+    )
+    uow.commit()
+    return VerificationOut.from_row(verification)
+
+
+@router.post("/{verification_id}/cancel", status_code=202, response_model=VerificationOut)
+def cancel_verification(verification_id: str, uow: UowDep, _api_key: ApiKeyDep) -> VerificationOut:
+    """End a verification: no more checks are accepted for it."""
+    verification = verifications.cancel_verification(uow, parse_id(verification_id, "verification"))
+    uow.commit()
     return VerificationOut.from_row(verification)
 
 
@@ -80,12 +120,13 @@ def create_check(
 
     def check() -> StoredAnswer:
         created = verifications.request_check(
-            uow, context.settings, context.stash, parsed_id, body.code
+            uow, context.settings, context.guards, context.stash, parsed_id, body.code
         )
         return StoredAnswer(202, CheckOut.from_row(created).model_dump(mode="json"))
 
     return answer_once(
         uow,
+        context.idempotency_locks,
         api_key,
         idempotency_key,
         ("POST", f"/v1/verifications/{parsed_id}/checks", body.model_dump(mode="json")),

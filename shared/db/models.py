@@ -93,6 +93,9 @@ class Verification(JobRow, Base):
     send_attempts: Mapped[int] = mapped_column(default=0)
     check_attempts: Mapped[int] = mapped_column(default=0)
     expires_at: Mapped[datetime | None]
+    # Set while a re-send of a pending verification waits for a worker (the same code again,
+    # possibly on another channel); the verification stays pending and checkable meanwhile.
+    resend_channel: Mapped[Channel | None] = mapped_column(_enum(Channel, "resend_channel"))
 
 
 class VerificationCheck(JobRow, Base):

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from shared.db.models import ApiKey, IdempotencyRecord, Verification, VerificationCheck
-from shared.domain import CheckStatus, VerificationStatus
+from shared.domain import Channel, CheckStatus, VerificationStatus
 
 Claimable = TypeVar("Claimable", Verification, VerificationCheck)
 
@@ -83,6 +83,11 @@ class _ClaimableRepository(Generic[Claimable]):
         return self.session.get(self.model, row_id, populate_existing=True)
 
     def _claimable(self, now: datetime) -> ColumnElement[bool]:
+        """Rows a worker may claim now."""
+        return self._waiting_or_abandoned(now)
+
+    def _waiting_or_abandoned(self, now: datetime) -> ColumnElement[bool]:
+        """Rows waiting for their first outcome, or held by a claim that went stale."""
         m = self.model
         unclaimed_or_stale = or_(m.claimed_until.is_(None), m.claimed_until <= now)
         if self.claimed_status == self.waiting_status:
@@ -91,6 +96,9 @@ class _ClaimableRepository(Generic[Claimable]):
             m.status == self.waiting_status,
             and_(m.status == self.claimed_status, unclaimed_or_stale),
         )
+
+    def _claimed_status(self) -> Any:
+        return self.claimed_status
 
     def claim(self, row_id: uuid.UUID, *, now: datetime, until: datetime) -> uuid.UUID | None:
         """Take the row for one attempt. Returns the claim token, or None if another worker holds
@@ -101,7 +109,7 @@ class _ClaimableRepository(Generic[Claimable]):
             update(m)
             .where(m.id == row_id, self._claimable(now))
             .values(
-                status=self.claimed_status,
+                status=self._claimed_status(),
                 claimed_until=until,
                 claim_token=token,
                 provider_attempts=m.provider_attempts + 1,
@@ -111,14 +119,23 @@ class _ClaimableRepository(Generic[Claimable]):
         )
         return token if result.rowcount == 1 else None
 
-    def settle(self, row_id: uuid.UUID, token: uuid.UUID, **values: Any) -> bool:
-        """Write an attempt's outcome and release the claim, if the claim is still ours."""
+    def settle(
+        self,
+        row_id: uuid.UUID,
+        token: uuid.UUID,
+        *,
+        only_if: VerificationStatus | CheckStatus | None = None,
+        **values: Any,
+    ) -> bool:
+        """Write an attempt's outcome and release the claim, if the claim is still ours (and,
+        with ``only_if``, nobody moved the row to another status meanwhile, e.g. canceled)."""
         m = self.model
         values.setdefault("claimed_until", None)
         values.setdefault("claim_token", None)
-        result = self._execute(
-            update(m).where(m.id == row_id, m.claim_token == token).values(**values)
-        )
+        statement = update(m).where(m.id == row_id, m.claim_token == token)
+        if only_if is not None:
+            statement = statement.where(m.status == only_if)
+        result = self._execute(statement.values(**values))
         return result.rowcount == 1
 
     def mark_call_started(self, row_id: uuid.UUID, token: uuid.UUID, at: datetime) -> bool:
@@ -166,7 +183,7 @@ class _ClaimableRepository(Generic[Claimable]):
         m = self.model
         result = self._execute(
             update(m)
-            .where(m.deadline_at <= now, self._claimable(now))
+            .where(m.deadline_at <= now, self._waiting_or_abandoned(now))
             .values(
                 status=self.failed_status,
                 error_code=error_code,
@@ -186,10 +203,71 @@ class _ClaimableRepository(Generic[Claimable]):
 
 
 class VerificationRepository(_ClaimableRepository[Verification]):
+    """A verification's job is its send: the first one (queued → sending → pending) or a
+    re-send of a pending one, which stays pending while a worker holds it."""
+
     model = Verification
     waiting_status = VerificationStatus.QUEUED
     claimed_status = VerificationStatus.SENDING
     failed_status = VerificationStatus.FAILED
+
+    def _claimable(self, now: datetime) -> ColumnElement[bool]:
+        unclaimed_or_stale = or_(
+            Verification.claimed_until.is_(None), Verification.claimed_until <= now
+        )
+        resend_waiting = and_(
+            Verification.status == VerificationStatus.PENDING,
+            Verification.resend_channel.is_not(None),
+            unclaimed_or_stale,
+        )
+        return or_(super()._claimable(now), resend_waiting)
+
+    def _claimed_status(self) -> Any:
+        return case(
+            (Verification.status == VerificationStatus.PENDING, VerificationStatus.PENDING),
+            else_=VerificationStatus.SENDING,
+        )
+
+    def request_resend(
+        self,
+        verification_id: uuid.UUID,
+        channel: Channel,
+        *,
+        now: datetime,
+        deadline: datetime,
+        next_look: datetime,
+    ) -> bool:
+        result = self._execute(
+            update(Verification)
+            .where(
+                Verification.id == verification_id,
+                Verification.status == VerificationStatus.PENDING,
+                Verification.resend_channel.is_(None),
+            )
+            .values(
+                resend_channel=channel,
+                deadline_at=deadline,
+                next_attempt_at=next_look,
+                enqueue_count=Verification.enqueue_count + 1,
+                provider_attempts=0,
+                updated_at=now,
+            )
+        )
+        return result.rowcount == 1
+
+    def drop_late_resends(self, now: datetime) -> int:
+        """A re-send nobody managed before its deadline is dropped; the first code still works."""
+        result = self._execute(
+            update(Verification)
+            .where(
+                Verification.status == VerificationStatus.PENDING,
+                Verification.resend_channel.is_not(None),
+                Verification.deadline_at <= now,
+                or_(Verification.claimed_until.is_(None), Verification.claimed_until <= now),
+            )
+            .values(resend_channel=None, claimed_until=None, claim_token=None, updated_at=now)
+        )
+        return result.rowcount
 
     def take_check_attempt(
         self, verification_id: uuid.UUID, max_attempts: int, now: datetime
@@ -229,6 +307,7 @@ class VerificationRepository(_ClaimableRepository[Verification]):
             )
             .values(
                 status=VerificationStatus.EXPIRED,
+                resend_channel=None,
                 completed_at=now,
                 updated_at=now,
             )

@@ -3,7 +3,9 @@
 Keys are scoped to the API key that used them and kept for ``TWOSTEP_IDEMPOTENCY_TTL_SECONDS``
 (24 h). The same key with a different request is refused. A request is fingerprinted without
 any one-time code in it — a code is never stored, not even hashed — so for checks the
-fingerprint covers which verification, not which code.
+fingerprint covers which verification, not which code. Requests racing with one key take turns
+(a lock in Redis): the first does the work, the others replay its answer, so even the limits
+count a racing repeat once.
 """
 
 from __future__ import annotations
@@ -12,13 +14,18 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
+
+import redis
+from redis.exceptions import LockError
 
 from shared.db.models import IdempotencyRecord
 from shared.db.session import UnitOfWork
-from shared.errors import IdempotencyKeyReused, InvalidInput
+from shared.errors import Conflict, IdempotencyKeyReused, InvalidInput, ServiceUnavailable
 
 _KEY_SHAPE = re.compile(r"^[\x21-\x7e]{1,255}$")
 _NEVER_FINGERPRINTED = frozenset({"code"})
@@ -76,3 +83,40 @@ def remember_answer(
             expires_at=now + ttl,
         )
     )
+
+
+class KeyLocks(Protocol):
+    def hold(self, api_key_id: uuid.UUID, key: str) -> AbstractContextManager[None]:
+        """Hold the key against other requests using it, for the duration of one request."""
+        ...
+
+
+class RedisKeyLocks:
+    # Longer than any request takes; a crashed holder frees the key after it.
+    _LEASE_SECONDS = 30
+    _WAIT_SECONDS = 10
+
+    def __init__(self, client: redis.Redis, key_prefix: str) -> None:
+        self._redis = client
+        self._prefix = key_prefix
+
+    @contextmanager
+    def hold(self, api_key_id: uuid.UUID, key: str) -> Iterator[None]:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        lock = self._redis.lock(
+            f"{self._prefix}idempotency:{api_key_id}:{digest}",
+            timeout=self._LEASE_SECONDS,
+            blocking_timeout=self._WAIT_SECONDS,
+        )
+        try:
+            acquired = lock.acquire()
+        except redis.RedisError as exc:
+            raise ServiceUnavailable("cannot take the Idempotency-Key right now") from exc
+        if not acquired:
+            raise Conflict("a request with this Idempotency-Key is still in progress")
+        try:
+            yield
+        finally:
+            # Expired or unreachable: its lease frees it.
+            with suppress(LockError, redis.RedisError):
+                lock.release()

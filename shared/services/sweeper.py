@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import astuple, dataclass
+from dataclasses import asdict, astuple, dataclass
 from datetime import datetime, timedelta
 
 import structlog
@@ -38,6 +38,7 @@ class SweepReport:
     failed_checks: int
     expired: int
     forgotten_idempotency_keys: int = 0
+    dropped_resends: int = 0
 
     @property
     def anything(self) -> bool:
@@ -60,6 +61,7 @@ def sweep(
             error_message="not checked before the check deadline",
         )
         expired = uow.verifications.expire_pending(now)
+        dropped_resends = uow.verifications.drop_late_resends(now)
         forgotten = uow.idempotency.delete_expired(now)
 
         republished_sends = _republish(uow.verifications, Job.send_code, uow, settings, now)
@@ -73,17 +75,10 @@ def sweep(
         failed_checks=failed_checks,
         expired=expired,
         forgotten_idempotency_keys=forgotten,
+        dropped_resends=dropped_resends,
     )
     if report.anything:
-        log.info(
-            "sweep.done",
-            republished_sends=republished_sends,
-            republished_checks=republished_checks,
-            failed_sends=failed_sends,
-            failed_checks=failed_checks,
-            expired=expired,
-            forgotten_idempotency_keys=forgotten,
-        )
+        log.info("sweep.done", **asdict(report))
     return report
 
 

@@ -8,17 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.conftest import FINAL, Cluster
-from tests.support import random_phone
+from tests.cluster import FINAL, Cluster, cluster_numbers
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
-
-
-def numbers(count: int) -> list[str]:
-    unique: set[str] = set()
-    while len(unique) < count:
-        unique.add(random_phone())
-    return sorted(unique)
 
 
 def sandbox_figures(cluster: Cluster) -> dict[str, Any]:
@@ -36,13 +28,14 @@ def test_workers_stopped_mid_flight_lose_nothing_and_send_once(
     worker = cluster.start_worker()
     tag = f"chaos-{how}"
     started = time.monotonic()
-    ids = cluster.create(numbers(500), tag)
+    total = cluster.scaled(500)
+    ids = cluster.create(cluster_numbers(total), tag)
     kills = 0
     mid_call = []
     for _ in range(2):
         time.sleep(1.5)
         at_the_kill = cluster.statuses(tag)
-        assert at_the_kill["pending"] < 500, "the kill came too late to hit anything"
+        assert at_the_kill["pending"] < total, "the kill came too late to hit anything"
         mid_call.append(at_the_kill["sending"])
         if how == "SIGKILL":
             worker.kill()  # no warm shutdown: claims and unacknowledged messages left behind
@@ -55,7 +48,7 @@ def test_workers_stopped_mid_flight_lose_nothing_and_send_once(
     stats = sandbox_figures(cluster)
     logs = cluster.logs()
     report(
-        f"worker stopped by {how} twice with 500 in flight",
+        f"worker stopped by {how} twice with {total} in flight",
         verifications=len(ids),
         kills=kills,
         rows_mid_call_at_each_stop=mid_call,
@@ -67,17 +60,18 @@ def test_workers_stopped_mid_flight_lose_nothing_and_send_once(
         reconciled_instead_of_resent=logs.count("send.reconciled"),
         provider_requests=stats["requests_total"],
     )
-    assert statuses == {"pending": 500}, "lost or failed verifications"
+    assert statuses == {"pending": total}, "lost or failed verifications"
     assert stats["max_sends_to_one_destination"] <= 1
-    assert stats["sends_total"] == 500
+    assert stats["sends_total"] == total
 
 
 def test_a_redis_that_forgets_its_queues_loses_nothing(cluster: Cluster, report: Any) -> None:
     cluster.start_sandbox()
     cluster.start_api()
     tag = "chaos-flush"
-    ids = cluster.create(numbers(500), tag)
-    assert cluster.statuses(tag) == {"queued": 500}
+    total = cluster.scaled(500)
+    ids = cluster.create(cluster_numbers(total), tag)
+    assert cluster.statuses(tag) == {"queued": total}
     queued_jobs = cluster.redis_client().llen("twostep.send")
     cluster.redis.restart()  # no persistence: every queued job is gone
     assert cluster.redis_client().llen("twostep.send") == 0
@@ -89,7 +83,7 @@ def test_a_redis_that_forgets_its_queues_loses_nothing(cluster: Cluster, report:
     rows = cluster.rows(tag)
     stats = sandbox_figures(cluster)
     report(
-        "Redis restarted without persistence with 500 queued",
+        f"Redis restarted without persistence with {total} queued",
         verifications=len(ids),
         jobs_lost_with_redis=queued_jobs,
         statuses=dict(cluster.statuses(tag)),
@@ -97,7 +91,7 @@ def test_a_redis_that_forgets_its_queues_loses_nothing(cluster: Cluster, report:
         republished_by_sweeper=sum(row["enqueue_count"] - 1 for row in rows),
         max_sends_to_one_number=stats["max_sends_to_one_destination"],
     )
-    assert cluster.statuses(tag) == {"pending": 500}
+    assert cluster.statuses(tag) == {"pending": total}
     assert stats["max_sends_to_one_destination"] == 1
 
 
@@ -111,7 +105,8 @@ def test_a_flaky_provider_is_ridden_out_without_a_retry_storm(
     cluster.start_worker()
     tag = "chaos-flaky"
     started = time.monotonic()
-    ids = cluster.create(numbers(500), tag, per_second=25)  # arrivals spread over the 20 s
+    total = cluster.scaled(500)
+    ids = cluster.create(cluster_numbers(total), tag, per_second=total / 20)  # over the 20 s
     remaining = 20 - (time.monotonic() - started)
     if remaining > 0:
         time.sleep(remaining)
@@ -123,7 +118,7 @@ def test_a_flaky_provider_is_ridden_out_without_a_retry_storm(
     statuses = cluster.statuses(tag)
     report(
         "30% 503 + 10% 20429 + 5% hangs for 20 s, then healthy",
-        verifications=len(ids),
+        verifications=total,
         statuses=dict(statuses),
         seconds_to_settle=round(time.monotonic() - started, 1),
         provider_requests=stats["requests_total"],
@@ -131,7 +126,7 @@ def test_a_flaky_provider_is_ridden_out_without_a_retry_storm(
         injected_during_faults=during["outcomes"],
         max_sends_to_one_number=stats["max_sends_to_one_destination"],
     )
-    assert statuses == {"pending": 500}
+    assert statuses == {"pending": total}
     assert stats["requests_total"] <= 3 * len(ids)
     assert stats["max_sends_to_one_destination"] <= 1
 
@@ -146,7 +141,8 @@ def test_a_provider_down_past_the_deadline_fails_everything_at_the_deadline(
     cluster.start_beat()
     cluster.start_worker()
     tag = "chaos-down"
-    ids = cluster.create(numbers(200), tag)
+    total = cluster.scaled(200)
+    ids = cluster.create(cluster_numbers(total), tag)
     cluster.wait_settled(tag, len(ids), timeout=deadline + 30, settled=FINAL)
     rows = cluster.rows(tag)
     lateness = [(row["completed_at"] - row["deadline_at"]).total_seconds() for row in rows]
@@ -160,7 +156,7 @@ def test_a_provider_down_past_the_deadline_fails_everything_at_the_deadline(
             sum(row["provider_attempts"] for row in rows) / len(rows), 1
         ),
     )
-    assert cluster.statuses(tag) == {"failed": 200}
+    assert cluster.statuses(tag) == {"failed": total}
     assert {row["error_code"] for row in rows} == {"provider_unavailable"}
     sweep_period = float(cluster.env["TWOSTEP_SWEEP_INTERVAL_SECONDS"])
     assert all(-0.5 <= late <= sweep_period + 1.5 for late in lateness), lateness

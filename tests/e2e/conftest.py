@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.cluster import chaos_database, cluster, report  # noqa: F401 - fixtures
+from tests.conftest import SESSION_PREFIX
 from tests.support import SandboxClient, ServiceProcess, base_env, free_port, wait_for_http
 
 
@@ -71,6 +73,8 @@ def system(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[System
         TWOSTEP_TWILIO_BASE_URL=f"http://127.0.0.1:{sandbox_port}",
         TWOSTEP_WORKER_CONCURRENCY="4",
         TWOSTEP_LOG_LEVEL="DEBUG",
+        TWOSTEP_LIMIT_PER_COUNTRY="1000000 per day",
+        TWOSTEP_REDIS_KEY_PREFIX=SESSION_PREFIX,
     )
     system = System(env=env, log_dir=tmp_path)
     system.sandbox_url = f"http://127.0.0.1:{sandbox_port}"

@@ -12,6 +12,7 @@ from shared.domain import VerificationStatus
 from shared.services.keys import create_api_key
 from shared.services.verifications import VerificationRequest, request_verification
 from shared.settings import Settings
+from tests.fakes import fake_guards
 from tests.support import random_phone
 
 
@@ -21,7 +22,7 @@ def test_only_one_of_many_concurrent_claims_wins(
     with uow_factory() as uow:
         key, _ = create_api_key(uow, f"claims-{uuid.uuid4().hex[:8]}")
         verification = request_verification(
-            uow, settings, key, VerificationRequest(to=random_phone())
+            uow, settings, fake_guards(), key, VerificationRequest(to=random_phone())
         )
         uow.commit()
 
@@ -70,7 +71,9 @@ def test_two_sweepers_at_once_publish_each_lost_job_once(
     with uow_factory() as uow:
         key, _ = create_api_key(uow, f"sweep-{uuid.uuid4().hex[:8]}")
         ids = {
-            request_verification(uow, settings, key, VerificationRequest(to=random_phone())).id
+            request_verification(
+                uow, settings, fake_guards(), key, VerificationRequest(to=random_phone())
+            ).id
             for _ in range(40)
         }
         uow.commit()

@@ -11,6 +11,7 @@ from sqlalchemy import MetaData, select
 
 from shared.db.session import UnitOfWorkFactory
 from shared.jobs import SEND_CODE, SEND_QUEUE
+from tests.fakes import fake_guards
 from tests.support import SandboxClient, random_phone, wait_until
 
 
@@ -97,20 +98,24 @@ def test_a_lost_job_is_sent_by_the_sweeper(
     # Commit a row the way the API does, but drop its job on the floor.
     with uow_factory() as uow:
         key = authenticate(uow, api.headers["Authorization"])
-        lost = verifications.request_verification(uow, settings, key, VerificationRequest(to=to))
+        lost = verifications.request_verification(
+            uow, settings, fake_guards(), key, VerificationRequest(to=to)
+        )
         uow.commit()
     assert api.get(f"/v1/verifications/{lost.id}").json()["status"] == "queued"
 
     context = WorkerContext.build(settings, worker)
     try:
-        report = sweep(
+        sweep(
             context.uow_factory,
             settings,
             now=utcnow() + settings.requeue_after + timedelta(seconds=1),
         )
     finally:
         context.close()
-    assert report.republished_sends == 1
+    with uow_factory() as uow:
+        republished = uow.verifications.get(lost.id)
+        assert republished is not None and republished.enqueue_count == 2
     wait_for_status(api, f"/v1/verifications/{lost.id}", {"pending"})
     assert sandbox.sends_to(to) == 1
 

@@ -11,10 +11,17 @@ import pytest
 from shared.db.migrate import upgrade
 from shared.db.models import ApiKey
 from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
+from shared.limits import Guards
 from shared.services.delivery import DeliveryDeps
 from shared.services.keys import create_api_key
 from shared.settings import Settings
-from tests.fakes import FakeCodeStash, FakeJobQueue, FakeVerifyClient
+from tests.fakes import (
+    FakeCodeStash,
+    FakeJobQueue,
+    FakeThrottle,
+    FakeVerifyClient,
+    fake_guards,
+)
 
 
 @pytest.fixture(scope="session")
@@ -65,14 +72,31 @@ def stash() -> FakeCodeStash:
 
 
 @pytest.fixture
+def throttle() -> FakeThrottle:
+    return FakeThrottle()
+
+
+@pytest.fixture
+def guards() -> Guards:
+    return fake_guards()
+
+
+@pytest.fixture
 def deps(
     unit_uow_factory: UnitOfWorkFactory,
     verify: FakeVerifyClient,
     stash: FakeCodeStash,
     unit_settings: Settings,
+    throttle: FakeThrottle,
+    guards: Guards,
 ) -> DeliveryDeps:
     return DeliveryDeps(
-        uow_factory=unit_uow_factory, verify=verify, stash=stash, settings=unit_settings
+        uow_factory=unit_uow_factory,
+        verify=verify,
+        stash=stash,
+        settings=unit_settings,
+        throttle=throttle,
+        lockout=guards.lockout,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import fakeredis
@@ -13,15 +14,24 @@ from api.deps import ApiContext
 from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
 from shared.domain import VerificationStatus
 from shared.jobs import SEND_CODE
+from shared.limits import Guards
 from shared.redis_client import make_redis
 from shared.services.keys import create_api_key, revoke_api_key
 from shared.settings import Settings
-from tests.fakes import FakeCodeStash, FakeJobQueue
+from tests.fakes import (
+    FakeCodeStash,
+    FakeJobQueue,
+    FakeKeyLocks,
+    FakeLockout,
+    FakeSendLimits,
+)
 from tests.support import free_port
 
 
 @pytest.fixture
-def client(unit_settings: Settings, job_queue: FakeJobQueue) -> Iterator[TestClient]:
+def client(
+    unit_settings: Settings, job_queue: FakeJobQueue, guards: Guards
+) -> Iterator[TestClient]:
     def build(settings: Settings) -> ApiContext:
         engine = make_engine(settings.database_url, pool_size=2)
         return ApiContext(
@@ -30,6 +40,8 @@ def client(unit_settings: Settings, job_queue: FakeJobQueue) -> Iterator[TestCli
             uow_factory=UnitOfWorkFactory(make_session_factory(engine), job_queue),
             redis=fakeredis.FakeRedis(),
             stash=FakeCodeStash(),
+            guards=guards,
+            idempotency_locks=FakeKeyLocks(),
         )
 
     with TestClient(create_app(unit_settings, build), raise_server_exceptions=False) as test_client:
@@ -256,8 +268,6 @@ class TestIdempotency:
         context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
         created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
         with context.uow_factory() as uow:
-            import uuid
-
             uow.verifications.transition(
                 uuid.UUID(created["id"]),
                 from_statuses=[VerificationStatus.QUEUED],
@@ -280,3 +290,81 @@ class TestIdempotency:
             f"/v1/verifications/{other['id']}/checks", json={"code": "123456"}, headers=headers
         )
         assert_problem(elsewhere, 422, "idempotency_key_reused")
+
+
+class TestLimits:
+    def test_a_refused_send_is_429_with_the_limit_and_writes_nothing(
+        self, client: TestClient, guards: Guards, job_queue: FakeJobQueue
+    ) -> None:
+        assert isinstance(guards.sends, FakeSendLimits)
+        guards.sends.per_destination = 1
+        assert client.post("/v1/verifications", json={"to": "+14155550123"}).status_code == 202
+        refused = client.post("/v1/verifications", json={"to": "+14155550123"})
+        body = assert_problem(refused, 429, "rate_limited")
+        assert body["limit"] == "per_destination" and int(refused.headers["retry-after"]) > 0
+        assert len(job_queue.published) == 1
+
+    def test_a_locked_user_gets_429_user_locked(self, client: TestClient, guards: Guards) -> None:
+        context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
+        created = client.post(
+            "/v1/verifications", json={"to": "+14155550123", "user_id": "u-9"}
+        ).json()
+        with context.uow_factory() as uow:
+            uow.verifications.transition(
+                uuid.UUID(created["id"]),
+                from_statuses=[VerificationStatus.QUEUED],
+                status=VerificationStatus.PENDING,
+                provider_sid="VE" + "0" * 32,
+            )
+            uow.commit()
+        assert isinstance(guards.lockout, FakeLockout)
+        guards.lockout.locked.add("u-9")
+        response = client.post(f"/v1/verifications/{created['id']}/checks", json={"code": "123456"})
+        assert assert_problem(response, 429, "user_locked")["limit"] == "user_lockout"
+        assert response.headers["retry-after"] == "60"
+
+    def test_the_limits_are_visible(self, client: TestClient) -> None:
+        limits = client.get("/v1/limits").json()
+        assert limits["send_limits"][0]["name"] == "per_destination"
+        assert limits["checks_per_verification"] == 5
+        assert limits["lockout"]["failures_per_step"] == 5
+        assert client.get("/v1/limits", headers={"Authorization": ""}).status_code == 401
+
+
+class TestResendAndCancel:
+    def _pending(self, client: TestClient) -> str:
+        context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
+        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        with context.uow_factory() as uow:
+            uow.verifications.transition(
+                uuid.UUID(created["id"]),
+                from_statuses=[VerificationStatus.QUEUED],
+                status=VerificationStatus.PENDING,
+                provider_sid="VE" + "0" * 32,
+            )
+            uow.commit()
+        return str(created["id"])
+
+    def test_resend_by_call(self, client: TestClient, job_queue: FakeJobQueue) -> None:
+        verification_id = self._pending(client)
+        job_queue.published.clear()
+        response = client.post(
+            f"/v1/verifications/{verification_id}/resend", json={"channel": "call"}
+        )
+        assert response.status_code == 202 and response.json()["status"] == "pending"
+        assert [str(job.entity_id) for job in job_queue.published] == [verification_id]
+        assert client.post(f"/v1/verifications/{verification_id}/resend").status_code == 202
+        assert_problem(
+            client.post(f"/v1/verifications/{verification_id}/resend", json={"channel": "fax"}),
+            422,
+            "invalid_request",
+        )
+
+    def test_cancel_then_no_more_checks(self, client: TestClient) -> None:
+        verification_id = self._pending(client)
+        canceled = client.post(f"/v1/verifications/{verification_id}/cancel")
+        assert canceled.status_code == 202 and canceled.json()["status"] == "canceled"
+        check = client.post(f"/v1/verifications/{verification_id}/checks", json={"code": "123456"})
+        assert_problem(check, 409, "verification_not_pending")
+        resend = client.post(f"/v1/verifications/{verification_id}/resend")
+        assert_problem(resend, 409, "verification_not_pending")

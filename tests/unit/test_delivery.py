@@ -20,20 +20,27 @@ from shared.errors import (
     ProviderTransientError,
     VerificationNotPending,
 )
+from shared.limits import Guards
 from shared.services import delivery
 from shared.services.delivery import DeliveryDeps, RetryLater
 from shared.services.verifications import VerificationRequest, request_check, request_verification
 from shared.settings import Settings
-from tests.fakes import FakeCodeStash, FakeVerifyClient
+from tests.fakes import FakeCodeStash, FakeSendLimits, FakeVerifyClient, fake_guards
 
 TO = "+14155550123"
 
 
 def queued(deps: DeliveryDeps, key: ApiKey, to: str = TO) -> uuid.UUID:
     with deps.uow_factory() as uow:
-        verification = request_verification(uow, deps.settings, key, VerificationRequest(to=to))
+        verification = request_verification(
+            uow, deps.settings, guards_of(deps), key, VerificationRequest(to=to)
+        )
         uow.commit()
     return verification.id
+
+
+def guards_of(deps: DeliveryDeps) -> Guards:
+    return Guards(sends=FakeSendLimits(), lockout=deps.lockout)
 
 
 def load(deps: DeliveryDeps, verification_id: uuid.UUID) -> Verification:
@@ -59,7 +66,9 @@ def pending(deps: DeliveryDeps, key: ApiKey, to: str = TO) -> uuid.UUID:
 
 def submit(deps: DeliveryDeps, verification_id: uuid.UUID, code: str) -> uuid.UUID:
     with deps.uow_factory() as uow:
-        check = request_check(uow, deps.settings, deps.stash, verification_id, code)
+        check = request_check(
+            uow, deps.settings, guards_of(deps), deps.stash, verification_id, code
+        )
         uow.commit()
     return check.id
 
@@ -308,8 +317,12 @@ class TestCheckCode:
             VerificationStatus.MAX_ATTEMPTS_REACHED,
             "max_check_attempts_reached",
         )
-        with pytest.raises(VerificationNotPending):
+        with pytest.raises(CheckAttemptsExhausted) as sixth:
             submit(deps, verification_id, verify.sent_codes[TO])
+        assert (sixth.value.code, sixth.value.limit) == (
+            "max_attempts_reached",
+            "checks_per_verification",
+        )
 
     def test_checks_in_flight_count_against_the_cap(self, deps: DeliveryDeps, key: ApiKey) -> None:
         verification_id = pending(deps, key)
@@ -356,7 +369,9 @@ class TestUnitOfWork:
         self, unit_uow_factory: UnitOfWorkFactory, unit_settings: Settings, key: ApiKey, job_queue
     ) -> None:
         with unit_uow_factory() as uow:
-            verification = request_verification(uow, unit_settings, key, VerificationRequest(to=TO))
+            verification = request_verification(
+                uow, unit_settings, fake_guards(), key, VerificationRequest(to=TO)
+            )
             assert job_queue.published == []
             uow.commit()
         assert [job.entity_id for job in job_queue.published] == [verification.id]
@@ -365,7 +380,9 @@ class TestUnitOfWork:
         self, unit_uow_factory: UnitOfWorkFactory, unit_settings: Settings, key: ApiKey, job_queue
     ) -> None:
         with unit_uow_factory() as uow:
-            verification = request_verification(uow, unit_settings, key, VerificationRequest(to=TO))
+            verification = request_verification(
+                uow, unit_settings, fake_guards(), key, VerificationRequest(to=TO)
+            )
         assert job_queue.published == []
         with unit_uow_factory() as uow:
             assert uow.verifications.get(verification.id) is None
@@ -377,7 +394,9 @@ class TestUnitOfWork:
 
         job_queue.fail_with = PublishFailed("broker down")
         with unit_uow_factory() as uow:
-            verification = request_verification(uow, unit_settings, key, VerificationRequest(to=TO))
+            verification = request_verification(
+                uow, unit_settings, fake_guards(), key, VerificationRequest(to=TO)
+            )
             uow.commit()
         with unit_uow_factory() as uow:
             row = uow.verifications.get(verification.id)

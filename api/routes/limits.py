@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.deps import ApiKeyDep, ContextDep
+from api.schemas import LimitsOut, LockoutOut, SendLimitOut
+
+router = APIRouter(prefix="/v1/limits", tags=["limits"])
+
+
+@router.get("", response_model=LimitsOut)
+def read_limits(context: ContextDep, _api_key: ApiKeyDep) -> LimitsOut:
+    """The limits in force, as configured (counted in Redis across every process)."""
+    settings = context.settings
+    return LimitsOut(
+        send_limits=[
+            SendLimitOut(name=info.name, limit=info.limit, applies_to=info.applies_to)
+            for info in context.guards.sends.describe()
+        ],
+        resend_cooldown_seconds=settings.resend_cooldown_seconds,
+        allowed_countries=sorted(settings.allowed_countries)
+        if settings.allowed_countries
+        else None,
+        country_daily_caps=settings.country_daily_caps,
+        checks_per_verification=settings.max_check_attempts,
+        lockout=LockoutOut(
+            failures_per_step=settings.lockout_failures,
+            wait_increment_seconds=settings.lockout_wait_increment_seconds,
+            max_wait_seconds=settings.lockout_max_wait_seconds,
+            failure_reset_seconds=settings.lockout_failure_reset_seconds,
+        ),
+        provider_rate_per_second=settings.provider_rate,
+        provider_burst=settings.provider_burst,
+    )

@@ -1,0 +1,18 @@
+"""Prometheus metrics. Counts only: never a code, never a number, never a user id as a label."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+LIMIT_REFUSALS = Counter(
+    "twostep_limit_refusals_total", "Requests refused by a limit, by limit", ["limit"]
+)
+USER_LOCKOUTS = Counter("twostep_user_lockouts_total", "Users locked out after wrong codes")
+PROVIDER_THROTTLE_WAITS = Counter(
+    "twostep_provider_throttle_waits_total",
+    "Provider requests that waited for the fleet-wide throttle",
+)
+PROVIDER_THROTTLE_REQUEUES = Counter(
+    "twostep_provider_throttle_requeues_total",
+    "Jobs put back on the queue because the throttle's wait outlasted their claim",
+)
