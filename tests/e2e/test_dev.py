@@ -18,7 +18,6 @@ import pytest
 
 from tests.support import REPO, SandboxClient, base_env, free_port, random_phone, wait_until
 
-
 # The embedded Redis is what a machine without Redis gets; a redis-server is used where found.
 REDIS_KINDS = ["embedded"] + (["redis-server"] if shutil.which("redis-server") else [])
 
