@@ -10,7 +10,7 @@ from prometheus_client import make_asgi_app
 
 from api.deps import ApiContext
 from api.errors import install_error_handlers
-from api.routes import health, limits, verifications
+from api.routes import health, limits, users, verifications
 from shared.settings import Settings, get_settings
 
 
@@ -38,6 +38,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(verifications.router)
+    app.include_router(users.router)
     app.include_router(limits.router)
     app.mount("/metrics", make_asgi_app())
     return app

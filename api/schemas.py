@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.db.models import Verification, VerificationCheck
-from shared.domain import Channel, CheckStatus, Purpose, VerificationStatus
+from shared.db.models import Event, Factor, Verification, VerificationCheck
+from shared.domain import Channel, CheckStatus, EventType, FactorStatus, Purpose, VerificationStatus
 from shared.phone import mask_e164
 
 
@@ -132,3 +133,104 @@ class LimitsOut(BaseModel):
     lockout: LockoutOut
     provider_rate_per_second: float
     provider_burst: int
+
+
+class FactorCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: str = Field(max_length=32, examples=["+14155550123"])
+    channel: Channel = Channel.SMS
+    replace_existing: bool = Field(
+        default=True,
+        description="Once this phone is verified, disable the user's other verified phones "
+        "(a phone change). They stay in force until then.",
+    )
+    client_ip: IPv4Address | IPv6Address | None = None
+
+
+class FactorOut(BaseModel):
+    id: uuid.UUID
+    user_id: str
+    phone: str = Field(description="Masked, e.g. +1415•••••23")
+    channel: Channel
+    status: FactorStatus
+    created_at: datetime
+    verified_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Factor) -> FactorOut:
+        return cls(
+            id=row.id,
+            user_id=row.user_id,
+            phone=mask_e164(row.phone_e164),
+            channel=row.channel,
+            status=row.status,
+            created_at=row.created_at,
+            verified_at=row.verified_at,
+        )
+
+
+class FactorEnrollmentOut(BaseModel):
+    factor: FactorOut
+    verification: VerificationOut
+
+
+class FactorsOut(BaseModel):
+    user_id: str
+    two_step_enabled: bool
+    factors: list[FactorOut]
+
+
+class ChallengeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel | None = Field(default=None, description="Default: the factor's channel")
+    client_ip: IPv4Address | IPv6Address | None = None
+
+
+class RecoveryCodesOut(BaseModel):
+    codes: list[str] = Field(description="Shown once; only their hashes are kept")
+
+
+class RedeemCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=32, examples=["7K2PQ-M9XD4"])
+    client_ip: IPv4Address | IPv6Address | None = None
+
+
+class RedeemOut(BaseModel):
+    status: Literal["approved", "rejected"]
+
+
+class EventOut(BaseModel):
+    id: int
+    type: EventType
+    occurred_at: datetime
+    user_id: str | None
+    api_key: str | None = Field(description="The name of the API key whose request caused it")
+    client_ip: str | None
+    destination: str | None = Field(description="Masked")
+    verification_id: uuid.UUID | None
+    factor_id: uuid.UUID | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: Event, api_key_name: str | None) -> EventOut:
+        return cls(
+            id=row.id,
+            type=row.type,
+            occurred_at=row.occurred_at,
+            user_id=row.user_id,
+            api_key=api_key_name,
+            client_ip=row.client_ip,
+            destination=row.destination,
+            verification_id=row.verification_id,
+            factor_id=row.factor_id,
+            detail=row.detail,
+        )
+
+
+class EventsOut(BaseModel):
+    events: list[EventOut]
+    next_before: int | None = Field(description="Pass as ?before= for the next, older page")

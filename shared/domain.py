@@ -55,6 +55,34 @@ class CheckStatus(StrEnum):
         return self is not CheckStatus.QUEUED
 
 
+class FactorStatus(StrEnum):
+    UNVERIFIED = "unverified"
+    VERIFIED = "verified"
+    DISABLED = "disabled"
+
+
+class EventType(StrEnum):
+    """What the audit trail records. Never a code; destinations only masked."""
+
+    VERIFICATION_REQUESTED = "verification.requested"
+    VERIFICATION_RESEND_REQUESTED = "verification.resend_requested"
+    VERIFICATION_SENT = "verification.sent"
+    VERIFICATION_FAILED = "verification.failed"
+    VERIFICATION_APPROVED = "verification.approved"
+    VERIFICATION_CANCELED = "verification.canceled"
+    VERIFICATION_MAX_ATTEMPTS = "verification.max_attempts_reached"
+    CHECK_REJECTED = "check.rejected"
+    FACTOR_ENROLLMENT_STARTED = "factor.enrollment_started"
+    FACTOR_VERIFIED = "factor.verified"
+    FACTOR_REPLACED = "factor.replaced"
+    FACTOR_DISABLED = "factor.disabled"
+    CHALLENGE_REQUESTED = "challenge.requested"
+    USER_LOCKED = "user.locked"
+    RECOVERY_CODES_GENERATED = "recovery_codes.generated"
+    RECOVERY_CODE_USED = "recovery_code.used"
+    RECOVERY_CODE_REJECTED = "recovery_code.rejected"
+
+
 class ErrorCode(StrEnum):
     """Stable words for why a verification or check ended badly (``error.code`` in the API)."""
 

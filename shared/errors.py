@@ -10,6 +10,8 @@
       NotFound
       Conflict                        the resource is not in a state that allows this
         VerificationNotPending
+        NoVerifiedFactor              a login challenge for a user without 2SA
+        PhoneInUse                    the phone is verified for another user
       CountryNotAllowed               the destination's country is not on the allow-list
       RateLimited                     a limit refused the request: .limit, .retry_after
         CheckAttemptsExhausted        every check a verification allows has been used
@@ -63,6 +65,14 @@ class Conflict(TwostepError):
 
 class VerificationNotPending(Conflict):
     code = "verification_not_pending"
+
+
+class NoVerifiedFactor(Conflict):
+    code = "no_verified_factor"
+
+
+class PhoneInUse(Conflict):
+    code = "phone_in_use"
 
 
 class CountryNotAllowed(TwostepError):

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # How long an Idempotency-Key's first answer is replayed for repeats.
     idempotency_ttl_seconds: PositiveSeconds = 86_400.0
 
+    # --- two-step authentication
+    # Refuse to enrol a phone that is verified for another user: one phone, one account.
+    one_user_per_phone: bool = True
+
     # --- abuse protection: every limit is counted in Redis, shared by every process.
     # Send limits use the `limits` library's syntax: "N per [count] second|minute|hour|day".
     limit_per_destination: RateLimit = "5 per 10 minutes"  # Twilio's own per-number limit

@@ -99,9 +99,11 @@ def resend_verification(
 
 
 @router.post("/{verification_id}/cancel", status_code=202, response_model=VerificationOut)
-def cancel_verification(verification_id: str, uow: UowDep, _api_key: ApiKeyDep) -> VerificationOut:
+def cancel_verification(verification_id: str, uow: UowDep, api_key: ApiKeyDep) -> VerificationOut:
     """End a verification: no more checks are accepted for it."""
-    verification = verifications.cancel_verification(uow, parse_id(verification_id, "verification"))
+    verification = verifications.cancel_verification(
+        uow, api_key, parse_id(verification_id, "verification")
+    )
     uow.commit()
     return VerificationOut.from_row(verification)
 

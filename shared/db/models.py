@@ -7,18 +7,34 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, Index, String, UniqueConstraint, Uuid
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.base import Base
-from shared.domain import Channel, CheckStatus, Purpose, VerificationStatus
+from shared.domain import (
+    Channel,
+    CheckStatus,
+    EventType,
+    FactorStatus,
+    Purpose,
+    VerificationStatus,
+)
 
 
-def _enum(
-    enum_class: type[Channel | Purpose | VerificationStatus | CheckStatus], name: str
-) -> Enum:
+def _enum(enum_class: type[StrEnum], name: str) -> Enum:
     return Enum(
         enum_class,
         name=name,
@@ -126,3 +142,70 @@ class IdempotencyRecord(Base):
     response_body: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Factor(Base):
+    """A user's phone enrolled for two-step authentication."""
+
+    __tablename__ = "factors"
+    __table_args__ = (Index("ix_factors_phone_e164_status", "phone_e164", "status"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    phone_e164: Mapped[str] = mapped_column(String(16))
+    destination_region: Mapped[str] = mapped_column(String(3))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "factor_channel"))
+    status: Mapped[FactorStatus] = mapped_column(_enum(FactorStatus, "factor_status"))
+    # Approving this verification verifies the factor; until then 2SA is as it was.
+    enrollment_verification_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("verifications.id"), unique=True
+    )
+    # Whether verifying this factor disables the user's other verified ones (a phone change).
+    replaces_others: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    verified_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
+
+
+class RecoveryCode(Base):
+    """One of a user's one-time recovery codes, kept only as a slow (scrypt) hash."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    code_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class Event(Base):
+    """The audit trail: appended to, never changed. No codes; destinations masked."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_user_id_id", "user_id", "id"),)
+
+    # An integer key orders events as they were written and pages cheaply.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    occurred_at: Mapped[datetime]
+    # No CHECK constraint: new kinds of event must not need a migration of old rows.
+    type: Mapped[EventType] = mapped_column(
+        Enum(
+            EventType,
+            native_enum=False,
+            create_constraint=False,
+            length=48,
+            values_callable=lambda members: [member.value for member in members],
+            validate_strings=True,
+        )
+    )
+    user_id: Mapped[str | None] = mapped_column(String(128))
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
+    client_ip: Mapped[str | None] = mapped_column(String(45))
+    destination: Mapped[str | None] = mapped_column(String(24))  # masked, e.g. +1415•••••23
+    verification_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    factor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

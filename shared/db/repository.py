@@ -12,8 +12,16 @@ from sqlalchemy import ColumnElement, and_, case, delete, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from shared.db.models import ApiKey, IdempotencyRecord, Verification, VerificationCheck
-from shared.domain import Channel, CheckStatus, VerificationStatus
+from shared.db.models import (
+    ApiKey,
+    Event,
+    Factor,
+    IdempotencyRecord,
+    RecoveryCode,
+    Verification,
+    VerificationCheck,
+)
+from shared.domain import Channel, CheckStatus, FactorStatus, VerificationStatus
 
 Claimable = TypeVar("Claimable", Verification, VerificationCheck)
 
@@ -178,10 +186,12 @@ class _ClaimableRepository(Generic[Claimable]):
         m = self.model
         self._execute(update(m).where(m.id == row_id).values(next_attempt_at=at))
 
-    def fail_past_deadline(self, now: datetime, *, error_code: str, error_message: str) -> int:
-        """Give up on rows nobody is working on whose deadline has passed."""
+    def fail_past_deadline(
+        self, now: datetime, *, error_code: str, error_message: str
+    ) -> list[uuid.UUID]:
+        """Give up on rows nobody is working on whose deadline has passed; returns their ids."""
         m = self.model
-        result = self._execute(
+        failed = self.session.scalars(
             update(m)
             .where(m.deadline_at <= now, self._waiting_or_abandoned(now))
             .values(
@@ -193,8 +203,10 @@ class _ClaimableRepository(Generic[Claimable]):
                 completed_at=now,
                 updated_at=now,
             )
+            .returning(m.id),
+            execution_options={"synchronize_session": False},
         )
-        return result.rowcount
+        return list(failed.all())
 
     def _execute(self, statement: Any) -> CursorResult[Any]:
         result = self.session.execute(statement, execution_options={"synchronize_session": False})
@@ -330,3 +342,125 @@ class CheckRepository(_ClaimableRepository[VerificationCheck]):
                 VerificationCheck.verification_id == verification_id,
             )
         )
+
+
+class FactorRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, factor: Factor) -> None:
+        self.session.add(factor)
+
+    def get(self, user_id: str, factor_id: uuid.UUID) -> Factor | None:
+        return self.session.scalar(
+            select(Factor).where(Factor.id == factor_id, Factor.user_id == user_id)
+        )
+
+    def list_for_user(self, user_id: str) -> Sequence[Factor]:
+        return self.session.scalars(
+            select(Factor).where(Factor.user_id == user_id).order_by(Factor.created_at)
+        ).all()
+
+    def latest_verified(self, user_id: str) -> Factor | None:
+        return self.session.scalar(
+            select(Factor)
+            .where(Factor.user_id == user_id, Factor.status == FactorStatus.VERIFIED)
+            .order_by(Factor.verified_at.desc())
+            .limit(1)
+        )
+
+    def verified_for_another_user(self, phone_e164: str, user_id: str) -> bool:
+        return (
+            self.session.scalar(
+                select(Factor.id)
+                .where(
+                    Factor.phone_e164 == phone_e164,
+                    Factor.status == FactorStatus.VERIFIED,
+                    Factor.user_id != user_id,
+                )
+                .limit(1)
+            )
+            is not None
+        )
+
+    def by_enrollment(self, verification_id: uuid.UUID) -> Factor | None:
+        return self.session.scalar(
+            select(Factor).where(Factor.enrollment_verification_id == verification_id)
+        )
+
+    def set_status(
+        self,
+        factor_id: uuid.UUID,
+        *,
+        from_statuses: Sequence[FactorStatus],
+        **values: Any,
+    ) -> bool:
+        result = self.session.execute(
+            update(Factor)
+            .where(Factor.id == factor_id, Factor.status.in_(from_statuses))
+            .values(**values),
+            execution_options={"synchronize_session": False},
+        )
+        assert isinstance(result, CursorResult)
+        return result.rowcount == 1
+
+    def verified_others(self, user_id: str, except_id: uuid.UUID) -> Sequence[Factor]:
+        return self.session.scalars(
+            select(Factor).where(
+                Factor.user_id == user_id,
+                Factor.status == FactorStatus.VERIFIED,
+                Factor.id != except_id,
+            )
+        ).all()
+
+
+class RecoveryCodeRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def replace_for_user(self, user_id: str, codes: Sequence[RecoveryCode]) -> None:
+        self.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+        self.session.add_all(codes)
+
+    def unused_for_user(self, user_id: str) -> Sequence[RecoveryCode]:
+        return self.session.scalars(
+            select(RecoveryCode).where(
+                RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None)
+            )
+        ).all()
+
+    def use(self, code_id: uuid.UUID, now: datetime) -> bool:
+        """Spend a code, once: of two racing redemptions only one succeeds."""
+        result = self.session.execute(
+            update(RecoveryCode)
+            .where(RecoveryCode.id == code_id, RecoveryCode.used_at.is_(None))
+            .values(used_at=now),
+            execution_options={"synchronize_session": False},
+        )
+        assert isinstance(result, CursorResult)
+        return result.rowcount == 1
+
+
+class EventRepository:
+    """Append and read; there is deliberately no way to change or remove an event."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, event: Event) -> None:
+        self.session.add(event)
+
+    def page_for_user(
+        self, user_id: str, *, before: int | None, limit: int
+    ) -> Sequence[tuple[Event, str | None]]:
+        """Newest first, with the name of the API key that caused each event."""
+        statement = (
+            select(Event, ApiKey.name)
+            .outerjoin(ApiKey, ApiKey.id == Event.api_key_id)
+            .where(Event.user_id == user_id)
+            .order_by(Event.id.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            statement = statement.where(Event.id < before)
+        return [(event, name) for event, name in self.session.execute(statement).all()]

@@ -16,7 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db.repository import (
     ApiKeyRepository,
     CheckRepository,
+    EventRepository,
+    FactorRepository,
     IdempotencyRepository,
+    RecoveryCodeRepository,
     VerificationRepository,
 )
 from shared.jobs import Job, JobQueue, PublishFailed
@@ -77,6 +80,9 @@ class UnitOfWork:
         self.verifications = VerificationRepository(self.session)
         self.checks = CheckRepository(self.session)
         self.idempotency = IdempotencyRepository(self.session)
+        self.factors = FactorRepository(self.session)
+        self.recovery_codes = RecoveryCodeRepository(self.session)
+        self.events = EventRepository(self.session)
         self._jobs = []
         return self
 
@@ -99,6 +105,10 @@ class UnitOfWork:
         jobs, self._jobs = self._jobs, []
         for job in jobs:
             self._publish(job)
+
+    def flush(self) -> None:
+        """Write pending rows now, e.g. one another row's foreign key points to."""
+        self.session.flush()
 
     def rollback(self) -> None:
         self._jobs = []

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
@@ -24,7 +25,7 @@ from shared.clock import utcnow
 from shared.codes import CodeStash
 from shared.db.models import Verification, VerificationCheck
 from shared.db.session import UnitOfWork
-from shared.domain import Channel, CheckStatus, ErrorCode, VerificationStatus
+from shared.domain import Channel, CheckStatus, ErrorCode, EventType, VerificationStatus
 from shared.errors import (
     ProviderError,
     ProviderFinalError,
@@ -32,6 +33,7 @@ from shared.errors import (
     ServiceUnavailable,
 )
 from shared.limits import Lockout, ProviderThrottle
+from shared.services import audit, two_step
 from shared.settings import Settings
 from shared.verify.port import ProviderCheck, ProviderVerification, VerifyClient
 
@@ -128,6 +130,17 @@ class _Send:
             return {"resend_channel": None}
         return {"status": VerificationStatus.FAILED, "completed_at": now}
 
+    def record_failure(
+        self, uow: UnitOfWork, verification: Verification, reason: ErrorCode
+    ) -> None:
+        audit.record_for(
+            uow,
+            EventType.VERIFICATION_FAILED,
+            verification,
+            reason=reason.value,
+            resend=self.resend or None,
+        )
+
 
 def send_code(deps: DeliveryDeps, verification_id: uuid.UUID) -> RetryLater | None:
     settings = deps.settings
@@ -143,7 +156,7 @@ def send_code(deps: DeliveryDeps, verification_id: uuid.UUID) -> RetryLater | No
         resend = verification.status is VerificationStatus.PENDING
         send = _Send(resend, verification.resend_channel or verification.channel)
         if now >= verification.deadline_at:
-            uow.verifications.settle(
+            if uow.verifications.settle(
                 verification_id,
                 token,
                 only_if=send.held_status,
@@ -151,7 +164,8 @@ def send_code(deps: DeliveryDeps, verification_id: uuid.UUID) -> RetryLater | No
                 error_message="not sent before the send deadline",
                 updated_at=now,
                 **send.giving_up(now),
-            )
+            ):
+                send.record_failure(uow, verification, ErrorCode.PROVIDER_UNAVAILABLE)
             uow.commit()
             bound.warning("send.deadline_passed", resend=resend)
             return None
@@ -160,11 +174,13 @@ def send_code(deps: DeliveryDeps, verification_id: uuid.UUID) -> RetryLater | No
         uow.verifications.mark_call_started(verification_id, token, lost_call_started_at or now)
         uow.commit()
 
-    def settle(**values: Any) -> bool:
+    def settle(then: Callable[[UnitOfWork], None] | None = None, **values: Any) -> bool:
         with deps.uow_factory() as uow:
             settled = uow.verifications.settle(
                 verification_id, token, only_if=send.held_status, updated_at=utcnow(), **values
             )
+            if settled and then is not None:
+                then(uow)
             uow.commit()
         return settled
 
@@ -183,9 +199,15 @@ def send_code(deps: DeliveryDeps, verification_id: uuid.UUID) -> RetryLater | No
             retry_values={"status": send.waiting_status},
             give_up_values=send.giving_up(utcnow()),
             event="send.provider_error",
+            on_give_up=partial(send.record_failure, verification=verification, reason=exc.reason),
         )
     except ProviderError as exc:
-        settle(provider_call_started_at=None, **send.giving_up(utcnow()), **_error_values(exc))
+        settle(
+            partial(send.record_failure, verification=verification, reason=exc.reason),
+            provider_call_started_at=None,
+            **send.giving_up(utcnow()),
+            **_error_values(exc),
+        )
         bound.warning(
             "send.failed",
             reason=exc.reason.value,
@@ -208,7 +230,17 @@ def send_code(deps: DeliveryDeps, verification_id: uuid.UUID) -> RetryLater | No
     }
     if resend:
         outcome.update(channel=send.channel, resend_channel=None)
-    if settle(**outcome):
+
+    def record_sent(uow: UnitOfWork) -> None:
+        audit.record_for(
+            uow,
+            EventType.VERIFICATION_SENT,
+            verification,
+            channel=send.channel.value,
+            resend=resend,
+        )
+
+    if settle(record_sent, **outcome):
         bound.info("send.pending", attempts=verification.provider_attempts, resend=resend)
     else:
         bound.warning("send.outcome_dropped", note="the row was taken over or ended meanwhile")
@@ -276,7 +308,7 @@ def _after_transient_error(
     retry_values: dict[str, object],
     give_up_values: dict[str, object],
     event: str,
-    on_give_up: Callable[[], None] | None = None,
+    on_give_up: Callable[[UnitOfWork], None] | None = None,
 ) -> RetryLater | None:
     """Put the row back to wait for a retry, at the latest at its deadline (where the retry
     finds it too late and gives up), or give up now if the deadline has passed. Either way the
@@ -296,7 +328,7 @@ def _after_transient_error(
             retry_values,
             next_attempt_at=now + timedelta(seconds=delay) + settings.requeue_after,
         )
-    settled = settle(**values)
+    settled = settle(on_give_up if give_up else None, **values)
     log.warning(
         event,
         row_id=str(row.id),
@@ -306,8 +338,6 @@ def _after_transient_error(
         ambiguous=exc.ambiguous,
         next=("give up" if give_up else f"retry in {delay:.1f}s"),
     )
-    if give_up and settled and on_give_up is not None:
-        on_give_up()
     if give_up or not settled:
         return None
     return RetryLater(countdown=delay)
@@ -355,11 +385,13 @@ def check_code(deps: DeliveryDeps, check_id: uuid.UUID) -> RetryLater | None:
         uow.checks.mark_call_started(check_id, token, check.provider_call_started_at or now)
         uow.commit()
 
-    def settle(**values: Any) -> bool:
+    def settle(then: Callable[[UnitOfWork], None] | None = None, **values: Any) -> bool:
         with deps.uow_factory() as uow:
             settled = uow.checks.settle(
                 check_id, token, only_if=CheckStatus.QUEUED, updated_at=utcnow(), **values
             )
+            if settled and then is not None:
+                then(uow)
             uow.commit()
         return settled
 
@@ -380,7 +412,7 @@ def check_code(deps: DeliveryDeps, check_id: uuid.UUID) -> RetryLater | None:
             retry_values={},
             give_up_values={"status": CheckStatus.FAILED, "completed_at": utcnow()},
             event="check.provider_error",
-            on_give_up=lambda: deps.stash.discard(check_id),
+            on_give_up=lambda _uow: deps.stash.discard(check_id),
         )
     except ProviderError as exc:
         _settle_check_refused_by_provider(deps, check, verification, token, exc)
@@ -446,18 +478,23 @@ def _settle_check_answer(
         ):
             return
         if result.approved:
-            uow.verifications.transition(
+            if uow.verifications.transition(
                 verification.id,
                 from_statuses=[VerificationStatus.PENDING],
                 status=VerificationStatus.APPROVED,
                 resend_channel=None,
                 completed_at=now,
                 updated_at=now,
-            )
+            ):
+                audit.record_for(uow, EventType.VERIFICATION_APPROVED, verification)
+                two_step.on_verification_approved(uow, verification, now)
         else:
             current = uow.verifications.get(verification.id)
             assert current is not None
-            if current.check_attempts >= deps.settings.max_check_attempts:
+            audit.record_for(
+                uow, EventType.CHECK_REJECTED, verification, attempt=current.check_attempts
+            )
+            if current.check_attempts >= deps.settings.max_check_attempts and (
                 uow.verifications.transition(
                     verification.id,
                     from_statuses=[VerificationStatus.PENDING],
@@ -468,6 +505,8 @@ def _settle_check_answer(
                     completed_at=now,
                     updated_at=now,
                 )
+            ):
+                audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
         uow.commit()
     _count_for_lockout(deps, verification, approved=result.approved)
 
@@ -487,6 +526,9 @@ def _count_for_lockout(deps: DeliveryDeps, verification: Verification, *, approv
         return
     if locked_for:
         log.warning("user.locked", verification_id=str(verification.id), seconds=locked_for)
+        with deps.uow_factory() as uow:
+            audit.record_for(uow, EventType.USER_LOCKED, verification, seconds=locked_for)
+            uow.commit()
 
 
 def _settle_check_refused_by_provider(
@@ -519,16 +561,17 @@ def _settle_check_refused_by_provider(
             **_error_values(exc),
         ):
             return
-        if verification_status is not None:
-            uow.verifications.transition(
-                verification.id,
-                from_statuses=[VerificationStatus.PENDING],
-                status=verification_status,
-                resend_channel=None,
-                completed_at=now,
-                updated_at=now,
-                **_error_values(exc),
-            )
+        ended = verification_status is not None and uow.verifications.transition(
+            verification.id,
+            from_statuses=[VerificationStatus.PENDING],
+            status=verification_status,
+            resend_channel=None,
+            completed_at=now,
+            updated_at=now,
+            **_error_values(exc),
+        )
+        if ended and verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED:
+            audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
         uow.commit()
     deps.stash.discard(check.id)
     if verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED:

@@ -19,8 +19,9 @@ import structlog
 from shared.clock import utcnow
 from shared.db.repository import CheckRepository, VerificationRepository
 from shared.db.session import UnitOfWork
-from shared.domain import ErrorCode
+from shared.domain import ErrorCode, EventType
 from shared.jobs import Job
+from shared.services import audit
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -50,15 +51,26 @@ def sweep(
 ) -> SweepReport:
     now = now or utcnow()
     with uow_factory() as uow:
-        failed_sends = uow.verifications.fail_past_deadline(
+        failed_send_ids = uow.verifications.fail_past_deadline(
             now,
             error_code=ErrorCode.PROVIDER_UNAVAILABLE.value,
             error_message="not sent before the send deadline",
         )
-        failed_checks = uow.checks.fail_past_deadline(
-            now,
-            error_code=ErrorCode.PROVIDER_UNAVAILABLE.value,
-            error_message="not checked before the check deadline",
+        for verification_id in failed_send_ids:
+            failed = uow.verifications.get(verification_id)
+            assert failed is not None
+            audit.record_for(
+                uow,
+                EventType.VERIFICATION_FAILED,
+                failed,
+                reason=ErrorCode.PROVIDER_UNAVAILABLE.value,
+            )
+        failed_checks = len(
+            uow.checks.fail_past_deadline(
+                now,
+                error_code=ErrorCode.PROVIDER_UNAVAILABLE.value,
+                error_message="not checked before the check deadline",
+            )
         )
         expired = uow.verifications.expire_pending(now)
         dropped_resends = uow.verifications.drop_late_resends(now)
@@ -71,7 +83,7 @@ def sweep(
     report = SweepReport(
         republished_sends=republished_sends,
         republished_checks=republished_checks,
-        failed_sends=failed_sends,
+        failed_sends=len(failed_send_ids),
         failed_checks=failed_checks,
         expired=expired,
         forgotten_idempotency_keys=forgotten,

@@ -16,7 +16,7 @@ from shared.clock import utcnow
 from shared.codes import CodeStash
 from shared.db.models import ApiKey, Verification, VerificationCheck
 from shared.db.session import UnitOfWork
-from shared.domain import Channel, CheckStatus, Purpose, VerificationStatus
+from shared.domain import Channel, CheckStatus, EventType, Purpose, VerificationStatus
 from shared.errors import (
     CheckAttemptsExhausted,
     CountryNotAllowed,
@@ -27,6 +27,7 @@ from shared.errors import (
 from shared.jobs import Job
 from shared.limits import Guards, SendRequest
 from shared.phone import parse_phone
+from shared.services import audit
 from shared.settings import Settings
 
 _CODE_SHAPE = re.compile(r"^[0-9A-Za-z]{4,10}$")
@@ -89,6 +90,9 @@ def request_verification(
         deadline_at=now + settings.send_deadline,
     )
     uow.verifications.add(verification)
+    audit.record_for(
+        uow, EventType.VERIFICATION_REQUESTED, verification, channel=request.channel.value
+    )
     uow.enqueue_after_commit(Job.send_code(verification.id))
     return verification
 
@@ -135,9 +139,10 @@ def request_resend(
             client_ip=verification.client_ip,
         )
     )
+    channel = channel or verification.channel
     if not uow.verifications.request_resend(
         verification_id,
-        channel or verification.channel,
+        channel,
         now=now,
         deadline=now + settings.send_deadline,
         next_look=now + settings.requeue_after,
@@ -146,12 +151,22 @@ def request_resend(
         if current.status is not VerificationStatus.PENDING:
             raise _not_pending(current)
         return current
+    audit.record_for(
+        uow,
+        EventType.VERIFICATION_RESEND_REQUESTED,
+        verification,
+        api_key_id=api_key.id,
+        channel=channel.value,
+    )
     uow.enqueue_after_commit(Job.send_code(verification_id))
     return get_verification(uow, verification_id)
 
 
 def cancel_verification(
-    uow: UnitOfWork, verification_id: uuid.UUID, now: datetime | None = None
+    uow: UnitOfWork,
+    api_key: ApiKey,
+    verification_id: uuid.UUID,
+    now: datetime | None = None,
 ) -> Verification:
     """End a verification that is not over yet; canceling a canceled one changes nothing."""
     now = now or utcnow()
@@ -171,6 +186,7 @@ def cancel_verification(
         updated_at=now,
     ):
         raise _not_pending(get_verification(uow, verification_id))
+    audit.record_for(uow, EventType.VERIFICATION_CANCELED, verification, api_key_id=api_key.id)
     return get_verification(uow, verification_id)
 
 

@@ -75,6 +75,7 @@ def system(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[System
         TWOSTEP_LOG_LEVEL="DEBUG",
         TWOSTEP_LIMIT_PER_COUNTRY="1000000 per day",
         TWOSTEP_REDIS_KEY_PREFIX=SESSION_PREFIX,
+        TWOSTEP_RESEND_COOLDOWN_SECONDS="1",
     )
     system = System(env=env, log_dir=tmp_path)
     system.sandbox_url = f"http://127.0.0.1:{sandbox_port}"

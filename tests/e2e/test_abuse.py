@@ -145,6 +145,9 @@ def test_wrong_codes_exhaust_a_verification_and_lock_the_user_out_for_longer_eac
     time.sleep(second_wait + 0.2)
     assert checked(cluster, third, code).status_code == 202
     assert get(cluster, f"/v1/verifications/{third}")["status"] == "approved"
+    trail = get(cluster, f"/v1/users/{user}/events?limit=200")["events"]
+    locks = [event["detail"]["seconds"] for event in trail if event["type"] == "user.locked"]
+    assert sorted(locks) == [2.0, 4.0]
     report("lockout", first_retry_after=first_wait, second_retry_after=second_wait)
     assert 1 <= first_wait <= 2 < second_wait <= 4
 

@@ -116,14 +116,16 @@ class TestCancel:
     ) -> None:
         verification_id = queued(deps, key)
         with deps.uow_factory() as uow:
-            canceled = cancel_verification(uow, verification_id)
+            canceled = cancel_verification(uow, key, verification_id)
             uow.commit()
         assert canceled.status is VerificationStatus.CANCELED
         assert delivery.send_code(deps, verification_id) is None
         assert load(deps, verification_id).status is VerificationStatus.CANCELED
         assert verify.calls == []
         with deps.uow_factory() as uow:
-            assert cancel_verification(uow, verification_id).status is VerificationStatus.CANCELED
+            assert (
+                cancel_verification(uow, key, verification_id).status is VerificationStatus.CANCELED
+            )
 
     def test_an_approved_verification_cannot_be_canceled(
         self, deps: DeliveryDeps, key: ApiKey
@@ -137,7 +139,7 @@ class TestCancel:
             )
             uow.commit()
         with deps.uow_factory() as uow, pytest.raises(VerificationNotPending):
-            cancel_verification(uow, verification_id)
+            cancel_verification(uow, key, verification_id)
 
 
 class TestThrottle:

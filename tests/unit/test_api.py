@@ -53,6 +53,19 @@ def client(
         yield test_client
 
 
+def make_pending(client: TestClient, verification_id: str) -> None:
+    """As if a worker had sent the code."""
+    context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
+    with context.uow_factory() as uow:
+        uow.verifications.transition(
+            uuid.UUID(verification_id),
+            from_statuses=[VerificationStatus.QUEUED],
+            status=VerificationStatus.PENDING,
+            provider_sid="VE" + "0" * 32,
+        )
+        uow.commit()
+
+
 def assert_problem(response, status: int, code: str) -> dict:  # type: ignore[type-arg]
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -267,14 +280,7 @@ class TestIdempotency:
     def test_checks_replay_without_the_code_being_compared(self, client: TestClient) -> None:
         context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
         created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
-        with context.uow_factory() as uow:
-            uow.verifications.transition(
-                uuid.UUID(created["id"]),
-                from_statuses=[VerificationStatus.QUEUED],
-                status=VerificationStatus.PENDING,
-                provider_sid="VE" + "0" * 32,
-            )
-            uow.commit()
+        make_pending(client, created["id"])
         path = f"/v1/verifications/{created['id']}/checks"
         headers = {"Idempotency-Key": "check-1"}
         first = client.post(path, json={"code": "123456"}, headers=headers)
@@ -305,18 +311,10 @@ class TestLimits:
         assert len(job_queue.published) == 1
 
     def test_a_locked_user_gets_429_user_locked(self, client: TestClient, guards: Guards) -> None:
-        context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
         created = client.post(
             "/v1/verifications", json={"to": "+14155550123", "user_id": "u-9"}
         ).json()
-        with context.uow_factory() as uow:
-            uow.verifications.transition(
-                uuid.UUID(created["id"]),
-                from_statuses=[VerificationStatus.QUEUED],
-                status=VerificationStatus.PENDING,
-                provider_sid="VE" + "0" * 32,
-            )
-            uow.commit()
+        make_pending(client, created["id"])
         assert isinstance(guards.lockout, FakeLockout)
         guards.lockout.locked.add("u-9")
         response = client.post(f"/v1/verifications/{created['id']}/checks", json={"code": "123456"})
@@ -333,16 +331,8 @@ class TestLimits:
 
 class TestResendAndCancel:
     def _pending(self, client: TestClient) -> str:
-        context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
         created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
-        with context.uow_factory() as uow:
-            uow.verifications.transition(
-                uuid.UUID(created["id"]),
-                from_statuses=[VerificationStatus.QUEUED],
-                status=VerificationStatus.PENDING,
-                provider_sid="VE" + "0" * 32,
-            )
-            uow.commit()
+        make_pending(client, created["id"])
         return str(created["id"])
 
     def test_resend_by_call(self, client: TestClient, job_queue: FakeJobQueue) -> None:

@@ -1,0 +1,354 @@
+"""Two-step authentication for a login server's users (the seed article's two flows).
+
+Enrolment: a phone is stored *unverified* and a verification starts; only its approval verifies
+the factor and turns 2SA on, so a typo never locks anyone out. A new phone replaces the old one
+only once it is verified itself. Login: a challenge is a verification to the user's verified
+factor; the decision is the verification's, approved only after an approved check. Recovery
+codes: ten one-time codes, kept as scrypt hashes, counted by the same lockout as wrong codes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from shared.clock import utcnow
+from shared.db.models import ApiKey, Event, Factor, RecoveryCode, Verification
+from shared.db.session import UnitOfWork
+from shared.domain import Channel, EventType, FactorStatus, Purpose, VerificationStatus
+from shared.errors import Conflict, InvalidInput, NotFound, NoVerifiedFactor, PhoneInUse
+from shared.limits import Guards, Lockout
+from shared.phone import parse_phone
+from shared.services import audit
+from shared.services.verifications import VerificationRequest, request_verification
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+RECOVERY_CODES_PER_SET = 10
+# Crockford's base32: no I, L, O or U, so a code read aloud or typed by hand survives.
+_RECOVERY_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RECOVERY_LENGTH = 10
+# scrypt at n=2^14, r=8 costs ~16 MiB and tens of milliseconds per guess.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+_USER_ID_MAX = 128
+
+
+@dataclass(frozen=True, slots=True)
+class FactorList:
+    user_id: str
+    two_step_enabled: bool
+    factors: Sequence[Factor]
+
+
+def validate_user_id(user_id: str) -> str:
+    if not 1 <= len(user_id) <= _USER_ID_MAX or not user_id.isprintable():
+        raise InvalidInput(f"a user_id is 1 to {_USER_ID_MAX} printable characters")
+    return user_id
+
+
+def enroll_factor(
+    uow: UnitOfWork,
+    settings: Settings,
+    guards: Guards,
+    api_key: ApiKey,
+    user_id: str,
+    phone: str,
+    channel: Channel = Channel.SMS,
+    *,
+    replace_existing: bool = True,
+    client_ip: str | None = None,
+) -> tuple[Factor, Verification]:
+    """Store the phone unverified and send it a code; approving that code verifies it."""
+    validate_user_id(user_id)
+    parsed = parse_phone(phone)
+    if settings.one_user_per_phone and uow.factors.verified_for_another_user(parsed.e164, user_id):
+        raise PhoneInUse("this phone is already verified for another user")
+    for existing in uow.factors.list_for_user(user_id):
+        if existing.phone_e164 == parsed.e164 and existing.status is FactorStatus.VERIFIED:
+            raise Conflict("this phone is already a verified factor of this user")
+    verification = request_verification(
+        uow,
+        settings,
+        guards,
+        api_key,
+        VerificationRequest(
+            to=parsed.e164,
+            channel=channel,
+            user_id=user_id,
+            client_ip=client_ip,
+            purpose=Purpose.ENROLLMENT,
+        ),
+    )
+    uow.flush()  # the factor refers to the verification
+    now = utcnow()
+    factor = Factor(
+        id=uuid.uuid4(),
+        user_id=user_id,
+        phone_e164=parsed.e164,
+        destination_region=parsed.region,
+        channel=channel,
+        status=FactorStatus.UNVERIFIED,
+        enrollment_verification_id=verification.id,
+        replaces_others=replace_existing,
+        created_at=now,
+        updated_at=now,
+    )
+    uow.factors.add(factor)
+    audit.record(
+        uow,
+        EventType.FACTOR_ENROLLMENT_STARTED,
+        user_id=user_id,
+        api_key_id=api_key.id,
+        client_ip=client_ip,
+        phone_e164=parsed.e164,
+        verification_id=verification.id,
+        factor_id=factor.id,
+    )
+    return factor, verification
+
+
+def on_verification_approved(uow: UnitOfWork, verification: Verification, now: datetime) -> None:
+    """Called in the transaction that approves a verification: an enrolment's approval
+    verifies its factor (and retires the phone it replaces)."""
+    if verification.purpose is not Purpose.ENROLLMENT:
+        return
+    factor = uow.factors.by_enrollment(verification.id)
+    if factor is None or factor.status is not FactorStatus.UNVERIFIED:
+        return
+    if uow.factors.verified_for_another_user(factor.phone_e164, factor.user_id):
+        log.warning("factor.not_verified", factor_id=str(factor.id), reason="phone in use")
+        return
+    uow.factors.set_status(
+        factor.id,
+        from_statuses=[FactorStatus.UNVERIFIED],
+        status=FactorStatus.VERIFIED,
+        verified_at=now,
+        updated_at=now,
+    )
+    _record_factor(uow, EventType.FACTOR_VERIFIED, factor, verification.api_key_id)
+    if factor.replaces_others:
+        for old in uow.factors.verified_others(factor.user_id, factor.id):
+            uow.factors.set_status(
+                old.id,
+                from_statuses=[FactorStatus.VERIFIED],
+                status=FactorStatus.DISABLED,
+                disabled_at=now,
+                updated_at=now,
+            )
+            _record_factor(
+                uow, EventType.FACTOR_REPLACED, old, verification.api_key_id, by=str(factor.id)
+            )
+
+
+def list_factors(uow: UnitOfWork, user_id: str) -> FactorList:
+    validate_user_id(user_id)
+    factors = uow.factors.list_for_user(user_id)
+    enabled = any(factor.status is FactorStatus.VERIFIED for factor in factors)
+    return FactorList(user_id, enabled, factors)
+
+
+def disable_factor(uow: UnitOfWork, api_key: ApiKey, user_id: str, factor_id: uuid.UUID) -> Factor:
+    """Disable a factor; a pending enrolment for it is canceled too. Disabling twice is fine."""
+    factor = uow.factors.get(validate_user_id(user_id), factor_id)
+    if factor is None:
+        raise NotFound(f"no factor {factor_id} for this user")
+    if factor.status is FactorStatus.DISABLED:
+        return factor
+    now = utcnow()
+    uow.factors.set_status(
+        factor.id,
+        from_statuses=[FactorStatus.UNVERIFIED, FactorStatus.VERIFIED],
+        status=FactorStatus.DISABLED,
+        disabled_at=now,
+        updated_at=now,
+    )
+    if factor.enrollment_verification_id is not None:
+        uow.verifications.transition(
+            factor.enrollment_verification_id,
+            from_statuses=[
+                VerificationStatus.QUEUED,
+                VerificationStatus.SENDING,
+                VerificationStatus.PENDING,
+            ],
+            status=VerificationStatus.CANCELED,
+            resend_channel=None,
+            completed_at=now,
+            updated_at=now,
+        )
+    _record_factor(uow, EventType.FACTOR_DISABLED, factor, api_key.id)
+    return factor
+
+
+def start_challenge(
+    uow: UnitOfWork,
+    settings: Settings,
+    guards: Guards,
+    api_key: ApiKey,
+    user_id: str,
+    channel: Channel | None = None,
+    client_ip: str | None = None,
+) -> Verification:
+    """Send a login code to the user's verified factor (its channel, or the one asked for)."""
+    factor = uow.factors.latest_verified(validate_user_id(user_id))
+    if factor is None:
+        raise NoVerifiedFactor("two-step authentication is not on for this user")
+    verification = request_verification(
+        uow,
+        settings,
+        guards,
+        api_key,
+        VerificationRequest(
+            to=factor.phone_e164,
+            channel=channel or factor.channel,
+            user_id=user_id,
+            client_ip=client_ip,
+            purpose=Purpose.LOGIN,
+        ),
+    )
+    audit.record(
+        uow,
+        EventType.CHALLENGE_REQUESTED,
+        user_id=user_id,
+        api_key_id=api_key.id,
+        client_ip=client_ip,
+        phone_e164=factor.phone_e164,
+        verification_id=verification.id,
+        factor_id=factor.id,
+    )
+    return verification
+
+
+def generate_recovery_codes(uow: UnitOfWork, api_key: ApiKey, user_id: str) -> list[str]:
+    """A new set of codes, replacing the old one. They are shown now and never again."""
+    validate_user_id(user_id)
+    now = utcnow()
+    codes = [
+        "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(_RECOVERY_LENGTH))
+        for _ in range(RECOVERY_CODES_PER_SET)
+    ]
+    uow.recovery_codes.replace_for_user(
+        user_id,
+        [
+            RecoveryCode(
+                id=uuid.uuid4(), user_id=user_id, code_hash=_hash_code(code), created_at=now
+            )
+            for code in codes
+        ],
+    )
+    audit.record(
+        uow,
+        EventType.RECOVERY_CODES_GENERATED,
+        user_id=user_id,
+        api_key_id=api_key.id,
+        count=len(codes),
+    )
+    return [f"{code[:5]}-{code[5:]}" for code in codes]
+
+
+def redeem_recovery_code(
+    uow: UnitOfWork,
+    lockout: Lockout,
+    api_key: ApiKey,
+    user_id: str,
+    code: str,
+    client_ip: str | None = None,
+) -> bool:
+    """Spend one recovery code. Wrong codes count towards the same lockout as wrong OTPs."""
+    validate_user_id(user_id)
+    lockout.ensure_not_locked(user_id)
+    typed = _normalise_code(code)
+    now = utcnow()
+    matched = next(
+        (
+            stored
+            for stored in uow.recovery_codes.unused_for_user(user_id)
+            if typed is not None and _code_matches(typed, stored.code_hash)
+        ),
+        None,
+    )
+    if matched is not None and uow.recovery_codes.use(matched.id, now):
+        audit.record(
+            uow,
+            EventType.RECOVERY_CODE_USED,
+            user_id=user_id,
+            api_key_id=api_key.id,
+            client_ip=client_ip,
+            left=len(uow.recovery_codes.unused_for_user(user_id)),
+        )
+        lockout.record_success(user_id)
+        return True
+    audit.record(
+        uow,
+        EventType.RECOVERY_CODE_REJECTED,
+        user_id=user_id,
+        api_key_id=api_key.id,
+        client_ip=client_ip,
+    )
+    locked_for = lockout.record_failure(user_id)
+    if locked_for:
+        audit.record(
+            uow,
+            EventType.USER_LOCKED,
+            user_id=user_id,
+            api_key_id=api_key.id,
+            client_ip=client_ip,
+            seconds=locked_for,
+        )
+    return False
+
+
+def list_events(
+    uow: UnitOfWork, user_id: str, *, before: int | None, limit: int
+) -> Sequence[tuple[Event, str | None]]:
+    return uow.events.page_for_user(validate_user_id(user_id), before=before, limit=limit)
+
+
+def _record_factor(
+    uow: UnitOfWork,
+    event_type: EventType,
+    factor: Factor,
+    api_key_id: uuid.UUID | None,
+    **detail: str,
+) -> None:
+    audit.record(
+        uow,
+        event_type,
+        user_id=factor.user_id,
+        api_key_id=api_key_id,
+        phone_e164=factor.phone_e164,
+        verification_id=factor.enrollment_verification_id,
+        factor_id=factor.id,
+        **detail,
+    )
+
+
+def _normalise_code(code: str) -> str | None:
+    cleaned = code.replace("-", "").replace(" ", "").upper()
+    if len(cleaned) != _RECOVERY_LENGTH or not all(c in _RECOVERY_ALPHABET for c in cleaned):
+        return None
+    return cleaned
+
+
+def _hash_code(code: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(code.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P)
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def _code_matches(code: str, stored: str) -> bool:
+    try:
+        _, n, r, p, salt, digest = stored.split("$")
+        computed = hashlib.scrypt(
+            code.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p)
+        )
+    except (ValueError, MemoryError):
+        return False
+    return hmac.compare_digest(computed.hex(), digest)
