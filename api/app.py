@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from prometheus_client import make_asgi_app
 
 from api.deps import ApiContext
 from api.errors import install_error_handlers
@@ -40,5 +39,4 @@ def create_app(
     app.include_router(verifications.router)
     app.include_router(users.router)
     app.include_router(limits.router)
-    app.mount("/metrics", make_asgi_app())
     return app

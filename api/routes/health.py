@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import redis
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -16,6 +17,12 @@ router = APIRouter(tags=["operations"])
 def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics() -> Response:
+    """Prometheus counters of this process (limit refusals, …)."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/readyz", response_model=None)

@@ -358,3 +358,10 @@ class TestResendAndCancel:
         assert_problem(check, 409, "verification_not_pending")
         resend = client.post(f"/v1/verifications/{verification_id}/resend")
         assert_problem(resend, 409, "verification_not_pending")
+
+
+def test_metrics_are_served_at_metrics(client: TestClient, guards: Guards) -> None:
+    assert isinstance(guards.sends, FakeSendLimits)
+    response = client.get("/metrics")
+    assert response.status_code == 200 and "text/plain" in response.headers["content-type"]
+    assert "# TYPE twostep_limit_refusals_total counter" in response.text
