@@ -68,6 +68,8 @@ class EventType(StrEnum):
     VERIFICATION_RESEND_REQUESTED = "verification.resend_requested"
     VERIFICATION_SENT = "verification.sent"
     VERIFICATION_FAILED = "verification.failed"
+    # A re-send could not be made; the verification stays pending with the code sent first.
+    VERIFICATION_RESEND_FAILED = "verification.resend_failed"
     VERIFICATION_APPROVED = "verification.approved"
     VERIFICATION_CANCELED = "verification.canceled"
     VERIFICATION_MAX_ATTEMPTS = "verification.max_attempts_reached"

@@ -133,13 +133,10 @@ class _Send:
     def record_failure(
         self, uow: UnitOfWork, verification: Verification, reason: ErrorCode
     ) -> None:
-        audit.record_for(
-            uow,
-            EventType.VERIFICATION_FAILED,
-            verification,
-            reason=reason.value,
-            resend=self.resend or None,
+        event = (
+            EventType.VERIFICATION_RESEND_FAILED if self.resend else EventType.VERIFICATION_FAILED
         )
+        audit.record_for(uow, event, verification, reason=reason.value)
 
 
 def send_code(deps: DeliveryDeps, verification_id: uuid.UUID) -> RetryLater | None:

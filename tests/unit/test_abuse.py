@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
-from shared.db.models import ApiKey
+from shared.db.models import ApiKey, Event
 from shared.domain import Channel, CheckStatus, VerificationStatus
 from shared.errors import (
     CountryNotAllowed,
@@ -222,3 +223,24 @@ def test_countries_off_the_allow_list_are_refused_before_anything(
             )
         assert not uow.session.new
     assert sends.admitted == [] and job_queue.published == []
+
+
+def test_a_failed_resend_is_in_the_trail_as_such(
+    deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+) -> None:
+    from shared.domain import EventType
+
+    verification_id = pending(deps, key)
+    resend(deps, key, verification_id)
+    verify.fail_next(ProviderPermanentError("blocked", provider_code=60410))
+    delivery.send_code(deps, verification_id)
+    with deps.uow_factory() as uow:
+        events = uow.session.scalars(
+            select(Event).where(Event.verification_id == verification_id).order_by(Event.id)
+        ).all()
+    assert [event.type for event in events] == [
+        EventType.VERIFICATION_REQUESTED,
+        EventType.VERIFICATION_SENT,
+        EventType.VERIFICATION_RESEND_REQUESTED,
+        EventType.VERIFICATION_RESEND_FAILED,
+    ]
