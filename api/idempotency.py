@@ -9,20 +9,20 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
+from api.deps import ApiContext
 from shared.clock import utcnow
 from shared.db.models import ApiKey
 from shared.db.session import UnitOfWork
 from shared.services import idempotency
-from shared.services.idempotency import KeyLocks, StoredAnswer
+from shared.services.idempotency import StoredAnswer
 
 
 def answer_once(
+    context: ApiContext,
     uow: UnitOfWork,
-    locks: KeyLocks,
     api_key: ApiKey,
     key: str | None,
     request: tuple[str, str, dict[str, Any]],
-    ttl: timedelta,
     do: Callable[[], StoredAnswer],
     location: Callable[[dict[str, Any]], str],
 ) -> JSONResponse:
@@ -37,8 +37,10 @@ def answer_once(
         uow.commit()
         return _response(answer, location, replayed=False)
     idempotency.validate_key(key)
-    with locks.hold(api_key.id, key):
-        return _answer_holding_the_key(uow, api_key, key, request, ttl, do, location)
+    with context.idempotency_locks.hold(api_key.id, key):
+        return _answer_holding_the_key(
+            uow, api_key, key, request, context.settings.idempotency_ttl, do, location
+        )
 
 
 def _answer_holding_the_key(

@@ -62,12 +62,11 @@ def enroll_factor(
         return StoredAnswer(202, answer.model_dump(mode="json"))
 
     return answer_once(
+        context,
         uow,
-        context.idempotency_locks,
         api_key,
         idempotency_key,
         ("POST", f"/v1/users/{user_id}/factors", body.model_dump(mode="json")),
-        context.settings.idempotency_ttl,
         enroll,
         location=lambda answer: f"/v1/verifications/{answer['verification']['id']}",
     )
@@ -118,12 +117,11 @@ def start_challenge(
         return StoredAnswer(202, VerificationOut.from_row(verification).model_dump(mode="json"))
 
     return answer_once(
+        context,
         uow,
-        context.idempotency_locks,
         api_key,
         idempotency_key,
         ("POST", f"/v1/users/{user_id}/challenges", request.model_dump(mode="json")),
-        context.settings.idempotency_ttl,
         challenge,
         location=lambda answer: f"/v1/verifications/{answer['id']}",
     )

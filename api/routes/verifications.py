@@ -57,12 +57,11 @@ def create_verification(
         return StoredAnswer(202, VerificationOut.from_row(verification).model_dump(mode="json"))
 
     return answer_once(
+        context,
         uow,
-        context.idempotency_locks,
         api_key,
         idempotency_key,
         ("POST", "/v1/verifications", body.model_dump(mode="json")),
-        context.settings.idempotency_ttl,
         send,
         location=lambda answer: f"/v1/verifications/{answer['id']}",
     )
@@ -127,12 +126,11 @@ def create_check(
         return StoredAnswer(202, CheckOut.from_row(created).model_dump(mode="json"))
 
     return answer_once(
+        context,
         uow,
-        context.idempotency_locks,
         api_key,
         idempotency_key,
         ("POST", f"/v1/verifications/{parsed_id}/checks", body.model_dump(mode="json")),
-        context.settings.idempotency_ttl,
         check,
         location=lambda answer: (
             f"/v1/verifications/{answer['verification_id']}/checks/{answer['id']}"

@@ -240,6 +240,21 @@ class VerificationRepository(_ClaimableRepository[Verification]):
             else_=VerificationStatus.SENDING,
         )
 
+    def cancel(self, verification_id: uuid.UUID, now: datetime) -> bool:
+        """End a verification that is not over yet."""
+        return self.transition(
+            verification_id,
+            from_statuses=[
+                VerificationStatus.QUEUED,
+                VerificationStatus.SENDING,
+                VerificationStatus.PENDING,
+            ],
+            status=VerificationStatus.CANCELED,
+            resend_channel=None,
+            completed_at=now,
+            updated_at=now,
+        )
+
     def request_resend(
         self,
         verification_id: uuid.UUID,

@@ -22,7 +22,7 @@ import structlog
 from shared.clock import utcnow
 from shared.db.models import ApiKey, Event, Factor, RecoveryCode, Verification
 from shared.db.session import UnitOfWork
-from shared.domain import Channel, EventType, FactorStatus, Purpose, VerificationStatus
+from shared.domain import Channel, EventType, FactorStatus, Purpose
 from shared.errors import Conflict, InvalidInput, NotFound, NoVerifiedFactor, PhoneInUse
 from shared.limits import Guards, Lockout
 from shared.phone import parse_phone
@@ -102,15 +102,8 @@ def enroll_factor(
         updated_at=now,
     )
     uow.factors.add(factor)
-    audit.record(
-        uow,
-        EventType.FACTOR_ENROLLMENT_STARTED,
-        user_id=user_id,
-        api_key_id=api_key.id,
-        client_ip=client_ip,
-        phone_e164=parsed.e164,
-        verification_id=verification.id,
-        factor_id=factor.id,
+    _record_factor(
+        uow, EventType.FACTOR_ENROLLMENT_STARTED, factor, api_key.id, client_ip=client_ip
     )
     return factor, verification
 
@@ -171,18 +164,7 @@ def disable_factor(uow: UnitOfWork, api_key: ApiKey, user_id: str, factor_id: uu
         updated_at=now,
     )
     if factor.enrollment_verification_id is not None:
-        uow.verifications.transition(
-            factor.enrollment_verification_id,
-            from_statuses=[
-                VerificationStatus.QUEUED,
-                VerificationStatus.SENDING,
-                VerificationStatus.PENDING,
-            ],
-            status=VerificationStatus.CANCELED,
-            resend_channel=None,
-            completed_at=now,
-            updated_at=now,
-        )
+        uow.verifications.cancel(factor.enrollment_verification_id, now)
     _record_factor(uow, EventType.FACTOR_DISABLED, factor, api_key.id)
     return factor
 
@@ -213,15 +195,13 @@ def start_challenge(
             purpose=Purpose.LOGIN,
         ),
     )
-    audit.record(
+    _record_factor(
         uow,
         EventType.CHALLENGE_REQUESTED,
-        user_id=user_id,
-        api_key_id=api_key.id,
+        factor,
+        api_key.id,
         client_ip=client_ip,
-        phone_e164=factor.phone_e164,
         verification_id=verification.id,
-        factor_id=factor.id,
     )
     return verification
 
@@ -316,6 +296,9 @@ def _record_factor(
     event_type: EventType,
     factor: Factor,
     api_key_id: uuid.UUID | None,
+    *,
+    client_ip: str | None = None,
+    verification_id: uuid.UUID | None = None,
     **detail: str,
 ) -> None:
     audit.record(
@@ -323,8 +306,9 @@ def _record_factor(
         event_type,
         user_id=factor.user_id,
         api_key_id=api_key_id,
+        client_ip=client_ip,
         phone_e164=factor.phone_e164,
-        verification_id=factor.enrollment_verification_id,
+        verification_id=verification_id or factor.enrollment_verification_id,
         factor_id=factor.id,
         **detail,
     )

@@ -173,18 +173,7 @@ def cancel_verification(
     verification = get_verification(uow, verification_id)
     if verification.status is VerificationStatus.CANCELED:
         return verification
-    if not uow.verifications.transition(
-        verification_id,
-        from_statuses=[
-            VerificationStatus.QUEUED,
-            VerificationStatus.SENDING,
-            VerificationStatus.PENDING,
-        ],
-        status=VerificationStatus.CANCELED,
-        resend_channel=None,
-        completed_at=now,
-        updated_at=now,
-    ):
+    if not uow.verifications.cancel(verification_id, now):
         raise _not_pending(get_verification(uow, verification_id))
     audit.record_for(uow, EventType.VERIFICATION_CANCELED, verification, api_key_id=api_key.id)
     return get_verification(uow, verification_id)
