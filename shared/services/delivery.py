@@ -354,7 +354,8 @@ def check_code(deps: DeliveryDeps, check_id: uuid.UUID) -> RetryLater | None:
         verification = uow.verifications.get(check.verification_id)
         assert verification is not None
         bound = bound.bind(verification_id=str(verification.id))
-        refusal = _check_refusal(deps, check, verification, now)
+        code = deps.stash.get(check_id)
+        refusal = _check_refusal(check, verification, code, now)
         if refusal is not None:
             status, error_code, message = refusal
             uow.checks.settle(
@@ -377,8 +378,7 @@ def check_code(deps: DeliveryDeps, check_id: uuid.UUID) -> RetryLater | None:
             uow.commit()
             bound.info("check.refused", status=status.value, reason=error_code.value)
             return None
-        code = deps.stash.get(check_id)
-        assert code is not None  # _check_refusal saw it
+        assert code is not None  # _check_refusal refuses a check whose code is lost
         uow.checks.mark_call_started(check_id, token, check.provider_call_started_at or now)
         uow.commit()
 
@@ -422,7 +422,7 @@ def check_code(deps: DeliveryDeps, check_id: uuid.UUID) -> RetryLater | None:
 
 
 def _check_refusal(
-    deps: DeliveryDeps, check: VerificationCheck, verification: Verification, now: datetime
+    check: VerificationCheck, verification: Verification, code: str | None, now: datetime
 ) -> tuple[CheckStatus, ErrorCode, str] | None:
     if now >= check.deadline_at:
         return (
@@ -442,7 +442,7 @@ def _check_refusal(
             ErrorCode.VERIFICATION_EXPIRED,
             f"the verification is {verification.status.value}",
         )
-    if deps.stash.get(check.id) is None:
+    if code is None:
         return (
             CheckStatus.FAILED,
             ErrorCode.CODE_UNAVAILABLE,
