@@ -1,4 +1,4 @@
-"""Run the sandbox: ``twostep sandbox`` or ``python -m sandbox``."""
+"""Run the sandbox (``twostep sandbox``)."""
 
 from __future__ import annotations
 
