@@ -246,13 +246,9 @@ def redeem_recovery_code(
     lockout.ensure_not_locked(user_id)
     typed = _normalise_code(code)
     now = utcnow()
+    unused = uow.recovery_codes.unused_for_user(user_id) if typed is not None else []
     matched = next(
-        (
-            stored
-            for stored in uow.recovery_codes.unused_for_user(user_id)
-            if typed is not None and _code_matches(typed, stored.code_hash)
-        ),
-        None,
+        (stored for stored in unused if typed and _code_matches(typed, stored.code_hash)), None
     )
     if matched is not None and uow.recovery_codes.use(matched.id, now):
         audit.record(
@@ -261,7 +257,7 @@ def redeem_recovery_code(
             user_id=user_id,
             api_key_id=api_key.id,
             client_ip=client_ip,
-            left=len(uow.recovery_codes.unused_for_user(user_id)),
+            left=len(unused) - 1,
         )
         lockout.record_success(user_id)
         return True
