@@ -22,11 +22,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.context = build_context(settings)
+        context = build_context(settings)
+        app.state.context = context
+        await context.open()
         try:
             yield
         finally:
-            app.state.context.close()
+            await context.close()
 
     app = FastAPI(
         title="twostep",

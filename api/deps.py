@@ -3,57 +3,97 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-import redis
-from fastapi import Depends, Request
+import redis.asyncio as redis
+from celery import Celery
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine
 
-from shared.codes import CodeStash, RedisCodeStash
+from shared.changes import ChangeListener, RedisChangeFeed, changes_channel
+from shared.clock import SystemClock
+from shared.codes import RedisCodeStash
 from shared.db.models import ApiKey
-from shared.db.session import UnitOfWork, UnitOfWorkFactory, make_engine, make_session_factory
+from shared.db.session import AfterCommit, Database, UnitOfWork, UnitOfWorkFactory
 from shared.errors import NotFound
 from shared.jobs import CeleryJobQueue, make_celery
 from shared.limits import Guards, RedisLockout, RedisSendLimits
-from shared.redis_client import make_redis
-from shared.services import keys
+from shared.redis_client import make_redis, make_subscriber
 from shared.services.idempotency import KeyLocks, RedisKeyLocks
+from shared.services.keys import ApiKeyCache
+from shared.services.two_step import TwoStep
+from shared.services.verifications import Verifications
+from shared.services.waiting import MAX_WAIT_SECONDS, Waiting
 from shared.settings import Settings
 
 
 @dataclass
 class ApiContext:
+    """What one API process builds once: connections, and the services over them."""
+
     settings: Settings
-    engine: Engine
+    database: Database
     uow_factory: UnitOfWorkFactory
     redis: redis.Redis
-    stash: CodeStash
-    guards: Guards
+    keys: ApiKeyCache
+    verifications: Verifications
+    two_step: TwoStep
+    waiting: Waiting
     idempotency_locks: KeyLocks
+    listener: ChangeListener | None = None
+    celery: Celery | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> ApiContext:
-        engine = make_engine(settings.database_url, pool_size=20)
-        job_queue = CeleryJobQueue(make_celery(settings, main="twostep.api"))
+        database = Database.connect(settings.database_url, pool_size=settings.database_pool_size)
         client = make_redis(settings.redis_url)
-        return cls(
+        channel = changes_channel(settings.redis_key_prefix)
+        celery = make_celery(settings, main="twostep.api")
+        uow_factory = UnitOfWorkFactory(
+            database,
+            AfterCommit(
+                jobs=CeleryJobQueue(celery),
+                changes=RedisChangeFeed(client, channel),
+            ),
+        )
+        verifications = Verifications(
             settings=settings,
-            engine=engine,
-            uow_factory=UnitOfWorkFactory(make_session_factory(engine), job_queue),
-            redis=client,
-            stash=RedisCodeStash(client, settings.redis_key("")),
             guards=Guards(
                 sends=RedisSendLimits(settings, client), lockout=RedisLockout(settings, client)
             ),
+            stash=RedisCodeStash(client, settings.redis_key("")),
+            clock=SystemClock(),
+        )
+        listener = ChangeListener(
+            make_subscriber(settings.redis_url), channel, max_waiters=settings.max_waiters
+        )
+        return cls(
+            settings=settings,
+            database=database,
+            uow_factory=uow_factory,
+            redis=client,
+            keys=ApiKeyCache(uow_factory.reading, settings.api_key_cache_seconds),
+            verifications=verifications,
+            two_step=TwoStep(verifications),
+            waiting=Waiting(uow_factory.reading, verifications, listener),
             idempotency_locks=RedisKeyLocks(client, settings.redis_key("")),
+            listener=listener,
+            celery=celery,
         )
 
-    def close(self) -> None:
-        self.redis.close()
-        self.engine.dispose()
+    async def open(self) -> None:
+        if self.listener is not None:
+            self.listener.start()
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+        await self.redis.aclose()
+        await self.database.dispose()
+        if self.celery is not None:
+            self.celery.close()
 
 
 def get_context(request: Request) -> ApiContext:
@@ -64,26 +104,42 @@ def get_context(request: Request) -> ApiContext:
 ContextDep = Annotated[ApiContext, Depends(get_context)]
 
 
-def get_uow(context: ContextDep) -> Iterator[UnitOfWork]:
-    with context.uow_factory() as uow:
+async def get_uow(context: ContextDep) -> AsyncIterator[UnitOfWork]:
+    """The route's unit of work: committed when the route returns, before the answer is sent."""
+    async with context.uow_factory() as uow:
         yield uow
 
 
-UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+async def get_reading_uow(context: ContextDep) -> AsyncIterator[UnitOfWork]:
+    async with context.uow_factory.reading() as uow:
+        yield uow
 
+
+UowDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
+ReadingUowDep = Annotated[UnitOfWork, Depends(get_reading_uow, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `twostep keys create NAME`")
 
 
-def require_api_key(
-    uow: UowDep,
+async def require_api_key(
+    context: ContextDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
     header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
-    return keys.authenticate(uow, header)
+    return await context.keys.authenticate(header)
 
 
 ApiKeyDep = Annotated[ApiKey, Depends(require_api_key)]
+
+WaitSeconds = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description="Hold the answer up to this many seconds until the result is decided "
+        "(a verification sent or over, a check answered); then answer with what there is.",
+    ),
+]
 
 
 def parse_id(raw: str, what: str) -> uuid.UUID:

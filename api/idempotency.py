@@ -1,79 +1,95 @@
-"""Answer a POST once per ``Idempotency-Key``; the route says what doing it once means."""
+"""Answer a POST once per ``Idempotency-Key``; the route says what doing it once means.
+
+This is the boundary of those routes: it opens their unit of work, which commits when ``do``
+and the remembering of its answer both succeed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import ApiContext
-from shared.clock import utcnow
 from shared.db.models import ApiKey
 from shared.db.session import UnitOfWork
 from shared.services import idempotency
 from shared.services.idempotency import StoredAnswer
 
+RequestShape = tuple[str, str, dict[str, Any]]
 
-def answer_once(
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    answer: StoredAnswer
+    replayed: bool
+
+    def response(self, location: Callable[[dict[str, Any]], str]) -> JSONResponse:
+        headers = {"Location": location(self.answer.body)}
+        if self.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(self.answer.body, status_code=self.answer.status, headers=headers)
+
+
+async def answer_once(
     context: ApiContext,
-    uow: UnitOfWork,
     api_key: ApiKey,
     key: str | None,
-    request: tuple[str, str, dict[str, Any]],
-    do: Callable[[], StoredAnswer],
-    location: Callable[[dict[str, Any]], str],
-) -> JSONResponse:
-    """Run ``do`` and commit, unless this key already has an answer: then replay it.
+    request: RequestShape,
+    do: Callable[[UnitOfWork], Awaitable[StoredAnswer]],
+) -> Answered:
+    """Run ``do`` in a unit of work, unless this key already has an answer: then replay it.
 
     Requests with one key take turns, so a repeat racing the first one replays its answer. If
     the turn-taking fails anyway (a lock that outlived its lease), the unique (API key, key)
-    constraint lets one commit and the other rolls back and replays.
+    constraint lets one commit and the other replays.
     """
     if key is None:
-        answer = do()
-        uow.commit()
-        return _response(answer, location, replayed=False)
+        async with context.uow_factory() as uow:
+            return Answered(await do(uow), replayed=False)
     idempotency.validate_key(key)
-    with context.idempotency_locks.hold(api_key.id, key):
-        return _answer_holding_the_key(
-            uow, api_key, key, request, context.settings.idempotency_ttl, do, location
-        )
+    async with context.idempotency_locks.hold(api_key.id, key):
+        return await _answer_holding_the_key(context, api_key, key, request, do)
 
 
-def _answer_holding_the_key(
-    uow: UnitOfWork,
+async def _answer_holding_the_key(
+    context: ApiContext,
     api_key: ApiKey,
     key: str,
-    request: tuple[str, str, dict[str, Any]],
-    ttl: timedelta,
-    do: Callable[[], StoredAnswer],
-    location: Callable[[dict[str, Any]], str],
-) -> JSONResponse:
+    request: RequestShape,
+    do: Callable[[UnitOfWork], Awaitable[StoredAnswer]],
+) -> Answered:
     request_fingerprint = idempotency.fingerprint(*request)
-    now = utcnow()
-    stored = idempotency.find_answer(uow, api_key.id, key, request_fingerprint, now)
-    if stored is not None:
-        return _response(stored, location, replayed=True)
-    answer = do()
-    idempotency.remember_answer(uow, api_key.id, key, request_fingerprint, answer, now, ttl)
-    try:
-        uow.commit()
-    except IntegrityError:
-        uow.rollback()
-        stored = idempotency.find_answer(uow, api_key.id, key, request_fingerprint, utcnow())
-        if stored is None:
-            raise
-        return _response(stored, location, replayed=True)
-    return _response(answer, location, replayed=False)
-
-
-def _response(
-    answer: StoredAnswer, location: Callable[[dict[str, Any]], str], *, replayed: bool
-) -> JSONResponse:
-    headers = {"Location": location(answer.body)}
-    if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
+    clock = context.verifications.clock
+    async with context.uow_factory() as uow:
+        stored = await idempotency.find_answer(
+            uow, api_key.id, key, request_fingerprint, clock.now()
+        )
+        if stored is not None:
+            return Answered(stored, replayed=True)
+        answer = await do(uow)
+        await idempotency.remember_answer(
+            uow,
+            api_key.id,
+            key,
+            request_fingerprint,
+            answer,
+            clock.now(),
+            context.settings.idempotency_ttl,
+        )
+        try:
+            await uow.flush()
+        except IntegrityError:
+            await uow.rollback()
+        else:
+            return Answered(answer, replayed=False)
+    async with context.uow_factory.reading() as uow:
+        stored = await idempotency.find_answer(
+            uow, api_key.id, key, request_fingerprint, clock.now()
+        )
+    if stored is None:
+        raise RuntimeError("an Idempotency-Key collided but its first answer is gone")
+    return Answered(stored, replayed=True)

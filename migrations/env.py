@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from shared.db.base import Base, UTCDateTime
-from shared.db.session import make_engine
+from shared.db.migrate import migration_engine
 from shared.settings import get_settings
 
 config = context.config
@@ -50,7 +50,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = make_engine(_url(), pool_size=1)
+    engine = migration_engine(_url())
     try:
         with engine.connect() as connection:
             _configure(connection)

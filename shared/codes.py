@@ -11,17 +11,17 @@ from __future__ import annotations
 import uuid
 from typing import Protocol
 
-import redis
+import redis.asyncio as redis
 
 from shared.errors import ServiceUnavailable
 
 
 class CodeStash(Protocol):
-    def put(self, check_id: uuid.UUID, code: str, ttl_seconds: int) -> None: ...
+    async def put(self, check_id: uuid.UUID, code: str, ttl_seconds: int) -> None: ...
 
-    def get(self, check_id: uuid.UUID) -> str | None: ...
+    async def get(self, check_id: uuid.UUID) -> str | None: ...
 
-    def discard(self, check_id: uuid.UUID) -> None: ...
+    async def discard(self, check_id: uuid.UUID) -> None: ...
 
 
 class RedisCodeStash:
@@ -29,17 +29,17 @@ class RedisCodeStash:
         self._redis = client
         self._key = key_prefix + "check-code:{}"
 
-    def put(self, check_id: uuid.UUID, code: str, ttl_seconds: int) -> None:
+    async def put(self, check_id: uuid.UUID, code: str, ttl_seconds: int) -> None:
         try:
-            self._redis.set(self._key.format(check_id), code, ex=ttl_seconds)
+            await self._redis.set(self._key.format(check_id), code, ex=ttl_seconds)
         except redis.RedisError as exc:
             raise ServiceUnavailable("cannot accept checks right now; try again shortly") from exc
 
-    def get(self, check_id: uuid.UUID) -> str | None:
-        value = self._redis.get(self._key.format(check_id))
+    async def get(self, check_id: uuid.UUID) -> str | None:
+        value = await self._redis.get(self._key.format(check_id))
         if value is None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
-    def discard(self, check_id: uuid.UUID) -> None:
-        self._redis.delete(self._key.format(check_id))
+    async def discard(self, check_id: uuid.UUID) -> None:
+        await self._redis.delete(self._key.format(check_id))

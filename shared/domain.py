@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -98,3 +99,12 @@ class ErrorCode(StrEnum):
     MAX_CHECK_ATTEMPTS_REACHED = "max_check_attempts_reached"
     VERIFICATION_EXPIRED = "verification_expired"
     CODE_UNAVAILABLE = "code_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptError:
+    """Why an attempt at a job (a send, a check) did not succeed, as its row records it."""
+
+    reason: ErrorCode
+    message: str
+    provider_code: int | None = None

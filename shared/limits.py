@@ -1,18 +1,20 @@
 """Abuse protection: limits shared by every process, counted in Redis, failing closed.
 
-Three ports and their Redis adapters:
+Three ports and their Redis adapters, each decision one atomic Lua call on Redis's own clock
+(so the processes' clocks do not matter, and a decision costs one round trip):
 
 - ``SendLimits`` — before anything is enqueued, a send must pass every limit: per destination,
   per user, per client IP, per API key, per destination country per day, and a cooldown per
-  verification. Counting is the ``limits`` library's moving window, each check-and-count one
-  atomic Lua call. All limits are *tested* before any is *counted*, so a request refused by one
-  limit uses up none of the others (two racing requests can at worst both count, never both
-  exceed).
+  verification. Each limit is a moving window (a list of the latest send times, as the
+  ``limits`` library keeps it; its ``parse`` reads our settings). All limits are tested before
+  any is counted, in one script: a request refused by one limit uses up none of the others, and
+  two racing requests cannot both slip under a limit.
 - ``Lockout`` — wrong codes per user lock the user out for a growing wait (Keycloak's brute
   force detection: wait increment, maximum wait, failure reset).
-- ``ProviderThrottle`` — one GCRA bucket for every worker's Twilio requests, so the fleet stays
-  under the account's rate however many workers run. ``limits`` has no token bucket or GCRA,
-  so this one is ours: a few lines of Lua on Redis's own clock.
+- ``ProviderGate`` — every provider call of every worker enters through it: one GCRA bucket
+  caps the fleet's rate (the account's limit) and a set of leased slots caps how many calls are
+  in flight at once (Twilio answers 20429 past its concurrency). A slot a dead worker held
+  frees itself when its lease runs out.
 
 If Redis cannot be reached every one of them raises ``ServiceUnavailable``: no limit is ever
 skipped.
@@ -22,18 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
+import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-import redis
+import redis.asyncio as redis
 from limits import RateLimitItem, RateLimitItemPerDay, parse
-from limits.errors import StorageError
-from limits.storage import RedisStorage
-from limits.strategies import MovingWindowRateLimiter
 
 from shared import metrics
 from shared.errors import RateLimited, ServiceUnavailable, UserLocked
@@ -60,7 +59,7 @@ class LimitInfo:
 
 
 class SendLimits(Protocol):
-    def admit(self, request: SendRequest) -> None:
+    async def admit(self, request: SendRequest) -> None:
         """Count the send against every limit, or raise RateLimited and count nothing."""
         ...
 
@@ -68,15 +67,15 @@ class SendLimits(Protocol):
 
 
 class Lockout(Protocol):
-    def ensure_not_locked(self, user_id: str) -> None:
+    async def ensure_not_locked(self, user_id: str) -> None:
         """Raise UserLocked while the user is locked out."""
         ...
 
-    def record_failure(self, user_id: str) -> float:
+    async def record_failure(self, user_id: str) -> float:
         """Count a wrong code; returns the seconds the user is now locked for (0: not locked)."""
         ...
 
-    def record_success(self, user_id: str) -> None: ...
+    async def record_success(self, user_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +86,12 @@ class Guards:
     lockout: Lockout
 
 
-class ProviderThrottle(Protocol):
-    def reserve(self) -> float:
-        """Take a slot for one provider request now (0.0), or say how many seconds to wait."""
+class ProviderGate(Protocol):
+    async def enter(self) -> str | float:
+        """Take a slot for one provider call now (its id), or say how many seconds to wait."""
         ...
+
+    async def leave(self, slot: str) -> None: ...
 
 
 def _digest(value: str) -> str:
@@ -102,22 +103,41 @@ def _digest(value: str) -> str:
 def _redis_or_unavailable() -> Iterator[None]:
     try:
         yield
-    except (redis.RedisError, StorageError, OSError) as exc:
+    except (redis.RedisError, OSError) as exc:
         raise ServiceUnavailable(
             "limits cannot be checked right now (Redis is unreachable); try again shortly"
         ) from exc
 
 
+# KEYS: one list per limit, newest send time first. ARGV: per key, its amount and window (ms).
+# Returns {0, 0} when admitted (and counted everywhere), else {i, ms}: the i-th limit refused,
+# and the ms until it has room again.
+_ADMIT = """
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+for i, key in ipairs(KEYS) do
+  local amount, window = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  if amount < 1 then return {i, window} end
+  local oldest = redis.call('LINDEX', key, amount - 1)
+  if oldest and tonumber(oldest) > now_ms - window then
+    return {i, tonumber(oldest) + window - now_ms}
+  end
+end
+for i, key in ipairs(KEYS) do
+  local amount, window = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  redis.call('LPUSH', key, now_ms)
+  redis.call('LTRIM', key, 0, amount - 1)
+  redis.call('PEXPIRE', key, window)
+end
+return {0, 0}
+"""
+
+
 class RedisSendLimits:
     def __init__(self, settings: Settings, client: redis.Redis) -> None:
         self._settings = settings
-        storage = RedisStorage(
-            settings.redis_url,
-            connection_pool=client.connection_pool,
-            key_prefix=settings.redis_key("limits"),
-            wrap_exceptions=True,
-        )
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._script = client.register_script(_ADMIT)
+        self._prefix = settings.redis_key("limits")
         self._per_destination = parse(settings.limit_per_destination)
         self._per_user = parse(settings.limit_per_user)
         self._per_client_ip = parse(settings.limit_per_client_ip)
@@ -145,24 +165,22 @@ class RedisSendLimits:
         ]
         return applicable
 
-    def admit(self, request: SendRequest) -> None:
+    async def admit(self, request: SendRequest) -> None:
         applicable = self._applicable(request)
+        keys = [f"{self._prefix}:{name}:{identifier}" for name, _, identifier in applicable]
+        args: list[int] = []
+        for _, item, _ in applicable:
+            args += [item.amount, item.get_expiry() * 1000]
         with _redis_or_unavailable():
-            for name, item, identifier in applicable:
-                if not self._limiter.test(item, name, identifier):
-                    self._refuse(name, item, identifier)
-            for name, item, identifier in applicable:
-                if not self._limiter.hit(item, name, identifier):
-                    self._refuse(name, item, identifier)
-
-    def _refuse(self, name: str, item: RateLimitItem, identifier: str) -> None:
-        reset_at = self._limiter.get_window_stats(item, name, identifier).reset_time
-        metrics.LIMIT_REFUSALS.labels(limit=name).inc()
-        raise RateLimited(
-            f"too many sends ({name.replace('_', ' ')}: {item}); try again later",
-            limit=name,
-            retry_after=math.ceil(reset_at - time.time()),
-        )
+            refused, wait_ms = await self._script(keys=keys, args=args)
+        if refused:
+            name, item, _ = applicable[int(refused) - 1]
+            metrics.LIMIT_REFUSALS.labels(limit=name).inc()
+            raise RateLimited(
+                f"too many sends ({name.replace('_', ' ')}: {item}); try again later",
+                limit=name,
+                retry_after=math.ceil(int(wait_ms) / 1000),
+            )
 
     def describe(self) -> list[LimitInfo]:
         return [
@@ -215,9 +233,9 @@ class RedisLockout:
     def _key(self, user_id: str) -> str:
         return self._settings.redis_key(f"lockout:{_digest(user_id)}")
 
-    def ensure_not_locked(self, user_id: str) -> None:
+    async def ensure_not_locked(self, user_id: str) -> None:
         with _redis_or_unavailable():
-            remaining_ms = int(self._remaining(keys=[self._key(user_id)]))
+            remaining_ms = int(await self._remaining(keys=[self._key(user_id)]))
         if remaining_ms > 0:
             metrics.LIMIT_REFUSALS.labels(limit="user_lockout").inc()
             raise UserLocked(
@@ -226,11 +244,11 @@ class RedisLockout:
                 retry_after=math.ceil(remaining_ms / 1000),
             )
 
-    def record_failure(self, user_id: str) -> float:
+    async def record_failure(self, user_id: str) -> float:
         settings = self._settings
         with _redis_or_unavailable():
             locked_ms = int(
-                self._record(
+                await self._record(
                     keys=[self._key(user_id)],
                     args=[
                         settings.lockout_failures,
@@ -244,17 +262,23 @@ class RedisLockout:
             metrics.USER_LOCKOUTS.inc()
         return locked_ms / 1000
 
-    def record_success(self, user_id: str) -> None:
+    async def record_success(self, user_id: str) -> None:
         with _redis_or_unavailable():
-            self._redis.delete(self._key(user_id))
+            await self._redis.delete(self._key(user_id))
 
 
-# GCRA (the "generic cell rate algorithm"): one timestamp per bucket, the theoretical arrival
-# time of the next request. KEYS[1]: the bucket. ARGV: emission interval (µs), burst.
-# Returns 0 when the request may go now, else the µs to wait.
-_GCRA = """
+# GCRA (the "generic cell rate algorithm") keeps one timestamp per bucket, the theoretical arrival
+# time of the next call; the in-flight set holds a member per call, scored by its lease's end.
+# KEYS[1]: the bucket, KEYS[2]: the in-flight set. ARGV: emission interval (µs), burst, most
+# calls in flight, lease (ms), the new slot's id.
+# Returns 0 when the call may go now (and holds a slot), -1 when too many calls are in flight,
+# else the µs to wait for the rate.
+_ENTER = """
 local now = redis.call('TIME')
 local now_us = now[1] * 1000000 + now[2]
+local now_ms = math.floor(now_us / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now_ms)
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return -1 end
 local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now_us then tat = now_us end
@@ -262,18 +286,49 @@ local new_tat = tat + interval
 local wait = new_tat - now_us - burst * interval
 if wait > 0 then return wait end
 redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now_us) / 1000) + 1000)
+local lease = tonumber(ARGV[4])
+redis.call('ZADD', KEYS[2], now_ms + lease, ARGV[5])
+redis.call('PEXPIRE', KEYS[2], lease + 1000)
 return 0
 """
 
+# How long to wait before asking again when every in-flight slot is taken: calls end within a
+# provider round trip, and nothing tells us which ends first.
+_FULL_POLL_SECONDS = 0.05
 
-class RedisProviderThrottle:
+
+class RedisProviderGate:
     def __init__(self, settings: Settings, client: redis.Redis, bucket: str = "twilio") -> None:
-        self._script = client.register_script(_GCRA)
-        self._key = settings.redis_key(f"throttle:{bucket}")
+        self._redis = client
+        self._script = client.register_script(_ENTER)
+        self._rate_key = settings.redis_key(f"throttle:{bucket}")
+        self._in_flight_key = settings.redis_key(f"in-flight:{bucket}")
         self._interval_us = max(1, round(1_000_000 / settings.provider_rate))
         self._burst = settings.provider_burst
+        self._max_in_flight = settings.provider_max_in_flight
+        # Longer than any one call may take, so a live call never loses its slot.
+        one_call = settings.twilio_connect_timeout_seconds + settings.twilio_read_timeout_seconds
+        self._lease_ms = int((one_call + 5) * 1000)
 
-    def reserve(self) -> float:
+    async def enter(self) -> str | float:
+        slot = secrets.token_hex(8)
         with _redis_or_unavailable():
-            wait_us = int(self._script(keys=[self._key], args=[self._interval_us, self._burst]))
-        return wait_us / 1_000_000
+            answer = int(
+                await self._script(
+                    keys=[self._rate_key, self._in_flight_key],
+                    args=[
+                        self._interval_us,
+                        self._burst,
+                        self._max_in_flight,
+                        self._lease_ms,
+                        slot,
+                    ],
+                )
+            )
+        if answer == 0:
+            return slot
+        return _FULL_POLL_SECONDS if answer < 0 else answer / 1_000_000
+
+    async def leave(self, slot: str) -> None:
+        with _redis_or_unavailable():
+            await self._redis.zrem(self._in_flight_key, slot)

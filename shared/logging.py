@@ -92,6 +92,8 @@ def configure_logging(
         ("urllib3", logging.WARNING),
         ("uvicorn.access", logging.WARNING),
         ("alembic.runtime.migration", logging.WARNING),
+        # At DEBUG the driver logs every statement with its parameters.
+        ("aiosqlite", logging.INFO),
     ):
         logging.getLogger(name).setLevel(max(floor, logging.getLevelName(level)))
 

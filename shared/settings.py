@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     redis_url: str = "redis://localhost:6379/0"
     # Put before every key twostep and Celery write to Redis, so deployments can share one.
     redis_key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,64}$")] = ""
+    # Database connections per process. A request or a job holds one only while it talks to the
+    # database (never across Redis or a provider call), so a few serve hundreds of requests.
+    database_pool_size: Annotated[int, Field(ge=1, le=200)] = 10
 
     # --- Twilio (or the sandbox when twilio_base_url is set)
     twilio_account_sid: str | None = Field(
@@ -82,6 +85,12 @@ class Settings(BaseSettings):
     # --- API
     # How long an Idempotency-Key's first answer is replayed for repeats.
     idempotency_ttl_seconds: PositiveSeconds = 86_400.0
+    # API keys are looked up once per this many seconds per process: a revoked key stops
+    # working within that time. 0 looks every key up on every request.
+    api_key_cache_seconds: Annotated[float, Field(ge=0, le=300)] = 5.0
+    # Requests one API process holds in a long-poll (?wait=) at once; past it, they answer at
+    # once with the current state.
+    max_waiters: Annotated[int, Field(ge=0)] = 5000
 
     # --- two-step authentication
     # Refuse to enrol a phone that is verified for another user: one phone, one account.
@@ -109,6 +118,9 @@ class Settings(BaseSettings):
     # The whole fleet's rate of Twilio requests (the account's limit), and the burst above it.
     provider_rate: Annotated[float, Field(gt=0)] = 30.0
     provider_burst: Annotated[int, Field(ge=1)] = 10
+    # The whole fleet's Twilio requests in flight at once; Twilio answers 20429 past an
+    # account's concurrency.
+    provider_max_in_flight: Annotated[int, Field(ge=1)] = 100
 
     # --- sweeper (twostep beat)
     sweep_interval_seconds: PositiveSeconds = 5.0
@@ -116,7 +128,9 @@ class Settings(BaseSettings):
     requeue_after_seconds: PositiveSeconds = 15.0
 
     # --- workers
-    worker_concurrency: Annotated[int, Field(ge=1, le=512)] = 32
+    # Jobs one worker process runs at once. A job waiting on Twilio holds no database
+    # connection and burns no CPU, so hundreds are cheap (see the README's performance section).
+    worker_concurrency: Annotated[int, Field(ge=1, le=2048)] = 256
 
     # --- logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

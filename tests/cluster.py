@@ -20,16 +20,15 @@ import redis as redis_py
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from shared.db.migrate import upgrade
+from shared.db.migrate import migration_engine, upgrade
 from shared.db.models import Verification
-from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
-from shared.services.keys import create_api_key
 from tests.conftest import POSTGRES_URL
 from tests.support import (
     RedisServer,
     SandboxClient,
     ServiceProcess,
     base_env,
+    create_key,
     free_port,
     postgres_database,
     random_phone,
@@ -217,12 +216,8 @@ def cluster(chaos_database: str, tmp_path: Path) -> Iterator[Cluster]:
     cluster.sandbox_url = f"http://127.0.0.1:{free_port()}"
     cluster.api_url = f"http://127.0.0.1:{free_port()}"
     env["TWOSTEP_TWILIO_BASE_URL"] = cluster.sandbox_url
-    engine = make_engine(chaos_database, pool_size=2)
-    with UnitOfWorkFactory(make_session_factory(engine))() as uow:
-        _key, cluster.api_key = create_api_key(uow, f"chaos-{uuid.uuid4().hex[:8]}")
-        uow.commit()
-    engine.dispose()
-    cluster.engine = make_engine(chaos_database, pool_size=2)
+    cluster.api_key = create_key(chaos_database, f"chaos-{uuid.uuid4().hex[:8]}")
+    cluster.engine = migration_engine(chaos_database)
     try:
         yield cluster
     finally:

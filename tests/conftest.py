@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,10 +24,10 @@ for _name in list(os.environ):
 
 from sandbox.app import Sandbox, create_sandbox_app  # noqa: E402
 from shared.db.migrate import upgrade  # noqa: E402
-from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory  # noqa: E402
+from shared.db.session import AfterCommit, Database, UnitOfWorkFactory  # noqa: E402
 from shared.services.keys import create_api_key  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from tests.fakes import FakeJobQueue  # noqa: E402
+from tests.fakes import FakeChangeFeed, FakeJobQueue  # noqa: E402
 from tests.support import (  # noqa: E402
     RedisServer,
     SandboxClient,
@@ -122,18 +122,15 @@ def settings(database_url: str, redis_url: str, sandbox_server: ThreadedServer) 
 
 
 @pytest.fixture
-def uow_factory(settings: Settings) -> Iterator[UnitOfWorkFactory]:
+async def uow_factory(settings: Settings) -> AsyncIterator[UnitOfWorkFactory]:
     """Direct database access for arranging and asserting; jobs it buffers go to a fake."""
-    engine = make_engine(settings.database_url, pool_size=4)
-    yield UnitOfWorkFactory(make_session_factory(engine), FakeJobQueue())
-    engine.dispose()
+    database = Database.connect(settings.database_url, pool_size=4)
+    yield UnitOfWorkFactory(database, AfterCommit(FakeJobQueue(), FakeChangeFeed()))
+    await database.dispose()
 
 
 @pytest.fixture
-def api_key(uow_factory: UnitOfWorkFactory) -> str:
-    import uuid
-
-    with uow_factory() as uow:
-        _key, plaintext = create_api_key(uow, f"test-{uuid.uuid4().hex[:12]}")
-        uow.commit()
+async def api_key(uow_factory: UnitOfWorkFactory) -> str:
+    async with uow_factory() as uow:
+        _key, plaintext = await create_api_key(uow, f"test-{uuid.uuid4().hex[:12]}")
     return plaintext

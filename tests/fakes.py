@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from shared.domain import Channel, ErrorCode
 from shared.errors import (
@@ -24,29 +24,55 @@ from shared.limits import Guards, LimitInfo, SendRequest
 from shared.verify.port import ProviderCheck, ProviderVerification
 
 
+class FakeClock:
+    """Time that moves only when told to, or when someone sleeps (who then wakes at once)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime.now(UTC)
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)
+
+
 @dataclass
 class FakeJobQueue:
     published: list[Job] = field(default_factory=list)
     fail_with: Exception | None = None
 
-    def publish(self, job: Job) -> None:
+    async def publish(self, jobs: Sequence[Job]) -> None:
         if self.fail_with is not None:
             raise self.fail_with
-        self.published.append(job)
+        self.published.extend(jobs)
+
+
+@dataclass
+class FakeChangeFeed:
+    published: list[uuid.UUID] = field(default_factory=list)
+
+    async def publish(self, row_ids: Iterable[uuid.UUID]) -> None:
+        self.published.extend(row_ids)
 
 
 @dataclass
 class FakeCodeStash:
     codes: dict[uuid.UUID, str] = field(default_factory=dict)
 
-    def put(self, check_id: uuid.UUID, code: str, ttl_seconds: int) -> None:
+    async def put(self, check_id: uuid.UUID, code: str, ttl_seconds: int) -> None:
         assert ttl_seconds > 0
         self.codes[check_id] = code
 
-    def get(self, check_id: uuid.UUID) -> str | None:
+    async def get(self, check_id: uuid.UUID) -> str | None:
         return self.codes.get(check_id)
 
-    def discard(self, check_id: uuid.UUID) -> None:
+    async def discard(self, check_id: uuid.UUID) -> None:
         self.codes.pop(check_id, None)
 
 
@@ -71,7 +97,7 @@ class FakeVerifyClient:
         self._lose_next_answer = False
 
     def lose_next_answer(self) -> None:
-        """The next start is carried out, but its answer never arrives (a read timeout)."""
+        """The next call is carried out, but its answer never arrives (a read timeout)."""
         self._lose_next_answer = True
 
     def fail_next(self, *errors: ProviderError | None) -> None:
@@ -84,7 +110,12 @@ class FakeVerifyClient:
             if error is not None:
                 raise error
 
-    def start_verification(
+    def _answer_lost(self, operation: str) -> None:
+        if self._lose_next_answer:
+            self._lose_next_answer = False
+            raise ProviderTransientError(f"{operation}: no answer in time", ambiguous=True)
+
+    async def start_verification(
         self,
         to: str,
         channel: Channel,
@@ -106,18 +137,16 @@ class FakeVerifyClient:
             self.pending[to] = pending
         pending.sends.append(now)
         self.sent_codes[to] = pending.code
-        if self._lose_next_answer:
-            self._lose_next_answer = False
-            raise ProviderTransientError("start verification: no answer in time", ambiguous=True)
+        self._answer_lost("start verification")
         return self._provider_view(pending)
 
-    def find_pending_verification(self, to: str) -> ProviderVerification | None:
+    async def find_pending_verification(self, to: str) -> ProviderVerification | None:
         self.calls.append(("find", to))
         self._scripted()
         pending = self.pending.get(to)
         return self._provider_view(pending) if pending else None
 
-    def check_code(self, verification_sid: str, code: str) -> ProviderCheck:
+    async def check_code(self, verification_sid: str, code: str) -> ProviderCheck:
         self.calls.append(("check", verification_sid))
         self._scripted()
         pending = next((p for p in self.pending.values() if p.sid == verification_sid), None)
@@ -128,12 +157,13 @@ class FakeVerifyClient:
                 provider_code=20404,
                 status=404,
             )
-        if code == pending.code:
+        approved = code == pending.code
+        if approved:
             del self.pending[pending.to]
-            return ProviderCheck(approved=True)
-        return ProviderCheck(approved=False)
+        self._answer_lost("check code")
+        return ProviderCheck(approved=approved)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass
 
     def count(self, operation: str) -> int:
@@ -158,7 +188,7 @@ class FakeSendLimits:
     per_destination: int = 1000
     admitted: list[SendRequest] = field(default_factory=list)
 
-    def admit(self, request: SendRequest) -> None:
+    async def admit(self, request: SendRequest) -> None:
         sent = sum(1 for earlier in self.admitted if earlier.destination == request.destination)
         if sent >= self.per_destination:
             raise RateLimited("too many sends", limit="per_destination", retry_after=600)
@@ -175,28 +205,36 @@ class FakeLockout:
     failures: dict[str, int] = field(default_factory=dict)
     locked: set[str] = field(default_factory=set)
 
-    def ensure_not_locked(self, user_id: str) -> None:
+    async def ensure_not_locked(self, user_id: str) -> None:
         if user_id in self.locked:
             raise UserLocked("locked", limit="user_lockout", retry_after=60)
 
-    def record_failure(self, user_id: str) -> float:
+    async def record_failure(self, user_id: str) -> float:
         self.failures[user_id] = self.failures.get(user_id, 0) + 1
         return 0.0
 
-    def record_success(self, user_id: str) -> None:
+    async def record_success(self, user_id: str) -> None:
         self.failures.pop(user_id, None)
 
 
 @dataclass
-class FakeThrottle:
-    """Answers the waits it is given, then lets everything through."""
+class FakeGate:
+    """Answers the waits it is given, then lets everything through; counts slots held."""
 
     waits: deque[float] = field(default_factory=deque)
-    reserved: int = 0
+    entered: int = 0
+    held: set[str] = field(default_factory=set)
 
-    def reserve(self) -> float:
-        self.reserved += 1
-        return self.waits.popleft() if self.waits else 0.0
+    async def enter(self) -> str | float:
+        if self.waits:
+            return self.waits.popleft()
+        self.entered += 1
+        slot = secrets.token_hex(4)
+        self.held.add(slot)
+        return slot
+
+    async def leave(self, slot: str) -> None:
+        self.held.discard(slot)
 
 
 def fake_guards() -> Guards:
@@ -207,12 +245,10 @@ class FakeKeyLocks:
     """In-process turn-taking per key, as RedisKeyLocks does across processes."""
 
     def __init__(self) -> None:
-        self._locks: dict[tuple[uuid.UUID, str], threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._locks: dict[tuple[uuid.UUID, str], asyncio.Lock] = {}
 
-    @contextmanager
-    def hold(self, api_key_id: uuid.UUID, key: str) -> Iterator[None]:
-        with self._guard:
-            lock = self._locks.setdefault((api_key_id, key), threading.Lock())
-        with lock:
+    @asynccontextmanager
+    async def hold(self, api_key_id: uuid.UUID, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault((api_key_id, key), asyncio.Lock())
+        async with lock:
             yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -257,3 +258,20 @@ def wait_for_http(url: str, *, timeout: float = 30, process: ServiceProcess | No
         return False
 
     wait_until(probe, timeout=timeout, interval=0.1, what=url)
+
+
+def create_key(database_url: str, name: str) -> str:
+    """An API key in that database, made the way ``twostep keys create`` makes one."""
+    from shared.db.session import Database, UnitOfWorkFactory
+    from shared.services.keys import create_api_key
+
+    async def create() -> str:
+        database = Database.connect(database_url, pool_size=1)
+        try:
+            async with UnitOfWorkFactory(database)() as uow:
+                _key, plaintext = await create_api_key(uow, name)
+            return plaintext
+        finally:
+            await database.dispose()
+
+    return asyncio.run(create())

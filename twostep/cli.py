@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import click
 
-from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
+from shared.db.session import Database, UnitOfWork, UnitOfWorkFactory
 from shared.errors import TwostepError
 from shared.logging import configure_logging
 from shared.services.keys import create_api_key, list_api_keys, revoke_api_key
 from shared.settings import Settings, get_settings
+
+T = TypeVar("T")
 
 
 def _settings(process: str) -> Settings:
@@ -138,21 +143,28 @@ def keys() -> None:
     """API keys: create, list, revoke."""
 
 
-def _uow_factory(settings: Settings) -> UnitOfWorkFactory:
-    return UnitOfWorkFactory(make_session_factory(make_engine(settings.database_url, pool_size=1)))
+def _in_one_unit_of_work(settings: Settings, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    """Run ``work`` in a unit of work of its own (committed if it succeeds)."""
+
+    async def run() -> T:
+        database = Database.connect(settings.database_url, pool_size=1)
+        try:
+            async with UnitOfWorkFactory(database)() as uow:
+                return await work(uow)
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(run())
+    except TwostepError as exc:
+        raise click.ClickException(exc.detail) from exc
 
 
 @keys.command("create")
 @click.argument("name")
 def keys_create(name: str) -> None:
     """Create a key; it is printed once, as the last line, and stored only hashed."""
-    factory = _uow_factory(_settings("keys"))
-    with factory() as uow:
-        try:
-            key, plaintext = create_api_key(uow, name)
-        except TwostepError as exc:
-            raise click.ClickException(exc.detail) from exc
-        uow.commit()
+    key, plaintext = _in_one_unit_of_work(_settings("keys"), lambda uow: create_api_key(uow, name))
     click.echo(f"created API key {key.name!r}; it is shown only now:", err=True)
     click.echo(plaintext)
 
@@ -160,30 +172,23 @@ def keys_create(name: str) -> None:
 @keys.command("list")
 def keys_list() -> None:
     """Names, prefixes and states of every key (never the keys themselves)."""
-    factory = _uow_factory(_settings("keys"))
-    with factory() as uow:
-        rows = list_api_keys(uow)
-        if not rows:
-            click.echo("no API keys; create one with: twostep keys create NAME")
-            return
-        click.echo(f"{'NAME':<32} {'PREFIX':<14} {'CREATED':<20} STATE")
-        for key in rows:
-            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
-            created = f"{key.created_at:%Y-%m-%d %H:%M:%S}"
-            click.echo(f"{key.name:<32} {key.key_prefix + '…':<14} {created:<20} {state}")
+    rows = _in_one_unit_of_work(_settings("keys"), list_api_keys)
+    if not rows:
+        click.echo("no API keys; create one with: twostep keys create NAME")
+        return
+    click.echo(f"{'NAME':<32} {'PREFIX':<14} {'CREATED':<20} STATE")
+    for key in rows:
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        created = f"{key.created_at:%Y-%m-%d %H:%M:%S}"
+        click.echo(f"{key.name:<32} {key.key_prefix + '…':<14} {created:<20} {state}")
 
 
 @keys.command("revoke")
 @click.argument("name")
 def keys_revoke(name: str) -> None:
-    """Revoke a key at once; requests with it get 401 from then on."""
-    factory = _uow_factory(_settings("keys"))
-    with factory() as uow:
-        try:
-            revoke_api_key(uow, name)
-        except TwostepError as exc:
-            raise click.ClickException(exc.detail) from exc
-        uow.commit()
+    """Revoke a key; requests with it get 401 from then on (within TWOSTEP_API_KEY_CACHE_SECONDS,
+    5 s by default, as each API process remembers a key that long)."""
+    _in_one_unit_of_work(_settings("keys"), lambda uow: revoke_api_key(uow, name))
     click.echo(f"revoked API key {name!r}")
 
 
@@ -206,6 +211,15 @@ def dev(api_port: int, sandbox_port: int, data_dir: str, flower: bool) -> None:
         )
     )
 
+
+def _attach_bench() -> None:
+    """``twostep bench``: its code lives in ``benchmarks/`` (a load generator is not a service)."""
+    from benchmarks.bench import bench_command
+
+    main.add_command(bench_command)
+
+
+_attach_bench()
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ stops them in order: API first (no new work), then beat, worker, sandbox, Redis.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -24,7 +25,7 @@ from types import FrameType
 import httpx
 
 from shared.db.migrate import upgrade
-from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
+from shared.db.session import Database, UnitOfWorkFactory
 from shared.errors import Unauthorized
 from shared.jobs import make_celery
 from shared.services.keys import authenticate, create_api_key
@@ -91,7 +92,6 @@ def run_dev(options: DevOptions) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     env = os.environ.copy()
     env.setdefault("TWOSTEP_DATABASE_URL", f"sqlite:///{data_dir / 'twostep.db'}")
-    env.setdefault("TWOSTEP_WORKER_CONCURRENCY", "8")
     env.setdefault("PYTHONUNBUFFERED", "1")
     launcher = _Launcher(env)
 
@@ -199,25 +199,31 @@ def _start_redis(launcher: _Launcher, data_dir: Path) -> str:
 
 
 def _dev_api_key(database_url: str, key_file: Path) -> str:
-    engine = make_engine(database_url, pool_size=1)
-    factory = UnitOfWorkFactory(make_session_factory(engine))
+    """The key saved by an earlier run if it still works, else a new one (saved for next time)."""
+    saved = key_file.read_text().strip() if key_file.exists() else None
+    plaintext = asyncio.run(_reuse_or_create_key(database_url, saved))
+    if plaintext != saved:
+        key_file.write_text(plaintext + "\n")
+        key_file.chmod(0o600)
+    return plaintext
+
+
+async def _reuse_or_create_key(database_url: str, saved: str | None) -> str:
+    database = Database.connect(database_url, pool_size=1)
+    factory = UnitOfWorkFactory(database)
     try:
-        if key_file.exists():
-            saved = key_file.read_text().strip()
-            with factory() as uow:
+        if saved is not None:
+            async with factory() as uow:
                 try:
-                    authenticate(uow, f"Bearer {saved}")
+                    await authenticate(uow, f"Bearer {saved}")
                     return saved
                 except Unauthorized:
                     pass
-        with factory() as uow:
-            _key, plaintext = create_api_key(uow, f"dev-{int(time.time())}")
-            uow.commit()
+        async with factory() as uow:
+            _key, plaintext = await create_api_key(uow, f"dev-{int(time.time())}")
+        return plaintext
     finally:
-        engine.dispose()
-    key_file.write_text(plaintext + "\n")
-    key_file.chmod(0o600)
-    return plaintext
+        await database.dispose()
 
 
 def _free_port() -> int:

@@ -1,8 +1,8 @@
 """The Celery app of the workers: thin task wrappers around shared services.
 
-A task takes a row id, runs one use case, and turns "try again later" into a Celery retry. The
-attempt's bookkeeping is already committed by then, so a retry that never arrives (Redis lost
-it) is found by the sweeper instead.
+A task takes a row id, runs one use case on the process's event loop, and turns "try again
+later" into a Celery retry. The attempt's bookkeeping is already committed by then, so a retry
+that never arrives (Redis lost it) is found by the sweeper instead.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import structlog
 from celery import Celery, Task, signals
 
 from shared.jobs import CHECK_CODE, SEND_CODE, SWEEP, SWEEP_QUEUE, make_celery
-from shared.services import delivery, sweeper
 from shared.settings import Settings, get_settings
 from workers.wiring import ContextHolder
 
@@ -36,22 +35,23 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
 
     @app.task(name=SEND_CODE, bind=True, max_retries=None, shared=False)
     def send_code(self: Task[Any, Any], verification_id: str) -> str:
-        outcome = delivery.send_code(holder.get().delivery, uuid.UUID(verification_id))
+        row_id = uuid.UUID(verification_id)
+        outcome = holder.get().run(lambda services: services.delivery.send_code(row_id))
         if outcome is not None:
             raise self.retry(countdown=outcome.countdown)
         return "done"
 
     @app.task(name=CHECK_CODE, bind=True, max_retries=None, shared=False)
     def check_code(self: Task[Any, Any], check_id: str) -> str:
-        outcome = delivery.check_code(holder.get().delivery, uuid.UUID(check_id))
+        row_id = uuid.UUID(check_id)
+        outcome = holder.get().run(lambda services: services.delivery.check_code(row_id))
         if outcome is not None:
             raise self.retry(countdown=outcome.countdown)
         return "done"
 
     @app.task(name=SWEEP, shared=False)
     def sweep() -> str:
-        context = holder.get()
-        sweeper.sweep(context.uow_factory, context.settings)
+        holder.get().run(lambda services: services.sweeper.sweep())
         return "done"
 
     @signals.worker_shutdown.connect(weak=False)

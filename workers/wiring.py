@@ -1,53 +1,102 @@
-"""Per-process singletons of a worker: engine, provider client, Redis. Built once, lazily, and
-closed at shutdown; the tasks get them from here and nothing else builds them."""
+"""Per-process singletons of a worker, built once, lazily, and closed at shutdown.
+
+A worker process runs one asyncio event loop in a thread of its own (an anyio blocking portal),
+and on it the database pool, Redis, the provider client and the services. Celery's threads run
+the tasks; each task hands its job to the loop and waits for the answer. So a job waiting on
+Twilio costs one parked thread and a coroutine — no database connection, no CPU — and hundreds
+are in flight at once with a pool of a few connections.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TypeVar
 
-import redis
+import redis.asyncio as redis
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 from celery import Celery
-from sqlalchemy import Engine
 
+from shared.changes import RedisChangeFeed, changes_channel
+from shared.clock import SystemClock
 from shared.codes import RedisCodeStash
-from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
+from shared.db.session import AfterCommit, Database, UnitOfWorkFactory
 from shared.jobs import CeleryJobQueue
-from shared.limits import RedisLockout, RedisProviderThrottle
+from shared.limits import RedisLockout, RedisProviderGate
 from shared.redis_client import make_redis
-from shared.services.delivery import DeliveryDeps
+from shared.services.delivery import Delivery
+from shared.services.sweeper import Sweeper
 from shared.settings import Settings
 from shared.verify.twilio import TwilioVerifyClient
 
+T = TypeVar("T")
+
 
 @dataclass
-class WorkerContext:
-    settings: Settings
-    engine: Engine
+class WorkerServices:
+    """Everything a worker's jobs use, living on the worker's event loop."""
+
+    database: Database
     redis: redis.Redis
-    uow_factory: UnitOfWorkFactory
-    delivery: DeliveryDeps
+    verify: TwilioVerifyClient
+    delivery: Delivery
+    sweeper: Sweeper
 
     @classmethod
-    def build(cls, settings: Settings, app: Celery) -> WorkerContext:
-        # Every worker thread may hold a connection while it writes an outcome.
-        engine = make_engine(settings.database_url, pool_size=settings.worker_concurrency + 2)
-        uow_factory = UnitOfWorkFactory(make_session_factory(engine), CeleryJobQueue(app))
+    async def build(cls, settings: Settings, app: Celery) -> WorkerServices:
+        database = Database.connect(settings.database_url, pool_size=settings.database_pool_size)
         client = make_redis(settings.redis_url, timeout=5)
-        delivery = DeliveryDeps(
-            uow_factory=uow_factory,
-            verify=TwilioVerifyClient(settings),
-            stash=RedisCodeStash(client, settings.redis_key("")),
-            settings=settings,
-            throttle=RedisProviderThrottle(settings, client),
-            lockout=RedisLockout(settings, client),
+        uow_factory = UnitOfWorkFactory(
+            database,
+            AfterCommit(
+                jobs=CeleryJobQueue(app),
+                changes=RedisChangeFeed(client, changes_channel(settings.redis_key_prefix)),
+            ),
         )
-        return cls(settings, engine, client, uow_factory, delivery)
+        verify = TwilioVerifyClient(settings)
+        clock = SystemClock()
+        delivery = Delivery(
+            uow_factory=uow_factory,
+            verify=verify,
+            stash=RedisCodeStash(client, settings.redis_key("")),
+            gate=RedisProviderGate(settings, client),
+            lockout=RedisLockout(settings, client),
+            settings=settings,
+            clock=clock,
+        )
+        return cls(database, client, verify, delivery, Sweeper(uow_factory, settings, clock))
+
+    async def close(self) -> None:
+        await self.verify.close()
+        await self.redis.aclose()
+        await self.database.dispose()
+
+
+class WorkerContext:
+    """The worker's event loop thread and the services on it."""
+
+    def __init__(self, settings: Settings, app: Celery) -> None:
+        self._portal_manager: AbstractContextManager[BlockingPortal] = start_blocking_portal(
+            "asyncio", {"use_uvloop": True}
+        )
+        self._portal = self._portal_manager.__enter__()
+        try:
+            self.services = self._portal.call(WorkerServices.build, settings, app)
+        except BaseException:
+            self._portal_manager.__exit__(None, None, None)
+            raise
+
+    def run(self, job: Callable[[WorkerServices], Awaitable[T]]) -> T:
+        """Run a job on the loop, from any thread, and wait for its answer."""
+        return self._portal.call(job, self.services)
 
     def close(self) -> None:
-        self.delivery.verify.close()
-        self.redis.close()
-        self.engine.dispose()
+        try:
+            self._portal.call(self.services.close)
+        finally:
+            self._portal_manager.__exit__(None, None, None)
 
 
 class ContextHolder:
@@ -61,7 +110,7 @@ class ContextHolder:
         if self._context is None:
             with self._lock:
                 if self._context is None:
-                    self._context = WorkerContext.build(self._settings, self._app)
+                    self._context = WorkerContext(self._settings, self._app)
         return self._context
 
     def close(self) -> None:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-import redis
+from collections.abc import Awaitable
+from typing import cast
+
+import redis.asyncio as redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,29 +17,29 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics() -> Response:
+async def metrics() -> Response:
     """Prometheus counters of this process (limit refusals, …)."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/readyz", response_model=None)
-def readyz(context: ContextDep) -> dict[str, str] | JSONResponse:
+async def readyz(context: ContextDep) -> dict[str, str] | JSONResponse:
     """The database and Redis answer; without either the API cannot take requests."""
     failing = []
     try:
-        with context.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except SQLAlchemyError:
+        async with context.uow_factory.reading() as uow:
+            await uow.session.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError):
         failing.append("database")
     try:
-        context.redis.ping()
-    except redis.RedisError:
+        await cast(Awaitable[bool], context.redis.ping())
+    except (redis.RedisError, OSError):
         failing.append("redis")
     if failing:
         return problem(

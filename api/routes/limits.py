@@ -9,13 +9,13 @@ router = APIRouter(prefix="/v1/limits", tags=["limits"])
 
 
 @router.get("", response_model=LimitsOut)
-def read_limits(context: ContextDep, _api_key: ApiKeyDep) -> LimitsOut:
+async def read_limits(context: ContextDep, _api_key: ApiKeyDep) -> LimitsOut:
     """The limits in force, as configured (counted in Redis across every process)."""
     settings = context.settings
     return LimitsOut(
         send_limits=[
             SendLimitOut(name=info.name, limit=info.limit, applies_to=info.applies_to)
-            for info in context.guards.sends.describe()
+            for info in context.verifications.guards.sends.describe()
         ],
         resend_cooldown_seconds=settings.resend_cooldown_seconds,
         allowed_countries=sorted(settings.allowed_countries)

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import ApiKeyDep, ContextDep, UowDep, parse_id
+from api.deps import ApiKeyDep, ContextDep, ReadingUowDep, UowDep, parse_id
 from api.idempotency import answer_once
 from api.routes.verifications import IdempotencyKey
 from api.schemas import (
@@ -25,17 +25,17 @@ from api.schemas import (
     RedeemOut,
     VerificationOut,
 )
-from shared.services import two_step
+from shared.db.session import UnitOfWork
 from shared.services.idempotency import StoredAnswer
+from shared.services.two_step import Enrollment
 
 router = APIRouter(prefix="/v1/users/{user_id}", tags=["two-step authentication"])
 
 
 @router.post("/factors", status_code=202, response_model=FactorEnrollmentOut)
-def enroll_factor(
+async def enroll_factor(
     user_id: str,
     body: FactorCreate,
-    uow: UowDep,
     api_key: ApiKeyDep,
     context: ContextDep,
     idempotency_key: IdempotencyKey = None,
@@ -43,17 +43,17 @@ def enroll_factor(
     """Start enrolling a phone: it is stored unverified and sent a code. Approving that code
     (a check on the returned verification) verifies it and turns two-step on."""
 
-    def enroll() -> StoredAnswer:
-        factor, verification = two_step.enroll_factor(
+    async def enroll(uow: UnitOfWork) -> StoredAnswer:
+        factor, verification = await context.two_step.enroll(
             uow,
-            context.settings,
-            context.guards,
             api_key,
             user_id,
-            body.phone,
-            body.channel,
-            replace_existing=body.replace_existing,
-            client_ip=str(body.client_ip) if body.client_ip else None,
+            Enrollment(
+                phone=body.phone,
+                channel=body.channel,
+                replace_existing=body.replace_existing,
+                client_ip=str(body.client_ip) if body.client_ip else None,
+            ),
         )
         answer = FactorEnrollmentOut(
             factor=FactorOut.from_row(factor),
@@ -61,21 +61,22 @@ def enroll_factor(
         )
         return StoredAnswer(202, answer.model_dump(mode="json"))
 
-    return answer_once(
+    answered = await answer_once(
         context,
-        uow,
         api_key,
         idempotency_key,
         ("POST", f"/v1/users/{user_id}/factors", body.model_dump(mode="json")),
         enroll,
-        location=lambda answer: f"/v1/verifications/{answer['verification']['id']}",
     )
+    return answered.response(lambda answer: f"/v1/verifications/{answer['verification']['id']}")
 
 
 @router.get("/factors", response_model=FactorsOut)
-def list_factors(user_id: str, uow: UowDep, _api_key: ApiKeyDep) -> FactorsOut:
+async def list_factors(
+    user_id: str, uow: ReadingUowDep, _api_key: ApiKeyDep, context: ContextDep
+) -> FactorsOut:
     """The user's phones and whether two-step is on (at least one verified)."""
-    listed = two_step.list_factors(uow, user_id)
+    listed = await context.two_step.list_factors(uow, user_id)
     return FactorsOut(
         user_id=listed.user_id,
         two_step_enabled=listed.two_step_enabled,
@@ -84,17 +85,17 @@ def list_factors(user_id: str, uow: UowDep, _api_key: ApiKeyDep) -> FactorsOut:
 
 
 @router.delete("/factors/{factor_id}", status_code=204, response_class=Response)
-def disable_factor(user_id: str, factor_id: str, uow: UowDep, api_key: ApiKeyDep) -> Response:
+async def disable_factor(
+    user_id: str, factor_id: str, uow: UowDep, api_key: ApiKeyDep, context: ContextDep
+) -> Response:
     """Disable a phone. With no verified phone left, two-step is off."""
-    two_step.disable_factor(uow, api_key, user_id, parse_id(factor_id, "factor"))
-    uow.commit()
+    await context.two_step.disable_factor(uow, api_key, user_id, parse_id(factor_id, "factor"))
     return Response(status_code=204)
 
 
 @router.post("/challenges", status_code=202, response_model=VerificationOut)
-def start_challenge(
+async def start_challenge(
     user_id: str,
-    uow: UowDep,
     api_key: ApiKeyDep,
     context: ContextDep,
     body: Annotated[ChallengeCreate | None, Body()] = None,
@@ -104,11 +105,9 @@ def start_challenge(
     two-step is off. The user may log in only once a check on it is `approved`."""
     request = body or ChallengeCreate()
 
-    def challenge() -> StoredAnswer:
-        verification = two_step.start_challenge(
+    async def challenge(uow: UnitOfWork) -> StoredAnswer:
+        verification = await context.two_step.start_challenge(
             uow,
-            context.settings,
-            context.guards,
             api_key,
             user_id,
             request.channel,
@@ -116,51 +115,50 @@ def start_challenge(
         )
         return StoredAnswer(202, VerificationOut.from_row(verification).model_dump(mode="json"))
 
-    return answer_once(
+    answered = await answer_once(
         context,
-        uow,
         api_key,
         idempotency_key,
         ("POST", f"/v1/users/{user_id}/challenges", request.model_dump(mode="json")),
         challenge,
-        location=lambda answer: f"/v1/verifications/{answer['id']}",
     )
+    return answered.response(lambda answer: f"/v1/verifications/{answer['id']}")
 
 
 @router.post("/recovery-codes", status_code=201, response_model=RecoveryCodesOut)
-def generate_recovery_codes(user_id: str, uow: UowDep, api_key: ApiKeyDep) -> RecoveryCodesOut:
+async def generate_recovery_codes(
+    user_id: str, uow: UowDep, api_key: ApiKeyDep, context: ContextDep
+) -> RecoveryCodesOut:
     """Ten new one-time recovery codes, replacing any earlier set. Shown once."""
-    codes = two_step.generate_recovery_codes(uow, api_key, user_id)
-    uow.commit()
+    codes = await context.two_step.generate_recovery_codes(uow, api_key, user_id)
     return RecoveryCodesOut(codes=codes)
 
 
 @router.post("/recovery-codes/redeem", response_model=RedeemOut)
-def redeem_recovery_code(
+async def redeem_recovery_code(
     user_id: str, body: RedeemCreate, uow: UowDep, api_key: ApiKeyDep, context: ContextDep
 ) -> RedeemOut:
     """Spend a recovery code instead of a phone code. Wrong codes count towards the lockout."""
-    approved = two_step.redeem_recovery_code(
+    approved = await context.two_step.redeem_recovery_code(
         uow,
-        context.guards.lockout,
         api_key,
         user_id,
         body.code,
         str(body.client_ip) if body.client_ip else None,
     )
-    uow.commit()
     return RedeemOut(status="approved" if approved else "rejected")
 
 
 @router.get("/events", response_model=EventsOut)
-def list_events(
+async def list_events(
     user_id: str,
-    uow: UowDep,
+    uow: ReadingUowDep,
     _api_key: ApiKeyDep,
+    context: ContextDep,
     before: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> EventsOut:
     """The user's audit trail, newest first."""
-    rows = two_step.list_events(uow, user_id, before=before, limit=limit)
+    rows = await context.two_step.list_events(uow, user_id, before=before, limit=limit)
     events = [EventOut.from_row(event, api_key_name) for event, api_key_name in rows]
     return EventsOut(events=events, next_before=events[-1].id if len(events) == limit else None)

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
-from api.deps import ApiKeyDep, ContextDep, UowDep, parse_id
+from api.deps import ApiKeyDep, ContextDep, UowDep, WaitSeconds, parse_id
 from api.idempotency import answer_once
 from api.schemas import (
     CheckCreate,
@@ -14,9 +15,10 @@ from api.schemas import (
     VerificationCreate,
     VerificationOut,
 )
-from shared.services import verifications
+from shared.db.session import UnitOfWork
 from shared.services.idempotency import StoredAnswer
 from shared.services.verifications import VerificationRequest
+from shared.services.waiting import check_decided
 
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"])
 
@@ -30,21 +32,26 @@ IdempotencyKey = Annotated[
 ]
 
 
+def _verification_location(answer: dict[str, Any]) -> str:
+    return f"/v1/verifications/{answer['id']}"
+
+
+def _check_location(answer: dict[str, Any]) -> str:
+    return f"/v1/verifications/{answer['verification_id']}/checks/{answer['id']}"
+
+
 @router.post("", status_code=202, response_model=VerificationOut)
-def create_verification(
+async def create_verification(
     body: VerificationCreate,
-    uow: UowDep,
     api_key: ApiKeyDep,
     context: ContextDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Ask for a code to be sent. Answers at once with status `queued`; a worker sends it."""
 
-    def send() -> StoredAnswer:
-        verification = verifications.request_verification(
+    async def send(uow: UnitOfWork) -> StoredAnswer:
+        verification = await context.verifications.request(
             uow,
-            context.settings,
-            context.guards,
             api_key,
             VerificationRequest(
                 to=body.to,
@@ -56,25 +63,29 @@ def create_verification(
         )
         return StoredAnswer(202, VerificationOut.from_row(verification).model_dump(mode="json"))
 
-    return answer_once(
+    answered = await answer_once(
         context,
-        uow,
         api_key,
         idempotency_key,
         ("POST", "/v1/verifications", body.model_dump(mode="json")),
         send,
-        location=lambda answer: f"/v1/verifications/{answer['id']}",
     )
+    return answered.response(_verification_location)
 
 
 @router.get("/{verification_id}", response_model=VerificationOut)
-def read_verification(verification_id: str, uow: UowDep, _api_key: ApiKeyDep) -> VerificationOut:
-    verification = verifications.get_verification(uow, parse_id(verification_id, "verification"))
+async def read_verification(
+    verification_id: str, _api_key: ApiKeyDep, context: ContextDep, wait: WaitSeconds = 0
+) -> VerificationOut:
+    """The verification; with `?wait=S`, once it is sent (`pending`) or over, at most S s."""
+    verification = await context.waiting.verification(
+        parse_id(verification_id, "verification"), wait
+    )
     return VerificationOut.from_row(verification)
 
 
 @router.post("/{verification_id}/resend", status_code=202, response_model=VerificationOut)
-def resend_verification(
+async def resend_verification(
     verification_id: str,
     uow: UowDep,
     api_key: ApiKeyDep,
@@ -85,62 +96,74 @@ def resend_verification(
 
     The verification stays `pending` and checkable; a re-send already waiting is not doubled.
     """
-    verification = verifications.request_resend(
-        uow,
-        context.settings,
-        context.guards,
-        api_key,
-        parse_id(verification_id, "verification"),
-        body.channel if body else None,
+    verification = await context.verifications.resend(
+        uow, api_key, parse_id(verification_id, "verification"), body.channel if body else None
     )
-    uow.commit()
     return VerificationOut.from_row(verification)
 
 
 @router.post("/{verification_id}/cancel", status_code=202, response_model=VerificationOut)
-def cancel_verification(verification_id: str, uow: UowDep, api_key: ApiKeyDep) -> VerificationOut:
+async def cancel_verification(
+    verification_id: str, uow: UowDep, api_key: ApiKeyDep, context: ContextDep
+) -> VerificationOut:
     """End a verification: no more checks are accepted for it."""
-    verification = verifications.cancel_verification(
+    verification = await context.verifications.cancel(
         uow, api_key, parse_id(verification_id, "verification")
     )
-    uow.commit()
     return VerificationOut.from_row(verification)
 
 
-@router.post("/{verification_id}/checks", status_code=202, response_model=CheckOut)
-def create_check(
+@router.post(
+    "/{verification_id}/checks",
+    status_code=202,
+    response_model=CheckOut,
+    responses={200: {"model": CheckOut, "description": "Decided within `?wait=`"}},
+)
+async def create_check(
     verification_id: str,
     body: CheckCreate,
-    uow: UowDep,
     api_key: ApiKeyDep,
     context: ContextDep,
     idempotency_key: IdempotencyKey = None,
+    wait: WaitSeconds = 0,
 ) -> JSONResponse:
-    """Hand over the code the user typed. Answers at once with status `queued`."""
+    """Hand over the code the user typed. Answers `202` with status `queued` at once, or with
+    `?wait=S` `200` with the decided check as soon as it is decided (`202` if it is not within
+    S seconds)."""
     parsed_id = parse_id(verification_id, "verification")
 
-    def check() -> StoredAnswer:
-        created = verifications.request_check(
-            uow, context.settings, context.guards, context.stash, parsed_id, body.code
-        )
+    async def check(uow: UnitOfWork) -> StoredAnswer:
+        created = await context.verifications.submit_check(uow, parsed_id, body.code)
         return StoredAnswer(202, CheckOut.from_row(created).model_dump(mode="json"))
 
-    return answer_once(
+    answered = await answer_once(
         context,
-        uow,
         api_key,
         idempotency_key,
         ("POST", f"/v1/verifications/{parsed_id}/checks", body.model_dump(mode="json")),
         check,
-        location=lambda answer: (
-            f"/v1/verifications/{answer['verification_id']}/checks/{answer['id']}"
-        ),
     )
+    if wait > 0 and answered.answer.body.get("status") == "queued":
+        check_id = uuid.UUID(str(answered.answer.body["id"]))
+        current = await context.waiting.check(parsed_id, check_id, wait)
+        if check_decided(current):
+            decided = CheckOut.from_row(current).model_dump(mode="json")
+            return JSONResponse(
+                decided, status_code=200, headers={"Location": _check_location(decided)}
+            )
+    return answered.response(_check_location)
 
 
 @router.get("/{verification_id}/checks/{check_id}", response_model=CheckOut)
-def read_check(verification_id: str, check_id: str, uow: UowDep, _api_key: ApiKeyDep) -> CheckOut:
-    check = verifications.get_check(
-        uow, parse_id(verification_id, "verification"), parse_id(check_id, "check")
+async def read_check(
+    verification_id: str,
+    check_id: str,
+    _api_key: ApiKeyDep,
+    context: ContextDep,
+    wait: WaitSeconds = 0,
+) -> CheckOut:
+    """The check; with `?wait=S`, once it is decided, at most S s."""
+    check = await context.waiting.check(
+        parse_id(verification_id, "verification"), parse_id(check_id, "check"), wait
     )
     return CheckOut.from_row(check)

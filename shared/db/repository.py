@@ -1,16 +1,20 @@
-"""Every query lives here. State changes that race (claims, outcomes, expiry) are single
-compare-and-set UPDATEs, so they are atomic on PostgreSQL and SQLite alike."""
+"""Every query lives here, as named operations. State changes that race (claims, outcomes,
+expiry) are single compare-and-set UPDATEs, so they are atomic on PostgreSQL and SQLite alike.
+
+One data-access layer for the API and the workers: both run these on SQLAlchemy's asyncio
+extension.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, and_, case, delete, or_, select, update
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Delete, Update
 
 from shared.db.models import (
     ApiKey,
@@ -21,36 +25,88 @@ from shared.db.models import (
     Verification,
     VerificationCheck,
 )
-from shared.domain import Channel, CheckStatus, FactorStatus, VerificationStatus
+from shared.domain import AttemptError, Channel, CheckStatus, FactorStatus, VerificationStatus
 
 Claimable = TypeVar("Claimable", Verification, VerificationCheck)
 
+_MESSAGE_LIMIT = 300
+_WROTE = "twostep.wrote"
 
-class ApiKeyRepository:
-    def __init__(self, session: Session) -> None:
+
+def mark_written(session: AsyncSession) -> None:
+    session.info[_WROTE] = True
+
+
+def wrote_in(session: AsyncSession) -> bool:
+    """Whether the session's current transaction changed anything (see ``UnitOfWork.release``)."""
+    return bool(session.info.get(_WROTE)) or bool(session.new or session.dirty or session.deleted)
+
+
+def _error_columns(error: AttemptError) -> dict[str, object]:
+    return {
+        "error_code": error.reason.value,
+        "error_message": error.message[:_MESSAGE_LIMIT],
+        "provider_error_code": error.provider_code,
+    }
+
+
+_NO_ERROR: dict[str, object] = {
+    "error_code": None,
+    "error_message": None,
+    "provider_error_code": None,
+}
+_RELEASED: dict[str, object] = {"claimed_until": None, "claim_token": None}
+
+
+class _Repository:
+    def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def _write(self, statement: Update | Delete) -> int:
+        """Run an UPDATE or DELETE; returns how many rows it changed."""
+        mark_written(self.session)
+        result: Any = await self.session.execute(
+            statement, execution_options={"synchronize_session": False}
+        )
+        return int(result.rowcount)
+
+    async def _write_returning(self, statement: Update) -> Sequence[Any]:
+        mark_written(self.session)
+        result = await self.session.execute(
+            statement, execution_options={"synchronize_session": False}
+        )
+        return result.all()
+
+
+class ApiKeyRepository(_Repository):
     def add(self, key: ApiKey) -> None:
         self.session.add(key)
 
-    def get_active_by_hash(self, key_hash: str) -> ApiKey | None:
-        return self.session.scalar(
+    async def get_active_by_hash(self, key_hash: str) -> ApiKey | None:
+        return await self.session.scalar(
             select(ApiKey).where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
         )
 
-    def get_by_name(self, name: str) -> ApiKey | None:
-        return self.session.scalar(select(ApiKey).where(ApiKey.name == name))
+    async def get_by_name(self, name: str) -> ApiKey | None:
+        return await self.session.scalar(select(ApiKey).where(ApiKey.name == name))
 
-    def list_all(self) -> Sequence[ApiKey]:
-        return self.session.scalars(select(ApiKey).order_by(ApiKey.created_at)).all()
+    async def list_all(self) -> Sequence[ApiKey]:
+        return (await self.session.scalars(select(ApiKey).order_by(ApiKey.created_at))).all()
+
+    async def revoke(self, key_id: uuid.UUID, now: datetime) -> bool:
+        return (
+            await self._write(
+                update(ApiKey)
+                .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            == 1
+        )
 
 
-class IdempotencyRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def get(self, api_key_id: uuid.UUID, key: str) -> IdempotencyRecord | None:
-        return self.session.scalar(
+class IdempotencyRepository(_Repository):
+    async def get(self, api_key_id: uuid.UUID, key: str) -> IdempotencyRecord | None:
+        return await self.session.scalar(
             select(IdempotencyRecord).where(
                 IdempotencyRecord.api_key_id == api_key_id, IdempotencyRecord.key == key
             )
@@ -59,36 +115,41 @@ class IdempotencyRepository:
     def add(self, record: IdempotencyRecord) -> None:
         self.session.add(record)
 
-    def delete_expired(
-        self, now: datetime, *, api_key_id: uuid.UUID | None = None, key: str | None = None
-    ) -> int:
-        statement = delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now)
-        if api_key_id is not None and key is not None:
-            statement = statement.where(
-                IdempotencyRecord.api_key_id == api_key_id, IdempotencyRecord.key == key
+    async def delete_expired(self, now: datetime) -> int:
+        return await self._write(
+            delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now)
+        )
+
+    async def delete_expired_key(self, api_key_id: uuid.UUID, key: str, now: datetime) -> int:
+        return await self._write(
+            delete(IdempotencyRecord).where(
+                IdempotencyRecord.expires_at <= now,
+                IdempotencyRecord.api_key_id == api_key_id,
+                IdempotencyRecord.key == key,
             )
-        result = self.session.execute(statement, execution_options={"synchronize_session": False})
-        assert isinstance(result, CursorResult)
-        return result.rowcount
+        )
 
 
-class _ClaimableRepository(Generic[Claimable]):
-    """Claims and outcomes shared by the two kinds of job rows (send and check)."""
+class JobRows(_Repository, Generic[Claimable]):
+    """Claims, retries and the sweeper's operations, shared by the two kinds of job rows."""
 
     model: type[Claimable]
-    waiting_status: VerificationStatus | CheckStatus
+    waiting_status: ClassVar[VerificationStatus | CheckStatus]
     # The status a claimed row shows while a worker holds it (checks keep "queued").
-    claimed_status: VerificationStatus | CheckStatus
-    failed_status: VerificationStatus | CheckStatus
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    claimed_status: ClassVar[VerificationStatus | CheckStatus]
+    failed_status: ClassVar[VerificationStatus | CheckStatus]
+    # The statuses a row may show while a worker holds it.
+    held_statuses: ClassVar[tuple[VerificationStatus | CheckStatus, ...]]
 
     def add(self, row: Claimable) -> None:
         self.session.add(row)
 
-    def get(self, row_id: uuid.UUID) -> Claimable | None:
-        return self.session.get(self.model, row_id, populate_existing=True)
+    async def get(self, row_id: uuid.UUID) -> Claimable | None:
+        return await self.session.get(self.model, row_id, populate_existing=True)
+
+    def _unclaimed_or_stale(self, now: datetime) -> ColumnElement[bool]:
+        m = self.model
+        return or_(m.claimed_until.is_(None), m.claimed_until <= now)
 
     def _claimable(self, now: datetime) -> ColumnElement[bool]:
         """Rows a worker may claim now."""
@@ -97,65 +158,106 @@ class _ClaimableRepository(Generic[Claimable]):
     def _waiting_or_abandoned(self, now: datetime) -> ColumnElement[bool]:
         """Rows waiting for their first outcome, or held by a claim that went stale."""
         m = self.model
-        unclaimed_or_stale = or_(m.claimed_until.is_(None), m.claimed_until <= now)
         if self.claimed_status == self.waiting_status:
-            return and_(m.status == self.waiting_status, unclaimed_or_stale)
+            return and_(m.status == self.waiting_status, self._unclaimed_or_stale(now))
         return or_(
             m.status == self.waiting_status,
-            and_(m.status == self.claimed_status, unclaimed_or_stale),
+            and_(m.status == self.claimed_status, self._unclaimed_or_stale(now)),
         )
 
-    def _claimed_status(self) -> Any:
+    def _status_when_claimed(self) -> Any:
         return self.claimed_status
 
-    def claim(self, row_id: uuid.UUID, *, now: datetime, until: datetime) -> uuid.UUID | None:
-        """Take the row for one attempt. Returns the claim token, or None if another worker holds
-        it or it needs no more work. The lease's end doubles as the sweeper's next look."""
-        token = uuid.uuid4()
+    async def claim(self, row_id: uuid.UUID, *, now: datetime, until: datetime) -> Claimable | None:
+        """Take the row for one attempt and mark a provider call as started, in one statement.
+
+        Returns the row as claimed (its ``claim_token`` is the claim), or None if another worker
+        holds it or it needs no more work. A call marker older than ``now`` on the returned row
+        was left by an earlier call whose answer was lost. The lease's end doubles as the
+        sweeper's next look.
+        """
         m = self.model
-        result = self._execute(
+        rows = await self._write_returning(
             update(m)
             .where(m.id == row_id, self._claimable(now))
             .values(
-                status=self._claimed_status(),
+                status=self._status_when_claimed(),
                 claimed_until=until,
-                claim_token=token,
+                claim_token=uuid.uuid4(),
                 provider_attempts=m.provider_attempts + 1,
+                provider_call_started_at=func.coalesce(m.provider_call_started_at, now),
                 next_attempt_at=until,
                 updated_at=now,
             )
+            .returning(m)
+            .execution_options(populate_existing=True)
         )
-        return token if result.rowcount == 1 else None
+        return rows[0][0] if rows else None
 
-    def settle(
+    def _held(self, row_id: uuid.UUID, token: uuid.UUID) -> ColumnElement[bool]:
+        return and_(self.model.id == row_id, self.model.claim_token == token)
+
+    async def release_for_retry(
         self,
         row_id: uuid.UUID,
         token: uuid.UUID,
         *,
-        only_if: VerificationStatus | CheckStatus | None = None,
-        **values: Any,
+        error: AttemptError,
+        lost_call_at: datetime | None,
+        next_look: datetime,
+        now: datetime,
     ) -> bool:
-        """Write an attempt's outcome and release the claim, if the claim is still ours (and,
-        with ``only_if``, nobody moved the row to another status meanwhile, e.g. canceled)."""
-        m = self.model
-        values.setdefault("claimed_until", None)
-        values.setdefault("claim_token", None)
-        statement = update(m).where(m.id == row_id, m.claim_token == token)
-        if only_if is not None:
-            statement = statement.where(m.status == only_if)
-        result = self._execute(statement.values(**values))
-        return result.rowcount == 1
-
-    def mark_call_started(self, row_id: uuid.UUID, token: uuid.UUID, at: datetime) -> bool:
-        m = self.model
-        result = self._execute(
-            update(m)
-            .where(m.id == row_id, m.claim_token == token)
-            .values(provider_call_started_at=at)
+        """Put a claimed row back to wait for its retry. ``lost_call_at`` keeps the marker of a
+        call whose answer was lost, so the retry looks before it acts again."""
+        return (
+            await self._write(
+                update(self.model)
+                .where(self._held(row_id, token), self.model.status.in_(self.held_statuses))
+                .values(
+                    status=self._status_after_release(),
+                    provider_call_started_at=lost_call_at,
+                    next_attempt_at=next_look,
+                    updated_at=now,
+                    **_error_columns(error),
+                    **_RELEASED,
+                )
+            )
+            == 1
         )
-        return result.rowcount == 1
 
-    def take_due_for_republish(
+    async def release_unattempted(
+        self,
+        row_id: uuid.UUID,
+        token: uuid.UUID,
+        *,
+        lost_call_at: datetime | None,
+        next_look: datetime,
+        now: datetime,
+    ) -> bool:
+        """Put a claimed row back without counting the attempt: no provider call was made."""
+        m = self.model
+        return (
+            await self._write(
+                update(m)
+                .where(self._held(row_id, token), m.status.in_(self.held_statuses))
+                .values(
+                    status=self._status_after_release(),
+                    provider_attempts=case(
+                        (m.provider_attempts > 0, m.provider_attempts - 1), else_=0
+                    ),
+                    provider_call_started_at=lost_call_at,
+                    next_attempt_at=next_look,
+                    updated_at=now,
+                    **_RELEASED,
+                )
+            )
+            == 1
+        )
+
+    def _status_after_release(self) -> Any:
+        return self.waiting_status
+
+    async def take_due_for_republish(
         self, now: datetime, *, next_look: datetime, limit: int
     ) -> list[tuple[uuid.UUID, int]]:
         """Rows whose job looks lost: waiting past their next look, or held by a dead claim.
@@ -165,56 +267,48 @@ class _ClaimableRepository(Generic[Claimable]):
         Returns (id, times published so far) for each row taken.
         """
         m = self.model
-        candidates = self.session.scalars(
-            select(m.id)
-            .where(m.next_attempt_at <= now, self._claimable(now))
-            .order_by(m.next_attempt_at)
-            .limit(limit)
+        candidates = (
+            await self.session.scalars(
+                select(m.id)
+                .where(m.next_attempt_at <= now, self._claimable(now))
+                .order_by(m.next_attempt_at)
+                .limit(limit)
+            )
         ).all()
         if not candidates:
             return []
-        taken = self.session.execute(
+        taken = await self._write_returning(
             update(m)
             .where(m.id.in_(candidates), m.next_attempt_at <= now, self._claimable(now))
             .values(enqueue_count=m.enqueue_count + 1, next_attempt_at=next_look)
-            .returning(m.id, m.enqueue_count),
-            execution_options={"synchronize_session": False},
-        ).all()
+            .returning(m.id, m.enqueue_count)
+        )
         return [(row_id, count) for row_id, count in taken]
 
-    def set_next_attempt(self, row_id: uuid.UUID, at: datetime) -> None:
-        m = self.model
-        self._execute(update(m).where(m.id == row_id).values(next_attempt_at=at))
+    async def postpone_next_look(self, row_id: uuid.UUID, at: datetime) -> None:
+        await self._write(
+            update(self.model).where(self.model.id == row_id).values(next_attempt_at=at)
+        )
 
-    def fail_past_deadline(
-        self, now: datetime, *, error_code: str, error_message: str
-    ) -> list[uuid.UUID]:
+    async def fail_past_deadline(self, now: datetime, error: AttemptError) -> list[uuid.UUID]:
         """Give up on rows nobody is working on whose deadline has passed; returns their ids."""
         m = self.model
-        failed = self.session.scalars(
+        failed = await self._write_returning(
             update(m)
             .where(m.deadline_at <= now, self._waiting_or_abandoned(now))
             .values(
                 status=self.failed_status,
-                error_code=error_code,
-                error_message=error_message,
-                claimed_until=None,
-                claim_token=None,
                 completed_at=now,
                 updated_at=now,
+                **_error_columns(error),
+                **_RELEASED,
             )
-            .returning(m.id),
-            execution_options={"synchronize_session": False},
+            .returning(m.id)
         )
-        return list(failed.all())
-
-    def _execute(self, statement: Any) -> CursorResult[Any]:
-        result = self.session.execute(statement, execution_options={"synchronize_session": False})
-        assert isinstance(result, CursorResult)
-        return result
+        return [row_id for (row_id,) in failed]
 
 
-class VerificationRepository(_ClaimableRepository[Verification]):
+class VerificationRepository(JobRows[Verification]):
     """A verification's job is its send: the first one (queued → sending → pending) or a
     re-send of a pending one, which stays pending while a worker holds it."""
 
@@ -222,40 +316,123 @@ class VerificationRepository(_ClaimableRepository[Verification]):
     waiting_status = VerificationStatus.QUEUED
     claimed_status = VerificationStatus.SENDING
     failed_status = VerificationStatus.FAILED
+    held_statuses = (VerificationStatus.SENDING, VerificationStatus.PENDING)
 
     def _claimable(self, now: datetime) -> ColumnElement[bool]:
-        unclaimed_or_stale = or_(
-            Verification.claimed_until.is_(None), Verification.claimed_until <= now
-        )
         resend_waiting = and_(
             Verification.status == VerificationStatus.PENDING,
             Verification.resend_channel.is_not(None),
-            unclaimed_or_stale,
+            self._unclaimed_or_stale(now),
         )
         return or_(super()._claimable(now), resend_waiting)
 
-    def _claimed_status(self) -> Any:
+    def _status_when_claimed(self) -> Any:
+        # A re-send keeps the verification pending (and checkable) while it is sent.
         return case(
             (Verification.status == VerificationStatus.PENDING, VerificationStatus.PENDING),
             else_=VerificationStatus.SENDING,
         )
 
-    def cancel(self, verification_id: uuid.UUID, now: datetime) -> bool:
-        """End a verification that is not over yet."""
-        return self.transition(
-            verification_id,
-            from_statuses=[
-                VerificationStatus.QUEUED,
-                VerificationStatus.SENDING,
-                VerificationStatus.PENDING,
-            ],
-            status=VerificationStatus.CANCELED,
-            resend_channel=None,
-            completed_at=now,
-            updated_at=now,
+    def _status_after_release(self) -> Any:
+        return case(
+            (Verification.status == VerificationStatus.PENDING, VerificationStatus.PENDING),
+            else_=VerificationStatus.QUEUED,
         )
 
-    def request_resend(
+    async def record_sent(
+        self,
+        verification_id: uuid.UUID,
+        token: uuid.UUID,
+        *,
+        provider_sid: str,
+        channel: Channel,
+        expires_at: datetime,
+        now: datetime,
+    ) -> bool:
+        """The provider took the send: the verification is pending and checkable."""
+        return (
+            await self._write(
+                update(Verification)
+                .where(
+                    self._held(verification_id, token),
+                    Verification.status.in_(self.held_statuses),
+                )
+                .values(
+                    status=VerificationStatus.PENDING,
+                    provider_sid=provider_sid,
+                    channel=channel,
+                    resend_channel=None,
+                    send_attempts=Verification.send_attempts + 1,
+                    expires_at=expires_at,
+                    provider_call_started_at=None,
+                    updated_at=now,
+                    **_NO_ERROR,
+                    **_RELEASED,
+                )
+            )
+            == 1
+        )
+
+    async def give_up_send(
+        self, verification_id: uuid.UUID, token: uuid.UUID, *, error: AttemptError, now: datetime
+    ) -> bool:
+        """A first send that cannot be made fails the verification; a re-send that cannot be
+        made is dropped, and the code sent first still works."""
+        return (
+            await self._write(
+                update(Verification)
+                .where(
+                    self._held(verification_id, token),
+                    Verification.status.in_(self.held_statuses),
+                )
+                .values(
+                    status=self._status_after_giving_up(),
+                    completed_at=case(
+                        (Verification.status == VerificationStatus.PENDING, None), else_=now
+                    ),
+                    resend_channel=None,
+                    provider_call_started_at=None,
+                    updated_at=now,
+                    **_error_columns(error),
+                    **_RELEASED,
+                )
+            )
+            == 1
+        )
+
+    @staticmethod
+    def _status_after_giving_up() -> Any:
+        return case(
+            (Verification.status == VerificationStatus.PENDING, VerificationStatus.PENDING),
+            else_=VerificationStatus.FAILED,
+        )
+
+    async def cancel(self, verification_id: uuid.UUID, now: datetime) -> bool:
+        """End a verification that is not over yet."""
+        return (
+            await self._write(
+                update(Verification)
+                .where(
+                    Verification.id == verification_id,
+                    Verification.status.in_(
+                        [
+                            VerificationStatus.QUEUED,
+                            VerificationStatus.SENDING,
+                            VerificationStatus.PENDING,
+                        ]
+                    ),
+                )
+                .values(
+                    status=VerificationStatus.CANCELED,
+                    resend_channel=None,
+                    completed_at=now,
+                    updated_at=now,
+                )
+            )
+            == 1
+        )
+
+    async def request_resend(
         self,
         verification_id: uuid.UUID,
         channel: Channel,
@@ -264,69 +441,98 @@ class VerificationRepository(_ClaimableRepository[Verification]):
         deadline: datetime,
         next_look: datetime,
     ) -> bool:
-        result = self._execute(
-            update(Verification)
-            .where(
-                Verification.id == verification_id,
-                Verification.status == VerificationStatus.PENDING,
-                Verification.resend_channel.is_(None),
+        return (
+            await self._write(
+                update(Verification)
+                .where(
+                    Verification.id == verification_id,
+                    Verification.status == VerificationStatus.PENDING,
+                    Verification.resend_channel.is_(None),
+                )
+                .values(
+                    resend_channel=channel,
+                    deadline_at=deadline,
+                    next_attempt_at=next_look,
+                    enqueue_count=Verification.enqueue_count + 1,
+                    provider_attempts=0,
+                    updated_at=now,
+                )
             )
-            .values(
-                resend_channel=channel,
-                deadline_at=deadline,
-                next_attempt_at=next_look,
-                enqueue_count=Verification.enqueue_count + 1,
-                provider_attempts=0,
-                updated_at=now,
-            )
+            == 1
         )
-        return result.rowcount == 1
 
-    def drop_late_resends(self, now: datetime) -> int:
-        """A re-send nobody managed before its deadline is dropped; the first code still works."""
-        result = self._execute(
-            update(Verification)
-            .where(
-                Verification.status == VerificationStatus.PENDING,
-                Verification.resend_channel.is_not(None),
-                Verification.deadline_at <= now,
-                or_(Verification.claimed_until.is_(None), Verification.claimed_until <= now),
-            )
-            .values(resend_channel=None, claimed_until=None, claim_token=None, updated_at=now)
-        )
-        return result.rowcount
-
-    def take_check_attempt(
+    async def take_check_attempt(
         self, verification_id: uuid.UUID, max_attempts: int, now: datetime
     ) -> bool:
         """Count one more check against a pending verification, atomically, within the cap."""
-        result = self._execute(
-            update(Verification)
-            .where(
-                Verification.id == verification_id,
-                Verification.status == VerificationStatus.PENDING,
-                Verification.check_attempts < max_attempts,
+        return (
+            await self._write(
+                update(Verification)
+                .where(
+                    Verification.id == verification_id,
+                    Verification.status == VerificationStatus.PENDING,
+                    Verification.check_attempts < max_attempts,
+                )
+                .values(check_attempts=Verification.check_attempts + 1, updated_at=now)
             )
-            .values(check_attempts=Verification.check_attempts + 1, updated_at=now)
+            == 1
         )
-        return result.rowcount == 1
 
-    def transition(
+    async def give_back_check_attempt(self, verification_id: uuid.UUID, now: datetime) -> bool:
+        """A check the provider never saw does not count."""
+        return (
+            await self._write(
+                update(Verification)
+                .where(
+                    Verification.id == verification_id,
+                    Verification.status == VerificationStatus.PENDING,
+                    Verification.check_attempts > 0,
+                )
+                .values(check_attempts=Verification.check_attempts - 1, updated_at=now)
+            )
+            == 1
+        )
+
+    async def approve(self, verification_id: uuid.UUID, now: datetime) -> bool:
+        return await self._end_pending(verification_id, VerificationStatus.APPROVED, None, now)
+
+    async def end_pending(
         self,
         verification_id: uuid.UUID,
-        *,
-        from_statuses: Sequence[VerificationStatus],
-        **values: Any,
+        status: VerificationStatus,
+        error: AttemptError,
+        now: datetime,
     ) -> bool:
-        result = self._execute(
-            update(Verification)
-            .where(Verification.id == verification_id, Verification.status.in_(from_statuses))
-            .values(**values)
-        )
-        return result.rowcount == 1
+        """End a pending verification for a reason (expired, max attempts reached)."""
+        return await self._end_pending(verification_id, status, error, now)
 
-    def expire_pending(self, now: datetime) -> int:
-        result = self._execute(
+    async def _end_pending(
+        self,
+        verification_id: uuid.UUID,
+        status: VerificationStatus,
+        error: AttemptError | None,
+        now: datetime,
+    ) -> bool:
+        return (
+            await self._write(
+                update(Verification)
+                .where(
+                    Verification.id == verification_id,
+                    Verification.status == VerificationStatus.PENDING,
+                )
+                .values(
+                    status=status,
+                    resend_channel=None,
+                    completed_at=now,
+                    updated_at=now,
+                    **(_error_columns(error) if error else {}),
+                )
+            )
+            == 1
+        )
+
+    async def expire_pending(self, now: datetime) -> list[uuid.UUID]:
+        expired = await self._write_returning(
             update(Verification)
             .where(
                 Verification.status == VerificationStatus.PENDING,
@@ -338,134 +544,186 @@ class VerificationRepository(_ClaimableRepository[Verification]):
                 completed_at=now,
                 updated_at=now,
             )
+            .returning(Verification.id)
         )
-        return result.rowcount
+        return [row_id for (row_id,) in expired]
+
+    async def drop_late_resends(self, now: datetime) -> int:
+        """A re-send nobody managed before its deadline is dropped; the first code still works."""
+        return await self._write(
+            update(Verification)
+            .where(
+                Verification.status == VerificationStatus.PENDING,
+                Verification.resend_channel.is_not(None),
+                Verification.deadline_at <= now,
+                self._unclaimed_or_stale(now),
+            )
+            .values(resend_channel=None, updated_at=now, **_RELEASED)
+        )
 
 
-class CheckRepository(_ClaimableRepository[VerificationCheck]):
+class CheckRepository(JobRows[VerificationCheck]):
     model = VerificationCheck
     waiting_status = CheckStatus.QUEUED
     claimed_status = CheckStatus.QUEUED
     failed_status = CheckStatus.FAILED
+    held_statuses = (CheckStatus.QUEUED,)
 
-    def get_for_verification(
+    async def get_for_verification(
         self, verification_id: uuid.UUID, check_id: uuid.UUID
     ) -> VerificationCheck | None:
-        return self.session.scalar(
+        return await self.session.scalar(
             select(VerificationCheck).where(
                 VerificationCheck.id == check_id,
                 VerificationCheck.verification_id == verification_id,
             )
         )
 
+    async def provider_calls_for(self, verification_id: uuid.UUID) -> int:
+        """Provider calls made for a verification's checks, retries included."""
+        total = await self.session.scalar(
+            select(func.coalesce(func.sum(VerificationCheck.provider_attempts), 0)).where(
+                VerificationCheck.verification_id == verification_id
+            )
+        )
+        return int(total or 0)
 
-class FactorRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    async def finish(
+        self,
+        check_id: uuid.UUID,
+        token: uuid.UUID,
+        *,
+        status: CheckStatus,
+        error: AttemptError | None,
+        now: datetime,
+    ) -> bool:
+        """Record a check's final status (and why, unless it was simply answered)."""
+        return (
+            await self._write(
+                update(VerificationCheck)
+                .where(
+                    self._held(check_id, token),
+                    VerificationCheck.status == CheckStatus.QUEUED,
+                )
+                .values(
+                    status=status,
+                    provider_call_started_at=None,
+                    completed_at=now,
+                    updated_at=now,
+                    **(_error_columns(error) if error else _NO_ERROR),
+                    **_RELEASED,
+                )
+            )
+            == 1
+        )
 
+
+class FactorRepository(_Repository):
     def add(self, factor: Factor) -> None:
         self.session.add(factor)
 
-    def get(self, user_id: str, factor_id: uuid.UUID) -> Factor | None:
-        return self.session.scalar(
+    async def get(self, user_id: str, factor_id: uuid.UUID) -> Factor | None:
+        return await self.session.scalar(
             select(Factor).where(Factor.id == factor_id, Factor.user_id == user_id)
         )
 
-    def list_for_user(self, user_id: str) -> Sequence[Factor]:
-        return self.session.scalars(
-            select(Factor).where(Factor.user_id == user_id).order_by(Factor.created_at)
+    async def list_for_user(self, user_id: str) -> Sequence[Factor]:
+        return (
+            await self.session.scalars(
+                select(Factor).where(Factor.user_id == user_id).order_by(Factor.created_at)
+            )
         ).all()
 
-    def latest_verified(self, user_id: str) -> Factor | None:
-        return self.session.scalar(
+    async def latest_verified(self, user_id: str) -> Factor | None:
+        return await self.session.scalar(
             select(Factor)
             .where(Factor.user_id == user_id, Factor.status == FactorStatus.VERIFIED)
             .order_by(Factor.verified_at.desc())
             .limit(1)
         )
 
-    def verified_for_another_user(self, phone_e164: str, user_id: str) -> bool:
-        return (
-            self.session.scalar(
-                select(Factor.id)
-                .where(
-                    Factor.phone_e164 == phone_e164,
-                    Factor.status == FactorStatus.VERIFIED,
-                    Factor.user_id != user_id,
-                )
-                .limit(1)
+    async def verified_for_another_user(self, phone_e164: str, user_id: str) -> bool:
+        found = await self.session.scalar(
+            select(Factor.id)
+            .where(
+                Factor.phone_e164 == phone_e164,
+                Factor.status == FactorStatus.VERIFIED,
+                Factor.user_id != user_id,
             )
-            is not None
+            .limit(1)
         )
+        return found is not None
 
-    def by_enrollment(self, verification_id: uuid.UUID) -> Factor | None:
-        return self.session.scalar(
+    async def by_enrollment(self, verification_id: uuid.UUID) -> Factor | None:
+        return await self.session.scalar(
             select(Factor).where(Factor.enrollment_verification_id == verification_id)
         )
 
-    def set_status(
-        self,
-        factor_id: uuid.UUID,
-        *,
-        from_statuses: Sequence[FactorStatus],
-        **values: Any,
-    ) -> bool:
-        result = self.session.execute(
-            update(Factor)
-            .where(Factor.id == factor_id, Factor.status.in_(from_statuses))
-            .values(**values),
-            execution_options={"synchronize_session": False},
+    async def verify(self, factor_id: uuid.UUID, now: datetime) -> bool:
+        return (
+            await self._write(
+                update(Factor)
+                .where(Factor.id == factor_id, Factor.status == FactorStatus.UNVERIFIED)
+                .values(status=FactorStatus.VERIFIED, verified_at=now, updated_at=now)
+            )
+            == 1
         )
-        assert isinstance(result, CursorResult)
-        return result.rowcount == 1
 
-    def verified_others(self, user_id: str, except_id: uuid.UUID) -> Sequence[Factor]:
-        return self.session.scalars(
-            select(Factor).where(
-                Factor.user_id == user_id,
-                Factor.status == FactorStatus.VERIFIED,
-                Factor.id != except_id,
+    async def disable(self, factor_id: uuid.UUID, now: datetime) -> bool:
+        return (
+            await self._write(
+                update(Factor)
+                .where(Factor.id == factor_id, Factor.status != FactorStatus.DISABLED)
+                .values(status=FactorStatus.DISABLED, disabled_at=now, updated_at=now)
+            )
+            == 1
+        )
+
+    async def verified_others(self, user_id: str, except_id: uuid.UUID) -> Sequence[Factor]:
+        return (
+            await self.session.scalars(
+                select(Factor).where(
+                    Factor.user_id == user_id,
+                    Factor.status == FactorStatus.VERIFIED,
+                    Factor.id != except_id,
+                )
             )
         ).all()
 
 
-class RecoveryCodeRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def replace_for_user(self, user_id: str, codes: Sequence[RecoveryCode]) -> None:
-        self.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+class RecoveryCodeRepository(_Repository):
+    async def replace_for_user(self, user_id: str, codes: Sequence[RecoveryCode]) -> None:
+        await self._write(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
         self.session.add_all(codes)
 
-    def unused_for_user(self, user_id: str) -> Sequence[RecoveryCode]:
-        return self.session.scalars(
-            select(RecoveryCode).where(
-                RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None)
+    async def unused_for_user(self, user_id: str) -> Sequence[RecoveryCode]:
+        return (
+            await self.session.scalars(
+                select(RecoveryCode).where(
+                    RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None)
+                )
             )
         ).all()
 
-    def use(self, code_id: uuid.UUID, now: datetime) -> bool:
+    async def use(self, code_id: uuid.UUID, now: datetime) -> bool:
         """Spend a code, once: of two racing redemptions only one succeeds."""
-        result = self.session.execute(
-            update(RecoveryCode)
-            .where(RecoveryCode.id == code_id, RecoveryCode.used_at.is_(None))
-            .values(used_at=now),
-            execution_options={"synchronize_session": False},
+        return (
+            await self._write(
+                update(RecoveryCode)
+                .where(RecoveryCode.id == code_id, RecoveryCode.used_at.is_(None))
+                .values(used_at=now)
+            )
+            == 1
         )
-        assert isinstance(result, CursorResult)
-        return result.rowcount == 1
 
 
-class EventRepository:
+class EventRepository(_Repository):
     """Append and read; there is deliberately no way to change or remove an event."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
 
     def add(self, event: Event) -> None:
         self.session.add(event)
 
-    def page_for_user(
+    async def page_for_user(
         self, user_id: str, *, before: int | None, limit: int
     ) -> Sequence[tuple[Event, str | None]]:
         """Newest first, with the name of the API key that caused each event."""
@@ -478,4 +736,4 @@ class EventRepository:
         )
         if before is not None:
             statement = statement.where(Event.id < before)
-        return [(event, name) for event, name in self.session.execute(statement).all()]
+        return [(event, name) for event, name in (await self.session.execute(statement)).all()]

@@ -1,49 +1,70 @@
-"""Use cases on the worker's side: send a code (first time or again), check a code.
+"""Use cases on the worker's side: send a code (the first time or again) and check a code.
 
-Each runs as three steps on purpose, each its own transaction: claim the row (committed, so a
-crash leaves evidence), call the provider (holding no database connection), write the outcome
-(only if the claim is still ours and nobody moved the row meanwhile). A redelivered or duplicated
-job finds nothing to claim and does nothing; a job whose earlier call's outcome was lost looks at
-the provider before sending. Every provider call first takes a slot from the fleet-wide throttle.
+Both are attempts at a job row, run by one skeleton (``Delivery._attempt``) in three steps:
+
+1. *begin*: claim the row and mark a provider call as started, committed, so a crash leaves
+   evidence — or settle it at once when no call is needed (past its deadline, no code to check);
+2. *call* the provider through the fleet-wide gate, holding no database connection;
+3. *settle*: record the answer, give up for good, or put the row back for a retry after a
+   backoff (at the latest at its deadline) — each only if the claim is still ours.
+
+A redelivered or duplicated job finds nothing to claim and does nothing; a job whose earlier
+call's answer was lost looks at the provider before it acts again. What differs between a send
+and a check is in ``_Send`` and ``_Check``; everything else is written once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
-import time
 import uuid
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 import structlog
 
 from shared import metrics
-from shared.clock import utcnow
+from shared.clock import Clock
 from shared.codes import CodeStash
 from shared.db.models import Verification, VerificationCheck
+from shared.db.repository import CheckRepository, JobRows, VerificationRepository
 from shared.db.session import UnitOfWork
-from shared.domain import Channel, CheckStatus, ErrorCode, EventType, VerificationStatus
+from shared.domain import (
+    AttemptError,
+    Channel,
+    CheckStatus,
+    ErrorCode,
+    EventType,
+    VerificationStatus,
+)
 from shared.errors import (
     ProviderError,
     ProviderFinalError,
     ProviderTransientError,
     ServiceUnavailable,
 )
-from shared.limits import Lockout, ProviderThrottle
+from shared.limits import Lockout, ProviderGate
 from shared.services import audit, two_step
 from shared.settings import Settings
 from shared.verify.port import ProviderCheck, ProviderVerification, VerifyClient
 
 log = structlog.get_logger(__name__)
 
+T = TypeVar("T")
+Row = TypeVar("Row", Verification, VerificationCheck)
+Answer = TypeVar("Answer")
+
 # Twilio's timestamps have one-second resolution and its clock is not ours.
 _CLOCK_TOLERANCE = timedelta(seconds=5)
-_MESSAGE_LIMIT = 300
-# Longest a job waits in-task for the throttle before it goes back to the queue instead.
-_MAX_INLINE_THROTTLE_WAIT = 5.0
+# Longest a job waits in-task at the gate before it goes back to the queue instead.
+_MAX_INLINE_GATE_WAIT = 5.0
+# Twilio answers the 6th check of a verification with 60202 and then deletes it.
+_TWILIO_CHECKS_PER_VERIFICATION = 5
+# A verification this close to its expiry may have expired at Twilio (clocks differ).
+_EXPIRY_MARGIN = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +72,6 @@ class RetryLater:
     """The job should run again after ``countdown`` seconds; its bookkeeping is committed."""
 
     countdown: float
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryDeps:
-    uow_factory: Callable[[], UnitOfWork]
-    verify: VerifyClient
-    stash: CodeStash
-    settings: Settings
-    throttle: ProviderThrottle
-    lockout: Lockout
 
 
 class _Throttled(Exception):
@@ -81,495 +92,496 @@ def backoff_seconds(settings: Settings, provider_attempts: int, retry_after: flo
     return delay
 
 
-def _take_provider_slot(deps: DeliveryDeps) -> None:
-    """Wait for the fleet-wide throttle in-task while the wait is short; a longer one sends the
-    job back to the queue (``_Throttled``) without counting it as an attempt."""
-    budget = min(_MAX_INLINE_THROTTLE_WAIT, deps.settings.claim_lease_seconds / 3)
-    waited = 0.0
-    while True:
+def _error_of(exc: ProviderError) -> AttemptError:
+    return AttemptError(exc.reason, exc.message, exc.provider_code)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Built once per worker process."""
+
+    uow_factory: Callable[[], UnitOfWork]
+    verify: VerifyClient
+    stash: CodeStash
+    gate: ProviderGate
+    lockout: Lockout
+    settings: Settings
+    clock: Clock
+
+    async def send_code(self, verification_id: uuid.UUID) -> RetryLater | None:
+        return await self._attempt(_Send(self, verification_id))
+
+    async def check_code(self, check_id: uuid.UUID) -> RetryLater | None:
+        return await self._attempt(_Check(self, check_id))
+
+    async def _attempt(self, job: _Job[Any, Any]) -> RetryLater | None:
+        if not await job.begin():
+            return None
         try:
-            wait = deps.throttle.reserve()
-        except ServiceUnavailable as exc:
-            # No throttle, no call: the fleet must never exceed the account's rate.
-            raise ProviderTransientError("the provider throttle is unavailable") from exc
-        if wait <= 0:
-            return
-        if waited + wait > budget:
-            raise _Throttled(wait)
-        metrics.PROVIDER_THROTTLE_WAITS.inc()
-        time.sleep(wait)
-        waited += wait
-
-
-def _error_values(exc: ProviderError) -> dict[str, object]:
-    return {
-        "error_code": exc.reason.value,
-        "error_message": exc.message[:_MESSAGE_LIMIT],
-        "provider_error_code": exc.provider_code,
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class _Send:
-    """What differs between a first send and a re-send of a pending verification."""
-
-    resend: bool
-    channel: Channel
-
-    @property
-    def held_status(self) -> VerificationStatus:
-        return VerificationStatus.PENDING if self.resend else VerificationStatus.SENDING
-
-    @property
-    def waiting_status(self) -> VerificationStatus:
-        return VerificationStatus.PENDING if self.resend else VerificationStatus.QUEUED
-
-    def giving_up(self, now: datetime) -> dict[str, object]:
-        # A re-send that cannot be done is dropped: the code sent first still works.
-        if self.resend:
-            return {"resend_channel": None}
-        return {"status": VerificationStatus.FAILED, "completed_at": now}
-
-    def record_failure(
-        self, uow: UnitOfWork, verification: Verification, reason: ErrorCode
-    ) -> None:
-        event = (
-            EventType.VERIFICATION_RESEND_FAILED if self.resend else EventType.VERIFICATION_FAILED
-        )
-        audit.record_for(uow, event, verification, reason=reason.value)
-
-
-def send_code(deps: DeliveryDeps, verification_id: uuid.UUID) -> RetryLater | None:
-    settings = deps.settings
-    now = utcnow()
-    bound = log.bind(verification_id=str(verification_id))
-    with deps.uow_factory() as uow:
-        token = uow.verifications.claim(verification_id, now=now, until=now + settings.claim_lease)
-        if token is None:
-            bound.info("send.skipped", reason="not claimable")
+            answer = await job.call()
+        except _Throttled as throttled:
+            return await self._requeue(job, throttled.wait)
+        except ProviderTransientError as exc:
+            return await self._retry_or_give_up(job, exc)
+        except ProviderError as exc:
+            await job.refused(exc)
             return None
-        verification = uow.verifications.get(verification_id)
-        assert verification is not None
-        resend = verification.status is VerificationStatus.PENDING
-        send = _Send(resend, verification.resend_channel or verification.channel)
-        if now >= verification.deadline_at:
-            if uow.verifications.settle(
-                verification_id,
-                token,
-                only_if=send.held_status,
-                error_code=ErrorCode.PROVIDER_UNAVAILABLE.value,
-                error_message="not sent before the send deadline",
-                updated_at=now,
-                **send.giving_up(now),
-            ):
-                send.record_failure(uow, verification, ErrorCode.PROVIDER_UNAVAILABLE)
-            uow.commit()
-            bound.warning("send.deadline_passed", resend=resend)
-            return None
-        # An earlier call whose answer was lost: it may have reached the provider.
-        lost_call_started_at = verification.provider_call_started_at
-        uow.verifications.mark_call_started(verification_id, token, lost_call_started_at or now)
-        uow.commit()
-
-    def settle(then: Callable[[UnitOfWork], None] | None = None, **values: Any) -> bool:
-        with deps.uow_factory() as uow:
-            settled = uow.verifications.settle(
-                verification_id, token, only_if=send.held_status, updated_at=utcnow(), **values
-            )
-            if settled and then is not None:
-                then(uow)
-            uow.commit()
-        return settled
-
-    try:
-        sent = _send_once(deps, verification, send.channel, lost_call_started_at)
-    except _Throttled as throttled:
-        return _requeue_throttled(
-            deps, verification, throttled, settle, send.waiting_status, lost_call_started_at
-        )
-    except ProviderTransientError as exc:
-        return _after_transient_error(
-            deps,
-            verification,
-            exc,
-            settle,
-            retry_values={"status": send.waiting_status},
-            give_up_values=send.giving_up(utcnow()),
-            event="send.provider_error",
-            on_give_up=partial(send.record_failure, verification=verification, reason=exc.reason),
-        )
-    except ProviderError as exc:
-        settle(
-            partial(send.record_failure, verification=verification, reason=exc.reason),
-            provider_call_started_at=None,
-            **send.giving_up(utcnow()),
-            **_error_values(exc),
-        )
-        bound.warning(
-            "send.failed",
-            reason=exc.reason.value,
-            provider_code=exc.provider_code,
-            resend=resend,
-        )
+        await job.answered(answer)
         return None
 
-    outcome: dict[str, object] = {
-        "status": VerificationStatus.PENDING,
-        "provider_sid": sent.sid,
-        "send_attempts": verification.send_attempts + 1,
-        "expires_at": max(
-            sent.created_at + settings.code_lifetime, utcnow() + timedelta(seconds=30)
-        ),
-        "provider_call_started_at": None,
-        "error_code": None,
-        "error_message": None,
-        "provider_error_code": None,
-    }
-    if resend:
-        outcome.update(channel=send.channel, resend_channel=None)
+    async def through_gate(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Make one provider call in a slot of the fleet-wide gate."""
+        slot = await self._enter_gate()
+        try:
+            return await call()
+        finally:
+            # A slot we cannot give back frees itself when its lease runs out.
+            with contextlib.suppress(ServiceUnavailable):
+                await self.gate.leave(slot)
 
-    def record_sent(uow: UnitOfWork) -> None:
-        audit.record_for(
-            uow,
-            EventType.VERIFICATION_SENT,
-            verification,
-            channel=send.channel.value,
-            resend=resend,
+    async def _enter_gate(self) -> str:
+        """Wait at the gate in-task while the wait is short; a longer one sends the job back to
+        the queue (``_Throttled``) without counting it as an attempt."""
+        budget = min(_MAX_INLINE_GATE_WAIT, self.settings.claim_lease_seconds / 3)
+        waited = 0.0
+        while True:
+            try:
+                entered = await self.gate.enter()
+            except ServiceUnavailable as exc:
+                # No gate, no call: the fleet must never exceed the account's rate.
+                raise ProviderTransientError("the provider gate is unavailable") from exc
+            if isinstance(entered, str):
+                return entered
+            if waited + entered > budget:
+                raise _Throttled(entered)
+            metrics.PROVIDER_THROTTLE_WAITS.inc()
+            # Jitter: the jobs refused together must not all come back together.
+            wait = entered * random.uniform(1.0, 1.5)
+            await self.clock.sleep(wait)
+            waited += wait
+
+    async def _requeue(self, job: _Job[Any, Any], wait: float) -> RetryLater | None:
+        """The gate asked for a longer wait than the claim allows: back to the queue, and the
+        attempt does not count — no provider call was made."""
+        metrics.PROVIDER_THROTTLE_REQUEUES.inc()
+        now = self.clock.now()
+        async with self.uow_factory() as uow:
+            released = await job.rows(uow).release_unattempted(
+                job.row_id,
+                job.token,
+                lost_call_at=job.lost_call_at,
+                next_look=now + timedelta(seconds=wait) + self.settings.requeue_after,
+                now=now,
+            )
+        if not released:
+            return None
+        job.log.info("provider.throttled", requeued_for=round(wait, 2))
+        return RetryLater(countdown=wait)
+
+    async def _retry_or_give_up(
+        self, job: _Job[Any, Any], exc: ProviderTransientError
+    ) -> RetryLater | None:
+        """Put the row back to wait for a retry, at the latest at its deadline (where the retry
+        finds it too late and gives up), or give up now if the deadline has passed. Either way
+        the attempt and its error are committed before anything else."""
+        now = self.clock.now()
+        left = (job.claimed.deadline_at - now).total_seconds()
+        attempts = job.claimed.provider_attempts
+        if left <= 0:
+            await job.give_up(_error_of(exc))
+            job.log.warning(
+                f"{job.kind}.gave_up", attempts=attempts, provider_code=exc.provider_code
+            )
+            return None
+        delay = min(backoff_seconds(self.settings, attempts, exc.retry_after), left)
+        async with self.uow_factory() as uow:
+            released = await job.rows(uow).release_for_retry(
+                job.row_id,
+                job.token,
+                error=_error_of(exc),
+                # A call whose answer was lost leaves its marker; a refused one leaves any
+                # earlier lost call's marker in place: the retry must still look before it acts.
+                lost_call_at=job.claimed.provider_call_started_at
+                if exc.ambiguous
+                else job.lost_call_at,
+                next_look=now + timedelta(seconds=delay) + self.settings.requeue_after,
+                now=now,
+            )
+        job.log.warning(
+            f"{job.kind}.provider_error",
+            attempts=attempts,
+            provider_code=exc.provider_code,
+            status=exc.status,
+            ambiguous=exc.ambiguous,
+            retry_in=round(delay, 2),
+        )
+        return RetryLater(countdown=delay) if released else None
+
+
+class _Job(ABC, Generic[Row, Answer]):
+    """One attempt at one row's job: what a send and a check do differently."""
+
+    kind: ClassVar[str]
+    # The log field naming the row: what ops search the logs by.
+    id_field: ClassVar[str]
+    claimed: Row
+
+    def __init__(self, delivery: Delivery, row_id: uuid.UUID) -> None:
+        self.delivery = delivery
+        self.row_id = row_id
+        self.lost_call_at: datetime | None = None
+        self.log = log.bind(**{self.id_field: str(row_id)})
+
+    @property
+    def token(self) -> uuid.UUID:
+        token = self.claimed.claim_token
+        assert token is not None, "a claimed row carries its claim token"
+        return token
+
+    def _took(self, row: Row, now: datetime) -> None:
+        self.claimed = row
+        marker = row.provider_call_started_at
+        # The claim marks this call as started; a marker from before it is a lost call's.
+        self.lost_call_at = marker if marker is not None and marker < now else None
+
+    async def _claim(self, uow: UnitOfWork, now: datetime) -> bool:
+        lease_end = now + self.delivery.settings.claim_lease
+        row = await self.rows(uow).claim(self.row_id, now=now, until=lease_end)
+        if row is None:
+            self.log.info(f"{self.kind}.skipped", reason="not claimable")
+            return False
+        self._took(row, now)
+        return True
+
+    @abstractmethod
+    def rows(self, uow: UnitOfWork) -> JobRows[Row]: ...
+
+    @abstractmethod
+    async def begin(self) -> bool:
+        """Claim the row; False when there is nothing to call the provider for."""
+
+    @abstractmethod
+    async def call(self) -> Answer: ...
+
+    @abstractmethod
+    async def answered(self, answer: Answer) -> None: ...
+
+    @abstractmethod
+    async def refused(self, exc: ProviderError) -> None:
+        """The provider refused for good (a final or permanent error)."""
+
+    @abstractmethod
+    async def give_up(self, error: AttemptError) -> None:
+        """The deadline passed with no usable answer."""
+
+
+class _Send(_Job[Verification, ProviderVerification]):
+    kind = "send"
+    id_field = "verification_id"
+
+    def rows(self, uow: UnitOfWork) -> VerificationRepository:
+        return uow.verifications
+
+    async def begin(self) -> bool:
+        delivery = self.delivery
+        now = delivery.clock.now()
+        async with delivery.uow_factory() as uow:
+            if not await self._claim(uow, now):
+                return False
+            if now < self.claimed.deadline_at:
+                return True
+            await self._give_up_in(
+                uow, AttemptError(ErrorCode.PROVIDER_UNAVAILABLE, "not sent before the deadline")
+            )
+        self.log.warning("send.deadline_passed", resend=self.resend)
+        return False
+
+    @property
+    def resend(self) -> bool:
+        return self.claimed.status is VerificationStatus.PENDING
+
+    @property
+    def channel(self) -> Channel:
+        return self.claimed.resend_channel or self.claimed.channel
+
+    async def call(self) -> ProviderVerification:
+        delivery, row = self.delivery, self.claimed
+        if self.lost_call_at is not None:
+            existing = await self._sent_by_the_lost_call(self.lost_call_at)
+            if existing is not None:
+                return existing
+        return await delivery.through_gate(
+            lambda: delivery.verify.start_verification(row.to_e164, self.channel, row.locale)
         )
 
-    if settle(record_sent, **outcome):
-        bound.info("send.pending", attempts=verification.provider_attempts, resend=resend)
-    else:
-        bound.warning("send.outcome_dropped", note="the row was taken over or ended meanwhile")
-    return None
-
-
-def _send_once(
-    deps: DeliveryDeps,
-    verification: Verification,
-    channel: Channel,
-    lost_call_started_at: datetime | None,
-) -> ProviderVerification:
-    if lost_call_started_at is not None:
-        _take_provider_slot(deps)
+    async def _sent_by_the_lost_call(self, lost_call_at: datetime) -> ProviderVerification | None:
+        delivery, to = self.delivery, self.claimed.to_e164
         try:
-            existing = deps.verify.find_pending_verification(verification.to_e164)
+            existing = await delivery.through_gate(
+                lambda: delivery.verify.find_pending_verification(to)
+            )
         except ProviderTransientError as exc:
             # We still do not know whether the lost call went out: keep looking next time.
             exc.ambiguous = True
             raise
-        if (
-            existing is not None
-            and existing.last_sent_at is not None
-            and existing.last_sent_at >= lost_call_started_at - _CLOCK_TOLERANCE
-        ):
-            log.info(
-                "send.reconciled",
-                verification_id=str(verification.id),
-                note="the earlier call went through; not sending again",
-            )
+        last_sent_at = existing.last_sent_at if existing is not None else None
+        if last_sent_at is not None and last_sent_at >= lost_call_at - _CLOCK_TOLERANCE:
+            self.log.info("send.reconciled", note="the earlier call went through")
             return existing
-    _take_provider_slot(deps)
-    return deps.verify.start_verification(verification.to_e164, channel, verification.locale)
-
-
-def _requeue_throttled(
-    deps: DeliveryDeps,
-    row: Verification | VerificationCheck,
-    throttled: _Throttled,
-    settle: Callable[..., bool],
-    waiting_status: VerificationStatus | CheckStatus,
-    call_marker: datetime | None,
-) -> RetryLater | None:
-    """The throttle asked for a longer wait than the claim allows: back to the queue, and the
-    attempt does not count — no provider call was made."""
-    metrics.PROVIDER_THROTTLE_REQUEUES.inc()
-    countdown = throttled.wait
-    if not settle(
-        status=waiting_status,
-        provider_attempts=max(row.provider_attempts - 1, 0),
-        provider_call_started_at=call_marker,
-        next_attempt_at=utcnow() + timedelta(seconds=countdown) + deps.settings.requeue_after,
-    ):
+        self.lost_call_at = None  # the provider says it sent nothing since: nothing was lost
         return None
-    log.info("provider.throttled", row_id=str(row.id), requeued_for=round(countdown, 2))
-    return RetryLater(countdown=countdown)
 
-
-def _after_transient_error(
-    deps: DeliveryDeps,
-    row: Verification | VerificationCheck,
-    exc: ProviderTransientError,
-    settle: Callable[..., bool],
-    *,
-    retry_values: dict[str, object],
-    give_up_values: dict[str, object],
-    event: str,
-    on_give_up: Callable[[UnitOfWork], None] | None = None,
-) -> RetryLater | None:
-    """Put the row back to wait for a retry, at the latest at its deadline (where the retry
-    finds it too late and gives up), or give up now if the deadline has passed. Either way the
-    attempt and its error are committed before anything else."""
-    settings = deps.settings
-    now = utcnow()
-    left = (row.deadline_at - now).total_seconds()
-    delay = min(backoff_seconds(settings, row.provider_attempts, exc.retry_after), max(left, 0.0))
-    give_up = left <= 0
-    values: dict[str, object] = dict(_error_values(exc))
-    if not exc.ambiguous:
-        values["provider_call_started_at"] = None
-    if give_up:
-        values.update(give_up_values)
-    else:
-        values.update(
-            retry_values,
-            next_attempt_at=now + timedelta(seconds=delay) + settings.requeue_after,
+    async def answered(self, answer: ProviderVerification) -> None:
+        delivery = self.delivery
+        now = delivery.clock.now()
+        # Never in the past: a clock far behind ours must not make the code useless at once.
+        expires_at = max(
+            answer.created_at + delivery.settings.code_lifetime, now + timedelta(seconds=30)
         )
-    settled = settle(on_give_up if give_up else None, **values)
-    log.warning(
-        event,
-        row_id=str(row.id),
-        attempts=row.provider_attempts,
-        provider_code=exc.provider_code,
-        status=exc.status,
-        ambiguous=exc.ambiguous,
-        next=("give up" if give_up else f"retry in {delay:.1f}s"),
-    )
-    if give_up or not settled:
-        return None
-    return RetryLater(countdown=delay)
-
-
-def check_code(deps: DeliveryDeps, check_id: uuid.UUID) -> RetryLater | None:
-    settings = deps.settings
-    now = utcnow()
-    bound = log.bind(check_id=str(check_id))
-    with deps.uow_factory() as uow:
-        token = uow.checks.claim(check_id, now=now, until=now + settings.claim_lease)
-        if token is None:
-            bound.info("check.skipped", reason="not claimable")
-            return None
-        check = uow.checks.get(check_id)
-        assert check is not None
-        verification = uow.verifications.get(check.verification_id)
-        assert verification is not None
-        bound = bound.bind(verification_id=str(verification.id))
-        code = deps.stash.get(check_id)
-        refusal = _check_refusal(check, verification, code, now)
-        if refusal is not None:
-            status, error_code, message = refusal
-            uow.checks.settle(
-                check_id,
-                token,
-                status=status,
-                error_code=error_code.value,
-                error_message=message,
-                completed_at=now,
-                updated_at=now,
+        async with delivery.uow_factory() as uow:
+            if not await uow.verifications.record_sent(
+                self.row_id,
+                self.token,
+                provider_sid=answer.sid,
+                channel=self.channel,
+                expires_at=expires_at,
+                now=now,
+            ):
+                self.log.warning("send.outcome_dropped", note="taken over or ended meanwhile")
+                return
+            audit.record_for(
+                uow,
+                EventType.VERIFICATION_SENT,
+                self.claimed,
+                channel=self.channel.value,
+                resend=self.resend,
             )
-            if error_code is ErrorCode.CODE_UNAVAILABLE:
+            uow.notify_after_commit(self.row_id)
+        self.log.info("send.pending", attempts=self.claimed.provider_attempts, resend=self.resend)
+
+    async def refused(self, exc: ProviderError) -> None:
+        async with self.delivery.uow_factory() as uow:
+            await self._give_up_in(uow, _error_of(exc))
+        self.log.warning(
+            "send.failed",
+            reason=exc.reason.value,
+            provider_code=exc.provider_code,
+            resend=self.resend,
+        )
+
+    async def give_up(self, error: AttemptError) -> None:
+        async with self.delivery.uow_factory() as uow:
+            await self._give_up_in(uow, error)
+
+    async def _give_up_in(self, uow: UnitOfWork, error: AttemptError) -> None:
+        if await uow.verifications.give_up_send(
+            self.row_id, self.token, error=error, now=self.delivery.clock.now()
+        ):
+            failed = (
+                EventType.VERIFICATION_RESEND_FAILED
+                if self.resend
+                else EventType.VERIFICATION_FAILED
+            )
+            audit.record_for(uow, failed, self.claimed, reason=error.reason.value)
+            uow.notify_after_commit(self.row_id)
+
+
+class _Check(_Job[VerificationCheck, ProviderCheck]):
+    kind = "check"
+    id_field = "check_id"
+    verification: Verification
+    code: str
+
+    def rows(self, uow: UnitOfWork) -> CheckRepository:
+        return uow.checks
+
+    async def begin(self) -> bool:
+        delivery = self.delivery
+        code = await delivery.stash.get(self.row_id)  # before the transaction: it is Redis
+        now = delivery.clock.now()
+        async with delivery.uow_factory() as uow:
+            if not await self._claim(uow, now):
+                return False
+            verification = await uow.verifications.get(self.claimed.verification_id)
+            assert verification is not None
+            self.verification = verification
+            self.log = self.log.bind(verification_id=str(verification.id))
+            refusal = _refusal(self.claimed, verification, code, now)
+            if refusal is None:
+                assert code is not None
+                self.code = code
+                return True
+            await self._refuse_in(uow, *refusal, now=now)
+        await delivery.stash.discard(self.row_id)
+        return False
+
+    async def _refuse_in(
+        self, uow: UnitOfWork, status: CheckStatus, error: AttemptError, *, now: datetime
+    ) -> None:
+        if await uow.checks.finish(self.row_id, self.token, status=status, error=error, now=now):
+            uow.notify_after_commit(self.row_id)
+            if error.reason is ErrorCode.CODE_UNAVAILABLE:
                 # The provider never saw this attempt; give it back to the user.
-                uow.verifications.transition(
-                    verification.id,
-                    from_statuses=[VerificationStatus.PENDING],
-                    check_attempts=max(verification.check_attempts - 1, 0),
-                    updated_at=now,
-                )
-            uow.commit()
-            bound.info("check.refused", status=status.value, reason=error_code.value)
-            return None
-        assert code is not None  # _check_refusal refuses a check whose code is lost
-        uow.checks.mark_call_started(check_id, token, check.provider_call_started_at or now)
-        uow.commit()
+                await uow.verifications.give_back_check_attempt(self.verification.id, now)
+        self.log.info("check.refused", status=status.value, reason=error.reason.value)
 
-    def settle(then: Callable[[UnitOfWork], None] | None = None, **values: Any) -> bool:
-        with deps.uow_factory() as uow:
-            settled = uow.checks.settle(
-                check_id, token, only_if=CheckStatus.QUEUED, updated_at=utcnow(), **values
+    async def call(self) -> ProviderCheck:
+        delivery, code = self.delivery, self.code
+        sid = self.verification.provider_sid
+        assert sid is not None  # _refusal refuses a verification that was never sent
+        return await delivery.through_gate(lambda: delivery.verify.check_code(sid, code))
+
+    async def answered(self, answer: ProviderCheck, *, inferred: bool = False) -> None:
+        delivery, verification = self.delivery, self.verification
+        now = delivery.clock.now()
+        status = CheckStatus.APPROVED if answer.approved else CheckStatus.REJECTED
+        async with delivery.uow_factory() as uow:
+            if not await uow.checks.finish(
+                self.row_id, self.token, status=status, error=None, now=now
+            ):
+                return
+            uow.notify_after_commit(self.row_id, verification.id)
+            if answer.approved:
+                await self._approve(uow, now, inferred=inferred)
+            else:
+                await self._reject(uow, now)
+        await delivery.stash.discard(self.row_id)
+        self.log.info("check.answered", approved=answer.approved, inferred=inferred)
+        await self._count_for_lockout(approved=answer.approved)
+
+    async def _approve(self, uow: UnitOfWork, now: datetime, *, inferred: bool) -> None:
+        verification = self.verification
+        if await uow.verifications.approve(verification.id, now):
+            audit.record_for(
+                uow,
+                EventType.VERIFICATION_APPROVED,
+                verification,
+                inferred=True if inferred else None,
             )
-            if settled and then is not None:
-                then(uow)
-            uow.commit()
-        return settled
+            await two_step.on_verification_approved(uow, verification, now)
 
-    assert verification.provider_sid is not None
-    try:
-        _take_provider_slot(deps)
-        result = deps.verify.check_code(verification.provider_sid, code)
-    except _Throttled as throttled:
-        return _requeue_throttled(
-            deps, check, throttled, settle, CheckStatus.QUEUED, check.provider_call_started_at
+    async def _reject(self, uow: UnitOfWork, now: datetime) -> None:
+        verification = self.verification
+        current = await uow.verifications.get(verification.id)
+        assert current is not None
+        audit.record_for(
+            uow, EventType.CHECK_REJECTED, verification, attempt=current.check_attempts
         )
-    except ProviderTransientError as exc:
-        return _after_transient_error(
-            deps,
-            check,
-            exc,
-            settle,
-            retry_values={},
-            give_up_values={"status": CheckStatus.FAILED, "completed_at": utcnow()},
-            event="check.provider_error",
-            on_give_up=lambda _uow: deps.stash.discard(check_id),
-        )
-    except ProviderError as exc:
-        _settle_check_refused_by_provider(deps, check, verification, token, exc)
-        bound.info("check.ended", reason=exc.reason.value, provider_code=exc.provider_code)
-        return None
-    _settle_check_answer(deps, check, verification, token, result)
-    deps.stash.discard(check_id)
-    bound.info("check.answered", approved=result.approved)
-    return None
+        if current.check_attempts < self.delivery.settings.max_check_attempts:
+            return
+        if await uow.verifications.end_pending(
+            verification.id,
+            VerificationStatus.MAX_ATTEMPTS_REACHED,
+            AttemptError(
+                ErrorCode.MAX_CHECK_ATTEMPTS_REACHED, "every allowed check was a wrong code"
+            ),
+            now,
+        ):
+            audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
+
+    async def refused(self, exc: ProviderError) -> None:
+        if await self._lost_answer_was_an_approval(exc):
+            await self.answered(ProviderCheck(approved=True), inferred=True)
+            return
+        check_status, verification_status = _ending_for(exc)
+        delivery, verification = self.delivery, self.verification
+        now, error = delivery.clock.now(), _error_of(exc)
+        async with delivery.uow_factory() as uow:
+            if not await uow.checks.finish(
+                self.row_id, self.token, status=check_status, error=error, now=now
+            ):
+                return
+            uow.notify_after_commit(self.row_id)
+            if verification_status is not None and await uow.verifications.end_pending(
+                verification.id, verification_status, error, now
+            ):
+                uow.notify_after_commit(verification.id)
+                if verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED:
+                    audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
+        await delivery.stash.discard(self.row_id)
+        self.log.info("check.ended", reason=exc.reason.value, provider_code=exc.provider_code)
+        if verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED:
+            await self._count_for_lockout(approved=False)
+
+    async def _lost_answer_was_an_approval(self, exc: ProviderError) -> bool:
+        """Twilio deletes a verification the moment a check approves it. So when an earlier call
+        of this very check lost its answer and Twilio now says the verification is gone, that
+        call approved it — unless the verification may have expired or used up its checks at
+        Twilio, which our own records rule out here."""
+        if not (isinstance(exc, ProviderFinalError) and exc.provider_code == 20404):
+            return False
+        expires_at = self.verification.expires_at
+        if self.lost_call_at is None or expires_at is None:
+            return False
+        if self.delivery.clock.now() >= expires_at - _EXPIRY_MARGIN:
+            return False
+        async with self.delivery.uow_factory() as uow:
+            calls = await uow.checks.provider_calls_for(self.verification.id)
+        # ``calls`` counts this retry too: the lost call was at most Twilio's 5th check.
+        return calls - 1 <= _TWILIO_CHECKS_PER_VERIFICATION
+
+    async def give_up(self, error: AttemptError) -> None:
+        async with self.delivery.uow_factory() as uow:
+            if await uow.checks.finish(
+                self.row_id,
+                self.token,
+                status=CheckStatus.FAILED,
+                error=error,
+                now=self.delivery.clock.now(),
+            ):
+                uow.notify_after_commit(self.row_id)
+        await self.delivery.stash.discard(self.row_id)
+
+    async def _count_for_lockout(self, *, approved: bool) -> None:
+        user_id = self.verification.user_id
+        if user_id is None:
+            return
+        lockout = self.delivery.lockout
+        try:
+            if approved:
+                await lockout.record_success(user_id)
+                return
+            locked_for = await lockout.record_failure(user_id)
+        except ServiceUnavailable:
+            # The outcome is recorded; only the lockout's count missed it. The API refuses checks
+            # while Redis is down, so nobody guesses on uncounted.
+            self.log.error("check.lockout_unrecorded")
+            return
+        if locked_for:
+            self.log.warning("user.locked", seconds=locked_for)
+            async with self.delivery.uow_factory() as uow:
+                audit.record_for(uow, EventType.USER_LOCKED, self.verification, seconds=locked_for)
 
 
-def _check_refusal(
+def _refusal(
     check: VerificationCheck, verification: Verification, code: str | None, now: datetime
-) -> tuple[CheckStatus, ErrorCode, str] | None:
+) -> tuple[CheckStatus, AttemptError] | None:
+    """Why a check needs no provider call, if it does not."""
     if now >= check.deadline_at:
-        return (
-            CheckStatus.FAILED,
-            ErrorCode.PROVIDER_UNAVAILABLE,
-            "not checked before the check deadline",
+        return CheckStatus.FAILED, AttemptError(
+            ErrorCode.PROVIDER_UNAVAILABLE, "not checked before the check deadline"
         )
     if verification.status is not VerificationStatus.PENDING or verification.provider_sid is None:
         if verification.status is VerificationStatus.MAX_ATTEMPTS_REACHED:
-            return (
-                CheckStatus.MAX_ATTEMPTS_REACHED,
-                ErrorCode.MAX_CHECK_ATTEMPTS_REACHED,
-                "the verification used all its checks",
+            return CheckStatus.MAX_ATTEMPTS_REACHED, AttemptError(
+                ErrorCode.MAX_CHECK_ATTEMPTS_REACHED, "the verification used all its checks"
             )
-        return (
-            CheckStatus.EXPIRED,
-            ErrorCode.VERIFICATION_EXPIRED,
-            f"the verification is {verification.status.value}",
+        return CheckStatus.EXPIRED, AttemptError(
+            ErrorCode.VERIFICATION_EXPIRED, f"the verification is {verification.status.value}"
         )
     if code is None:
-        return (
-            CheckStatus.FAILED,
-            ErrorCode.CODE_UNAVAILABLE,
-            "the submitted code was lost; submit it again",
+        return CheckStatus.FAILED, AttemptError(
+            ErrorCode.CODE_UNAVAILABLE, "the submitted code was lost; submit it again"
         )
     return None
 
 
-def _settle_check_answer(
-    deps: DeliveryDeps,
-    check: VerificationCheck,
-    verification: Verification,
-    token: uuid.UUID,
-    result: ProviderCheck,
-) -> None:
-    now = utcnow()
-    with deps.uow_factory() as uow:
-        status = CheckStatus.APPROVED if result.approved else CheckStatus.REJECTED
-        if not uow.checks.settle(
-            check.id,
-            token,
-            only_if=CheckStatus.QUEUED,
-            status=status,
-            provider_call_started_at=None,
-            error_code=None,
-            error_message=None,
-            provider_error_code=None,
-            completed_at=now,
-            updated_at=now,
-        ):
-            return
-        if result.approved:
-            if uow.verifications.transition(
-                verification.id,
-                from_statuses=[VerificationStatus.PENDING],
-                status=VerificationStatus.APPROVED,
-                resend_channel=None,
-                completed_at=now,
-                updated_at=now,
-            ):
-                audit.record_for(uow, EventType.VERIFICATION_APPROVED, verification)
-                two_step.on_verification_approved(uow, verification, now)
-        else:
-            current = uow.verifications.get(verification.id)
-            assert current is not None
-            audit.record_for(
-                uow, EventType.CHECK_REJECTED, verification, attempt=current.check_attempts
-            )
-            if current.check_attempts >= deps.settings.max_check_attempts and (
-                uow.verifications.transition(
-                    verification.id,
-                    from_statuses=[VerificationStatus.PENDING],
-                    status=VerificationStatus.MAX_ATTEMPTS_REACHED,
-                    resend_channel=None,
-                    error_code=ErrorCode.MAX_CHECK_ATTEMPTS_REACHED.value,
-                    error_message="every allowed check was a wrong code",
-                    completed_at=now,
-                    updated_at=now,
-                )
-            ):
-                audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
-        uow.commit()
-    _count_for_lockout(deps, verification, approved=result.approved)
-
-
-def _count_for_lockout(deps: DeliveryDeps, verification: Verification, *, approved: bool) -> None:
-    if verification.user_id is None:
-        return
-    try:
-        if approved:
-            deps.lockout.record_success(verification.user_id)
-            return
-        locked_for = deps.lockout.record_failure(verification.user_id)
-    except ServiceUnavailable:
-        # The outcome is recorded; only the lockout's count missed it. The API refuses checks
-        # while Redis is down, so nobody guesses on uncounted.
-        log.error("check.lockout_unrecorded", verification_id=str(verification.id))
-        return
-    if locked_for:
-        log.warning("user.locked", verification_id=str(verification.id), seconds=locked_for)
-        with deps.uow_factory() as uow:
-            audit.record_for(uow, EventType.USER_LOCKED, verification, seconds=locked_for)
-            uow.commit()
-
-
-def _settle_check_refused_by_provider(
-    deps: DeliveryDeps,
-    check: VerificationCheck,
-    verification: Verification,
-    token: uuid.UUID,
-    exc: ProviderError,
-) -> None:
-    now = utcnow()
-    if isinstance(exc, ProviderFinalError) and exc.reason is ErrorCode.MAX_CHECK_ATTEMPTS_REACHED:
-        check_status, verification_status = (
-            CheckStatus.MAX_ATTEMPTS_REACHED,
-            VerificationStatus.MAX_ATTEMPTS_REACHED,
-        )
-    elif isinstance(exc, ProviderFinalError) and exc.reason is ErrorCode.VERIFICATION_EXPIRED:
-        # The provider no longer holds the verification (expired, or used up elsewhere).
-        check_status, verification_status = CheckStatus.EXPIRED, VerificationStatus.EXPIRED
-    else:
-        check_status, verification_status = CheckStatus.FAILED, None
-    with deps.uow_factory() as uow:
-        if not uow.checks.settle(
-            check.id,
-            token,
-            only_if=CheckStatus.QUEUED,
-            status=check_status,
-            provider_call_started_at=None,
-            completed_at=now,
-            updated_at=now,
-            **_error_values(exc),
-        ):
-            return
-        ended = verification_status is not None and uow.verifications.transition(
-            verification.id,
-            from_statuses=[VerificationStatus.PENDING],
-            status=verification_status,
-            resend_channel=None,
-            completed_at=now,
-            updated_at=now,
-            **_error_values(exc),
-        )
-        if ended and verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED:
-            audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
-        uow.commit()
-    deps.stash.discard(check.id)
-    if verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED:
-        _count_for_lockout(deps, verification, approved=False)
+def _ending_for(exc: ProviderError) -> tuple[CheckStatus, VerificationStatus | None]:
+    """What a final or permanent provider error means for the check and its verification."""
+    if isinstance(exc, ProviderFinalError):
+        if exc.reason is ErrorCode.MAX_CHECK_ATTEMPTS_REACHED:
+            return CheckStatus.MAX_ATTEMPTS_REACHED, VerificationStatus.MAX_ATTEMPTS_REACHED
+        if exc.reason is ErrorCode.VERIFICATION_EXPIRED:
+            # The provider no longer holds the verification (expired, or used up elsewhere).
+            return CheckStatus.EXPIRED, VerificationStatus.EXPIRED
+    return CheckStatus.FAILED, None

@@ -14,13 +14,13 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import redis
+import redis.asyncio as redis
 from redis.exceptions import LockError
 
 from shared.db.models import IdempotencyRecord
@@ -48,10 +48,10 @@ def validate_key(key: str) -> None:
         raise InvalidInput("Idempotency-Key must be 1 to 255 printable ASCII characters, no spaces")
 
 
-def find_answer(
+async def find_answer(
     uow: UnitOfWork, api_key_id: uuid.UUID, key: str, request_fingerprint: str, now: datetime
 ) -> StoredAnswer | None:
-    record = uow.idempotency.get(api_key_id, key)
+    record = await uow.idempotency.get(api_key_id, key)
     if record is None or record.expires_at <= now:
         return None
     if record.request_fingerprint != request_fingerprint:
@@ -61,7 +61,7 @@ def find_answer(
     return StoredAnswer(record.response_status, record.response_body)
 
 
-def remember_answer(
+async def remember_answer(
     uow: UnitOfWork,
     api_key_id: uuid.UUID,
     key: str,
@@ -70,7 +70,7 @@ def remember_answer(
     now: datetime,
     ttl: timedelta,
 ) -> None:
-    uow.idempotency.delete_expired(now, api_key_id=api_key_id, key=key)
+    await uow.idempotency.delete_expired_key(api_key_id, key, now)
     uow.idempotency.add(
         IdempotencyRecord(
             id=uuid.uuid4(),
@@ -86,7 +86,7 @@ def remember_answer(
 
 
 class KeyLocks(Protocol):
-    def hold(self, api_key_id: uuid.UUID, key: str) -> AbstractContextManager[None]:
+    def hold(self, api_key_id: uuid.UUID, key: str) -> AbstractAsyncContextManager[None]:
         """Hold the key against other requests using it, for the duration of one request."""
         ...
 
@@ -100,16 +100,17 @@ class RedisKeyLocks:
         self._redis = client
         self._prefix = key_prefix
 
-    @contextmanager
-    def hold(self, api_key_id: uuid.UUID, key: str) -> Iterator[None]:
+    @asynccontextmanager
+    async def hold(self, api_key_id: uuid.UUID, key: str) -> AsyncIterator[None]:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         lock = self._redis.lock(
             f"{self._prefix}idempotency:{api_key_id}:{digest}",
             timeout=self._LEASE_SECONDS,
             blocking_timeout=self._WAIT_SECONDS,
+            sleep=0.02,
         )
         try:
-            acquired = lock.acquire()
+            acquired = await lock.acquire()
         except redis.RedisError as exc:
             raise ServiceUnavailable("cannot take the Idempotency-Key right now") from exc
         if not acquired:
@@ -119,4 +120,4 @@ class RedisKeyLocks:
         finally:
             # Expired or unreachable: its lease frees it.
             with suppress(LockError, redis.RedisError):
-                lock.release()
+                await lock.release()

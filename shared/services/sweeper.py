@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from shared.clock import utcnow
+from shared.clock import Clock
 from shared.db.repository import CheckRepository, VerificationRepository
 from shared.db.session import UnitOfWork
-from shared.domain import ErrorCode, EventType
+from shared.domain import AttemptError, ErrorCode, EventType
 from shared.jobs import Job
 from shared.services import audit
 from shared.settings import Settings
@@ -29,6 +29,8 @@ log = structlog.get_logger(__name__)
 _BATCH = 1000
 # Republishing backs off (doubling) so that a long but healthy backlog is not flooded with copies.
 _MAX_REPUBLISH_BACKOFF = timedelta(minutes=2)
+_NOT_SENT = AttemptError(ErrorCode.PROVIDER_UNAVAILABLE, "not sent before the send deadline")
+_NOT_CHECKED = AttemptError(ErrorCode.PROVIDER_UNAVAILABLE, "not checked before the check deadline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,68 +48,64 @@ class SweepReport:
         return any(astuple(self))
 
 
-def sweep(
-    uow_factory: Callable[[], UnitOfWork], settings: Settings, now: datetime | None = None
-) -> SweepReport:
-    now = now or utcnow()
-    with uow_factory() as uow:
-        failed_send_ids = uow.verifications.fail_past_deadline(
-            now,
-            error_code=ErrorCode.PROVIDER_UNAVAILABLE.value,
-            error_message="not sent before the send deadline",
-        )
-        for verification_id in failed_send_ids:
-            failed = uow.verifications.get(verification_id)
-            assert failed is not None
+@dataclass(frozen=True)
+class Sweeper:
+    uow_factory: Callable[[], UnitOfWork]
+    settings: Settings
+    clock: Clock
+
+    async def sweep(self, now: datetime | None = None) -> SweepReport:
+        now = now or self.clock.now()
+        async with self.uow_factory() as uow:
+            failed_sends = await self._fail_unsent(uow, now)
+            failed_checks = await uow.checks.fail_past_deadline(now, _NOT_CHECKED)
+            expired = await uow.verifications.expire_pending(now)
+            uow.notify_after_commit(*failed_sends, *failed_checks, *expired)
+            dropped_resends = await uow.verifications.drop_late_resends(now)
+            forgotten = await uow.idempotency.delete_expired(now)
+            report = SweepReport(
+                republished_sends=await self._republish(uow.verifications, Job.send_code, uow, now),
+                republished_checks=await self._republish(uow.checks, Job.check_code, uow, now),
+                failed_sends=len(failed_sends),
+                failed_checks=len(failed_checks),
+                expired=len(expired),
+                forgotten_idempotency_keys=forgotten,
+                dropped_resends=dropped_resends,
+            )
+        if report.anything:
+            log.info("sweep.done", **asdict(report))
+        return report
+
+    async def _fail_unsent(self, uow: UnitOfWork, now: datetime) -> list[uuid.UUID]:
+        failed = await uow.verifications.fail_past_deadline(now, _NOT_SENT)
+        for verification_id in failed:
+            verification = await uow.verifications.get(verification_id)
+            assert verification is not None
             audit.record_for(
                 uow,
                 EventType.VERIFICATION_FAILED,
-                failed,
+                verification,
                 reason=ErrorCode.PROVIDER_UNAVAILABLE.value,
             )
-        failed_checks = len(
-            uow.checks.fail_past_deadline(
-                now,
-                error_code=ErrorCode.PROVIDER_UNAVAILABLE.value,
-                error_message="not checked before the check deadline",
-            )
-        )
-        expired = uow.verifications.expire_pending(now)
-        dropped_resends = uow.verifications.drop_late_resends(now)
-        forgotten = uow.idempotency.delete_expired(now)
+        return failed
 
-        republished_sends = _republish(uow.verifications, Job.send_code, uow, settings, now)
-        republished_checks = _republish(uow.checks, Job.check_code, uow, settings, now)
-        uow.commit()
-
-    report = SweepReport(
-        republished_sends=republished_sends,
-        republished_checks=republished_checks,
-        failed_sends=len(failed_send_ids),
-        failed_checks=failed_checks,
-        expired=expired,
-        forgotten_idempotency_keys=forgotten,
-        dropped_resends=dropped_resends,
-    )
-    if report.anything:
-        log.info("sweep.done", **asdict(report))
-    return report
+    async def _republish(
+        self,
+        rows: VerificationRepository | CheckRepository,
+        job_for: Callable[[uuid.UUID], Job],
+        uow: UnitOfWork,
+        now: datetime,
+    ) -> int:
+        requeue_after = self.settings.requeue_after
+        taken = await rows.take_due_for_republish(now, next_look=now + requeue_after, limit=_BATCH)
+        for row_id, times_published in taken:
+            if times_published > 2:
+                await rows.postpone_next_look(
+                    row_id, now + _backoff(requeue_after, times_published)
+                )
+            uow.enqueue_after_commit(job_for(row_id))
+        return len(taken)
 
 
-def _republish(
-    rows: VerificationRepository | CheckRepository,
-    job_for: Callable[[uuid.UUID], Job],
-    uow: UnitOfWork,
-    settings: Settings,
-    now: datetime,
-) -> int:
-    taken = rows.take_due_for_republish(now, next_look=now + settings.requeue_after, limit=_BATCH)
-    for row_id, times_published in taken:
-        if times_published > 2:
-            rows.set_next_attempt(row_id, now + _backoff(settings, times_published))
-        uow.enqueue_after_commit(job_for(row_id))
-    return len(taken)
-
-
-def _backoff(settings: Settings, times_published: int) -> timedelta:
-    return min(settings.requeue_after * (1 << max(times_published - 2, 0)), _MAX_REPUBLISH_BACKOFF)
+def _backoff(requeue_after: timedelta, times_published: int) -> timedelta:
+    return min(requeue_after * (1 << max(times_published - 2, 0)), _MAX_REPUBLISH_BACKOFF)

@@ -17,18 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import anyio
 import structlog
 
-from shared.clock import utcnow
 from shared.db.models import ApiKey, Event, Factor, RecoveryCode, Verification
 from shared.db.session import UnitOfWork
 from shared.domain import Channel, EventType, FactorStatus, Purpose
 from shared.errors import Conflict, InvalidInput, NotFound, NoVerifiedFactor, PhoneInUse
-from shared.limits import Guards, Lockout
 from shared.phone import parse_phone
 from shared.services import audit
-from shared.services.verifications import VerificationRequest, request_verification
-from shared.settings import Settings
+from shared.services.verifications import VerificationRequest, Verifications
 
 log = structlog.get_logger(__name__)
 
@@ -48,219 +46,223 @@ class FactorList:
     factors: Sequence[Factor]
 
 
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    phone: str
+    channel: Channel = Channel.SMS
+    replace_existing: bool = True
+    client_ip: str | None = None
+
+
 def validate_user_id(user_id: str) -> str:
     if not 1 <= len(user_id) <= _USER_ID_MAX or not user_id.isprintable():
         raise InvalidInput(f"a user_id is 1 to {_USER_ID_MAX} printable characters")
     return user_id
 
 
-def enroll_factor(
-    uow: UnitOfWork,
-    settings: Settings,
-    guards: Guards,
-    api_key: ApiKey,
-    user_id: str,
-    phone: str,
-    channel: Channel = Channel.SMS,
-    *,
-    replace_existing: bool = True,
-    client_ip: str | None = None,
-) -> tuple[Factor, Verification]:
-    """Store the phone unverified and send it a code; approving that code verifies it."""
-    validate_user_id(user_id)
-    parsed = parse_phone(phone)
-    if settings.one_user_per_phone and uow.factors.verified_for_another_user(parsed.e164, user_id):
-        raise PhoneInUse("this phone is already verified for another user")
-    for existing in uow.factors.list_for_user(user_id):
-        if existing.phone_e164 == parsed.e164 and existing.status is FactorStatus.VERIFIED:
-            raise Conflict("this phone is already a verified factor of this user")
-    verification = request_verification(
-        uow,
-        settings,
-        guards,
-        api_key,
-        VerificationRequest(
-            to=parsed.e164,
-            channel=channel,
+@dataclass(frozen=True)
+class TwoStep:
+    """Built once per process; every method works in the caller's unit of work."""
+
+    verifications: Verifications
+
+    async def enroll(
+        self, uow: UnitOfWork, api_key: ApiKey, user_id: str, enrollment: Enrollment
+    ) -> tuple[Factor, Verification]:
+        """Store the phone unverified and send it a code; approving that code verifies it."""
+        validate_user_id(user_id)
+        parsed = parse_phone(enrollment.phone)
+        if self.verifications.settings.one_user_per_phone and (
+            await uow.factors.verified_for_another_user(parsed.e164, user_id)
+        ):
+            raise PhoneInUse("this phone is already verified for another user")
+        for existing in await uow.factors.list_for_user(user_id):
+            if existing.phone_e164 == parsed.e164 and existing.status is FactorStatus.VERIFIED:
+                raise Conflict("this phone is already a verified factor of this user")
+        verification = await self.verifications.request(
+            uow,
+            api_key,
+            VerificationRequest(
+                to=parsed.e164,
+                channel=enrollment.channel,
+                user_id=user_id,
+                client_ip=enrollment.client_ip,
+                purpose=Purpose.ENROLLMENT,
+            ),
+        )
+        await uow.flush()  # the factor refers to the verification
+        factor = Factor(
+            id=uuid.uuid4(),
             user_id=user_id,
+            phone_e164=parsed.e164,
+            destination_region=parsed.region,
+            channel=enrollment.channel,
+            status=FactorStatus.UNVERIFIED,
+            enrollment_verification_id=verification.id,
+            replaces_others=enrollment.replace_existing,
+            created_at=verification.created_at,
+            updated_at=verification.created_at,
+        )
+        uow.factors.add(factor)
+        _record_factor(
+            uow,
+            EventType.FACTOR_ENROLLMENT_STARTED,
+            factor,
+            api_key.id,
+            client_ip=enrollment.client_ip,
+        )
+        return factor, verification
+
+    async def list_factors(self, uow: UnitOfWork, user_id: str) -> FactorList:
+        validate_user_id(user_id)
+        factors = await uow.factors.list_for_user(user_id)
+        enabled = any(factor.status is FactorStatus.VERIFIED for factor in factors)
+        return FactorList(user_id, enabled, factors)
+
+    async def disable_factor(
+        self, uow: UnitOfWork, api_key: ApiKey, user_id: str, factor_id: uuid.UUID
+    ) -> Factor:
+        """Disable a factor; a pending enrolment for it is canceled too. Disabling twice is
+        fine."""
+        factor = await uow.factors.get(validate_user_id(user_id), factor_id)
+        if factor is None:
+            raise NotFound(f"no factor {factor_id} for this user")
+        if factor.status is FactorStatus.DISABLED:
+            return factor
+        now = self.verifications.clock.now()
+        await uow.factors.disable(factor.id, now)
+        enrollment = factor.enrollment_verification_id
+        if enrollment is not None and await uow.verifications.cancel(enrollment, now):
+            uow.notify_after_commit(enrollment)
+        _record_factor(uow, EventType.FACTOR_DISABLED, factor, api_key.id)
+        return factor
+
+    async def start_challenge(
+        self,
+        uow: UnitOfWork,
+        api_key: ApiKey,
+        user_id: str,
+        channel: Channel | None = None,
+        client_ip: str | None = None,
+    ) -> Verification:
+        """Send a login code to the user's verified factor (its channel, or the one asked for)."""
+        factor = await uow.factors.latest_verified(validate_user_id(user_id))
+        if factor is None:
+            raise NoVerifiedFactor("two-step authentication is not on for this user")
+        verification = await self.verifications.request(
+            uow,
+            api_key,
+            VerificationRequest(
+                to=factor.phone_e164,
+                channel=channel or factor.channel,
+                user_id=user_id,
+                client_ip=client_ip,
+                purpose=Purpose.LOGIN,
+            ),
+        )
+        _record_factor(
+            uow,
+            EventType.CHALLENGE_REQUESTED,
+            factor,
+            api_key.id,
             client_ip=client_ip,
-            purpose=Purpose.ENROLLMENT,
-        ),
-    )
-    uow.flush()  # the factor refers to the verification
-    now = utcnow()
-    factor = Factor(
-        id=uuid.uuid4(),
-        user_id=user_id,
-        phone_e164=parsed.e164,
-        destination_region=parsed.region,
-        channel=channel,
-        status=FactorStatus.UNVERIFIED,
-        enrollment_verification_id=verification.id,
-        replaces_others=replace_existing,
-        created_at=now,
-        updated_at=now,
-    )
-    uow.factors.add(factor)
-    _record_factor(
-        uow, EventType.FACTOR_ENROLLMENT_STARTED, factor, api_key.id, client_ip=client_ip
-    )
-    return factor, verification
+            verification_id=verification.id,
+        )
+        return verification
+
+    async def generate_recovery_codes(
+        self, uow: UnitOfWork, api_key: ApiKey, user_id: str
+    ) -> list[str]:
+        """A new set of codes, replacing the old one. They are shown now and never again."""
+        validate_user_id(user_id)
+        codes = [
+            "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(_RECOVERY_LENGTH))
+            for _ in range(RECOVERY_CODES_PER_SET)
+        ]
+        # scrypt is slow on purpose: off the event loop, and before any transaction begins.
+        hashes = await anyio.to_thread.run_sync(lambda: [_hash_code(code) for code in codes])
+        now = self.verifications.clock.now()
+        await uow.recovery_codes.replace_for_user(
+            user_id,
+            [
+                RecoveryCode(id=uuid.uuid4(), user_id=user_id, code_hash=hashed, created_at=now)
+                for hashed in hashes
+            ],
+        )
+        audit.record(
+            uow,
+            EventType.RECOVERY_CODES_GENERATED,
+            user_id=user_id,
+            api_key_id=api_key.id,
+            count=len(codes),
+        )
+        return [f"{code[:5]}-{code[5:]}" for code in codes]
+
+    async def redeem_recovery_code(
+        self,
+        uow: UnitOfWork,
+        api_key: ApiKey,
+        user_id: str,
+        code: str,
+        client_ip: str | None = None,
+    ) -> bool:
+        """Spend one recovery code. Wrong codes count towards the same lockout as wrong OTPs."""
+        lockout = self.verifications.guards.lockout
+        await lockout.ensure_not_locked(validate_user_id(user_id))
+        typed = _normalise_code(code)
+        unused = await uow.recovery_codes.unused_for_user(user_id) if typed is not None else []
+        await uow.release()
+        matched = await anyio.to_thread.run_sync(_first_match, typed, unused)
+        if matched is not None:
+            await lockout.record_success(user_id)
+            if await uow.recovery_codes.use(matched.id, self.verifications.clock.now()):
+                audit.record(
+                    uow,
+                    EventType.RECOVERY_CODE_USED,
+                    user_id=user_id,
+                    api_key_id=api_key.id,
+                    client_ip=client_ip,
+                    left=len(unused) - 1,
+                )
+                return True
+            _record_rejection(uow, api_key, user_id, client_ip, 0.0)  # spent by a racing request
+        else:
+            locked_for = await lockout.record_failure(user_id)
+            _record_rejection(uow, api_key, user_id, client_ip, locked_for)
+        return False
+
+    async def list_events(
+        self, uow: UnitOfWork, user_id: str, *, before: int | None, limit: int
+    ) -> Sequence[tuple[Event, str | None]]:
+        return await uow.events.page_for_user(validate_user_id(user_id), before=before, limit=limit)
 
 
-def on_verification_approved(uow: UnitOfWork, verification: Verification, now: datetime) -> None:
+async def on_verification_approved(
+    uow: UnitOfWork, verification: Verification, now: datetime
+) -> None:
     """Called in the transaction that approves a verification: an enrolment's approval
     verifies its factor (and retires the phone it replaces)."""
     if verification.purpose is not Purpose.ENROLLMENT:
         return
-    factor = uow.factors.by_enrollment(verification.id)
+    factor = await uow.factors.by_enrollment(verification.id)
     if factor is None or factor.status is not FactorStatus.UNVERIFIED:
         return
-    if uow.factors.verified_for_another_user(factor.phone_e164, factor.user_id):
+    if await uow.factors.verified_for_another_user(factor.phone_e164, factor.user_id):
         log.warning("factor.not_verified", factor_id=str(factor.id), reason="phone in use")
         return
-    uow.factors.set_status(
-        factor.id,
-        from_statuses=[FactorStatus.UNVERIFIED],
-        status=FactorStatus.VERIFIED,
-        verified_at=now,
-        updated_at=now,
-    )
+    await uow.factors.verify(factor.id, now)
     _record_factor(uow, EventType.FACTOR_VERIFIED, factor, verification.api_key_id)
     if factor.replaces_others:
-        for old in uow.factors.verified_others(factor.user_id, factor.id):
-            uow.factors.set_status(
-                old.id,
-                from_statuses=[FactorStatus.VERIFIED],
-                status=FactorStatus.DISABLED,
-                disabled_at=now,
-                updated_at=now,
-            )
+        for old in await uow.factors.verified_others(factor.user_id, factor.id):
+            await uow.factors.disable(old.id, now)
             _record_factor(
                 uow, EventType.FACTOR_REPLACED, old, verification.api_key_id, by=str(factor.id)
             )
 
 
-def list_factors(uow: UnitOfWork, user_id: str) -> FactorList:
-    validate_user_id(user_id)
-    factors = uow.factors.list_for_user(user_id)
-    enabled = any(factor.status is FactorStatus.VERIFIED for factor in factors)
-    return FactorList(user_id, enabled, factors)
-
-
-def disable_factor(uow: UnitOfWork, api_key: ApiKey, user_id: str, factor_id: uuid.UUID) -> Factor:
-    """Disable a factor; a pending enrolment for it is canceled too. Disabling twice is fine."""
-    factor = uow.factors.get(validate_user_id(user_id), factor_id)
-    if factor is None:
-        raise NotFound(f"no factor {factor_id} for this user")
-    if factor.status is FactorStatus.DISABLED:
-        return factor
-    now = utcnow()
-    uow.factors.set_status(
-        factor.id,
-        from_statuses=[FactorStatus.UNVERIFIED, FactorStatus.VERIFIED],
-        status=FactorStatus.DISABLED,
-        disabled_at=now,
-        updated_at=now,
-    )
-    if factor.enrollment_verification_id is not None:
-        uow.verifications.cancel(factor.enrollment_verification_id, now)
-    _record_factor(uow, EventType.FACTOR_DISABLED, factor, api_key.id)
-    return factor
-
-
-def start_challenge(
-    uow: UnitOfWork,
-    settings: Settings,
-    guards: Guards,
-    api_key: ApiKey,
-    user_id: str,
-    channel: Channel | None = None,
-    client_ip: str | None = None,
-) -> Verification:
-    """Send a login code to the user's verified factor (its channel, or the one asked for)."""
-    factor = uow.factors.latest_verified(validate_user_id(user_id))
-    if factor is None:
-        raise NoVerifiedFactor("two-step authentication is not on for this user")
-    verification = request_verification(
-        uow,
-        settings,
-        guards,
-        api_key,
-        VerificationRequest(
-            to=factor.phone_e164,
-            channel=channel or factor.channel,
-            user_id=user_id,
-            client_ip=client_ip,
-            purpose=Purpose.LOGIN,
-        ),
-    )
-    _record_factor(
-        uow,
-        EventType.CHALLENGE_REQUESTED,
-        factor,
-        api_key.id,
-        client_ip=client_ip,
-        verification_id=verification.id,
-    )
-    return verification
-
-
-def generate_recovery_codes(uow: UnitOfWork, api_key: ApiKey, user_id: str) -> list[str]:
-    """A new set of codes, replacing the old one. They are shown now and never again."""
-    validate_user_id(user_id)
-    now = utcnow()
-    codes = [
-        "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(_RECOVERY_LENGTH))
-        for _ in range(RECOVERY_CODES_PER_SET)
-    ]
-    uow.recovery_codes.replace_for_user(
-        user_id,
-        [
-            RecoveryCode(
-                id=uuid.uuid4(), user_id=user_id, code_hash=_hash_code(code), created_at=now
-            )
-            for code in codes
-        ],
-    )
-    audit.record(
-        uow,
-        EventType.RECOVERY_CODES_GENERATED,
-        user_id=user_id,
-        api_key_id=api_key.id,
-        count=len(codes),
-    )
-    return [f"{code[:5]}-{code[5:]}" for code in codes]
-
-
-def redeem_recovery_code(
-    uow: UnitOfWork,
-    lockout: Lockout,
-    api_key: ApiKey,
-    user_id: str,
-    code: str,
-    client_ip: str | None = None,
-) -> bool:
-    """Spend one recovery code. Wrong codes count towards the same lockout as wrong OTPs."""
-    validate_user_id(user_id)
-    lockout.ensure_not_locked(user_id)
-    typed = _normalise_code(code)
-    now = utcnow()
-    unused = uow.recovery_codes.unused_for_user(user_id) if typed is not None else []
-    matched = next(
-        (stored for stored in unused if typed and _code_matches(typed, stored.code_hash)), None
-    )
-    if matched is not None and uow.recovery_codes.use(matched.id, now):
-        audit.record(
-            uow,
-            EventType.RECOVERY_CODE_USED,
-            user_id=user_id,
-            api_key_id=api_key.id,
-            client_ip=client_ip,
-            left=len(unused) - 1,
-        )
-        lockout.record_success(user_id)
-        return True
+def _record_rejection(
+    uow: UnitOfWork, api_key: ApiKey, user_id: str, client_ip: str | None, locked_for: float
+) -> None:
     audit.record(
         uow,
         EventType.RECOVERY_CODE_REJECTED,
@@ -268,7 +270,6 @@ def redeem_recovery_code(
         api_key_id=api_key.id,
         client_ip=client_ip,
     )
-    locked_for = lockout.record_failure(user_id)
     if locked_for:
         audit.record(
             uow,
@@ -278,13 +279,6 @@ def redeem_recovery_code(
             client_ip=client_ip,
             seconds=locked_for,
         )
-    return False
-
-
-def list_events(
-    uow: UnitOfWork, user_id: str, *, before: int | None, limit: int
-) -> Sequence[tuple[Event, str | None]]:
-    return uow.events.page_for_user(validate_user_id(user_id), before=before, limit=limit)
 
 
 def _record_factor(
@@ -315,6 +309,12 @@ def _normalise_code(code: str) -> str | None:
     if len(cleaned) != _RECOVERY_LENGTH or not all(c in _RECOVERY_ALPHABET for c in cleaned):
         return None
     return cleaned
+
+
+def _first_match(typed: str | None, unused: Sequence[RecoveryCode]) -> RecoveryCode | None:
+    if typed is None:
+        return None
+    return next((stored for stored in unused if _code_matches(typed, stored.code_hash)), None)
 
 
 def _hash_code(code: str) -> str:

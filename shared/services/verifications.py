@@ -1,8 +1,9 @@
 """Use cases at the API's edge: ask for a code, send it again, cancel, submit a code, read.
 
-They consult the limits first, then write rows and buffer jobs on the unit of work; the caller
+They consult the limits first, then write rows and buffer jobs on the unit of work; the boundary
 commits, and the jobs go out after the commit. A refused request writes nothing and publishes
-nothing. None of them waits for the provider.
+nothing. None of them waits for the provider, and none holds a transaction open across Redis:
+what must be read before a limit is consulted is read, then the connection is released.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.clock import utcnow
+from shared.clock import Clock
 from shared.codes import CodeStash
 from shared.db.models import ApiKey, Verification, VerificationCheck
 from shared.db.session import UnitOfWork
@@ -22,11 +23,12 @@ from shared.errors import (
     CountryNotAllowed,
     InvalidInput,
     NotFound,
+    TwostepError,
     VerificationNotPending,
 )
 from shared.jobs import Job
 from shared.limits import Guards, SendRequest
-from shared.phone import parse_phone
+from shared.phone import PhoneNumber, parse_phone
 from shared.services import audit
 from shared.settings import Settings
 
@@ -43,203 +45,219 @@ class VerificationRequest:
     purpose: Purpose = Purpose.STANDALONE
 
 
-def request_verification(
-    uow: UnitOfWork,
-    settings: Settings,
-    guards: Guards,
-    api_key: ApiKey,
-    request: VerificationRequest,
-    now: datetime | None = None,
-) -> Verification:
-    now = now or utcnow()
-    phone = parse_phone(request.to)
-    if settings.allowed_countries is not None and phone.region not in settings.allowed_countries:
-        raise CountryNotAllowed(
-            f"codes are not sent to numbers of {phone.region} "
-            f"(allowed: {', '.join(sorted(settings.allowed_countries))})"
+@dataclass(frozen=True)
+class Verifications:
+    """Built once per process; every method works in the caller's unit of work."""
+
+    settings: Settings
+    guards: Guards
+    stash: CodeStash
+    clock: Clock
+
+    async def request(
+        self, uow: UnitOfWork, api_key: ApiKey, request: VerificationRequest
+    ) -> Verification:
+        phone = self._allowed(parse_phone(request.to))
+        verification_id = uuid.uuid4()
+        await uow.release()
+        await self.guards.sends.admit(
+            SendRequest(
+                destination=phone.e164,
+                region=phone.region,
+                verification_id=verification_id,
+                api_key_id=api_key.id,
+                user_id=request.user_id,
+                client_ip=request.client_ip,
+            )
         )
-    verification_id = uuid.uuid4()
-    guards.sends.admit(
-        SendRequest(
-            destination=phone.e164,
-            region=phone.region,
-            verification_id=verification_id,
-            api_key_id=api_key.id,
+        verification = self._new_verification(verification_id, phone, api_key, request)
+        uow.verifications.add(verification)
+        audit.record_for(
+            uow, EventType.VERIFICATION_REQUESTED, verification, channel=request.channel.value
+        )
+        uow.enqueue_after_commit(Job.send_code(verification.id))
+        return verification
+
+    def _allowed(self, phone: PhoneNumber) -> PhoneNumber:
+        allowed = self.settings.allowed_countries
+        if allowed is not None and phone.region not in allowed:
+            raise CountryNotAllowed(
+                f"codes are not sent to numbers of {phone.region} "
+                f"(allowed: {', '.join(sorted(allowed))})"
+            )
+        return phone
+
+    def _new_verification(
+        self,
+        verification_id: uuid.UUID,
+        phone: PhoneNumber,
+        api_key: ApiKey,
+        request: VerificationRequest,
+    ) -> Verification:
+        now = self.clock.now()
+        return Verification(
+            id=verification_id,
+            status=VerificationStatus.QUEUED,
+            purpose=request.purpose,
+            channel=request.channel,
+            to_e164=phone.e164,
+            destination_region=phone.region,
+            locale=request.locale,
             user_id=request.user_id,
             client_ip=request.client_ip,
+            api_key_id=api_key.id,
+            send_attempts=0,
+            check_attempts=0,
+            provider_attempts=0,
+            enqueue_count=1,
+            next_attempt_at=now + self.settings.requeue_after,
+            created_at=now,
+            updated_at=now,
+            deadline_at=now + self.settings.send_deadline,
         )
-    )
-    verification = Verification(
-        id=verification_id,
-        status=VerificationStatus.QUEUED,
-        purpose=request.purpose,
-        channel=request.channel,
-        to_e164=phone.e164,
-        destination_region=phone.region,
-        locale=request.locale,
-        user_id=request.user_id,
-        client_ip=request.client_ip,
-        api_key_id=api_key.id,
-        send_attempts=0,
-        check_attempts=0,
-        provider_attempts=0,
-        enqueue_count=1,
-        next_attempt_at=now + settings.requeue_after,
-        created_at=now,
-        updated_at=now,
-        deadline_at=now + settings.send_deadline,
-    )
-    uow.verifications.add(verification)
-    audit.record_for(
-        uow, EventType.VERIFICATION_REQUESTED, verification, channel=request.channel.value
-    )
-    uow.enqueue_after_commit(Job.send_code(verification.id))
-    return verification
 
+    async def get(self, uow: UnitOfWork, verification_id: uuid.UUID) -> Verification:
+        verification = await uow.verifications.get(verification_id)
+        if verification is None:
+            raise NotFound(f"no verification {verification_id}")
+        return verification
 
-def get_verification(uow: UnitOfWork, verification_id: uuid.UUID) -> Verification:
-    verification = uow.verifications.get(verification_id)
-    if verification is None:
-        raise NotFound(f"no verification {verification_id}")
-    return verification
+    async def resend(
+        self,
+        uow: UnitOfWork,
+        api_key: ApiKey,
+        verification_id: uuid.UUID,
+        channel: Channel | None = None,
+    ) -> Verification:
+        """Send a pending verification's code again — the same code, on its channel or another.
+
+        A re-send already waiting for a worker is not doubled: the verification is answered as is.
+        """
+        verification = await self.get(uow, verification_id)
+        if verification.status is not VerificationStatus.PENDING:
+            raise _not_pending(verification)
+        if verification.resend_channel is not None:
+            return verification
+        await uow.release()
+        await self.guards.sends.admit(
+            SendRequest(
+                destination=verification.to_e164,
+                region=verification.destination_region,
+                verification_id=verification.id,
+                api_key_id=api_key.id,
+                user_id=verification.user_id,
+                client_ip=verification.client_ip,
+            )
+        )
+        channel = channel or verification.channel
+        now = self.clock.now()
+        if await uow.verifications.request_resend(
+            verification_id,
+            channel,
+            now=now,
+            deadline=now + self.settings.send_deadline,
+            next_look=now + self.settings.requeue_after,
+        ):
+            audit.record_for(
+                uow,
+                EventType.VERIFICATION_RESEND_REQUESTED,
+                verification,
+                api_key_id=api_key.id,
+                channel=channel.value,
+            )
+            uow.enqueue_after_commit(Job.send_code(verification_id))
+        current = await self.get(uow, verification_id)
+        if current.status is not VerificationStatus.PENDING:
+            raise _not_pending(current)
+        return current
+
+    async def cancel(
+        self, uow: UnitOfWork, api_key: ApiKey, verification_id: uuid.UUID
+    ) -> Verification:
+        """End a verification that is not over yet; canceling a canceled one changes nothing."""
+        verification = await self.get(uow, verification_id)
+        if verification.status is VerificationStatus.CANCELED:
+            return verification
+        if not await uow.verifications.cancel(verification_id, self.clock.now()):
+            raise _not_pending(await self.get(uow, verification_id))
+        audit.record_for(uow, EventType.VERIFICATION_CANCELED, verification, api_key_id=api_key.id)
+        uow.notify_after_commit(verification_id)
+        return await self.get(uow, verification_id)
+
+    async def submit_check(
+        self, uow: UnitOfWork, verification_id: uuid.UUID, code: str
+    ) -> VerificationCheck:
+        code = code.strip()
+        if not _CODE_SHAPE.match(code):
+            raise InvalidInput("a code is 4 to 10 letters or digits")
+        verification = await self.get(uow, verification_id)
+        refusal = self._check_refusal(verification)
+        if refusal is not None:
+            raise refusal
+        check_id = uuid.uuid4()
+        await uow.release()
+        if verification.user_id is not None:
+            await self.guards.lockout.ensure_not_locked(verification.user_id)
+        # Stashed before the row exists: a check row never exists without its code.
+        ttl = int(self.settings.check_deadline_seconds) + 60
+        await self.stash.put(check_id, code, ttl_seconds=ttl)
+        now = self.clock.now()
+        if not await uow.verifications.take_check_attempt(
+            verification_id, self.settings.max_check_attempts, now
+        ):
+            current = await self.get(uow, verification_id)
+            refusal = self._check_refusal(current) or self._attempts_exhausted(current)
+            await uow.rollback()
+            await self.stash.discard(check_id)
+            raise refusal
+        check = self._new_check(check_id, verification_id, now)
+        uow.checks.add(check)
+        uow.enqueue_after_commit(Job.check_code(check.id))
+        return check
+
+    def _check_refusal(self, verification: Verification) -> TwostepError | None:
+        if verification.status is VerificationStatus.MAX_ATTEMPTS_REACHED:
+            return self._attempts_exhausted(verification)
+        if verification.status is not VerificationStatus.PENDING:
+            return _not_pending(verification)
+        return None
+
+    def _new_check(
+        self, check_id: uuid.UUID, verification_id: uuid.UUID, now: datetime
+    ) -> VerificationCheck:
+        return VerificationCheck(
+            id=check_id,
+            verification_id=verification_id,
+            status=CheckStatus.QUEUED,
+            provider_attempts=0,
+            enqueue_count=1,
+            next_attempt_at=now + self.settings.requeue_after,
+            created_at=now,
+            updated_at=now,
+            deadline_at=now + self.settings.check_deadline,
+        )
+
+    def _attempts_exhausted(self, verification: Verification) -> CheckAttemptsExhausted:
+        # Twilio's advice for its 60202: wait until the verification expires, or start a new one.
+        now = self.clock.now()
+        until_expiry = (verification.expires_at or now) - now
+        return CheckAttemptsExhausted(
+            f"all {self.settings.max_check_attempts} checks of verification {verification.id} "
+            "are used; start a new verification",
+            limit="checks_per_verification",
+            retry_after=int(until_expiry.total_seconds()),
+        )
+
+    async def get_check(
+        self, uow: UnitOfWork, verification_id: uuid.UUID, check_id: uuid.UUID
+    ) -> VerificationCheck:
+        check = await uow.checks.get_for_verification(verification_id, check_id)
+        if check is None:
+            raise NotFound(f"no check {check_id} on verification {verification_id}")
+        return check
 
 
 def _not_pending(verification: Verification) -> VerificationNotPending:
     return VerificationNotPending(
         f"verification {verification.id} is {verification.status.value}, not pending"
     )
-
-
-def request_resend(
-    uow: UnitOfWork,
-    settings: Settings,
-    guards: Guards,
-    api_key: ApiKey,
-    verification_id: uuid.UUID,
-    channel: Channel | None = None,
-    now: datetime | None = None,
-) -> Verification:
-    """Send a pending verification's code again — the same code, on its channel or another.
-
-    A re-send already waiting for a worker is not doubled: the verification is answered as is.
-    """
-    now = now or utcnow()
-    verification = get_verification(uow, verification_id)
-    if verification.status is not VerificationStatus.PENDING:
-        raise _not_pending(verification)
-    if verification.resend_channel is not None:
-        return verification
-    guards.sends.admit(
-        SendRequest(
-            destination=verification.to_e164,
-            region=verification.destination_region,
-            verification_id=verification.id,
-            api_key_id=api_key.id,
-            user_id=verification.user_id,
-            client_ip=verification.client_ip,
-        )
-    )
-    channel = channel or verification.channel
-    if not uow.verifications.request_resend(
-        verification_id,
-        channel,
-        now=now,
-        deadline=now + settings.send_deadline,
-        next_look=now + settings.requeue_after,
-    ):
-        current = get_verification(uow, verification_id)
-        if current.status is not VerificationStatus.PENDING:
-            raise _not_pending(current)
-        return current
-    audit.record_for(
-        uow,
-        EventType.VERIFICATION_RESEND_REQUESTED,
-        verification,
-        api_key_id=api_key.id,
-        channel=channel.value,
-    )
-    uow.enqueue_after_commit(Job.send_code(verification_id))
-    return get_verification(uow, verification_id)
-
-
-def cancel_verification(
-    uow: UnitOfWork,
-    api_key: ApiKey,
-    verification_id: uuid.UUID,
-    now: datetime | None = None,
-) -> Verification:
-    """End a verification that is not over yet; canceling a canceled one changes nothing."""
-    now = now or utcnow()
-    verification = get_verification(uow, verification_id)
-    if verification.status is VerificationStatus.CANCELED:
-        return verification
-    if not uow.verifications.cancel(verification_id, now):
-        raise _not_pending(get_verification(uow, verification_id))
-    audit.record_for(uow, EventType.VERIFICATION_CANCELED, verification, api_key_id=api_key.id)
-    return get_verification(uow, verification_id)
-
-
-def request_check(
-    uow: UnitOfWork,
-    settings: Settings,
-    guards: Guards,
-    stash: CodeStash,
-    verification_id: uuid.UUID,
-    code: str,
-    now: datetime | None = None,
-) -> VerificationCheck:
-    now = now or utcnow()
-    code = code.strip()
-    if not _CODE_SHAPE.match(code):
-        raise InvalidInput("a code is 4 to 10 letters or digits")
-    verification = get_verification(uow, verification_id)
-    if verification.status is VerificationStatus.MAX_ATTEMPTS_REACHED:
-        raise _attempts_exhausted(settings, verification, now)
-    if verification.status is not VerificationStatus.PENDING:
-        raise _not_pending(verification)
-    if verification.user_id is not None:
-        guards.lockout.ensure_not_locked(verification.user_id)
-    if not uow.verifications.take_check_attempt(verification_id, settings.max_check_attempts, now):
-        current = get_verification(uow, verification_id)
-        if current.status in (VerificationStatus.PENDING, VerificationStatus.MAX_ATTEMPTS_REACHED):
-            raise _attempts_exhausted(settings, current, now)
-        raise _not_pending(current)
-    check = VerificationCheck(
-        id=uuid.uuid4(),
-        verification_id=verification_id,
-        status=CheckStatus.QUEUED,
-        provider_attempts=0,
-        enqueue_count=1,
-        next_attempt_at=now + settings.requeue_after,
-        created_at=now,
-        updated_at=now,
-        deadline_at=now + settings.check_deadline,
-    )
-    # Stashed before the commit: a check row never exists without its code. If the commit
-    # fails instead, the stashed code simply expires.
-    stash.put(check.id, code, ttl_seconds=int(settings.check_deadline_seconds) + 60)
-    uow.checks.add(check)
-    uow.enqueue_after_commit(Job.check_code(check.id))
-    return check
-
-
-def _attempts_exhausted(
-    settings: Settings, verification: Verification, now: datetime
-) -> CheckAttemptsExhausted:
-    # Twilio's advice for its 60202: wait until the verification expires, or start a new one.
-    until_expiry = (verification.expires_at or now) - now
-    return CheckAttemptsExhausted(
-        f"all {settings.max_check_attempts} checks of verification {verification.id} are used; "
-        "start a new verification",
-        limit="checks_per_verification",
-        retry_after=int(until_expiry.total_seconds()),
-    )
-
-
-def get_check(
-    uow: UnitOfWork, verification_id: uuid.UUID, check_id: uuid.UUID
-) -> VerificationCheck:
-    check = uow.checks.get_for_verification(verification_id, check_id)
-    if check is None:
-        raise NotFound(f"no check {check_id} on verification {verification_id}")
-    return check

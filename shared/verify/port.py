@@ -2,7 +2,8 @@
 
 The Twilio adapter (``shared.verify.twilio``) implements it against Twilio Verify v2 or the
 sandbox; tests use ``tests.fakes.FakeVerifyClient``. Every method raises only
-``shared.errors.ProviderError`` subclasses.
+``shared.errors.ProviderError`` subclasses. Calls are coroutines: a worker keeps hundreds in
+flight on one event loop.
 """
 
 from __future__ import annotations
@@ -30,19 +31,19 @@ class ProviderCheck:
 
 
 class VerifyClient(Protocol):
-    def start_verification(
+    async def start_verification(
         self, to: str, channel: Channel, locale: str | None
     ) -> ProviderVerification:
         """Ask the provider to send a code to ``to`` (E.164). Sending again to a number with a
         pending verification re-sends the same code on the same verification."""
         ...
 
-    def find_pending_verification(self, to: str) -> ProviderVerification | None:
+    async def find_pending_verification(self, to: str) -> ProviderVerification | None:
         """The provider's pending verification for ``to``, or None when it has none."""
         ...
 
-    def check_code(self, verification_sid: str, code: str) -> ProviderCheck:
+    async def check_code(self, verification_sid: str, code: str) -> ProviderCheck:
         """Check ``code`` against a pending verification. A wrong code is ``approved=False``."""
         ...
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...

@@ -1,6 +1,9 @@
 """The Verify port on the real ``twilio`` SDK. The only module that imports ``twilio``.
 
-Twilio's answers become the project's errors here, by Twilio *error code* rather than HTTP
+The SDK builds Twilio's requests and reads its answers; the HTTP underneath is ours: one
+``httpx.AsyncClient`` per process with explicit connect and read timeouts and kept-alive
+connections, so a worker holds hundreds of calls in flight on one event loop without a thread
+each. Twilio's answers become the project's errors here, by Twilio *error code* rather than HTTP
 status: a 429 may mean "slow down" (20429) or "this verification is done" (60202, 60203).
 """
 
@@ -8,13 +11,13 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import httpx
 from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
+from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
@@ -46,11 +49,13 @@ _PERMANENT_FOR_NUMBER: dict[int, ErrorCode] = {
     60410: ErrorCode.FRAUD_BLOCKED,
     60605: ErrorCode.COUNTRY_BLOCKED,
 }
+# Failures that happen before a request leaves this process: the provider never saw it.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-class _SandboxAwareHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no types
-    """Explicit (connect, read) timeouts, a pool sized for a threaded worker, and optionally every
-    ``*.twilio.com`` URL sent to another base URL (the sandbox) instead."""
+class _HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio ships no types
+    """The SDK's asynchronous HTTP client, on httpx: pooled connections, (connect, read)
+    timeouts, and optionally every ``*.twilio.com`` URL sent to another base URL (the sandbox)."""
 
     def __init__(
         self,
@@ -58,31 +63,49 @@ class _SandboxAwareHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio
         base_url: str | None,
         connect_timeout: float,
         read_timeout: float,
-        pool_size: int,
+        max_connections: int,
     ) -> None:
-        super().__init__(timeout=read_timeout, logger=_sdk_logger)
-        # requests accepts a (connect, read) pair; the SDK's own check only wants a positive float.
-        self.timeout = (connect_timeout, read_timeout)
+        super().__init__(_sdk_logger, True, read_timeout)
         self._base_url = base_url
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        assert self.session is not None
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            follow_redirects=False,
+        )
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+    async def request(
+        self,
+        method: str,
+        uri: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ARG002 - the SDK's signature; ours are set above
+        allow_redirects: bool = False,  # noqa: ARG002 - Twilio's API does not redirect
+    ) -> Response:
         if self._base_url is not None:
-            parts = urlsplit(url)
+            parts = urlsplit(uri)
             if parts.hostname and parts.hostname.endswith("twilio.com"):
-                url = self._base_url + urlunsplit(("", "", parts.path, parts.query, ""))
-        return super().request(method, url, *args, **kwargs)
+                uri = self._base_url + urlunsplit(("", "", parts.path, parts.query, ""))
+        answer = await self._http.request(
+            method,
+            uri,
+            params=params,  # type: ignore[arg-type]
+            data=data,
+            headers=headers,
+            auth=auth,
+        )
+        return Response(answer.status_code, answer.text, answer.headers)
 
-    def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
+    async def close(self) -> None:
+        await self._http.aclose()
 
 
 class TwilioVerifyClient:
-    def __init__(self, settings: Settings, *, pool_size: int | None = None) -> None:
+    def __init__(self, settings: Settings, *, max_connections: int | None = None) -> None:
         account_sid = settings.twilio_account_sid
         auth_token = (
             settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
@@ -99,30 +122,30 @@ class TwilioVerifyClient:
             if not settings.uses_sandbox:
                 raise RuntimeError("TWILIO_VERIFY_SERVICE_SID is not set")
             service_sid = SANDBOX_SERVICE_SID
-        self._http = _SandboxAwareHttpClient(
+        self._http = _HttpxTwilioClient(
             base_url=settings.twilio_base_url,
             connect_timeout=settings.twilio_connect_timeout_seconds,
             read_timeout=settings.twilio_read_timeout_seconds,
-            pool_size=pool_size or settings.worker_concurrency,
+            max_connections=max_connections or settings.worker_concurrency,
         )
         # An explicit empty environment keeps TWILIO_EDGE/TWILIO_REGION from rewriting our URLs.
         client = Client(account_sid, auth_token, http_client=self._http, environment={"_": ""})
         self._service = client.verify.v2.services(service_sid)
 
-    def start_verification(
+    async def start_verification(
         self, to: str, channel: Channel, locale: str | None
     ) -> ProviderVerification:
         kwargs: dict[str, Any] = {"to": to, "channel": channel.value}
         if locale:
             kwargs["locale"] = locale
         with _translated_errors("start verification"):
-            instance = self._service.verifications.create(**kwargs)
+            instance = await self._service.verifications.create_async(**kwargs)
         return _to_provider_verification(instance)
 
-    def find_pending_verification(self, to: str) -> ProviderVerification | None:
+    async def find_pending_verification(self, to: str) -> ProviderVerification | None:
         try:
             with _translated_errors("fetch verification"):
-                instance = self._service.verifications(to).fetch()
+                instance = await self._service.verifications(to).fetch_async()
         except ProviderFinalError as exc:
             if exc.provider_code == 20404:
                 return None
@@ -130,15 +153,15 @@ class TwilioVerifyClient:
         verification = _to_provider_verification(instance)
         return verification if verification.status == "pending" else None
 
-    def check_code(self, verification_sid: str, code: str) -> ProviderCheck:
+    async def check_code(self, verification_sid: str, code: str) -> ProviderCheck:
         with _translated_errors("check code"):
-            instance = self._service.verification_checks.create(
+            instance = await self._service.verification_checks.create_async(
                 verification_sid=verification_sid, code=code
             )
         return ProviderCheck(approved=instance.status == "approved")
 
-    def close(self) -> None:
-        self._http.close()
+    async def close(self) -> None:
+        await self._http.close()
 
 
 class _translated_errors:
@@ -155,40 +178,30 @@ class _translated_errors:
         return None
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if exc is None or isinstance(exc, ProviderError):
             return
         if isinstance(exc, TwilioRestException):
             raise classify_twilio_error(self._operation, exc.status, exc.code) from None
-        if isinstance(
-            exc, requests.exceptions.ConnectTimeout | requests.exceptions.ConnectionError
-        ):
-            # A refused or timed-out connect never reached Twilio; a reset mid-request may have.
-            ambiguous = not isinstance(
-                exc, requests.exceptions.ConnectTimeout
-            ) and _sent_before_failing(exc)
+        if isinstance(exc, _NEVER_SENT):
             raise ProviderTransientError(
                 f"{self._operation}: could not reach the provider ({type(exc).__name__})",
-                ambiguous=ambiguous,
+                ambiguous=False,
             ) from None
-        if isinstance(exc, requests.exceptions.Timeout):
+        if isinstance(exc, httpx.TimeoutException):
             raise ProviderTransientError(
                 f"{self._operation}: the provider did not answer in time", ambiguous=True
             ) from None
-        if isinstance(exc, requests.exceptions.RequestException | TwilioException | ValueError):
+        if isinstance(exc, httpx.HTTPError | TwilioException | ValueError):
+            # Sent, at least in part, with no usable answer: the provider may have acted on it.
             raise ProviderTransientError(
                 f"{self._operation}: unusable answer from the provider ({type(exc).__name__})",
                 ambiguous=True,
             ) from None
-
-
-def _sent_before_failing(exc: BaseException) -> bool:
-    text = repr(exc)
-    return not any(
-        marker in text
-        for marker in ("NewConnectionError", "Connection refused", "Name or service not known")
-    )
 
 
 def classify_twilio_error(operation: str, status: int, code: int | None) -> ProviderError:

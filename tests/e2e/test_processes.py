@@ -126,5 +126,13 @@ def test_the_keys_commands(system: System) -> None:
     assert f"revoked API key {system.api_key_name!r}" in system.run(
         "keys", "revoke", system.api_key_name
     )
-    assert httpx.get(url, headers=headers).status_code == 401
+    revoked_at = time.monotonic()
+    # The API remembers a key for TWOSTEP_API_KEY_CACHE_SECONDS (5 s by default), no longer.
+    wait_until(
+        lambda: httpx.get(url, headers=headers).status_code == 401,
+        timeout=10,
+        interval=0.2,
+        what="the revoked key to be refused",
+    )
+    assert time.monotonic() - revoked_at <= 5 + 1
     assert "revoked" in system.run("keys", "list")

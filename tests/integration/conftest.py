@@ -1,15 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
-from fastapi.testclient import TestClient
 
 from api.app import create_app
 from shared.jobs import ALL_QUEUES
 from shared.settings import Settings
+from tests.support import ThreadedServer
 from workers.app import create_worker_app
 
 
@@ -31,7 +32,15 @@ def worker(settings: Settings) -> Iterator[Celery]:
 
 
 @pytest.fixture
-def api(settings: Settings, api_key: str) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        client.headers["Authorization"] = f"Bearer {api_key}"
+def api_url(settings: Settings) -> Iterator[str]:
+    """The real API app, served by uvicorn on its own event loop in a thread."""
+    server = ThreadedServer(create_app(settings)).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+async def api(api_url: str, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=40) as client:
         yield client

@@ -2,95 +2,93 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import uuid
 from datetime import timedelta
 
-from shared.clock import utcnow
-from shared.db.session import UnitOfWorkFactory
-from shared.domain import VerificationStatus
+from shared.clock import SystemClock, utcnow
+from shared.db.session import AfterCommit, Database, UnitOfWorkFactory
+from shared.domain import AttemptError, ErrorCode, VerificationStatus
 from shared.services.keys import create_api_key
-from shared.services.verifications import VerificationRequest, request_verification
+from shared.services.sweeper import Sweeper
+from shared.services.verifications import VerificationRequest, Verifications
 from shared.settings import Settings
-from tests.fakes import fake_guards
+from tests.fakes import FakeCodeStash, FakeJobQueue, fake_guards
 from tests.support import random_phone
 
 
-def test_only_one_of_many_concurrent_claims_wins(
+def verifications_of(settings: Settings) -> Verifications:
+    return Verifications(settings, fake_guards(), FakeCodeStash(), SystemClock())
+
+
+async def test_only_one_of_many_concurrent_claims_wins(
     uow_factory: UnitOfWorkFactory, settings: Settings
 ) -> None:
-    with uow_factory() as uow:
-        key, _ = create_api_key(uow, f"claims-{uuid.uuid4().hex[:8]}")
-        verification = request_verification(
-            uow, settings, fake_guards(), key, VerificationRequest(to=random_phone())
+    async with uow_factory() as uow:
+        key, _ = await create_api_key(uow, f"claims-{uuid.uuid4().hex[:8]}")
+    async with uow_factory() as uow:
+        verification = await verifications_of(settings).request(
+            uow, key, VerificationRequest(to=random_phone())
         )
-        uow.commit()
+    # Eight workers, each with its own connections, claim at once.
+    databases = [Database.connect(settings.database_url, pool_size=1) for _ in range(8)]
 
-    barrier = threading.Barrier(8)
-    tokens: list[uuid.UUID | None] = []
-
-    def claim() -> None:
-        barrier.wait()
+    async def claim(database: Database) -> uuid.UUID | None:
         now = utcnow()
-        with uow_factory() as uow:
-            token = uow.verifications.claim(
+        async with UnitOfWorkFactory(database)() as uow:
+            row = await uow.verifications.claim(
                 verification.id, now=now, until=now + timedelta(seconds=30)
             )
-            uow.commit()
-        tokens.append(token)
+        return row.claim_token if row else None
 
-    threads = [threading.Thread(target=claim) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        tokens = await asyncio.gather(*(claim(database) for database in databases))
+    finally:
+        for database in databases:
+            await database.dispose()
     winners = [token for token in tokens if token is not None]
     assert len(tokens) == 8 and len(winners) == 1
 
-    with uow_factory() as uow:
-        row = uow.verifications.get(verification.id)
+    async with uow_factory() as uow:
+        row = await uow.verifications.get(verification.id)
         assert row is not None
         assert row.status is VerificationStatus.SENDING and row.claim_token == winners[0]
         assert row.provider_attempts == 1
         # Only the winner may settle it.
-        assert not uow.verifications.settle(
-            verification.id, uuid.uuid4(), status=VerificationStatus.FAILED
+        error = AttemptError(ErrorCode.PROVIDER_REJECTED, "test")
+        now = utcnow()
+        assert not await uow.verifications.give_up_send(
+            verification.id, uuid.uuid4(), error=error, now=now
         )
-        assert uow.verifications.settle(
-            verification.id, winners[0], status=VerificationStatus.PENDING
+        assert await uow.verifications.give_up_send(
+            verification.id, winners[0], error=error, now=now
         )
-        uow.commit()
 
 
-def test_two_sweepers_at_once_publish_each_lost_job_once(
+async def test_two_sweepers_at_once_publish_each_lost_job_once(
     uow_factory: UnitOfWorkFactory, settings: Settings
 ) -> None:
-    from shared.services.sweeper import sweep
-    from tests.fakes import FakeJobQueue
-
-    with uow_factory() as uow:
-        key, _ = create_api_key(uow, f"sweep-{uuid.uuid4().hex[:8]}")
-        ids = {
-            request_verification(
-                uow, settings, fake_guards(), key, VerificationRequest(to=random_phone())
-            ).id
-            for _ in range(40)
-        }
-        uow.commit()
+    async with uow_factory() as uow:
+        key, _ = await create_api_key(uow, f"sweep-{uuid.uuid4().hex[:8]}")
+    ids = set()
+    for _ in range(40):
+        async with uow_factory() as uow:
+            verification = await verifications_of(settings).request(
+                uow, key, VerificationRequest(to=random_phone())
+            )
+        ids.add(verification.id)
     later = utcnow() + settings.requeue_after + timedelta(seconds=1)
     queues = [FakeJobQueue(), FakeJobQueue()]
-    barrier = threading.Barrier(2)
-
-    def run(queue: FakeJobQueue) -> None:
-        factory = UnitOfWorkFactory(uow_factory.session_factory, queue)
-        barrier.wait()
-        sweep(factory, settings, now=later)
-
-    threads = [threading.Thread(target=run, args=(queue,)) for queue in queues]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    databases = [Database.connect(settings.database_url, pool_size=1) for _ in queues]
+    sweepers = [
+        Sweeper(UnitOfWorkFactory(database, AfterCommit(queue)), settings, SystemClock())
+        for database, queue in zip(databases, queues, strict=True)
+    ]
+    try:
+        await asyncio.gather(*(sweeper.sweep(now=later) for sweeper in sweepers))
+    finally:
+        for database in databases:
+            await database.dispose()
     published = [job.entity_id for queue in queues for job in queue.published]
     mine = [entity_id for entity_id in published if entity_id in ids]
     assert sorted(mine) == sorted(ids), "a lost job was published twice, or not at all"

@@ -12,14 +12,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from shared.db.base import Base
-from shared.db.migrate import alembic_config, current_revision_is_head
-from shared.db.session import make_engine
+from shared.db.migrate import alembic_config, current_revision_is_head, migration_engine
 from tests.conftest import BACKENDS, POSTGRES_URL
 from tests.support import postgres_database
 
 
 def test_models_and_migrations_agree(database_url: str) -> None:
-    engine = make_engine(database_url, pool_size=1)
+    engine = migration_engine(database_url)
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -41,7 +40,7 @@ def test_every_migration_downgrades_and_upgrades_again(backend: str, tmp_path: P
         config = alembic_config(url)
         command.upgrade(config, "head")
         command.downgrade(config, "base")
-        engine = make_engine(url, pool_size=1)
+        engine = migration_engine(url)
         try:
             assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
         finally:

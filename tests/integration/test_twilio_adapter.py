@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,40 +14,40 @@ from tests.support import SandboxClient, free_port, random_phone
 
 
 @pytest.fixture
-def client(sandbox: SandboxClient) -> Iterator[TwilioVerifyClient]:
+async def client(sandbox: SandboxClient) -> AsyncIterator[TwilioVerifyClient]:
     adapter = TwilioVerifyClient(
         Settings(twilio_base_url=sandbox.url, twilio_read_timeout_seconds=1.0, worker_concurrency=2)
     )
     yield adapter
-    adapter.close()
+    await adapter.close()
 
 
-def test_start_find_and_check(client: TwilioVerifyClient, sandbox: SandboxClient) -> None:
+async def test_start_find_and_check(client: TwilioVerifyClient, sandbox: SandboxClient) -> None:
     to = random_phone()
-    started = client.start_verification(to, Channel.SMS, "en")
+    started = await client.start_verification(to, Channel.SMS, "en")
     assert (
         started.sid.startswith("VE") and started.status == "pending" and started.send_attempts == 1
     )
     assert started.last_sent_at is not None and started.created_at.tzinfo is not None
 
-    again = client.start_verification(to, Channel.CALL, None)
+    again = await client.start_verification(to, Channel.CALL, None)
     assert (again.sid, again.send_attempts, again.channel) == (started.sid, 2, "call")
 
-    found = client.find_pending_verification(to)
+    found = await client.find_pending_verification(to)
     assert found is not None and found.sid == started.sid
 
     code = sandbox.latest_code(to)
     wrong = "000000" if code != "000000" else "111111"
-    assert client.check_code(started.sid, wrong).approved is False
-    assert client.check_code(started.sid, code).approved is True
-    assert client.find_pending_verification(to) is None
+    assert (await client.check_code(started.sid, wrong)).approved is False
+    assert (await client.check_code(started.sid, code)).approved is True
+    assert await client.find_pending_verification(to) is None
     with pytest.raises(ProviderFinalError) as gone:
-        client.check_code(started.sid, code)
+        await client.check_code(started.sid, code)
     assert (gone.value.provider_code, gone.value.reason) == (20404, ErrorCode.VERIFICATION_EXPIRED)
 
 
-def test_a_number_with_nothing_pending_is_not_found(client: TwilioVerifyClient) -> None:
-    assert client.find_pending_verification(random_phone()) is None
+async def test_a_number_with_nothing_pending_is_not_found(client: TwilioVerifyClient) -> None:
+    assert await client.find_pending_verification(random_phone()) is None
 
 
 @pytest.mark.parametrize(
@@ -58,42 +58,43 @@ def test_a_number_with_nothing_pending_is_not_found(client: TwilioVerifyClient) 
         ("+14155550605", 60605, ErrorCode.COUNTRY_BLOCKED),
     ],
 )
-def test_refused_numbers_are_permanent_errors(
+async def test_refused_numbers_are_permanent_errors(
     client: TwilioVerifyClient, to: str, code: int, reason: ErrorCode
 ) -> None:
     with pytest.raises(ProviderPermanentError) as refused:
-        client.start_verification(to, Channel.SMS, None)
+        await client.start_verification(to, Channel.SMS, None)
     assert (refused.value.provider_code, refused.value.reason) == (code, reason)
     assert to not in str(refused.value)
 
 
-def test_injected_failures_are_transient(
+async def test_injected_failures_are_transient(
     client: TwilioVerifyClient, sandbox: SandboxClient
 ) -> None:
     sandbox.set_faults(error_rate=1.0, error_status=503)
     with pytest.raises(ProviderTransientError) as unavailable:
-        client.start_verification(random_phone(), Channel.SMS, None)
+        await client.start_verification(random_phone(), Channel.SMS, None)
     assert (unavailable.value.status, unavailable.value.ambiguous) == (503, False)
 
     sandbox.set_faults(throttle_rate=1.0)
     with pytest.raises(ProviderTransientError) as throttled:
-        client.start_verification(random_phone(), Channel.SMS, None)
+        await client.start_verification(random_phone(), Channel.SMS, None)
     assert (throttled.value.provider_code, throttled.value.ambiguous) == (20429, False)
 
     sandbox.set_faults(timeout_rate=1.0, hang_seconds=3)
     to = random_phone()
     with pytest.raises(ProviderTransientError) as hung:
-        client.start_verification(to, Channel.SMS, None)
+        await client.start_verification(to, Channel.SMS, None)
     assert hung.value.ambiguous is True
     sandbox.clear_faults()
-    assert client.find_pending_verification(to) is not None, "the hung request was processed"
+    assert await client.find_pending_verification(to) is not None, "the hung request was processed"
 
 
-def test_an_unreachable_provider_is_transient_and_not_ambiguous() -> None:
+async def test_an_unreachable_provider_is_transient_and_not_ambiguous() -> None:
     adapter = TwilioVerifyClient(Settings(twilio_base_url=f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(ProviderTransientError) as refused:
-        adapter.start_verification(random_phone(), Channel.SMS, None)
+        await adapter.start_verification(random_phone(), Channel.SMS, None)
     assert refused.value.ambiguous is False
+    await adapter.close()
 
 
 def test_without_credentials_or_sandbox_the_adapter_refuses_to_start() -> None:

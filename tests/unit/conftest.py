@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from shared.db.migrate import upgrade
 from shared.db.models import ApiKey
-from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
+from shared.db.session import AfterCommit, Database, UnitOfWorkFactory
 from shared.limits import Guards
-from shared.services.delivery import DeliveryDeps
+from shared.services.delivery import Delivery
 from shared.services.keys import create_api_key
+from shared.services.two_step import TwoStep
+from shared.services.verifications import Verifications
 from shared.settings import Settings
 from tests.fakes import (
+    FakeChangeFeed,
+    FakeClock,
     FakeCodeStash,
+    FakeGate,
     FakeJobQueue,
-    FakeThrottle,
     FakeVerifyClient,
     fake_guards,
 )
@@ -53,12 +57,22 @@ def job_queue() -> FakeJobQueue:
 
 
 @pytest.fixture
-def unit_uow_factory(
-    unit_settings: Settings, job_queue: FakeJobQueue
-) -> Iterator[UnitOfWorkFactory]:
-    engine = make_engine(unit_settings.database_url, pool_size=2)
-    yield UnitOfWorkFactory(make_session_factory(engine), job_queue)
-    engine.dispose()
+def changes() -> FakeChangeFeed:
+    return FakeChangeFeed()
+
+
+@pytest.fixture
+async def unit_uow_factory(
+    unit_settings: Settings, job_queue: FakeJobQueue, changes: FakeChangeFeed
+) -> AsyncIterator[UnitOfWorkFactory]:
+    database = Database.connect(unit_settings.database_url, pool_size=2)
+    yield UnitOfWorkFactory(database, AfterCommit(job_queue, changes))
+    await database.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -72,8 +86,8 @@ def stash() -> FakeCodeStash:
 
 
 @pytest.fixture
-def throttle() -> FakeThrottle:
-    return FakeThrottle()
+def gate() -> FakeGate:
+    return FakeGate()
 
 
 @pytest.fixture
@@ -82,27 +96,40 @@ def guards() -> Guards:
 
 
 @pytest.fixture
-def deps(
+def verifications(
+    unit_settings: Settings, guards: Guards, stash: FakeCodeStash, clock: FakeClock
+) -> Verifications:
+    return Verifications(settings=unit_settings, guards=guards, stash=stash, clock=clock)
+
+
+@pytest.fixture
+def two_step(verifications: Verifications) -> TwoStep:
+    return TwoStep(verifications)
+
+
+@pytest.fixture
+def delivery(
     unit_uow_factory: UnitOfWorkFactory,
     verify: FakeVerifyClient,
     stash: FakeCodeStash,
     unit_settings: Settings,
-    throttle: FakeThrottle,
+    gate: FakeGate,
     guards: Guards,
-) -> DeliveryDeps:
-    return DeliveryDeps(
+    clock: FakeClock,
+) -> Delivery:
+    return Delivery(
         uow_factory=unit_uow_factory,
         verify=verify,
         stash=stash,
-        settings=unit_settings,
-        throttle=throttle,
+        gate=gate,
         lockout=guards.lockout,
+        settings=unit_settings,
+        clock=clock,
     )
 
 
 @pytest.fixture
-def key(unit_uow_factory: UnitOfWorkFactory) -> ApiKey:
-    with unit_uow_factory() as uow:
-        key, _plaintext = create_api_key(uow, "unit")
-        uow.commit()
+async def key(unit_uow_factory: UnitOfWorkFactory) -> ApiKey:
+    async with unit_uow_factory() as uow:
+        key, _plaintext = await create_api_key(uow, "unit")
     return key

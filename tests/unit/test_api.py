@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
 import fakeredis
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from api.app import create_app
 from api.deps import ApiContext
-from shared.db.session import UnitOfWorkFactory, make_engine, make_session_factory
+from shared.db.models import Verification
+from shared.db.session import AfterCommit, Database, UnitOfWorkFactory
 from shared.domain import VerificationStatus
 from shared.jobs import SEND_CODE
 from shared.limits import Guards
 from shared.redis_client import make_redis
-from shared.services.keys import create_api_key, revoke_api_key
+from shared.services.keys import ApiKeyCache, create_api_key, revoke_api_key
+from shared.services.two_step import TwoStep
+from shared.services.verifications import Verifications
+from shared.services.waiting import Waiting
 from shared.settings import Settings
 from tests.fakes import (
+    FakeChangeFeed,
+    FakeClock,
     FakeCodeStash,
     FakeJobQueue,
     FakeKeyLocks,
@@ -27,52 +35,83 @@ from tests.fakes import (
 )
 from tests.support import free_port
 
+T = TypeVar("T")
+
+
+class FakeTimer:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def timer() -> FakeTimer:
+    return FakeTimer()
+
 
 @pytest.fixture
 def client(
-    unit_settings: Settings, job_queue: FakeJobQueue, guards: Guards
+    unit_settings: Settings, job_queue: FakeJobQueue, guards: Guards, timer: FakeTimer
 ) -> Iterator[TestClient]:
     def build(settings: Settings) -> ApiContext:
-        engine = make_engine(settings.database_url, pool_size=2)
+        database = Database.connect(settings.database_url, pool_size=2)
+        uow_factory = UnitOfWorkFactory(database, AfterCommit(job_queue, FakeChangeFeed()))
+        verifications = Verifications(
+            settings=settings, guards=guards, stash=FakeCodeStash(), clock=FakeClock()
+        )
         return ApiContext(
             settings=settings,
-            engine=engine,
-            uow_factory=UnitOfWorkFactory(make_session_factory(engine), job_queue),
-            redis=fakeredis.FakeRedis(),
-            stash=FakeCodeStash(),
-            guards=guards,
+            database=database,
+            uow_factory=uow_factory,
+            redis=fakeredis.FakeAsyncRedis(),
+            keys=ApiKeyCache(uow_factory.reading, settings.api_key_cache_seconds, timer),
+            verifications=verifications,
+            two_step=TwoStep(verifications),
+            waiting=Waiting(uow_factory.reading, verifications, None),
             idempotency_locks=FakeKeyLocks(),
         )
 
     with TestClient(create_app(unit_settings, build), raise_server_exceptions=False) as test_client:
-        context: ApiContext = test_client.app.state.context  # type: ignore[attr-defined]
-        with context.uow_factory() as uow:
-            _key, plaintext = create_api_key(uow, "api-unit")
-            uow.commit()
-        test_client.headers["Authorization"] = f"Bearer {plaintext}"
+
+        async def make_key(context: ApiContext) -> str:
+            async with context.uow_factory() as uow:
+                _key, plaintext = await create_api_key(uow, "api-unit")
+            return plaintext
+
+        test_client.headers["Authorization"] = f"Bearer {in_app(test_client, make_key)}"
         yield test_client
+
+
+def in_app(client: TestClient, work: Callable[[ApiContext], Awaitable[T]]) -> T:
+    """Run ``work`` on the app's own event loop, where its connections live."""
+    context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
+    assert client.portal is not None
+    return client.portal.call(work, context)
 
 
 def make_pending(client: TestClient, verification_id: str) -> None:
     """As if a worker had sent the code."""
-    context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
-    with context.uow_factory() as uow:
-        uow.verifications.transition(
-            uuid.UUID(verification_id),
-            from_statuses=[VerificationStatus.QUEUED],
-            status=VerificationStatus.PENDING,
-            provider_sid="VE" + "0" * 32,
-        )
-        uow.commit()
+
+    async def sent(context: ApiContext) -> None:
+        async with context.uow_factory() as uow:
+            await uow.session.execute(
+                update(Verification)
+                .where(Verification.id == uuid.UUID(verification_id))
+                .values(status=VerificationStatus.PENDING, provider_sid="VE" + "0" * 32)
+            )
+
+    in_app(client, sent)
 
 
-def assert_problem(response, status: int, code: str) -> dict:  # type: ignore[type-arg]
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["status"] == status and body["code"] == code
     assert body["title"] and body["detail"] and body["type"].startswith("https://")
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 class TestCreate:
@@ -172,16 +211,21 @@ class TestAuth:
             assert_problem(response, 401, "unauthorized")
             assert response.headers["www-authenticate"] == "Bearer"
 
-    def test_a_revoked_key_stops_working(self, client: TestClient) -> None:
-        context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
-        with context.uow_factory() as uow:
-            revoke_api_key(uow, "api-unit")
-            uow.commit()
-        assert_problem(
-            client.get("/v1/verifications/00000000-0000-4000-8000-000000000000"),
-            401,
-            "unauthorized",
-        )
+    def test_a_revoked_key_stops_working_once_the_cache_forgets_it(
+        self, client: TestClient, timer: FakeTimer, unit_settings: Settings
+    ) -> None:
+        path = "/v1/verifications/00000000-0000-4000-8000-000000000000"
+        assert_problem(client.get(path), 404, "not_found")
+
+        async def revoke(context: ApiContext) -> None:
+            async with context.uow_factory() as uow:
+                await revoke_api_key(uow, "api-unit")
+
+        in_app(client, revoke)
+        timer.now += unit_settings.api_key_cache_seconds / 2
+        assert_problem(client.get(path), 404, "not_found")  # remembered for a few seconds
+        timer.now += unit_settings.api_key_cache_seconds
+        assert_problem(client.get(path), 401, "unauthorized")
 
     def test_the_openapi_document_declares_bearer_auth(self, client: TestClient) -> None:
         spec = client.get("/openapi.json").json()
@@ -217,8 +261,10 @@ def test_health_and_readiness(client: TestClient) -> None:
 
 
 def test_readiness_fails_when_redis_is_gone(client: TestClient) -> None:
-    context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
-    context.redis = make_redis(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    async def point_at_nothing(context: ApiContext) -> None:
+        context.redis = make_redis(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens
+
+    in_app(client, point_at_nothing)
     response = client.get("/readyz")
     assert_problem(response, 503, "service_unavailable")
     assert "redis" in response.json()["detail"] and response.headers["retry-after"]
@@ -247,10 +293,12 @@ class TestIdempotency:
         assert_problem(other, 422, "idempotency_key_reused")
 
     def test_keys_belong_to_one_api_key(self, client: TestClient, job_queue: FakeJobQueue) -> None:
-        context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
-        with context.uow_factory() as uow:
-            _key, other_key = create_api_key(uow, "api-unit-other")
-            uow.commit()
+        async def make_key(context: ApiContext) -> str:
+            async with context.uow_factory() as uow:
+                _key, plaintext = await create_api_key(uow, "api-unit-other")
+            return plaintext
+
+        other_key = in_app(client, make_key)
         body = {"to": "+14155550123"}
         mine = client.post("/v1/verifications", json=body, headers={"Idempotency-Key": "k"})
         theirs = client.post(
@@ -278,7 +326,6 @@ class TestIdempotency:
         )
 
     def test_checks_replay_without_the_code_being_compared(self, client: TestClient) -> None:
-        context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
         created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
         make_pending(client, created["id"])
         path = f"/v1/verifications/{created['id']}/checks"
@@ -287,10 +334,16 @@ class TestIdempotency:
         again = client.post(path, json={"code": "654321"}, headers=headers)
         assert first.status_code == 202 and again.json() == first.json()
         assert client.get(f"/v1/verifications/{created['id']}").json()["check_attempts"] == 1
-        with context.uow_factory() as uow:
-            stored = uow.idempotency.get(uow.api_keys.get_by_name("api-unit").id, "check-1")  # type: ignore[union-attr]
-            assert stored is not None
-            assert "123456" not in str(stored.response_body) + stored.request_fingerprint
+
+        async def stored_answer(context: ApiContext) -> str:
+            async with context.uow_factory() as uow:
+                key = await uow.api_keys.get_by_name("api-unit")
+                assert key is not None
+                stored = await uow.idempotency.get(key.id, "check-1")
+                assert stored is not None
+                return str(stored.response_body) + stored.request_fingerprint
+
+        assert "123456" not in in_app(client, stored_answer)
         other = client.post("/v1/verifications", json={"to": "+14155550125"}).json()
         elsewhere = client.post(
             f"/v1/verifications/{other['id']}/checks", json={"code": "123456"}, headers=headers

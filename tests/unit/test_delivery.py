@@ -1,17 +1,17 @@
-"""The worker-side use cases, against fakes: what is sent, how often, and what is recorded."""
+"""The worker-side use cases, against fakes: what is sent, how often, and what is recorded.
+Time is a fake clock: deadlines pass and backoffs elapse without a test sleeping."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
-from shared.clock import utcnow
 from shared.db.models import ApiKey, Verification, VerificationCheck
 from shared.db.session import UnitOfWorkFactory
-from shared.domain import CheckStatus, ErrorCode, VerificationStatus
+from shared.domain import CheckStatus, ErrorCode, EventType, VerificationStatus
 from shared.errors import (
     CheckAttemptsExhausted,
     InvalidInput,
@@ -20,66 +20,83 @@ from shared.errors import (
     ProviderTransientError,
     VerificationNotPending,
 )
-from shared.limits import Guards
-from shared.services import delivery
-from shared.services.delivery import DeliveryDeps, RetryLater
-from shared.services.verifications import VerificationRequest, request_check, request_verification
-from shared.settings import Settings
-from tests.fakes import FakeCodeStash, FakeSendLimits, FakeVerifyClient, fake_guards
+from shared.jobs import PublishFailed
+from shared.services.delivery import Delivery, RetryLater
+from shared.services.verifications import VerificationRequest, Verifications
+from tests.fakes import (
+    FakeChangeFeed,
+    FakeClock,
+    FakeCodeStash,
+    FakeGate,
+    FakeJobQueue,
+    FakeVerifyClient,
+)
 
 TO = "+14155550123"
 
 
-def queued(deps: DeliveryDeps, key: ApiKey, to: str = TO) -> uuid.UUID:
-    with deps.uow_factory() as uow:
-        verification = request_verification(
-            uow, deps.settings, guards_of(deps), key, VerificationRequest(to=to)
-        )
-        uow.commit()
+async def queued(
+    delivery: Delivery, verifications: Verifications, key: ApiKey, to: str = TO
+) -> uuid.UUID:
+    async with delivery.uow_factory() as uow:
+        verification = await verifications.request(uow, key, VerificationRequest(to=to))
     return verification.id
 
 
-def guards_of(deps: DeliveryDeps) -> Guards:
-    return Guards(sends=FakeSendLimits(), lockout=deps.lockout)
-
-
-def load(deps: DeliveryDeps, verification_id: uuid.UUID) -> Verification:
-    with deps.uow_factory() as uow:
-        row = uow.verifications.get(verification_id)
+async def load(delivery: Delivery, verification_id: uuid.UUID) -> Verification:
+    async with delivery.uow_factory() as uow:
+        row = await uow.verifications.get(verification_id)
         assert row is not None
         return row
 
 
-def load_check(deps: DeliveryDeps, check_id: uuid.UUID) -> VerificationCheck:
-    with deps.uow_factory() as uow:
-        row = uow.checks.get(check_id)
+async def load_check(delivery: Delivery, check_id: uuid.UUID) -> VerificationCheck:
+    async with delivery.uow_factory() as uow:
+        row = await uow.checks.get(check_id)
         assert row is not None
         return row
 
 
-def pending(deps: DeliveryDeps, key: ApiKey, to: str = TO) -> uuid.UUID:
-    verification_id = queued(deps, key, to)
-    assert delivery.send_code(deps, verification_id) is None
-    assert load(deps, verification_id).status is VerificationStatus.PENDING
+async def pending(
+    delivery: Delivery, verifications: Verifications, key: ApiKey, to: str = TO
+) -> uuid.UUID:
+    verification_id = await queued(delivery, verifications, key, to)
+    assert await delivery.send_code(verification_id) is None
+    assert (await load(delivery, verification_id)).status is VerificationStatus.PENDING
     return verification_id
 
 
-def submit(deps: DeliveryDeps, verification_id: uuid.UUID, code: str) -> uuid.UUID:
-    with deps.uow_factory() as uow:
-        check = request_check(
-            uow, deps.settings, guards_of(deps), deps.stash, verification_id, code
-        )
-        uow.commit()
+async def submit(
+    delivery: Delivery, verifications: Verifications, verification_id: uuid.UUID, code: str
+) -> uuid.UUID:
+    async with delivery.uow_factory() as uow:
+        check = await verifications.submit_check(uow, verification_id, code)
     return check.id
 
 
+async def events(delivery: Delivery, user_id: str) -> list[EventType]:
+    async with delivery.uow_factory() as uow:
+        page = await uow.events.page_for_user(user_id, before=None, limit=100)
+    return [event.type for event, _ in reversed(page)]
+
+
+def wrong_for(verify: FakeVerifyClient, to: str = TO) -> str:
+    return "000000" if verify.sent_codes[to] != "000000" else "111111"
+
+
 class TestSendCode:
-    def test_sends_once_and_records_the_pending_verification(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+    async def test_sends_once_records_the_pending_verification_and_wakes_waiters(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        changes: FakeChangeFeed,
+        gate: FakeGate,
     ) -> None:
-        verification_id = queued(deps, key)
-        assert delivery.send_code(deps, verification_id) is None
-        row = load(deps, verification_id)
+        verification_id = await queued(delivery, verifications, key)
+        assert await delivery.send_code(verification_id) is None
+        row = await load(delivery, verification_id)
         assert row.status is VerificationStatus.PENDING
         assert row.provider_sid == verify.pending[TO].sid
         assert row.send_attempts == 1 and row.provider_attempts == 1
@@ -89,69 +106,115 @@ class TestSendCode:
             timedelta(minutes=10), abs=timedelta(seconds=5)
         )
         assert verify.count("start") == 1
+        assert changes.published == [verification_id]
+        assert (gate.entered, gate.held) == (1, set()), "the gate's slot was not given back"
 
-    def test_a_redelivered_job_sends_nothing_more(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+    async def test_a_redelivered_job_sends_nothing_more(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
     ) -> None:
-        verification_id = queued(deps, key)
+        verification_id = await queued(delivery, verifications, key)
         for _ in range(3):
-            assert delivery.send_code(deps, verification_id) is None
+            assert await delivery.send_code(verification_id) is None
         assert verify.count("start") == 1
-        assert load(deps, verification_id).provider_attempts == 1
+        assert (await load(delivery, verification_id)).provider_attempts == 1
 
-    def test_a_transient_error_commits_its_bookkeeping_and_asks_for_a_retry(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+    async def test_a_transient_error_commits_its_bookkeeping_and_asks_for_a_retry(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
     ) -> None:
-        verification_id = queued(deps, key)
+        verification_id = await queued(delivery, verifications, key)
         verify.fail_next(ProviderTransientError("503", provider_code=20503, status=503))
-        outcome = delivery.send_code(deps, verification_id)
+        outcome = await delivery.send_code(verification_id)
         assert isinstance(outcome, RetryLater)
         assert 0.25 <= outcome.countdown <= 0.5
-        row = load(deps, verification_id)
+        row = await load(delivery, verification_id)
         assert row.status is VerificationStatus.QUEUED
         assert row.provider_attempts == 1
         assert (row.error_code, row.provider_error_code) == ("provider_unavailable", 20503)
         assert row.provider_call_started_at is None  # a 503 is a refusal: nothing to reconcile
 
-        assert delivery.send_code(deps, verification_id) is None
-        row = load(deps, verification_id)
+        assert await delivery.send_code(verification_id) is None
+        row = await load(delivery, verification_id)
         assert row.status is VerificationStatus.PENDING and row.provider_attempts == 2
         assert row.error_code is None
         assert verify.count("find") == 0 and verify.count("start") == 2
 
-    def test_retry_after_from_the_provider_is_honoured(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+    async def test_retry_after_from_the_provider_is_honoured(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
     ) -> None:
-        verification_id = queued(deps, key)
+        verification_id = await queued(delivery, verifications, key)
         verify.fail_next(ProviderTransientError("slow down", provider_code=20429, retry_after=3.0))
-        outcome = delivery.send_code(deps, verification_id)
+        outcome = await delivery.send_code(verification_id)
         assert isinstance(outcome, RetryLater) and outcome.countdown >= 3.0
 
-    def test_a_lost_answer_is_reconciled_instead_of_sending_again(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+    async def test_a_lost_answer_is_reconciled_instead_of_sending_again(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
     ) -> None:
-        verification_id = queued(deps, key)
+        verification_id = await queued(delivery, verifications, key)
         verify.lose_next_answer()
-        assert isinstance(delivery.send_code(deps, verification_id), RetryLater)
-        assert load(deps, verification_id).provider_call_started_at is not None
+        assert isinstance(await delivery.send_code(verification_id), RetryLater)
+        assert (await load(delivery, verification_id)).provider_call_started_at is not None
 
-        assert delivery.send_code(deps, verification_id) is None
-        row = load(deps, verification_id)
+        clock.advance(1)
+        assert await delivery.send_code(verification_id) is None
+        row = await load(delivery, verification_id)
         assert row.status is VerificationStatus.PENDING
         assert row.provider_sid == verify.pending[TO].sid
         assert len(verify.pending[TO].sends) == 1, "the user got a second SMS"
         assert (verify.count("start"), verify.count("find")) == (1, 1)
 
-    def test_an_ambiguous_error_that_sent_nothing_sends_after_looking(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+    async def test_an_ambiguous_error_that_sent_nothing_sends_after_looking(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
     ) -> None:
-        verification_id = queued(deps, key)
+        verification_id = await queued(delivery, verifications, key)
         verify.fail_next(ProviderTransientError("reset", ambiguous=True))
-        assert isinstance(delivery.send_code(deps, verification_id), RetryLater)
-        assert delivery.send_code(deps, verification_id) is None
-        assert load(deps, verification_id).status is VerificationStatus.PENDING
+        assert isinstance(await delivery.send_code(verification_id), RetryLater)
+        clock.advance(1)
+        assert await delivery.send_code(verification_id) is None
+        assert (await load(delivery, verification_id)).status is VerificationStatus.PENDING
         assert (verify.count("find"), verify.count("start")) == (1, 2)
         assert len(verify.pending[TO].sends) == 1
+
+    async def test_a_failed_look_keeps_the_reason_to_look(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
+    ) -> None:
+        verification_id = await queued(delivery, verifications, key)
+        verify.lose_next_answer()
+        assert isinstance(await delivery.send_code(verification_id), RetryLater)
+        clock.advance(1)
+        verify.fail_next(ProviderTransientError("503 on the fetch", status=503))
+        assert isinstance(await delivery.send_code(verification_id), RetryLater)
+        assert (await load(delivery, verification_id)).provider_call_started_at is not None
+        clock.advance(1)
+        assert await delivery.send_code(verification_id) is None
+        assert len(verify.pending[TO].sends) == 1
+        assert (verify.count("find"), verify.count("start")) == (2, 1)
 
     @pytest.mark.parametrize(
         ("error", "reason"),
@@ -176,242 +239,477 @@ class TestSendCode:
             ),
         ],
     )
-    def test_a_refusal_fails_the_verification_after_one_call(
+    async def test_a_refusal_fails_the_verification_after_one_call(
         self,
-        deps: DeliveryDeps,
+        delivery: Delivery,
+        verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
-        error: Exception,
+        error: ProviderPermanentError,
         reason: str,
     ) -> None:
-        verification_id = queued(deps, key)
-        verify.fail_next(error)  # type: ignore[arg-type]
-        assert delivery.send_code(deps, verification_id) is None
-        assert delivery.send_code(deps, verification_id) is None
-        row = load(deps, verification_id)
+        verification_id = await queued(delivery, verifications, key)
+        verify.fail_next(error)
+        assert await delivery.send_code(verification_id) is None
+        assert await delivery.send_code(verification_id) is None
+        row = await load(delivery, verification_id)
         assert row.status is VerificationStatus.FAILED
         assert row.error_code == reason
         assert row.completed_at is not None
         assert verify.count("start") == 1
 
-    def test_past_the_deadline_it_fails_without_calling(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+    async def test_past_the_deadline_it_fails_without_calling(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
     ) -> None:
-        verification_id = queued(deps, key)
-        with deps.uow_factory() as uow:
-            uow.verifications.transition(
-                verification_id,
-                from_statuses=[VerificationStatus.QUEUED],
-                deadline_at=utcnow() - timedelta(seconds=1),
-            )
-            uow.commit()
-        assert delivery.send_code(deps, verification_id) is None
-        row = load(deps, verification_id)
+        verification_id = await queued(delivery, verifications, key)
+        clock.advance(delivery.settings.send_deadline_seconds + 1)
+        assert await delivery.send_code(verification_id) is None
+        row = await load(delivery, verification_id)
         assert (row.status, row.error_code) == (VerificationStatus.FAILED, "provider_unavailable")
         assert verify.calls == []
 
-    def test_retries_stop_at_the_deadline(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+    async def test_retries_stop_at_the_deadline(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
     ) -> None:
-        verification_id = queued(deps, key)
-        with deps.uow_factory() as uow:
-            uow.verifications.transition(
-                verification_id,
-                from_statuses=[VerificationStatus.QUEUED],
-                deadline_at=utcnow() + timedelta(milliseconds=100),
-            )
-            uow.commit()
+        verification_id = await queued(delivery, verifications, key)
+        clock.advance(delivery.settings.send_deadline_seconds - 0.1)
         verify.fail_next(ProviderTransientError("503", status=503))
-        retry = delivery.send_code(deps, verification_id)
-        assert isinstance(retry, RetryLater) and retry.countdown <= 0.1  # not past the deadline
-        time.sleep(0.15)
-        assert delivery.send_code(deps, verification_id) is None
-        row = load(deps, verification_id)
+        retry = await delivery.send_code(verification_id)
+        assert isinstance(retry, RetryLater)
+        assert retry.countdown <= 0.1 + 1e-6, "the last retry must not land past the deadline"
+        clock.advance(retry.countdown)
+        assert await delivery.send_code(verification_id) is None
+        row = await load(delivery, verification_id)
         assert (row.status, row.error_code) == (VerificationStatus.FAILED, "provider_unavailable")
         assert row.completed_at is not None and row.completed_at >= row.deadline_at
         assert verify.count("start") == 1
 
-    def test_a_dead_workers_claim_is_taken_over_and_reconciled(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient, unit_settings: Settings
+    async def test_a_dead_workers_claim_is_taken_over_and_reconciled(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
     ) -> None:
-        verification_id = queued(deps, key)
-        long_ago = utcnow() - timedelta(minutes=1)
-        with deps.uow_factory() as uow:
-            token = uow.verifications.claim(
-                verification_id, now=long_ago, until=long_ago + unit_settings.claim_lease
+        verification_id = await queued(delivery, verifications, key)
+        async with delivery.uow_factory() as uow:
+            now = clock.now()
+            claimed = await uow.verifications.claim(
+                verification_id, now=now, until=now + delivery.settings.claim_lease
             )
-            assert token is not None
-            uow.verifications.mark_call_started(verification_id, token, long_ago)
-            uow.commit()
+            assert claimed is not None
         # The dead worker's call did reach the provider.
-        verify.start_verification(TO, load(deps, verification_id).channel, None)
+        await verify.start_verification(TO, claimed.channel, None)
 
-        assert delivery.send_code(deps, verification_id) is None
-        row = load(deps, verification_id)
+        clock.advance(delivery.settings.claim_lease_seconds + 1)
+        assert await delivery.send_code(verification_id) is None
+        row = await load(delivery, verification_id)
         assert row.status is VerificationStatus.PENDING and row.provider_attempts == 2
         assert len(verify.pending[TO].sends) == 1
         assert verify.count("find") == 1
 
-    def test_a_live_claim_is_left_alone(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+    async def test_a_live_claim_is_left_alone(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
     ) -> None:
-        verification_id = queued(deps, key)
-        now = utcnow()
-        with deps.uow_factory() as uow:
-            assert uow.verifications.claim(
+        verification_id = await queued(delivery, verifications, key)
+        async with delivery.uow_factory() as uow:
+            now = clock.now()
+            assert await uow.verifications.claim(
                 verification_id, now=now, until=now + timedelta(seconds=30)
             )
-            uow.commit()
-        assert delivery.send_code(deps, verification_id) is None
+        assert await delivery.send_code(verification_id) is None
         assert verify.calls == []
-        assert load(deps, verification_id).status is VerificationStatus.SENDING
+        assert (await load(delivery, verification_id)).status is VerificationStatus.SENDING
+
+    async def test_a_resend_keeps_the_verification_pending_and_sends_on_the_new_channel(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
+    ) -> None:
+        from shared.domain import Channel
+
+        verification_id = await pending(delivery, verifications, key)
+        clock.advance(31)
+        async with delivery.uow_factory() as uow:
+            resent = await verifications.resend(uow, key, verification_id, Channel.CALL)
+        assert resent.status is VerificationStatus.PENDING
+        assert await delivery.send_code(verification_id) is None
+        row = await load(delivery, verification_id)
+        assert (row.status, row.channel, row.send_attempts) == (
+            VerificationStatus.PENDING,
+            Channel.CALL,
+            2,
+        )
+        assert row.resend_channel is None and len(verify.pending[TO].sends) == 2
+
+
+class TestTheGate:
+    async def test_a_short_wait_is_waited_out_in_the_task(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        gate: FakeGate,
+        clock: FakeClock,
+    ) -> None:
+        verification_id = await queued(delivery, verifications, key)
+        gate.waits.extend([0.2, 0.3])
+        assert await delivery.send_code(verification_id) is None
+        assert (await load(delivery, verification_id)).status is VerificationStatus.PENDING
+        assert len(clock.slept) == 2 and 0.5 <= sum(clock.slept) <= 0.75
+
+    async def test_a_long_wait_sends_the_job_back_without_counting_an_attempt(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        gate: FakeGate,
+        verify: FakeVerifyClient,
+    ) -> None:
+        verification_id = await queued(delivery, verifications, key)
+        gate.waits.append(60.0)
+        outcome = await delivery.send_code(verification_id)
+        assert outcome == RetryLater(countdown=60.0)
+        row = await load(delivery, verification_id)
+        assert (row.status, row.provider_attempts) == (VerificationStatus.QUEUED, 0)
+        assert verify.calls == []
+        assert await delivery.send_code(verification_id) is None
+        assert (await load(delivery, verification_id)).provider_attempts == 1
 
 
 class TestCheckCode:
-    def test_a_wrong_code_is_rejected_and_the_verification_stays_pending(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient, stash: FakeCodeStash
+    async def test_a_wrong_code_is_rejected_and_the_verification_stays_pending(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        stash: FakeCodeStash,
+        changes: FakeChangeFeed,
     ) -> None:
-        verification_id = pending(deps, key)
-        wrong = "000000" if verify.sent_codes[TO] != "000000" else "111111"
-        check_id = submit(deps, verification_id, wrong)
-        assert delivery.check_code(deps, check_id) is None
-        assert load_check(deps, check_id).status is CheckStatus.REJECTED
-        row = load(deps, verification_id)
+        verification_id = await pending(delivery, verifications, key)
+        check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
+        assert await delivery.check_code(check_id) is None
+        assert (await load_check(delivery, check_id)).status is CheckStatus.REJECTED
+        row = await load(delivery, verification_id)
         assert (row.status, row.check_attempts) == (VerificationStatus.PENDING, 1)
         assert check_id not in stash.codes
+        assert set(changes.published[-2:]) == {check_id, verification_id}
 
-    def test_the_right_code_approves_both(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient, stash: FakeCodeStash
+    async def test_the_right_code_approves_both(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        stash: FakeCodeStash,
     ) -> None:
-        verification_id = pending(deps, key)
-        check_id = submit(deps, verification_id, verify.sent_codes[TO])
-        assert delivery.check_code(deps, check_id) is None
-        check = load_check(deps, check_id)
+        verification_id = await pending(delivery, verifications, key)
+        check_id = await submit(delivery, verifications, verification_id, verify.sent_codes[TO])
+        assert await delivery.check_code(check_id) is None
+        check = await load_check(delivery, check_id)
         assert check.status is CheckStatus.APPROVED and check.completed_at is not None
-        assert load(deps, verification_id).status is VerificationStatus.APPROVED
+        assert (await load(delivery, verification_id)).status is VerificationStatus.APPROVED
         assert stash.codes == {}
-        assert delivery.check_code(deps, check_id) is None
+        assert await delivery.check_code(check_id) is None
         assert verify.count("check") == 1
 
-    def test_a_lost_code_fails_the_check_and_gives_the_attempt_back(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient, stash: FakeCodeStash
+    async def test_a_lost_code_fails_the_check_and_gives_the_attempt_back(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        stash: FakeCodeStash,
     ) -> None:
-        verification_id = pending(deps, key)
-        check_id = submit(deps, verification_id, "123456")
+        verification_id = await pending(delivery, verifications, key)
+        check_id = await submit(delivery, verifications, verification_id, "123456")
         stash.codes.clear()  # Redis restarted without persistence
-        assert delivery.check_code(deps, check_id) is None
-        check = load_check(deps, check_id)
+        assert await delivery.check_code(check_id) is None
+        check = await load_check(delivery, check_id)
         assert (check.status, check.error_code) == (CheckStatus.FAILED, "code_unavailable")
-        assert load(deps, verification_id).check_attempts == 0
+        assert (await load(delivery, verification_id)).check_attempts == 0
         assert verify.count("check") == 0
 
-    def test_five_wrong_codes_use_up_the_verification(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+    async def test_five_wrong_codes_use_up_the_verification(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
     ) -> None:
-        verification_id = pending(deps, key)
-        wrong = "000000" if verify.sent_codes[TO] != "000000" else "111111"
+        verification_id = await pending(delivery, verifications, key)
         for _ in range(5):
-            assert delivery.check_code(deps, submit(deps, verification_id, wrong)) is None
-        row = load(deps, verification_id)
+            check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
+            assert await delivery.check_code(check_id) is None
+        row = await load(delivery, verification_id)
         assert (row.status, row.error_code) == (
             VerificationStatus.MAX_ATTEMPTS_REACHED,
             "max_check_attempts_reached",
         )
         with pytest.raises(CheckAttemptsExhausted) as sixth:
-            submit(deps, verification_id, verify.sent_codes[TO])
+            await submit(delivery, verifications, verification_id, verify.sent_codes[TO])
         assert (sixth.value.code, sixth.value.limit) == (
             "max_attempts_reached",
             "checks_per_verification",
         )
 
-    def test_checks_in_flight_count_against_the_cap(self, deps: DeliveryDeps, key: ApiKey) -> None:
-        verification_id = pending(deps, key)
+    async def test_checks_in_flight_count_against_the_cap_and_a_refusal_keeps_no_code(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        stash: FakeCodeStash,
+    ) -> None:
+        verification_id = await pending(delivery, verifications, key)
         for _ in range(5):
-            submit(deps, verification_id, "000000")
+            await submit(delivery, verifications, verification_id, "000000")
         with pytest.raises(CheckAttemptsExhausted):
-            submit(deps, verification_id, "000000")
+            await submit(delivery, verifications, verification_id, "000000")
+        assert len(stash.codes) == 5, "the refused check's code stayed in the stash"
 
-    def test_a_transient_error_retries_the_check(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+    async def test_a_transient_error_retries_the_check(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
     ) -> None:
-        verification_id = pending(deps, key)
-        check_id = submit(deps, verification_id, verify.sent_codes[TO])
+        verification_id = await pending(delivery, verifications, key)
+        check_id = await submit(delivery, verifications, verification_id, verify.sent_codes[TO])
         verify.fail_next(ProviderTransientError("503", status=503))
-        assert isinstance(delivery.check_code(deps, check_id), RetryLater)
-        assert load_check(deps, check_id).status is CheckStatus.QUEUED
-        assert delivery.check_code(deps, check_id) is None
-        assert load_check(deps, check_id).status is CheckStatus.APPROVED
+        assert isinstance(await delivery.check_code(check_id), RetryLater)
+        assert (await load_check(delivery, check_id)).status is CheckStatus.QUEUED
+        assert await delivery.check_code(check_id) is None
+        assert (await load_check(delivery, check_id)).status is CheckStatus.APPROVED
 
-    def test_a_verification_the_provider_forgot_expires(
-        self, deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+    async def test_a_verification_the_provider_forgot_expires(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
     ) -> None:
-        verification_id = pending(deps, key)
+        verification_id = await pending(delivery, verifications, key)
         verify.pending.clear()
-        check_id = submit(deps, verification_id, "123456")
-        assert delivery.check_code(deps, check_id) is None
-        assert load_check(deps, check_id).status is CheckStatus.EXPIRED
-        assert load(deps, verification_id).status is VerificationStatus.EXPIRED
+        check_id = await submit(delivery, verifications, verification_id, "123456")
+        assert await delivery.check_code(check_id) is None
+        assert (await load_check(delivery, check_id)).status is CheckStatus.EXPIRED
+        assert (await load(delivery, verification_id)).status is VerificationStatus.EXPIRED
 
-    def test_checks_need_a_pending_verification_and_a_plausible_code(
-        self, deps: DeliveryDeps, key: ApiKey
+    async def test_checks_need_a_pending_verification_and_a_plausible_code(
+        self, delivery: Delivery, verifications: Verifications, key: ApiKey
     ) -> None:
-        verification_id = queued(deps, key)
+        verification_id = await queued(delivery, verifications, key)
         with pytest.raises(VerificationNotPending):
-            submit(deps, verification_id, "123456")
-        verification_id = pending(deps, key, "+14155550124")
+            await submit(delivery, verifications, verification_id, "123456")
+        verification_id = await pending(delivery, verifications, key, "+14155550124")
         for bad in ("12", "12345678901", "12 34", "\uff11\uff12\uff13\uff14"):
             with pytest.raises(InvalidInput):
-                submit(deps, verification_id, bad)
+                await submit(delivery, verifications, verification_id, bad)
+
+
+class TestALostCheckAnswer:
+    """Twilio deletes a verification when a check approves it, so an approval whose answer was
+    lost shows up as 'not found' when the check is retried."""
+
+    async def test_an_approval_whose_answer_was_lost_is_recognised(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
+    ) -> None:
+        verification_id = await pending(delivery, verifications, key)
+        check_id = await submit(delivery, verifications, verification_id, verify.sent_codes[TO])
+        verify.lose_next_answer()
+        assert isinstance(await delivery.check_code(check_id), RetryLater)
+        clock.advance(1)
+        assert await delivery.check_code(check_id) is None
+        assert (await load_check(delivery, check_id)).status is CheckStatus.APPROVED
+        assert (await load(delivery, verification_id)).status is VerificationStatus.APPROVED
+        assert verify.count("check") == 2
+
+    async def test_a_lost_wrong_code_is_checked_again_not_approved(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
+    ) -> None:
+        verification_id = await pending(delivery, verifications, key)
+        check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
+        verify.lose_next_answer()
+        assert isinstance(await delivery.check_code(check_id), RetryLater)
+        clock.advance(1)
+        assert await delivery.check_code(check_id) is None
+        assert (await load_check(delivery, check_id)).status is CheckStatus.REJECTED
+        assert (await load(delivery, verification_id)).status is VerificationStatus.PENDING
+
+    async def test_near_its_expiry_a_missing_verification_is_not_taken_for_an_approval(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
+    ) -> None:
+        verification_id = await pending(delivery, verifications, key)
+        check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
+        verify.lose_next_answer()
+        assert isinstance(await delivery.check_code(check_id), RetryLater)
+        verify.pending.clear()  # gone at the provider: expired, as far as anyone can tell
+        row = await load(delivery, verification_id)
+        assert row.expires_at is not None
+        clock.current = row.expires_at - timedelta(seconds=10)
+        async with delivery.uow_factory() as uow:  # keep the check's own deadline ahead
+            await uow.session.execute(
+                update(VerificationCheck)
+                .where(VerificationCheck.id == check_id)
+                .values(deadline_at=clock.current + timedelta(seconds=30))
+            )
+        assert await delivery.check_code(check_id) is None
+        assert (await load_check(delivery, check_id)).status is CheckStatus.EXPIRED
+        assert (await load(delivery, verification_id)).status is VerificationStatus.EXPIRED
+
+    async def test_after_six_calls_a_missing_verification_may_have_used_up_its_checks(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
+    ) -> None:
+        verification_id = await pending(delivery, verifications, key)
+        check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
+        for _ in range(6):  # six calls, every answer lost: the sixth may have been a 60202
+            verify.lose_next_answer()
+            assert isinstance(await delivery.check_code(check_id), RetryLater)
+            clock.advance(1)
+        verify.pending.clear()
+        assert await delivery.check_code(check_id) is None
+        assert (await load_check(delivery, check_id)).status is CheckStatus.EXPIRED
 
 
 class TestUnitOfWork:
-    def test_jobs_go_out_only_after_the_commit(
-        self, unit_uow_factory: UnitOfWorkFactory, unit_settings: Settings, key: ApiKey, job_queue
+    async def test_jobs_and_change_notices_go_out_only_after_the_commit(
+        self,
+        unit_uow_factory: UnitOfWorkFactory,
+        verifications: Verifications,
+        key: ApiKey,
+        job_queue: FakeJobQueue,
+        changes: FakeChangeFeed,
     ) -> None:
-        with unit_uow_factory() as uow:
-            verification = request_verification(
-                uow, unit_settings, fake_guards(), key, VerificationRequest(to=TO)
-            )
-            assert job_queue.published == []
-            uow.commit()
+        async with unit_uow_factory() as uow:
+            verification = await verifications.request(uow, key, VerificationRequest(to=TO))
+            uow.notify_after_commit(verification.id)
+            assert job_queue.published == [] and changes.published == []
         assert [job.entity_id for job in job_queue.published] == [verification.id]
+        assert changes.published == [verification.id]
 
-    def test_a_rollback_publishes_nothing_and_keeps_nothing(
-        self, unit_uow_factory: UnitOfWorkFactory, unit_settings: Settings, key: ApiKey, job_queue
+    async def test_an_exception_publishes_nothing_and_keeps_nothing(
+        self,
+        unit_uow_factory: UnitOfWorkFactory,
+        verifications: Verifications,
+        key: ApiKey,
+        job_queue: FakeJobQueue,
     ) -> None:
-        with unit_uow_factory() as uow:
-            verification = request_verification(
-                uow, unit_settings, fake_guards(), key, VerificationRequest(to=TO)
-            )
-        assert job_queue.published == []
-        with unit_uow_factory() as uow:
-            assert uow.verifications.get(verification.id) is None
+        created: list[uuid.UUID] = []
 
-    def test_a_publish_failure_leaves_the_committed_row_for_the_sweeper(
-        self, unit_uow_factory: UnitOfWorkFactory, unit_settings: Settings, key: ApiKey, job_queue
+        async def request_then_fail() -> None:
+            async with unit_uow_factory() as uow:
+                verification = await verifications.request(uow, key, VerificationRequest(to=TO))
+                created.append(verification.id)
+                raise RuntimeError("on purpose")
+
+        with pytest.raises(RuntimeError, match="on purpose"):
+            await request_then_fail()
+        assert job_queue.published == [] and len(created) == 1
+        verification_id = created[0]
+        async with unit_uow_factory() as uow:
+            assert await uow.verifications.get(verification_id) is None
+
+    async def test_a_publish_failure_leaves_the_committed_row_for_the_sweeper(
+        self,
+        unit_uow_factory: UnitOfWorkFactory,
+        verifications: Verifications,
+        key: ApiKey,
+        job_queue: FakeJobQueue,
     ) -> None:
-        from shared.jobs import PublishFailed
-
         job_queue.fail_with = PublishFailed("broker down")
-        with unit_uow_factory() as uow:
-            verification = request_verification(
-                uow, unit_settings, fake_guards(), key, VerificationRequest(to=TO)
-            )
-            uow.commit()
-        with unit_uow_factory() as uow:
-            row = uow.verifications.get(verification.id)
+        async with unit_uow_factory() as uow:
+            verification = await verifications.request(uow, key, VerificationRequest(to=TO))
+        async with unit_uow_factory() as uow:
+            row = await uow.verifications.get(verification.id)
             assert row is not None and row.status is VerificationStatus.QUEUED
 
+    async def test_a_connection_is_released_only_by_a_transaction_that_only_read(
+        self, unit_uow_factory: UnitOfWorkFactory, verifications: Verifications, key: ApiKey
+    ) -> None:
+        async with unit_uow_factory() as uow:
+            await uow.verifications.get(uuid.uuid4())
+            await uow.release()
+            assert not uow.session.in_transaction()
+            await verifications.request(uow, key, VerificationRequest(to=TO))
+            await uow.flush()
+            with pytest.raises(RuntimeError, match="after a write"):
+                await uow.release()
 
-def test_a_failed_look_keeps_the_reason_to_look(
-    deps: DeliveryDeps, key: ApiKey, verify: FakeVerifyClient
+
+async def test_the_audit_trail_of_a_login(
+    delivery: Delivery, verifications: Verifications, key: ApiKey, verify: FakeVerifyClient
 ) -> None:
-    verification_id = queued(deps, key)
+    async with delivery.uow_factory() as uow:
+        verification = await verifications.request(
+            uow, key, VerificationRequest(to=TO, user_id="audited")
+        )
+    assert await delivery.send_code(verification.id) is None
+    check_id = await submit(delivery, verifications, verification.id, verify.sent_codes[TO])
+    assert await delivery.check_code(check_id) is None
+    assert await events(delivery, "audited") == [
+        EventType.VERIFICATION_REQUESTED,
+        EventType.VERIFICATION_SENT,
+        EventType.VERIFICATION_APPROVED,
+    ]
+
+
+async def test_a_refusal_after_a_lost_check_answer_keeps_the_evidence(
+    delivery: Delivery,
+    verifications: Verifications,
+    key: ApiKey,
+    verify: FakeVerifyClient,
+    clock: FakeClock,
+) -> None:
+    """Lost approval, then a plain 503, then 'not found': still recognised as the approval."""
+    verification_id = await pending(delivery, verifications, key)
+    check_id = await submit(delivery, verifications, verification_id, verify.sent_codes[TO])
     verify.lose_next_answer()
-    assert isinstance(delivery.send_code(deps, verification_id), RetryLater)
-    verify.fail_next(ProviderTransientError("503 on the fetch", status=503))
-    assert isinstance(delivery.send_code(deps, verification_id), RetryLater)
-    assert load(deps, verification_id).provider_call_started_at is not None
-    assert delivery.send_code(deps, verification_id) is None
-    assert len(verify.pending[TO].sends) == 1
-    assert (verify.count("find"), verify.count("start")) == (2, 1)
+    assert isinstance(await delivery.check_code(check_id), RetryLater)
+    clock.advance(1)
+    verify.fail_next(ProviderTransientError("503", status=503))
+    assert isinstance(await delivery.check_code(check_id), RetryLater)
+    assert (await load_check(delivery, check_id)).provider_call_started_at is not None
+    clock.advance(1)
+    assert await delivery.check_code(check_id) is None
+    assert (await load_check(delivery, check_id)).status is CheckStatus.APPROVED

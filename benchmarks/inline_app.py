@@ -1,0 +1,113 @@
+"""The baseline: the seed article's inline integration, written as a team would today.
+
+A FastAPI app whose sync (``def``) routes call the real ``twilio`` SDK inside the login request:
+no queue, no database, no retries. FastAPI runs sync routes on its thread pool (40 threads), so
+every request waiting on Twilio holds a thread, ``/healthz`` included.
+
+    INLINE_TWILIO_BASE_URL=http://127.0.0.1:8765 python -m benchmarks.inline_app --port 9000
+
+``INLINE_TWILIO_BASE_URL`` is the sandbox; ``INLINE_TWILIO_TIMEOUT_SECONDS`` (default 5) the SDK's
+timeout, the same as the read timeout the benchmark gives twostep.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+ACCOUNT_SID = "AC" + "0" * 32
+AUTH_TOKEN = "inline-baseline"  # noqa: S105  # the sandbox accepts any credentials
+SERVICE_SID = "VA" + "0" * 32
+
+
+class SandboxHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no types
+    """Sends every ``*.twilio.com`` request to the sandbox (the README's "Using it on its own")."""
+
+    def __init__(self, base_url: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.base_url = base_url.rstrip("/")
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        parts = urlsplit(url)
+        if parts.hostname and parts.hostname.endswith("twilio.com"):
+            url = self.base_url + urlunsplit(("", "", parts.path, parts.query, ""))
+        return super().request(method, url, *args, **kwargs)
+
+
+client = Client(
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    http_client=SandboxHttpClient(
+        os.environ.get("INLINE_TWILIO_BASE_URL", "http://127.0.0.1:8765"),
+        timeout=float(os.environ.get("INLINE_TWILIO_TIMEOUT_SECONDS", "5")),
+    ),
+)
+verify = client.verify.v2.services(SERVICE_SID)
+app = FastAPI(title="inline login baseline")
+
+
+class StartBody(BaseModel):
+    to: str
+
+
+class CheckBody(BaseModel):
+    to: str
+    code: str
+
+
+def _twilio_failed(exc: TwilioRestException) -> JSONResponse:
+    # Pass Twilio's throttling on as it is; anything else from Twilio is a bad gateway for us.
+    status = 429 if exc.status == 429 else 502
+    return JSONResponse({"error": "twilio", "code": exc.code, "status": exc.status}, status)
+
+
+def _timed_out(exc: requests.RequestException) -> JSONResponse:
+    return JSONResponse({"error": "twilio_unreachable", "detail": type(exc).__name__}, 504)
+
+
+@app.post("/login/start", response_model=None)
+def login_start(body: StartBody) -> dict[str, str] | JSONResponse:
+    try:
+        verification = verify.verifications.create(to=body.to, channel="sms")
+    except TwilioRestException as exc:
+        return _twilio_failed(exc)
+    except requests.RequestException as exc:
+        return _timed_out(exc)
+    return {"status": str(verification.status)}
+
+
+@app.post("/login/check", response_model=None)
+def login_check(body: CheckBody) -> dict[str, str] | JSONResponse:
+    try:
+        check = verify.verification_checks.create(to=body.to, code=body.code)
+    except TwilioRestException as exc:
+        return _twilio_failed(exc)
+    except requests.RequestException as exc:
+        return _timed_out(exc)
+    return {"status": str(check.status)}
+
+
+@app.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+if __name__ == "__main__":
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="the inline login baseline")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    args = parser.parse_args()
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
