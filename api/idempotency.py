@@ -65,9 +65,10 @@ async def _answer_holding_the_key(
     request_fingerprint = idempotency.fingerprint(*request)
     clock = context.verifications.clock
     async with context.uow_factory() as uow:
-        stored = await idempotency.find_answer(
-            uow, api_key.id, key, request_fingerprint, clock.now()
-        )
+        async with uow.reads() as read:
+            stored = await idempotency.find_answer(
+                read, api_key.id, key, request_fingerprint, clock.now()
+            )
         if stored is not None:
             return Answered(stored, replayed=True)
         answer = await do(uow)

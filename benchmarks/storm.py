@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 import phonenumbers
 
 from benchmarks.processes import say
@@ -58,10 +58,23 @@ class Login:
     reason: str | None  # None: the login succeeded
 
 
-# The connection was closed under the request. Seen about once in a thousand-user herd: with the
-# users' event loop lagging, a kept-alive connection is reused after the server's keep-alive
-# (uvicorn: 5 s from its last answer) closed it. A GET is safe to send again; a POST never is.
-_CONNECTION_LOST = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+# The connection was closed under the request: a kept-alive connection reused just as the server
+# closed it. A GET is safe to send again; a POST never is.
+_CONNECTION_LOST = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int
+    body: Any
+
+
+async def _answer(response: aiohttp.ClientResponse) -> Answer:
+    try:
+        body = await response.json(content_type=None)
+    except ValueError:
+        body = None
+    return Answer(response.status, body)
 
 
 @dataclass
@@ -75,26 +88,28 @@ class Recorder:
     resent: Counter[str] = field(default_factory=Counter)  # GETs sent twice, by kind
 
     async def send(
-        self, http: httpx.AsyncClient, kind: str, method: str, url: str, **kwargs: Any
-    ) -> httpx.Response:
+        self, http: aiohttp.ClientSession, kind: str, method: str, url: str, **kwargs: Any
+    ) -> Answer:
         """The request; a GET whose connection was lost is sent once more, and counted."""
         try:
-            return await http.request(method, url, **kwargs)
+            async with http.request(method, url, **kwargs) as response:
+                return await _answer(response)
         except _CONNECTION_LOST:
             if method != "GET":
                 raise
             self.resent[kind] += 1
-            return await http.request(method, url, **kwargs)
+            async with http.request(method, url, **kwargs) as response:
+                return await _answer(response)
 
     async def call(
-        self, http: httpx.AsyncClient, kind: str, method: str, url: str, **kwargs: Any
-    ) -> httpx.Response:
+        self, http: aiohttp.ClientSession, kind: str, method: str, url: str, **kwargs: Any
+    ) -> Answer:
         """One timed call to the system under test; a long-poll is a call with ``wait``."""
         long_poll = "wait" in kwargs.get("params", {})
         started = time.monotonic()
         try:
             response = await self.send(http, kind, method, url, **kwargs)
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             self.calls.append(Call(kind, time.monotonic() - started, long_poll))
             raise LoginFailed(f"{kind}: {type(exc).__name__}") from exc
         self.calls.append(Call(kind, time.monotonic() - started, long_poll))
@@ -108,30 +123,30 @@ class System(Protocol):
     def health_url(self) -> str:
         """A cheap request of the system under test, for the prober."""
 
-    async def login(self, http: httpx.AsyncClient, number: int, record: Recorder) -> None:
+    async def login(self, http: aiohttp.ClientSession, number: int, record: Recorder) -> None:
         """Log one user in; raise ``LoginFailed`` with the reason if it does not succeed."""
 
 
-def expect(response: httpx.Response, kind: str, statuses: tuple[int, ...]) -> dict[str, Any]:
+def expect(response: Answer, kind: str, statuses: tuple[int, ...]) -> dict[str, Any]:
+    problem = response.body
     if response.status_code not in statuses:
         reason = f"{kind}: HTTP {response.status_code}"
-        try:
-            problem = response.json()
-        except ValueError:
-            problem = None
         if isinstance(problem, dict) and isinstance(problem.get("code"), str):
             reason += f" {problem['code']}"
         raise LoginFailed(reason)
-    body: dict[str, Any] = response.json()
-    return body
+    if not isinstance(problem, dict):
+        raise LoginFailed(f"{kind}: not a JSON object")
+    return problem
 
 
-async def read_code(http: httpx.AsyncClient, record: Recorder, sandbox_url: str, to: str) -> str:
+async def read_code(
+    http: aiohttp.ClientSession, record: Recorder, sandbox_url: str, to: str
+) -> str:
     """The code the user's phone received (not a call to the system under test)."""
     url = f"{sandbox_url}/sandbox/messages"
     try:
-        messages = (await record.send(http, "sandbox_inbox", "GET", url, params={"to": to})).json()
-    except (httpx.HTTPError, ValueError) as exc:
+        messages = (await record.send(http, "sandbox_inbox", "GET", url, params={"to": to})).body
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise LoginFailed(f"sandbox inbox: {type(exc).__name__}") from exc
     if not messages:
         raise LoginFailed("no code reached the phone")
@@ -153,7 +168,7 @@ class Twostep:
     def health_url(self) -> str:
         return f"{self.api_url}/healthz"
 
-    async def login(self, http: httpx.AsyncClient, number: int, record: Recorder) -> None:
+    async def login(self, http: aiohttp.ClientSession, number: int, record: Recorder) -> None:
         to = random_phone()
         auth = {"Authorization": f"Bearer {self.api_key}"}
         base = f"{self.api_url}/v1/verifications"
@@ -186,7 +201,7 @@ _UNDECIDED = frozenset({"queued", "sending"})
 
 
 async def _poll(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     record: Recorder,
     kind: str,
     url: str,
@@ -220,7 +235,7 @@ class Inline:
     def health_url(self) -> str:
         return f"{self.url}/healthz"
 
-    async def login(self, http: httpx.AsyncClient, number: int, record: Recorder) -> None:
+    async def login(self, http: aiohttp.ClientSession, number: int, record: Recorder) -> None:
         del number  # the baseline keeps no user ids
         to = random_phone()
         response = await record.call(
@@ -248,14 +263,12 @@ async def run_storm(system: System, users: int, logins: int, label: str) -> Stor
     busy with a thousand of them, does not delay it."""
     record = Recorder()
     numbers = itertools.count()
-    # No client-side keep-alive expiry: httpcore may close an "expired" idle connection that it
-    # has just handed to a waiting request, which then fails with ReadError(ClosedResourceError)
-    # although the server did nothing wrong; the busier the event loop, the likelier. Idle
-    # connections the server closes (uvicorn: after 5 s) are noticed and dropped by the pool.
-    limits = httpx.Limits(
-        max_connections=users + 100, max_keepalive_connections=users + 100, keepalive_expiry=None
-    )
-    async with httpx.AsyncClient(limits=limits, timeout=LOGIN_TIMEOUT) as http:
+    # aiohttp rather than httpx: its pool costs the same whatever the number of connections,
+    # where httpx's looks at every one for every request, and the load generator shares the
+    # machine's two cores with the systems it measures.
+    connector = aiohttp.TCPConnector(limit=users + 100, keepalive_timeout=4)
+    timeout = aiohttp.ClientTimeout(total=LOGIN_TIMEOUT)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
 
         async def user() -> None:
             while (number := next(numbers)) < logins:
@@ -274,7 +287,7 @@ async def run_storm(system: System, users: int, logins: int, label: str) -> Stor
 
 
 async def _one_login(
-    system: System, http: httpx.AsyncClient, number: int, record: Recorder
+    system: System, http: aiohttp.ClientSession, number: int, record: Recorder
 ) -> None:
     started = time.monotonic()
     reason: str | None = None
@@ -322,8 +335,9 @@ class Prober:
         asyncio.run(self._ask_every_interval())
 
     async def _ask_every_interval(self) -> None:
-        limits = httpx.Limits(max_connections=None, keepalive_expiry=None)
-        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT, limits=limits) as http:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4)
+        timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             in_flight: set[asyncio.Task[None]] = set()
             due = time.monotonic()
             while not self._stop.is_set():
@@ -335,10 +349,12 @@ class Prober:
             if in_flight:
                 await asyncio.wait(in_flight)
 
-    async def _ask(self, http: httpx.AsyncClient, due: float) -> None:
+    async def _ask(self, http: aiohttp.ClientSession, due: float) -> None:
         try:
-            ok = (await http.get(self._url)).status_code == 200
-        except httpx.HTTPError:
+            async with http.get(self._url) as response:
+                await response.read()
+                ok = response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
             ok = False
         if ok:
             self._record.probes.append(time.monotonic() - due)

@@ -1,20 +1,23 @@
 """Change notices: how a waiting request learns, without polling, that a row it waits on changed.
 
-Whoever commits a change to a verification or a check publishes its id on one Redis pub/sub
-channel (``RedisChangeFeed``, after the commit). Each API process holds one subscription
-(``ChangeListener``) and wakes the requests waiting on those ids; a waiter holds no thread and
-no connection, only an event. A notice is a hint, never the truth: a woken waiter re-reads the
-row, and a lost notice (Redis restarted, a publish failed) only means the waiter answers at its
-timeout with what the database says then.
+Whoever commits a change to a verification or a check publishes a notice on one Redis pub/sub
+channel (``RedisChangeFeed``, after the commit): the row's id and, when the writer has it, the
+row as the API shows it. Each API process holds one subscription (``ChangeListener``) and wakes
+the requests waiting on those ids, handing them the row; a waiter holds no thread and no
+connection, only an event. A notice is a hint, never the only truth: a waiter without a usable
+row in its notice reads the database, and a lost notice (Redis restarted, a publish failed) only
+means the waiter answers at its timeout with what the database says then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import redis.asyncio as redis
 import structlog
@@ -24,8 +27,15 @@ log = structlog.get_logger(__name__)
 _RECONNECT_DELAY_SECONDS = 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    row_id: uuid.UUID
+    # The row as the API shows it after the change, or None: then a waiter reads it.
+    view: dict[str, Any] | None = None
+
+
 class ChangeFeed(Protocol):
-    async def publish(self, row_ids: Iterable[uuid.UUID]) -> None: ...
+    async def publish(self, changes: Iterable[Change]) -> None: ...
 
 
 def changes_channel(key_prefix: str) -> str:
@@ -37,15 +47,34 @@ class RedisChangeFeed:
         self._redis = client
         self._channel = channel
 
-    async def publish(self, row_ids: Iterable[uuid.UUID]) -> None:
+    async def publish(self, changes: Iterable[Change]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
-            for row_id in row_ids:
-                pipe.publish(self._channel, row_id.hex)
+            for change in changes:
+                pipe.publish(
+                    self._channel, json.dumps({"id": str(change.row_id), "view": change.view})
+                )
             await pipe.execute()
 
 
 class TooManyWaiters(Exception):
     """This process holds as many waiters as it may; the caller answers without waiting."""
+
+
+@dataclass(eq=False)
+class Waiter:
+    """Set when a notice for its row arrives (carrying the row, when the notice had it), or
+    when notices may have been missed (carrying nothing: read the row)."""
+
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+    view: dict[str, Any] | None = None
+
+    def wake(self, view: dict[str, Any] | None) -> None:
+        self.view = view
+        self.event.set()
+
+    def rearm(self) -> None:
+        self.view = None
+        self.event.clear()
 
 
 class ChangeListener:
@@ -55,7 +84,7 @@ class ChangeListener:
         self._redis = client
         self._channel = channel
         self._max_waiters = max_waiters
-        self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
+        self._waiters: dict[uuid.UUID, set[Waiter]] = {}
         self._count = 0
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
@@ -77,33 +106,39 @@ class ChangeListener:
         await self._redis.aclose()
 
     @contextlib.asynccontextmanager
-    async def watch(self, row_id: uuid.UUID) -> AsyncIterator[asyncio.Event]:
-        """An event set when a notice for ``row_id`` arrives (or when notices may have been
-        missed). Register before reading the row, so a change between the read and the wait
-        is not missed."""
+    async def watch(self, row_id: uuid.UUID) -> AsyncIterator[Waiter]:
+        """Register before reading the row, so a change between the read and the wait is not
+        missed."""
         if self._count >= self._max_waiters:
             raise TooManyWaiters(f"{self._count} requests are waiting already")
-        changed = asyncio.Event()
-        self._waiters.setdefault(row_id, set()).add(changed)
+        waiter = Waiter()
+        self._waiters.setdefault(row_id, set()).add(waiter)
         self._count += 1
         try:
-            yield changed
+            yield waiter
         finally:
             self._count -= 1
-            events = self._waiters.get(row_id)
-            if events is not None:
-                events.discard(changed)
-                if not events:
+            waiters = self._waiters.get(row_id)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
                     del self._waiters[row_id]
 
-    def _wake(self, row_id: uuid.UUID) -> None:
-        for changed in self._waiters.get(row_id, ()):
-            changed.set()
+    def _deliver(self, data: bytes | str) -> None:
+        try:
+            notice = json.loads(data)
+            row_id = uuid.UUID(notice["id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("changes.unreadable_notice")
+            return
+        view = notice.get("view")
+        for waiter in self._waiters.get(row_id, ()):
+            waiter.wake(view if isinstance(view, dict) else None)
 
     def _wake_everyone(self) -> None:
-        for events in self._waiters.values():
-            for changed in events:
-                changed.set()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.wake(None)
 
     async def _listen(self) -> None:
         while True:
@@ -125,11 +160,5 @@ class ChangeListener:
             self._wake_everyone()
             while True:
                 message = await pubsub.get_message(timeout=5.0)
-                if message is None:
-                    continue
-                data = message.get("data")
-                if isinstance(data, bytes | str):
-                    with contextlib.suppress(ValueError):
-                        self._wake(
-                            uuid.UUID(hex=data.decode() if isinstance(data, bytes) else data)
-                        )
+                if message is not None and isinstance(message.get("data"), bytes | str):
+                    self._deliver(message["data"])

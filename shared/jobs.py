@@ -91,8 +91,10 @@ def make_celery(settings: Settings, main: str = "twostep") -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_soft_shutdown_timeout=15,
         worker_enable_soft_shutdown_on_idle=True,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events cost a Redis publish each, three or four per job. Flower switches a worker's
+        # on while it watches (its enable_events); TWOSTEP_TASK_EVENTS keeps them on always.
+        worker_send_task_events=settings.task_events,
+        task_send_sent_event=settings.task_events,
         worker_hijack_root_logger=False,
         task_routes=ROUTES,
         task_default_queue=SEND_QUEUE,

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     requeue_after_seconds: PositiveSeconds = 15.0
 
     # --- workers
+    # Celery task events for Flower at all times, also "sent" ones from the API. Off, Flower
+    # still sees every task once a worker receives it: it turns events on while it runs.
+    task_events: bool = False
     # Jobs one worker process runs at once. A job waiting on Twilio holds no database
     # connection and burns no CPU, so hundreds are cheap (see the README's performance section).
     worker_concurrency: Annotated[int, Field(ge=1, le=2048)] = 256

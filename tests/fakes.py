@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from shared.changes import Change
 from shared.domain import Channel, ErrorCode
 from shared.errors import (
     ProviderError,
@@ -55,10 +56,14 @@ class FakeJobQueue:
 
 @dataclass
 class FakeChangeFeed:
-    published: list[uuid.UUID] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
 
-    async def publish(self, row_ids: Iterable[uuid.UUID]) -> None:
-        self.published.extend(row_ids)
+    async def publish(self, changes: Iterable[Change]) -> None:
+        self.changes.extend(changes)
+
+    @property
+    def published(self) -> list[uuid.UUID]:
+        return [change.row_id for change in self.changes]
 
 
 @dataclass

@@ -54,6 +54,9 @@ def api(host: str, port: int, workers: int) -> None:
         log_level=settings.log_level.lower(),
         access_log=False,
         proxy_headers=True,
+        # Longer than login servers' HTTP clients keep idle connections (Go's 90 s aside): a
+        # client that reuses one the server has just closed sees its request fail.
+        timeout_keep_alive=75,
     )
 
 
@@ -82,7 +85,6 @@ def worker(concurrency: int | None, queues: str, name: str | None) -> None:
             f"--queues={queues}",
             f"--hostname={name or f'twostep-{os.getpid()}@%h'}",
             f"--loglevel={settings.log_level}",
-            "--task-events",
             "--without-gossip",
             "--without-mingle",
         ]

@@ -28,6 +28,7 @@ from api.schemas import (
 from shared.db.session import UnitOfWork
 from shared.services.idempotency import StoredAnswer
 from shared.services.two_step import Enrollment
+from shared.views import verification_view
 
 router = APIRouter(prefix="/v1/users/{user_id}", tags=["two-step authentication"])
 
@@ -113,7 +114,7 @@ async def start_challenge(
             request.channel,
             str(request.client_ip) if request.client_ip else None,
         )
-        return StoredAnswer(202, VerificationOut.from_row(verification).model_dump(mode="json"))
+        return StoredAnswer(202, verification_view(verification))
 
     answered = await answer_once(
         context,

@@ -19,6 +19,7 @@ from shared.db.session import UnitOfWork
 from shared.services.idempotency import StoredAnswer
 from shared.services.verifications import VerificationRequest
 from shared.services.waiting import check_decided
+from shared.views import check_view, verification_view
 
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"])
 
@@ -61,7 +62,7 @@ async def create_verification(
                 client_ip=str(body.client_ip) if body.client_ip else None,
             ),
         )
-        return StoredAnswer(202, VerificationOut.from_row(verification).model_dump(mode="json"))
+        return StoredAnswer(202, verification_view(verification))
 
     answered = await answer_once(
         context,
@@ -76,12 +77,10 @@ async def create_verification(
 @router.get("/{verification_id}", response_model=VerificationOut)
 async def read_verification(
     verification_id: str, _api_key: ApiKeyDep, context: ContextDep, wait: WaitSeconds = 0
-) -> VerificationOut:
+) -> JSONResponse:
     """The verification; with `?wait=S`, once it is sent (`pending`) or over, at most S s."""
-    verification = await context.waiting.verification(
-        parse_id(verification_id, "verification"), wait
-    )
-    return VerificationOut.from_row(verification)
+    view = await context.waiting.verification(parse_id(verification_id, "verification"), wait)
+    return JSONResponse(view)
 
 
 @router.post("/{verification_id}/resend", status_code=202, response_model=VerificationOut)
@@ -91,7 +90,7 @@ async def resend_verification(
     api_key: ApiKeyDep,
     context: ContextDep,
     body: Annotated[ResendCreate | None, Body()] = None,
-) -> VerificationOut:
+) -> JSONResponse:
     """Send the same code again, on the same channel or another (`{"channel": "call"}`).
 
     The verification stays `pending` and checkable; a re-send already waiting is not doubled.
@@ -99,18 +98,18 @@ async def resend_verification(
     verification = await context.verifications.resend(
         uow, api_key, parse_id(verification_id, "verification"), body.channel if body else None
     )
-    return VerificationOut.from_row(verification)
+    return JSONResponse(verification_view(verification), status_code=202)
 
 
 @router.post("/{verification_id}/cancel", status_code=202, response_model=VerificationOut)
 async def cancel_verification(
     verification_id: str, uow: UowDep, api_key: ApiKeyDep, context: ContextDep
-) -> VerificationOut:
+) -> JSONResponse:
     """End a verification: no more checks are accepted for it."""
     verification = await context.verifications.cancel(
         uow, api_key, parse_id(verification_id, "verification")
     )
-    return VerificationOut.from_row(verification)
+    return JSONResponse(verification_view(verification), status_code=202)
 
 
 @router.post(
@@ -134,7 +133,7 @@ async def create_check(
 
     async def check(uow: UnitOfWork) -> StoredAnswer:
         created = await context.verifications.submit_check(uow, parsed_id, body.code)
-        return StoredAnswer(202, CheckOut.from_row(created).model_dump(mode="json"))
+        return StoredAnswer(202, check_view(created))
 
     answered = await answer_once(
         context,
@@ -147,10 +146,8 @@ async def create_check(
         check_id = uuid.UUID(str(answered.answer.body["id"]))
         current = await context.waiting.check(parsed_id, check_id, wait)
         if check_decided(current):
-            decided = CheckOut.from_row(current).model_dump(mode="json")
-            return JSONResponse(
-                decided, status_code=200, headers={"Location": _check_location(decided)}
-            )
+            location = {"Location": _check_location(current)}
+            return JSONResponse(current, status_code=200, headers=location)
     return answered.response(_check_location)
 
 
@@ -161,9 +158,9 @@ async def read_check(
     _api_key: ApiKeyDep,
     context: ContextDep,
     wait: WaitSeconds = 0,
-) -> CheckOut:
+) -> JSONResponse:
     """The check; with `?wait=S`, once it is decided, at most S s."""
-    check = await context.waiting.check(
+    view = await context.waiting.check(
         parse_id(verification_id, "verification"), parse_id(check_id, "check"), wait
     )
-    return CheckOut.from_row(check)
+    return JSONResponse(view)

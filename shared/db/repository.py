@@ -8,14 +8,28 @@ extension.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Uuid,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Executable
 from sqlalchemy.sql.dml import Delete, Update
 
+from shared.db.base import UTCDateTime
 from shared.db.models import (
     ApiKey,
     Event,
@@ -28,25 +42,46 @@ from shared.db.models import (
 from shared.domain import AttemptError, Channel, CheckStatus, FactorStatus, VerificationStatus
 
 Claimable = TypeVar("Claimable", Verification, VerificationCheck)
+T = TypeVar("T")
+S = TypeVar("S", bound=Executable)
+# A moment in a statement: a datetime, or a parameter of a prepared statement.
+When = datetime | BindParameter[datetime]
 
 _MESSAGE_LIMIT = 300
-_WROTE = "twostep.wrote"
+
+# The parameters of the prepared statements below, typed: their values go through the same
+# conversions (UTC datetimes on SQLite, UUIDs as hex) as the columns'.
+_ID = bindparam("row_id", type_=Uuid())
+_TOKEN = bindparam("token", type_=Uuid())
+_NOW = bindparam("now", type_=UTCDateTime())
+_UNTIL = bindparam("until", type_=UTCDateTime())
+_ERROR: dict[str, BindParameter[Any]] = {
+    "error_code": bindparam("error_code"),
+    "error_message": bindparam("error_message"),
+    "provider_error_code": bindparam("provider_error_code"),
+}
 
 
-def mark_written(session: AsyncSession) -> None:
-    session.info[_WROTE] = True
+class prepared(Generic[S]):
+    """A statement a repository class builds once, on first use, and runs with parameters:
+    the work of building it (and of SQLAlchemy's caching key for it) is not redone per call."""
+
+    def __init__(self, build: Callable[[Any], S]) -> None:
+        self._build = build
+        self._by_class: dict[type, S] = {}
+
+    def __get__(self, instance: object, owner: type) -> S:
+        statement = self._by_class.get(owner)
+        if statement is None:
+            statement = self._by_class[owner] = self._build(owner)
+        return statement
 
 
-def wrote_in(session: AsyncSession) -> bool:
-    """Whether the session's current transaction changed anything (see ``UnitOfWork.release``)."""
-    return bool(session.info.get(_WROTE)) or bool(session.new or session.dirty or session.deleted)
-
-
-def _error_columns(error: AttemptError) -> dict[str, object]:
+def _error_columns(error: AttemptError | None) -> dict[str, object]:
     return {
-        "error_code": error.reason.value,
-        "error_message": error.message[:_MESSAGE_LIMIT],
-        "provider_error_code": error.provider_code,
+        "error_code": error.reason.value if error else None,
+        "error_message": error.message[:_MESSAGE_LIMIT] if error else None,
+        "provider_error_code": error.provider_code if error else None,
     }
 
 
@@ -58,24 +93,48 @@ _NO_ERROR: dict[str, object] = {
 _RELEASED: dict[str, object] = {"claimed_until": None, "claim_token": None}
 
 
+def _column_param(model: type[Any], column: str) -> BindParameter[Any]:
+    """A parameter named and typed after one of the model's columns."""
+    return bindparam(column, type_=model.__table__.c[column].type)
+
+
 class _Repository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def _write(self, statement: Update | Delete) -> int:
         """Run an UPDATE or DELETE; returns how many rows it changed."""
-        mark_written(self.session)
         result: Any = await self.session.execute(
             statement, execution_options={"synchronize_session": False}
         )
         return int(result.rowcount)
 
     async def _write_returning(self, statement: Update) -> Sequence[Any]:
-        mark_written(self.session)
         result = await self.session.execute(
             statement, execution_options={"synchronize_session": False}
         )
         return result.all()
+
+    async def _update_one(self, statement: Update, model: type[T]) -> T | None:
+        """Run an UPDATE of at most one row; returns the row as it is now, or None if it
+        matched nothing."""
+        rows = await self._write_returning(
+            statement.returning(model).execution_options(populate_existing=True)
+        )
+        return rows[0][0] if rows else None
+
+    async def _run_prepared(self, statement: Executable, **values: Any) -> Any:
+        """Run a prepared statement with its parameters' values; returns the result."""
+        return await self.session.execute(
+            statement, values, execution_options={"synchronize_session": False}
+        )
+
+    async def _prepared_one(self, statement: Executable, **values: Any) -> Any:
+        """The one row (an entity) a prepared statement returns, or None."""
+        return (await self._run_prepared(statement, **values)).scalars().first()
+
+    async def _prepared_count(self, statement: Executable, **values: Any) -> int:
+        return int((await self._run_prepared(statement, **values)).rowcount)
 
 
 class ApiKeyRepository(_Repository):
@@ -144,29 +203,69 @@ class JobRows(_Repository, Generic[Claimable]):
     def add(self, row: Claimable) -> None:
         self.session.add(row)
 
-    async def get(self, row_id: uuid.UUID) -> Claimable | None:
-        return await self.session.get(self.model, row_id, populate_existing=True)
-
-    def _unclaimed_or_stale(self, now: datetime) -> ColumnElement[bool]:
-        m = self.model
-        return or_(m.claimed_until.is_(None), m.claimed_until <= now)
-
-    def _claimable(self, now: datetime) -> ColumnElement[bool]:
-        """Rows a worker may claim now."""
-        return self._waiting_or_abandoned(now)
-
-    def _waiting_or_abandoned(self, now: datetime) -> ColumnElement[bool]:
-        """Rows waiting for their first outcome, or held by a claim that went stale."""
-        m = self.model
-        if self.claimed_status == self.waiting_status:
-            return and_(m.status == self.waiting_status, self._unclaimed_or_stale(now))
-        return or_(
-            m.status == self.waiting_status,
-            and_(m.status == self.claimed_status, self._unclaimed_or_stale(now)),
+    @prepared
+    def _by_id(cls) -> Executable:
+        return (
+            select(cls.model).where(cls.model.id == _ID).execution_options(populate_existing=True)
         )
 
-    def _status_when_claimed(self) -> Any:
-        return self.claimed_status
+    async def get(self, row_id: uuid.UUID) -> Claimable | None:
+        found: Claimable | None = await self._prepared_one(self._by_id, row_id=row_id)
+        return found
+
+    @classmethod
+    def _unclaimed_or_stale(cls, now: When) -> ColumnElement[bool]:
+        m = cls.model
+        return or_(m.claimed_until.is_(None), m.claimed_until <= now)
+
+    @classmethod
+    def _claimable(cls, now: When) -> ColumnElement[bool]:
+        """Rows a worker may claim now."""
+        return cls._waiting_or_abandoned(now)
+
+    @classmethod
+    def _waiting_or_abandoned(cls, now: When) -> ColumnElement[bool]:
+        """Rows waiting for their first outcome, or held by a claim that went stale."""
+        m = cls.model
+        if cls.claimed_status == cls.waiting_status:
+            return and_(m.status == cls.waiting_status, cls._unclaimed_or_stale(now))
+        return or_(
+            m.status == cls.waiting_status,
+            and_(m.status == cls.claimed_status, cls._unclaimed_or_stale(now)),
+        )
+
+    @classmethod
+    def _status_when_claimed(cls) -> Any:
+        return cls.claimed_status
+
+    @classmethod
+    def _status_after_release(cls) -> Any:
+        return cls.waiting_status
+
+    @classmethod
+    def _held(cls) -> ColumnElement[bool]:
+        """The row of a prepared statement's ``row_id``, while ``token`` still holds it."""
+        m = cls.model
+        return and_(m.id == _ID, m.claim_token == _TOKEN, m.status.in_(cls.held_statuses))
+
+    @prepared
+    def _claim(cls) -> Executable:
+        m = cls.model
+        return (
+            update(m)
+            .where(m.id == _ID, cls._claimable(_NOW))
+            .values(
+                status=cls._status_when_claimed(),
+                claimed_until=_UNTIL,
+                claim_token=_TOKEN,
+                provider_attempts=m.provider_attempts + 1,
+                provider_call_started_at=func.coalesce(m.provider_call_started_at, _NOW),
+                next_attempt_at=_UNTIL,
+                updated_at=_NOW,
+            )
+            .returning(m)
+            .execution_options(populate_existing=True)
+        )
 
     async def claim(self, row_id: uuid.UUID, *, now: datetime, until: datetime) -> Claimable | None:
         """Take the row for one attempt and mark a provider call as started, in one statement.
@@ -176,26 +275,25 @@ class JobRows(_Repository, Generic[Claimable]):
         was left by an earlier call whose answer was lost. The lease's end doubles as the
         sweeper's next look.
         """
-        m = self.model
-        rows = await self._write_returning(
-            update(m)
-            .where(m.id == row_id, self._claimable(now))
-            .values(
-                status=self._status_when_claimed(),
-                claimed_until=until,
-                claim_token=uuid.uuid4(),
-                provider_attempts=m.provider_attempts + 1,
-                provider_call_started_at=func.coalesce(m.provider_call_started_at, now),
-                next_attempt_at=until,
-                updated_at=now,
-            )
-            .returning(m)
-            .execution_options(populate_existing=True)
+        claimed: Claimable | None = await self._prepared_one(
+            self._claim, row_id=row_id, now=now, until=until, token=uuid.uuid4()
         )
-        return rows[0][0] if rows else None
+        return claimed
 
-    def _held(self, row_id: uuid.UUID, token: uuid.UUID) -> ColumnElement[bool]:
-        return and_(self.model.id == row_id, self.model.claim_token == token)
+    @prepared
+    def _release_for_retry(cls) -> Executable:
+        return (
+            update(cls.model)
+            .where(cls._held())
+            .values(
+                status=cls._status_after_release(),
+                provider_call_started_at=bindparam("lost_call_at", type_=UTCDateTime()),
+                next_attempt_at=bindparam("next_look", type_=UTCDateTime()),
+                updated_at=_NOW,
+                **_ERROR,
+                **_RELEASED,
+            )
+        )
 
     async def release_for_retry(
         self,
@@ -209,21 +307,16 @@ class JobRows(_Repository, Generic[Claimable]):
     ) -> bool:
         """Put a claimed row back to wait for its retry. ``lost_call_at`` keeps the marker of a
         call whose answer was lost, so the retry looks before it acts again."""
-        return (
-            await self._write(
-                update(self.model)
-                .where(self._held(row_id, token), self.model.status.in_(self.held_statuses))
-                .values(
-                    status=self._status_after_release(),
-                    provider_call_started_at=lost_call_at,
-                    next_attempt_at=next_look,
-                    updated_at=now,
-                    **_error_columns(error),
-                    **_RELEASED,
-                )
-            )
-            == 1
+        changed = await self._prepared_count(
+            self._release_for_retry,
+            row_id=row_id,
+            token=token,
+            lost_call_at=lost_call_at,
+            next_look=next_look,
+            now=now,
+            **_error_columns(error),
         )
+        return changed == 1
 
     async def release_unattempted(
         self,
@@ -239,7 +332,7 @@ class JobRows(_Repository, Generic[Claimable]):
         return (
             await self._write(
                 update(m)
-                .where(self._held(row_id, token), m.status.in_(self.held_statuses))
+                .where(m.id == row_id, m.claim_token == token, m.status.in_(self.held_statuses))
                 .values(
                     status=self._status_after_release(),
                     provider_attempts=case(
@@ -253,9 +346,6 @@ class JobRows(_Repository, Generic[Claimable]):
             )
             == 1
         )
-
-    def _status_after_release(self) -> Any:
-        return self.waiting_status
 
     async def take_due_for_republish(
         self, now: datetime, *, next_look: datetime, limit: int
@@ -318,25 +408,50 @@ class VerificationRepository(JobRows[Verification]):
     failed_status = VerificationStatus.FAILED
     held_statuses = (VerificationStatus.SENDING, VerificationStatus.PENDING)
 
-    def _claimable(self, now: datetime) -> ColumnElement[bool]:
+    @classmethod
+    def _claimable(cls, now: When) -> ColumnElement[bool]:
         resend_waiting = and_(
             Verification.status == VerificationStatus.PENDING,
             Verification.resend_channel.is_not(None),
-            self._unclaimed_or_stale(now),
+            cls._unclaimed_or_stale(now),
         )
         return or_(super()._claimable(now), resend_waiting)
 
-    def _status_when_claimed(self) -> Any:
+    @classmethod
+    def _status_when_claimed(cls) -> Any:
         # A re-send keeps the verification pending (and checkable) while it is sent.
         return case(
             (Verification.status == VerificationStatus.PENDING, VerificationStatus.PENDING),
             else_=VerificationStatus.SENDING,
         )
 
-    def _status_after_release(self) -> Any:
+    @classmethod
+    def _status_after_release(cls) -> Any:
         return case(
             (Verification.status == VerificationStatus.PENDING, VerificationStatus.PENDING),
             else_=VerificationStatus.QUEUED,
+        )
+
+    @prepared
+    def _record_sent(cls) -> Executable:
+        v = Verification
+        return (
+            update(v)
+            .where(cls._held())
+            .values(
+                status=VerificationStatus.PENDING,
+                provider_sid=_column_param(v, "provider_sid"),
+                channel=_column_param(v, "channel"),
+                resend_channel=None,
+                send_attempts=v.send_attempts + 1,
+                expires_at=_column_param(v, "expires_at"),
+                provider_call_started_at=None,
+                updated_at=_NOW,
+                **_NO_ERROR,
+                **_RELEASED,
+            )
+            .returning(v)
+            .execution_options(populate_existing=True)
         )
 
     async def record_sent(
@@ -348,56 +463,43 @@ class VerificationRepository(JobRows[Verification]):
         channel: Channel,
         expires_at: datetime,
         now: datetime,
-    ) -> bool:
+    ) -> Verification | None:
         """The provider took the send: the verification is pending and checkable."""
-        return (
-            await self._write(
-                update(Verification)
-                .where(
-                    self._held(verification_id, token),
-                    Verification.status.in_(self.held_statuses),
-                )
-                .values(
-                    status=VerificationStatus.PENDING,
-                    provider_sid=provider_sid,
-                    channel=channel,
-                    resend_channel=None,
-                    send_attempts=Verification.send_attempts + 1,
-                    expires_at=expires_at,
-                    provider_call_started_at=None,
-                    updated_at=now,
-                    **_NO_ERROR,
-                    **_RELEASED,
-                )
-            )
-            == 1
+        sent: Verification | None = await self._prepared_one(
+            self._record_sent,
+            row_id=verification_id,
+            token=token,
+            provider_sid=provider_sid,
+            channel=channel,
+            expires_at=expires_at,
+            now=now,
         )
+        return sent
 
     async def give_up_send(
         self, verification_id: uuid.UUID, token: uuid.UUID, *, error: AttemptError, now: datetime
-    ) -> bool:
+    ) -> Verification | None:
         """A first send that cannot be made fails the verification; a re-send that cannot be
         made is dropped, and the code sent first still works."""
-        return (
-            await self._write(
-                update(Verification)
-                .where(
-                    self._held(verification_id, token),
-                    Verification.status.in_(self.held_statuses),
-                )
-                .values(
-                    status=self._status_after_giving_up(),
-                    completed_at=case(
-                        (Verification.status == VerificationStatus.PENDING, None), else_=now
-                    ),
-                    resend_channel=None,
-                    provider_call_started_at=None,
-                    updated_at=now,
-                    **_error_columns(error),
-                    **_RELEASED,
-                )
+        return await self._update_one(
+            update(Verification)
+            .where(
+                Verification.id == verification_id,
+                Verification.claim_token == token,
+                Verification.status.in_(self.held_statuses),
             )
-            == 1
+            .values(
+                status=self._status_after_giving_up(),
+                completed_at=case(
+                    (Verification.status == VerificationStatus.PENDING, None), else_=now
+                ),
+                resend_channel=None,
+                provider_call_started_at=None,
+                updated_at=now,
+                **_error_columns(error),
+                **_RELEASED,
+            ),
+            Verification,
         )
 
     @staticmethod
@@ -407,29 +509,27 @@ class VerificationRepository(JobRows[Verification]):
             else_=VerificationStatus.FAILED,
         )
 
-    async def cancel(self, verification_id: uuid.UUID, now: datetime) -> bool:
+    async def cancel(self, verification_id: uuid.UUID, now: datetime) -> Verification | None:
         """End a verification that is not over yet."""
-        return (
-            await self._write(
-                update(Verification)
-                .where(
-                    Verification.id == verification_id,
-                    Verification.status.in_(
-                        [
-                            VerificationStatus.QUEUED,
-                            VerificationStatus.SENDING,
-                            VerificationStatus.PENDING,
-                        ]
-                    ),
-                )
-                .values(
-                    status=VerificationStatus.CANCELED,
-                    resend_channel=None,
-                    completed_at=now,
-                    updated_at=now,
-                )
+        return await self._update_one(
+            update(Verification)
+            .where(
+                Verification.id == verification_id,
+                Verification.status.in_(
+                    [
+                        VerificationStatus.QUEUED,
+                        VerificationStatus.SENDING,
+                        VerificationStatus.PENDING,
+                    ]
+                ),
             )
-            == 1
+            .values(
+                status=VerificationStatus.CANCELED,
+                resend_channel=None,
+                completed_at=now,
+                updated_at=now,
+            ),
+            Verification,
         )
 
     async def request_resend(
@@ -440,43 +540,46 @@ class VerificationRepository(JobRows[Verification]):
         now: datetime,
         deadline: datetime,
         next_look: datetime,
-    ) -> bool:
-        return (
-            await self._write(
-                update(Verification)
-                .where(
-                    Verification.id == verification_id,
-                    Verification.status == VerificationStatus.PENDING,
-                    Verification.resend_channel.is_(None),
-                )
-                .values(
-                    resend_channel=channel,
-                    deadline_at=deadline,
-                    next_attempt_at=next_look,
-                    enqueue_count=Verification.enqueue_count + 1,
-                    provider_attempts=0,
-                    updated_at=now,
-                )
+    ) -> Verification | None:
+        return await self._update_one(
+            update(Verification)
+            .where(
+                Verification.id == verification_id,
+                Verification.status == VerificationStatus.PENDING,
+                Verification.resend_channel.is_(None),
             )
-            == 1
+            .values(
+                resend_channel=channel,
+                deadline_at=deadline,
+                next_attempt_at=next_look,
+                enqueue_count=Verification.enqueue_count + 1,
+                provider_attempts=0,
+                updated_at=now,
+            ),
+            Verification,
+        )
+
+    @prepared
+    def _take_check_attempt(cls) -> Executable:
+        v = Verification
+        return (
+            update(v)
+            .where(
+                v.id == _ID,
+                v.status == VerificationStatus.PENDING,
+                v.check_attempts < bindparam("max_attempts"),
+            )
+            .values(check_attempts=v.check_attempts + 1, updated_at=_NOW)
         )
 
     async def take_check_attempt(
         self, verification_id: uuid.UUID, max_attempts: int, now: datetime
     ) -> bool:
         """Count one more check against a pending verification, atomically, within the cap."""
-        return (
-            await self._write(
-                update(Verification)
-                .where(
-                    Verification.id == verification_id,
-                    Verification.status == VerificationStatus.PENDING,
-                    Verification.check_attempts < max_attempts,
-                )
-                .values(check_attempts=Verification.check_attempts + 1, updated_at=now)
-            )
-            == 1
+        taken = await self._prepared_count(
+            self._take_check_attempt, row_id=verification_id, max_attempts=max_attempts, now=now
         )
+        return taken == 1
 
     async def give_back_check_attempt(self, verification_id: uuid.UUID, now: datetime) -> bool:
         """A check the provider never saw does not count."""
@@ -493,7 +596,7 @@ class VerificationRepository(JobRows[Verification]):
             == 1
         )
 
-    async def approve(self, verification_id: uuid.UUID, now: datetime) -> bool:
+    async def approve(self, verification_id: uuid.UUID, now: datetime) -> Verification | None:
         return await self._end_pending(verification_id, VerificationStatus.APPROVED, None, now)
 
     async def end_pending(
@@ -502,9 +605,26 @@ class VerificationRepository(JobRows[Verification]):
         status: VerificationStatus,
         error: AttemptError,
         now: datetime,
-    ) -> bool:
+    ) -> Verification | None:
         """End a pending verification for a reason (expired, max attempts reached)."""
         return await self._end_pending(verification_id, status, error, now)
+
+    @prepared
+    def _end_pending_statement(cls) -> Executable:
+        v = Verification
+        return (
+            update(v)
+            .where(v.id == _ID, v.status == VerificationStatus.PENDING)
+            .values(
+                status=_column_param(v, "status"),
+                resend_channel=None,
+                completed_at=_NOW,
+                updated_at=_NOW,
+                **_ERROR,
+            )
+            .returning(v)
+            .execution_options(populate_existing=True)
+        )
 
     async def _end_pending(
         self,
@@ -512,24 +632,15 @@ class VerificationRepository(JobRows[Verification]):
         status: VerificationStatus,
         error: AttemptError | None,
         now: datetime,
-    ) -> bool:
-        return (
-            await self._write(
-                update(Verification)
-                .where(
-                    Verification.id == verification_id,
-                    Verification.status == VerificationStatus.PENDING,
-                )
-                .values(
-                    status=status,
-                    resend_channel=None,
-                    completed_at=now,
-                    updated_at=now,
-                    **(_error_columns(error) if error else {}),
-                )
-            )
-            == 1
+    ) -> Verification | None:
+        ended: Verification | None = await self._prepared_one(
+            self._end_pending_statement,
+            row_id=verification_id,
+            status=status,
+            now=now,
+            **_error_columns(error),
         )
+        return ended
 
     async def expire_pending(self, now: datetime) -> list[uuid.UUID]:
         expired = await self._write_returning(
@@ -569,15 +680,20 @@ class CheckRepository(JobRows[VerificationCheck]):
     failed_status = CheckStatus.FAILED
     held_statuses = (CheckStatus.QUEUED,)
 
+    @prepared
+    def _of_verification(cls) -> Executable:
+        c = VerificationCheck
+        return select(c).where(
+            c.id == _ID, c.verification_id == bindparam("verification_id", type_=Uuid())
+        )
+
     async def get_for_verification(
         self, verification_id: uuid.UUID, check_id: uuid.UUID
     ) -> VerificationCheck | None:
-        return await self.session.scalar(
-            select(VerificationCheck).where(
-                VerificationCheck.id == check_id,
-                VerificationCheck.verification_id == verification_id,
-            )
+        found: VerificationCheck | None = await self._prepared_one(
+            self._of_verification, row_id=check_id, verification_id=verification_id
         )
+        return found
 
     async def provider_calls_for(self, verification_id: uuid.UUID) -> int:
         """Provider calls made for a verification's checks, retries included."""
@@ -588,6 +704,24 @@ class CheckRepository(JobRows[VerificationCheck]):
         )
         return int(total or 0)
 
+    @prepared
+    def _finish(cls) -> Executable:
+        c = VerificationCheck
+        return (
+            update(c)
+            .where(cls._held())
+            .values(
+                status=_column_param(c, "status"),
+                provider_call_started_at=None,
+                completed_at=_NOW,
+                updated_at=_NOW,
+                **_ERROR,
+                **_RELEASED,
+            )
+            .returning(c)
+            .execution_options(populate_existing=True)
+        )
+
     async def finish(
         self,
         check_id: uuid.UUID,
@@ -596,26 +730,17 @@ class CheckRepository(JobRows[VerificationCheck]):
         status: CheckStatus,
         error: AttemptError | None,
         now: datetime,
-    ) -> bool:
+    ) -> VerificationCheck | None:
         """Record a check's final status (and why, unless it was simply answered)."""
-        return (
-            await self._write(
-                update(VerificationCheck)
-                .where(
-                    self._held(check_id, token),
-                    VerificationCheck.status == CheckStatus.QUEUED,
-                )
-                .values(
-                    status=status,
-                    provider_call_started_at=None,
-                    completed_at=now,
-                    updated_at=now,
-                    **(_error_columns(error) if error else _NO_ERROR),
-                    **_RELEASED,
-                )
-            )
-            == 1
+        finished: VerificationCheck | None = await self._prepared_one(
+            self._finish,
+            row_id=check_id,
+            token=token,
+            status=status,
+            now=now,
+            **_error_columns(error),
         )
+        return finished
 
 
 class FactorRepository(_Repository):

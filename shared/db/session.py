@@ -5,13 +5,16 @@ when the block ends without an exception and rolls back otherwise, and only afte
 publishes the jobs and change notices it buffered. A worker is never handed a row that does not
 exist yet, and a waiter is never woken before the change it waits for is visible.
 
-A transaction holds a connection only while it talks to the database: a service that must wait on
-something else (Redis, the provider) between reading and writing calls ``release()`` first.
+A transaction holds a connection only while it talks to the database: a service that must consult
+Redis between reading and writing reads in ``uow.reads()`` (committed rows, its connection given
+back at once) and begins its transaction only with its first write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -26,7 +29,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from shared.changes import ChangeFeed
+from shared.changes import Change, ChangeFeed
 from shared.db.repository import (
     ApiKeyRepository,
     CheckRepository,
@@ -35,8 +38,6 @@ from shared.db.repository import (
     IdempotencyRepository,
     RecoveryCodeRepository,
     VerificationRepository,
-    mark_written,
-    wrote_in,
 )
 from shared.jobs import Job, JobQueue, PublishFailed
 
@@ -52,6 +53,8 @@ class Database:
 
     writer: Sessions
     reader: Sessions
+    # Every statement commits on its own (PostgreSQL); on SQLite, the writer.
+    autocommit: Sessions
     engines: tuple[AsyncEngine, ...] = field(repr=False)
 
     @classmethod
@@ -62,7 +65,8 @@ class Database:
             # waiting for the pool is an asyncio wait where waiting for its lock is a sleep loop.
             writer = _sqlite_engine(url, pool_size=1, immediate=True)
             reader = _sqlite_engine(url, pool_size=pool_size, immediate=False)
-            return cls(_sessions(writer), _sessions(reader), (writer, reader))
+            writing = _sessions(writer)
+            return cls(writing, _sessions(reader), writing, (writer, reader))
         engine = create_async_engine(
             url.set(drivername="postgresql+psycopg"),
             pool_size=pool_size,
@@ -70,8 +74,10 @@ class Database:
             pool_timeout=10,
             pool_recycle=1800,
         )
-        sessions = _sessions(engine)
-        return cls(sessions, sessions, (engine,))
+        # A unit of work that only reads needs no transaction: each SELECT is one round trip
+        # instead of three (BEGIN, SELECT, COMMIT). Same pool; psycopg's autocommit is a flag.
+        autocommit = _sessions(engine.execution_options(isolation_level="AUTOCOMMIT"))
+        return cls(_sessions(engine), autocommit, autocommit, (engine,))
 
     async def dispose(self) -> None:
         for engine in self.engines:
@@ -121,22 +127,40 @@ class AfterCommit:
     changes: ChangeFeed | None = None
 
 
-class UnitOfWork:
-    def __init__(self, sessions: Sessions, after_commit: AfterCommit | None = None) -> None:
+class Repositories:
+    """Every repository, over one session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.api_keys = ApiKeyRepository(session)
+        self.verifications = VerificationRepository(session)
+        self.checks = CheckRepository(session)
+        self.idempotency = IdempotencyRepository(session)
+        self.factors = FactorRepository(session)
+        self.recovery_codes = RecoveryCodeRepository(session)
+        self.events = EventRepository(session)
+
+
+class UnitOfWork(Repositories):
+    """One transaction. ``async with uow.reads() as read`` reads what is committed, outside it,
+    on a connection given back at the end of the block: a service reads there what it needs
+    before it consults Redis, so that no connection is held while it waits on anything else."""
+
+    def __init__(
+        self,
+        sessions: Sessions,
+        after_commit: AfterCommit | None = None,
+        *,
+        reads: Sessions | None = None,
+    ) -> None:
         self._sessions = sessions
+        self._reads = reads or sessions
         self._after_commit = after_commit or AfterCommit()
         self._jobs: list[Job] = []
-        self._changes: set[uuid.UUID] = set()
+        self._changes: dict[uuid.UUID, Change] = {}
 
     async def __aenter__(self) -> Self:
-        self.session = self._sessions()
-        self.api_keys = ApiKeyRepository(self.session)
-        self.verifications = VerificationRepository(self.session)
-        self.checks = CheckRepository(self.session)
-        self.idempotency = IdempotencyRepository(self.session)
-        self.factors = FactorRepository(self.session)
-        self.recovery_codes = RecoveryCodeRepository(self.session)
-        self.events = EventRepository(self.session)
+        super().__init__(self._sessions())
         return self
 
     async def __aexit__(
@@ -149,48 +173,40 @@ class UnitOfWork:
             if exc_type is None:
                 await self._commit()
         finally:
-            self._jobs, self._changes = [], set()
+            self._jobs, self._changes = [], {}
             # Rolls back whatever was not committed; loaded rows stay readable (no expiry).
             await self.session.close()
+
+    @contextlib.asynccontextmanager
+    async def reads(self) -> AsyncIterator[Repositories]:
+        async with self._reads() as session:
+            yield Repositories(session)
 
     def enqueue_after_commit(self, job: Job) -> None:
         self._jobs.append(job)
 
-    def notify_after_commit(self, *row_ids: uuid.UUID) -> None:
+    def notify_after_commit(self, *changes: Change) -> None:
         """Wake whoever waits on these rows (verifications, checks) once this commits."""
-        self._changes.update(row_ids)
+        for change in changes:
+            self._changes[change.row_id] = change
 
     async def flush(self) -> None:
         """Write pending rows now: one another row points to, or to meet a constraint early."""
-        if wrote_in(self.session):
-            mark_written(self.session)
         await self.session.flush()
 
     async def rollback(self) -> None:
-        self._jobs, self._changes = [], set()
-        self.session.info.clear()
+        self._jobs, self._changes = [], {}
         await self.session.rollback()
-
-    async def release(self) -> None:
-        """End a transaction that only read, and give its connection back, before waiting on
-        anything but the database. The next statement begins a new transaction."""
-        if not self.session.in_transaction():
-            return
-        if wrote_in(self.session):
-            raise RuntimeError("release() after a write would commit half a unit of work")
-        await self.session.commit()
-        self.session.info.clear()
 
     async def _commit(self) -> None:
         await self.session.commit()
-        self.session.info.clear()
         jobs, self._jobs = self._jobs, []
-        changes, self._changes = self._changes, set()
+        changes, self._changes = self._changes, {}
         if jobs:
             await self._publish(jobs)
         if changes and self._after_commit.changes is not None:
             try:
-                await self._after_commit.changes.publish(changes)
+                await self._after_commit.changes.publish(changes.values())
             except Exception as exc:  # a waiter then answers at its timeout: nothing is lost
                 log.warning("changes.publish_failed", count=len(changes), error=repr(exc))
 
@@ -205,14 +221,22 @@ class UnitOfWork:
 
 
 class UnitOfWorkFactory:
-    """What the per-process wiring hands to services: new units of work, writing or reading."""
+    """What the per-process wiring hands to services: new units of work."""
 
     def __init__(self, database: Database, after_commit: AfterCommit | None = None) -> None:
         self.database = database
         self.after_commit = after_commit or AfterCommit()
 
     def __call__(self) -> UnitOfWork:
-        return UnitOfWork(self.database.writer, self.after_commit)
+        return UnitOfWork(self.database.writer, self.after_commit, reads=self.database.reader)
 
     def reading(self) -> UnitOfWork:
+        """For reads only: on PostgreSQL each statement is its own round trip, with no
+        transaction around it."""
         return UnitOfWork(self.database.reader)
+
+    def single_statements(self) -> UnitOfWork:
+        """For work that is one statement or several independent ones (a claim, then a read):
+        on PostgreSQL each commits on its own, saving the BEGIN and COMMIT round trips; on
+        SQLite it is an ordinary unit of work."""
+        return UnitOfWork(self.database.autocommit, self.after_commit, reads=self.database.reader)

@@ -31,7 +31,7 @@ from shared.clock import Clock
 from shared.codes import CodeStash
 from shared.db.models import Verification, VerificationCheck
 from shared.db.repository import CheckRepository, JobRows, VerificationRepository
-from shared.db.session import UnitOfWork
+from shared.db.session import UnitOfWork, UnitOfWorkFactory
 from shared.domain import (
     AttemptError,
     Channel,
@@ -50,6 +50,7 @@ from shared.limits import Lockout, ProviderGate
 from shared.services import audit, two_step
 from shared.settings import Settings
 from shared.verify.port import ProviderCheck, ProviderVerification, VerifyClient
+from shared.views import change_of
 
 log = structlog.get_logger(__name__)
 
@@ -100,7 +101,7 @@ def _error_of(exc: ProviderError) -> AttemptError:
 class Delivery:
     """Built once per worker process."""
 
-    uow_factory: Callable[[], UnitOfWork]
+    uow_factory: UnitOfWorkFactory
     verify: VerifyClient
     stash: CodeStash
     gate: ProviderGate
@@ -244,13 +245,22 @@ class _Job(ABC, Generic[Row, Answer]):
         # The claim marks this call as started; a marker from before it is a lost call's.
         self.lost_call_at = marker if marker is not None and marker < now else None
 
-    async def _claim(self, uow: UnitOfWork, now: datetime) -> bool:
+    async def _claim(
+        self,
+        now: datetime,
+        and_read: Callable[[UnitOfWork], Awaitable[None]] | None = None,
+    ) -> bool:
+        """Claim the row in one statement, committed on its own (a crash leaves the claim and
+        its call marker behind), then ``and_read`` what else the attempt needs."""
         lease_end = now + self.delivery.settings.claim_lease
-        row = await self.rows(uow).claim(self.row_id, now=now, until=lease_end)
-        if row is None:
-            self.log.info(f"{self.kind}.skipped", reason="not claimable")
-            return False
-        self._took(row, now)
+        async with self.delivery.uow_factory.single_statements() as uow:
+            row = await self.rows(uow).claim(self.row_id, now=now, until=lease_end)
+            if row is None:
+                self.log.info(f"{self.kind}.skipped", reason="not claimable")
+                return False
+            self._took(row, now)
+            if and_read is not None:
+                await and_read(uow)
         return True
 
     @abstractmethod
@@ -283,16 +293,14 @@ class _Send(_Job[Verification, ProviderVerification]):
         return uow.verifications
 
     async def begin(self) -> bool:
-        delivery = self.delivery
-        now = delivery.clock.now()
-        async with delivery.uow_factory() as uow:
-            if not await self._claim(uow, now):
-                return False
-            if now < self.claimed.deadline_at:
-                return True
-            await self._give_up_in(
-                uow, AttemptError(ErrorCode.PROVIDER_UNAVAILABLE, "not sent before the deadline")
-            )
+        now = self.delivery.clock.now()
+        if not await self._claim(now):
+            return False
+        if now < self.claimed.deadline_at:
+            return True
+        await self.give_up(
+            AttemptError(ErrorCode.PROVIDER_UNAVAILABLE, "not sent before the deadline")
+        )
         self.log.warning("send.deadline_passed", resend=self.resend)
         return False
 
@@ -339,14 +347,15 @@ class _Send(_Job[Verification, ProviderVerification]):
             answer.created_at + delivery.settings.code_lifetime, now + timedelta(seconds=30)
         )
         async with delivery.uow_factory() as uow:
-            if not await uow.verifications.record_sent(
+            sent = await uow.verifications.record_sent(
                 self.row_id,
                 self.token,
                 provider_sid=answer.sid,
                 channel=self.channel,
                 expires_at=expires_at,
                 now=now,
-            ):
+            )
+            if sent is None:
                 self.log.warning("send.outcome_dropped", note="taken over or ended meanwhile")
                 return
             audit.record_for(
@@ -356,7 +365,7 @@ class _Send(_Job[Verification, ProviderVerification]):
                 channel=self.channel.value,
                 resend=self.resend,
             )
-            uow.notify_after_commit(self.row_id)
+            uow.notify_after_commit(change_of(sent))
         self.log.info("send.pending", attempts=self.claimed.provider_attempts, resend=self.resend)
 
     async def refused(self, exc: ProviderError) -> None:
@@ -374,16 +383,17 @@ class _Send(_Job[Verification, ProviderVerification]):
             await self._give_up_in(uow, error)
 
     async def _give_up_in(self, uow: UnitOfWork, error: AttemptError) -> None:
-        if await uow.verifications.give_up_send(
+        gave_up = await uow.verifications.give_up_send(
             self.row_id, self.token, error=error, now=self.delivery.clock.now()
-        ):
+        )
+        if gave_up is not None:
             failed = (
                 EventType.VERIFICATION_RESEND_FAILED
                 if self.resend
                 else EventType.VERIFICATION_FAILED
             )
             audit.record_for(uow, failed, self.claimed, reason=error.reason.value)
-            uow.notify_after_commit(self.row_id)
+            uow.notify_after_commit(change_of(gave_up))
 
 
 class _Check(_Job[VerificationCheck, ProviderCheck]):
@@ -397,29 +407,34 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
 
     async def begin(self) -> bool:
         delivery = self.delivery
-        code = await delivery.stash.get(self.row_id)  # before the transaction: it is Redis
+        code = await delivery.stash.get(self.row_id)
         now = delivery.clock.now()
+        if not await self._claim(now, and_read=self._read_verification):
+            return False
+        refusal = _refusal(self.claimed, self.verification, code, now)
+        if refusal is None:
+            assert code is not None
+            self.code = code
+            return True
         async with delivery.uow_factory() as uow:
-            if not await self._claim(uow, now):
-                return False
-            verification = await uow.verifications.get(self.claimed.verification_id)
-            assert verification is not None
-            self.verification = verification
-            self.log = self.log.bind(verification_id=str(verification.id))
-            refusal = _refusal(self.claimed, verification, code, now)
-            if refusal is None:
-                assert code is not None
-                self.code = code
-                return True
             await self._refuse_in(uow, *refusal, now=now)
         await delivery.stash.discard(self.row_id)
         return False
 
+    async def _read_verification(self, uow: UnitOfWork) -> None:
+        verification = await uow.verifications.get(self.claimed.verification_id)
+        assert verification is not None
+        self.verification = verification
+        self.log = self.log.bind(verification_id=str(verification.id))
+
     async def _refuse_in(
         self, uow: UnitOfWork, status: CheckStatus, error: AttemptError, *, now: datetime
     ) -> None:
-        if await uow.checks.finish(self.row_id, self.token, status=status, error=error, now=now):
-            uow.notify_after_commit(self.row_id)
+        refused = await uow.checks.finish(
+            self.row_id, self.token, status=status, error=error, now=now
+        )
+        if refused is not None:
+            uow.notify_after_commit(change_of(refused))
             if error.reason is ErrorCode.CODE_UNAVAILABLE:
                 # The provider never saw this attempt; give it back to the user.
                 await uow.verifications.give_back_check_attempt(self.verification.id, now)
@@ -432,15 +447,16 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
         return await delivery.through_gate(lambda: delivery.verify.check_code(sid, code))
 
     async def answered(self, answer: ProviderCheck, *, inferred: bool = False) -> None:
-        delivery, verification = self.delivery, self.verification
+        delivery = self.delivery
         now = delivery.clock.now()
         status = CheckStatus.APPROVED if answer.approved else CheckStatus.REJECTED
         async with delivery.uow_factory() as uow:
-            if not await uow.checks.finish(
+            finished = await uow.checks.finish(
                 self.row_id, self.token, status=status, error=None, now=now
-            ):
+            )
+            if finished is None:
                 return
-            uow.notify_after_commit(self.row_id, verification.id)
+            uow.notify_after_commit(change_of(finished))
             if answer.approved:
                 await self._approve(uow, now, inferred=inferred)
             else:
@@ -451,7 +467,9 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
 
     async def _approve(self, uow: UnitOfWork, now: datetime, *, inferred: bool) -> None:
         verification = self.verification
-        if await uow.verifications.approve(verification.id, now):
+        approved = await uow.verifications.approve(verification.id, now)
+        if approved is not None:
+            uow.notify_after_commit(change_of(approved))
             audit.record_for(
                 uow,
                 EventType.VERIFICATION_APPROVED,
@@ -469,14 +487,16 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
         )
         if current.check_attempts < self.delivery.settings.max_check_attempts:
             return
-        if await uow.verifications.end_pending(
+        used_up = await uow.verifications.end_pending(
             verification.id,
             VerificationStatus.MAX_ATTEMPTS_REACHED,
             AttemptError(
                 ErrorCode.MAX_CHECK_ATTEMPTS_REACHED, "every allowed check was a wrong code"
             ),
             now,
-        ):
+        )
+        if used_up is not None:
+            uow.notify_after_commit(change_of(used_up))
             audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
 
     async def refused(self, exc: ProviderError) -> None:
@@ -487,15 +507,17 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
         delivery, verification = self.delivery, self.verification
         now, error = delivery.clock.now(), _error_of(exc)
         async with delivery.uow_factory() as uow:
-            if not await uow.checks.finish(
+            finished = await uow.checks.finish(
                 self.row_id, self.token, status=check_status, error=error, now=now
-            ):
+            )
+            if finished is None:
                 return
-            uow.notify_after_commit(self.row_id)
-            if verification_status is not None and await uow.verifications.end_pending(
+            uow.notify_after_commit(change_of(finished))
+            ended = verification_status and await uow.verifications.end_pending(
                 verification.id, verification_status, error, now
-            ):
-                uow.notify_after_commit(verification.id)
+            )
+            if ended:
+                uow.notify_after_commit(change_of(ended))
                 if verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED:
                     audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
         await delivery.stash.discard(self.row_id)
@@ -522,14 +544,15 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
 
     async def give_up(self, error: AttemptError) -> None:
         async with self.delivery.uow_factory() as uow:
-            if await uow.checks.finish(
+            failed = await uow.checks.finish(
                 self.row_id,
                 self.token,
                 status=CheckStatus.FAILED,
                 error=error,
                 now=self.delivery.clock.now(),
-            ):
-                uow.notify_after_commit(self.row_id)
+            )
+            if failed is not None:
+                uow.notify_after_commit(change_of(failed))
         await self.delivery.stash.discard(self.row_id)
 
     async def _count_for_lockout(self, *, approved: bool) -> None:

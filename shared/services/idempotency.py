@@ -24,7 +24,7 @@ import redis.asyncio as redis
 from redis.exceptions import LockError
 
 from shared.db.models import IdempotencyRecord
-from shared.db.session import UnitOfWork
+from shared.db.session import Repositories, UnitOfWork
 from shared.errors import Conflict, IdempotencyKeyReused, InvalidInput, ServiceUnavailable
 
 _KEY_SHAPE = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -49,9 +49,9 @@ def validate_key(key: str) -> None:
 
 
 async def find_answer(
-    uow: UnitOfWork, api_key_id: uuid.UUID, key: str, request_fingerprint: str, now: datetime
+    rows: Repositories, api_key_id: uuid.UUID, key: str, request_fingerprint: str, now: datetime
 ) -> StoredAnswer | None:
-    record = await uow.idempotency.get(api_key_id, key)
+    record = await rows.idempotency.get(api_key_id, key)
     if record is None or record.expires_at <= now:
         return None
     if record.request_fingerprint != request_fingerprint:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from shared.changes import Change
 from shared.clock import Clock
 from shared.db.repository import CheckRepository, VerificationRepository
 from shared.db.session import UnitOfWork
@@ -60,7 +61,8 @@ class Sweeper:
             failed_sends = await self._fail_unsent(uow, now)
             failed_checks = await uow.checks.fail_past_deadline(now, _NOT_CHECKED)
             expired = await uow.verifications.expire_pending(now)
-            uow.notify_after_commit(*failed_sends, *failed_checks, *expired)
+            ended = [*failed_sends, *failed_checks, *expired]
+            uow.notify_after_commit(*(Change(row_id) for row_id in ended))
             dropped_resends = await uow.verifications.drop_late_resends(now)
             forgotten = await uow.idempotency.delete_expired(now)
             report = SweepReport(

@@ -27,6 +27,7 @@ from shared.errors import Conflict, InvalidInput, NotFound, NoVerifiedFactor, Ph
 from shared.phone import parse_phone
 from shared.services import audit
 from shared.services.verifications import VerificationRequest, Verifications
+from shared.views import change_of
 
 log = structlog.get_logger(__name__)
 
@@ -72,13 +73,15 @@ class TwoStep:
         """Store the phone unverified and send it a code; approving that code verifies it."""
         validate_user_id(user_id)
         parsed = parse_phone(enrollment.phone)
-        if self.verifications.settings.one_user_per_phone and (
-            await uow.factors.verified_for_another_user(parsed.e164, user_id)
-        ):
+        async with uow.reads() as read:
+            in_use = self.verifications.settings.one_user_per_phone and (
+                await read.factors.verified_for_another_user(parsed.e164, user_id)
+            )
+            existing = await read.factors.list_for_user(user_id)
+        if in_use:
             raise PhoneInUse("this phone is already verified for another user")
-        for existing in await uow.factors.list_for_user(user_id):
-            if existing.phone_e164 == parsed.e164 and existing.status is FactorStatus.VERIFIED:
-                raise Conflict("this phone is already a verified factor of this user")
+        if any(f.phone_e164 == parsed.e164 and f.status is FactorStatus.VERIFIED for f in existing):
+            raise Conflict("this phone is already a verified factor of this user")
         verification = await self.verifications.request(
             uow,
             api_key,
@@ -131,9 +134,10 @@ class TwoStep:
             return factor
         now = self.verifications.clock.now()
         await uow.factors.disable(factor.id, now)
-        enrollment = factor.enrollment_verification_id
-        if enrollment is not None and await uow.verifications.cancel(enrollment, now):
-            uow.notify_after_commit(enrollment)
+        if factor.enrollment_verification_id is not None:
+            canceled = await uow.verifications.cancel(factor.enrollment_verification_id, now)
+            if canceled is not None:
+                uow.notify_after_commit(change_of(canceled))
         _record_factor(uow, EventType.FACTOR_DISABLED, factor, api_key.id)
         return factor
 
@@ -146,7 +150,8 @@ class TwoStep:
         client_ip: str | None = None,
     ) -> Verification:
         """Send a login code to the user's verified factor (its channel, or the one asked for)."""
-        factor = await uow.factors.latest_verified(validate_user_id(user_id))
+        async with uow.reads() as read:
+            factor = await read.factors.latest_verified(validate_user_id(user_id))
         if factor is None:
             raise NoVerifiedFactor("two-step authentication is not on for this user")
         verification = await self.verifications.request(
@@ -210,8 +215,8 @@ class TwoStep:
         lockout = self.verifications.guards.lockout
         await lockout.ensure_not_locked(validate_user_id(user_id))
         typed = _normalise_code(code)
-        unused = await uow.recovery_codes.unused_for_user(user_id) if typed is not None else []
-        await uow.release()
+        async with uow.reads() as read:
+            unused = await read.recovery_codes.unused_for_user(user_id) if typed else []
         matched = await anyio.to_thread.run_sync(_first_match, typed, unused)
         if matched is not None:
             await lockout.record_success(user_id)

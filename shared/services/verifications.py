@@ -3,7 +3,7 @@
 They consult the limits first, then write rows and buffer jobs on the unit of work; the boundary
 commits, and the jobs go out after the commit. A refused request writes nothing and publishes
 nothing. None of them waits for the provider, and none holds a transaction open across Redis:
-what must be read before a limit is consulted is read, then the connection is released.
+what must be read before a limit is consulted is read outside the transaction (``uow.reads()``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import datetime
 from shared.clock import Clock
 from shared.codes import CodeStash
 from shared.db.models import ApiKey, Verification, VerificationCheck
-from shared.db.session import UnitOfWork
+from shared.db.session import Repositories, UnitOfWork
 from shared.domain import Channel, CheckStatus, EventType, Purpose, VerificationStatus
 from shared.errors import (
     CheckAttemptsExhausted,
@@ -31,6 +31,7 @@ from shared.limits import Guards, SendRequest
 from shared.phone import PhoneNumber, parse_phone
 from shared.services import audit
 from shared.settings import Settings
+from shared.views import change_of
 
 _CODE_SHAPE = re.compile(r"^[0-9A-Za-z]{4,10}$")
 
@@ -59,7 +60,6 @@ class Verifications:
     ) -> Verification:
         phone = self._allowed(parse_phone(request.to))
         verification_id = uuid.uuid4()
-        await uow.release()
         await self.guards.sends.admit(
             SendRequest(
                 destination=phone.e164,
@@ -116,8 +116,8 @@ class Verifications:
             deadline_at=now + self.settings.send_deadline,
         )
 
-    async def get(self, uow: UnitOfWork, verification_id: uuid.UUID) -> Verification:
-        verification = await uow.verifications.get(verification_id)
+    async def get(self, rows: Repositories, verification_id: uuid.UUID) -> Verification:
+        verification = await rows.verifications.get(verification_id)
         if verification is None:
             raise NotFound(f"no verification {verification_id}")
         return verification
@@ -133,12 +133,12 @@ class Verifications:
 
         A re-send already waiting for a worker is not doubled: the verification is answered as is.
         """
-        verification = await self.get(uow, verification_id)
+        async with uow.reads() as read:
+            verification = await self.get(read, verification_id)
         if verification.status is not VerificationStatus.PENDING:
             raise _not_pending(verification)
         if verification.resend_channel is not None:
             return verification
-        await uow.release()
         await self.guards.sends.admit(
             SendRequest(
                 destination=verification.to_e164,
@@ -151,38 +151,41 @@ class Verifications:
         )
         channel = channel or verification.channel
         now = self.clock.now()
-        if await uow.verifications.request_resend(
+        resent = await uow.verifications.request_resend(
             verification_id,
             channel,
             now=now,
             deadline=now + self.settings.send_deadline,
             next_look=now + self.settings.requeue_after,
-        ):
-            audit.record_for(
-                uow,
-                EventType.VERIFICATION_RESEND_REQUESTED,
-                verification,
-                api_key_id=api_key.id,
-                channel=channel.value,
-            )
-            uow.enqueue_after_commit(Job.send_code(verification_id))
-        current = await self.get(uow, verification_id)
-        if current.status is not VerificationStatus.PENDING:
-            raise _not_pending(current)
-        return current
+        )
+        if resent is None:  # it ended meanwhile, or another re-send is already waiting
+            current = await self.get(uow, verification_id)
+            if current.status is not VerificationStatus.PENDING:
+                raise _not_pending(current)
+            return current
+        audit.record_for(
+            uow,
+            EventType.VERIFICATION_RESEND_REQUESTED,
+            verification,
+            api_key_id=api_key.id,
+            channel=channel.value,
+        )
+        uow.enqueue_after_commit(Job.send_code(verification_id))
+        return resent
 
     async def cancel(
         self, uow: UnitOfWork, api_key: ApiKey, verification_id: uuid.UUID
     ) -> Verification:
         """End a verification that is not over yet; canceling a canceled one changes nothing."""
-        verification = await self.get(uow, verification_id)
-        if verification.status is VerificationStatus.CANCELED:
-            return verification
-        if not await uow.verifications.cancel(verification_id, self.clock.now()):
-            raise _not_pending(await self.get(uow, verification_id))
-        audit.record_for(uow, EventType.VERIFICATION_CANCELED, verification, api_key_id=api_key.id)
-        uow.notify_after_commit(verification_id)
-        return await self.get(uow, verification_id)
+        canceled = await uow.verifications.cancel(verification_id, self.clock.now())
+        if canceled is None:
+            current = await self.get(uow, verification_id)
+            if current.status is VerificationStatus.CANCELED:
+                return current
+            raise _not_pending(current)
+        audit.record_for(uow, EventType.VERIFICATION_CANCELED, canceled, api_key_id=api_key.id)
+        uow.notify_after_commit(change_of(canceled))
+        return canceled
 
     async def submit_check(
         self, uow: UnitOfWork, verification_id: uuid.UUID, code: str
@@ -190,12 +193,12 @@ class Verifications:
         code = code.strip()
         if not _CODE_SHAPE.match(code):
             raise InvalidInput("a code is 4 to 10 letters or digits")
-        verification = await self.get(uow, verification_id)
+        async with uow.reads() as read:
+            verification = await self.get(read, verification_id)
         refusal = self._check_refusal(verification)
         if refusal is not None:
             raise refusal
         check_id = uuid.uuid4()
-        await uow.release()
         if verification.user_id is not None:
             await self.guards.lockout.ensure_not_locked(verification.user_id)
         # Stashed before the row exists: a check row never exists without its code.
@@ -249,9 +252,9 @@ class Verifications:
         )
 
     async def get_check(
-        self, uow: UnitOfWork, verification_id: uuid.UUID, check_id: uuid.UUID
+        self, rows: Repositories, verification_id: uuid.UUID, check_id: uuid.UUID
     ) -> VerificationCheck:
-        check = await uow.checks.get_for_verification(verification_id, check_id)
+        check = await rows.checks.get_for_verification(verification_id, check_id)
         if check is None:
             raise NotFound(f"no check {check_id} on verification {verification_id}")
         return check

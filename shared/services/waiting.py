@@ -3,7 +3,9 @@ decided, or at the timeout with what the database says then.
 
 A waiter registers with the process's one change subscription, reads the row, and sleeps on an
 event until a notice for that row arrives; it holds no thread and no database connection while
-it waits, only a small coroutine. Notices are hints: every wake-up re-reads the row.
+it waits, only a small coroutine. A notice usually carries the row as the API shows it, and the
+waiter answers with it; a notice without it (or one that does not settle the wait) makes the
+waiter read the database again.
 """
 
 from __future__ import annotations
@@ -12,27 +14,24 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
-from shared.changes import ChangeListener, TooManyWaiters
-from shared.db.models import Verification, VerificationCheck
+from shared.changes import ChangeListener, TooManyWaiters, Waiter
 from shared.db.session import UnitOfWork
-from shared.domain import VerificationStatus
+from shared.domain import CheckStatus, VerificationStatus
 from shared.services.verifications import Verifications
-
-T = TypeVar("T")
+from shared.views import View, check_view, verification_view
 
 MAX_WAIT_SECONDS = 30
-_IN_FLIGHT = frozenset({VerificationStatus.QUEUED, VerificationStatus.SENDING})
+_IN_FLIGHT = frozenset({VerificationStatus.QUEUED.value, VerificationStatus.SENDING.value})
 
 
-def verification_settled(verification: Verification) -> bool:
+def verification_settled(view: View) -> bool:
     """Sent (pending, checkable) or over: what a waiter on a verification waits for."""
-    return verification.status not in _IN_FLIGHT
+    return view["status"] not in _IN_FLIGHT
 
 
-def check_decided(check: VerificationCheck) -> bool:
-    return check.status.is_final
+def check_decided(view: View) -> bool:
+    return bool(view["status"] != CheckStatus.QUEUED.value)
 
 
 @dataclass(frozen=True)
@@ -41,53 +40,53 @@ class Waiting:
     verifications: Verifications
     listener: ChangeListener | None
 
-    async def verification(self, verification_id: uuid.UUID, seconds: float) -> Verification:
-        def read(uow: UnitOfWork) -> Awaitable[Verification]:
-            return self.verifications.get(uow, verification_id)
+    async def verification(self, verification_id: uuid.UUID, seconds: float) -> View:
+        async def read(uow: UnitOfWork) -> View:
+            return verification_view(await self.verifications.get(uow, verification_id))
 
         return await self._until(verification_id, read, verification_settled, seconds)
 
-    async def check(
-        self, verification_id: uuid.UUID, check_id: uuid.UUID, seconds: float
-    ) -> VerificationCheck:
-        def read(uow: UnitOfWork) -> Awaitable[VerificationCheck]:
-            return self.verifications.get_check(uow, verification_id, check_id)
+    async def check(self, verification_id: uuid.UUID, check_id: uuid.UUID, seconds: float) -> View:
+        async def read(uow: UnitOfWork) -> View:
+            return check_view(await self.verifications.get_check(uow, verification_id, check_id))
 
         return await self._until(check_id, read, check_decided, seconds)
 
-    async def _read(self, read: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    async def _read(self, read: Callable[[UnitOfWork], Awaitable[View]]) -> View:
         async with self.reading() as uow:
             return await read(uow)
 
     async def _until(
         self,
         row_id: uuid.UUID,
-        read: Callable[[UnitOfWork], Awaitable[T]],
-        done: Callable[[T], bool],
+        read: Callable[[UnitOfWork], Awaitable[View]],
+        done: Callable[[View], bool],
         seconds: float,
-    ) -> T:
+    ) -> View:
         if seconds <= 0 or self.listener is None:
             return await self._read(read)
         deadline = asyncio.get_running_loop().time() + min(seconds, MAX_WAIT_SECONDS)
         try:
-            async with self.listener.watch(row_id) as changed:
+            async with self.listener.watch(row_id) as waiter:
                 while True:
-                    changed.clear()  # before the read: a notice during it wakes the next wait
-                    row = await self._read(read)
-                    if done(row) or not await _woken(changed, deadline):
-                        return row
+                    waiter.rearm()  # before the read: a notice during it wakes the next wait
+                    view = await self._read(read)
+                    if done(view) or not await _woken(waiter, deadline):
+                        return view
+                    if waiter.view is not None and done(waiter.view):
+                        return waiter.view
         except TooManyWaiters:
             return await self._read(read)
 
 
-async def _woken(changed: asyncio.Event, deadline: float) -> bool:
+async def _woken(waiter: Waiter, deadline: float) -> bool:
     """Wait for a notice until the deadline; False once the deadline has passed."""
     remaining = deadline - asyncio.get_running_loop().time()
     if remaining <= 0:
         return False
     try:
         async with asyncio.timeout(remaining):
-            await changed.wait()
+            await waiter.event.wait()
     except TimeoutError:
         return True  # one last read at the deadline, then the loop ends on the next call
     return True

@@ -1,10 +1,12 @@
 """The Verify port on the real ``twilio`` SDK. The only module that imports ``twilio``.
 
-The SDK builds Twilio's requests and reads its answers; the HTTP underneath is ours: one
-``httpx.AsyncClient`` per process with explicit connect and read timeouts and kept-alive
-connections, so a worker holds hundreds of calls in flight on one event loop without a thread
-each. Twilio's answers become the project's errors here, by Twilio *error code* rather than HTTP
-status: a 429 may mean "slow down" (20429) or "this verification is done" (60202, 60203).
+The SDK builds Twilio's requests and reads its answers; the HTTP underneath is ours: one aiohttp
+session per process with explicit connect and read timeouts and kept-alive connections, so a
+worker holds hundreds of calls in flight on one event loop without a thread each. (aiohttp, not
+httpx: httpx's pool looks at every open connection for every request, and with hundreds open
+that cost more CPU than the calls themselves.) Twilio's answers become the project's errors
+here, by Twilio *error code* rather than HTTP status: a 429 may mean "slow down" (20429) or
+"this verification is done" (60202, 60203).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
@@ -50,12 +52,12 @@ _PERMANENT_FOR_NUMBER: dict[int, ErrorCode] = {
     60605: ErrorCode.COUNTRY_BLOCKED,
 }
 # Failures that happen before a request leaves this process: the provider never saw it.
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_NEVER_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
-class _HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio ships no types
-    """The SDK's asynchronous HTTP client, on httpx: pooled connections, (connect, read)
-    timeouts, and optionally every ``*.twilio.com`` URL sent to another base URL (the sandbox)."""
+class _AiohttpTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio ships no types
+    """The SDK's asynchronous HTTP client: pooled connections, connect and read timeouts, and
+    optionally every ``*.twilio.com`` URL sent to another base URL (the sandbox)."""
 
     def __init__(
         self,
@@ -67,13 +69,23 @@ class _HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio ships
     ) -> None:
         super().__init__(_sdk_logger, True, read_timeout)
         self._base_url = base_url
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            follow_redirects=False,
+        # No overall limit: a call may wait for a free connection (bounded by the gate and the
+        # pool's size), then has connect_timeout to connect and read_timeout between reads.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Made on first use: an aiohttp session belongs to the event loop it was made on.
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                timeout=self._timeout,
+                auto_decompress=True,
+            )
+        return self._session
 
     async def request(
         self,
@@ -90,18 +102,22 @@ class _HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio ships
             parts = urlsplit(uri)
             if parts.hostname and parts.hostname.endswith("twilio.com"):
                 uri = self._base_url + urlunsplit(("", "", parts.path, parts.query, ""))
-        answer = await self._http.request(
+        headers = dict(headers or {})
+        if auth is not None:
+            headers["Authorization"] = aiohttp.encode_basic_auth(*auth)
+        async with self._open().request(
             method,
             uri,
             params=params,  # type: ignore[arg-type]
             data=data,
             headers=headers,
-            auth=auth,
-        )
-        return Response(answer.status_code, answer.text, answer.headers)
+            allow_redirects=False,
+        ) as answer:
+            return Response(answer.status, await answer.text(), answer.headers)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 class TwilioVerifyClient:
@@ -122,7 +138,7 @@ class TwilioVerifyClient:
             if not settings.uses_sandbox:
                 raise RuntimeError("TWILIO_VERIFY_SERVICE_SID is not set")
             service_sid = SANDBOX_SERVICE_SID
-        self._http = _HttpxTwilioClient(
+        self._http = _AiohttpTwilioClient(
             base_url=settings.twilio_base_url,
             connect_timeout=settings.twilio_connect_timeout_seconds,
             read_timeout=settings.twilio_read_timeout_seconds,
@@ -192,11 +208,11 @@ class _translated_errors:
                 f"{self._operation}: could not reach the provider ({type(exc).__name__})",
                 ambiguous=False,
             ) from None
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
             raise ProviderTransientError(
                 f"{self._operation}: the provider did not answer in time", ambiguous=True
             ) from None
-        if isinstance(exc, httpx.HTTPError | TwilioException | ValueError):
+        if isinstance(exc, aiohttp.ClientError | TwilioException | ValueError):
             # Sent, at least in part, with no usable answer: the provider may have acted on it.
             raise ProviderTransientError(
                 f"{self._operation}: unusable answer from the provider ({type(exc).__name__})",

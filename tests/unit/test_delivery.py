@@ -4,13 +4,15 @@ Time is a fake clock: deadlines pass and backoffs elapse without a test sleeping
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
 
+from shared.changes import Change
 from shared.db.models import ApiKey, Verification, VerificationCheck
-from shared.db.session import UnitOfWorkFactory
+from shared.db.session import UnitOfWork, UnitOfWorkFactory
 from shared.domain import CheckStatus, ErrorCode, EventType, VerificationStatus
 from shared.errors import (
     CheckAttemptsExhausted,
@@ -21,6 +23,7 @@ from shared.errors import (
     VerificationNotPending,
 )
 from shared.jobs import PublishFailed
+from shared.limits import Guards, SendRequest
 from shared.services.delivery import Delivery, RetryLater
 from shared.services.verifications import VerificationRequest, Verifications
 from tests.fakes import (
@@ -29,6 +32,8 @@ from tests.fakes import (
     FakeCodeStash,
     FakeGate,
     FakeJobQueue,
+    FakeLockout,
+    FakeSendLimits,
     FakeVerifyClient,
 )
 
@@ -623,7 +628,7 @@ class TestUnitOfWork:
     ) -> None:
         async with unit_uow_factory() as uow:
             verification = await verifications.request(uow, key, VerificationRequest(to=TO))
-            uow.notify_after_commit(verification.id)
+            uow.notify_after_commit(Change(verification.id))
             assert job_queue.published == [] and changes.published == []
         assert [job.entity_id for job in job_queue.published] == [verification.id]
         assert changes.published == [verification.id]
@@ -664,17 +669,42 @@ class TestUnitOfWork:
             row = await uow.verifications.get(verification.id)
             assert row is not None and row.status is VerificationStatus.QUEUED
 
-    async def test_a_connection_is_released_only_by_a_transaction_that_only_read(
+    async def test_no_transaction_is_open_while_a_limit_is_consulted(
         self, unit_uow_factory: UnitOfWorkFactory, verifications: Verifications, key: ApiKey
     ) -> None:
+        """Limits live in Redis: a transaction held across them would hold a connection."""
+        open_during_redis: list[bool] = []
+        current: list[UnitOfWork] = []
+
+        class Watching(FakeSendLimits):
+            async def admit(self, request: SendRequest) -> None:
+                open_during_redis.append(current[0].session.in_transaction())
+                await super().admit(request)
+
+        class WatchingLockout(FakeLockout):
+            async def ensure_not_locked(self, user_id: str) -> None:
+                open_during_redis.append(current[0].session.in_transaction())
+                await super().ensure_not_locked(user_id)
+
+        watched = replace(verifications, guards=Guards(Watching(), WatchingLockout()))
+        request = VerificationRequest(to=TO, user_id="watched")
         async with unit_uow_factory() as uow:
-            await uow.verifications.get(uuid.uuid4())
-            await uow.release()
-            assert not uow.session.in_transaction()
-            await verifications.request(uow, key, VerificationRequest(to=TO))
-            await uow.flush()
-            with pytest.raises(RuntimeError, match="after a write"):
-                await uow.release()
+            current[:] = [uow]
+            verification = await watched.request(uow, key, request)
+        async with unit_uow_factory() as uow:  # as if the worker had sent it
+            await uow.session.execute(
+                update(Verification)
+                .where(Verification.id == verification.id)
+                .values(status=VerificationStatus.PENDING, provider_sid="VE" + "0" * 32)
+            )
+        for act in (
+            lambda uow: watched.resend(uow, key, verification.id),
+            lambda uow: watched.submit_check(uow, verification.id, "123456"),
+        ):
+            async with unit_uow_factory() as uow:
+                current[:] = [uow]
+                await act(uow)
+        assert open_during_redis == [False, False, False]
 
 
 async def test_the_audit_trail_of_a_login(
