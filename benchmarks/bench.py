@@ -66,6 +66,9 @@ class Scenario:
     logins: int
     quick_users: int
     quick_logins: int
+    # Users start evenly over this many seconds, as load arrives in practice; the herd is the
+    # scenario where they do not.
+    ramp_seconds: float = 1.0
 
 
 SCENARIOS = (
@@ -94,6 +97,7 @@ SCENARIOS = (
         1000,
         200,
         200,
+        ramp_seconds=0.0,
     ),
 )
 SCENARIO_NAMES = tuple(scenario.name for scenario in SCENARIOS)
@@ -260,7 +264,9 @@ def _storm(
     label = f"{item.scenario.name}: {system.name}"
     say(f"{label} storm…")
     with ProcessMeter(targets) as meter:
-        result = asyncio.run(run_storm(system, item.users, item.logins, label))
+        result = asyncio.run(
+            run_storm(system, item.users, item.logins, label, ramp=item.scenario.ramp_seconds)
+        )
     figures = storm_figures(result)
     say(
         f"{label} {figures.succeeded}/{figures.logins} logins in {figures.wall_seconds:.1f} s "

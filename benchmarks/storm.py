@@ -257,10 +257,12 @@ class StormResult:
     wall_seconds: float
 
 
-async def run_storm(system: System, users: int, logins: int, label: str) -> StormResult:
+async def run_storm(
+    system: System, users: int, logins: int, label: str, *, ramp: float = 0.0
+) -> StormResult:
     """``users`` tasks take login numbers from one counter until ``logins`` have been taken;
-    all start at once. The prober runs on a thread of its own so that the users' event loop,
-    busy with a thousand of them, does not delay it."""
+    they start evenly over ``ramp`` seconds (all at once when 0). The prober runs on a thread of
+    its own so that the users' event loop, busy with a thousand of them, does not delay it."""
     record = Recorder()
     numbers = itertools.count()
     # aiohttp rather than httpx: its pool costs the same whatever the number of connections,
@@ -270,7 +272,8 @@ async def run_storm(system: System, users: int, logins: int, label: str) -> Stor
     timeout = aiohttp.ClientTimeout(total=LOGIN_TIMEOUT)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
 
-        async def user() -> None:
+        async def user(index: int) -> None:
+            await asyncio.sleep(ramp * index / users)
             while (number := next(numbers)) < logins:
                 await _one_login(system, http, number, record)
 
@@ -279,7 +282,7 @@ async def run_storm(system: System, users: int, logins: int, label: str) -> Stor
         started = time.monotonic()
         try:
             with prober:
-                await asyncio.gather(*(user() for _ in range(users)))
+                await asyncio.gather(*(user(index) for index in range(users)))
                 wall_seconds = time.monotonic() - started
         finally:
             progress.cancel()

@@ -48,6 +48,7 @@ class Stats:
     sends_by_to: Counter[str] = field(default_factory=Counter)
     rate: RateWindow = field(default_factory=RateWindow)
     in_flight: int = 0
+    peak_in_flight: int = 0
     started_at: float = field(default_factory=time.monotonic)
 
     def to_json(self) -> dict[str, Any]:
@@ -58,6 +59,7 @@ class Stats:
             "outcomes": dict(self.outcomes),
             "responses_by_status": dict(self.responses_by_status),
             "in_flight": self.in_flight,
+            "peak_in_flight": self.peak_in_flight,
             "sends_total": sum(self.sends_by_to.values()),
             "sends_by_to": dict(self.sends_by_to),
             "destinations_sent_more_than_once": len(duplicates),
@@ -114,6 +116,7 @@ class Sandbox:
             stats.requests_by_endpoint[operation] += 1
             stats.rate.hit()
             stats.in_flight += 1
+            stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
             try:
                 return await self._answer(request, handler)
             finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 LIMIT_REFUSALS = Counter(
     "twostep_limit_refusals_total", "Requests refused by a limit, by limit", ["limit"]
@@ -15,4 +15,7 @@ PROVIDER_THROTTLE_WAITS = Counter(
 PROVIDER_THROTTLE_REQUEUES = Counter(
     "twostep_provider_throttle_requeues_total",
     "Jobs put back on the queue because the throttle's wait outlasted their claim",
+)
+LONG_POLLS_WAITING = Gauge(
+    "twostep_long_polls_waiting", "Requests of this API process waiting in a long-poll (?wait=)"
 )

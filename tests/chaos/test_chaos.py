@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import Counter
 from typing import Any
@@ -159,7 +160,12 @@ def test_a_provider_down_past_the_deadline_fails_everything_at_the_deadline(
     assert cluster.statuses(tag) == {"failed": total}
     assert {row["error_code"] for row in rows} == {"provider_unavailable"}
     sweep_period = float(cluster.env["TWOSTEP_SWEEP_INTERVAL_SECONDS"])
-    assert all(-0.5 <= late <= sweep_period + 1.5 for late in lateness), lateness
+    # Never before the deadline (no retry is wasted by giving up one backoff early). After it,
+    # typically within a sweep; on a busy machine the last of 200 can trail by seconds while
+    # the worker works through the others: the bound allows that, the median keeps it honest.
+    assert min(lateness) >= -0.5, lateness
+    assert statistics.median(lateness) <= sweep_period + 1, lateness
+    assert max(lateness) <= sweep_period + 6, lateness
 
 
 @pytest.mark.parametrize("reason", ["landline_not_supported", "fraud_blocked", "country_blocked"])
