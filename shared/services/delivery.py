@@ -341,12 +341,12 @@ class _Send(_Job[Verification, ProviderVerification]):
 
     async def answered(self, answer: ProviderVerification) -> None:
         delivery = self.delivery
-        now = delivery.clock.now()
-        # Never in the past: a clock far behind ours must not make the code useless at once.
-        expires_at = max(
-            answer.created_at + delivery.settings.code_lifetime, now + timedelta(seconds=30)
-        )
         async with delivery.uow_factory() as uow:
+            now = delivery.clock.now()  # once it is our turn to write: when the row changes
+            # Never in the past: a clock far behind ours must not make the code useless at once.
+            expires_at = max(
+                answer.created_at + delivery.settings.code_lifetime, now + timedelta(seconds=30)
+            )
             sent = await uow.verifications.record_sent(
                 self.row_id,
                 self.token,
@@ -448,9 +448,9 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
 
     async def answered(self, answer: ProviderCheck, *, inferred: bool = False) -> None:
         delivery = self.delivery
-        now = delivery.clock.now()
         status = CheckStatus.APPROVED if answer.approved else CheckStatus.REJECTED
         async with delivery.uow_factory() as uow:
+            now = delivery.clock.now()
             finished = await uow.checks.finish(
                 self.row_id, self.token, status=status, error=None, now=now
             )
@@ -505,8 +505,9 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
             return
         check_status, verification_status = _ending_for(exc)
         delivery, verification = self.delivery, self.verification
-        now, error = delivery.clock.now(), _error_of(exc)
+        error = _error_of(exc)
         async with delivery.uow_factory() as uow:
+            now = delivery.clock.now()
             finished = await uow.checks.finish(
                 self.row_id, self.token, status=check_status, error=error, now=now
             )
