@@ -9,6 +9,7 @@ COPY shared ./shared
 COPY sandbox ./sandbox
 COPY migrations ./migrations
 COPY twostep ./twostep
+COPY benchmarks ./benchmarks
 RUN pip install -c constraints.txt . && useradd --create-home --uid 10001 twostep
 USER twostep
 ENTRYPOINT ["twostep"]

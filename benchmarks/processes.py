@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from types import TracebackType
 
 import httpx
 import psutil
+
+from twostep.children import stop
 
 REPO = Path(__file__).resolve().parent.parent
 _STOP_TIMEOUT = 20.0
@@ -92,15 +93,8 @@ class Child:
         return self.log_text()[-chars:]
 
     def stop(self) -> None:
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                say(f"{self.name} did not stop in {_STOP_TIMEOUT:.0f}s; killing it")
-                self.process.kill()
-                self.process.wait()
+        if not stop(self.process, _STOP_TIMEOUT):
+            say(f"{self.name} did not stop in {_STOP_TIMEOUT:.0f}s; killed it")
         self._log.close()
 
 

@@ -133,7 +133,7 @@ class Settings(BaseSettings):
     task_events: bool = False
     # Jobs one worker process runs at once. A job waiting on Twilio holds no database
     # connection and burns no CPU, so hundreds are cheap (see the README's performance section).
-    worker_concurrency: Annotated[int, Field(ge=1, le=2048)] = 256
+    worker_concurrency: Annotated[int, Field(ge=1, le=2048)] = 512
 
     # --- logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

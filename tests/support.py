@@ -22,6 +22,8 @@ import phonenumbers
 import uvicorn
 from sqlalchemy import create_engine, make_url, text
 
+from twostep.children import stop
+
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -118,13 +120,8 @@ class RedisServer:
         return False
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop(self.process, 10)
 
     def restart(self) -> None:
         """A restart without persistence: every queue and counter is gone."""
@@ -218,13 +215,7 @@ class ServiceProcess:
         return self.process.poll() is None
 
     def stop(self, timeout: float = 20) -> int:
-        if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process, timeout)
         self._log.close()
         return self.process.returncode
 

@@ -62,7 +62,10 @@ def api(host: str, port: int, workers: int) -> None:
 
 @main.command()
 @click.option(
-    "--concurrency", "-c", type=int, help="threads  [default: TWOSTEP_WORKER_CONCURRENCY]"
+    "--concurrency",
+    "-c",
+    type=int,
+    help="jobs at once  [default: TWOSTEP_WORKER_CONCURRENCY]",
 )
 @click.option(
     "--queues",
@@ -73,7 +76,8 @@ def api(host: str, port: int, workers: int) -> None:
 )
 @click.option("--name", default=None, help="worker node name  [default: twostep-PID@HOST]")
 def worker(concurrency: int | None, queues: str, name: str | None) -> None:
-    """A Celery worker (threads pool: the jobs wait on Twilio, not on the CPU)."""
+    """A Celery worker. Its threads hand each job to one event loop per process, where the
+    Twilio calls, the database and Redis run: a job waiting on Twilio holds no connection."""
     settings = _settings("worker")
     from workers.app import app
 

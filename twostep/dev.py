@@ -30,6 +30,7 @@ from shared.errors import Unauthorized
 from shared.jobs import make_celery
 from shared.services.keys import authenticate, create_api_key
 from shared.settings import Settings
+from twostep.children import stop
 
 _STOP_TIMEOUT = 20.0
 _START_TIMEOUT = 60.0
@@ -77,14 +78,8 @@ class _Launcher:
         for child in reversed(self.children):
             if child.process.poll() is None:
                 _say(f"stopping {child.name}…")
-                with contextlib.suppress(ProcessLookupError):
-                    child.process.send_signal(signal.SIGTERM)
-                try:
-                    child.process.wait(_STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    _say(f"{child.name} did not stop in {_STOP_TIMEOUT:.0f}s; killing it")
-                    child.process.kill()
-                    child.process.wait()
+                if not stop(child.process, _STOP_TIMEOUT):
+                    _say(f"{child.name} did not stop in {_STOP_TIMEOUT:.0f}s; killed it")
 
 
 def run_dev(options: DevOptions) -> int:

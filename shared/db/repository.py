@@ -15,12 +15,14 @@ from typing import Any, ClassVar, Generic, TypeVar
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Table,
     Uuid,
     and_,
     bindparam,
     case,
     delete,
     func,
+    insert,
     or_,
     select,
     update,
@@ -842,11 +844,23 @@ class RecoveryCodeRepository(_Repository):
         )
 
 
+_EVENT_COLUMNS = tuple(column.key for column in Event.__table__.columns if column.key != "id")
+
+
 class EventRepository(_Repository):
     """Append and read; there is deliberately no way to change or remove an event."""
 
-    def add(self, event: Event) -> None:
-        self.session.add(event)
+    @prepared
+    def _append(cls) -> Executable:
+        events: Table = Event.__table__  # type: ignore[assignment]  # mapped classes have one
+        return insert(events)
+
+    async def append(self, event: Event) -> None:
+        """Insert an event as a plain statement: no session bookkeeping for a row nobody reads
+        back in the same transaction."""
+        await self.session.execute(
+            self._append, {column: getattr(event, column) for column in _EVENT_COLUMNS}
+        )
 
     async def page_for_user(
         self, user_id: str, *, before: int | None, limit: int

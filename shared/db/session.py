@@ -176,17 +176,23 @@ class UnitOfWork(Repositories):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        jobs, changes = self._jobs, self._changes
+        self._jobs, self._changes = [], {}
+        committed = False
         try:
             if exc_type is None:
-                await self._commit()
+                await self.session.commit()
+                committed = True
         finally:
-            self._jobs, self._changes = [], {}
             try:
                 # Rolls back whatever was not committed; loaded rows stay readable (no expiry).
                 await self.session.close()
             finally:
                 if self._turns is not None:
                     self._turns.release()
+        # Only now, with the connection and the turn given back: publishing waits on Redis.
+        if committed:
+            await self._hand_over(jobs, changes)
 
     @contextlib.asynccontextmanager
     async def reads(self) -> AsyncIterator[Repositories]:
@@ -209,10 +215,7 @@ class UnitOfWork(Repositories):
         self._jobs, self._changes = [], {}
         await self.session.rollback()
 
-    async def _commit(self) -> None:
-        await self.session.commit()
-        jobs, self._jobs = self._jobs, []
-        changes, self._changes = self._changes, {}
+    async def _hand_over(self, jobs: list[Job], changes: dict[uuid.UUID, Change]) -> None:
         if jobs:
             await self._publish(jobs)
         if changes and self._after_commit.changes is not None:

@@ -13,7 +13,7 @@ from shared.domain import EventType
 from shared.phone import mask_e164
 
 
-def record(
+async def record(
     uow: UnitOfWork,
     event_type: EventType,
     *,
@@ -25,7 +25,7 @@ def record(
     factor_id: uuid.UUID | None = None,
     **detail: Any,
 ) -> None:
-    uow.events.add(
+    await uow.events.append(
         Event(
             occurred_at=utcnow(),
             type=event_type,
@@ -40,7 +40,7 @@ def record(
     )
 
 
-def record_for(
+async def record_for(
     uow: UnitOfWork,
     event_type: EventType,
     verification: Verification,
@@ -49,7 +49,7 @@ def record_for(
     **detail: Any,
 ) -> None:
     """An event about a verification, attributed to whoever asked for it (or ``api_key_id``)."""
-    record(
+    await record(
         uow,
         event_type,
         user_id=verification.user_id,

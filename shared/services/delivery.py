@@ -358,7 +358,7 @@ class _Send(_Job[Verification, ProviderVerification]):
             if sent is None:
                 self.log.warning("send.outcome_dropped", note="taken over or ended meanwhile")
                 return
-            audit.record_for(
+            await audit.record_for(
                 uow,
                 EventType.VERIFICATION_SENT,
                 self.claimed,
@@ -392,7 +392,7 @@ class _Send(_Job[Verification, ProviderVerification]):
                 if self.resend
                 else EventType.VERIFICATION_FAILED
             )
-            audit.record_for(uow, failed, self.claimed, reason=error.reason.value)
+            await audit.record_for(uow, failed, self.claimed, reason=error.reason.value)
             uow.notify_after_commit(change_of(gave_up))
 
 
@@ -470,7 +470,7 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
         approved = await uow.verifications.approve(verification.id, now)
         if approved is not None:
             uow.notify_after_commit(change_of(approved))
-            audit.record_for(
+            await audit.record_for(
                 uow,
                 EventType.VERIFICATION_APPROVED,
                 verification,
@@ -482,7 +482,7 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
         verification = self.verification
         current = await uow.verifications.get(verification.id)
         assert current is not None
-        audit.record_for(
+        await audit.record_for(
             uow, EventType.CHECK_REJECTED, verification, attempt=current.check_attempts
         )
         if current.check_attempts < self.delivery.settings.max_check_attempts:
@@ -497,7 +497,7 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
         )
         if used_up is not None:
             uow.notify_after_commit(change_of(used_up))
-            audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
+            await audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
 
     async def refused(self, exc: ProviderError) -> None:
         if await self._lost_answer_was_an_approval(exc):
@@ -520,7 +520,7 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
             if ended:
                 uow.notify_after_commit(change_of(ended))
                 if verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED:
-                    audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
+                    await audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
         await delivery.stash.discard(self.row_id)
         self.log.info("check.ended", reason=exc.reason.value, provider_code=exc.provider_code)
         if verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED:
@@ -574,7 +574,9 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
         if locked_for:
             self.log.warning("user.locked", seconds=locked_for)
             async with self.delivery.uow_factory() as uow:
-                audit.record_for(uow, EventType.USER_LOCKED, self.verification, seconds=locked_for)
+                await audit.record_for(
+                    uow, EventType.USER_LOCKED, self.verification, seconds=locked_for
+                )
 
 
 def _refusal(

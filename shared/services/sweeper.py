@@ -83,7 +83,7 @@ class Sweeper:
         for verification_id in failed:
             verification = await uow.verifications.get(verification_id)
             assert verification is not None
-            audit.record_for(
+            await audit.record_for(
                 uow,
                 EventType.VERIFICATION_FAILED,
                 verification,

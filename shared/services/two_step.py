@@ -107,7 +107,7 @@ class TwoStep:
             updated_at=verification.created_at,
         )
         uow.factors.add(factor)
-        _record_factor(
+        await _record_factor(
             uow,
             EventType.FACTOR_ENROLLMENT_STARTED,
             factor,
@@ -138,7 +138,7 @@ class TwoStep:
             canceled = await uow.verifications.cancel(factor.enrollment_verification_id, now)
             if canceled is not None:
                 uow.notify_after_commit(change_of(canceled))
-        _record_factor(uow, EventType.FACTOR_DISABLED, factor, api_key.id)
+        await _record_factor(uow, EventType.FACTOR_DISABLED, factor, api_key.id)
         return factor
 
     async def start_challenge(
@@ -165,7 +165,7 @@ class TwoStep:
                 purpose=Purpose.LOGIN,
             ),
         )
-        _record_factor(
+        await _record_factor(
             uow,
             EventType.CHALLENGE_REQUESTED,
             factor,
@@ -194,7 +194,7 @@ class TwoStep:
                 for hashed in hashes
             ],
         )
-        audit.record(
+        await audit.record(
             uow,
             EventType.RECOVERY_CODES_GENERATED,
             user_id=user_id,
@@ -221,7 +221,7 @@ class TwoStep:
         if matched is not None:
             await lockout.record_success(user_id)
             if await uow.recovery_codes.use(matched.id, self.verifications.clock.now()):
-                audit.record(
+                await audit.record(
                     uow,
                     EventType.RECOVERY_CODE_USED,
                     user_id=user_id,
@@ -230,10 +230,12 @@ class TwoStep:
                     left=len(unused) - 1,
                 )
                 return True
-            _record_rejection(uow, api_key, user_id, client_ip, 0.0)  # spent by a racing request
+            await _record_rejection(
+                uow, api_key, user_id, client_ip, 0.0
+            )  # spent by a racing request
         else:
             locked_for = await lockout.record_failure(user_id)
-            _record_rejection(uow, api_key, user_id, client_ip, locked_for)
+            await _record_rejection(uow, api_key, user_id, client_ip, locked_for)
         return False
 
     async def list_events(
@@ -256,19 +258,19 @@ async def on_verification_approved(
         log.warning("factor.not_verified", factor_id=str(factor.id), reason="phone in use")
         return
     await uow.factors.verify(factor.id, now)
-    _record_factor(uow, EventType.FACTOR_VERIFIED, factor, verification.api_key_id)
+    await _record_factor(uow, EventType.FACTOR_VERIFIED, factor, verification.api_key_id)
     if factor.replaces_others:
         for old in await uow.factors.verified_others(factor.user_id, factor.id):
             await uow.factors.disable(old.id, now)
-            _record_factor(
+            await _record_factor(
                 uow, EventType.FACTOR_REPLACED, old, verification.api_key_id, by=str(factor.id)
             )
 
 
-def _record_rejection(
+async def _record_rejection(
     uow: UnitOfWork, api_key: ApiKey, user_id: str, client_ip: str | None, locked_for: float
 ) -> None:
-    audit.record(
+    await audit.record(
         uow,
         EventType.RECOVERY_CODE_REJECTED,
         user_id=user_id,
@@ -276,7 +278,7 @@ def _record_rejection(
         client_ip=client_ip,
     )
     if locked_for:
-        audit.record(
+        await audit.record(
             uow,
             EventType.USER_LOCKED,
             user_id=user_id,
@@ -286,7 +288,7 @@ def _record_rejection(
         )
 
 
-def _record_factor(
+async def _record_factor(
     uow: UnitOfWork,
     event_type: EventType,
     factor: Factor,
@@ -296,7 +298,7 @@ def _record_factor(
     verification_id: uuid.UUID | None = None,
     **detail: str,
 ) -> None:
-    audit.record(
+    await audit.record(
         uow,
         event_type,
         user_id=factor.user_id,

@@ -72,7 +72,7 @@ class Verifications:
         )
         verification = self._new_verification(verification_id, phone, api_key, request)
         uow.verifications.add(verification)
-        audit.record_for(
+        await audit.record_for(
             uow, EventType.VERIFICATION_REQUESTED, verification, channel=request.channel.value
         )
         uow.enqueue_after_commit(Job.send_code(verification.id))
@@ -163,7 +163,7 @@ class Verifications:
             if current.status is not VerificationStatus.PENDING:
                 raise _not_pending(current)
             return current
-        audit.record_for(
+        await audit.record_for(
             uow,
             EventType.VERIFICATION_RESEND_REQUESTED,
             verification,
@@ -183,7 +183,9 @@ class Verifications:
             if current.status is VerificationStatus.CANCELED:
                 return current
             raise _not_pending(current)
-        audit.record_for(uow, EventType.VERIFICATION_CANCELED, canceled, api_key_id=api_key.id)
+        await audit.record_for(
+            uow, EventType.VERIFICATION_CANCELED, canceled, api_key_id=api_key.id
+        )
         uow.notify_after_commit(change_of(canceled))
         return canceled
 
