@@ -202,8 +202,17 @@ class JobRows(_Repository, Generic[Claimable]):
     # The statuses a row may show while a worker holds it.
     held_statuses: ClassVar[tuple[VerificationStatus | CheckStatus, ...]]
 
-    def add(self, row: Claimable) -> None:
-        self.session.add(row)
+    @prepared
+    def _insert(cls) -> Executable:
+        table: Table = cls.model.__table__  # type: ignore[assignment]  # mapped classes have one
+        return insert(table)
+
+    async def insert(self, row: Claimable) -> None:
+        """Insert a new row, as a plain statement: no session bookkeeping for it."""
+        columns = self.model.__table__.columns
+        await self.session.execute(
+            self._insert, {column.key: getattr(row, column.key) for column in columns}
+        )
 
     @prepared
     def _by_id(cls) -> Executable:
@@ -852,8 +861,8 @@ class EventRepository(_Repository):
 
     @prepared
     def _append(cls) -> Executable:
-        events: Table = Event.__table__  # type: ignore[assignment]  # mapped classes have one
-        return insert(events)
+        table: Table = Event.__table__  # type: ignore[assignment]  # mapped classes have one
+        return insert(table)
 
     async def append(self, event: Event) -> None:
         """Insert an event as a plain statement: no session bookkeeping for a row nobody reads

@@ -93,7 +93,6 @@ class TwoStep:
                 purpose=Purpose.ENROLLMENT,
             ),
         )
-        await uow.flush()  # the factor refers to the verification
         factor = Factor(
             id=uuid.uuid4(),
             user_id=user_id,

@@ -71,7 +71,7 @@ class Verifications:
             )
         )
         verification = self._new_verification(verification_id, phone, api_key, request)
-        uow.verifications.add(verification)
+        await uow.verifications.insert(verification)
         await audit.record_for(
             uow, EventType.VERIFICATION_REQUESTED, verification, channel=request.channel.value
         )
@@ -216,7 +216,7 @@ class Verifications:
             await self.stash.discard(check_id)
             raise refusal
         check = self._new_check(check_id, verification_id, now)
-        uow.checks.add(check)
+        await uow.checks.insert(check)
         uow.enqueue_after_commit(Job.check_code(check.id))
         return check
 
