@@ -6,7 +6,9 @@ two-core machine must pass), the figures are what the README quotes."""
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -15,6 +17,7 @@ import aiohttp
 import psutil
 import pytest
 
+from shared.changes import changes_channel
 from tests.cluster import FINAL, Cluster, cluster_numbers
 from tests.support import wait_until
 
@@ -138,22 +141,59 @@ def test_a_thousand_long_polls_are_held_cheaply_and_woken_by_the_commit(
             return list(await waits)
 
     held: list[int] = []
-    answers = asyncio.run(hold_then_release())
-    committed = {str(row["id"]): row["updated_at"].timestamp() for row in cluster.rows("waiters")}
-    lag_ms = sorted((at - committed[row_id]) * 1000 for row_id, at, _ in answers)
+    with NoticeClock(cluster) as noticed:
+        answers = asyncio.run(hold_then_release())
+    written = {str(row["id"]): row["updated_at"].timestamp() for row in cluster.rows("waiters")}
+    after_notice_ms = sorted((at - noticed.at[row_id]) * 1000 for row_id, at, _ in answers)
+    after_write_ms = sorted((at - written[row_id]) * 1000 for row_id, at, _ in answers)
     grown_mib = (held[0] - rss_before) / 2**20
     report(
         f"{total} long-polls on one API process, then a worker's commits",
         memory_growth_while_held_mib=round(grown_mib, 1),
         kib_per_waiter=round(grown_mib * 1024 / total, 1),
         answered=dict(Counter(status for _, _, status in answers)),
-        after_commit_ms=f"p50 {statistics.median(lag_ms):.1f}, "
-        f"p99 {lag_ms[int(len(lag_ms) * 0.99) - 1]:.1f}, max {lag_ms[-1]:.1f}",
+        answered_after_the_commit_notice_ms=spread(after_notice_ms),
+        answered_after_the_row_was_written_ms=spread(after_write_ms),
     )
     assert {status for _, _, status in answers} == {"pending"}
     assert grown_mib < 100, "a waiter costs more than it should"
-    assert statistics.median(lag_ms) < 50
-    assert lag_ms[-1] < 2000
+    assert statistics.median(after_notice_ms) < 50
+    assert after_write_ms[-1] < 2000
+
+
+def spread(ms: list[float]) -> str:
+    p99 = ms[int(len(ms) * 0.99) - 1]
+    return f"p50 {statistics.median(ms):.1f}, p99 {p99:.1f}, max {ms[-1]:.1f}"
+
+
+class NoticeClock:
+    """When each row's change notice (published by the worker right after its commit) reached a
+    subscriber of our own: the moment a long-poll can be woken at the earliest."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.at: dict[str, float] = {}
+        # redis-py's sync pubsub() has no annotations.
+        self._pubsub = cluster.redis_client().pubsub(  # type: ignore[no-untyped-call]
+            ignore_subscribe_messages=True
+        )
+        self._pubsub.subscribe(changes_channel(cluster.env.get("TWOSTEP_REDIS_KEY_PREFIX", "")))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+
+    def __enter__(self) -> NoticeClock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._pubsub.close()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            message = self._pubsub.get_message(timeout=0.2)
+            if message is not None:
+                self.at.setdefault(json.loads(message["data"])["id"], time.time())
 
 
 def test_one_worker_keeps_hundreds_of_provider_calls_in_flight(
