@@ -73,14 +73,17 @@ class Database:
         engine = create_async_engine(
             url.set(drivername="postgresql+psycopg"),
             pool_size=pool_size,
-            max_overflow=pool_size,
+            # Connections open as they are needed and stay: an overflow connection would be
+            # closed at the end of each burst and opened again at the next, a PostgreSQL
+            # backend started for a few statements.
+            max_overflow=0,
             pool_timeout=30,
             pool_recycle=1800,
         )
         # A unit of work that only reads needs no transaction: each SELECT is one round trip
         # instead of three (BEGIN, SELECT, COMMIT). Same pool; psycopg's autocommit is a flag.
         autocommit = _sessions(engine.execution_options(isolation_level="AUTOCOMMIT"))
-        return cls(_sessions(engine), autocommit, autocommit, (engine,), connections=2 * pool_size)
+        return cls(_sessions(engine), autocommit, autocommit, (engine,), connections=pool_size)
 
     async def dispose(self) -> None:
         for engine in self.engines:
