@@ -27,6 +27,7 @@ from shared.services.two_step import TwoStep
 from shared.services.verifications import Verifications
 from shared.services.waiting import MAX_WAIT_SECONDS, Waiting
 from shared.settings import Settings
+from shared.warm_up import warm_up
 
 
 @dataclass
@@ -86,6 +87,7 @@ class ApiContext:
     async def open(self) -> None:
         if self.listener is not None:
             self.listener.start()
+        await warm_up(self.database, self.celery)
 
     async def close(self) -> None:
         if self.listener is not None:

@@ -6,6 +6,7 @@ bodies. Arguments are row ids and nothing else: no phone number, no code, ever.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,11 +107,29 @@ def make_celery(settings: Settings, main: str = "twostep") -> Celery:
     return app
 
 
+# Publishes at once per process: each holds one of Celery's pooled producers (a connection).
+PUBLISHING_THREADS = 4
+
+
+def connect_publisher(app: Celery) -> None:
+    """Do now what the first publishes would do while a burst of requests waits behind them
+    (a tenth of a second, some of it under Python's import lock): import the broker's transport,
+    load Celery's result backend setting, open a connection for each publishing thread and
+    declare the queues on it. Blocks: call it from a thread."""
+    app.backend  # noqa: B018 -- loaded on first use, by the first send
+    with contextlib.ExitStack() as held:
+        for _ in range(PUBLISHING_THREADS):
+            producer = held.enter_context(app.producer_or_acquire())
+            producer.connection.ensure_connection(max_retries=1)
+            for queue in ALL_QUEUES:
+                producer.maybe_declare(app.amqp.queues[queue])
+
+
 class CeleryJobQueue:
     """Publishes through Celery's own client, which blocks: in a few threads of its own, so the
     event loop never waits on the broker."""
 
-    def __init__(self, app: Celery, *, threads: int = 4) -> None:
+    def __init__(self, app: Celery, *, threads: int = PUBLISHING_THREADS) -> None:
         self._app = app
         self._threads = anyio.CapacityLimiter(threads)
 

@@ -54,6 +54,11 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
         holder.get().run(lambda services: services.sweeper.sweep())
         return "done"
 
+    @signals.worker_ready.connect(weak=False)
+    def _build(**_kwargs: object) -> None:
+        # Now rather than in the first job: connections open before the first burst.
+        holder.get()
+
     @signals.worker_shutdown.connect(weak=False)
     def _close(**_kwargs: object) -> None:
         holder.close()

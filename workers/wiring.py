@@ -1,4 +1,5 @@
-"""Per-process singletons of a worker, built once, lazily, and closed at shutdown.
+"""Per-process singletons of a worker, built once when it is ready (or by its first job), and
+closed at shutdown.
 
 A worker process runs one asyncio event loop in a thread of its own (an anyio blocking portal),
 and on it the database pool, Redis, the provider client and the services. Celery's threads run
@@ -30,6 +31,7 @@ from shared.services.delivery import Delivery
 from shared.services.sweeper import Sweeper
 from shared.settings import Settings
 from shared.verify.twilio import TwilioVerifyClient
+from shared.warm_up import warm_up
 
 T = TypeVar("T")
 
@@ -84,6 +86,7 @@ class WorkerContext:
         self._portal = self._portal_manager.__enter__()
         try:
             self.services = self._portal.call(WorkerServices.build, settings, app)
+            self._portal.call(warm_up, self.services.database, app)
         except BaseException:
             self._portal_manager.__exit__(None, None, None)
             raise

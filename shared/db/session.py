@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import Pool, QueuePool
 
 from shared.changes import Change, ChangeFeed
 from shared.db.repository import (
@@ -85,9 +86,22 @@ class Database:
         autocommit = _sessions(engine.execution_options(isolation_level="AUTOCOMMIT"))
         return cls(_sessions(engine), autocommit, autocommit, (engine,), connections=pool_size)
 
+    async def warm_up(self) -> None:
+        """Open every pool's connections now, before the process takes traffic, so that the
+        first burst of requests after a start does not wait while they open one by one."""
+        for engine in self.engines:
+            pool = engine.pool
+            opened = [await engine.connect() for _ in range(_size_of(pool))]
+            for connection in opened:
+                await connection.close()
+
     async def dispose(self) -> None:
         for engine in self.engines:
             await engine.dispose()
+
+
+def _size_of(pool: Pool) -> int:
+    return pool.size() if isinstance(pool, QueuePool) else 1
 
 
 def _sessions(engine: AsyncEngine) -> Sessions:
