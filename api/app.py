@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
-from api.deps import ApiContext
+from api.deps import ApiContext, ApiKeyDep
 from api.errors import install_error_handlers
-from api.routes import health, limits, users, verifications
+from api.middleware import BodyLimit, NoStore
+from api.routes import health, limits, lockouts, users, verifications
 from shared.settings import Settings, get_settings
 
 
@@ -30,15 +32,32 @@ def create_app(
         finally:
             await context.close()
 
+    public_docs = settings.docs_public
     app = FastAPI(
         title="twostep",
         version="0.1.0",
         summary="Two-step verification for login servers, over Twilio Verify.",
         lifespan=lifespan,
+        # In production the schema is for key holders only, and there is no interactive page.
+        openapi_url="/openapi.json" if public_docs else None,
+        docs_url="/docs" if public_docs else None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(verifications.router)
     app.include_router(users.router)
+    app.include_router(lockouts.router)
     app.include_router(limits.router)
+    if not public_docs:
+        _serve_schema_to_key_holders(app)
+    # Outermost first: the body limit runs before anything reads or authenticates.
+    app.add_middleware(NoStore)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+def _serve_schema_to_key_holders(app: FastAPI) -> None:
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(_api_key: ApiKeyDep) -> dict[str, Any]:
+        return app.openapi()

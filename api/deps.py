@@ -12,17 +12,19 @@ from celery import Celery
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shared import crypto
 from shared.changes import ChangeListener, RedisChangeFeed, changes_channel
 from shared.clock import SystemClock
 from shared.codes import RedisCodeStash
 from shared.db.models import ApiKey
 from shared.db.session import AfterCommit, Database, UnitOfWork, UnitOfWorkFactory
+from shared.domain import Scope
 from shared.errors import NotFound
 from shared.jobs import CeleryJobQueue, make_celery
-from shared.limits import Guards, RedisLockout, RedisSendLimits
+from shared.limits import Guards, RedisActionLimit, RedisLockout, RedisSendLimits
 from shared.redis_client import make_redis, make_subscriber
 from shared.services.idempotency import KeyLocks, RedisKeyLocks
-from shared.services.keys import ApiKeyCache
+from shared.services.keys import ApiKeyCache, require_scope
 from shared.services.two_step import TwoStep
 from shared.services.verifications import Verifications
 from shared.services.waiting import MAX_WAIT_SECONDS, Waiting
@@ -48,6 +50,8 @@ class ApiContext:
 
     @classmethod
     def build(cls, settings: Settings) -> ApiContext:
+        keyring = settings.keyring()
+        crypto.install(keyring)
         database = Database.connect(settings.database_url, pool_size=settings.database_pool_size)
         client = make_redis(settings.redis_url)
         channel = changes_channel(settings.redis_key_prefix)
@@ -62,9 +66,13 @@ class ApiContext:
         verifications = Verifications(
             settings=settings,
             guards=Guards(
-                sends=RedisSendLimits(settings, client), lockout=RedisLockout(settings, client)
+                sends=RedisSendLimits(settings, client, keyring),
+                lockout=RedisLockout(settings, client, keyring),
+                recovery_code_sets=RedisActionLimit(
+                    settings, client, "recovery_code_sets", settings.limit_recovery_code_sets
+                ),
             ),
-            stash=RedisCodeStash(client, settings.redis_key("")),
+            stash=RedisCodeStash(client, settings.redis_key(""), keyring),
             clock=SystemClock(),
         )
         listener = ChangeListener(
@@ -77,9 +85,9 @@ class ApiContext:
             redis=client,
             keys=ApiKeyCache(uow_factory.reading, settings.api_key_cache_seconds),
             verifications=verifications,
-            two_step=TwoStep(verifications),
+            two_step=TwoStep(verifications, keyring),
             waiting=Waiting(uow_factory.reading, verifications, listener),
-            idempotency_locks=RedisKeyLocks(client, settings.redis_key("")),
+            idempotency_locks=RedisKeyLocks(client, settings.redis_key(""), keyring),
             listener=listener,
             celery=celery,
         )
@@ -132,6 +140,19 @@ async def require_api_key(
 
 
 ApiKeyDep = Annotated[ApiKey, Depends(require_api_key)]
+
+
+def _scoped(scope: Scope) -> object:
+    def require(api_key: ApiKeyDep) -> ApiKey:
+        return require_scope(api_key, scope)
+
+    return Depends(require)
+
+
+# A route takes the key it needs: a key without that scope is answered 403 insufficient_scope.
+VerifyKey = Annotated[ApiKey, _scoped(Scope.VERIFY)]
+UsersKey = Annotated[ApiKey, _scoped(Scope.USERS)]
+AdminKey = Annotated[ApiKey, _scoped(Scope.ADMIN)]
 
 WaitSeconds = Annotated[
     float,

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shared.errors import (
     Conflict,
     CountryNotAllowed,
+    InsufficientScope,
     InvalidInput,
     InvalidPhoneNumber,
     NotFound,
@@ -33,6 +34,7 @@ PROBLEM_JSON = "application/problem+json"
 _STATUS_BY_ERROR: list[tuple[type[TwostepError], int]] = [
     (InvalidInput, 422),
     (CountryNotAllowed, 403),
+    (InsufficientScope, 403),
     (RateLimited, 429),
     (Unauthorized, 401),
     (NotFound, 404),

@@ -74,6 +74,7 @@ async def _answer_holding_the_key(
         answer = await do(uow)
         await idempotency.remember_answer(
             uow,
+            api_key.tenant_id,
             api_key.id,
             key,
             request_fingerprint,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.db.models import Event, Factor
 from shared.domain import Channel, EventType, FactorStatus
@@ -16,6 +17,27 @@ from shared.views import CheckOut as CheckOut
 from shared.views import ErrorOut as ErrorOut
 from shared.views import VerificationOut as VerificationOut
 
+_USER_ID_DOC = "The login server's id for the user: 1 to 128 printable characters"
+
+
+def _printable(value: str) -> str:
+    # isprintable() refuses control, format (RTL overrides, zero-width) and line characters.
+    if not value.isprintable():
+        raise ValueError("must be printable: no control, format or line-break characters")
+    return value
+
+
+# One type for a user id wherever it comes from, so the path and the body agree.
+UserId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128),
+    AfterValidator(_printable),
+    Field(description=_USER_ID_DOC),
+]
+UserIdPath = Annotated[
+    str, Path(min_length=1, max_length=128, description=_USER_ID_DOC), AfterValidator(_printable)
+]
+
 
 class VerificationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -23,7 +45,7 @@ class VerificationCreate(BaseModel):
     to: str = Field(max_length=32, examples=["+14155550123"], description="The phone, in E.164")
     channel: Channel = Channel.SMS
     locale: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,4})?$")
-    user_id: str | None = Field(default=None, min_length=1, max_length=128)
+    user_id: UserId | None = None
     client_ip: IPv4Address | IPv6Address | None = Field(
         default=None, description="The end user's IP address, for rate limits and the audit"
     )
@@ -54,6 +76,7 @@ class LockoutOut(BaseModel):
     wait_increment_seconds: float
     max_wait_seconds: float
     failure_reset_seconds: float
+    hard_lock_after_failures: int
 
 
 class LimitsOut(BaseModel):
@@ -129,6 +152,13 @@ class RedeemCreate(BaseModel):
 
     code: str = Field(min_length=1, max_length=32, examples=["7K2PQ-M9XD4"])
     client_ip: IPv4Address | IPv6Address | None = None
+
+
+class LockoutRelease(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: UserId | None = None
+    phone: str | None = Field(default=None, max_length=32, examples=["+14155550123"])
 
 
 class RedeemOut(BaseModel):

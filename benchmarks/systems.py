@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -31,6 +32,7 @@ from benchmarks.processes import (
     twostep_argv,
     wait_for,
 )
+from shared.crypto import generate_data_key
 
 # Limits far above the storm, so that the benchmark measures the system and not its policy.
 # The provider rate is the fleet's Twilio budget; at its default (30/s) it would be the bottleneck.
@@ -43,6 +45,10 @@ TWOSTEP_TUNING = {
     "TWOSTEP_PROVIDER_BURST": "500",
     "TWOSTEP_PROVIDER_MAX_IN_FLIGHT": "5000",
     "TWOSTEP_TWILIO_READ_TIMEOUT_SECONDS": "5",
+    "TWOSTEP_LIMIT_PER_API_KEY_DAILY": "100000000 per day",
+    "TWOSTEP_LIMIT_GLOBAL_DAILY": "100000000 per day",
+    # Production mode, as deployed: the storm's numbers are American.
+    "TWOSTEP_ALLOWED_COUNTRIES": "US",
 }
 INLINE_TIMEOUT_SECONDS = TWOSTEP_TUNING["TWOSTEP_TWILIO_READ_TIMEOUT_SECONDS"]
 
@@ -101,6 +107,9 @@ def start_all(supervisor: Supervisor, database_url: str, workers: int, run_id: s
         TWOSTEP_DATABASE_URL=database_url,
         TWOSTEP_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
         TWOSTEP_TWILIO_BASE_URL=sandbox_url,
+        # Keys of this run's own: personal data is encrypted as in production.
+        TWOSTEP_DATA_KEYS=generate_data_key(),
+        TWOSTEP_LOOKUP_KEY=secrets.token_urlsafe(32),
         **TWOSTEP_TUNING,
     )
     say("migrating the database and creating an API key…")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import ipaddress
 import json
 import secrets
 import time
@@ -77,17 +78,21 @@ class Sandbox:
         faults: Faults | None = None,
         account_sid: str | None = None,
         auth_token: str | None = None,
+        allow_remote: bool = False,
     ) -> None:
         self.state = state or VerifyState()
         self.faults = faults or Faults()
         self.stats = Stats()
         self.account_sid = account_sid
         self.auth_token = auth_token
+        # /sandbox/* shows the codes it "sent": only to this machine, unless told otherwise.
+        self.allow_remote = allow_remote
 
     # --- the Twilio side
 
     def _authenticate(self, request: Request) -> str:
-        """With credentials configured, exactly those; without, anything (even nothing)."""
+        """With credentials configured, exactly those; without, any well-formed account SID
+        and any token — but some, as Twilio answers 401 / 20003 to a request without any."""
         header = request.headers.get("authorization", "")
         username = password = None
         if header.lower().startswith("basic "):
@@ -107,7 +112,9 @@ class Sandbox:
             return self.account_sid
         if username and username.startswith("AC") and len(username) == 34:
             return username
-        return DEFAULT_ACCOUNT_SID
+        if username:
+            return DEFAULT_ACCOUNT_SID
+        raise _AuthenticationFailed
 
     def twilio(self, operation: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -271,6 +278,21 @@ class Sandbox:
     async def healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    def _local(
+        self, endpoint: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def only_from_here(request: Request) -> Response:
+            host = request.client.host if request.client else ""
+            if not self.allow_remote and not _is_loopback(host):
+                return _problem(
+                    403,
+                    "the sandbox's own routes answer only on loopback "
+                    "(start it with --allow-remote to change that)",
+                )
+            return await endpoint(request)
+
+        return only_from_here
+
     def routes(self) -> list[Route]:
         services = "/v2/Services/{service_sid}"
         return [
@@ -298,13 +320,13 @@ class Sandbox:
                 self.twilio("CreateVerificationCheck", self.create_check),
                 methods=["POST"],
             ),
-            Route("/sandbox/messages", self.list_messages, methods=["GET"]),
-            Route("/sandbox/stats", self.read_stats, methods=["GET"]),
-            Route("/sandbox/faults", self.read_faults, methods=["GET"]),
-            Route("/sandbox/faults", self.write_faults, methods=["PUT"]),
-            Route("/sandbox/reset", self.reset, methods=["POST"]),
-            Route("/sandbox/clock", self.read_clock, methods=["GET"]),
-            Route("/sandbox/clock", self.advance_clock, methods=["POST"]),
+            Route("/sandbox/messages", self._local(self.list_messages), methods=["GET"]),
+            Route("/sandbox/stats", self._local(self.read_stats), methods=["GET"]),
+            Route("/sandbox/faults", self._local(self.read_faults), methods=["GET"]),
+            Route("/sandbox/faults", self._local(self.write_faults), methods=["PUT"]),
+            Route("/sandbox/reset", self._local(self.reset), methods=["POST"]),
+            Route("/sandbox/clock", self._local(self.read_clock), methods=["GET"]),
+            Route("/sandbox/clock", self._local(self.advance_clock), methods=["POST"]),
             Route("/healthz", self.healthz, methods=["GET"]),
         ]
 
@@ -446,6 +468,13 @@ def _message_json(message: Message) -> dict[str, Any]:
 
 def _clock_json(state: VerifyState) -> dict[str, Any]:
     return {"now": _time(state.clock.now()), "offset_seconds": state.clock.offset.total_seconds()}
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _problem(status: int, detail: str) -> JSONResponse:

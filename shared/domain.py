@@ -6,6 +6,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
+class Scope(StrEnum):
+    """What an API key may do. A key holds one or more."""
+
+    VERIFY = "verify"  # verifications and their checks
+    USERS = "users"  # factors, login challenges, redeeming recovery codes
+    ADMIN = "admin"  # removing factors, new recovery codes, the audit trail, lifting lockouts
+
+
+ALL_SCOPES = frozenset(Scope)
+DEFAULT_TENANT = "default"
+
+
 class Channel(StrEnum):
     SMS = "sms"
     CALL = "call"
@@ -79,8 +91,12 @@ class EventType(StrEnum):
     FACTOR_VERIFIED = "factor.verified"
     FACTOR_REPLACED = "factor.replaced"
     FACTOR_DISABLED = "factor.disabled"
+    # The code was right but the phone could not be enrolled (e.g. verified for another user);
+    # answered like any other enrolment so that nobody learns which phones are enrolled.
+    FACTOR_ENROLLMENT_FAILED = "factor.enrollment_failed"
     CHALLENGE_REQUESTED = "challenge.requested"
     USER_LOCKED = "user.locked"
+    LOCKOUT_RELEASED = "lockout.released"
     RECOVERY_CODES_GENERATED = "recovery_codes.generated"
     RECOVERY_CODE_USED = "recovery_code.used"
     RECOVERY_CODE_REJECTED = "recovery_code.rejected"

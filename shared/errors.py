@@ -7,11 +7,11 @@
         InvalidPhoneNumber
         IdempotencyKeyReused          the same Idempotency-Key with a different request
       Unauthorized                    no or a bad API key
+      InsufficientScope               the key may not do this (it lacks the route's scope)
       NotFound
       Conflict                        the resource is not in a state that allows this
         VerificationNotPending
         NoVerifiedFactor              a login challenge for a user without 2SA
-        PhoneInUse                    the phone is verified for another user
       CountryNotAllowed               the destination's country is not on the allow-list
       RateLimited                     a limit refused the request: .limit, .retry_after
         CheckAttemptsExhausted        every check a verification allows has been used
@@ -55,6 +55,10 @@ class Unauthorized(TwostepError):
     code = "unauthorized"
 
 
+class InsufficientScope(TwostepError):
+    code = "insufficient_scope"
+
+
 class NotFound(TwostepError):
     code = "not_found"
 
@@ -69,10 +73,6 @@ class VerificationNotPending(Conflict):
 
 class NoVerifiedFactor(Conflict):
     code = "no_verified_factor"
-
-
-class PhoneInUse(Conflict):
-    code = "phone_in_use"
 
 
 class CountryNotAllowed(TwostepError):

@@ -21,13 +21,14 @@ from shared.settings import Settings
 SEND_CODE = "twostep.send_code"
 CHECK_CODE = "twostep.check_code"
 SWEEP = "twostep.sweep"
+RETAIN = "twostep.retention"
 
 SEND_QUEUE = "twostep.send"
 CHECK_QUEUE = "twostep.check"
 SWEEP_QUEUE = "twostep.sweep"
 ALL_QUEUES = (SEND_QUEUE, CHECK_QUEUE, SWEEP_QUEUE)
 
-ROUTES = {SEND_CODE: SEND_QUEUE, CHECK_CODE: CHECK_QUEUE, SWEEP: SWEEP_QUEUE}
+ROUTES = {SEND_CODE: SEND_QUEUE, CHECK_CODE: CHECK_QUEUE, SWEEP: SWEEP_QUEUE, RETAIN: SWEEP_QUEUE}
 
 log = structlog.get_logger(__name__)
 

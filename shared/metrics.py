@@ -7,7 +7,21 @@ from prometheus_client import Counter, Gauge
 LIMIT_REFUSALS = Counter(
     "twostep_limit_refusals_total", "Requests refused by a limit, by limit", ["limit"]
 )
-USER_LOCKOUTS = Counter("twostep_user_lockouts_total", "Users locked out after wrong codes")
+USER_LOCKOUTS = Counter(
+    "twostep_user_lockouts_total",
+    "Users or numbers locked out after wrong codes, by kind (timed, hard: until released)",
+    ["kind"],
+)
+DAILY_CAP_NEAR = Counter(
+    "twostep_daily_cap_near_total",
+    "Sends admitted with a daily spending cap past TWOSTEP_CAP_WARNING_RATIO, by cap",
+    ["cap"],
+)
+DAILY_CAP_USAGE = Gauge(
+    "twostep_daily_cap_usage_ratio",
+    "Share of the deployment-wide daily cap used in its current window",
+    ["cap"],
+)
 PROVIDER_THROTTLE_WAITS = Counter(
     "twostep_provider_throttle_waits_total",
     "Provider requests that waited for the fleet-wide throttle",

@@ -10,6 +10,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Annotated, Literal
 
+from cryptography.fernet import Fernet
 from limits import parse as parse_rate_limit
 from pydantic import (
     AfterValidator,
@@ -21,7 +22,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.crypto import DEVELOPMENT_DATA_KEY, DEVELOPMENT_LOOKUP_KEY, Keyring, keyring_for
+
 PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class MissingSecrets(ValueError):
+    """Production was started without the secrets it needs."""
 
 
 def _valid_rate_limit(value: str) -> str:
@@ -38,6 +45,14 @@ RateLimit = Annotated[str, AfterValidator(_valid_rate_limit)]
 SANDBOX_SERVICE_SID = "VA" + "0" * 32
 SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
 
+Environment = Literal["production", "development"]
+
+
+def _comma_separated(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -46,6 +61,10 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
     )
+
+    # --- the kind of deployment. Production refuses what is only fit for a laptop: development
+    # keys, no country allow-list, a Twilio base URL off loopback (see shared/startup.py).
+    environment: Environment = "production"
 
     # --- storage and broker
     database_url: str = "sqlite:///twostep.db"
@@ -70,6 +89,19 @@ class Settings(BaseSettings):
     # Twilio publishes no latency SLA; a Verify create is usually well under a second.
     twilio_connect_timeout_seconds: PositiveSeconds = 3.05
     twilio_read_timeout_seconds: PositiveSeconds = 10.0
+
+    # --- personal data at rest (shared/crypto.py)
+    # Fernet keys, comma-separated, newest first: the first encrypts, all decrypt.
+    data_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # The secret of the keyed hashes that stand in for phone numbers, IPs and user ids in
+    # look-ups and in Redis keys. Not a data key: rotating data keys leaves it as it is.
+    lookup_key: SecretStr | None = None
+    # Verifications, checks and events older than this are deleted by beat.
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    # Largest request body the API reads; bigger ones are refused before they are parsed.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 16_384
+    # Serve /docs and /openapi.json without a key (default: in development only).
+    public_docs: bool | None = None
 
     # --- verification timings
     code_lifetime_seconds: PositiveSeconds = 600.0
@@ -101,8 +133,13 @@ class Settings(BaseSettings):
     limit_per_destination: RateLimit = "5 per 10 minutes"  # Twilio's own per-number limit
     limit_per_user: RateLimit = "10 per hour"
     limit_per_client_ip: RateLimit = "30 per hour"
-    limit_per_api_key: RateLimit = "3000 per minute"
-    limit_per_country: RateLimit = "10000 per day"
+    limit_per_api_key: RateLimit = "300 per minute"
+    limit_per_country: RateLimit = "1000 per day"
+    # Spending caps over a day, counted from the first send of the day's window.
+    limit_per_api_key_daily: RateLimit = "5000 per day"
+    limit_global_daily: RateLimit = "20000 per day"  # the whole deployment: every tenant, every key
+    # At this share of a daily cap, a metric and a warning say it is near.
+    cap_warning_ratio: Annotated[float, Field(gt=0, le=1)] = 0.8
     # Per-country daily caps that replace limit_per_country, e.g. {"US": 100000, "GB": 20000}.
     country_daily_caps: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
     resend_cooldown_seconds: PositiveSeconds = 30.0
@@ -115,6 +152,11 @@ class Settings(BaseSettings):
     lockout_wait_increment_seconds: PositiveSeconds = 60.0
     lockout_max_wait_seconds: PositiveSeconds = 900.0
     lockout_failure_reset_seconds: PositiveSeconds = 43_200.0
+    # After this many wrong codes without a right one (NIST SP 800-63B: at most 100), the user or
+    # number stays locked until an admin key releases it.
+    lockout_hard_failures: Annotated[int, Field(ge=1)] = 100
+    # New sets of recovery codes per user.
+    limit_recovery_code_sets: RateLimit = "5 per day"
     # The whole fleet's rate of Twilio requests (the account's limit), and the burst above it.
     provider_rate: Annotated[float, Field(gt=0)] = 30.0
     provider_burst: Annotated[int, Field(ge=1)] = 10
@@ -146,6 +188,24 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
+
+    @field_validator("data_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        return _comma_separated(value)
+
+    @field_validator("data_keys")
+    @classmethod
+    def _fernet_keys(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for key in keys:
+            try:
+                Fernet(key.get_secret_value().encode())
+            except ValueError as exc:
+                raise ValueError(
+                    "each data key is a Fernet key: 32 url-safe base64 bytes "
+                    "(make one with: twostep keys generate-data-key)"
+                ) from exc
+        return keys
 
     @field_validator("allowed_countries", mode="before")
     @classmethod
@@ -181,6 +241,29 @@ class Settings(BaseSettings):
 
     def redis_key(self, name: str) -> str:
         return f"{self.redis_key_prefix}twostep:{name}"
+
+    @property
+    def development(self) -> bool:
+        return self.environment == "development"
+
+    @property
+    def docs_public(self) -> bool:
+        return self.development if self.public_docs is None else self.public_docs
+
+    def keyring(self) -> Keyring:
+        """The keys of personal data. Without configured keys, development uses public ones
+        and production refuses to run."""
+        data_keys = tuple(key.get_secret_value() for key in self.data_keys)
+        lookup_key = self.lookup_key.get_secret_value() if self.lookup_key else None
+        if not data_keys or lookup_key is None:
+            if not self.development:
+                raise MissingSecrets(
+                    "TWOSTEP_DATA_KEYS and TWOSTEP_LOOKUP_KEY must be set in production "
+                    "(or set TWOSTEP_ENVIRONMENT=development on a laptop)"
+                )
+            data_keys = data_keys or (DEVELOPMENT_DATA_KEY,)
+            lookup_key = lookup_key or DEVELOPMENT_LOOKUP_KEY
+        return keyring_for(data_keys, lookup_key)
 
     @property
     def uses_sandbox(self) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import redis as redis_py
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, or_, select, text
 from sqlalchemy.orm import Session
 
 from shared.db.migrate import migration_engine, upgrade
@@ -157,14 +157,15 @@ class Cluster:
                 return list(pool.map(post, enumerate(numbers)))
 
     def statuses(self, tag: str) -> Counter[str]:
+        """Verifications by status, of the user ``tag`` or of its users ``tag:…``."""
         assert self.engine is not None
         with self.engine.connect() as connection:
             rows = connection.execute(
                 text(
                     "SELECT status, count(*) FROM verifications"
-                    " WHERE user_id = :tag GROUP BY status"
+                    " WHERE user_id = :tag OR user_id LIKE :users GROUP BY status"
                 ),
-                {"tag": tag},
+                {"tag": tag, "users": f"{tag}:%"},
             )
             return Counter({str(status): int(count) for status, count in rows})
 
@@ -172,7 +173,11 @@ class Cluster:
         """The rows as the application sees them (typed, with aware datetimes)."""
         assert self.engine is not None
         with Session(self.engine) as session:
-            found = session.scalars(select(Verification).where(Verification.user_id == tag))
+            found = session.scalars(
+                select(Verification).where(
+                    or_(Verification.user_id == tag, Verification.user_id.like(f"{tag}:%"))
+                )
+            )
             return [
                 {column.key: getattr(row, column.key) for column in Verification.__table__.columns}
                 for row in found

@@ -22,6 +22,11 @@ for _name in list(os.environ):
     if (_name.startswith(("TWOSTEP_", "TWILIO_"))) and not _name.startswith("TWOSTEP_TEST_"):
         del os.environ[_name]
 
+from tests.support import TEST_SECRETS  # noqa: E402
+
+# Every Settings made in this process reads the suite's keys, as every process it starts does.
+os.environ.update(TEST_SECRETS)
+
 from sandbox.app import Sandbox, create_sandbox_app  # noqa: E402
 from shared.db.migrate import upgrade  # noqa: E402
 from shared.db.session import AfterCommit, Database, UnitOfWorkFactory  # noqa: E402

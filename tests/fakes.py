@@ -21,7 +21,7 @@ from shared.errors import (
     UserLocked,
 )
 from shared.jobs import Job
-from shared.limits import Guards, LimitInfo, SendRequest
+from shared.limits import Guards, Guesser, LimitInfo, Lock, Outcome, SendRequest
 from shared.verify.port import ProviderCheck, ProviderVerification
 
 
@@ -77,8 +77,9 @@ class FakeCodeStash:
     async def get(self, check_id: uuid.UUID) -> str | None:
         return self.codes.get(check_id)
 
-    async def discard(self, check_id: uuid.UUID) -> None:
-        self.codes.pop(check_id, None)
+    async def discard(self, *check_ids: uuid.UUID) -> None:
+        for check_id in check_ids:
+            self.codes.pop(check_id, None)
 
 
 @dataclass
@@ -195,7 +196,7 @@ class FakeSendLimits:
 
     async def admit(self, request: SendRequest) -> None:
         sent = sum(1 for earlier in self.admitted if earlier.destination == request.destination)
-        if sent >= self.per_destination:
+        if request.destination is not None and sent >= self.per_destination:
             raise RateLimited("too many sends", limit="per_destination", retry_after=600)
         self.admitted.append(request)
 
@@ -207,19 +208,52 @@ class FakeSendLimits:
 
 @dataclass
 class FakeLockout:
+    """Locks a user after ``lock_after`` wrong codes; ``locked`` holds user ids locked by hand.
+    Records every reservation and how it was settled."""
+
+    lock_after: int = 1000
     failures: dict[str, int] = field(default_factory=dict)
     locked: set[str] = field(default_factory=set)
+    reserved: dict[str, Guesser] = field(default_factory=dict)
+    settled: list[tuple[str, Outcome]] = field(default_factory=list)
+    released: list[Guesser] = field(default_factory=list)
 
-    async def ensure_not_locked(self, user_id: str) -> None:
-        if user_id in self.locked:
+    async def reserve(self, guesser: Guesser, attempt: str, ttl_seconds: float) -> None:
+        assert ttl_seconds > 0
+        if guesser.user_id in self.locked:
             raise UserLocked("locked", limit="user_lockout", retry_after=60)
+        self.reserved[attempt] = guesser
 
-    async def record_failure(self, user_id: str) -> float:
-        self.failures[user_id] = self.failures.get(user_id, 0) + 1
-        return 0.0
+    async def settle(self, guesser: Guesser, attempt: str, outcome: Outcome) -> Lock | None:
+        self.reserved.pop(attempt, None)
+        self.settled.append((attempt, outcome))
+        user = guesser.user_id
+        if user is None:
+            return None
+        if outcome is Outcome.RIGHT:
+            self.failures.pop(user, None)
+        elif outcome is Outcome.WRONG:
+            self.failures[user] = self.failures.get(user, 0) + 1
+            if self.failures[user] >= self.lock_after:
+                self.locked.add(user)
+                return Lock(seconds=60)
+        return None
 
-    async def record_success(self, user_id: str) -> None:
-        self.failures.pop(user_id, None)
+    async def release(self, guesser: Guesser) -> None:
+        self.released.append(guesser)
+        self.locked.discard(guesser.user_id or "")
+        self.failures.pop(guesser.user_id or "", None)
+
+
+@dataclass
+class FakeActionLimit:
+    allowed: int = 1000
+    seen: list[str] = field(default_factory=list)
+
+    async def admit(self, subject: str) -> None:
+        if self.seen.count(subject) >= self.allowed:
+            raise RateLimited("too many", limit="recovery_code_sets", retry_after=3600)
+        self.seen.append(subject)
 
 
 @dataclass
@@ -243,7 +277,9 @@ class FakeGate:
 
 
 def fake_guards() -> Guards:
-    return Guards(sends=FakeSendLimits(), lockout=FakeLockout())
+    return Guards(
+        sends=FakeSendLimits(), lockout=FakeLockout(), recovery_code_sets=FakeActionLimit()
+    )
 
 
 class FakeKeyLocks:

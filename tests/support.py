@@ -228,13 +228,25 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace")
 
 
+# The suite's secrets: not the public development ones, so processes run as in production.
+TEST_SECRETS = {
+    "TWOSTEP_DATA_KEYS": "ZKwltQ0MtK3ZGDvJ1ZsXbZQJVnmm2tG2d9l2Z8C0Sa4=",
+    "TWOSTEP_LOOKUP_KEY": "the-test-suite-lookup-key-0123456789abcdef",
+}
+# Production refuses to start without an allow-list; these are the countries the tests use.
+TEST_COUNTRIES = "US,CA,GB,IE,FR,DE"
+
+
 def base_env(**values: str) -> dict[str, str]:
-    """The environment for a child process: ours, minus anything TWOSTEP_/TWILIO_ from outside."""
+    """The environment for a child process: ours, minus anything TWOSTEP_/TWILIO_ from outside,
+    plus the suite's secrets and allow-list (production mode, the default)."""
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("TWOSTEP_", "TWILIO_"))
     }
+    env.update(TEST_SECRETS)
+    env["TWOSTEP_ALLOWED_COUNTRIES"] = TEST_COUNTRIES
     env.update(values)
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -11,21 +11,37 @@ from typing import TypeVar
 
 import click
 
+from shared import crypto
 from shared.db.session import Database, UnitOfWork, UnitOfWorkFactory
+from shared.domain import ALL_SCOPES, DEFAULT_TENANT
 from shared.errors import TwostepError
 from shared.logging import configure_logging
-from shared.services.keys import create_api_key, list_api_keys, revoke_api_key
+from shared.services.keys import create_api_key, list_api_keys, parse_scopes, revoke_api_key
 from shared.settings import Settings, get_settings
+from shared.startup import Misconfigured, Process, ensure_startable
 
 T = TypeVar("T")
 
 
-def _settings(process: str) -> Settings:
+def _settings(process: str, *, checked: Process | None = None) -> Settings:
+    """The settings, logging configured; with ``checked``, refused unless that process may start
+    with them (shared/startup.py)."""
     try:
         settings = get_settings()
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        if checked is not None:
+            ensure_startable(settings, checked)
+    except (ValueError, Misconfigured) as exc:  # pydantic's ValidationError is a ValueError
         raise click.ClickException(f"invalid configuration:\n{exc}") from exc
     configure_logging(settings.log_level, settings.log_format, process=process)
+    return settings
+
+
+def _with_keyring(settings: Settings) -> Settings:
+    """For commands that read or write rows: their personal data is under these keys."""
+    try:
+        crypto.install(settings.keyring())
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     return settings
 
 
@@ -43,7 +59,7 @@ def api(host: str, port: int, workers: int) -> None:
     """The HTTP API (uvicorn)."""
     import uvicorn
 
-    settings = _settings("api")
+    settings = _settings("api", checked="api")
     uvicorn.run(
         "api.app:create_app",
         factory=True,
@@ -78,7 +94,7 @@ def api(host: str, port: int, workers: int) -> None:
 def worker(concurrency: int | None, queues: str, name: str | None) -> None:
     """A Celery worker. Its threads hand each job to one event loop per process, where the
     Twilio calls, the database and Redis run: a job waiting on Twilio holds no connection."""
-    settings = _settings("worker")
+    settings = _settings("worker", checked="worker")
     from workers.app import app
 
     app.worker_main(
@@ -98,7 +114,7 @@ def worker(concurrency: int | None, queues: str, name: str | None) -> None:
 @main.command()
 def beat() -> None:
     """The periodic sweeper's clock (Celery beat)."""
-    settings = _settings("beat")
+    settings = _settings("beat", checked="beat")
     from workers.app import app
 
     app.start(["beat", f"--loglevel={settings.log_level}"])
@@ -126,12 +142,19 @@ def flower(host: str, port: int) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True, type=int)
-def sandbox(host: str, port: int) -> None:
+@click.option(
+    "--allow-remote/--loopback-only",
+    default=False,
+    show_default=True,
+    help="serve /sandbox/* (the codes it sent) to other machines too "
+    "[env: TWOSTEP_SANDBOX_ALLOW_REMOTE]",
+)
+def sandbox(host: str, port: int, allow_remote: bool) -> None:
     """The Twilio Verify sandbox (Twilio's v2 paths, in memory)."""
     from sandbox.server import run
 
     settings = _settings("sandbox")
-    run(host, port, log_level=settings.log_level)
+    run(host, port, log_level=settings.log_level, allow_remote=allow_remote)
 
 
 @main.command()
@@ -139,7 +162,7 @@ def migrate() -> None:
     """Bring the database schema up to date (alembic upgrade head)."""
     from shared.db.migrate import upgrade
 
-    settings = _settings("migrate")
+    settings = _with_keyring(_settings("migrate", checked="migrate"))
     upgrade(settings.database_url)
     click.echo("database schema is up to date")
 
@@ -168,25 +191,59 @@ def _in_one_unit_of_work(settings: Settings, work: Callable[[UnitOfWork], Awaita
 
 @keys.command("create")
 @click.argument("name")
-def keys_create(name: str) -> None:
+@click.option(
+    "--tenant",
+    default=DEFAULT_TENANT,
+    show_default=True,
+    help="the tenant the key belongs to (created on first use); it sees only its tenant's data",
+)
+@click.option(
+    "--scopes",
+    default=",".join(sorted(ALL_SCOPES)),
+    show_default=True,
+    help="comma-separated: verify (verifications, checks), users (factors, challenges, "
+    "redeeming recovery codes), admin (removing factors, new recovery codes, events, lockouts)",
+)
+def keys_create(name: str, tenant: str, scopes: str) -> None:
     """Create a key; it is printed once, as the last line, and stored only hashed."""
-    key, plaintext = _in_one_unit_of_work(_settings("keys"), lambda uow: create_api_key(uow, name))
-    click.echo(f"created API key {key.name!r}; it is shown only now:", err=True)
+    try:
+        chosen = parse_scopes(scopes)
+    except TwostepError as exc:
+        raise click.BadParameter(exc.detail, param_hint="--scopes") from exc
+    key, plaintext = _in_one_unit_of_work(
+        _settings("keys"), lambda uow: create_api_key(uow, name, tenant=tenant, scopes=chosen)
+    )
+    click.echo(
+        f"created API key {key.name!r} of tenant {tenant!r} with scopes {key.scopes}; "
+        "it is shown only now:",
+        err=True,
+    )
     click.echo(plaintext)
 
 
 @keys.command("list")
 def keys_list() -> None:
-    """Names, prefixes and states of every key (never the keys themselves)."""
-    rows = _in_one_unit_of_work(_settings("keys"), list_api_keys)
+    """Names, tenants, scopes, prefixes and states of every key (never the keys themselves)."""
+    rows, tenants = _in_one_unit_of_work(_settings("keys"), list_api_keys)
     if not rows:
         click.echo("no API keys; create one with: twostep keys create NAME")
         return
-    click.echo(f"{'NAME':<32} {'PREFIX':<14} {'CREATED':<20} STATE")
+    click.echo(f"{'NAME':<28} {'TENANT':<16} {'SCOPES':<20} {'PREFIX':<14} {'CREATED':<20} STATE")
     for key in rows:
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
         created = f"{key.created_at:%Y-%m-%d %H:%M:%S}"
-        click.echo(f"{key.name:<32} {key.key_prefix + '…':<14} {created:<20} {state}")
+        tenant = tenants.get(key.tenant_id, "?")
+        click.echo(
+            f"{key.name:<28} {tenant:<16} {key.scopes:<20} {key.key_prefix + '…':<14} "
+            f"{created:<20} {state}"
+        )
+
+
+@keys.command("generate-data-key")
+def keys_generate_data_key() -> None:
+    """Print a new data key for TWOSTEP_DATA_KEYS (put it first; keep the old ones after it
+    until `twostep rekey` has run)."""
+    click.echo(crypto.generate_data_key())
 
 
 @keys.command("revoke")
@@ -196,6 +253,30 @@ def keys_revoke(name: str) -> None:
     5 s by default, as each API process remembers a key that long)."""
     _in_one_unit_of_work(_settings("keys"), lambda uow: revoke_api_key(uow, name))
     click.echo(f"revoked API key {name!r}")
+
+
+@main.command()
+def rekey() -> None:
+    """Re-encrypt phone numbers and IPs under the first of TWOSTEP_DATA_KEYS and recompute the
+    keyed hashes under TWOSTEP_LOOKUP_KEY; safe to run while twostep serves traffic."""
+    from shared.services.rekey import rekey as rekey_rows
+
+    settings = _with_keyring(_settings("rekey", checked="migrate"))
+    keyring = settings.keyring()
+
+    def progress(column: str, done: int) -> None:
+        click.echo(f"  {column}: {done} rows", err=True)
+
+    async def run() -> dict[str, int]:
+        database = Database.connect(settings.database_url, pool_size=1)
+        try:
+            return await rekey_rows(UnitOfWorkFactory(database), keyring, progress)
+        finally:
+            await database.dispose()
+
+    rewritten = asyncio.run(run())
+    total = sum(rewritten.values())
+    click.echo(f"rekeyed {total} values in {len(rewritten)} columns; old data keys may go now")
 
 
 @main.command()

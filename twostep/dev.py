@@ -21,9 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from shared import crypto
 from shared.db.migrate import upgrade
 from shared.db.session import Database, UnitOfWorkFactory
 from shared.errors import Unauthorized
@@ -86,6 +88,9 @@ def run_dev(options: DevOptions) -> int:
     data_dir = Path(options.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = os.environ.copy()
+    # A laptop: the public development keys, no country allow-list, the sandbox. Production
+    # refuses all of that (shared/startup.py).
+    env.setdefault("TWOSTEP_ENVIRONMENT", "development")
     env.setdefault("TWOSTEP_DATABASE_URL", f"sqlite:///{data_dir / 'twostep.db'}")
     env.setdefault("PYTHONUNBUFFERED", "1")
     launcher = _Launcher(env)
@@ -107,7 +112,9 @@ def run_dev(options: DevOptions) -> int:
             env["TWOSTEP_TWILIO_BASE_URL"] = sandbox_url
             launcher.start("sandbox", "-m", "twostep.cli", "sandbox", "--port", str(sandbox_port))
 
-        _say(f"migrating {env['TWOSTEP_DATABASE_URL']}")
+        _say(f"migrating {masked_url(env['TWOSTEP_DATABASE_URL'])}")
+        # The keys its children will use: the environment's, else the development ones.
+        crypto.install(Settings(environment=env["TWOSTEP_ENVIRONMENT"]).keyring())
         upgrade(env["TWOSTEP_DATABASE_URL"])
         api_key = _dev_api_key(env["TWOSTEP_DATABASE_URL"], data_dir / "dev-api-key")
 
@@ -157,7 +164,7 @@ class _StartFailed(Exception):
 def _start_redis(launcher: _Launcher, data_dir: Path) -> str:
     env = launcher.env
     if env.get("TWOSTEP_REDIS_URL"):
-        return f"Redis from TWOSTEP_REDIS_URL ({env['TWOSTEP_REDIS_URL']})"
+        return f"Redis from TWOSTEP_REDIS_URL ({masked_url(env['TWOSTEP_REDIS_URL'])})"
     port = _free_port()
     env["TWOSTEP_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     server = shutil.which("redis-server")
@@ -284,6 +291,16 @@ def _fail_if_exited(launcher: _Launcher) -> None:
         raise _StartFailed(f"{exited.name} exited with code {exited.process.returncode}")
 
 
+def masked_url(url: str) -> str:
+    """A URL fit to print: its password, if any, replaced by ***."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
+
+
 def _say(text: str) -> None:
     sys.stderr.write(f"twostep dev: {text}\n")
     sys.stderr.flush()
@@ -308,7 +325,7 @@ def _banner(
         if flower_url
         else "  Flower     not started (twostep dev --flower)",
         f"  Redis      {redis_note}",
-        f"  database   {database_url}",
+        f"  database   {masked_url(database_url)}",
         f"  API key    {api_key}",
         "",
         "Try it:",

@@ -13,11 +13,14 @@ from typing import Any
 import structlog
 from celery import Celery, Task, signals
 
-from shared.jobs import CHECK_CODE, SEND_CODE, SWEEP, SWEEP_QUEUE, make_celery
+from shared.jobs import CHECK_CODE, RETAIN, SEND_CODE, SWEEP, SWEEP_QUEUE, make_celery
 from shared.settings import Settings, get_settings
+from shared.startup import ensure_startable
 from workers.wiring import ContextHolder
 
 log = structlog.get_logger(__name__)
+
+_RETENTION_INTERVAL_SECONDS = 3600.0
 
 
 def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
@@ -29,7 +32,12 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
             "schedule": settings.sweep_interval_seconds,
             # A sweep nobody ran in time is superseded by the next one.
             "options": {"queue": SWEEP_QUEUE, "expires": settings.sweep_interval_seconds},
-        }
+        },
+        "retention": {
+            "task": RETAIN,
+            "schedule": _RETENTION_INTERVAL_SECONDS,
+            "options": {"queue": SWEEP_QUEUE, "expires": _RETENTION_INTERVAL_SECONDS},
+        },
     }
     holder = ContextHolder(settings, app)
 
@@ -53,6 +61,19 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
     def sweep() -> str:
         holder.get().run(lambda services: services.sweeper.sweep())
         return "done"
+
+    @app.task(name=RETAIN, shared=False)
+    def retain() -> str:
+        holder.get().run(lambda services: services.retention.run())
+        return "done"
+
+    @signals.worker_init.connect(weak=False)
+    def _refuse_misconfigured_worker(**_kwargs: object) -> None:
+        ensure_startable(settings, "worker")
+
+    @signals.beat_init.connect(weak=False)
+    def _refuse_misconfigured_beat(**_kwargs: object) -> None:
+        ensure_startable(settings, "beat")
 
     @signals.worker_ready.connect(weak=False)
     def _build(**_kwargs: object) -> None:

@@ -20,6 +20,7 @@ import redis.asyncio as redis
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from celery import Celery
 
+from shared import crypto
 from shared.changes import RedisChangeFeed, changes_channel
 from shared.clock import SystemClock
 from shared.codes import RedisCodeStash
@@ -28,6 +29,7 @@ from shared.jobs import CeleryJobQueue
 from shared.limits import RedisLockout, RedisProviderGate
 from shared.redis_client import make_redis
 from shared.services.delivery import Delivery
+from shared.services.retention import Retention
 from shared.services.sweeper import Sweeper
 from shared.settings import Settings
 from shared.verify.twilio import TwilioVerifyClient
@@ -45,9 +47,12 @@ class WorkerServices:
     verify: TwilioVerifyClient
     delivery: Delivery
     sweeper: Sweeper
+    retention: Retention
 
     @classmethod
     async def build(cls, settings: Settings, app: Celery) -> WorkerServices:
+        keyring = settings.keyring()
+        crypto.install(keyring)
         database = Database.connect(settings.database_url, pool_size=settings.database_pool_size)
         client = make_redis(settings.redis_url, timeout=5)
         uow_factory = UnitOfWorkFactory(
@@ -59,16 +64,24 @@ class WorkerServices:
         )
         verify = TwilioVerifyClient(settings)
         clock = SystemClock()
+        stash = RedisCodeStash(client, settings.redis_key(""), keyring)
         delivery = Delivery(
             uow_factory=uow_factory,
             verify=verify,
-            stash=RedisCodeStash(client, settings.redis_key("")),
+            stash=stash,
             gate=RedisProviderGate(settings, client),
-            lockout=RedisLockout(settings, client),
+            lockout=RedisLockout(settings, client, keyring),
             settings=settings,
             clock=clock,
         )
-        return cls(database, client, verify, delivery, Sweeper(uow_factory, settings, clock))
+        return cls(
+            database,
+            client,
+            verify,
+            delivery,
+            Sweeper(uow_factory, settings, clock, stash),
+            Retention(uow_factory, settings, clock),
+        )
 
     async def close(self) -> None:
         await self.verify.close()

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import ContextDep
+from api.deps import AdminKey, ContextDep
 from api.errors import problem
 
 router = APIRouter(tags=["operations"])
@@ -23,8 +23,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    """Prometheus counters of this process (limit refusals, …)."""
+async def metrics(_api_key: AdminKey) -> Response:
+    """Prometheus counters of this process (limit refusals, …), for an ``admin`` key: counts of
+    refusals and lockouts tell an attacker how close they are."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

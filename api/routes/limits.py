@@ -28,6 +28,7 @@ async def read_limits(context: ContextDep, _api_key: ApiKeyDep) -> LimitsOut:
             wait_increment_seconds=settings.lockout_wait_increment_seconds,
             max_wait_seconds=settings.lockout_max_wait_seconds,
             failure_reset_seconds=settings.lockout_failure_reset_seconds,
+            hard_lock_after_failures=settings.lockout_hard_failures,
         ),
         provider_rate_per_second=settings.provider_rate,
         provider_burst=settings.provider_burst,

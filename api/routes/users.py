@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import ApiKeyDep, ContextDep, ReadingUowDep, UowDep, parse_id
+from api.deps import AdminKey, ContextDep, ReadingUowDep, UowDep, UsersKey, parse_id
 from api.idempotency import answer_once
 from api.routes.verifications import IdempotencyKey
 from api.schemas import (
@@ -23,6 +23,7 @@ from api.schemas import (
     RecoveryCodesOut,
     RedeemCreate,
     RedeemOut,
+    UserIdPath,
     VerificationOut,
 )
 from shared.db.session import UnitOfWork
@@ -32,17 +33,22 @@ from shared.views import verification_view
 
 router = APIRouter(prefix="/v1/users/{user_id}", tags=["two-step authentication"])
 
+# Event ids are 64-bit signed integers.
+_LARGEST_EVENT_ID = 2**63 - 1
+
 
 @router.post("/factors", status_code=202, response_model=FactorEnrollmentOut)
 async def enroll_factor(
-    user_id: str,
+    user_id: UserIdPath,
     body: FactorCreate,
-    api_key: ApiKeyDep,
+    api_key: UsersKey,
     context: ContextDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Start enrolling a phone: it is stored unverified and sent a code. Approving that code
-    (a check on the returned verification) verifies it and turns two-step on."""
+    (a check on the returned verification) verifies it and turns two-step on — unless the phone
+    is verified for another user, which is answered the same way and only shows in the factor
+    staying off (`disabled`) after the approval, so that nobody learns who holds which phone."""
 
     async def enroll(uow: UnitOfWork) -> StoredAnswer:
         factor, verification = await context.two_step.enroll(
@@ -74,10 +80,10 @@ async def enroll_factor(
 
 @router.get("/factors", response_model=FactorsOut)
 async def list_factors(
-    user_id: str, uow: ReadingUowDep, _api_key: ApiKeyDep, context: ContextDep
+    user_id: UserIdPath, uow: ReadingUowDep, api_key: UsersKey, context: ContextDep
 ) -> FactorsOut:
     """The user's phones and whether two-step is on (at least one verified)."""
-    listed = await context.two_step.list_factors(uow, user_id)
+    listed = await context.two_step.list_factors(uow, api_key, user_id)
     return FactorsOut(
         user_id=listed.user_id,
         two_step_enabled=listed.two_step_enabled,
@@ -87,7 +93,7 @@ async def list_factors(
 
 @router.delete("/factors/{factor_id}", status_code=204, response_class=Response)
 async def disable_factor(
-    user_id: str, factor_id: str, uow: UowDep, api_key: ApiKeyDep, context: ContextDep
+    user_id: UserIdPath, factor_id: str, uow: UowDep, api_key: AdminKey, context: ContextDep
 ) -> Response:
     """Disable a phone. With no verified phone left, two-step is off."""
     await context.two_step.disable_factor(uow, api_key, user_id, parse_id(factor_id, "factor"))
@@ -96,8 +102,8 @@ async def disable_factor(
 
 @router.post("/challenges", status_code=202, response_model=VerificationOut)
 async def start_challenge(
-    user_id: str,
-    api_key: ApiKeyDep,
+    user_id: UserIdPath,
+    api_key: UsersKey,
     context: ContextDep,
     body: Annotated[ChallengeCreate | None, Body()] = None,
     idempotency_key: IdempotencyKey = None,
@@ -128,7 +134,7 @@ async def start_challenge(
 
 @router.post("/recovery-codes", status_code=201, response_model=RecoveryCodesOut)
 async def generate_recovery_codes(
-    user_id: str, uow: UowDep, api_key: ApiKeyDep, context: ContextDep
+    user_id: UserIdPath, uow: UowDep, api_key: AdminKey, context: ContextDep
 ) -> RecoveryCodesOut:
     """Ten new one-time recovery codes, replacing any earlier set. Shown once."""
     codes = await context.two_step.generate_recovery_codes(uow, api_key, user_id)
@@ -137,7 +143,7 @@ async def generate_recovery_codes(
 
 @router.post("/recovery-codes/redeem", response_model=RedeemOut)
 async def redeem_recovery_code(
-    user_id: str, body: RedeemCreate, uow: UowDep, api_key: ApiKeyDep, context: ContextDep
+    user_id: UserIdPath, body: RedeemCreate, uow: UowDep, api_key: UsersKey, context: ContextDep
 ) -> RedeemOut:
     """Spend a recovery code instead of a phone code. Wrong codes count towards the lockout."""
     approved = await context.two_step.redeem_recovery_code(
@@ -152,14 +158,14 @@ async def redeem_recovery_code(
 
 @router.get("/events", response_model=EventsOut)
 async def list_events(
-    user_id: str,
+    user_id: UserIdPath,
     uow: ReadingUowDep,
-    _api_key: ApiKeyDep,
+    api_key: AdminKey,
     context: ContextDep,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=_LARGEST_EVENT_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> EventsOut:
     """The user's audit trail, newest first."""
-    rows = await context.two_step.list_events(uow, user_id, before=before, limit=limit)
+    rows = await context.two_step.list_events(uow, api_key, user_id, before=before, limit=limit)
     events = [EventOut.from_row(event, api_key_name) for event, api_key_name in rows]
     return EventsOut(events=events, next_before=events[-1].id if len(events) == limit else None)

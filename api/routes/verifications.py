@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
-from api.deps import ApiKeyDep, ContextDep, UowDep, WaitSeconds, parse_id
+from api.deps import ContextDep, UowDep, VerifyKey, WaitSeconds, parse_id
 from api.idempotency import answer_once
 from api.schemas import (
     CheckCreate,
@@ -44,7 +44,7 @@ def _check_location(answer: dict[str, Any]) -> str:
 @router.post("", status_code=202, response_model=VerificationOut)
 async def create_verification(
     body: VerificationCreate,
-    api_key: ApiKeyDep,
+    api_key: VerifyKey,
     context: ContextDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -76,10 +76,12 @@ async def create_verification(
 
 @router.get("/{verification_id}", response_model=VerificationOut)
 async def read_verification(
-    verification_id: str, _api_key: ApiKeyDep, context: ContextDep, wait: WaitSeconds = 0
+    verification_id: str, api_key: VerifyKey, context: ContextDep, wait: WaitSeconds = 0
 ) -> JSONResponse:
     """The verification; with `?wait=S`, once it is sent (`pending`) or over, at most S s."""
-    view = await context.waiting.verification(parse_id(verification_id, "verification"), wait)
+    view = await context.waiting.verification(
+        api_key.tenant_id, parse_id(verification_id, "verification"), wait
+    )
     return JSONResponse(view)
 
 
@@ -87,7 +89,7 @@ async def read_verification(
 async def resend_verification(
     verification_id: str,
     uow: UowDep,
-    api_key: ApiKeyDep,
+    api_key: VerifyKey,
     context: ContextDep,
     body: Annotated[ResendCreate | None, Body()] = None,
 ) -> JSONResponse:
@@ -103,7 +105,7 @@ async def resend_verification(
 
 @router.post("/{verification_id}/cancel", status_code=202, response_model=VerificationOut)
 async def cancel_verification(
-    verification_id: str, uow: UowDep, api_key: ApiKeyDep, context: ContextDep
+    verification_id: str, uow: UowDep, api_key: VerifyKey, context: ContextDep
 ) -> JSONResponse:
     """End a verification: no more checks are accepted for it."""
     verification = await context.verifications.cancel(
@@ -121,7 +123,7 @@ async def cancel_verification(
 async def create_check(
     verification_id: str,
     body: CheckCreate,
-    api_key: ApiKeyDep,
+    api_key: VerifyKey,
     context: ContextDep,
     idempotency_key: IdempotencyKey = None,
     wait: WaitSeconds = 0,
@@ -132,7 +134,7 @@ async def create_check(
     parsed_id = parse_id(verification_id, "verification")
 
     async def check(uow: UnitOfWork) -> StoredAnswer:
-        created = await context.verifications.submit_check(uow, parsed_id, body.code)
+        created = await context.verifications.submit_check(uow, api_key, parsed_id, body.code)
         return StoredAnswer(202, check_view(created))
 
     answered = await answer_once(
@@ -144,7 +146,7 @@ async def create_check(
     )
     if wait > 0 and answered.answer.body.get("status") == "queued":
         check_id = uuid.UUID(str(answered.answer.body["id"]))
-        current = await context.waiting.check(parsed_id, check_id, wait)
+        current = await context.waiting.check(api_key.tenant_id, parsed_id, check_id, wait)
         if check_decided(current):
             location = {"Location": _check_location(current)}
             return JSONResponse(current, status_code=200, headers=location)
@@ -155,12 +157,15 @@ async def create_check(
 async def read_check(
     verification_id: str,
     check_id: str,
-    _api_key: ApiKeyDep,
+    api_key: VerifyKey,
     context: ContextDep,
     wait: WaitSeconds = 0,
 ) -> JSONResponse:
     """The check; with `?wait=S`, once it is decided, at most S s."""
     view = await context.waiting.check(
-        parse_id(verification_id, "verification"), parse_id(check_id, "check"), wait
+        api_key.tenant_id,
+        parse_id(verification_id, "verification"),
+        parse_id(check_id, "check"),
+        wait,
     )
     return JSONResponse(view)

@@ -1,6 +1,8 @@
 """Tables. Alembic's migrations are the schema's source of truth; a test keeps the two equal.
 
-No column ever holds a one-time code. Task messages carry only the ids below.
+No column ever holds a one-time code. Task messages carry only the ids below. Every row belongs
+to a tenant; phone numbers and client IPs are stored encrypted (``EncryptedString``), and a
+column searched by equality has a keyed hash beside it (``*_lookup``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.crypto import EncryptedString
 from shared.db.base import Base
 from shared.domain import (
     Channel,
@@ -46,11 +49,24 @@ def _enum(enum_class: type[StrEnum], name: str) -> Enum:
     )
 
 
+class Tenant(Base):
+    """A login server's world: its keys, users, verifications and limits, seen by no other."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
+    # Comma-separated: what the key may do (shared.domain.Scope).
+    scopes: Mapped[str] = mapped_column(String(64))
     # SHA-256 of the whole key: keys are 256-bit random, so a fast hash is enough to store them.
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     key_prefix: Mapped[str] = mapped_column(String(16))
@@ -90,19 +106,21 @@ class Verification(JobRow, Base):
     __table_args__ = (
         Index("ix_verifications_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_verifications_status_expires_at", "status", "expires_at"),
+        Index("ix_verifications_created_at", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
     status: Mapped[VerificationStatus] = mapped_column(
         _enum(VerificationStatus, "verification_status")
     )
     purpose: Mapped[Purpose] = mapped_column(_enum(Purpose, "verification_purpose"))
     channel: Mapped[Channel] = mapped_column(_enum(Channel, "verification_channel"))
-    to_e164: Mapped[str] = mapped_column(String(16))
+    to_e164: Mapped[str] = mapped_column(EncryptedString)
     destination_region: Mapped[str] = mapped_column(String(3))
     locale: Mapped[str | None] = mapped_column(String(16))
     user_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    client_ip: Mapped[str | None] = mapped_column(String(45))
+    client_ip: Mapped[str | None] = mapped_column(EncryptedString)
     api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id"), index=True)
 
     provider_sid: Mapped[str | None] = mapped_column(String(34))
@@ -121,6 +139,7 @@ class VerificationCheck(JobRow, Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
     verification_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("verifications.id", ondelete="CASCADE"), index=True
     )
@@ -134,6 +153,7 @@ class IdempotencyRecord(Base):
     __table_args__ = (UniqueConstraint("api_key_id", "key"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
     api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id"))
     key: Mapped[str] = mapped_column(String(255))
     # SHA-256 of the request without any code in it: a code must not be stored, even hashed.
@@ -148,11 +168,18 @@ class Factor(Base):
     """A user's phone enrolled for two-step authentication."""
 
     __tablename__ = "factors"
-    __table_args__ = (Index("ix_factors_phone_e164_status", "phone_e164", "status"),)
+    __table_args__ = (
+        Index("ix_factors_tenant_id_user_id", "tenant_id", "user_id"),
+        Index("ix_factors_tenant_id_phone_lookup_status", "tenant_id", "phone_lookup", "status"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    user_id: Mapped[str] = mapped_column(String(128), index=True)
-    phone_e164: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    user_id: Mapped[str] = mapped_column(String(128))
+    phone_e164: Mapped[str] = mapped_column(EncryptedString)
+    # Keyed hash of (tenant, phone): "is this phone verified for another user?" without
+    # decrypting every row.
+    phone_lookup: Mapped[str] = mapped_column(String(64))
     destination_region: Mapped[str] = mapped_column(String(3))
     channel: Mapped[Channel] = mapped_column(_enum(Channel, "factor_channel"))
     status: Mapped[FactorStatus] = mapped_column(_enum(FactorStatus, "factor_status"))
@@ -169,12 +196,19 @@ class Factor(Base):
 
 
 class RecoveryCode(Base):
-    """One of a user's one-time recovery codes, kept only as a slow (scrypt) hash."""
+    """One of a user's one-time recovery codes: a selector in clear, to find the row, and a slow
+    (scrypt) hash of the verifier, to check it — one hash per try."""
 
     __tablename__ = "recovery_codes"
+    __table_args__ = (
+        Index("ix_recovery_codes_tenant_id_user_id_selector", "tenant_id", "user_id", "selector"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    user_id: Mapped[str] = mapped_column(String(128))
+    # None for codes made before selectors existed (checked the old way, hash by hash).
+    selector: Mapped[str | None] = mapped_column(String(8))
     code_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
@@ -184,13 +218,17 @@ class Event(Base):
     """The audit trail: appended to, never changed. No codes; destinations masked."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_user_id_id", "user_id", "id"),)
+    __table_args__ = (
+        Index("ix_events_tenant_id_user_id_id", "tenant_id", "user_id", "id"),
+        Index("ix_events_occurred_at", "occurred_at"),
+    )
 
     # An integer key orders events as they were written and pages cheaply.
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
     )
     occurred_at: Mapped[datetime]
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
     # No CHECK constraint: new kinds of event must not need a migration of old rows.
     type: Mapped[EventType] = mapped_column(
         Enum(
@@ -204,7 +242,7 @@ class Event(Base):
     )
     user_id: Mapped[str | None] = mapped_column(String(128))
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
-    client_ip: Mapped[str | None] = mapped_column(String(45))
+    client_ip: Mapped[str | None] = mapped_column(EncryptedString)
     destination: Mapped[str | None] = mapped_column(String(24))  # masked, e.g. +1415•••••23
     verification_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     factor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)

@@ -38,6 +38,7 @@ from shared.db.models import (
     Factor,
     IdempotencyRecord,
     RecoveryCode,
+    Tenant,
     Verification,
     VerificationCheck,
 )
@@ -54,6 +55,7 @@ _MESSAGE_LIMIT = 300
 # The parameters of the prepared statements below, typed: their values go through the same
 # conversions (UTC datetimes on SQLite, UUIDs as hex) as the columns'.
 _ID = bindparam("row_id", type_=Uuid())
+_TENANT = bindparam("tenant_id", type_=Uuid())
 _TOKEN = bindparam("token", type_=Uuid())
 _NOW = bindparam("now", type_=UTCDateTime())
 _UNTIL = bindparam("until", type_=UTCDateTime())
@@ -139,6 +141,19 @@ class _Repository:
         return int((await self._run_prepared(statement, **values)).rowcount)
 
 
+class TenantRepository(_Repository):
+    async def get_or_create(self, name: str, now: datetime) -> Tenant:
+        tenant = await self.session.scalar(select(Tenant).where(Tenant.name == name))
+        if tenant is None:
+            tenant = Tenant(id=uuid.uuid4(), name=name, created_at=now)
+            self.session.add(tenant)
+            await self.session.flush()
+        return tenant
+
+    async def names(self) -> dict[uuid.UUID, str]:
+        return {t.id: t.name for t in (await self.session.scalars(select(Tenant))).all()}
+
+
 class ApiKeyRepository(_Repository):
     def add(self, key: ApiKey) -> None:
         self.session.add(key)
@@ -221,7 +236,24 @@ class JobRows(_Repository, Generic[Claimable]):
         )
 
     async def get(self, row_id: uuid.UUID) -> Claimable | None:
+        """Any tenant's row: for the workers and the sweeper, which act on ids they were given."""
         found: Claimable | None = await self._prepared_one(self._by_id, row_id=row_id)
+        return found
+
+    @prepared
+    def _of_tenant(cls) -> Executable:
+        m = cls.model
+        return (
+            select(m)
+            .where(m.id == _ID, m.tenant_id == _TENANT)
+            .execution_options(populate_existing=True)
+        )
+
+    async def get_of_tenant(self, tenant_id: uuid.UUID, row_id: uuid.UUID) -> Claimable | None:
+        """The row only if it is this tenant's: another tenant's id is simply not found."""
+        found: Claimable | None = await self._prepared_one(
+            self._of_tenant, row_id=row_id, tenant_id=tenant_id
+        )
         return found
 
     @classmethod
@@ -520,12 +552,15 @@ class VerificationRepository(JobRows[Verification]):
             else_=VerificationStatus.FAILED,
         )
 
-    async def cancel(self, verification_id: uuid.UUID, now: datetime) -> Verification | None:
-        """End a verification that is not over yet."""
+    async def cancel(
+        self, tenant_id: uuid.UUID, verification_id: uuid.UUID, now: datetime
+    ) -> Verification | None:
+        """End a verification of the tenant's that is not over yet."""
         return await self._update_one(
             update(Verification)
             .where(
                 Verification.id == verification_id,
+                Verification.tenant_id == tenant_id,
                 Verification.status.in_(
                     [
                         VerificationStatus.QUEUED,
@@ -683,6 +718,24 @@ class VerificationRepository(JobRows[Verification]):
             .values(resend_channel=None, updated_at=now, **_RELEASED)
         )
 
+    async def created_before(self, cutoff: datetime, limit: int) -> list[uuid.UUID]:
+        """Retention: the oldest verifications made before ``cutoff`` (long over by then: every
+        deadline and code lifetime is far shorter than any retention period)."""
+        found = await self.session.scalars(
+            select(Verification.id)
+            .where(Verification.created_at < cutoff)
+            .order_by(Verification.created_at)
+            .limit(limit)
+        )
+        return list(found.all())
+
+    async def delete(self, verification_ids: Sequence[uuid.UUID]) -> int:
+        """Delete verifications and, with them, their checks."""
+        await self._write(
+            delete(VerificationCheck).where(VerificationCheck.verification_id.in_(verification_ids))
+        )
+        return await self._write(delete(Verification).where(Verification.id.in_(verification_ids)))
+
 
 class CheckRepository(JobRows[VerificationCheck]):
     model = VerificationCheck
@@ -695,14 +748,19 @@ class CheckRepository(JobRows[VerificationCheck]):
     def _of_verification(cls) -> Executable:
         c = VerificationCheck
         return select(c).where(
-            c.id == _ID, c.verification_id == bindparam("verification_id", type_=Uuid())
+            c.id == _ID,
+            c.verification_id == bindparam("verification_id", type_=Uuid()),
+            c.tenant_id == _TENANT,
         )
 
     async def get_for_verification(
-        self, verification_id: uuid.UUID, check_id: uuid.UUID
+        self, tenant_id: uuid.UUID, verification_id: uuid.UUID, check_id: uuid.UUID
     ) -> VerificationCheck | None:
         found: VerificationCheck | None = await self._prepared_one(
-            self._of_verification, row_id=check_id, verification_id=verification_id
+            self._of_verification,
+            row_id=check_id,
+            verification_id=verification_id,
+            tenant_id=tenant_id,
         )
         return found
 
@@ -755,36 +813,48 @@ class CheckRepository(JobRows[VerificationCheck]):
 
 
 class FactorRepository(_Repository):
+    """A tenant's users' phones. Every read names the tenant."""
+
     def add(self, factor: Factor) -> None:
         self.session.add(factor)
 
-    async def get(self, user_id: str, factor_id: uuid.UUID) -> Factor | None:
+    async def get(self, tenant_id: uuid.UUID, user_id: str, factor_id: uuid.UUID) -> Factor | None:
         return await self.session.scalar(
-            select(Factor).where(Factor.id == factor_id, Factor.user_id == user_id)
+            select(Factor).where(
+                Factor.id == factor_id, Factor.tenant_id == tenant_id, Factor.user_id == user_id
+            )
         )
 
-    async def list_for_user(self, user_id: str) -> Sequence[Factor]:
+    async def list_for_user(self, tenant_id: uuid.UUID, user_id: str) -> Sequence[Factor]:
         return (
             await self.session.scalars(
-                select(Factor).where(Factor.user_id == user_id).order_by(Factor.created_at)
+                select(Factor)
+                .where(Factor.tenant_id == tenant_id, Factor.user_id == user_id)
+                .order_by(Factor.created_at)
             )
         ).all()
 
-    async def latest_verified(self, user_id: str) -> Factor | None:
+    async def latest_verified(self, tenant_id: uuid.UUID, user_id: str) -> Factor | None:
         return await self.session.scalar(
             select(Factor)
-            .where(Factor.user_id == user_id, Factor.status == FactorStatus.VERIFIED)
+            .where(
+                Factor.tenant_id == tenant_id,
+                Factor.user_id == user_id,
+                Factor.status == FactorStatus.VERIFIED,
+            )
             .order_by(Factor.verified_at.desc())
             .limit(1)
         )
 
-    async def verified_for_another_user(self, phone_e164: str, user_id: str) -> bool:
+    async def verified_for_another_user(self, factor: Factor) -> bool:
+        """Whether the factor's phone is verified for another user of its tenant."""
         found = await self.session.scalar(
             select(Factor.id)
             .where(
-                Factor.phone_e164 == phone_e164,
+                Factor.tenant_id == factor.tenant_id,
+                Factor.phone_lookup == factor.phone_lookup,
                 Factor.status == FactorStatus.VERIFIED,
-                Factor.user_id != user_id,
+                Factor.user_id != factor.user_id,
             )
             .limit(1)
         )
@@ -815,31 +885,69 @@ class FactorRepository(_Repository):
             == 1
         )
 
-    async def verified_others(self, user_id: str, except_id: uuid.UUID) -> Sequence[Factor]:
+    async def verified_others(self, factor: Factor) -> Sequence[Factor]:
+        """The factor's user's other verified factors."""
         return (
             await self.session.scalars(
                 select(Factor).where(
-                    Factor.user_id == user_id,
+                    Factor.tenant_id == factor.tenant_id,
+                    Factor.user_id == factor.user_id,
                     Factor.status == FactorStatus.VERIFIED,
-                    Factor.id != except_id,
+                    Factor.id != factor.id,
                 )
             )
         ).all()
+
+    async def forget_enrollments(self, verification_ids: Sequence[uuid.UUID]) -> int:
+        """Unlink factors from enrolment verifications about to be deleted (retention)."""
+        return await self._write(
+            update(Factor)
+            .where(Factor.enrollment_verification_id.in_(verification_ids))
+            .values(enrollment_verification_id=None)
+        )
 
 
 class RecoveryCodeRepository(_Repository):
-    async def replace_for_user(self, user_id: str, codes: Sequence[RecoveryCode]) -> None:
-        await self._write(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+    async def replace_for_user(
+        self, tenant_id: uuid.UUID, user_id: str, codes: Sequence[RecoveryCode]
+    ) -> None:
+        await self._write(
+            delete(RecoveryCode).where(
+                RecoveryCode.tenant_id == tenant_id, RecoveryCode.user_id == user_id
+            )
+        )
         self.session.add_all(codes)
 
-    async def unused_for_user(self, user_id: str) -> Sequence[RecoveryCode]:
+    async def unused_candidates(
+        self, tenant_id: uuid.UUID, user_id: str, selector: str | None
+    ) -> Sequence[RecoveryCode]:
+        """The unused code with this selector (at most one), or with ``None`` the user's unused
+        codes made before selectors existed."""
+        selected = (
+            RecoveryCode.selector.is_(None)
+            if selector is None
+            else RecoveryCode.selector == selector
+        )
         return (
             await self.session.scalars(
                 select(RecoveryCode).where(
-                    RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None)
+                    RecoveryCode.tenant_id == tenant_id,
+                    RecoveryCode.user_id == user_id,
+                    RecoveryCode.used_at.is_(None),
+                    selected,
                 )
             )
         ).all()
+
+    async def count_unused(self, tenant_id: uuid.UUID, user_id: str) -> int:
+        total = await self.session.scalar(
+            select(func.count(RecoveryCode.id)).where(
+                RecoveryCode.tenant_id == tenant_id,
+                RecoveryCode.user_id == user_id,
+                RecoveryCode.used_at.is_(None),
+            )
+        )
+        return int(total or 0)
 
     async def use(self, code_id: uuid.UUID, now: datetime) -> bool:
         """Spend a code, once: of two racing redemptions only one succeeds."""
@@ -872,16 +980,21 @@ class EventRepository(_Repository):
         )
 
     async def page_for_user(
-        self, user_id: str, *, before: int | None, limit: int
+        self, tenant_id: uuid.UUID, user_id: str, *, before: int | None, limit: int
     ) -> Sequence[tuple[Event, str | None]]:
         """Newest first, with the name of the API key that caused each event."""
         statement = (
             select(Event, ApiKey.name)
             .outerjoin(ApiKey, ApiKey.id == Event.api_key_id)
-            .where(Event.user_id == user_id)
+            .where(Event.tenant_id == tenant_id, Event.user_id == user_id)
             .order_by(Event.id.desc())
             .limit(limit)
         )
         if before is not None:
             statement = statement.where(Event.id < before)
         return [(event, name) for event, name in (await self.session.execute(statement)).all()]
+
+    async def delete_older_than(self, cutoff: datetime, limit: int) -> int:
+        """Retention: forget the oldest events, a batch at a time."""
+        oldest = select(Event.id).where(Event.occurred_at < cutoff).limit(limit)
+        return await self._write(delete(Event).where(Event.id.in_(oldest.scalar_subquery())))

@@ -39,6 +39,7 @@ from shared.db.repository import (
     FactorRepository,
     IdempotencyRepository,
     RecoveryCodeRepository,
+    TenantRepository,
     VerificationRepository,
 )
 from shared.jobs import Job, JobQueue, PublishFailed
@@ -152,6 +153,7 @@ class Repositories:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self.tenants = TenantRepository(session)
         self.api_keys = ApiKeyRepository(session)
         self.verifications = VerificationRepository(session)
         self.checks = CheckRepository(session)

@@ -17,6 +17,7 @@ async def record(
     uow: UnitOfWork,
     event_type: EventType,
     *,
+    tenant_id: uuid.UUID,
     user_id: str | None,
     api_key_id: uuid.UUID | None = None,
     client_ip: str | None = None,
@@ -28,6 +29,7 @@ async def record(
     await uow.events.append(
         Event(
             occurred_at=utcnow(),
+            tenant_id=tenant_id,
             type=event_type,
             user_id=user_id,
             api_key_id=api_key_id,
@@ -52,6 +54,7 @@ async def record_for(
     await record(
         uow,
         event_type,
+        tenant_id=verification.tenant_id,
         user_id=verification.user_id,
         api_key_id=api_key_id or verification.api_key_id,
         client_ip=verification.client_ip,

@@ -46,8 +46,9 @@ from shared.errors import (
     ProviderTransientError,
     ServiceUnavailable,
 )
-from shared.limits import Lockout, ProviderGate
+from shared.limits import Lockout, Outcome, ProviderGate
 from shared.services import audit, two_step
+from shared.services.verifications import guesser_of
 from shared.settings import Settings
 from shared.verify.port import ProviderCheck, ProviderVerification, VerifyClient
 from shared.views import change_of
@@ -419,6 +420,7 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
         async with delivery.uow_factory() as uow:
             await self._refuse_in(uow, *refusal, now=now)
         await delivery.stash.discard(self.row_id)
+        await self._settle_guess(Outcome.VOID)
         return False
 
     async def _read_verification(self, uow: UnitOfWork) -> None:
@@ -463,7 +465,7 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
                 await self._reject(uow, now)
         await delivery.stash.discard(self.row_id)
         self.log.info("check.answered", approved=answer.approved, inferred=inferred)
-        await self._count_for_lockout(approved=answer.approved)
+        await self._settle_guess(Outcome.RIGHT if answer.approved else Outcome.WRONG)
 
     async def _approve(self, uow: UnitOfWork, now: datetime, *, inferred: bool) -> None:
         verification = self.verification
@@ -476,7 +478,12 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
                 verification,
                 inferred=True if inferred else None,
             )
-            await two_step.on_verification_approved(uow, verification, now)
+            await two_step.on_verification_approved(
+                uow,
+                verification,
+                now,
+                one_user_per_phone=self.delivery.settings.one_user_per_phone,
+            )
 
     async def _reject(self, uow: UnitOfWork, now: datetime) -> None:
         verification = self.verification
@@ -523,8 +530,9 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
                     await audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
         await delivery.stash.discard(self.row_id)
         self.log.info("check.ended", reason=exc.reason.value, provider_code=exc.provider_code)
-        if verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED:
-            await self._count_for_lockout(approved=False)
+        # Twilio's 60202 answers a wrong 6th guess; anything else says nothing about the code.
+        max_attempts = verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED
+        await self._settle_guess(Outcome.WRONG if max_attempts else Outcome.VOID)
 
     async def _lost_answer_was_an_approval(self, exc: ProviderError) -> bool:
         """Twilio deletes a verification the moment a check approves it. So when an earlier call
@@ -555,27 +563,24 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
             if failed is not None:
                 uow.notify_after_commit(change_of(failed))
         await self.delivery.stash.discard(self.row_id)
+        await self._settle_guess(Outcome.VOID)
 
-    async def _count_for_lockout(self, *, approved: bool) -> None:
-        user_id = self.verification.user_id
-        if user_id is None:
-            return
-        lockout = self.delivery.lockout
+    async def _settle_guess(self, outcome: Outcome) -> None:
+        """Settle the failure this check reserved in the lockout when it was accepted."""
         try:
-            if approved:
-                await lockout.record_success(user_id)
-                return
-            locked_for = await lockout.record_failure(user_id)
+            lock = await self.delivery.lockout.settle(
+                guesser_of(self.verification), str(self.row_id), outcome
+            )
         except ServiceUnavailable:
-            # The outcome is recorded; only the lockout's count missed it. The API refuses checks
-            # while Redis is down, so nobody guesses on uncounted.
+            # The outcome is recorded; only the lockout missed it. Its reservation expires on
+            # its own, and the API refuses checks while Redis is down: nobody guesses uncounted.
             self.log.error("check.lockout_unrecorded")
             return
-        if locked_for:
-            self.log.warning("user.locked", seconds=locked_for)
+        if lock is not None:
+            self.log.warning("user.locked", seconds=lock.seconds, hard=lock.hard)
             async with self.delivery.uow_factory() as uow:
                 await audit.record_for(
-                    uow, EventType.USER_LOCKED, self.verification, seconds=locked_for
+                    uow, EventType.USER_LOCKED, self.verification, **two_step.lock_detail(lock)
                 )
 
 

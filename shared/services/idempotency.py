@@ -23,9 +23,11 @@ from typing import Any, Protocol
 import redis.asyncio as redis
 from redis.exceptions import LockError
 
+from shared.crypto import Keyring
 from shared.db.models import IdempotencyRecord
 from shared.db.session import Repositories, UnitOfWork
 from shared.errors import Conflict, IdempotencyKeyReused, InvalidInput, ServiceUnavailable
+from shared.lookups import idempotency_lookup
 
 _KEY_SHAPE = re.compile(r"^[\x21-\x7e]{1,255}$")
 _NEVER_FINGERPRINTED = frozenset({"code"})
@@ -63,6 +65,7 @@ async def find_answer(
 
 async def remember_answer(
     uow: UnitOfWork,
+    tenant_id: uuid.UUID,
     api_key_id: uuid.UUID,
     key: str,
     request_fingerprint: str,
@@ -74,6 +77,7 @@ async def remember_answer(
     uow.idempotency.add(
         IdempotencyRecord(
             id=uuid.uuid4(),
+            tenant_id=tenant_id,
             api_key_id=api_key_id,
             key=key,
             request_fingerprint=request_fingerprint,
@@ -96,15 +100,17 @@ class RedisKeyLocks:
     _LEASE_SECONDS = 30
     _WAIT_SECONDS = 10
 
-    def __init__(self, client: redis.Redis, key_prefix: str) -> None:
+    def __init__(self, client: redis.Redis, key_prefix: str, keyring: Keyring) -> None:
         self._redis = client
         self._prefix = key_prefix
+        self._keyring = keyring
 
     @asynccontextmanager
     async def hold(self, api_key_id: uuid.UUID, key: str) -> AsyncIterator[None]:
-        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        # Clients put what they like in their keys (an email, an order number): a keyed hash.
+        digest = idempotency_lookup(self._keyring, api_key_id, key)
         lock = self._redis.lock(
-            f"{self._prefix}idempotency:{api_key_id}:{digest}",
+            f"{self._prefix}idempotency:{digest}",
             timeout=self._LEASE_SECONDS,
             blocking_timeout=self._WAIT_SECONDS,
             sleep=0.02,

@@ -1,6 +1,8 @@
 """API keys: created and revoked from the command line, presented as Bearer tokens.
 
-Keys are 256-bit random and stored as SHA-256. Each API process remembers a key's look-up for
+A key belongs to one tenant and holds scopes (``verify``, ``users``, ``admin``): it sees only its
+tenant's rows and may do only what its scopes allow. Keys are 256-bit random and stored as
+SHA-256. Each API process remembers a key's look-up for
 ``TWOSTEP_API_KEY_CACHE_SECONDS`` (5 s), so a request rarely touches the database to
 authenticate, and a revoked key stops working within that time.
 """
@@ -13,17 +15,19 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from cachetools import TTLCache
 
 from shared.clock import utcnow
 from shared.db.models import ApiKey
 from shared.db.session import UnitOfWork
-from shared.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from shared.domain import ALL_SCOPES, DEFAULT_TENANT, Scope
+from shared.errors import Conflict, InsufficientScope, InvalidInput, NotFound, Unauthorized
 
 KEY_PREFIX = "tsk_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Bounds the memory a flood of made-up keys can take; each entry is a hash and a row or None.
 _CACHE_ENTRIES = 10_000
 
@@ -32,26 +36,64 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-async def create_api_key(uow: UnitOfWork, name: str) -> tuple[ApiKey, str]:
-    """Make a key; the plaintext is returned once and never stored."""
+def parse_scopes(text: str | Iterable[str]) -> frozenset[Scope]:
+    """``"verify,users"`` (or the words one by one) as scopes; an unknown word is refused."""
+    words = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        scopes = frozenset(Scope(word.strip()) for word in words if word.strip())
+    except ValueError:
+        known = ", ".join(sorted(ALL_SCOPES))
+        raise InvalidInput(f"scopes are some of: {known}") from None
+    if not scopes:
+        raise InvalidInput("a key needs at least one scope")
+    return scopes
+
+
+def scopes_of(key: ApiKey) -> frozenset[Scope]:
+    return parse_scopes(key.scopes)
+
+
+def require_scope(key: ApiKey, scope: Scope) -> ApiKey:
+    if scope.value not in key.scopes.split(","):
+        raise InsufficientScope(f"this API key lacks the {scope.value!r} scope")
+    return key
+
+
+async def create_api_key(
+    uow: UnitOfWork,
+    name: str,
+    *,
+    tenant: str = DEFAULT_TENANT,
+    scopes: Iterable[Scope] = ALL_SCOPES,
+) -> tuple[ApiKey, str]:
+    """Make a key of ``tenant`` (created on first use); the plaintext is returned once and
+    never stored."""
     if not _NAME.match(name):
         raise InvalidInput("a key name is 1-100 letters, digits, '.', '_' or '-'")
+    if not _TENANT.match(tenant):
+        raise InvalidInput("a tenant name is 1-64 letters, digits, '.', '_' or '-'")
+    chosen = parse_scopes(scopes)
     if await uow.api_keys.get_by_name(name) is not None:
         raise Conflict(f"an API key named {name!r} exists already")
+    now = utcnow()
+    owner = await uow.tenants.get_or_create(tenant, now)
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         id=uuid.uuid4(),
         name=name,
+        tenant_id=owner.id,
+        scopes=",".join(sorted(chosen)),
         key_hash=hash_key(plaintext),
         key_prefix=plaintext[:12],
-        created_at=utcnow(),
+        created_at=now,
     )
     uow.api_keys.add(key)
     return key, plaintext
 
 
-async def list_api_keys(uow: UnitOfWork) -> Sequence[ApiKey]:
-    return await uow.api_keys.list_all()
+async def list_api_keys(uow: UnitOfWork) -> tuple[Sequence[ApiKey], dict[uuid.UUID, str]]:
+    """Every key, and the names of the tenants they belong to."""
+    return await uow.api_keys.list_all(), await uow.tenants.names()
 
 
 async def revoke_api_key(uow: UnitOfWork, name: str) -> ApiKey:

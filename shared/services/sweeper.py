@@ -2,7 +2,8 @@
 
 Every period it re-publishes jobs whose rows stayed queued too long or whose worker's claim
 went stale (a lost message, a killed worker), fails rows past their deadline, expires pending
-verifications past their code's lifetime and forgets expired idempotency keys. Every change is
+verifications past their code's lifetime, deletes the typed codes of the checks it ended and
+forgets expired idempotency keys. Every change is
 a compare-and-set, so two sweepers running by mistake split the work or repeat a no-op;
 duplicate jobs claim nothing.
 """
@@ -18,6 +19,7 @@ import structlog
 
 from shared.changes import Change
 from shared.clock import Clock
+from shared.codes import CodeStash
 from shared.db.repository import CheckRepository, VerificationRepository
 from shared.db.session import UnitOfWork
 from shared.domain import AttemptError, ErrorCode, EventType
@@ -54,6 +56,7 @@ class Sweeper:
     uow_factory: Callable[[], UnitOfWork]
     settings: Settings
     clock: Clock
+    stash: CodeStash
 
     async def sweep(self, now: datetime | None = None) -> SweepReport:
         now = now or self.clock.now()
@@ -74,6 +77,8 @@ class Sweeper:
                 forgotten_idempotency_keys=forgotten,
                 dropped_resends=dropped_resends,
             )
+        # A check ended here will never be sent: its code must not wait out its TTL.
+        await self.stash.discard(*failed_checks)
         if report.anything:
             log.info("sweep.done", **asdict(report))
         return report

@@ -2,13 +2,17 @@
 
 Enrolment: a phone is stored *unverified* and a verification starts; only its approval verifies
 the factor and turns 2SA on, so a typo never locks anyone out. A new phone replaces the old one
-only once it is verified itself. Login: a challenge is a verification to the user's verified
-factor; the decision is the verification's, approved only after an approved check. Recovery
-codes: ten one-time codes, kept as scrypt hashes, counted by the same lockout as wrong codes.
+only once it is verified itself. An enrolment answers the same whether or not the phone is
+enrolled elsewhere; a phone verified for another user of the tenant fails only at approval, as
+``factor.enrollment_failed``, so nobody learns which phones are enrolled. Login: a challenge is a
+verification to the user's verified factor; the decision is the verification's, approved only
+after an approved check. Recovery codes: ten one-time codes, each a selector (to find the row)
+and a verifier (kept as a scrypt hash): one hash per try, counted by the same lockout as codes.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -16,14 +20,19 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import anyio
 import structlog
 
+from shared.crypto import Keyring
 from shared.db.models import ApiKey, Event, Factor, RecoveryCode, Verification
-from shared.db.session import UnitOfWork
+from shared.db.session import Repositories, UnitOfWork
 from shared.domain import Channel, EventType, FactorStatus, Purpose
-from shared.errors import Conflict, InvalidInput, NotFound, NoVerifiedFactor, PhoneInUse
+from shared.errors import InvalidInput, NotFound, NoVerifiedFactor
+from shared.limits import Guesser, Lock, Outcome, SendRequest
+from shared.lookups import phone_lookup, user_lookup
+from shared.network import normalise_ip
 from shared.phone import parse_phone
 from shared.services import audit
 from shared.services.verifications import VerificationRequest, Verifications
@@ -34,10 +43,16 @@ log = structlog.get_logger(__name__)
 RECOVERY_CODES_PER_SET = 10
 # Crockford's base32: no I, L, O or U, so a code read aloud or typed by hand survives.
 _RECOVERY_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_RECOVERY_LENGTH = 10
+# XXXX-XXXX-XXXX: a 4-character selector, then an 8-character (40-bit) verifier.
+_SELECTOR_LENGTH, _VERIFIER_LENGTH = 4, 8
+_RECOVERY_LENGTH = _SELECTOR_LENGTH + _VERIFIER_LENGTH
+# Codes made before selectors: 10 characters, the whole code hashed.
+_LEGACY_RECOVERY_LENGTH = 10
 # scrypt at n=2^14, r=8 costs ~16 MiB and tens of milliseconds per guess.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 _USER_ID_MAX = 128
+# A redemption settles within one scrypt hash; its lockout reservation lasts a little longer.
+_REDEMPTION_RESERVATION_SECONDS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +78,11 @@ def validate_user_id(user_id: str) -> str:
 
 @dataclass(frozen=True)
 class TwoStep:
-    """Built once per process; every method works in the caller's unit of work."""
+    """Built once per process; every method works in the caller's unit of work, on the
+    caller's tenant."""
 
     verifications: Verifications
+    keyring: Keyring
 
     async def enroll(
         self, uow: UnitOfWork, api_key: ApiKey, user_id: str, enrollment: Enrollment
@@ -73,15 +90,6 @@ class TwoStep:
         """Store the phone unverified and send it a code; approving that code verifies it."""
         validate_user_id(user_id)
         parsed = parse_phone(enrollment.phone)
-        async with uow.reads() as read:
-            in_use = self.verifications.settings.one_user_per_phone and (
-                await read.factors.verified_for_another_user(parsed.e164, user_id)
-            )
-            existing = await read.factors.list_for_user(user_id)
-        if in_use:
-            raise PhoneInUse("this phone is already verified for another user")
-        if any(f.phone_e164 == parsed.e164 and f.status is FactorStatus.VERIFIED for f in existing):
-            raise Conflict("this phone is already a verified factor of this user")
         verification = await self.verifications.request(
             uow,
             api_key,
@@ -95,8 +103,10 @@ class TwoStep:
         )
         factor = Factor(
             id=uuid.uuid4(),
+            tenant_id=api_key.tenant_id,
             user_id=user_id,
             phone_e164=parsed.e164,
+            phone_lookup=phone_lookup(self.keyring, api_key.tenant_id, parsed.e164),
             destination_region=parsed.region,
             channel=enrollment.channel,
             status=FactorStatus.UNVERIFIED,
@@ -111,13 +121,13 @@ class TwoStep:
             EventType.FACTOR_ENROLLMENT_STARTED,
             factor,
             api_key.id,
-            client_ip=enrollment.client_ip,
+            client_ip=verification.client_ip,
         )
         return factor, verification
 
-    async def list_factors(self, uow: UnitOfWork, user_id: str) -> FactorList:
+    async def list_factors(self, uow: UnitOfWork, api_key: ApiKey, user_id: str) -> FactorList:
         validate_user_id(user_id)
-        factors = await uow.factors.list_for_user(user_id)
+        factors = await uow.factors.list_for_user(api_key.tenant_id, user_id)
         enabled = any(factor.status is FactorStatus.VERIFIED for factor in factors)
         return FactorList(user_id, enabled, factors)
 
@@ -126,7 +136,7 @@ class TwoStep:
     ) -> Factor:
         """Disable a factor; a pending enrolment for it is canceled too. Disabling twice is
         fine."""
-        factor = await uow.factors.get(validate_user_id(user_id), factor_id)
+        factor = await uow.factors.get(api_key.tenant_id, validate_user_id(user_id), factor_id)
         if factor is None:
             raise NotFound(f"no factor {factor_id} for this user")
         if factor.status is FactorStatus.DISABLED:
@@ -134,7 +144,9 @@ class TwoStep:
         now = self.verifications.clock.now()
         await uow.factors.disable(factor.id, now)
         if factor.enrollment_verification_id is not None:
-            canceled = await uow.verifications.cancel(factor.enrollment_verification_id, now)
+            canceled = await uow.verifications.cancel(
+                factor.tenant_id, factor.enrollment_verification_id, now
+            )
             if canceled is not None:
                 uow.notify_after_commit(change_of(canceled))
         await _record_factor(uow, EventType.FACTOR_DISABLED, factor, api_key.id)
@@ -150,8 +162,21 @@ class TwoStep:
     ) -> Verification:
         """Send a login code to the user's verified factor (its channel, or the one asked for)."""
         async with uow.reads() as read:
-            factor = await read.factors.latest_verified(validate_user_id(user_id))
+            factor = await read.factors.latest_verified(
+                api_key.tenant_id, validate_user_id(user_id)
+            )
         if factor is None:
+            # Asking whether a user has 2SA costs what a send costs: no free probing.
+            await self.verifications.guards.sends.admit(
+                SendRequest(
+                    tenant_id=api_key.tenant_id,
+                    api_key_id=api_key.id,
+                    destination=None,
+                    region=None,
+                    user_id=user_id,
+                    client_ip=normalise_ip(client_ip) if client_ip else None,
+                )
+            )
             raise NoVerifiedFactor("two-step authentication is not on for this user")
         verification = await self.verifications.request(
             uow,
@@ -169,7 +194,7 @@ class TwoStep:
             EventType.CHALLENGE_REQUESTED,
             factor,
             api_key.id,
-            client_ip=client_ip,
+            client_ip=verification.client_ip,
             verification_id=verification.id,
         )
         return verification
@@ -179,28 +204,39 @@ class TwoStep:
     ) -> list[str]:
         """A new set of codes, replacing the old one. They are shown now and never again."""
         validate_user_id(user_id)
-        codes = [
-            "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(_RECOVERY_LENGTH))
-            for _ in range(RECOVERY_CODES_PER_SET)
-        ]
+        await self.verifications.guards.recovery_code_sets.admit(
+            user_lookup(self.keyring, api_key.tenant_id, user_id)
+        )
+        codes = _new_recovery_codes()
         # scrypt is slow on purpose: off the event loop, and before any transaction begins.
-        hashes = await anyio.to_thread.run_sync(lambda: [_hash_code(code) for code in codes])
+        hashes = await anyio.to_thread.run_sync(
+            lambda: [_hash_secret(code[_SELECTOR_LENGTH:]) for code in codes]
+        )
         now = self.verifications.clock.now()
         await uow.recovery_codes.replace_for_user(
+            api_key.tenant_id,
             user_id,
             [
-                RecoveryCode(id=uuid.uuid4(), user_id=user_id, code_hash=hashed, created_at=now)
-                for hashed in hashes
+                RecoveryCode(
+                    id=uuid.uuid4(),
+                    tenant_id=api_key.tenant_id,
+                    user_id=user_id,
+                    selector=code[:_SELECTOR_LENGTH],
+                    code_hash=hashed,
+                    created_at=now,
+                )
+                for code, hashed in zip(codes, hashes, strict=True)
             ],
         )
         await audit.record(
             uow,
             EventType.RECOVERY_CODES_GENERATED,
+            tenant_id=api_key.tenant_id,
             user_id=user_id,
             api_key_id=api_key.id,
             count=len(codes),
         )
-        return [f"{code[:5]}-{code[5:]}" for code in codes]
+        return [_shown(code) for code in codes]
 
     async def redeem_recovery_code(
         self,
@@ -210,41 +246,65 @@ class TwoStep:
         code: str,
         client_ip: str | None = None,
     ) -> bool:
-        """Spend one recovery code. Wrong codes count towards the same lockout as wrong OTPs."""
+        """Spend one recovery code. Wrong codes count towards the same lockout as wrong OTPs;
+        each try costs one hash, whatever the user has (a dummy one when nothing matches)."""
+        guesser = Guesser(api_key.tenant_id, validate_user_id(user_id), None)
+        attempt = secrets.token_hex(8)
         lockout = self.verifications.guards.lockout
-        await lockout.ensure_not_locked(validate_user_id(user_id))
+        await lockout.reserve(guesser, attempt, _REDEMPTION_RESERVATION_SECONDS)
         typed = _normalise_code(code)
         async with uow.reads() as read:
-            unused = await read.recovery_codes.unused_for_user(user_id) if typed else []
-        matched = await anyio.to_thread.run_sync(_first_match, typed, unused)
-        if matched is not None:
-            await lockout.record_success(user_id)
-            if await uow.recovery_codes.use(matched.id, self.verifications.clock.now()):
-                await audit.record(
-                    uow,
-                    EventType.RECOVERY_CODE_USED,
-                    user_id=user_id,
-                    api_key_id=api_key.id,
-                    client_ip=client_ip,
-                    left=len(unused) - 1,
-                )
-                return True
-            await _record_rejection(
-                uow, api_key, user_id, client_ip, 0.0
-            )  # spent by a racing request
-        else:
-            locked_for = await lockout.record_failure(user_id)
-            await _record_rejection(uow, api_key, user_id, client_ip, locked_for)
+            candidates = await _candidates(read, api_key.tenant_id, user_id, typed)
+        matched = await anyio.to_thread.run_sync(_first_match, typed, candidates)
+        ip = normalise_ip(client_ip) if client_ip else None
+        now = self.verifications.clock.now()
+        if matched is not None and await uow.recovery_codes.use(matched.id, now):
+            await lockout.settle(guesser, attempt, Outcome.RIGHT)
+            await audit.record(
+                uow,
+                EventType.RECOVERY_CODE_USED,
+                tenant_id=api_key.tenant_id,
+                user_id=user_id,
+                api_key_id=api_key.id,
+                client_ip=ip,
+                left=await uow.recovery_codes.count_unused(api_key.tenant_id, user_id),
+            )
+            return True
+        # A wrong code, or a right one spent by a racing request a moment ago.
+        lock = await lockout.settle(
+            guesser, attempt, Outcome.WRONG if matched is None else Outcome.VOID
+        )
+        await _record_rejection(uow, api_key, user_id, ip, lock)
         return False
 
+    async def release_lockout(
+        self, uow: UnitOfWork, api_key: ApiKey, user_id: str | None, phone: str | None
+    ) -> None:
+        """Lift a user's or a number's lockout, hard ones included (an admin's decision)."""
+        if user_id is None and phone is None:
+            raise InvalidInput("name a user_id, a phone, or both")
+        e164 = parse_phone(phone).e164 if phone is not None else None
+        guesser = Guesser(api_key.tenant_id, validate_user_id(user_id) if user_id else None, e164)
+        await self.verifications.guards.lockout.release(guesser)
+        await audit.record(
+            uow,
+            EventType.LOCKOUT_RELEASED,
+            tenant_id=api_key.tenant_id,
+            user_id=user_id,
+            api_key_id=api_key.id,
+            phone_e164=e164,
+        )
+
     async def list_events(
-        self, uow: UnitOfWork, user_id: str, *, before: int | None, limit: int
+        self, uow: UnitOfWork, api_key: ApiKey, user_id: str, *, before: int | None, limit: int
     ) -> Sequence[tuple[Event, str | None]]:
-        return await uow.events.page_for_user(validate_user_id(user_id), before=before, limit=limit)
+        return await uow.events.page_for_user(
+            api_key.tenant_id, validate_user_id(user_id), before=before, limit=limit
+        )
 
 
 async def on_verification_approved(
-    uow: UnitOfWork, verification: Verification, now: datetime
+    uow: UnitOfWork, verification: Verification, now: datetime, *, one_user_per_phone: bool
 ) -> None:
     """Called in the transaction that approves a verification: an enrolment's approval
     verifies its factor (and retires the phone it replaces)."""
@@ -253,13 +313,21 @@ async def on_verification_approved(
     factor = await uow.factors.by_enrollment(verification.id)
     if factor is None or factor.status is not FactorStatus.UNVERIFIED:
         return
-    if await uow.factors.verified_for_another_user(factor.phone_e164, factor.user_id):
-        log.warning("factor.not_verified", factor_id=str(factor.id), reason="phone in use")
+    if one_user_per_phone and await uow.factors.verified_for_another_user(factor):
+        await uow.factors.disable(factor.id, now)
+        await _record_factor(
+            uow,
+            EventType.FACTOR_ENROLLMENT_FAILED,
+            factor,
+            verification.api_key_id,
+            reason="phone_in_use",
+        )
+        log.info("factor.enrollment_failed", factor_id=str(factor.id), reason="phone in use")
         return
     await uow.factors.verify(factor.id, now)
     await _record_factor(uow, EventType.FACTOR_VERIFIED, factor, verification.api_key_id)
     if factor.replaces_others:
-        for old in await uow.factors.verified_others(factor.user_id, factor.id):
+        for old in await uow.factors.verified_others(factor):
             await uow.factors.disable(old.id, now)
             await _record_factor(
                 uow, EventType.FACTOR_REPLACED, old, verification.api_key_id, by=str(factor.id)
@@ -267,24 +335,31 @@ async def on_verification_approved(
 
 
 async def _record_rejection(
-    uow: UnitOfWork, api_key: ApiKey, user_id: str, client_ip: str | None, locked_for: float
+    uow: UnitOfWork, api_key: ApiKey, user_id: str, client_ip: str | None, lock: Lock | None
 ) -> None:
     await audit.record(
         uow,
         EventType.RECOVERY_CODE_REJECTED,
+        tenant_id=api_key.tenant_id,
         user_id=user_id,
         api_key_id=api_key.id,
         client_ip=client_ip,
     )
-    if locked_for:
+    if lock is not None:
         await audit.record(
             uow,
             EventType.USER_LOCKED,
+            tenant_id=api_key.tenant_id,
             user_id=user_id,
             api_key_id=api_key.id,
             client_ip=client_ip,
-            seconds=locked_for,
+            **lock_detail(lock),
         )
+
+
+def lock_detail(lock: Lock) -> dict[str, Any]:
+    """How an event records a lock: its length, or that it lasts until released."""
+    return {"hard": True} if lock.hard else {"seconds": lock.seconds}
 
 
 async def _record_factor(
@@ -300,6 +375,7 @@ async def _record_factor(
     await audit.record(
         uow,
         event_type,
+        tenant_id=factor.tenant_id,
         user_id=factor.user_id,
         api_key_id=api_key_id,
         client_ip=client_ip,
@@ -310,30 +386,69 @@ async def _record_factor(
     )
 
 
+def _new_recovery_codes() -> list[str]:
+    """A set of codes whose selectors differ, so that a selector finds one row."""
+    codes: dict[str, str] = {}
+    while len(codes) < RECOVERY_CODES_PER_SET:
+        code = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(_RECOVERY_LENGTH))
+        codes.setdefault(code[:_SELECTOR_LENGTH], code)
+    return list(codes.values())
+
+
+def _shown(code: str) -> str:
+    return "-".join(code[start : start + 4] for start in range(0, len(code), 4))
+
+
 def _normalise_code(code: str) -> str | None:
     cleaned = code.replace("-", "").replace(" ", "").upper()
-    if len(cleaned) != _RECOVERY_LENGTH or not all(c in _RECOVERY_ALPHABET for c in cleaned):
+    if len(cleaned) not in (_RECOVERY_LENGTH, _LEGACY_RECOVERY_LENGTH):
+        return None
+    if not all(c in _RECOVERY_ALPHABET for c in cleaned):
         return None
     return cleaned
 
 
-def _first_match(typed: str | None, unused: Sequence[RecoveryCode]) -> RecoveryCode | None:
+async def _candidates(
+    rows: Repositories, tenant_id: uuid.UUID, user_id: str, typed: str | None
+) -> Sequence[RecoveryCode]:
+    if typed is None:
+        return []
+    if len(typed) == _LEGACY_RECOVERY_LENGTH:
+        return await rows.recovery_codes.unused_candidates(tenant_id, user_id, None)
+    return await rows.recovery_codes.unused_candidates(tenant_id, user_id, typed[:_SELECTOR_LENGTH])
+
+
+def _first_match(typed: str | None, candidates: Sequence[RecoveryCode]) -> RecoveryCode | None:
+    """The candidate the typed code opens. Always at least one hash for a well-formed code, so
+    that the answer takes as long whether or not the user has a code with that selector."""
     if typed is None:
         return None
-    return next((stored for stored in unused if _code_matches(typed, stored.code_hash)), None)
+    if not candidates:
+        _secret_matches(typed, _dummy_hash())
+        return None
+    for stored in candidates:
+        secret = typed if stored.selector is None else typed[_SELECTOR_LENGTH:]
+        if _secret_matches(secret, stored.code_hash):
+            return stored
+    return None
 
 
-def _hash_code(code: str) -> str:
+@functools.cache
+def _dummy_hash() -> str:
+    return _hash_secret(secrets.token_hex(8))
+
+
+def _hash_secret(secret: str) -> str:
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(code.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P)
     return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"
 
 
-def _code_matches(code: str, stored: str) -> bool:
+def _secret_matches(secret: str, stored: str) -> bool:
     try:
         _, n, r, p, salt, digest = stored.split("$")
         computed = hashlib.scrypt(
-            code.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p)
+            secret.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p)
         )
     except (ValueError, MemoryError):
         return False

@@ -4,10 +4,12 @@ They consult the limits first, then write rows and buffer jobs on the unit of wo
 commits, and the jobs go out after the commit. A refused request writes nothing and publishes
 nothing. None of them waits for the provider, and none holds a transaction open across Redis:
 what must be read before a limit is consulted is read outside the transaction (``uow.reads()``).
+Every read names the caller's tenant: another tenant's id is not found, exactly as an unknown one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -27,7 +29,8 @@ from shared.errors import (
     VerificationNotPending,
 )
 from shared.jobs import Job
-from shared.limits import Guards, SendRequest
+from shared.limits import Guards, Guesser, Outcome, SendRequest
+from shared.network import normalise_ip
 from shared.phone import PhoneNumber, parse_phone
 from shared.services import audit
 from shared.settings import Settings
@@ -59,18 +62,20 @@ class Verifications:
         self, uow: UnitOfWork, api_key: ApiKey, request: VerificationRequest
     ) -> Verification:
         phone = self._allowed(parse_phone(request.to))
+        client_ip = normalise_ip(request.client_ip) if request.client_ip else None
         verification_id = uuid.uuid4()
         await self.guards.sends.admit(
             SendRequest(
+                tenant_id=api_key.tenant_id,
+                api_key_id=api_key.id,
                 destination=phone.e164,
                 region=phone.region,
                 verification_id=verification_id,
-                api_key_id=api_key.id,
                 user_id=request.user_id,
-                client_ip=request.client_ip,
+                client_ip=client_ip,
             )
         )
-        verification = self._new_verification(verification_id, phone, api_key, request)
+        verification = self._new_verification(verification_id, phone, api_key, request, client_ip)
         await uow.verifications.insert(verification)
         await audit.record_for(
             uow, EventType.VERIFICATION_REQUESTED, verification, channel=request.channel.value
@@ -93,10 +98,12 @@ class Verifications:
         phone: PhoneNumber,
         api_key: ApiKey,
         request: VerificationRequest,
+        client_ip: str | None,
     ) -> Verification:
         now = self.clock.now()
         return Verification(
             id=verification_id,
+            tenant_id=api_key.tenant_id,
             status=VerificationStatus.QUEUED,
             purpose=request.purpose,
             channel=request.channel,
@@ -104,7 +111,7 @@ class Verifications:
             destination_region=phone.region,
             locale=request.locale,
             user_id=request.user_id,
-            client_ip=request.client_ip,
+            client_ip=client_ip,
             api_key_id=api_key.id,
             send_attempts=0,
             check_attempts=0,
@@ -116,8 +123,10 @@ class Verifications:
             deadline_at=now + self.settings.send_deadline,
         )
 
-    async def get(self, rows: Repositories, verification_id: uuid.UUID) -> Verification:
-        verification = await rows.verifications.get(verification_id)
+    async def get(
+        self, rows: Repositories, tenant_id: uuid.UUID, verification_id: uuid.UUID
+    ) -> Verification:
+        verification = await rows.verifications.get_of_tenant(tenant_id, verification_id)
         if verification is None:
             raise NotFound(f"no verification {verification_id}")
         return verification
@@ -134,17 +143,18 @@ class Verifications:
         A re-send already waiting for a worker is not doubled: the verification is answered as is.
         """
         async with uow.reads() as read:
-            verification = await self.get(read, verification_id)
+            verification = await self.get(read, api_key.tenant_id, verification_id)
         if verification.status is not VerificationStatus.PENDING:
             raise _not_pending(verification)
         if verification.resend_channel is not None:
             return verification
         await self.guards.sends.admit(
             SendRequest(
+                tenant_id=verification.tenant_id,
+                api_key_id=api_key.id,
                 destination=verification.to_e164,
                 region=verification.destination_region,
                 verification_id=verification.id,
-                api_key_id=api_key.id,
                 user_id=verification.user_id,
                 client_ip=verification.client_ip,
             )
@@ -159,7 +169,7 @@ class Verifications:
             next_look=now + self.settings.requeue_after,
         )
         if resent is None:  # it ended meanwhile, or another re-send is already waiting
-            current = await self.get(uow, verification_id)
+            current = await self.get(uow, api_key.tenant_id, verification_id)
             if current.status is not VerificationStatus.PENDING:
                 raise _not_pending(current)
             return current
@@ -177,9 +187,11 @@ class Verifications:
         self, uow: UnitOfWork, api_key: ApiKey, verification_id: uuid.UUID
     ) -> Verification:
         """End a verification that is not over yet; canceling a canceled one changes nothing."""
-        canceled = await uow.verifications.cancel(verification_id, self.clock.now())
+        canceled = await uow.verifications.cancel(
+            api_key.tenant_id, verification_id, self.clock.now()
+        )
         if canceled is None:
-            current = await self.get(uow, verification_id)
+            current = await self.get(uow, api_key.tenant_id, verification_id)
             if current.status is VerificationStatus.CANCELED:
                 return current
             raise _not_pending(current)
@@ -190,32 +202,46 @@ class Verifications:
         return canceled
 
     async def submit_check(
-        self, uow: UnitOfWork, verification_id: uuid.UUID, code: str
+        self, uow: UnitOfWork, api_key: ApiKey, verification_id: uuid.UUID, code: str
     ) -> VerificationCheck:
+        """Accept a code for checking: the check reserves its failure in the lockout first (so
+        parallel guesses cannot outrun it), the code waits in the stash, the attempt is taken."""
         code = code.strip()
         if not _CODE_SHAPE.match(code):
             raise InvalidInput("a code is 4 to 10 letters or digits")
         async with uow.reads() as read:
-            verification = await self.get(read, verification_id)
+            verification = await self.get(read, api_key.tenant_id, verification_id)
         refusal = self._check_refusal(verification)
         if refusal is not None:
             raise refusal
         check_id = uuid.uuid4()
-        if verification.user_id is not None:
-            await self.guards.lockout.ensure_not_locked(verification.user_id)
-        # Stashed before the row exists: a check row never exists without its code.
+        guesser = guesser_of(verification)
         ttl = int(self.settings.check_deadline_seconds) + 60
-        await self.stash.put(check_id, code, ttl_seconds=ttl)
+        await self.guards.lockout.reserve(guesser, str(check_id), ttl)
+        try:
+            # Stashed before the row exists: a check row never exists without its code.
+            await self.stash.put(check_id, code, ttl_seconds=ttl)
+            return await self._take_attempt(uow, verification, check_id)
+        except BaseException:
+            # No check was made: neither its code nor its reservation may outlive it.
+            with contextlib.suppress(Exception):
+                await self.stash.discard(check_id)
+            with contextlib.suppress(Exception):
+                await self.guards.lockout.settle(guesser, str(check_id), Outcome.VOID)
+            raise
+
+    async def _take_attempt(
+        self, uow: UnitOfWork, verification: Verification, check_id: uuid.UUID
+    ) -> VerificationCheck:
         now = self.clock.now()
         if not await uow.verifications.take_check_attempt(
-            verification_id, self.settings.max_check_attempts, now
+            verification.id, self.settings.max_check_attempts, now
         ):
-            current = await self.get(uow, verification_id)
+            current = await self.get(uow, verification.tenant_id, verification.id)
             refusal = self._check_refusal(current) or self._attempts_exhausted(current)
             await uow.rollback()
-            await self.stash.discard(check_id)
             raise refusal
-        check = self._new_check(check_id, verification_id, now)
+        check = self._new_check(check_id, verification, now)
         await uow.checks.insert(check)
         uow.enqueue_after_commit(Job.check_code(check.id))
         return check
@@ -228,11 +254,12 @@ class Verifications:
         return None
 
     def _new_check(
-        self, check_id: uuid.UUID, verification_id: uuid.UUID, now: datetime
+        self, check_id: uuid.UUID, verification: Verification, now: datetime
     ) -> VerificationCheck:
         return VerificationCheck(
             id=check_id,
-            verification_id=verification_id,
+            tenant_id=verification.tenant_id,
+            verification_id=verification.id,
             status=CheckStatus.QUEUED,
             provider_attempts=0,
             enqueue_count=1,
@@ -254,12 +281,21 @@ class Verifications:
         )
 
     async def get_check(
-        self, rows: Repositories, verification_id: uuid.UUID, check_id: uuid.UUID
+        self,
+        rows: Repositories,
+        tenant_id: uuid.UUID,
+        verification_id: uuid.UUID,
+        check_id: uuid.UUID,
     ) -> VerificationCheck:
-        check = await rows.checks.get_for_verification(verification_id, check_id)
+        check = await rows.checks.get_for_verification(tenant_id, verification_id, check_id)
         if check is None:
             raise NotFound(f"no check {check_id} on verification {verification_id}")
         return check
+
+
+def guesser_of(verification: Verification) -> Guesser:
+    """A check of this verification guesses for its user, if any, and for its number."""
+    return Guesser(verification.tenant_id, verification.user_id, verification.to_e164)
 
 
 def _not_pending(verification: Verification) -> VerificationNotPending:

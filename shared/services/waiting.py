@@ -40,15 +40,25 @@ class Waiting:
     verifications: Verifications
     listener: ChangeListener | None
 
-    async def verification(self, verification_id: uuid.UUID, seconds: float) -> View:
+    async def verification(
+        self, tenant_id: uuid.UUID, verification_id: uuid.UUID, seconds: float
+    ) -> View:
         async def read(uow: UnitOfWork) -> View:
-            return verification_view(await self.verifications.get(uow, verification_id))
+            verification = await self.verifications.get(uow, tenant_id, verification_id)
+            return verification_view(verification)
 
         return await self._until(verification_id, read, verification_settled, seconds)
 
-    async def check(self, verification_id: uuid.UUID, check_id: uuid.UUID, seconds: float) -> View:
+    async def check(
+        self,
+        tenant_id: uuid.UUID,
+        verification_id: uuid.UUID,
+        check_id: uuid.UUID,
+        seconds: float,
+    ) -> View:
         async def read(uow: UnitOfWork) -> View:
-            return check_view(await self.verifications.get_check(uow, verification_id, check_id))
+            check = await self.verifications.get_check(uow, tenant_id, verification_id, check_id)
+            return check_view(check)
 
         return await self._until(check_id, read, check_decided, seconds)
 

@@ -31,6 +31,7 @@ from shared.errors import (
     ProviderTransientError,
 )
 from shared.settings import SANDBOX_ACCOUNT_SID, SANDBOX_SERVICE_SID, Settings
+from shared.startup import Misconfigured, has_real_twilio_credentials
 from shared.verify.port import ProviderCheck, ProviderVerification
 
 # The SDK logs every request URL at INFO, and a fetch by To puts the phone number in the URL.
@@ -122,22 +123,7 @@ class _AiohttpTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio shi
 
 class TwilioVerifyClient:
     def __init__(self, settings: Settings, *, max_connections: int | None = None) -> None:
-        account_sid = settings.twilio_account_sid
-        auth_token = (
-            settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
-        )
-        if account_sid is None or auth_token is None:
-            if not settings.uses_sandbox:
-                raise RuntimeError(
-                    "no Twilio credentials: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
-                    "TWILIO_VERIFY_SERVICE_SID, or TWOSTEP_TWILIO_BASE_URL to use the sandbox"
-                )
-            account_sid, auth_token = SANDBOX_ACCOUNT_SID, "sandbox"
-        service_sid = settings.twilio_verify_service_sid
-        if service_sid is None:
-            if not settings.uses_sandbox:
-                raise RuntimeError("TWILIO_VERIFY_SERVICE_SID is not set")
-            service_sid = SANDBOX_SERVICE_SID
+        account_sid, auth_token, service_sid = _credentials(settings)
         self._http = _AiohttpTwilioClient(
             base_url=settings.twilio_base_url,
             connect_timeout=settings.twilio_connect_timeout_seconds,
@@ -178,6 +164,31 @@ class TwilioVerifyClient:
 
     async def close(self) -> None:
         await self._http.close()
+
+
+def _credentials(settings: Settings) -> tuple[str, str, str]:
+    """Real credentials go to Twilio only; anything at another base URL gets placeholders.
+    (The worker refuses to start with both; this holds even if something builds a client
+    without that check.)"""
+    if settings.uses_sandbox:
+        if has_real_twilio_credentials(settings):
+            raise Misconfigured(
+                ["real Twilio credentials must never go to TWOSTEP_TWILIO_BASE_URL"]
+            )
+        return (
+            SANDBOX_ACCOUNT_SID,
+            "sandbox",
+            settings.twilio_verify_service_sid or (SANDBOX_SERVICE_SID),
+        )
+    sid, token = settings.twilio_account_sid, settings.twilio_auth_token
+    if sid is None or token is None or settings.twilio_verify_service_sid is None:
+        raise Misconfigured(
+            [
+                "no Twilio credentials: set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
+                "TWILIO_VERIFY_SERVICE_SID, or TWOSTEP_TWILIO_BASE_URL to use the sandbox"
+            ]
+        )
+    return sid, token.get_secret_value(), settings.twilio_verify_service_sid
 
 
 class _translated_errors:

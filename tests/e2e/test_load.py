@@ -42,7 +42,11 @@ def waiting(cluster: Cluster) -> float:
     """The API process's long-polls in flight, from its own metrics."""
     import httpx
 
-    text = httpx.get(f"{cluster.api_url}/metrics", timeout=10).text
+    text = httpx.get(
+        f"{cluster.api_url}/metrics",
+        headers={"Authorization": f"Bearer {cluster.api_key}"},
+        timeout=10,
+    ).text
     for line in text.splitlines():
         if line.startswith("twostep_long_polls_waiting "):
             return float(line.split()[1])
@@ -80,7 +84,10 @@ def test_three_hundred_logins_at_once_through_one_api_process_get_no_5xx(
     async def storm() -> tuple[list[int], list[float]]:
         async with session(cluster, total + 10) as http:
             probes: list[float] = []
-            logins = asyncio.gather(*(login(http, cluster, to, "load-300") for to in numbers))
+            # One user per login, as in life: one user's guesses in flight are capped.
+            logins = asyncio.gather(
+                *(login(http, cluster, to, f"load-300:{n}") for n, to in enumerate(numbers))
+            )
             prober = asyncio.create_task(probe(http, probes))
             try:
                 statuses = [status for seen in await logins for status in seen]

@@ -81,7 +81,12 @@ async def test_two_sweepers_at_once_publish_each_lost_job_once(
     queues = [FakeJobQueue(), FakeJobQueue()]
     databases = [Database.connect(settings.database_url, pool_size=1) for _ in queues]
     sweepers = [
-        Sweeper(UnitOfWorkFactory(database, AfterCommit(queue)), settings, SystemClock())
+        Sweeper(
+            UnitOfWorkFactory(database, AfterCommit(queue)),
+            settings,
+            SystemClock(),
+            FakeCodeStash(),
+        )
         for database, queue in zip(databases, queues, strict=True)
     ]
     try:

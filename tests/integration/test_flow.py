@@ -125,7 +125,7 @@ async def test_a_lost_job_is_sent_by_the_sweeper(
     assert (await api.get(f"/v1/verifications/{lost.id}")).json()["status"] == "queued"
 
     publishing = UnitOfWorkFactory(uow_factory.database, AfterCommit(CeleryJobQueue(worker)))
-    sweeper = Sweeper(publishing, settings, SystemClock())
+    sweeper = Sweeper(publishing, settings, SystemClock(), FakeCodeStash())
     await sweeper.sweep(now=SystemClock().now() + settings.requeue_after + timedelta(seconds=1))
     async with uow_factory() as uow:
         republished = await uow.verifications.get(lost.id)

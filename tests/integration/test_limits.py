@@ -1,4 +1,5 @@
-"""The limits on real Redis: counts, refusals, lockout steps, the fleet-wide provider gate."""
+"""The limits on real Redis: counts, refusals, lockout steps and reservations, daily caps,
+tenants kept apart, the fleet-wide provider gate."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from prometheus_client import REGISTRY
 
 from shared.errors import RateLimited, ServiceUnavailable, UserLocked
 from shared.limits import (
+    Guesser,
+    Outcome,
     RedisLockout,
     RedisProviderGate,
     RedisSendLimits,
@@ -21,6 +24,16 @@ from shared.limits import (
 from shared.redis_client import make_redis
 from shared.settings import Settings
 from tests.support import free_port, random_phone
+
+TENANT = uuid.uuid4()
+
+
+def limits_of(settings: Settings, client: redis.Redis) -> RedisSendLimits:
+    return RedisSendLimits(settings, client, settings.keyring())
+
+
+def lockout_of(settings: Settings, client: redis.Redis) -> RedisLockout:
+    return RedisLockout(settings, client, settings.keyring())
 
 
 @pytest.fixture
@@ -31,8 +44,10 @@ async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
 
 
 def send(to: str, *, user: str | None = None, ip: str | None = None, key: uuid.UUID | None = None,
-         verification: uuid.UUID | None = None, region: str = "US") -> SendRequest:  # fmt: skip
+         verification: uuid.UUID | None = None, region: str = "US",
+         tenant: uuid.UUID = TENANT) -> SendRequest:  # fmt: skip
     return SendRequest(
+        tenant_id=tenant,
         destination=to,
         region=region,
         verification_id=verification or uuid.uuid4(),
@@ -51,7 +66,7 @@ async def refusal(limits: RedisSendLimits, request: SendRequest) -> RateLimited:
 async def test_the_sixth_send_to_a_number_within_ten_minutes_is_refused(
     redis_url: str, client: redis.Redis
 ) -> None:
-    limits = RedisSendLimits(Settings(redis_url=redis_url), client)
+    limits = limits_of(Settings(redis_url=redis_url), client)
     to = random_phone()
     before = (
         REGISTRY.get_sample_value("twostep_limit_refusals_total", {"limit": "per_destination"}) or 0
@@ -69,7 +84,7 @@ async def test_the_sixth_send_to_a_number_within_ten_minutes_is_refused(
 
 
 async def test_a_refused_send_uses_up_no_other_limit(redis_url: str, client: redis.Redis) -> None:
-    limits = RedisSendLimits(Settings(redis_url=redis_url, limit_per_user="1 per hour"), client)
+    limits = limits_of(Settings(redis_url=redis_url, limit_per_user="1 per hour"), client)
     user, victim = f"user-{uuid.uuid4()}", random_phone()
     await limits.admit(send(random_phone(), user=user))
     for _ in range(3):
@@ -79,7 +94,7 @@ async def test_a_refused_send_uses_up_no_other_limit(redis_url: str, client: red
 
 
 async def test_racing_sends_never_slip_past_a_limit(redis_url: str, client: redis.Redis) -> None:
-    limits = RedisSendLimits(Settings(redis_url=redis_url), client)
+    limits = limits_of(Settings(redis_url=redis_url), client)
     to = random_phone()
     outcomes = await asyncio.gather(
         *(limits.admit(send(to)) for _ in range(40)), return_exceptions=True
@@ -90,7 +105,7 @@ async def test_racing_sends_never_slip_past_a_limit(redis_url: str, client: redi
 
 async def test_each_other_limit_refuses_the_third(redis_url: str, client: redis.Redis) -> None:
     region = "Q" + uuid.uuid4().hex[:6].upper()  # a country of this test's own
-    limits = RedisSendLimits(
+    limits = limits_of(
         Settings(
             redis_url=redis_url,
             limit_per_client_ip="2 per hour",
@@ -115,13 +130,21 @@ async def test_each_other_limit_refuses_the_third(redis_url: str, client: redis.
 async def test_a_verification_cannot_be_sent_again_within_the_cooldown(
     redis_url: str, client: redis.Redis
 ) -> None:
-    limits = RedisSendLimits(Settings(redis_url=redis_url, resend_cooldown_seconds=1), client)
+    limits = limits_of(Settings(redis_url=redis_url, resend_cooldown_seconds=1), client)
     verification, to = uuid.uuid4(), random_phone()
     await limits.admit(send(to, verification=verification))
     refused = await refusal(limits, send(to, verification=verification))
     assert (refused.limit, refused.retry_after) == ("resend_cooldown", 1)
     await asyncio.sleep(1.05)
     await limits.admit(send(to, verification=verification))
+
+
+async def wrong(lockout: RedisLockout, guesser: Guesser) -> float:
+    """One wrong code, reserved and settled as a check does; returns the lock it caused."""
+    attempt = uuid.uuid4().hex
+    await lockout.reserve(guesser, attempt, 30)
+    lock = await lockout.settle(guesser, attempt, Outcome.WRONG)
+    return lock.seconds if lock else 0.0
 
 
 async def test_the_lockout_grows_and_is_lifted(redis_url: str, client: redis.Redis) -> None:
@@ -131,21 +154,143 @@ async def test_the_lockout_grows_and_is_lifted(redis_url: str, client: redis.Red
         lockout_wait_increment_seconds=1,
         lockout_max_wait_seconds=1.5,
     )
-    lockout, user = RedisLockout(settings, client), f"user-{uuid.uuid4()}"
+    lockout = lockout_of(settings, client)
+    guesser = Guesser(TENANT, f"user-{uuid.uuid4()}", None)
     waits = []
     for _ in range(3):
-        assert await lockout.record_failure(user) == 0
-        assert await lockout.record_failure(user) == 0
-        locked_for = await lockout.record_failure(user)
+        assert await wrong(lockout, guesser) == 0
+        assert await wrong(lockout, guesser) == 0
+        locked_for = await wrong(lockout, guesser)
         with pytest.raises(UserLocked) as locked:
-            await lockout.ensure_not_locked(user)
+            await lockout.reserve(guesser, "next", 30)
         waits.append((locked_for, locked.value.retry_after))
         await asyncio.sleep(locked_for + 0.05)
-        await lockout.ensure_not_locked(user)
+        await lockout.reserve(guesser, "after-the-wait", 30)
+        await lockout.settle(guesser, "after-the-wait", Outcome.VOID)
     assert [round(w, 1) for w, _ in waits] == [1.0, 1.5, 1.5]  # grows, then capped
     assert [retry for _, retry in waits] == [1, 2, 2]
-    await lockout.record_success(user)
-    assert await lockout.record_failure(user) == 0  # counting starts again
+    await lockout.reserve(guesser, "right", 30)
+    assert await lockout.settle(guesser, "right", Outcome.RIGHT) is None
+    assert await wrong(lockout, guesser) == 0  # counting starts again
+
+
+async def test_parallel_guesses_cannot_run_past_the_lockout(
+    redis_url: str, client: redis.Redis
+) -> None:
+    lockout = lockout_of(Settings(redis_url=redis_url, lockout_failures=5), client)
+    guesser = Guesser(TENANT, f"user-{uuid.uuid4()}", random_phone())
+    outcomes = await asyncio.gather(
+        *(lockout.reserve(guesser, f"check-{n}", 30) for n in range(10)), return_exceptions=True
+    )
+    accepted = [n for n, outcome in enumerate(outcomes) if outcome is None]
+    assert len(accepted) == 5
+    assert all(isinstance(o, UserLocked) and o.retry_after == 2 for o in outcomes if o is not None)
+    # A guess that had no answer gives its room back; a wrong one keeps it, as a failure.
+    await lockout.settle(guesser, f"check-{accepted[0]}", Outcome.VOID)
+    await lockout.reserve(guesser, "check-again", 30)
+    locks = [await lockout.settle(guesser, f"check-{n}", Outcome.WRONG) for n in accepted[1:]]
+    assert locks[:3] == [None, None, None] and locks[3] is None
+    lock = await lockout.settle(guesser, "check-again", Outcome.WRONG)
+    assert lock is not None and lock.seconds > 0, "the fifth failure locks"
+
+
+async def test_a_number_is_locked_out_without_a_user(redis_url: str, client: redis.Redis) -> None:
+    settings = Settings(redis_url=redis_url, lockout_failures=2)
+    lockout = lockout_of(settings, client)
+    to = random_phone()
+    by_number = Guesser(TENANT, None, to)
+    await wrong(lockout, by_number)
+    assert await wrong(lockout, by_number) > 0
+    with pytest.raises(UserLocked) as locked:
+        await lockout.reserve(Guesser(TENANT, "any-user", to), "x", 30)
+    assert locked.value.limit == "destination_lockout"
+    # The same number in another tenant is another number.
+    await lockout.reserve(Guesser(uuid.uuid4(), None, to), "y", 30)
+
+
+async def test_a_long_run_of_failures_locks_until_released(
+    redis_url: str, client: redis.Redis
+) -> None:
+    settings = Settings(
+        redis_url=redis_url,
+        lockout_failures=3,
+        lockout_wait_increment_seconds=0.001,
+        lockout_max_wait_seconds=0.001,
+        lockout_hard_failures=7,
+    )
+    lockout = lockout_of(settings, client)
+    guesser = Guesser(TENANT, f"user-{uuid.uuid4()}", None)
+    for _ in range(6):
+        await wrong(lockout, guesser)
+        await asyncio.sleep(0.005)
+    attempt = uuid.uuid4().hex
+    await lockout.reserve(guesser, attempt, 30)
+    lock = await lockout.settle(guesser, attempt, Outcome.WRONG)
+    assert lock is not None and lock.hard
+    await asyncio.sleep(0.01)
+    with pytest.raises(UserLocked) as locked:
+        await lockout.reserve(guesser, "later", 30)
+    assert "administrator" in locked.value.detail
+    await lockout.release(guesser)
+    await lockout.reserve(guesser, "released", 30)
+
+
+async def test_one_client_counts_once_however_it_writes_its_address(
+    redis_url: str, client: redis.Redis
+) -> None:
+    limits = limits_of(Settings(redis_url=redis_url, limit_per_client_ip="2 per hour"), client)
+    v4 = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    await limits.admit(send(random_phone(), ip=v4))
+    await limits.admit(send(random_phone(), ip=f"::ffff:{v4}"))
+    assert (await refusal(limits, send(random_phone(), ip=v4))).limit == "per_client_ip"
+    # IPv6 is counted per /64: a host rotating through its addresses is one client.
+    net = f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"
+    await limits.admit(send(random_phone(), ip=f"{net}::1"))
+    await limits.admit(send(random_phone(), ip=f"{net}:dead:beef:0:2"))
+    refused = await refusal(limits, send(random_phone(), ip=f"{net}:ffff::3"))
+    assert refused.limit == "per_client_ip"
+
+
+async def test_daily_caps_for_a_key_and_for_everything_and_a_warning_near_them(
+    redis_url: str, client: redis.Redis
+) -> None:
+    prefix = f"caps-{uuid.uuid4().hex[:6]}:"
+    settings = Settings(
+        redis_url=redis_url,
+        redis_key_prefix=prefix,
+        limit_per_api_key_daily="3 per day",
+        limit_global_daily="5 per day",
+        cap_warning_ratio=0.6,
+    )
+    limits = limits_of(settings, client)
+
+    def near(cap: str) -> float:
+        return REGISTRY.get_sample_value("twostep_daily_cap_near_total", {"cap": cap}) or 0.0
+
+    key, before = uuid.uuid4(), near("per_api_key_daily")
+    for _ in range(3):
+        await limits.admit(send(random_phone(), key=key))
+    assert near("per_api_key_daily") == before + 2  # the 2nd and 3rd of 3 are past 60 %
+    refused = await refusal(limits, send(random_phone(), key=key))
+    assert refused.limit == "per_api_key_daily" and 86_000 < refused.retry_after <= 86_400
+    await limits.admit(send(random_phone(), tenant=uuid.uuid4()))
+    await limits.admit(send(random_phone(), tenant=uuid.uuid4()))
+    refused = await refusal(limits, send(random_phone(), tenant=uuid.uuid4()))
+    assert refused.limit == "global_daily", "the deployment's cap counts every tenant"
+    assert REGISTRY.get_sample_value("twostep_daily_cap_usage_ratio", {"cap": "global_daily"}) == 1
+
+
+async def test_redis_keys_name_nobody_in_clear(redis_url: str, client: redis.Redis) -> None:
+    prefix = f"clear-{uuid.uuid4().hex[:6]}:"
+    settings = Settings(redis_url=redis_url, redis_key_prefix=prefix)
+    to, user, ip = random_phone(), f"user-{uuid.uuid4().hex[:6]}", "198.51.100.77"
+    await limits_of(settings, client).admit(send(to, user=user, ip=ip))
+    await wrong(lockout_of(settings, client), Guesser(TENANT, user, to))
+    keys = [key.decode() async for key in client.scan_iter(match=f"{prefix}*")]
+    assert len(keys) >= 8
+    for secret in (to, to[1:], user, ip):
+        assert not [key for key in keys if secret in key], secret
+    await client.delete(*keys)
 
 
 async def test_the_gate_holds_the_rate_with_its_burst(redis_url: str, client: redis.Redis) -> None:
@@ -207,11 +352,13 @@ async def test_every_limit_fails_closed_without_redis() -> None:
     dead = make_redis(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
     settings = Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(ServiceUnavailable):
-        await RedisSendLimits(settings, dead).admit(send(random_phone()))
+        await limits_of(settings, dead).admit(send(random_phone()))
     with pytest.raises(ServiceUnavailable):
-        await RedisLockout(settings, dead).ensure_not_locked("someone")
+        await lockout_of(settings, dead).reserve(Guesser(TENANT, "someone", None), "a", 30)
     with pytest.raises(ServiceUnavailable):
-        await RedisLockout(settings, dead).record_failure("someone")
+        await lockout_of(settings, dead).settle(
+            Guesser(TENANT, "someone", None), "a", Outcome.WRONG
+        )
     with pytest.raises(ServiceUnavailable):
         await RedisProviderGate(settings, dead).enter()
     await dead.aclose()
@@ -222,8 +369,8 @@ async def test_a_key_prefix_keeps_deployments_apart_in_one_redis(
 ) -> None:
     prefix = f"tenant-{uuid.uuid4().hex[:6]}:"
     settings = Settings(redis_url=redis_url, redis_key_prefix=prefix)
-    await RedisSendLimits(settings, client).admit(send(random_phone()))
-    await RedisLockout(settings, client).record_failure("someone")
+    await limits_of(settings, client).admit(send(random_phone()))
+    await wrong(lockout_of(settings, client), Guesser(TENANT, "someone", None))
     await RedisProviderGate(settings, client).enter()
     from shared.jobs import make_celery
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Engine, MetaData, insert, inspect, text
 
+from shared.crypto import installed
 from shared.db.base import Base
 from shared.db.migrate import alembic_config, current_revision_is_head, migration_engine
+from shared.lookups import phone_lookup
 from tests.conftest import BACKENDS, POSTGRES_URL
 from tests.support import postgres_database
 
@@ -47,3 +51,107 @@ def test_every_migration_downgrades_and_upgrades_again(backend: str, tmp_path: P
             engine.dispose()
         command.upgrade(config, "head")
         assert current_revision_is_head(url)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_existing_rows_move_into_the_default_tenant_encrypted_and_back(
+    backend: str, tmp_path: Path
+) -> None:
+    """0005 on a database with data: every row gets the default tenant, every key every scope,
+    phones and IPs are encrypted (and factors their keyed hash); downgrading restores them."""
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / 'data.db'}"
+        else:
+            assert POSTGRES_URL is not None
+            url = stack.enter_context(postgres_database(POSTGRES_URL))
+        config = alembic_config(url)
+        command.upgrade(config, "0004")
+        engine = migration_engine(url)
+        stack.callback(engine.dispose)
+        ids = _insert_single_tenant_rows(engine)
+
+        command.upgrade(config, "head")
+        keyring = installed()
+        with engine.connect() as connection:
+            (tenant_id, name), *others = connection.execute(text("SELECT id, name FROM tenants"))
+            assert name == "default" and others == []
+            for table in ("api_keys", "verifications", "verification_checks", "factors",
+                          "recovery_codes", "events", "idempotency_keys"):  # fmt: skip
+                query = text(f"SELECT tenant_id FROM {table}")  # noqa: S608 - our own names
+                tenants = {row[0] for row in connection.execute(query)}
+                assert tenants == {tenant_id}, table
+            assert connection.execute(text("SELECT scopes FROM api_keys")).scalar() == (
+                "verify,users,admin"
+            )
+            to, ip = connection.execute(text("SELECT to_e164, client_ip FROM verifications")).one()
+            phone, lookup = connection.execute(
+                text("SELECT phone_e164, phone_lookup FROM factors")
+            ).one()
+            event_ip = connection.execute(text("SELECT client_ip FROM events")).scalar()
+        assert PHONE not in (to, phone) and IP not in (ip, event_ip)
+        assert keyring.decrypt(to) == keyring.decrypt(phone) == PHONE
+        assert keyring.decrypt(ip) == keyring.decrypt(str(event_ip)) == IP
+        assert lookup == phone_lookup(keyring, uuid.UUID(str(tenant_id)), PHONE)
+
+        command.downgrade(config, "0004")
+        with engine.connect() as connection:
+            assert connection.execute(
+                text("SELECT to_e164, client_ip FROM verifications")
+            ).one() == (
+                PHONE,
+                IP,
+            )
+            assert connection.execute(text("SELECT phone_e164 FROM factors")).scalar() == PHONE
+            assert connection.execute(text("SELECT client_ip FROM events")).scalar() == IP
+            assert connection.execute(text("SELECT id FROM verifications")).scalar() is not None
+            assert "tenant_id" not in {
+                c["name"] for c in inspect(connection).get_columns("factors")
+            }
+        assert ids
+
+
+PHONE, IP = "+14155550123", "203.0.113.9"
+
+
+def _insert_single_tenant_rows(engine: Engine) -> dict[str, uuid.UUID]:
+    """A key, a verification with a check, a factor, a recovery code, an event and an
+    idempotency record, as revision 0004 stored them."""
+    metadata = MetaData()
+    metadata.reflect(engine)
+    now = datetime.now(UTC)
+    if engine.dialect.name == "sqlite":
+        now = now.replace(tzinfo=None)
+    ids = {name: uuid.uuid4() for name in ("key", "verification", "check", "factor", "code")}
+    stamps = {"created_at": now, "updated_at": now}
+    job = {"provider_attempts": 1, "next_attempt_at": now, "enqueue_count": 1,
+           "deadline_at": now, **stamps}  # fmt: skip
+    rows: list[tuple[str, dict[str, object]]] = [
+        ("api_keys", {"id": ids["key"], "name": "old", "key_hash": "0" * 64,
+                      "key_prefix": "tsk_old", "created_at": now}),
+        ("verifications", {"id": ids["verification"], "status": "pending", "purpose": "enrollment",
+                           "channel": "sms", "to_e164": PHONE, "destination_region": "US",
+                           "client_ip": IP, "api_key_id": ids["key"], "send_attempts": 1,
+                           "check_attempts": 0, "user_id": "42", **job}),
+        ("verification_checks", {"id": ids["check"], "verification_id": ids["verification"],
+                                 "status": "queued", **job}),
+        ("factors", {"id": ids["factor"], "user_id": "42", "phone_e164": PHONE,
+                     "destination_region": "US", "channel": "sms", "status": "unverified",
+                     "enrollment_verification_id": ids["verification"], "replaces_others": True,
+                     **stamps}),
+        ("recovery_codes", {"id": ids["code"], "user_id": "42", "code_hash": "scrypt$x",
+                            "created_at": now}),
+        ("events", {"occurred_at": now, "type": "factor.enrollment_started", "user_id": "42",
+                    "api_key_id": ids["key"], "client_ip": IP, "destination": "+1415•••••23",
+                    "detail": {}}),
+        ("idempotency_keys", {"id": uuid.uuid4(), "api_key_id": ids["key"], "key": "k",
+                              "request_fingerprint": "f" * 64, "response_status": 202,
+                              "response_body": {}, "created_at": now, "expires_at": now}),
+    ]  # fmt: skip
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.begin() as connection:
+        for table, values in rows:
+            if sqlite:  # reflected, SQLite's ids are plain CHAR(32)
+                values = {k: v.hex if isinstance(v, uuid.UUID) else v for k, v in values.items()}
+            connection.execute(insert(metadata.tables[table]).values(**values))
+    return ids

@@ -9,6 +9,7 @@ import pytest
 from shared.domain import Channel, ErrorCode
 from shared.errors import ProviderFinalError, ProviderPermanentError, ProviderTransientError
 from shared.settings import Settings
+from shared.startup import Misconfigured
 from shared.verify.twilio import TwilioVerifyClient
 from tests.support import SandboxClient, free_port, random_phone
 
@@ -98,5 +99,16 @@ async def test_an_unreachable_provider_is_transient_and_not_ambiguous() -> None:
 
 
 def test_without_credentials_or_sandbox_the_adapter_refuses_to_start() -> None:
-    with pytest.raises(RuntimeError, match="no Twilio credentials"):
+    with pytest.raises(Misconfigured, match="no Twilio credentials"):
         TwilioVerifyClient(Settings())
+
+
+def test_real_credentials_never_go_to_another_base_url() -> None:
+    settings = Settings(
+        twilio_account_sid="AC" + "1" * 32,
+        twilio_auth_token="a-real-looking-token",
+        twilio_verify_service_sid="VA" + "1" * 32,
+        twilio_base_url="http://127.0.0.1:8765",
+    )
+    with pytest.raises(Misconfigured, match="never go to"):
+        TwilioVerifyClient(settings)

@@ -61,7 +61,9 @@ def test_server_errors_and_throttling(service: Any, sandbox: SandboxClient) -> N
     error = twilio_error(lambda: service.verifications.create(to=to, channel="sms"))
     assert (error.status, error.code) == (429, 20429)
     raw = httpx.post(
-        f"{sandbox.url}/v2/Services/VA{'8' * 32}/Verifications", data={"To": to, "Channel": "sms"}
+        f"{sandbox.url}/v2/Services/VA{'8' * 32}/Verifications",
+        data={"To": to, "Channel": "sms"},
+        auth=("AC" + "8" * 32, "token"),
     )
     assert raw.status_code == 429 and raw.headers["retry-after"] == "1"
     assert sandbox.messages(to) == [], "a refused request must not send"

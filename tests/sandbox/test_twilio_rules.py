@@ -281,12 +281,21 @@ class TestAuthentication:
         assert anonymous.json()["message"] == "Authenticate"
         good.http_client.session.close()
 
-    def test_without_credentials_any_are_accepted(self, sandbox_server: ThreadedServer) -> None:
+    def test_without_configured_credentials_any_are_accepted_but_some_are_needed(
+        self, sandbox_server: ThreadedServer
+    ) -> None:
         other = sdk_client(sandbox_server.url, "AC" + "7" * 32, "anything")
         service = other.verify.v2.services("VA" + "4" * 32)
         assert (
             service.verifications.create(to=random_phone(), channel="sms").account_sid
             == "AC" + "7" * 32
         )
-        assert httpx.get(f"{sandbox_server.url}/v2/Services/VA{'4' * 32}").status_code == 200
+        anonymous = httpx.get(f"{sandbox_server.url}/v2/Services/VA{'4' * 32}")
+        assert anonymous.status_code == 401 and anonymous.json()["code"] == 20003  # as Twilio
+        assert (
+            httpx.get(
+                f"{sandbox_server.url}/v2/Services/VA{'4' * 32}", auth=("AC" + "7" * 32, "x")
+            ).status_code
+            == 200
+        )
         other.http_client.session.close()

@@ -103,8 +103,8 @@ def verifications(
 
 
 @pytest.fixture
-def two_step(verifications: Verifications) -> TwoStep:
-    return TwoStep(verifications)
+def two_step(verifications: Verifications, unit_settings: Settings) -> TwoStep:
+    return TwoStep(verifications, unit_settings.keyring())
 
 
 @pytest.fixture

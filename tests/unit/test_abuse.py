@@ -21,6 +21,7 @@ from shared.services.delivery import Delivery
 from shared.services.verifications import VerificationRequest, Verifications
 from shared.settings import Settings
 from tests.fakes import (
+    FakeActionLimit,
     FakeClock,
     FakeCodeStash,
     FakeJobQueue,
@@ -220,7 +221,11 @@ async def test_countries_off_the_allow_list_are_refused_before_anything(
 ) -> None:
     settings = unit_settings.model_copy(update={"allowed_countries": frozenset({"GB", "IE"})})
     sends = FakeSendLimits()
-    refusing = replace(verifications, settings=settings, guards=Guards(sends, FakeLockout()))
+    refusing = replace(
+        verifications,
+        settings=settings,
+        guards=Guards(sends, FakeLockout(), FakeActionLimit()),
+    )
     async with delivery.uow_factory() as uow:
         with pytest.raises(CountryNotAllowed, match="US"):
             await refusing.request(uow, key, VerificationRequest(to=TO))

@@ -68,7 +68,7 @@ def client(
             redis=fakeredis.FakeAsyncRedis(),
             keys=ApiKeyCache(uow_factory.reading, settings.api_key_cache_seconds, timer),
             verifications=verifications,
-            two_step=TwoStep(verifications),
+            two_step=TwoStep(verifications, settings.keyring()),
             waiting=Waiting(uow_factory.reading, verifications, None),
             idempotency_locks=FakeKeyLocks(),
         )
@@ -230,7 +230,17 @@ class TestAuth:
     def test_the_openapi_document_declares_bearer_auth(self, client: TestClient) -> None:
         spec = client.get("/openapi.json").json()
         assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
-        assert client.get("/docs").status_code == 200
+
+    def test_in_production_the_schema_is_for_key_holders_and_there_is_no_docs_page(
+        self, client: TestClient
+    ) -> None:
+        assert client.get("/openapi.json").status_code == 200
+        assert_problem(
+            client.get("/openapi.json", headers={"Authorization": ""}), 401, "unauthorized"
+        )
+        assert client.get("/docs").status_code == 404
+        assert_problem(client.get("/metrics", headers={"Authorization": ""}), 401, "unauthorized")
+        assert client.get("/metrics").status_code == 200  # the fixture's key has every scope
 
 
 class TestRead:

@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import update
 
 from shared.changes import Change
+from shared.clock import utcnow
 from shared.db.models import ApiKey, Verification, VerificationCheck
 from shared.db.session import UnitOfWork, UnitOfWorkFactory
-from shared.domain import CheckStatus, ErrorCode, EventType, VerificationStatus
+from shared.domain import DEFAULT_TENANT, CheckStatus, ErrorCode, EventType, VerificationStatus
 from shared.errors import (
     CheckAttemptsExhausted,
     InvalidInput,
@@ -23,10 +24,11 @@ from shared.errors import (
     VerificationNotPending,
 )
 from shared.jobs import PublishFailed
-from shared.limits import Guards, SendRequest
+from shared.limits import Guards, Guesser, SendRequest
 from shared.services.delivery import Delivery, RetryLater
 from shared.services.verifications import VerificationRequest, Verifications
 from tests.fakes import (
+    FakeActionLimit,
     FakeChangeFeed,
     FakeClock,
     FakeCodeStash,
@@ -74,14 +76,20 @@ async def pending(
 async def submit(
     delivery: Delivery, verifications: Verifications, verification_id: uuid.UUID, code: str
 ) -> uuid.UUID:
+    """Submit a code as the key that asked for the verification."""
     async with delivery.uow_factory() as uow:
-        check = await verifications.submit_check(uow, verification_id, code)
+        verification = await uow.verifications.get(verification_id)
+        assert verification is not None
+        key = await uow.session.get(ApiKey, verification.api_key_id)
+        assert key is not None
+        check = await verifications.submit_check(uow, key, verification_id, code)
     return check.id
 
 
 async def events(delivery: Delivery, user_id: str) -> list[EventType]:
     async with delivery.uow_factory() as uow:
-        page = await uow.events.page_for_user(user_id, before=None, limit=100)
+        tenant = await uow.tenants.get_or_create(DEFAULT_TENANT, utcnow())
+        page = await uow.events.page_for_user(tenant.id, user_id, before=None, limit=100)
     return [event.type for event, _ in reversed(page)]
 
 
@@ -682,11 +690,13 @@ class TestUnitOfWork:
                 await super().admit(request)
 
         class WatchingLockout(FakeLockout):
-            async def ensure_not_locked(self, user_id: str) -> None:
+            async def reserve(self, guesser: Guesser, attempt: str, ttl_seconds: float) -> None:
                 open_during_redis.append(current[0].session.in_transaction())
-                await super().ensure_not_locked(user_id)
+                await super().reserve(guesser, attempt, ttl_seconds)
 
-        watched = replace(verifications, guards=Guards(Watching(), WatchingLockout()))
+        watched = replace(
+            verifications, guards=Guards(Watching(), WatchingLockout(), FakeActionLimit())
+        )
         request = VerificationRequest(to=TO, user_id="watched")
         async with unit_uow_factory() as uow:
             current[:] = [uow]
@@ -699,7 +709,7 @@ class TestUnitOfWork:
             )
         for act in (
             lambda uow: watched.resend(uow, key, verification.id),
-            lambda uow: watched.submit_check(uow, verification.id, "123456"),
+            lambda uow: watched.submit_check(uow, key, verification.id, "123456"),
         ):
             async with unit_uow_factory() as uow:
                 current[:] = [uow]

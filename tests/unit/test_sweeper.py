@@ -10,13 +10,13 @@ from shared.jobs import CHECK_CODE, SEND_CODE
 from shared.services.delivery import Delivery
 from shared.services.sweeper import Sweeper
 from shared.services.verifications import Verifications
-from tests.fakes import FakeChangeFeed, FakeClock, FakeJobQueue
+from tests.fakes import FakeChangeFeed, FakeClock, FakeCodeStash, FakeJobQueue
 from tests.unit.test_delivery import load, load_check, pending, queued, submit
 
 
 @pytest.fixture
-def sweeper(delivery: Delivery, clock: FakeClock) -> Sweeper:
-    return Sweeper(delivery.uow_factory, delivery.settings, clock)
+def sweeper(delivery: Delivery, clock: FakeClock, stash: FakeCodeStash) -> Sweeper:
+    return Sweeper(delivery.uow_factory, delivery.settings, clock, stash)
 
 
 async def test_a_row_left_queued_is_published_again_once(

@@ -6,15 +6,14 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from shared.db.models import ApiKey, Factor, Verification
+from shared.db.models import ApiKey, Factor, RecoveryCode, Verification
 from shared.domain import CheckStatus, EventType, FactorStatus, Purpose, VerificationStatus
 from shared.errors import (
-    Conflict,
     InvalidInput,
     NotFound,
     NoVerifiedFactor,
-    PhoneInUse,
     UserLocked,
 )
 from shared.limits import Guards
@@ -54,14 +53,18 @@ async def approve(
     assert (await load_check(delivery, check_id)).status is CheckStatus.APPROVED
 
 
-async def factors(delivery: Delivery, two_step: TwoStep, user: str = USER) -> FactorList:
+async def factors(
+    delivery: Delivery, two_step: TwoStep, key: ApiKey, user: str = USER
+) -> FactorList:
     async with delivery.uow_factory() as uow:
-        return await two_step.list_factors(uow, user)
+        return await two_step.list_factors(uow, key, user)
 
 
-async def event_types(delivery: Delivery, two_step: TwoStep, user: str = USER) -> list[EventType]:
+async def event_types(
+    delivery: Delivery, two_step: TwoStep, key: ApiKey, user: str = USER
+) -> list[EventType]:
     async with delivery.uow_factory() as uow:
-        page = await two_step.list_events(uow, user, before=None, limit=200)
+        page = await two_step.list_events(uow, key, user, before=None, limit=200)
     return [event.type for event, _ in reversed(page)]
 
 
@@ -77,9 +80,9 @@ class TestEnrolment:
         factor, verification = await enroll(delivery, two_step, key)
         assert factor.status is FactorStatus.UNVERIFIED
         assert verification.purpose is Purpose.ENROLLMENT
-        assert not (await factors(delivery, two_step)).two_step_enabled
+        assert not (await factors(delivery, two_step, key)).two_step_enabled
         await approve(delivery, verifications, verify, verification.id)
-        listed = await factors(delivery, two_step)
+        listed = await factors(delivery, two_step, key)
         assert listed.two_step_enabled and listed.factors[0].status is FactorStatus.VERIFIED
         assert listed.factors[0].verified_at is not None
 
@@ -96,7 +99,7 @@ class TestEnrolment:
         verify.fail_next(ProviderPermanentError("landline", provider_code=60205))
         await delivery.send_code(verification.id)
         assert (await load(delivery, verification.id)).status is VerificationStatus.FAILED
-        assert not (await factors(delivery, two_step)).two_step_enabled
+        assert not (await factors(delivery, two_step, key)).two_step_enabled
         async with delivery.uow_factory() as uow:
             with pytest.raises(NoVerifiedFactor):
                 await two_step.start_challenge(uow, key, USER)
@@ -112,12 +115,12 @@ class TestEnrolment:
         old, verification = await enroll(delivery, two_step, key)
         await approve(delivery, verifications, verify, verification.id)
         new, verification = await enroll(delivery, two_step, key, OTHER_PHONE)
-        statuses = {f.id: f.status for f in (await factors(delivery, two_step)).factors}
+        statuses = {f.id: f.status for f in (await factors(delivery, two_step, key)).factors}
         assert statuses == {old.id: FactorStatus.VERIFIED, new.id: FactorStatus.UNVERIFIED}
         await approve(delivery, verifications, verify, verification.id, OTHER_PHONE)
-        statuses = {f.id: f.status for f in (await factors(delivery, two_step)).factors}
+        statuses = {f.id: f.status for f in (await factors(delivery, two_step, key)).factors}
         assert statuses == {old.id: FactorStatus.DISABLED, new.id: FactorStatus.VERIFIED}
-        assert EventType.FACTOR_REPLACED in await event_types(delivery, two_step)
+        assert EventType.FACTOR_REPLACED in await event_types(delivery, two_step, key)
 
     async def test_one_phone_one_account(
         self,
@@ -127,12 +130,20 @@ class TestEnrolment:
         key: ApiKey,
         verify: FakeVerifyClient,
     ) -> None:
-        _factor, verification = await enroll(delivery, two_step, key)
+        alices, verification = await enroll(delivery, two_step, key)
         await approve(delivery, verifications, verify, verification.id)
-        with pytest.raises(PhoneInUse):
-            await enroll(delivery, two_step, key, user="mallory")
-        with pytest.raises(Conflict):
-            await enroll(delivery, two_step, key)  # the same phone again for the same user
+        # Answered like any enrolment: the phone's owner is not revealed to whoever asks.
+        mallorys, verification = await enroll(delivery, two_step, key, user="mallory")
+        assert mallorys.status is FactorStatus.UNVERIFIED
+        await approve(delivery, verifications, verify, verification.id)
+        listed = await factors(delivery, two_step, key, "mallory")
+        assert not listed.two_step_enabled
+        assert [f.status for f in listed.factors] == [FactorStatus.DISABLED]
+        assert EventType.FACTOR_ENROLLMENT_FAILED in await event_types(
+            delivery, two_step, key, "mallory"
+        )
+        assert [f.id for f in (await factors(delivery, two_step, key)).factors] == [alices.id]
+        assert (await factors(delivery, two_step, key)).two_step_enabled
 
     async def test_disabling_turns_it_off_and_cancels_a_pending_enrolment(
         self, delivery: Delivery, two_step: TwoStep, key: ApiKey
@@ -141,7 +152,7 @@ class TestEnrolment:
         async with delivery.uow_factory() as uow:
             await two_step.disable_factor(uow, key, USER, factor.id)
         assert (await load(delivery, verification.id)).status is VerificationStatus.CANCELED
-        assert (await factors(delivery, two_step)).factors[0].status is FactorStatus.DISABLED
+        assert (await factors(delivery, two_step, key)).factors[0].status is FactorStatus.DISABLED
         async with delivery.uow_factory() as uow:
             with pytest.raises(NotFound):
                 await two_step.disable_factor(uow, key, "someone-else", factor.id)
@@ -184,8 +195,10 @@ class TestRecoveryCodes:
         async with delivery.uow_factory() as uow:
             codes = await two_step.generate_recovery_codes(uow, key, USER)
         async with delivery.uow_factory() as uow:
-            stored = await uow.recovery_codes.unused_for_user(USER)
+            stored = (await uow.session.scalars(select(RecoveryCode))).all()
         assert len(codes) == len(set(codes)) == 10
+        assert all(len(code) == 14 and code.count("-") == 2 for code in codes)
+        assert sorted(row.selector or "" for row in stored) == sorted(c[:4] for c in codes)
         assert all(code not in row.code_hash for code in codes for row in stored)
         assert all(row.code_hash.startswith("scrypt$") for row in stored)
 
@@ -224,7 +237,7 @@ async def test_the_trail_records_each_step_and_no_code(
 ) -> None:
     _factor, verification = await enroll(delivery, two_step, key)
     await approve(delivery, verifications, verify, verification.id)
-    assert await event_types(delivery, two_step) == [
+    assert await event_types(delivery, two_step, key) == [
         EventType.VERIFICATION_REQUESTED,
         EventType.FACTOR_ENROLLMENT_STARTED,
         EventType.VERIFICATION_SENT,
@@ -232,7 +245,7 @@ async def test_the_trail_records_each_step_and_no_code(
         EventType.FACTOR_VERIFIED,
     ]
     async with delivery.uow_factory() as uow:
-        rows = await two_step.list_events(uow, USER, before=None, limit=200)
+        rows = await two_step.list_events(uow, key, USER, before=None, limit=200)
     assert all(event.destination == "+1415•••••23" for event, _ in rows)
     assert all(name == "unit" for _, name in rows)
     assert verify.sent_codes[PHONE] not in str([(e.detail, e.destination) for e, _ in rows])

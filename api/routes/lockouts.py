@@ -1,0 +1,21 @@
+"""Lifting lockouts: an admin's decision, recorded in the audit trail."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from api.deps import AdminKey, ContextDep, UowDep
+from api.schemas import LockoutRelease
+
+router = APIRouter(prefix="/v1/lockouts", tags=["two-step authentication"])
+
+
+@router.post("/release", status_code=204, response_class=Response)
+async def release_lockout(
+    body: LockoutRelease, uow: UowDep, api_key: AdminKey, context: ContextDep
+) -> Response:
+    """Lift the lockout of a user, of a phone number, or both, hard lockouts included (after
+    `TWOSTEP_LOCKOUT_HARD_FAILURES` wrong codes only this lifts them), and forget their wrong
+    codes."""
+    await context.two_step.release_lockout(uow, api_key, body.user_id, body.phone)
+    return Response(status_code=204)
