@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api.deps import ApiContext, ApiKeyDep
 from api.errors import install_error_handlers
 from api.middleware import BodyLimit, NoStore
+from api.openapi import install_schema
 from api.routes import health, limits, lockouts, users, verifications
 from shared.settings import Settings, get_settings
 
@@ -44,6 +45,7 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
+    install_schema(app)
     app.include_router(health.router)
     app.include_router(verifications.router)
     app.include_router(users.router)

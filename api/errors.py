@@ -42,7 +42,6 @@ _STATUS_BY_ERROR: list[tuple[type[TwostepError], int]] = [
     (ServiceUnavailable, 503),
 ]
 _CODE_BY_STATUS = {
-    400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
@@ -124,6 +123,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot decode (not UTF-8): the same problem as any
+            # other body that is not JSON, so that clients handle one code for both.
+            return problem(422, "invalid_request", "the body is not valid JSON (UTF-8)")
         code = _CODE_BY_STATUS.get(exc.status_code, "error")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return problem(exc.status_code, code, detail, dict(exc.headers) if exc.headers else None)

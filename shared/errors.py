@@ -40,7 +40,7 @@ class TwostepError(Exception):
 
 
 class InvalidInput(TwostepError):
-    code = "invalid_input"
+    code = "invalid_request"
 
 
 class InvalidPhoneNumber(InvalidInput):

@@ -28,6 +28,7 @@ _PLACEHOLDERS = frozenset(
      "redis", "admin", "test", "example", "sandbox", "xxx", "todo"}
 )  # fmt: skip
 _MIN_SECRET_LENGTH = 32
+_MIN_FLOWER_PASSWORD = 12
 
 
 class Misconfigured(Exception):
@@ -46,7 +47,7 @@ def ensure_startable(settings: Settings, process: Process) -> None:
 
 def startup_problems(settings: Settings, process: Process) -> list[str]:
     problems: list[str] = []
-    if process in ("worker", "beat"):
+    if process == "worker":
         problems += _twilio_problems(settings)
     if settings.development:
         return problems
@@ -59,6 +60,19 @@ def startup_problems(settings: Settings, process: Process) -> list[str]:
             "list the countries your users are in (e.g. US,CA,GB)"
         )
     return problems
+
+
+def flower_auth_problems(settings: Settings, basic_auth: str) -> list[str]:
+    """Flower shows every task and worker: production wants a real password for it."""
+    _user, _, password = basic_auth.partition(":")
+    if settings.development or (
+        len(password) >= _MIN_FLOWER_PASSWORD and password.lower() not in _PLACEHOLDERS
+    ):
+        return []
+    return [
+        f"TWOSTEP_FLOWER_BASIC_AUTH needs a password of {_MIN_FLOWER_PASSWORD} characters or "
+        "more that is not a placeholder"
+    ]
 
 
 def is_loopback_url(url: str) -> bool:

@@ -18,7 +18,7 @@ from shared.errors import TwostepError
 from shared.logging import configure_logging
 from shared.services.keys import create_api_key, list_api_keys, parse_scopes, revoke_api_key
 from shared.settings import Settings, get_settings
-from shared.startup import Misconfigured, Process, ensure_startable
+from shared.startup import Misconfigured, Process, ensure_startable, flower_auth_problems
 
 T = TypeVar("T")
 
@@ -129,13 +129,16 @@ def flower(host: str, port: int) -> None:
     Credentials come from TWOSTEP_FLOWER_BASIC_AUTH (user:password); without it a random
     password is made up and printed.
     """
-    _settings("flower")
+    settings = _settings("flower")
     from workers.app import app
 
     basic_auth = os.environ.get("TWOSTEP_FLOWER_BASIC_AUTH")
     if not basic_auth:
         basic_auth = f"admin:{secrets.token_urlsafe(12)}"
         click.echo(f"Flower basic auth (set TWOSTEP_FLOWER_BASIC_AUTH to choose): {basic_auth}")
+    problems = flower_auth_problems(settings, basic_auth)
+    if problems:
+        raise click.ClickException(str(Misconfigured(problems)))
     app.start(["flower", f"--address={host}", f"--port={port}", f"--basic-auth={basic_auth}"])
 
 

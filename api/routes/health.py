@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import AdminKey, ContextDep
 from api.errors import problem
+from api.openapi import problems
 
 router = APIRouter(tags=["operations"])
 
@@ -29,7 +30,7 @@ async def metrics(_api_key: AdminKey) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/readyz", response_model=None)
+@router.get("/readyz", response_model=None, responses=problems(503))
 async def readyz(context: ContextDep) -> dict[str, str] | JSONResponse:
     """The database and Redis answer; without either the API cannot take requests."""
     failing = []

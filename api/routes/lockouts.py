@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from api.deps import AdminKey, ContextDep, UowDep
+from api.openapi import V1, WITH_BODY
 from api.schemas import LockoutRelease
 
-router = APIRouter(prefix="/v1/lockouts", tags=["two-step authentication"])
+router = APIRouter(prefix="/v1/lockouts", tags=["two-step authentication"], responses=V1)
 
 
-@router.post("/release", status_code=204, response_class=Response)
+@router.post("/release", status_code=204, response_class=Response, responses=WITH_BODY)
 async def release_lockout(
     body: LockoutRelease, uow: UowDep, api_key: AdminKey, context: ContextDep
 ) -> Response:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import AdminKey, ContextDep, ReadingUowDep, UowDep, UsersKey, parse_id
 from api.idempotency import answer_once
+from api.openapi import BY_ID, STATEFUL, V1, WITH_BODY
 from api.routes.verifications import IdempotencyKey
 from api.schemas import (
     ChallengeCreate,
@@ -31,13 +32,13 @@ from shared.services.idempotency import StoredAnswer
 from shared.services.two_step import Enrollment
 from shared.views import verification_view
 
-router = APIRouter(prefix="/v1/users/{user_id}", tags=["two-step authentication"])
+router = APIRouter(prefix="/v1/users/{user_id}", tags=["two-step authentication"], responses=V1)
 
 # Event ids are 64-bit signed integers.
 _LARGEST_EVENT_ID = 2**63 - 1
 
 
-@router.post("/factors", status_code=202, response_model=FactorEnrollmentOut)
+@router.post("/factors", status_code=202, response_model=FactorEnrollmentOut, responses=WITH_BODY)
 async def enroll_factor(
     user_id: UserIdPath,
     body: FactorCreate,
@@ -91,7 +92,7 @@ async def list_factors(
     )
 
 
-@router.delete("/factors/{factor_id}", status_code=204, response_class=Response)
+@router.delete("/factors/{factor_id}", status_code=204, response_class=Response, responses=BY_ID)
 async def disable_factor(
     user_id: UserIdPath, factor_id: str, uow: UowDep, api_key: AdminKey, context: ContextDep
 ) -> Response:
@@ -100,7 +101,12 @@ async def disable_factor(
     return Response(status_code=204)
 
 
-@router.post("/challenges", status_code=202, response_model=VerificationOut)
+@router.post(
+    "/challenges",
+    status_code=202,
+    response_model=VerificationOut,
+    responses={**STATEFUL, **WITH_BODY},
+)
 async def start_challenge(
     user_id: UserIdPath,
     api_key: UsersKey,
@@ -141,7 +147,7 @@ async def generate_recovery_codes(
     return RecoveryCodesOut(codes=codes)
 
 
-@router.post("/recovery-codes/redeem", response_model=RedeemOut)
+@router.post("/recovery-codes/redeem", response_model=RedeemOut, responses=WITH_BODY)
 async def redeem_recovery_code(
     user_id: UserIdPath, body: RedeemCreate, uow: UowDep, api_key: UsersKey, context: ContextDep
 ) -> RedeemOut:

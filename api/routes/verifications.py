@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ContextDep, UowDep, VerifyKey, WaitSeconds, parse_id
 from api.idempotency import answer_once
+from api.openapi import BY_ID, STATEFUL, V1, WITH_BODY
 from api.schemas import (
     CheckCreate,
     CheckOut,
@@ -21,7 +22,7 @@ from shared.services.verifications import VerificationRequest
 from shared.services.waiting import check_decided
 from shared.views import check_view, verification_view
 
-router = APIRouter(prefix="/v1/verifications", tags=["verifications"])
+router = APIRouter(prefix="/v1/verifications", tags=["verifications"], responses=V1)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -41,7 +42,7 @@ def _check_location(answer: dict[str, Any]) -> str:
     return f"/v1/verifications/{answer['verification_id']}/checks/{answer['id']}"
 
 
-@router.post("", status_code=202, response_model=VerificationOut)
+@router.post("", status_code=202, response_model=VerificationOut, responses=WITH_BODY)
 async def create_verification(
     body: VerificationCreate,
     api_key: VerifyKey,
@@ -74,7 +75,7 @@ async def create_verification(
     return answered.response(_verification_location)
 
 
-@router.get("/{verification_id}", response_model=VerificationOut)
+@router.get("/{verification_id}", response_model=VerificationOut, responses=BY_ID)
 async def read_verification(
     verification_id: str, api_key: VerifyKey, context: ContextDep, wait: WaitSeconds = 0
 ) -> JSONResponse:
@@ -85,7 +86,12 @@ async def read_verification(
     return JSONResponse(view)
 
 
-@router.post("/{verification_id}/resend", status_code=202, response_model=VerificationOut)
+@router.post(
+    "/{verification_id}/resend",
+    status_code=202,
+    response_model=VerificationOut,
+    responses={**BY_ID, **STATEFUL, **WITH_BODY},
+)
 async def resend_verification(
     verification_id: str,
     uow: UowDep,
@@ -103,7 +109,12 @@ async def resend_verification(
     return JSONResponse(verification_view(verification), status_code=202)
 
 
-@router.post("/{verification_id}/cancel", status_code=202, response_model=VerificationOut)
+@router.post(
+    "/{verification_id}/cancel",
+    status_code=202,
+    response_model=VerificationOut,
+    responses={**BY_ID, **STATEFUL},
+)
 async def cancel_verification(
     verification_id: str, uow: UowDep, api_key: VerifyKey, context: ContextDep
 ) -> JSONResponse:
@@ -118,7 +129,12 @@ async def cancel_verification(
     "/{verification_id}/checks",
     status_code=202,
     response_model=CheckOut,
-    responses={200: {"model": CheckOut, "description": "Decided within `?wait=`"}},
+    responses={
+        200: {"model": CheckOut, "description": "Decided within `?wait=`"},
+        **BY_ID,
+        **STATEFUL,
+        **WITH_BODY,
+    },
 )
 async def create_check(
     verification_id: str,
@@ -153,7 +169,7 @@ async def create_check(
     return answered.response(_check_location)
 
 
-@router.get("/{verification_id}/checks/{check_id}", response_model=CheckOut)
+@router.get("/{verification_id}/checks/{check_id}", response_model=CheckOut, responses=BY_ID)
 async def read_check(
     verification_id: str,
     check_id: str,

@@ -47,11 +47,51 @@ def test_compose_runs_every_process_with_health_checks() -> None:
     assert {"redis", "postgres", "migrate", "api", "worker", "beat", "flower"} <= set(services)
     for name in ("redis", "postgres", "api", "worker", "flower"):
         assert "test" in services[name]["healthcheck"], name
+    sandbox = yaml.safe_load((REPO / "docker-compose.sandbox.yml").read_text())["services"]
     runner = CliRunner()
-    for name in ("migrate", "api", "worker", "beat", "flower", "sandbox"):
-        command = services[name]["command"]
-        assert runner.invoke(main, [command[0], "--help"]).exit_code == 0, name
+    for name, command in [
+        *((name, services[name]["command"]) for name in ("migrate", "api", "worker", "beat")),
+        ("flower", services["flower"]["command"]),
+        ("sandbox", sandbox["sandbox"]["command"]),
+    ]:
+        assert runner.invoke(main, [*command, "--help"]).exit_code == 0, name
     for name in ("api", "worker", "beat", "flower"):
         assert (
             services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         )
+
+
+_SECRET_NAME = re.compile(r"PASSWORD|TOKEN|KEYS?\b|_AUTH\b|SECRET")
+
+
+def test_production_compose_has_no_default_secret_and_exposes_nothing_in_the_clear() -> None:
+    text = (REPO / "docker-compose.yml").read_text()
+    compose = yaml.safe_load(text)
+    services = compose["services"]
+    assert "sandbox" not in services, "the sandbox belongs to the development override"
+    references = re.findall(r"\$\{([A-Z_]+)(:?[?-])([^}]*)\}", text)
+    secrets = {(name, op, rest) for name, op, rest in references if _SECRET_NAME.search(name)}
+    assert secrets, "no secret is referenced at all"
+    for name, op, rest in secrets:
+        if name.startswith("TWILIO_"):
+            # Refused at start-up when missing (shared/startup.py); blanked by the sandbox.
+            assert (op, rest) == (":-", ""), name
+        else:
+            assert op == ":?", f"{name} must be required, not defaulted"
+    redis = services["redis"]
+    assert "--requirepass" in redis["command"], "Redis without a password"
+    assert "@redis:" in services["api"]["environment"]["TWOSTEP_REDIS_URL"]
+    assert services["api"]["environment"]["TWOSTEP_ENVIRONMENT"] == "production"
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_the_sandbox_override_is_development_and_gets_no_twilio_credentials() -> None:
+    override = yaml.safe_load((REPO / "docker-compose.sandbox.yml").read_text())["services"]
+    for name in ("worker", "beat", "api"):
+        environment = override[name]["environment"]
+        assert environment["TWOSTEP_ENVIRONMENT"] == "development", name
+        assert environment["TWILIO_AUTH_TOKEN"] == "" and environment["TWILIO_ACCOUNT_SID"] == ""
+    assert override["worker"]["environment"]["TWOSTEP_TWILIO_BASE_URL"] == "http://sandbox:8765"
+    assert all(str(p).startswith("127.0.0.1:") for p in override["sandbox"]["ports"])

@@ -81,10 +81,12 @@ async def test_rows_past_their_deadline_fail_and_pending_ones_expire_and_waiters
     key: ApiKey,
     clock: FakeClock,
     changes: FakeChangeFeed,
+    stash: FakeCodeStash,
 ) -> None:
     stuck = await queued(delivery, verifications, key, "+14155550124")
     live = await pending(delivery, verifications, key)
     check_id = await submit(delivery, verifications, live, "123456")
+    assert check_id in stash.codes
     changes.published.clear()
     clock.advance(11 * 60)
     report = await sweeper.sweep()
@@ -93,6 +95,7 @@ async def test_rows_past_their_deadline_fail_and_pending_ones_expire_and_waiters
     assert (row.status, row.error_code) == (VerificationStatus.FAILED, "provider_unavailable")
     assert (await load(delivery, live)).status is VerificationStatus.EXPIRED
     assert (await load_check(delivery, check_id)).status is CheckStatus.FAILED
+    assert check_id not in stash.codes, "a check the sweeper ended keeps no code in Redis"
     assert set(changes.published) == {stuck, live, check_id}
     # A late job finds nothing to do.
     assert await delivery.send_code(stuck) is None

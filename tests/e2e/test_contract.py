@@ -1,0 +1,100 @@
+"""The API against its own OpenAPI document, fuzzed by schemathesis over HTTP: the real API,
+worker and sandbox processes. No 5xx; every answer's status, content type, headers and body
+as the document says. Bounded in time; the cases it found worth keeping are regular tests in
+``tests/unit/test_api.py``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.conftest import System
+
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+)
+
+
+def run_schemathesis(
+    system: System, report_dir: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{system.api_url}/openapi.json",
+            "--header",
+            f"Authorization: Bearer {system.api_key}",
+            "--checks",
+            ",".join(CHECKS),
+            "--max-examples",
+            "40",
+            "--max-time",
+            "150",
+            "--seed",
+            "20261202",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "35",
+            "--report",
+            "ndjson",
+            "--report-dir",
+            str(report_dir),
+            "--suppress-health-check",
+            "all",
+            "--no-color",
+            *extra,
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_the_api_keeps_to_its_openapi_document(system: System, tmp_path: Path, report: Any) -> None:
+    result = run_schemathesis(system, tmp_path)
+    (tmp_path / "schemathesis.log").write_text(result.stdout + result.stderr)
+    cases, by_status = _cases(tmp_path)
+    report(
+        "schemathesis against the API",
+        cases=cases,
+        server_errors=sum(n for status, n in by_status.items() if status >= 500),
+        answers=dict(sorted(by_status.items())),
+        exit_code=result.returncode,
+    )
+    assert cases > 200, result.stdout[-3000:]
+    assert not [status for status in by_status if status >= 500], by_status
+    assert result.returncode == 0, result.stdout[-6000:]
+
+
+def _cases(report_dir: Path) -> tuple[int, dict[int, int]]:
+    """How many requests were made and their statuses, from the ndjson report."""
+    by_status: dict[int, int] = {}
+    for path in report_dir.glob("*.ndjson"):
+        for line in path.read_text().splitlines():
+            _collect_statuses(json.loads(line), by_status)
+    return sum(by_status.values()), by_status
+
+
+def _collect_statuses(node: Any, by_status: dict[int, int]) -> None:
+    if isinstance(node, dict):
+        response = node.get("response")
+        if isinstance(response, dict) and isinstance(response.get("status_code"), int):
+            status = response["status_code"]
+            by_status[status] = by_status.get(status, 0) + 1
+        for value in node.values():
+            _collect_statuses(value, by_status)
+    elif isinstance(node, list):
+        for value in node:
+            _collect_statuses(value, by_status)
