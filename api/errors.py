@@ -81,79 +81,86 @@ def status_for(error: TwostepError) -> int:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(TwostepError)
-    async def _twostep_error(_request: Request, exc: TwostepError) -> JSONResponse:
-        status = status_for(exc)
-        headers: dict[str, str] = {}
-        if isinstance(exc, Unauthorized):
-            headers["WWW-Authenticate"] = "Bearer"
-        extra: dict[str, Any] = {}
-        if isinstance(exc, ServiceUnavailable | RateLimited):
-            headers["Retry-After"] = str(exc.retry_after)
-        if isinstance(exc, RateLimited):
-            extra["limit"] = exc.limit
-        return problem(status, exc.code, exc.detail, headers or None, **extra)
+    app.add_exception_handler(TwostepError, _twostep_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(SQLAlchemyError, _database_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RedisError, _redis_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        content_type = request.headers.get("content-type", "")
-        body_not_json = any(error["loc"] == ("body",) for error in exc.errors())
-        if body_not_json and request.method in ("POST", "PUT") and "json" not in content_type:
-            return problem(
-                415,
-                "unsupported_media_type",
-                "send a JSON body with the header Content-Type: application/json",
-            )
-        errors = [
-            {
-                "field": ".".join(str(part) for part in error["loc"] if part != "body"),
-                "message": error["msg"],
-                "type": error["type"],
-            }
-            for error in exc.errors()
-        ]
-        detail = "; ".join(
-            f"{error['field']}: {error['message']}" if error["field"] else error["message"]
-            for error in errors
-        )
-        code = "invalid_request"
-        if errors and all(e["field"] == "to" and e["type"] != "missing" for e in errors):
-            code = InvalidPhoneNumber.code
-        return problem(422, code, detail or "the request is not valid", errors=errors)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 400:
-            # FastAPI's answer to a body it cannot decode (not UTF-8): the same problem as any
-            # other body that is not JSON, so that clients handle one code for both.
-            return problem(422, "invalid_request", "the body is not valid JSON (UTF-8)")
-        code = _CODE_BY_STATUS.get(exc.status_code, "error")
-        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return problem(exc.status_code, code, detail, dict(exc.headers) if exc.headers else None)
+async def _twostep_error(_request: Request, exc: TwostepError) -> JSONResponse:
+    status = status_for(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ServiceUnavailable | RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, RateLimited):
+        extra["limit"] = exc.limit
+    return problem(status, exc.code, exc.detail, headers or None, **extra)
 
-    @app.exception_handler(SQLAlchemyError)
-    async def _database_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
-        if not isinstance(exc, OperationalError | InterfaceError | SQLAlchemyTimeoutError):
-            return await _unexpected(_request, exc)
-        log.error("api.database_unavailable", error_type=type(exc).__name__)
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    content_type = request.headers.get("content-type", "")
+    body_not_json = any(error["loc"] == ("body",) for error in exc.errors())
+    if body_not_json and request.method in ("POST", "PUT") and "json" not in content_type:
         return problem(
-            503,
-            "service_unavailable",
-            "the database is unreachable; try again shortly",
-            {"Retry-After": "5"},
+            415,
+            "unsupported_media_type",
+            "send a JSON body with the header Content-Type: application/json",
         )
+    errors = [
+        {
+            "field": ".".join(str(part) for part in error["loc"] if part != "body"),
+            "message": error["msg"],
+            "type": error["type"],
+        }
+        for error in exc.errors()
+    ]
+    detail = "; ".join(
+        f"{error['field']}: {error['message']}" if error["field"] else error["message"]
+        for error in errors
+    )
+    code = "invalid_request"
+    if errors and all(e["field"] == "to" and e["type"] != "missing" for e in errors):
+        code = InvalidPhoneNumber.code
+    return problem(422, code, detail or "the request is not valid", errors=errors)
 
-    @app.exception_handler(RedisError)
-    async def _redis_error(_request: Request, exc: RedisError) -> JSONResponse:
-        log.error("api.redis_unavailable", error_type=type(exc).__name__)
-        return problem(
-            503,
-            "service_unavailable",
-            "Redis is unreachable; try again shortly",
-            {"Retry-After": "5"},
-        )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("api.unexpected_error", error_type=type(exc).__name__, exc_info=exc)
-        return problem(500, "internal_error", "something went wrong on our side")
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode (not UTF-8): the same problem as any
+        # other body that is not JSON, so that clients handle one code for both.
+        return problem(422, "invalid_request", "the body is not valid JSON (UTF-8)")
+    code = _CODE_BY_STATUS.get(exc.status_code, "error")
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return problem(exc.status_code, code, detail, dict(exc.headers) if exc.headers else None)
+
+
+async def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+    if not isinstance(exc, OperationalError | InterfaceError | SQLAlchemyTimeoutError):
+        return await _unexpected(request, exc)
+    log.error("api.database_unavailable", error_type=type(exc).__name__)
+    return problem(
+        503,
+        "service_unavailable",
+        "the database is unreachable; try again shortly",
+        {"Retry-After": "5"},
+    )
+
+
+async def _redis_error(_request: Request, exc: RedisError) -> JSONResponse:
+    log.error("api.redis_unavailable", error_type=type(exc).__name__)
+    return problem(
+        503,
+        "service_unavailable",
+        "Redis is unreachable; try again shortly",
+        {"Retry-After": "5"},
+    )
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("api.unexpected_error", error_type=type(exc).__name__, exc_info=exc)
+    return problem(500, "internal_error", "something went wrong on our side")

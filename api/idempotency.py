@@ -17,7 +17,7 @@ from api.deps import ApiContext
 from shared.db.models import ApiKey
 from shared.db.session import UnitOfWork
 from shared.services import idempotency
-from shared.services.idempotency import StoredAnswer
+from shared.services.idempotency import KeyedRequest, StoredAnswer
 
 RequestShape = tuple[str, str, dict[str, Any]]
 
@@ -62,25 +62,16 @@ async def _answer_holding_the_key(
     request: RequestShape,
     do: Callable[[UnitOfWork], Awaitable[StoredAnswer]],
 ) -> Answered:
-    request_fingerprint = idempotency.fingerprint(*request)
+    keyed = KeyedRequest(api_key.tenant_id, api_key.id, key, idempotency.fingerprint(*request))
     clock = context.verifications.clock
     async with context.uow_factory() as uow:
         async with uow.reads() as read:
-            stored = await idempotency.find_answer(
-                read, api_key.id, key, request_fingerprint, clock.now()
-            )
+            stored = await idempotency.find_answer(read, keyed, clock.now())
         if stored is not None:
             return Answered(stored, replayed=True)
         answer = await do(uow)
         await idempotency.remember_answer(
-            uow,
-            api_key.tenant_id,
-            api_key.id,
-            key,
-            request_fingerprint,
-            answer,
-            clock.now(),
-            context.settings.idempotency_ttl,
+            uow, keyed, answer, clock.now(), context.settings.idempotency_ttl
         )
         try:
             await uow.flush()
@@ -89,9 +80,7 @@ async def _answer_holding_the_key(
         else:
             return Answered(answer, replayed=False)
     async with context.uow_factory.reading() as uow:
-        stored = await idempotency.find_answer(
-            uow, api_key.id, key, request_fingerprint, clock.now()
-        )
+        stored = await idempotency.find_answer(uow, keyed, clock.now())
     if stored is None:
         raise RuntimeError("an Idempotency-Key collided but its first answer is gone")
     return Answered(stored, replayed=True)

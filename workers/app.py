@@ -67,6 +67,14 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
         holder.get().run(lambda services: services.retention.run())
         return "done"
 
+    _connect_lifecycle(settings, holder)
+    return app, holder
+
+
+def _connect_lifecycle(settings: Settings, holder: ContextHolder) -> None:
+    """Refuse to start misconfigured (also when started as ``celery -A workers.app``), open
+    connections before the first job, close them at shutdown."""
+
     @signals.worker_init.connect(weak=False)
     def _refuse_misconfigured_worker(**_kwargs: object) -> None:
         ensure_startable(settings, "worker")
@@ -83,8 +91,6 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
     @signals.worker_shutdown.connect(weak=False)
     def _close(**_kwargs: object) -> None:
         holder.close()
-
-    return app, holder
 
 
 @signals.setup_logging.connect(weak=False)

@@ -50,13 +50,23 @@ def validate_key(key: str) -> None:
         raise InvalidInput("Idempotency-Key must be 1 to 255 printable ASCII characters, no spaces")
 
 
+@dataclass(frozen=True, slots=True)
+class KeyedRequest:
+    """A request made with an ``Idempotency-Key``: whose key, which key, what request."""
+
+    tenant_id: uuid.UUID
+    api_key_id: uuid.UUID
+    key: str
+    fingerprint: str
+
+
 async def find_answer(
-    rows: Repositories, api_key_id: uuid.UUID, key: str, request_fingerprint: str, now: datetime
+    rows: Repositories, request: KeyedRequest, now: datetime
 ) -> StoredAnswer | None:
-    record = await rows.idempotency.get(api_key_id, key)
+    record = await rows.idempotency.get(request.api_key_id, request.key)
     if record is None or record.expires_at <= now:
         return None
-    if record.request_fingerprint != request_fingerprint:
+    if record.request_fingerprint != request.fingerprint:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was used for a different request; use a new key"
         )
@@ -64,23 +74,16 @@ async def find_answer(
 
 
 async def remember_answer(
-    uow: UnitOfWork,
-    tenant_id: uuid.UUID,
-    api_key_id: uuid.UUID,
-    key: str,
-    request_fingerprint: str,
-    answer: StoredAnswer,
-    now: datetime,
-    ttl: timedelta,
+    uow: UnitOfWork, request: KeyedRequest, answer: StoredAnswer, now: datetime, ttl: timedelta
 ) -> None:
-    await uow.idempotency.delete_expired_key(api_key_id, key, now)
+    await uow.idempotency.delete_expired_key(request.api_key_id, request.key, now)
     uow.idempotency.add(
         IdempotencyRecord(
             id=uuid.uuid4(),
-            tenant_id=tenant_id,
-            api_key_id=api_key_id,
-            key=key,
-            request_fingerprint=request_fingerprint,
+            tenant_id=request.tenant_id,
+            api_key_id=request.api_key_id,
+            key=request.key,
+            request_fingerprint=request.fingerprint,
             response_status=answer.status,
             response_body=answer.body,
             created_at=now,

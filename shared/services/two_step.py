@@ -35,6 +35,7 @@ from shared.lookups import phone_lookup, user_lookup
 from shared.network import normalise_ip
 from shared.phone import parse_phone
 from shared.services import audit
+from shared.services.audit import Subject
 from shared.services.verifications import VerificationRequest, Verifications
 from shared.views import change_of
 
@@ -231,9 +232,7 @@ class TwoStep:
         await audit.record(
             uow,
             EventType.RECOVERY_CODES_GENERATED,
-            tenant_id=api_key.tenant_id,
-            user_id=user_id,
-            api_key_id=api_key.id,
+            Subject.of_request(api_key, user_id),
             count=len(codes),
         )
         return [_shown(code) for code in codes]
@@ -260,14 +259,12 @@ class TwoStep:
         now = self.verifications.clock.now()
         if matched is not None and await uow.recovery_codes.use(matched.id, now):
             await lockout.settle(guesser, attempt, Outcome.RIGHT)
+            left = await uow.recovery_codes.count_unused(api_key.tenant_id, user_id)
             await audit.record(
                 uow,
                 EventType.RECOVERY_CODE_USED,
-                tenant_id=api_key.tenant_id,
-                user_id=user_id,
-                api_key_id=api_key.id,
-                client_ip=ip,
-                left=await uow.recovery_codes.count_unused(api_key.tenant_id, user_id),
+                Subject.of_request(api_key, user_id, client_ip=ip),
+                left=left,
             )
             return True
         # A wrong code, or a right one spent by a racing request a moment ago.
@@ -289,10 +286,7 @@ class TwoStep:
         await audit.record(
             uow,
             EventType.LOCKOUT_RELEASED,
-            tenant_id=api_key.tenant_id,
-            user_id=user_id,
-            api_key_id=api_key.id,
-            phone_e164=e164,
+            Subject.of_request(api_key, user_id, phone_e164=e164),
         )
 
     async def list_events(
@@ -337,24 +331,10 @@ async def on_verification_approved(
 async def _record_rejection(
     uow: UnitOfWork, api_key: ApiKey, user_id: str, client_ip: str | None, lock: Lock | None
 ) -> None:
-    await audit.record(
-        uow,
-        EventType.RECOVERY_CODE_REJECTED,
-        tenant_id=api_key.tenant_id,
-        user_id=user_id,
-        api_key_id=api_key.id,
-        client_ip=client_ip,
-    )
+    subject = Subject.of_request(api_key, user_id, client_ip=client_ip)
+    await audit.record(uow, EventType.RECOVERY_CODE_REJECTED, subject)
     if lock is not None:
-        await audit.record(
-            uow,
-            EventType.USER_LOCKED,
-            tenant_id=api_key.tenant_id,
-            user_id=user_id,
-            api_key_id=api_key.id,
-            client_ip=client_ip,
-            **lock_detail(lock),
-        )
+        await audit.record(uow, EventType.USER_LOCKED, subject, **lock_detail(lock))
 
 
 def lock_detail(lock: Lock) -> dict[str, Any]:
@@ -372,18 +352,10 @@ async def _record_factor(
     verification_id: uuid.UUID | None = None,
     **detail: str,
 ) -> None:
-    await audit.record(
-        uow,
-        event_type,
-        tenant_id=factor.tenant_id,
-        user_id=factor.user_id,
-        api_key_id=api_key_id,
-        client_ip=client_ip,
-        phone_e164=factor.phone_e164,
-        verification_id=verification_id or factor.enrollment_verification_id,
-        factor_id=factor.id,
-        **detail,
+    subject = Subject.of_factor(
+        factor, api_key_id, client_ip=client_ip, verification_id=verification_id
     )
+    await audit.record(uow, event_type, subject, **detail)
 
 
 def _new_recovery_codes() -> list[str]:

@@ -148,17 +148,7 @@ class Verifications:
             raise _not_pending(verification)
         if verification.resend_channel is not None:
             return verification
-        await self.guards.sends.admit(
-            SendRequest(
-                tenant_id=verification.tenant_id,
-                api_key_id=api_key.id,
-                destination=verification.to_e164,
-                region=verification.destination_region,
-                verification_id=verification.id,
-                user_id=verification.user_id,
-                client_ip=verification.client_ip,
-            )
-        )
+        await self.guards.sends.admit(_send_again(verification, api_key))
         channel = channel or verification.channel
         now = self.clock.now()
         resent = await uow.verifications.request_resend(
@@ -291,6 +281,19 @@ class Verifications:
         if check is None:
             raise NotFound(f"no check {check_id} on verification {verification_id}")
         return check
+
+
+def _send_again(verification: Verification, api_key: ApiKey) -> SendRequest:
+    """A re-send counts as a send, by the key that asks for it."""
+    return SendRequest(
+        tenant_id=verification.tenant_id,
+        api_key_id=api_key.id,
+        destination=verification.to_e164,
+        region=verification.destination_region,
+        verification_id=verification.id,
+        user_id=verification.user_id,
+        client_ip=verification.client_ip,
+    )
 
 
 def guesser_of(verification: Verification) -> Guesser:
