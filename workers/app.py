@@ -15,7 +15,7 @@ from celery import Celery, Task, signals
 
 from shared.jobs import CHECK_CODE, RETAIN, SEND_CODE, SWEEP, SWEEP_QUEUE, make_celery
 from shared.settings import Settings, get_settings
-from shared.startup import ensure_startable
+from shared.startup import Misconfigured, Process, ensure_startable
 from workers.wiring import ContextHolder
 
 log = structlog.get_logger(__name__)
@@ -67,30 +67,43 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
         holder.get().run(lambda services: services.retention.run())
         return "done"
 
-    _connect_lifecycle(settings, holder)
+    _connect_lifecycle(app, settings, holder)
     return app, holder
 
 
-def _connect_lifecycle(settings: Settings, holder: ContextHolder) -> None:
+def _connect_lifecycle(app: Celery, settings: Settings, holder: ContextHolder) -> None:
     """Refuse to start misconfigured (also when started as ``celery -A workers.app``), open
     connections before the first job, close them at shutdown."""
 
+    # Celery's signals reach every app of the process: each handler minds its own app's.
     @signals.worker_init.connect(weak=False)
-    def _refuse_misconfigured_worker(**_kwargs: object) -> None:
-        ensure_startable(settings, "worker")
+    def _refuse_misconfigured_worker(sender: Any = None, **_kwargs: object) -> None:
+        if getattr(sender, "app", None) is app:
+            _exit_if_misconfigured(settings, "worker")
 
     @signals.beat_init.connect(weak=False)
-    def _refuse_misconfigured_beat(**_kwargs: object) -> None:
-        ensure_startable(settings, "beat")
+    def _refuse_misconfigured_beat(sender: Any = None, **_kwargs: object) -> None:
+        if getattr(sender, "app", None) is app:
+            _exit_if_misconfigured(settings, "beat")
 
     @signals.worker_ready.connect(weak=False)
-    def _build(**_kwargs: object) -> None:
+    def _build(sender: Any = None, **_kwargs: object) -> None:
         # Now rather than in the first job: connections open before the first burst.
-        holder.get()
+        if getattr(sender, "app", None) is app:
+            holder.get()
 
     @signals.worker_shutdown.connect(weak=False)
     def _close(**_kwargs: object) -> None:
-        holder.close()
+        holder.close()  # a holder that built nothing closes nothing
+
+
+def _exit_if_misconfigured(settings: Settings, process: Process) -> None:
+    try:
+        ensure_startable(settings, process)
+    except Misconfigured as exc:
+        # SystemExit, not an exception: Celery logs and swallows a signal handler's exceptions.
+        log.error(f"{process}.misconfigured", problems=exc.problems)
+        raise SystemExit(str(exc)) from exc
 
 
 @signals.setup_logging.connect(weak=False)

@@ -12,6 +12,8 @@ import random
 import re
 import socket
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ import pytest
 import redis as redis_py
 from sqlalchemy import inspect, text
 
+from shared.crypto import DEVELOPMENT_DATA_KEY
 from shared.db.migrate import migration_engine
 from tests.conftest import SESSION_PREFIX
 from tests.e2e.conftest import System
@@ -485,3 +488,39 @@ def _dump_redis(url: str) -> str:
     finally:
         client.close()
     return "\n".join(parts)
+
+
+def _refused(argv: list[str], env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, *argv], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode != 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+def test_misconfigured_processes_refuse_to_start(system: System, report: Any) -> None:
+    real_twilio = {
+        "TWILIO_ACCOUNT_SID": "AC" + "5" * 32,
+        "TWILIO_AUTH_TOKEN": "a-real-looking-auth-token",
+        "TWILIO_VERIFY_SERVICE_SID": "VA" + "5" * 32,
+    }
+    with_both = {**system.env, **real_twilio}  # and the suite's TWOSTEP_TWILIO_BASE_URL
+    told = {
+        "twostep worker": _refused(["-m", "twostep.cli", "worker"], with_both),
+        "celery worker": _refused(
+            ["-m", "celery", "-A", "workers.app", "worker", "--pool=solo"], with_both
+        ),
+        "api without an allow-list": _refused(
+            ["-m", "twostep.cli", "api"],
+            {k: v for k, v in system.env.items() if k != "TWOSTEP_ALLOWED_COUNTRIES"},
+        ),
+        "api with development keys": _refused(
+            ["-m", "twostep.cli", "api"], {**system.env, "TWOSTEP_DATA_KEYS": DEVELOPMENT_DATA_KEY}
+        ),
+    }
+    assert "both set" in told["twostep worker"] and "both set" in told["celery worker"]
+    assert "TWOSTEP_ALLOWED_COUNTRIES" in told["api without an allow-list"]
+    assert "public development key" in told["api with development keys"]
+    for output in told.values():
+        assert real_twilio["TWILIO_AUTH_TOKEN"] not in output
+    report("misconfigured processes", refused=sorted(told))
