@@ -47,7 +47,7 @@ def test_compose_runs_every_process_with_health_checks() -> None:
     assert {"redis", "postgres", "migrate", "api", "worker", "beat", "flower"} <= set(services)
     for name in ("redis", "postgres", "api", "worker", "flower"):
         assert "test" in services[name]["healthcheck"], name
-    sandbox = yaml.safe_load((REPO / "docker-compose.sandbox.yml").read_text())["services"]
+    sandbox = yaml.safe_load((REPO / "compose.dev.yml").read_text())["services"]
     runner = CliRunner()
     for name, command in [
         *((name, services[name]["command"]) for name in ("migrate", "api", "worker", "beat")),
@@ -88,7 +88,7 @@ def test_production_compose_has_no_default_secret_and_exposes_nothing_in_the_cle
 
 
 def test_the_sandbox_override_is_development_and_gets_no_twilio_credentials() -> None:
-    override = yaml.safe_load((REPO / "docker-compose.sandbox.yml").read_text())["services"]
+    override = yaml.safe_load((REPO / "compose.dev.yml").read_text())["services"]
     for name in ("worker", "beat", "api"):
         environment = override[name]["environment"]
         assert environment["TWOSTEP_ENVIRONMENT"] == "development", name
