@@ -374,7 +374,7 @@ return {0, 0}
 
 # KEYS: as for _RESERVE. ARGV: the outcome, the attempt's id, failures per lock step, wait
 # increment (ms), max wait (ms), failure reset (ms), failures before the hard lock.
-# Returns {ms locked for (0: not locked), 1 if now locked until released else 0}.
+# Returns {ms of the lock this failure caused (0: none), 1 if now locked until released else 0}.
 _SETTLE = """
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
@@ -397,10 +397,11 @@ for i = 1, #KEYS, 2 do
       if failures % step == 0 then
         locked_until = now_ms + math.min(increment * (failures / step), max_wait)
         redis.call('HSET', KEYS[i], 'locked_until', locked_until)
+        -- Only a lock this failure caused is reported: it is recorded once.
+        if locked_until - now_ms > locked_ms then locked_ms = locked_until - now_ms end
       end
       redis.call('PEXPIRE', KEYS[i], math.max(reset, locked_until - now_ms))
     end
-    if locked_until - now_ms > locked_ms then locked_ms = locked_until - now_ms end
   end
 end
 return {locked_ms, hard}

@@ -49,10 +49,6 @@ def parse_scopes(text: str | Iterable[str]) -> frozenset[Scope]:
     return scopes
 
 
-def scopes_of(key: ApiKey) -> frozenset[Scope]:
-    return parse_scopes(key.scopes)
-
-
 def require_scope(key: ApiKey, scope: Scope) -> ApiKey:
     if scope.value not in key.scopes.split(","):
         raise InsufficientScope(f"this API key lacks the {scope.value!r} scope")
