@@ -22,6 +22,7 @@ import phonenumbers
 import uvicorn
 from sqlalchemy import create_engine, make_url, text
 
+from shared.db.migrate import upgrade
 from twostep.children import stop
 
 T = TypeVar("T")
@@ -143,6 +144,20 @@ def postgres_database(admin_url: str) -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def fresh_database(like: str, directory: Path) -> Iterator[str]:
+    """An empty, migrated database of its own on the backend of ``like``: for a test whose rows
+    must not meet the session database's (or whose changes those must not see)."""
+    if make_url(like).get_backend_name() == "sqlite":
+        url = f"sqlite:///{directory / f'own-{uuid.uuid4().hex[:8]}.db'}"
+        upgrade(url)
+        yield url
+        return
+    with postgres_database(like) as url:
+        upgrade(url)
+        yield url
 
 
 class SandboxClient:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import uuid
@@ -64,8 +65,11 @@ class System:
             self.sandbox.http.close()
 
 
-@pytest.fixture
-def system(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[System]:
+@contextlib.contextmanager
+def running_system(
+    database_url: str, redis_url: str, log_dir: Path, *, key_prefix: str = SESSION_PREFIX
+) -> Iterator[System]:
+    """Sandbox, worker and API as their own commands, on a migrated database with a key."""
     sandbox_port, api_port = free_port(), free_port()
     env = base_env(
         TWOSTEP_DATABASE_URL=database_url,
@@ -74,10 +78,10 @@ def system(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[System
         TWOSTEP_WORKER_CONCURRENCY="4",
         TWOSTEP_LOG_LEVEL="DEBUG",
         TWOSTEP_LIMIT_PER_COUNTRY="1000000 per day",
-        TWOSTEP_REDIS_KEY_PREFIX=SESSION_PREFIX,
+        TWOSTEP_REDIS_KEY_PREFIX=key_prefix,
         TWOSTEP_RESEND_COOLDOWN_SECONDS="1",
     )
-    system = System(env=env, log_dir=tmp_path)
+    system = System(env=env, log_dir=log_dir)
     system.sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     system.api_url = f"http://127.0.0.1:{api_port}"
     try:
@@ -92,6 +96,12 @@ def system(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[System
         yield system
     finally:
         system.stop()
+
+
+@pytest.fixture
+def system(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[System]:
+    with running_system(database_url, redis_url, tmp_path) as running:
+        yield running
 
 
 @pytest.fixture

@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import String, make_url, select, type_coerce, update
+from sqlalchemy import String, select, type_coerce, update
 
 from shared import crypto
 from shared.clock import SystemClock, utcnow
 from shared.crypto import Keyring, UnreadableData, generate_data_key
-from shared.db.migrate import upgrade
 from shared.db.models import ApiKey, Event, Factor, Verification, VerificationCheck
 from shared.db.session import AfterCommit, Database, UnitOfWorkFactory
 from shared.lookups import phone_lookup
@@ -25,9 +23,8 @@ from shared.services.retention import Retention
 from shared.services.two_step import Enrollment, TwoStep
 from shared.services.verifications import Verifications
 from shared.settings import Settings
-from tests.conftest import POSTGRES_URL
 from tests.fakes import FakeChangeFeed, FakeCodeStash, FakeJobQueue, fake_guards
-from tests.support import postgres_database, random_phone
+from tests.support import fresh_database, random_phone
 
 
 @pytest.fixture
@@ -93,13 +90,7 @@ async def own_database(
 ) -> AsyncIterator[tuple[UnitOfWorkFactory, Settings]]:
     """A database of this test's own: rekeying the session's would leave its other tests'
     rows under a key they do not hold."""
-    with contextlib.ExitStack() as stack:
-        if make_url(settings.database_url).get_backend_name() == "sqlite":
-            url = f"sqlite:///{tmp_path / 'rekey.db'}"
-        else:
-            assert POSTGRES_URL is not None
-            url = stack.enter_context(postgres_database(POSTGRES_URL))
-        upgrade(url)
+    with fresh_database(settings.database_url, tmp_path) as url:
         database = Database.connect(url, pool_size=2)
         try:
             factory = UnitOfWorkFactory(database, AfterCommit(FakeJobQueue(), FakeChangeFeed()))
