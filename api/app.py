@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from api.deps import ApiContext, ApiKeyDep
 from api.errors import install_error_handlers
-from api.middleware import BodyLimit, NoStore
+from api.middleware import BodyLimit, NoStore, RequestObserver
 from api.openapi import install_schema
 from api.routes import health, limits, lockouts, users, verifications
 from shared.settings import Settings, get_settings
@@ -53,9 +53,11 @@ def create_app(
     app.include_router(limits.router)
     if not public_docs:
         _serve_schema_to_key_holders(app)
-    # Outermost first: the body limit runs before anything reads or authenticates.
+    # Added last runs first: requests are counted (413s too), then the body limit runs before
+    # anything reads or authenticates.
     app.add_middleware(NoStore)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestObserver)
     return app
 
 

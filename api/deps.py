@@ -13,7 +13,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared import crypto
-from shared.changes import ChangeListener, RedisChangeFeed, changes_channel
+from shared.changes import ChangeListener, CountedChangeFeed, RedisChangeFeed, changes_channel
 from shared.clock import SystemClock
 from shared.codes import RedisCodeStash
 from shared.db.models import ApiKey
@@ -29,6 +29,7 @@ from shared.services.two_step import TwoStep
 from shared.services.verifications import Verifications
 from shared.services.waiting import MAX_WAIT_SECONDS, Waiting
 from shared.settings import Settings
+from shared.status import Fleet
 from shared.warm_up import warm_up
 
 
@@ -45,6 +46,7 @@ class ApiContext:
     two_step: TwoStep
     waiting: Waiting
     idempotency_locks: KeyLocks
+    fleet: Fleet
     listener: ChangeListener | None = None
     celery: Celery | None = None
 
@@ -60,7 +62,7 @@ class ApiContext:
             database,
             AfterCommit(
                 jobs=CeleryJobQueue(celery),
-                changes=RedisChangeFeed(client, channel),
+                changes=CountedChangeFeed(RedisChangeFeed(client, channel)),
             ),
         )
         verifications = Verifications(
@@ -88,6 +90,7 @@ class ApiContext:
             two_step=TwoStep(verifications, keyring),
             waiting=Waiting(uow_factory.reading, verifications, listener),
             idempotency_locks=RedisKeyLocks(client, settings.redis_key(""), keyring),
+            fleet=Fleet(settings, client),
             listener=listener,
             celery=celery,
         )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import PROBLEM_JSON
+from shared import metrics
+from shared.tracing import REQUEST_ID_HEADER, request_id_from, traced
 
 
 class BodyLimit:
@@ -71,13 +74,11 @@ class BodyLimit:
 
 
 def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    declared = _header(scope, b"content-length")
+    try:
+        return int(declared) if declared is not None else None
+    except ValueError:
+        return None
 
 
 def _replay(first: Message, then: Receive) -> Receive:
@@ -113,3 +114,49 @@ class NoStore:
             await send(message)
 
         await self.app(scope, receive, send_no_store)
+
+
+class RequestObserver:
+    """Every request gets an id (the caller's ``X-Request-Id`` if it is a sane token), carried by
+    its log lines and its jobs and answered back in the same header; and it is counted and timed
+    by its route's template (``/v1/verifications/{verification_id}``, never the id itself)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(_header(scope, b"x-request-id"))
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [*message.get("headers", []), (_ID_HEADER, request_id.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            with traced(request_id):
+                await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            metrics.HTTP_REQUESTS.labels(
+                route=template, method=scope["method"], status=str(status)
+            ).inc()
+            metrics.HTTP_SECONDS.labels(route=template).observe(time.perf_counter() - started)
+
+
+_ID_HEADER = REQUEST_ID_HEADER.lower().encode()
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None

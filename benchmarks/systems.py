@@ -49,6 +49,9 @@ TWOSTEP_TUNING = {
     "TWOSTEP_LIMIT_GLOBAL_DAILY": "100000000 per day",
     # Production mode, as deployed: the storm's numbers are American.
     "TWOSTEP_ALLOWED_COUNTRIES": "US",
+    # Workers share the host: no metrics ports to collide on.
+    "TWOSTEP_WORKER_METRICS_PORT": "0",
+    "TWOSTEP_BEAT_METRICS_PORT": "0",
 }
 INLINE_TIMEOUT_SECONDS = TWOSTEP_TUNING["TWOSTEP_TWILIO_READ_TIMEOUT_SECONDS"]
 

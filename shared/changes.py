@@ -17,12 +17,13 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import redis.asyncio as redis
 import structlog
 
 from shared import metrics
+from shared.domain import FINAL_VERIFICATION_STATUSES
 
 log = structlog.get_logger(__name__)
 
@@ -34,10 +35,31 @@ class Change:
     row_id: uuid.UUID
     # The row as the API shows it after the change, or None: then a waiter reads it.
     view: dict[str, Any] | None = None
+    kind: Literal["verification", "check"] | None = None
 
 
 class ChangeFeed(Protocol):
     async def publish(self, changes: Iterable[Change]) -> None: ...
+
+
+_FINAL = frozenset(status.value for status in FINAL_VERIFICATION_STATUSES)
+
+
+class CountedChangeFeed:
+    """Counts the verifications that reached a final state as their notices go out: every
+    change that ends one is committed, then published here, once."""
+
+    def __init__(self, feed: ChangeFeed) -> None:
+        self._feed = feed
+
+    async def publish(self, changes: Iterable[Change]) -> None:
+        changes = list(changes)
+        for change in changes:
+            if change.kind == "verification" and change.view is not None:
+                status = change.view["status"]
+                if status in _FINAL:
+                    metrics.VERIFICATIONS_FINAL.labels(status=status).inc()
+        await self._feed.publish(changes)
 
 
 def changes_channel(key_prefix: str) -> str:

@@ -7,6 +7,7 @@ bodies. Arguments are row ids and nothing else: no phone number, no code, ever.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import structlog
 from celery import Celery
 
 from shared.settings import Settings
+from shared.tracing import current_request_id
 
 SEND_CODE = "twostep.send_code"
 CHECK_CODE = "twostep.check_code"
@@ -45,6 +47,19 @@ class Job:
     @classmethod
     def check_code(cls, check_id: uuid.UUID) -> Job:
         return cls(CHECK_CODE, check_id)
+
+
+# Headers of our own on every job: who caused it (the API's request id, for the logs) and when
+# it was published (the age of a queue's oldest job, for the metrics and `twostep status`).
+REQUEST_ID = "twostep_request_id"
+PUBLISHED_AT = "twostep_published_at"
+
+
+def job_headers(request_id: str | None) -> dict[str, object]:
+    headers: dict[str, object] = {PUBLISHED_AT: time.time()}
+    if request_id is not None:
+        headers[REQUEST_ID] = request_id
+    return headers
 
 
 class PublishFailed(Exception):
@@ -135,15 +150,19 @@ class CeleryJobQueue:
         self._threads = anyio.CapacityLimiter(threads)
 
     async def publish(self, jobs: Sequence[Job]) -> None:
-        await anyio.to_thread.run_sync(self._publish_all, list(jobs), limiter=self._threads)
+        headers = job_headers(current_request_id())
+        await anyio.to_thread.run_sync(
+            self._publish_all, list(jobs), headers, limiter=self._threads
+        )
 
-    def _publish_all(self, jobs: list[Job]) -> None:
+    def _publish_all(self, jobs: list[Job], headers: dict[str, object]) -> None:
         failed = []
         for job in jobs:
             try:
                 self._app.send_task(
                     job.name,
                     args=[str(job.entity_id)],
+                    headers=headers,
                     queue=ROUTES[job.name],
                     retry=True,
                     retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -144,7 +145,10 @@ class ProviderGate(Protocol):
         """Take a slot for one provider call now (its id), or say how many seconds to wait."""
         ...
 
-    async def leave(self, slot: str) -> None: ...
+    async def leave(self, slot: str, *, failed: bool = False) -> None:
+        """Give the slot back; ``failed``: the provider did not answer usefully (a timeout, a
+        5xx, a throttle), which ``twostep status`` reports as its recent error rate."""
+        ...
 
 
 @contextmanager
@@ -528,9 +532,23 @@ redis.call('PEXPIRE', KEYS[2], lease + 1000)
 return 0
 """
 
+# KEYS[1]: the in-flight set, KEYS[2]: this minute's call counts. ARGV: the slot, the outcome.
+# The counts last a quarter of an hour: enough for `twostep status`'s last five minutes.
+_LEAVE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+redis.call('EXPIRE', KEYS[2], 900)
+return 0
+"""
+
 # How long to wait before asking again when every in-flight slot is taken: calls end within a
 # provider round trip, and nothing tells us which ends first.
 _FULL_POLL_SECONDS = 0.05
+
+
+def provider_calls_key(settings: Settings, bucket: str = "twilio") -> str:
+    """Per-minute counts of the fleet's provider calls: ``<this>:<unix minute>`` → ok, failed."""
+    return settings.redis_key(f"provider-calls:{bucket}")
 
 
 class RedisProviderGate:
@@ -539,6 +557,8 @@ class RedisProviderGate:
         self._script = client.register_script(_ENTER)
         self._rate_key = settings.redis_key(f"throttle:{bucket}")
         self._in_flight_key = settings.redis_key(f"in-flight:{bucket}")
+        self._calls_key = provider_calls_key(settings, bucket)
+        self._leave = client.register_script(_LEAVE)
         self._interval_us = max(1, round(1_000_000 / settings.provider_rate))
         self._burst = settings.provider_burst
         self._max_in_flight = settings.provider_max_in_flight
@@ -565,6 +585,9 @@ class RedisProviderGate:
             return slot
         return _FULL_POLL_SECONDS if answer < 0 else answer / 1_000_000
 
-    async def leave(self, slot: str) -> None:
+    async def leave(self, slot: str, *, failed: bool = False) -> None:
+        minute = f"{self._calls_key}:{int(time.time() // 60)}"
         with _redis_or_unavailable():
-            await self._redis.zrem(self._in_flight_key, slot)
+            await self._leave(
+                keys=[self._in_flight_key, minute], args=[slot, "failed" if failed else "ok"]
+            )

@@ -177,6 +177,12 @@ class Settings(BaseSettings):
     # connection and burns no CPU, so hundreds are cheap (see the README's performance section).
     worker_concurrency: Annotated[int, Field(ge=1, le=2048)] = 512
 
+    # --- metrics: the API serves /metrics; each worker and beat listen on a port of their own
+    # (0: none). Several workers on one host need one port each (twostep worker --metrics-port).
+    metrics_host: str = "127.0.0.1"
+    worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9101
+    beat_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9102
+
     # --- logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"

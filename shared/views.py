@@ -99,5 +99,6 @@ def check_view(row: VerificationCheck) -> View:
 
 def change_of(row: Verification | VerificationCheck) -> Change:
     """A notice for waiters, carrying the row as the API shows it now."""
-    view = verification_view(row) if isinstance(row, Verification) else check_view(row)
-    return Change(row.id, view)
+    if isinstance(row, Verification):
+        return Change(row.id, verification_view(row), "verification")
+    return Change(row.id, check_view(row), "check")

@@ -262,6 +262,7 @@ class FakeGate:
 
     waits: deque[float] = field(default_factory=deque)
     entered: int = 0
+    failed: int = 0
     held: set[str] = field(default_factory=set)
 
     async def enter(self) -> str | float:
@@ -272,8 +273,9 @@ class FakeGate:
         self.held.add(slot)
         return slot
 
-    async def leave(self, slot: str) -> None:
+    async def leave(self, slot: str, *, failed: bool = False) -> None:
         self.held.discard(slot)
+        self.failed += failed
 
 
 def fake_guards() -> Guards:

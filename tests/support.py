@@ -262,6 +262,8 @@ def base_env(**values: str) -> dict[str, str]:
     }
     env.update(TEST_SECRETS)
     env["TWOSTEP_ALLOWED_COUNTRIES"] = TEST_COUNTRIES
+    # Many workers share this host in the suite: metrics ports only where a test asks for them.
+    env["TWOSTEP_WORKER_METRICS_PORT"] = env["TWOSTEP_BEAT_METRICS_PORT"] = "0"
     env.update(values)
     env["PYTHONUNBUFFERED"] = "1"
     return env

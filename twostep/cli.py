@@ -6,7 +6,9 @@ import asyncio
 import os
 import secrets
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -60,6 +62,9 @@ def api(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     settings = _settings("api", checked="api")
+    if workers > 1:
+        # Several processes answer /metrics in turn: each must show them all.
+        _multiprocess_metrics_dir()
     uvicorn.run(
         "api.app:create_app",
         factory=True,
@@ -74,6 +79,30 @@ def api(host: str, port: int, workers: int) -> None:
         # client that reuses one the server has just closed sees its request fail.
         timeout_keep_alive=75,
     )
+
+
+def _serve_metrics(settings: Settings, port: int) -> None:
+    """This process's Prometheus metrics on ``port`` (a thread of prometheus_client's own)."""
+    if port == 0:
+        return
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(port, addr=settings.metrics_host)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve metrics on {settings.metrics_host}:{port} ({exc.strerror}); "
+            "choose another with --metrics-port, or 0 for none"
+        ) from exc
+
+
+def _multiprocess_metrics_dir() -> None:
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+        prefix="twostep-metrics-"
+    )
+    for stale in Path(directory).glob("*.db"):  # left by an earlier run: counts start at zero
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
 
 
 @main.command()
@@ -91,10 +120,18 @@ def api(host: str, port: int, workers: int) -> None:
     help="comma-separated queues to consume",
 )
 @click.option("--name", default=None, help="worker node name  [default: twostep-PID@HOST]")
-def worker(concurrency: int | None, queues: str, name: str | None) -> None:
+@click.option(
+    "--metrics-port",
+    type=int,
+    help="Prometheus metrics on this port, 0 for none  [default: TWOSTEP_WORKER_METRICS_PORT]",
+)
+def worker(
+    concurrency: int | None, queues: str, name: str | None, metrics_port: int | None
+) -> None:
     """A Celery worker. Its threads hand each job to one event loop per process, where the
     Twilio calls, the database and Redis run: a job waiting on Twilio holds no connection."""
     settings = _settings("worker", checked="worker")
+    _serve_metrics(settings, settings.worker_metrics_port if metrics_port is None else metrics_port)
     from workers.app import app
 
     app.worker_main(
@@ -112,9 +149,15 @@ def worker(concurrency: int | None, queues: str, name: str | None) -> None:
 
 
 @main.command()
-def beat() -> None:
+@click.option(
+    "--metrics-port",
+    type=int,
+    help="Prometheus metrics on this port, 0 for none  [default: TWOSTEP_BEAT_METRICS_PORT]",
+)
+def beat(metrics_port: int | None) -> None:
     """The periodic sweeper's clock (Celery beat)."""
     settings = _settings("beat", checked="beat")
+    _serve_metrics(settings, settings.beat_metrics_port if metrics_port is None else metrics_port)
     from workers.app import app
 
     app.start(["beat", f"--loglevel={settings.log_level}"])
@@ -256,6 +299,32 @@ def keys_revoke(name: str) -> None:
     5 s by default, as each API process remembers a key that long)."""
     _in_one_unit_of_work(_settings("keys"), lambda uow: revoke_api_key(uow, name))
     click.echo(f"revoked API key {name!r}")
+
+
+@main.command()
+def status() -> None:
+    """Queues and their oldest job, workers alive, the sweeper's last run, the provider's
+    error rate over five minutes, the oldest verifications still in flight."""
+    from shared.redis_client import make_redis
+    from shared.status import Fleet
+    from twostep.status_report import render
+
+    settings = _with_keyring(_settings("status"))
+
+    async def gather() -> str:
+        database = Database.connect(settings.database_url, pool_size=1)
+        client = make_redis(settings.redis_url, timeout=5)
+        try:
+            async with UnitOfWorkFactory(database).reading() as uow:
+                return render(await Fleet(settings, client).status(uow))
+        finally:
+            await client.aclose()
+            await database.dispose()
+
+    try:
+        click.echo(asyncio.run(gather()))
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the fleet's state: {exc}") from exc
 
 
 @main.command()

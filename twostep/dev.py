@@ -121,8 +121,11 @@ def run_dev(options: DevOptions) -> int:
         api_port = _free_port_near(options.api_port)
         api_url = f"http://127.0.0.1:{api_port}"
         launcher.start("api", "-m", "twostep.cli", "api", "--port", str(api_port))
-        launcher.start("worker", "-m", "twostep.cli", "worker")
-        launcher.start("beat", "-m", "twostep.cli", "beat")
+        metrics_ports = _free_port_near(9101), _free_port_near(9102)
+        launcher.start(
+            "worker", "-m", "twostep.cli", "worker", "--metrics-port", str(metrics_ports[0])
+        )
+        launcher.start("beat", "-m", "twostep.cli", "beat", "--metrics-port", str(metrics_ports[1]))
         flower_url = None
         if options.flower:
             flower_port = _free_port_near(5555)
@@ -134,9 +137,15 @@ def run_dev(options: DevOptions) -> int:
         _wait_http(f"{api_url}/readyz", "api", launcher, lambda: interrupted)
         _wait_worker(env["TWOSTEP_REDIS_URL"], launcher, lambda: interrupted)
         if not interrupted:
-            _banner(
-                api_url, sandbox_url, flower_url, redis_note, env["TWOSTEP_DATABASE_URL"], api_key
-            )
+            _Banner(
+                api_url,
+                sandbox_url,
+                flower_url,
+                metrics_ports,
+                redis_note,
+                env["TWOSTEP_DATABASE_URL"],
+                api_key,
+            ).show()
 
         while not interrupted:
             exited = launcher.first_exited()
@@ -306,32 +315,40 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
-def _banner(
-    api_url: str,
-    sandbox_url: str | None,
-    flower_url: str | None,
-    redis_note: str,
-    database_url: str,
-    api_key: str,
-) -> None:
-    lines = [
-        "",
-        "twostep is running. Ctrl-C stops everything.",
-        f"  API        {api_url}   (docs: {api_url}/docs)",
-        f"  sandbox    {sandbox_url}   (codes sent: {sandbox_url}/sandbox/messages)"
-        if sandbox_url
-        else "  Twilio     real Twilio Verify (TWILIO_* credentials are set)",
-        f"  Flower     {flower_url}"
-        if flower_url
-        else "  Flower     not started (twostep dev --flower)",
-        f"  Redis      {redis_note}",
-        f"  database   {masked_url(database_url)}",
-        f"  API key    {api_key}",
-        "",
-        "Try it:",
-        f"  curl -s -X POST {api_url}/v1/verifications -H 'Authorization: Bearer {api_key}' \\",
-        "       -H 'Content-Type: application/json' -d '{\"to\": \"+14155550123\"}'",
-        "",
-    ]
-    sys.stdout.write("\n".join(lines) + "\n")
-    sys.stdout.flush()
+@dataclass(frozen=True)
+class _Banner:
+    """What `twostep dev` prints once everything answers."""
+
+    api_url: str
+    sandbox_url: str | None
+    flower_url: str | None
+    metrics_ports: tuple[int, int]
+    redis_note: str
+    database_url: str
+    api_key: str
+
+    def show(self) -> None:
+        api, sandbox, flower, key = self.api_url, self.sandbox_url, self.flower_url, self.api_key
+        worker_port, beat_port = self.metrics_ports
+        lines = [
+            "",
+            "twostep is running. Ctrl-C stops everything.",
+            f"  API        {api}   (docs: {api}/docs)",
+            f"  sandbox    {sandbox}   (codes sent: {sandbox}/sandbox/messages)"
+            if sandbox
+            else "  Twilio     real Twilio Verify (TWILIO_* credentials are set)",
+            f"  Flower     {flower}"
+            if flower
+            else "  Flower     not started (twostep dev --flower)",
+            f"  metrics    {api}/metrics (with the key), worker :{worker_port}, beat :{beat_port}",
+            f"  Redis      {self.redis_note}",
+            f"  database   {masked_url(self.database_url)}",
+            f"  API key    {key}",
+            "",
+            "Try it:",
+            f"  curl -s -X POST {api}/v1/verifications -H 'Authorization: Bearer {key}' \\",
+            "       -H 'Content-Type: application/json' -d '{\"to\": \"+14155550123\"}'",
+            "",
+        ]
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()

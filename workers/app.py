@@ -7,13 +7,23 @@ that never arrives (Redis lost it) is found by the sweeper instead.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
 import structlog
 from celery import Celery, Task, signals
 
-from shared.jobs import CHECK_CODE, RETAIN, SEND_CODE, SWEEP, SWEEP_QUEUE, make_celery
+from shared import metrics
+from shared.jobs import (
+    CHECK_CODE,
+    REQUEST_ID,
+    RETAIN,
+    SEND_CODE,
+    SWEEP,
+    SWEEP_QUEUE,
+    make_celery,
+)
 from shared.settings import Settings, get_settings
 from shared.startup import Misconfigured, Process, ensure_startable
 from workers.wiring import ContextHolder
@@ -21,6 +31,8 @@ from workers.wiring import ContextHolder
 log = structlog.get_logger(__name__)
 
 _RETENTION_INTERVAL_SECONDS = 3600.0
+# Set in the beat process: what it publishes is counted there.
+_IN_BEAT = threading.Event()
 
 
 def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
@@ -44,7 +56,9 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
     @app.task(name=SEND_CODE, bind=True, max_retries=None, shared=False)
     def send_code(self: Task[Any, Any], verification_id: str) -> str:
         row_id = uuid.UUID(verification_id)
-        outcome = holder.get().run(lambda services: services.delivery.send_code(row_id))
+        outcome = holder.get().run(
+            lambda services: services.delivery.send_code(row_id), _request_id_of(self)
+        )
         if outcome is not None:
             raise self.retry(countdown=outcome.countdown)
         return "done"
@@ -52,14 +66,16 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
     @app.task(name=CHECK_CODE, bind=True, max_retries=None, shared=False)
     def check_code(self: Task[Any, Any], check_id: str) -> str:
         row_id = uuid.UUID(check_id)
-        outcome = holder.get().run(lambda services: services.delivery.check_code(row_id))
+        outcome = holder.get().run(
+            lambda services: services.delivery.check_code(row_id), _request_id_of(self)
+        )
         if outcome is not None:
             raise self.retry(countdown=outcome.countdown)
         return "done"
 
     @app.task(name=SWEEP, shared=False)
     def sweep() -> str:
-        holder.get().run(lambda services: services.sweeper.sweep())
+        holder.get().run(lambda services: services.sweep())
         return "done"
 
     @app.task(name=RETAIN, shared=False)
@@ -90,11 +106,28 @@ def _connect_lifecycle(app: Celery, settings: Settings, holder: ContextHolder) -
     def _build(sender: Any = None, **_kwargs: object) -> None:
         # Now rather than in the first job: connections open before the first burst.
         if getattr(sender, "app", None) is app:
+            holder.node = str(getattr(sender, "hostname", None) or holder.node)
             holder.get()
+
+    @signals.after_task_publish.connect(weak=False)
+    def _count_beats(sender: str | None = None, **_kwargs: object) -> None:
+        if sender in (SWEEP, RETAIN) and _IN_BEAT.is_set():
+            metrics.BEAT_SENT.labels(job=sender).inc()
+
+    @signals.beat_init.connect(weak=False)
+    def _in_beat(sender: Any = None, **_kwargs: object) -> None:
+        if getattr(sender, "app", None) is app:
+            _IN_BEAT.set()
 
     @signals.worker_shutdown.connect(weak=False)
     def _close(**_kwargs: object) -> None:
         holder.close()  # a holder that built nothing closes nothing
+
+
+def _request_id_of(task: Task[Any, Any]) -> str | None:
+    """The id of the API request that caused this job, from its headers (sweeper: none)."""
+    request_id = task.request.get(REQUEST_ID)
+    return str(request_id) if request_id else None
 
 
 def _exit_if_misconfigured(settings: Settings, process: Process) -> None:

@@ -10,6 +10,8 @@ are in flight at once with a pool of a few connections.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -21,7 +23,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from celery import Celery
 
 from shared import crypto
-from shared.changes import RedisChangeFeed, changes_channel
+from shared.changes import CountedChangeFeed, RedisChangeFeed, changes_channel
 from shared.clock import SystemClock
 from shared.codes import RedisCodeStash
 from shared.db.session import AfterCommit, Database, UnitOfWorkFactory
@@ -32,6 +34,8 @@ from shared.services.delivery import Delivery
 from shared.services.retention import Retention
 from shared.services.sweeper import Sweeper
 from shared.settings import Settings
+from shared.status import Fleet
+from shared.tracing import traced
 from shared.verify.twilio import TwilioVerifyClient
 from shared.warm_up import warm_up
 
@@ -48,6 +52,7 @@ class WorkerServices:
     delivery: Delivery
     sweeper: Sweeper
     retention: Retention
+    fleet: Fleet
 
     @classmethod
     async def build(cls, settings: Settings, app: Celery) -> WorkerServices:
@@ -59,7 +64,9 @@ class WorkerServices:
             database,
             AfterCommit(
                 jobs=CeleryJobQueue(app),
-                changes=RedisChangeFeed(client, changes_channel(settings.redis_key_prefix)),
+                changes=CountedChangeFeed(
+                    RedisChangeFeed(client, changes_channel(settings.redis_key_prefix))
+                ),
             ),
         )
         verify = TwilioVerifyClient(settings)
@@ -81,7 +88,14 @@ class WorkerServices:
             delivery,
             Sweeper(uow_factory, settings, clock, stash),
             Retention(uow_factory, settings, clock),
+            Fleet(settings, client),
         )
+
+    async def sweep(self) -> None:
+        """A sweep, then what ops read of it: its time, and the queues as it saw them."""
+        await self.sweeper.sweep()
+        await self.fleet.stamp_sweep()
+        await self.fleet.publish_queue_metrics()
 
     async def close(self) -> None:
         await self.verify.close()
@@ -92,7 +106,7 @@ class WorkerServices:
 class WorkerContext:
     """The worker's event loop thread and the services on it."""
 
-    def __init__(self, settings: Settings, app: Celery) -> None:
+    def __init__(self, settings: Settings, app: Celery, node: str) -> None:
         self._portal_manager: AbstractContextManager[BlockingPortal] = start_blocking_portal(
             "asyncio", {"use_uvloop": True}
         )
@@ -103,16 +117,30 @@ class WorkerContext:
         except BaseException:
             self._portal_manager.__exit__(None, None, None)
             raise
+        self._heartbeat = self._portal.start_task_soon(self.services.fleet.heartbeat_forever, node)
 
-    def run(self, job: Callable[[WorkerServices], Awaitable[T]]) -> T:
-        """Run a job on the loop, from any thread, and wait for its answer."""
-        return self._portal.call(job, self.services)
+    def run(
+        self, job: Callable[[WorkerServices], Awaitable[T]], request_id: str | None = None
+    ) -> T:
+        """Run a job on the loop, from any thread, and wait for its answer; its log lines carry
+        the id of the request that caused it."""
+        return self._portal.call(_traced, job, self.services, request_id)
 
     def close(self) -> None:
+        self._heartbeat.cancel()
         try:
             self._portal.call(self.services.close)
         finally:
             self._portal_manager.__exit__(None, None, None)
+
+
+async def _traced(
+    job: Callable[[WorkerServices], Awaitable[T]],
+    services: WorkerServices,
+    request_id: str | None,
+) -> T:
+    with traced(request_id):
+        return await job(services)
 
 
 class ContextHolder:
@@ -121,12 +149,14 @@ class ContextHolder:
         self._app = app
         self._context: WorkerContext | None = None
         self._lock = threading.Lock()
+        # The name the worker's heartbeat goes by: its Celery node name, once it is known.
+        self.node = f"{socket.gethostname()}-{os.getpid()}"
 
     def get(self) -> WorkerContext:
         if self._context is None:
             with self._lock:
                 if self._context is None:
-                    self._context = WorkerContext(self._settings, self._app)
+                    self._context = WorkerContext(self._settings, self._app, self.node)
         return self._context
 
     def close(self) -> None:

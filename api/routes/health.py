@@ -1,18 +1,19 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import cast
+from typing import Annotated, cast
 
 import redis.asyncio as redis
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import AdminKey, ContextDep
 from api.errors import problem
 from api.openapi import problems
+from shared.metrics import exposition
+from shared.status import ALIVE_SECONDS, WorkerState
 
 router = APIRouter(tags=["operations"])
 
@@ -27,27 +28,41 @@ async def healthz() -> dict[str, str]:
 async def metrics(_api_key: AdminKey) -> Response:
     """Prometheus counters of this process (limit refusals, …), for an ``admin`` key: counts of
     refusals and lockouts tell an attacker how close they are."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    body, media_type = exposition()
+    return Response(body, media_type=media_type)
 
 
 @router.get("/readyz", response_model=None, responses=problems(503))
-async def readyz(context: ContextDep) -> dict[str, str] | JSONResponse:
-    """The database and Redis answer; without either the API cannot take requests."""
-    failing = []
+async def readyz(
+    context: ContextDep,
+    require_worker: Annotated[
+        bool, Query(description="Not ready unless a worker's heartbeat is recent, too")
+    ] = False,
+) -> dict[str, object] | JSONResponse:
+    """The database and Redis answer (without either the API cannot take requests), and how
+    many workers have sent a heartbeat in the last 15 s (with `require_worker`, none is not
+    ready: nothing would be sent)."""
+    unreachable = []
     try:
         async with context.uow_factory.reading() as uow:
             await uow.session.execute(text("SELECT 1"))
     except (SQLAlchemyError, OSError):
-        failing.append("database")
+        unreachable.append("database")
+    workers: list[WorkerState] = []
     try:
         await cast(Awaitable[bool], context.redis.ping())
+        workers = await context.fleet.workers()
     except (redis.RedisError, OSError):
-        failing.append("redis")
+        unreachable.append("redis")
+    failing = [f"{', '.join(unreachable)} unreachable"] if unreachable else []
+    if require_worker and not workers and "redis" not in unreachable:
+        failing.append(f"no worker heartbeat in {ALIVE_SECONDS:.0f} s")
     if failing:
         return problem(
-            503,
-            "service_unavailable",
-            f"not ready: {', '.join(failing)} unreachable",
-            {"Retry-After": "5"},
+            503, "service_unavailable", f"not ready: {'; '.join(failing)}", {"Retry-After": "5"}
         )
-    return {"status": "ready"}
+    return {
+        "status": "ready",
+        "workers": len(workers),
+        "last_heartbeat_seconds": min((w.seen_seconds_ago for w in workers), default=None),
+    }

@@ -423,8 +423,8 @@ class JobRows(_Repository, Generic[Claimable]):
             update(self.model).where(self.model.id == row_id).values(next_attempt_at=at)
         )
 
-    async def fail_past_deadline(self, now: datetime, error: AttemptError) -> list[uuid.UUID]:
-        """Give up on rows nobody is working on whose deadline has passed; returns their ids."""
+    async def fail_past_deadline(self, now: datetime, error: AttemptError) -> list[Claimable]:
+        """Give up on rows nobody is working on whose deadline has passed; returns them."""
         m = self.model
         failed = await self._write_returning(
             update(m)
@@ -436,9 +436,10 @@ class JobRows(_Repository, Generic[Claimable]):
                 **_error_columns(error),
                 **_RELEASED,
             )
-            .returning(m.id)
+            .returning(m)
+            .execution_options(populate_existing=True)
         )
-        return [row_id for (row_id,) in failed]
+        return [row for (row,) in failed]
 
 
 class VerificationRepository(JobRows[Verification]):
@@ -688,7 +689,7 @@ class VerificationRepository(JobRows[Verification]):
         )
         return ended
 
-    async def expire_pending(self, now: datetime) -> list[uuid.UUID]:
+    async def expire_pending(self, now: datetime) -> list[Verification]:
         expired = await self._write_returning(
             update(Verification)
             .where(
@@ -701,9 +702,10 @@ class VerificationRepository(JobRows[Verification]):
                 completed_at=now,
                 updated_at=now,
             )
-            .returning(Verification.id)
+            .returning(Verification)
+            .execution_options(populate_existing=True)
         )
-        return [row_id for (row_id,) in expired]
+        return [row for (row,) in expired]
 
     async def drop_late_resends(self, now: datetime) -> int:
         """A re-send nobody managed before its deadline is dropped; the first code still works."""
@@ -717,6 +719,25 @@ class VerificationRepository(JobRows[Verification]):
             )
             .values(resend_channel=None, updated_at=now, **_RELEASED)
         )
+
+    async def oldest_not_final(
+        self,
+    ) -> tuple[tuple[uuid.UUID, datetime] | None, tuple[uuid.UUID, datetime] | None]:
+        """The oldest verification still being sent (queued, sending), and the oldest pending."""
+
+        async def oldest(*statuses: VerificationStatus) -> tuple[uuid.UUID, datetime] | None:
+            row = (
+                await self.session.execute(
+                    select(Verification.id, Verification.created_at)
+                    .where(Verification.status.in_(statuses))
+                    .order_by(Verification.created_at)
+                    .limit(1)
+                )
+            ).first()
+            return (row[0], row[1]) if row else None
+
+        in_flight = await oldest(VerificationStatus.QUEUED, VerificationStatus.SENDING)
+        return in_flight, await oldest(VerificationStatus.PENDING)
 
     async def created_before(self, cutoff: datetime, limit: int) -> list[uuid.UUID]:
         """Retention: the oldest verifications made before ``cutoff`` (long over by then: every

@@ -134,12 +134,18 @@ class Delivery:
     async def through_gate(self, call: Callable[[], Awaitable[T]]) -> T:
         """Make one provider call in a slot of the fleet-wide gate."""
         slot = await self._enter_gate()
+        failed = True
         try:
-            return await call()
+            answer = await call()
+            failed = False
+            return answer
+        except ProviderError as exc:
+            failed = isinstance(exc, ProviderTransientError)  # a refusal is an answer
+            raise
         finally:
             # A slot we cannot give back frees itself when its lease runs out.
             with contextlib.suppress(ServiceUnavailable):
-                await self.gate.leave(slot)
+                await self.gate.leave(slot, failed=failed)
 
     async def _enter_gate(self) -> str:
         """Wait at the gate in-task while the wait is short; a longer one sends the job back to
@@ -209,6 +215,7 @@ class Delivery:
                 next_look=now + timedelta(seconds=delay) + self.settings.requeue_after,
                 now=now,
             )
+        metrics.JOB_RETRIES.labels(job=job.kind).inc()
         job.log.warning(
             f"{job.kind}.provider_error",
             attempts=attempts,
@@ -335,6 +342,7 @@ class _Send(_Job[Verification, ProviderVerification]):
             raise
         last_sent_at = existing.last_sent_at if existing is not None else None
         if last_sent_at is not None and last_sent_at >= lost_call_at - _CLOCK_TOLERANCE:
+            metrics.RECONCILIATIONS.labels(job="send").inc()
             self.log.info("send.reconciled", note="the earlier call went through")
             return existing
         self.lost_call_at = None  # the provider says it sent nothing since: nothing was lost
@@ -367,6 +375,8 @@ class _Send(_Job[Verification, ProviderVerification]):
                 resend=self.resend,
             )
             uow.notify_after_commit(change_of(sent))
+        if not self.resend:
+            metrics.TIME_TO_PENDING.observe((now - self.claimed.created_at).total_seconds())
         self.log.info("send.pending", attempts=self.claimed.provider_attempts, resend=self.resend)
 
     async def refused(self, exc: ProviderError) -> None:
@@ -463,6 +473,9 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
                 await self._approve(uow, now, inferred=inferred)
             else:
                 await self._reject(uow, now)
+        metrics.TIME_TO_DECISION.observe((now - self.claimed.created_at).total_seconds())
+        if inferred:
+            metrics.RECONCILIATIONS.labels(job="check").inc()
         await delivery.stash.discard(self.row_id)
         self.log.info("check.answered", approved=answer.approved, inferred=inferred)
         await self._settle_guess(Outcome.RIGHT if answer.approved else Outcome.WRONG)

@@ -17,15 +17,17 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from shared.changes import Change
+from shared import metrics
 from shared.clock import Clock
 from shared.codes import CodeStash
+from shared.db.models import Verification
 from shared.db.repository import CheckRepository, VerificationRepository
 from shared.db.session import UnitOfWork
 from shared.domain import AttemptError, ErrorCode, EventType
 from shared.jobs import Job
 from shared.services import audit
 from shared.settings import Settings
+from shared.views import change_of
 
 log = structlog.get_logger(__name__)
 
@@ -64,8 +66,10 @@ class Sweeper:
             failed_sends = await self._fail_unsent(uow, now)
             failed_checks = await uow.checks.fail_past_deadline(now, _NOT_CHECKED)
             expired = await uow.verifications.expire_pending(now)
-            ended = [*failed_sends, *failed_checks, *expired]
-            uow.notify_after_commit(*(Change(row_id) for row_id in ended))
+            uow.notify_after_commit(
+                *(change_of(row) for row in [*failed_sends, *expired]),
+                *(change_of(check) for check in failed_checks),
+            )
             dropped_resends = await uow.verifications.drop_late_resends(now)
             forgotten = await uow.idempotency.delete_expired(now)
             report = SweepReport(
@@ -78,16 +82,17 @@ class Sweeper:
                 dropped_resends=dropped_resends,
             )
         # A check ended here will never be sent: its code must not wait out its TTL.
-        await self.stash.discard(*failed_checks)
+        await self.stash.discard(*(check.id for check in failed_checks))
+        metrics.SWEEPS.inc()
+        metrics.SWEEP_REPUBLISHED.labels(job="send").inc(report.republished_sends)
+        metrics.SWEEP_REPUBLISHED.labels(job="check").inc(report.republished_checks)
         if report.anything:
             log.info("sweep.done", **asdict(report))
         return report
 
-    async def _fail_unsent(self, uow: UnitOfWork, now: datetime) -> list[uuid.UUID]:
+    async def _fail_unsent(self, uow: UnitOfWork, now: datetime) -> list[Verification]:
         failed = await uow.verifications.fail_past_deadline(now, _NOT_SENT)
-        for verification_id in failed:
-            verification = await uow.verifications.get(verification_id)
-            assert verification is not None
+        for verification in failed:
             await audit.record_for(
                 uow,
                 EventType.VERIFICATION_FAILED,

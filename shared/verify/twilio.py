@@ -11,18 +11,23 @@ here, by Twilio *error code* rather than HTTP status: a 429 may mean "slow down"
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import structlog
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from shared import metrics
 from shared.domain import Channel, ErrorCode
 from shared.errors import (
     ProviderError,
@@ -33,6 +38,8 @@ from shared.errors import (
 from shared.settings import SANDBOX_ACCOUNT_SID, SANDBOX_SERVICE_SID, Settings
 from shared.startup import Misconfigured, has_real_twilio_credentials
 from shared.verify.port import ProviderCheck, ProviderVerification
+
+log = structlog.get_logger(__name__)
 
 # The SDK logs every request URL at INFO, and a fetch by To puts the phone number in the URL.
 _sdk_logger = logging.getLogger("twostep.twilio_sdk")
@@ -140,13 +147,13 @@ class TwilioVerifyClient:
         kwargs: dict[str, Any] = {"to": to, "channel": channel.value}
         if locale:
             kwargs["locale"] = locale
-        with _translated_errors("start verification"):
+        with _observed("create", "start verification"):
             instance = await self._service.verifications.create_async(**kwargs)
         return _to_provider_verification(instance)
 
     async def find_pending_verification(self, to: str) -> ProviderVerification | None:
         try:
-            with _translated_errors("fetch verification"):
+            with _observed("fetch", "fetch verification"):
                 instance = await self._service.verifications(to).fetch_async()
         except ProviderFinalError as exc:
             if exc.provider_code == 20404:
@@ -156,7 +163,7 @@ class TwilioVerifyClient:
         return verification if verification.status == "pending" else None
 
     async def check_code(self, verification_sid: str, code: str) -> ProviderCheck:
-        with _translated_errors("check code"):
+        with _observed("check", "check code"):
             instance = await self._service.verification_checks.create_async(
                 verification_sid=verification_sid, code=code
             )
@@ -189,6 +196,41 @@ def _credentials(settings: Settings) -> tuple[str, str, str]:
             ]
         )
     return sid, token.get_secret_value(), settings.twilio_verify_service_sid
+
+
+_OUTCOMES: tuple[tuple[type[ProviderError], str], ...] = (
+    (ProviderTransientError, "transient"),
+    (ProviderFinalError, "final"),
+    (ProviderPermanentError, "permanent"),
+)
+
+
+@contextlib.contextmanager
+def _observed(operation: str, described: str) -> Iterator[None]:
+    """One provider call: its errors translated, its time and outcome counted and logged (a line
+    with the operation, outcome and Twilio's code, never the request: it names the number)."""
+    started = time.perf_counter()
+    outcome, code = "ok", None
+    try:
+        with _translated_errors(described):
+            yield
+    except ProviderError as exc:
+        outcome = next((name for kind, name in _OUTCOMES if isinstance(exc, kind)), "error")
+        code = exc.provider_code
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        metrics.PROVIDER_CALL_SECONDS.labels(operation=operation).observe(seconds)
+        metrics.PROVIDER_OUTCOMES.labels(
+            operation=operation, outcome=outcome, code=str(code or "none")
+        ).inc()
+        log.info(
+            "provider.call",
+            operation=operation,
+            outcome=outcome,
+            provider_code=code,
+            ms=round(seconds * 1000, 1),
+        )
 
 
 class _translated_errors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -24,6 +25,7 @@ from shared.services.two_step import TwoStep
 from shared.services.verifications import Verifications
 from shared.services.waiting import Waiting
 from shared.settings import Settings
+from shared.status import Fleet
 from tests.fakes import (
     FakeChangeFeed,
     FakeClock,
@@ -61,11 +63,13 @@ def client(
         verifications = Verifications(
             settings=settings, guards=guards, stash=FakeCodeStash(), clock=FakeClock()
         )
+        fake_redis = fakeredis.FakeAsyncRedis()
         return ApiContext(
             settings=settings,
             database=database,
             uow_factory=uow_factory,
-            redis=fakeredis.FakeAsyncRedis(),
+            redis=fake_redis,
+            fleet=Fleet(settings, fake_redis),
             keys=ApiKeyCache(uow_factory.reading, settings.api_key_cache_seconds, timer),
             verifications=verifications,
             two_step=TwoStep(verifications, settings.keyring()),
@@ -271,7 +275,19 @@ class TestRead:
 
 def test_health_and_readiness(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready"}
+    ready = {"status": "ready", "workers": 0, "last_heartbeat_seconds": None}
+    assert client.get("/readyz").json() == ready
+    no_worker = client.get("/readyz", params={"require_worker": "true"})
+    assert "no worker heartbeat" in assert_problem(no_worker, 503, "service_unavailable")["detail"]
+
+    async def a_worker_beats(context: ApiContext) -> None:
+        beating = asyncio.create_task(context.fleet.heartbeat_forever("worker-1@test"))
+        await asyncio.sleep(0.05)
+        beating.cancel()
+
+    in_app(client, a_worker_beats)
+    answer = client.get("/readyz", params={"require_worker": "true"}).json()
+    assert answer["workers"] == 1 and 0 <= answer["last_heartbeat_seconds"] < 5
 
 
 def test_readiness_fails_when_redis_is_gone(client: TestClient) -> None:
