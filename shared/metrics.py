@@ -150,6 +150,15 @@ def _start_at_zero() -> None:
         WEBHOOK_DELIVERIES.labels(outcome=outcome)
     for status in FINAL_VERIFICATION_STATUSES:
         VERIFICATIONS_FINAL.labels(status=status.value)
+    for operation in ("create", "fetch", "check"):
+        PROVIDER_CALL_SECONDS.labels(operation=operation)
+        PROVIDER_OUTCOMES.labels(operation=operation, outcome="ok", code="none")
+    for limit in (
+        "per_destination", "per_user", "per_client_ip", "per_api_key", "per_api_key_daily",
+        "per_country", "global_daily", "resend_cooldown", "user_lockout", "destination_lockout",
+        "recovery_code_sets",
+    ):  # fmt: skip
+        LIMIT_REFUSALS.labels(limit=limit)
 
 
 _start_at_zero()

@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import structlog
+
 from shared.clock import Clock
 from shared.codes import CodeStash
 from shared.db.models import ApiKey, Verification, VerificationCheck
@@ -35,6 +37,8 @@ from shared.phone import PhoneNumber, parse_phone
 from shared.services import audit
 from shared.settings import Settings
 from shared.views import change_of
+
+log = structlog.get_logger(__name__)
 
 _CODE_SHAPE = re.compile(r"^[0-9A-Za-z]{4,10}$")
 
@@ -81,6 +85,12 @@ class Verifications:
             uow, EventType.VERIFICATION_REQUESTED, verification, channel=request.channel.value
         )
         uow.enqueue_after_commit(Job.send_code(verification.id))
+        log.info(
+            "verification.requested",
+            verification_id=str(verification.id),
+            channel=request.channel.value,
+            purpose=request.purpose.value,
+        )
         return verification
 
     def _allowed(self, phone: PhoneNumber) -> PhoneNumber:
@@ -234,6 +244,7 @@ class Verifications:
         check = self._new_check(check_id, verification, now)
         await uow.checks.insert(check)
         uow.enqueue_after_commit(Job.check_code(check.id))
+        log.info("check.submitted", check_id=str(check.id), verification_id=str(verification.id))
         return check
 
     def _check_refusal(self, verification: Verification) -> TwostepError | None:

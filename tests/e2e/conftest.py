@@ -77,6 +77,7 @@ def running_system(
         TWOSTEP_TWILIO_BASE_URL=f"http://127.0.0.1:{sandbox_port}",
         TWOSTEP_WORKER_CONCURRENCY="4",
         TWOSTEP_LOG_LEVEL="DEBUG",
+        TWOSTEP_LOG_FORMAT="json",
         TWOSTEP_LIMIT_PER_COUNTRY="1000000 per day",
         TWOSTEP_REDIS_KEY_PREFIX=key_prefix,
         TWOSTEP_RESEND_COOLDOWN_SECONDS="1",
