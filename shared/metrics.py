@@ -128,6 +128,12 @@ QUEUE_OLDEST_AGE = Gauge(
     ["queue"],
 )
 
+WORKERS_ALIVE = Gauge(
+    "twostep_workers_alive",
+    "Workers with a heartbeat in the last 15 s, as the last sweep saw them",
+    multiprocess_mode="max",
+)
+
 # --- beat
 BEAT_SENT = Counter("twostep_beat_sent_total", "Periodic jobs beat published, by job", ["job"])
 SWEEP_REPUBLISHED = Counter(

@@ -141,10 +141,12 @@ class Fleet:
             oldest_pending=_aged(pending, now),
         )
 
-    async def publish_queue_metrics(self) -> None:
+    async def publish_metrics(self) -> None:
+        """The queues and the workers alive, as gauges (the sweep calls it)."""
         for queue in await self.queues():
             metrics.QUEUE_DEPTH.labels(queue=queue.name).set(queue.depth)
             metrics.QUEUE_OLDEST_AGE.labels(queue=queue.name).set(queue.oldest_age_seconds or 0)
+        metrics.WORKERS_ALIVE.set(len(await self.workers()))
 
 
 def _age_of(message: Any) -> float | None:

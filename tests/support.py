@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -295,3 +296,18 @@ def create_key(database_url: str, name: str) -> str:
             await database.dispose()
 
     return asyncio.run(create())
+
+
+def documented_metrics() -> dict[str, set[str]]:
+    """The README's metrics table: each metric and the processes it is said to come from."""
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("The\n  metrics, and where they come from:", 1)[1].split("\n- **", 1)[0]
+    documented: dict[str, set[str]] = {}
+    for row in table.splitlines():
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`twostep_"):
+            continue
+        sources = {source.strip() for source in cells[1].split(",")}
+        for name in re.findall(r"`(twostep_[a-z_]+)", cells[0]):
+            documented[name] = sources
+    return documented

@@ -92,10 +92,10 @@ class WorkerServices:
         )
 
     async def sweep(self) -> None:
-        """A sweep, then what ops read of it: its time, and the queues as it saw them."""
+        """A sweep, then what ops read of it: its time, the queues and the workers alive."""
         await self.sweeper.sweep()
         await self.fleet.stamp_sweep()
-        await self.fleet.publish_queue_metrics()
+        await self.fleet.publish_metrics()
 
     async def close(self) -> None:
         await self.verify.close()

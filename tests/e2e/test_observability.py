@@ -13,7 +13,14 @@ from typing import Any
 import httpx
 
 from tests.e2e.conftest import System
-from tests.support import REPO, ServiceProcess, free_port, random_phone, wait_for_http, wait_until
+from tests.support import (
+    ServiceProcess,
+    documented_metrics,
+    free_port,
+    random_phone,
+    wait_for_http,
+    wait_until,
+)
 
 FLOWER_AUTH = ("ops", "a-long-flower-password")
 
@@ -94,21 +101,6 @@ def test_flower_shows_the_workers_and_the_jobs_but_no_number_and_no_code(
         runtimes_ms={name: round(tasks[name]["runtime"] * 1000, 1) for name in sorted(tasks)},
         without_auth={"/api/workers": anonymous, **unauthenticated},
     )
-
-
-def documented_metrics() -> dict[str, set[str]]:
-    """The README's metrics table: each metric and the processes it is said to come from."""
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("The\n  metrics, and where they come from:", 1)[1].split("\n- **", 1)[0]
-    documented: dict[str, set[str]] = {}
-    for row in table.splitlines():
-        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
-        if len(cells) != 3 or not cells[0].startswith("`twostep_"):
-            continue
-        sources = {source.strip() for source in cells[1].split(",")}
-        for name in re.findall(r"`(twostep_[a-z_]+)", cells[0]):
-            documented[name] = sources
-    return documented
 
 
 def scraped_names(text: str) -> set[str]:
