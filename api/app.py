@@ -12,7 +12,7 @@ from api.deps import ApiContext, ApiKeyDep
 from api.errors import install_error_handlers
 from api.middleware import BodyLimit, NoStore, RequestObserver
 from api.openapi import install_schema
-from api.routes import health, limits, lockouts, users, verifications
+from api.routes import health, limits, lockouts, users, verifications, webhooks
 from shared.settings import Settings, get_settings
 
 
@@ -50,6 +50,7 @@ def create_app(
     app.include_router(verifications.router)
     app.include_router(users.router)
     app.include_router(lockouts.router)
+    app.include_router(webhooks.router)
     app.include_router(limits.router)
     if not public_docs:
         _serve_schema_to_key_holders(app)

@@ -28,6 +28,7 @@ from shared.services.keys import ApiKeyCache, require_scope
 from shared.services.two_step import TwoStep
 from shared.services.verifications import Verifications
 from shared.services.waiting import MAX_WAIT_SECONDS, Waiting
+from shared.services.webhooks import WebhookOutbox, Webhooks
 from shared.settings import Settings
 from shared.status import Fleet
 from shared.warm_up import warm_up
@@ -47,6 +48,7 @@ class ApiContext:
     waiting: Waiting
     idempotency_locks: KeyLocks
     fleet: Fleet
+    webhooks: Webhooks
     listener: ChangeListener | None = None
     celery: Celery | None = None
 
@@ -58,11 +60,13 @@ class ApiContext:
         client = make_redis(settings.redis_url)
         channel = changes_channel(settings.redis_key_prefix)
         celery = make_celery(settings, main="twostep.api")
+        clock = SystemClock()
         uow_factory = UnitOfWorkFactory(
             database,
             AfterCommit(
                 jobs=CeleryJobQueue(celery),
                 changes=CountedChangeFeed(RedisChangeFeed(client, channel)),
+                outbox=WebhookOutbox(settings, clock),
             ),
         )
         verifications = Verifications(
@@ -75,7 +79,7 @@ class ApiContext:
                 ),
             ),
             stash=RedisCodeStash(client, settings.redis_key(""), keyring),
-            clock=SystemClock(),
+            clock=clock,
         )
         listener = ChangeListener(
             make_subscriber(settings.redis_url), channel, max_waiters=settings.max_waiters
@@ -91,6 +95,7 @@ class ApiContext:
             waiting=Waiting(uow_factory.reading, verifications, listener),
             idempotency_locks=RedisKeyLocks(client, settings.redis_key(""), keyring),
             fleet=Fleet(settings, client),
+            webhooks=Webhooks(settings, clock),
             listener=listener,
             celery=celery,
         )

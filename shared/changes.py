@@ -36,6 +36,8 @@ class Change:
     # The row as the API shows it after the change, or None: then a waiter reads it.
     view: dict[str, Any] | None = None
     kind: Literal["verification", "check"] | None = None
+    # Whose row it is (for the webhooks it causes), when the writer knows.
+    tenant_id: uuid.UUID | None = None
 
 
 class ChangeFeed(Protocol):

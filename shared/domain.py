@@ -74,6 +74,26 @@ class FactorStatus(StrEnum):
     DISABLED = "disabled"
 
 
+class DeliveryStatus(StrEnum):
+    """A webhook delivery: waiting for (another) attempt, accepted by the receiver, given up."""
+
+    QUEUED = "queued"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class WebhookEvent(StrEnum):
+    """What a webhook endpoint can hear of: a verification's or a check's new state."""
+
+    VERIFICATION_PENDING = "verification.pending"
+    VERIFICATION_APPROVED = "verification.approved"
+    VERIFICATION_FAILED = "verification.failed"
+    VERIFICATION_EXPIRED = "verification.expired"
+    VERIFICATION_CANCELED = "verification.canceled"
+    VERIFICATION_MAX_ATTEMPTS = "verification.max_attempts_reached"
+    CHECK_REJECTED = "check.rejected"
+
+
 class EventType(StrEnum):
     """What the audit trail records. Never a code; destinations only masked."""
 

@@ -24,13 +24,23 @@ SEND_CODE = "twostep.send_code"
 CHECK_CODE = "twostep.check_code"
 SWEEP = "twostep.sweep"
 RETAIN = "twostep.retention"
+DELIVER_WEBHOOK = "twostep.deliver_webhook"
 
 SEND_QUEUE = "twostep.send"
 CHECK_QUEUE = "twostep.check"
 SWEEP_QUEUE = "twostep.sweep"
-ALL_QUEUES = (SEND_QUEUE, CHECK_QUEUE, SWEEP_QUEUE)
+# Deliveries wait on receivers nobody here controls: a queue of their own, so that a worker of
+# their own (`twostep worker -Q twostep.webhooks`) keeps slow receivers away from sends.
+WEBHOOK_QUEUE = "twostep.webhooks"
+ALL_QUEUES = (SEND_QUEUE, CHECK_QUEUE, SWEEP_QUEUE, WEBHOOK_QUEUE)
 
-ROUTES = {SEND_CODE: SEND_QUEUE, CHECK_CODE: CHECK_QUEUE, SWEEP: SWEEP_QUEUE, RETAIN: SWEEP_QUEUE}
+ROUTES = {
+    SEND_CODE: SEND_QUEUE,
+    CHECK_CODE: CHECK_QUEUE,
+    SWEEP: SWEEP_QUEUE,
+    RETAIN: SWEEP_QUEUE,
+    DELIVER_WEBHOOK: WEBHOOK_QUEUE,
+}
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +57,10 @@ class Job:
     @classmethod
     def check_code(cls, check_id: uuid.UUID) -> Job:
         return cls(CHECK_CODE, check_id)
+
+    @classmethod
+    def deliver_webhook(cls, delivery_id: uuid.UUID) -> Job:
+        return cls(DELIVER_WEBHOOK, delivery_id)
 
 
 # Headers of our own on every job: who caused it (the API's request id, for the logs) and when

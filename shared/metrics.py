@@ -147,6 +147,7 @@ def _start_at_zero() -> None:
     for job in ("send", "check"):
         JOB_RETRIES.labels(job=job)
         RECONCILIATIONS.labels(job=job)
+    for job in ("send", "check", "webhook"):
         SWEEP_REPUBLISHED.labels(job=job)
     for kind in ("timed", "hard"):
         USER_LOCKOUTS.labels(kind=kind)

@@ -177,6 +177,15 @@ class Settings(BaseSettings):
     # connection and burns no CPU, so hundreds are cheap (see the README's performance section).
     worker_concurrency: Annotated[int, Field(ge=1, le=2048)] = 512
 
+    # --- webhooks: a delivery is retried with backoff (doubling, with jitter, up to the max)
+    # until its deadline; a receiver gets this long to answer each attempt.
+    webhook_deadline_seconds: PositiveSeconds = 86_400.0
+    webhook_retry_base_seconds: PositiveSeconds = 5.0
+    webhook_retry_max_seconds: PositiveSeconds = 3_600.0
+    webhook_timeout_seconds: PositiveSeconds = 10.0
+    # After a secret's rotation the old one still signs deliveries (beside the new) this long.
+    webhook_rotation_overlap_seconds: PositiveSeconds = 86_400.0
+
     # --- metrics: the API serves /metrics; each worker and beat listen on a port of their own
     # (0: none). Several workers on one host need one port each (twostep worker --metrics-port).
     metrics_host: str = "127.0.0.1"

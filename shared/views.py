@@ -100,5 +100,5 @@ def check_view(row: VerificationCheck) -> View:
 def change_of(row: Verification | VerificationCheck) -> Change:
     """A notice for waiters, carrying the row as the API shows it now."""
     if isinstance(row, Verification):
-        return Change(row.id, verification_view(row), "verification")
-    return Change(row.id, check_view(row), "check")
+        return Change(row.id, verification_view(row), "verification", row.tenant_id)
+    return Change(row.id, check_view(row), "check", row.tenant_id)

@@ -17,6 +17,7 @@ from shared import crypto
 from shared.db.session import Database, UnitOfWork, UnitOfWorkFactory
 from shared.domain import ALL_SCOPES, DEFAULT_TENANT
 from shared.errors import TwostepError
+from shared.jobs import ALL_QUEUES
 from shared.logging import configure_logging
 from shared.services.keys import create_api_key, list_api_keys, parse_scopes, revoke_api_key
 from shared.settings import Settings, get_settings
@@ -115,7 +116,7 @@ def _multiprocess_metrics_dir() -> None:
 @click.option(
     "--queues",
     "-Q",
-    default="twostep.send,twostep.check,twostep.sweep",
+    default=",".join(ALL_QUEUES),
     show_default=True,
     help="comma-separated queues to consume",
 )

@@ -17,6 +17,7 @@ from celery import Celery, Task, signals
 from shared import metrics
 from shared.jobs import (
     CHECK_CODE,
+    DELIVER_WEBHOOK,
     REQUEST_ID,
     RETAIN,
     SEND_CODE,
@@ -71,6 +72,13 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
         )
         if outcome is not None:
             raise self.retry(countdown=outcome.countdown)
+        return "done"
+
+    @app.task(name=DELIVER_WEBHOOK, bind=True, shared=False)
+    def deliver_webhook(self: Task[Any, Any], delivery_id: str) -> str:
+        # Retries are the row's: the sweeper publishes it again when its next attempt is due.
+        row_id = uuid.UUID(delivery_id)
+        holder.get().run(lambda services: services.webhooks.attempt(row_id), _request_id_of(self))
         return "done"
 
     @app.task(name=SWEEP, shared=False)

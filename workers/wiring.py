@@ -33,11 +33,13 @@ from shared.redis_client import make_redis
 from shared.services.delivery import Delivery
 from shared.services.retention import Retention
 from shared.services.sweeper import Sweeper
+from shared.services.webhooks import WebhookOutbox, WebhookSender
 from shared.settings import Settings
 from shared.status import Fleet
 from shared.tracing import traced
 from shared.verify.twilio import TwilioVerifyClient
 from shared.warm_up import warm_up
+from shared.webhook_http import AiohttpPoster
 
 T = TypeVar("T")
 
@@ -53,6 +55,8 @@ class WorkerServices:
     sweeper: Sweeper
     retention: Retention
     fleet: Fleet
+    webhooks: WebhookSender
+    poster: AiohttpPoster
 
     @classmethod
     async def build(cls, settings: Settings, app: Celery) -> WorkerServices:
@@ -60,6 +64,7 @@ class WorkerServices:
         crypto.install(keyring)
         database = Database.connect(settings.database_url, pool_size=settings.database_pool_size)
         client = make_redis(settings.redis_url, timeout=5)
+        clock = SystemClock()
         uow_factory = UnitOfWorkFactory(
             database,
             AfterCommit(
@@ -67,10 +72,11 @@ class WorkerServices:
                 changes=CountedChangeFeed(
                     RedisChangeFeed(client, changes_channel(settings.redis_key_prefix))
                 ),
+                outbox=WebhookOutbox(settings, clock),
             ),
         )
         verify = TwilioVerifyClient(settings)
-        clock = SystemClock()
+        poster = AiohttpPoster(settings.webhook_timeout_seconds)
         stash = RedisCodeStash(client, settings.redis_key(""), keyring)
         delivery = Delivery(
             uow_factory=uow_factory,
@@ -89,6 +95,8 @@ class WorkerServices:
             Sweeper(uow_factory, settings, clock, stash),
             Retention(uow_factory, settings, clock),
             Fleet(settings, client),
+            WebhookSender(uow_factory, poster, settings, clock),
+            poster,
         )
 
     async def sweep(self) -> None:
@@ -99,6 +107,7 @@ class WorkerServices:
 
     async def close(self) -> None:
         await self.verify.close()
+        await self.poster.close()
         await self.redis.aclose()
         await self.database.dispose()
 

@@ -41,10 +41,19 @@ from shared.db.models import (
     Tenant,
     Verification,
     VerificationCheck,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
-from shared.domain import AttemptError, Channel, CheckStatus, FactorStatus, VerificationStatus
+from shared.domain import (
+    AttemptError,
+    Channel,
+    CheckStatus,
+    DeliveryStatus,
+    FactorStatus,
+    VerificationStatus,
+)
 
-Claimable = TypeVar("Claimable", Verification, VerificationCheck)
+Claimable = TypeVar("Claimable", Verification, VerificationCheck, WebhookDelivery)
 T = TypeVar("T")
 S = TypeVar("S", bound=Executable)
 # A moment in a statement: a datetime, or a parameter of a prepared statement.
@@ -210,12 +219,12 @@ class JobRows(_Repository, Generic[Claimable]):
     """Claims, retries and the sweeper's operations, shared by the two kinds of job rows."""
 
     model: type[Claimable]
-    waiting_status: ClassVar[VerificationStatus | CheckStatus]
+    waiting_status: ClassVar[VerificationStatus | CheckStatus | DeliveryStatus]
     # The status a claimed row shows while a worker holds it (checks keep "queued").
-    claimed_status: ClassVar[VerificationStatus | CheckStatus]
-    failed_status: ClassVar[VerificationStatus | CheckStatus]
+    claimed_status: ClassVar[VerificationStatus | CheckStatus | DeliveryStatus]
+    failed_status: ClassVar[VerificationStatus | CheckStatus | DeliveryStatus]
     # The statuses a row may show while a worker holds it.
-    held_statuses: ClassVar[tuple[VerificationStatus | CheckStatus, ...]]
+    held_statuses: ClassVar[tuple[VerificationStatus | CheckStatus | DeliveryStatus, ...]]
 
     @prepared
     def _insert(cls) -> Executable:
@@ -831,6 +840,137 @@ class CheckRepository(JobRows[VerificationCheck]):
             **_error_columns(error),
         )
         return finished
+
+
+class DeliveryRepository(JobRows[WebhookDelivery]):
+    """Webhook deliveries: job rows like checks (a claim keeps them "queued"), whose outcome is
+    the receiver's answer."""
+
+    model = WebhookDelivery
+    waiting_status = DeliveryStatus.QUEUED
+    claimed_status = DeliveryStatus.QUEUED
+    failed_status = DeliveryStatus.FAILED
+    held_statuses = (DeliveryStatus.QUEUED,)
+
+    async def settle(
+        self,
+        delivery_id: uuid.UUID,
+        token: uuid.UUID,
+        *,
+        status: DeliveryStatus,
+        http_status: int | None,
+        error: AttemptError | None,
+        now: datetime,
+    ) -> bool:
+        """Delivered, or given up for good; only while the claim is ours."""
+        d = WebhookDelivery
+        return (
+            await self._write(
+                update(d)
+                .where(
+                    d.id == delivery_id,
+                    d.claim_token == token,
+                    d.status == DeliveryStatus.QUEUED,
+                )
+                .values(
+                    status=status,
+                    completed_at=now,
+                    updated_at=now,
+                    provider_call_started_at=None,
+                    **{**_error_columns(error), "provider_error_code": http_status},
+                    **_RELEASED,
+                )
+            )
+            == 1
+        )
+
+    async def redeliver(
+        self, tenant_id: uuid.UUID, delivery_id: uuid.UUID, *, now: datetime, deadline: datetime
+    ) -> WebhookDelivery | None:
+        """Queue a delivery again, whatever became of it, with a new deadline."""
+        d = WebhookDelivery
+        return await self._update_one(
+            update(d)
+            .where(d.id == delivery_id, d.tenant_id == tenant_id)
+            .values(
+                status=DeliveryStatus.QUEUED,
+                provider_attempts=0,
+                next_attempt_at=now,
+                deadline_at=deadline,
+                completed_at=None,
+                provider_call_started_at=None,
+                enqueue_count=d.enqueue_count + 1,
+                updated_at=now,
+                **_NO_ERROR,
+                **_RELEASED,
+            ),
+            WebhookDelivery,
+        )
+
+    async def page(
+        self,
+        tenant_id: uuid.UUID,
+        *,
+        endpoint_id: uuid.UUID | None,
+        status: DeliveryStatus | None,
+        limit: int,
+    ) -> Sequence[WebhookDelivery]:
+        """The tenant's deliveries, newest first."""
+        d = WebhookDelivery
+        query = select(d).where(d.tenant_id == tenant_id)
+        if endpoint_id is not None:
+            query = query.where(d.endpoint_id == endpoint_id)
+        if status is not None:
+            query = query.where(d.status == status)
+        return (await self.session.scalars(query.order_by(d.created_at.desc()).limit(limit))).all()
+
+
+class WebhookEndpointRepository(_Repository):
+    """A tenant's webhook receivers; deleted ones stay (their deliveries point to them)."""
+
+    def add(self, endpoint: WebhookEndpoint) -> None:
+        self.session.add(endpoint)
+
+    async def get(self, endpoint_id: uuid.UUID) -> WebhookEndpoint | None:
+        return await self.session.get(WebhookEndpoint, endpoint_id)
+
+    async def get_of_tenant(
+        self, tenant_id: uuid.UUID, endpoint_id: uuid.UUID
+    ) -> WebhookEndpoint | None:
+        e = WebhookEndpoint
+        return await self.session.scalar(
+            select(e).where(e.id == endpoint_id, e.tenant_id == tenant_id, e.deleted_at.is_(None))
+        )
+
+    async def active(self, tenant_id: uuid.UUID) -> Sequence[WebhookEndpoint]:
+        e = WebhookEndpoint
+        return (
+            await self.session.scalars(
+                select(e)
+                .where(e.tenant_id == tenant_id, e.deleted_at.is_(None))
+                .order_by(e.created_at)
+            )
+        ).all()
+
+    async def delete(self, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, now: datetime) -> bool:
+        e = WebhookEndpoint
+        return (
+            await self._write(
+                update(e)
+                .where(e.id == endpoint_id, e.tenant_id == tenant_id, e.deleted_at.is_(None))
+                .values(deleted_at=now)
+            )
+            == 1
+        )
+
+    async def rotate(
+        self, endpoint: WebhookEndpoint, new_secret: str, *, old_until: datetime
+    ) -> None:
+        """The new secret signs from now on; the current one too, until ``old_until``."""
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret_until = old_until
+        endpoint.secret = new_secret
+        await self.session.flush()
 
 
 class FactorRepository(_Repository):

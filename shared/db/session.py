@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import structlog
 from sqlalchemy import event, make_url
@@ -35,12 +35,14 @@ from shared.changes import Change, ChangeFeed
 from shared.db.repository import (
     ApiKeyRepository,
     CheckRepository,
+    DeliveryRepository,
     EventRepository,
     FactorRepository,
     IdempotencyRepository,
     RecoveryCodeRepository,
     TenantRepository,
     VerificationRepository,
+    WebhookEndpointRepository,
 )
 from shared.jobs import Job, JobQueue, PublishFailed
 
@@ -142,10 +144,19 @@ def _sqlite_engine(url: URL, *, pool_size: int, immediate: bool) -> AsyncEngine:
 
 @dataclass(frozen=True)
 class AfterCommit:
-    """Where a unit of work hands what it buffered once its commit succeeded."""
+    """Where a unit of work hands what it buffered once its commit succeeded — and the outbox
+    that, just before the commit, turns the buffered changes into rows of their own (webhook
+    deliveries) in the same transaction: a change is never committed without them."""
 
     jobs: JobQueue | None = None
     changes: ChangeFeed | None = None
+    outbox: Outbox | None = None
+
+
+class Outbox(Protocol):
+    async def record(self, uow: UnitOfWork, changes: Sequence[Change]) -> None:
+        """Write what the changes must cause, in ``uow`` (and buffer its jobs there)."""
+        ...
 
 
 class Repositories:
@@ -161,6 +172,8 @@ class Repositories:
         self.factors = FactorRepository(session)
         self.recovery_codes = RecoveryCodeRepository(session)
         self.events = EventRepository(session)
+        self.webhook_endpoints = WebhookEndpointRepository(session)
+        self.deliveries = DeliveryRepository(session)
 
 
 class UnitOfWork(Repositories):
@@ -195,14 +208,17 @@ class UnitOfWork(Repositories):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        jobs, changes = self._jobs, self._changes
-        self._jobs, self._changes = [], {}
         committed = False
         try:
             if exc_type is None:
+                outbox = self._after_commit.outbox
+                if outbox is not None and self._changes:
+                    await outbox.record(self, list(self._changes.values()))
                 await self.session.commit()
                 committed = True
         finally:
+            jobs, changes = self._jobs, self._changes
+            self._jobs, self._changes = [], {}
             try:
                 # Rolls back whatever was not committed; loaded rows stay readable (no expiry).
                 await self.session.close()

@@ -21,7 +21,7 @@ from shared import metrics
 from shared.clock import Clock
 from shared.codes import CodeStash
 from shared.db.models import Verification
-from shared.db.repository import CheckRepository, VerificationRepository
+from shared.db.repository import CheckRepository, DeliveryRepository, VerificationRepository
 from shared.db.session import UnitOfWork
 from shared.domain import AttemptError, ErrorCode, EventType
 from shared.jobs import Job
@@ -35,6 +35,7 @@ _BATCH = 1000
 # Republishing backs off (doubling) so that a long but healthy backlog is not flooded with copies.
 _MAX_REPUBLISH_BACKOFF = timedelta(minutes=2)
 _NOT_SENT = AttemptError(ErrorCode.PROVIDER_UNAVAILABLE, "not sent before the send deadline")
+_NOT_DELIVERED = AttemptError(ErrorCode.PROVIDER_UNAVAILABLE, "not delivered before its deadline")
 _NOT_CHECKED = AttemptError(ErrorCode.PROVIDER_UNAVAILABLE, "not checked before the check deadline")
 
 
@@ -47,6 +48,8 @@ class SweepReport:
     expired: int
     forgotten_idempotency_keys: int = 0
     dropped_resends: int = 0
+    republished_deliveries: int = 0
+    failed_deliveries: int = 0
 
     @property
     def anything(self) -> bool:
@@ -70,11 +73,16 @@ class Sweeper:
                 *(change_of(row) for row in [*failed_sends, *expired]),
                 *(change_of(check) for check in failed_checks),
             )
+            failed_deliveries = await uow.deliveries.fail_past_deadline(now, _NOT_DELIVERED)
             dropped_resends = await uow.verifications.drop_late_resends(now)
             forgotten = await uow.idempotency.delete_expired(now)
             report = SweepReport(
                 republished_sends=await self._republish(uow.verifications, Job.send_code, uow, now),
                 republished_checks=await self._republish(uow.checks, Job.check_code, uow, now),
+                republished_deliveries=await self._republish(
+                    uow.deliveries, Job.deliver_webhook, uow, now
+                ),
+                failed_deliveries=len(failed_deliveries),
                 failed_sends=len(failed_sends),
                 failed_checks=len(failed_checks),
                 expired=len(expired),
@@ -86,6 +94,8 @@ class Sweeper:
         metrics.SWEEPS.inc()
         metrics.SWEEP_REPUBLISHED.labels(job="send").inc(report.republished_sends)
         metrics.SWEEP_REPUBLISHED.labels(job="check").inc(report.republished_checks)
+        metrics.SWEEP_REPUBLISHED.labels(job="webhook").inc(report.republished_deliveries)
+        metrics.WEBHOOK_DELIVERIES.labels(outcome="failed").inc(report.failed_deliveries)
         if report.anything:
             log.info("sweep.done", **asdict(report))
         return report
@@ -103,7 +113,7 @@ class Sweeper:
 
     async def _republish(
         self,
-        rows: VerificationRepository | CheckRepository,
+        rows: VerificationRepository | CheckRepository | DeliveryRepository,
         job_for: Callable[[uuid.UUID], Job],
         uow: UnitOfWork,
         now: datetime,

@@ -67,9 +67,15 @@ class System:
 
 @contextlib.contextmanager
 def running_system(
-    database_url: str, redis_url: str, log_dir: Path, *, key_prefix: str = SESSION_PREFIX
+    database_url: str,
+    redis_url: str,
+    log_dir: Path,
+    *,
+    key_prefix: str = SESSION_PREFIX,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[System]:
-    """Sandbox, worker and API as their own commands, on a migrated database with a key."""
+    """Sandbox, worker and API as their own commands, on a migrated database with a key;
+    ``settings``: more TWOSTEP_* variables for every process."""
     sandbox_port, api_port = free_port(), free_port()
     env = base_env(
         TWOSTEP_DATABASE_URL=database_url,
@@ -81,6 +87,7 @@ def running_system(
         TWOSTEP_LIMIT_PER_COUNTRY="1000000 per day",
         TWOSTEP_REDIS_KEY_PREFIX=key_prefix,
         TWOSTEP_RESEND_COOLDOWN_SECONDS="1",
+        **(settings or {}),
     )
     system = System(env=env, log_dir=log_dir)
     system.sandbox_url = f"http://127.0.0.1:{sandbox_port}"

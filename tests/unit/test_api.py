@@ -24,6 +24,7 @@ from shared.services.keys import ApiKeyCache, create_api_key, revoke_api_key
 from shared.services.two_step import TwoStep
 from shared.services.verifications import Verifications
 from shared.services.waiting import Waiting
+from shared.services.webhooks import Webhooks
 from shared.settings import Settings
 from shared.status import Fleet
 from tests.fakes import (
@@ -70,6 +71,7 @@ def client(
             uow_factory=uow_factory,
             redis=fake_redis,
             fleet=Fleet(settings, fake_redis),
+            webhooks=Webhooks(settings, FakeClock()),
             keys=ApiKeyCache(uow_factory.reading, settings.api_key_cache_seconds, timer),
             verifications=verifications,
             two_step=TwoStep(verifications, settings.keyring()),

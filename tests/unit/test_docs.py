@@ -50,7 +50,10 @@ def test_compose_runs_every_process_with_health_checks() -> None:
     sandbox = yaml.safe_load((REPO / "compose.dev.yml").read_text())["services"]
     runner = CliRunner()
     for name, command in [
-        *((name, services[name]["command"]) for name in ("migrate", "api", "worker", "beat")),
+        *(
+            (name, services[name]["command"])
+            for name in ("migrate", "api", "worker", "webhooks", "beat")
+        ),
         ("flower", services["flower"]["command"]),
         ("sandbox", sandbox["sandbox"]["command"]),
     ]:

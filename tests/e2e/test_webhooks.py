@@ -1,0 +1,168 @@
+"""Signed webhooks against the real processes: a receiver that is down for a while and then up
+gets each event exactly once, signed; a receiver that hangs holds up no login (its deliveries
+have a worker of their own, as in the compose file); the README's verifier accepts the
+deliveries and refuses them tampered with or replayed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from shared.jobs import CHECK_QUEUE, SEND_QUEUE, SWEEP_QUEUE, WEBHOOK_QUEUE
+from tests.e2e.conftest import System, running_system
+from tests.support import REPO, ThreadedServer, free_port, random_phone, wait_until
+
+FAST_RETRIES = {
+    "TWOSTEP_WEBHOOK_RETRY_BASE_SECONDS": "0.5",
+    "TWOSTEP_WEBHOOK_RETRY_MAX_SECONDS": "2",
+    "TWOSTEP_WEBHOOK_TIMEOUT_SECONDS": "2",
+    "TWOSTEP_SWEEP_INTERVAL_SECONDS": "1",
+    "TWOSTEP_REQUEUE_AFTER_SECONDS": "2",
+}
+
+
+@dataclass
+class Receiver:
+    """A login server's webhook route: records what arrives; answers after ``delay`` seconds."""
+
+    delay: float = 0.0
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        async def hook(request: Request) -> Response:
+            body = await request.body()
+            await asyncio.sleep(self.delay)
+            self.received.append((dict(request.headers), body))
+            return Response(status_code=204)
+
+        return Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+
+
+@pytest.fixture
+def webhook_system(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[System]:
+    with running_system(database_url, redis_url, tmp_path, settings=FAST_RETRIES) as system:
+        system.processes.pop("worker").stop()
+        codes = ",".join((SEND_QUEUE, CHECK_QUEUE, SWEEP_QUEUE))
+        system.start("worker-codes", "worker", "-Q", codes, "--name", "codes@%h")
+        system.start("worker-webhooks", "worker", "-Q", WEBHOOK_QUEUE, "--name", "hooks@%h")
+        system.start("beat", "beat")
+        yield system
+
+
+def login_with_a_wrong_code(http: httpx.Client, system: System) -> tuple[str, float]:
+    """Returns the verification id and the seconds the login took."""
+    started = time.monotonic()
+    phone = random_phone()
+    created = http.post("/v1/verifications", json={"to": phone, "user_id": uuid.uuid4().hex})
+    path = f"/v1/verifications/{created.json()['id']}"
+    assert http.get(path, params={"wait": 20}).json()["status"] == "pending"
+    code = system.sandbox.latest_code(phone)
+    wrong = "000000" if code != "000000" else "111111"
+    assert http.post(f"{path}/checks", params={"wait": 20}, json={"code": wrong}).json()[
+        "status"
+    ] == ("rejected")
+    answer = http.post(f"{path}/checks", params={"wait": 20}, json={"code": code})
+    assert answer.json()["status"] == "approved", answer.text
+    return created.json()["id"], time.monotonic() - started
+
+
+def readme_verifier() -> dict[str, Any]:
+    block = re.search(r"```python\n(import hashlib.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert block is not None
+    namespace: dict[str, Any] = {}
+    exec(block.group(1), namespace)  # noqa: S102 - the README's own example
+    return namespace
+
+
+def test_a_receiver_down_for_a_while_gets_each_event_once_and_a_hanging_one_slows_nothing(
+    webhook_system: System, report: Any
+) -> None:
+    system = webhook_system
+    admin = {"Authorization": f"Bearer {system.api_key}"}
+    down_port = free_port()
+    slow = Receiver(delay=6.0)  # longer than the 2 s a receiver gets: every try times out
+    slow_server = ThreadedServer(slow.app()).start()
+    receiver = Receiver()
+    with httpx.Client(base_url=system.api_url, headers=admin, timeout=40) as http:
+        endpoints = [
+            http.post("/v1/webhook-endpoints", json={"url": f"http://127.0.0.1:{port}/hook"})
+            for port in (down_port, slow_server.port)
+        ]
+        assert [e.status_code for e in endpoints] == [201, 201], endpoints[0].text
+        secret = endpoints[0].json()["secret"]
+        assert secret not in http.get("/v1/webhook-endpoints").text
+        logins = [login_with_a_wrong_code(http, system) for _ in range(3)]
+        time.sleep(2)  # the first tries find nobody listening
+        up = ThreadedServer(receiver.app(), port=down_port).start()
+        try:
+            wanted = {"verification.pending", "check.rejected", "verification.approved"}
+            expected = len(logins) * len(wanted)
+            wait_until(
+                lambda: len({h["twostep-event-id"] for h, _ in receiver.received}) >= expected,
+                timeout=40,
+                what=f"{expected} events at the receiver",
+            )
+            time.sleep(3)  # would a second copy of any of them come?
+            deliveries = http.get(
+                "/v1/webhook-deliveries",
+                params={"endpoint_id": endpoints[0].json()["id"], "limit": 200},
+            ).json()["deliveries"]
+            slow_attempts = http.get(
+                "/v1/webhook-deliveries", params={"endpoint_id": endpoints[1].json()["id"]}
+            ).json()["deliveries"]
+        finally:
+            up.stop()
+            slow_server.stop()
+    per_event = Counter(headers["twostep-event-id"] for headers, _ in receiver.received)
+    types = Counter(json.loads(body)["type"] for _, body in receiver.received)
+    verifier = readme_verifier()
+    verify = verifier["verify_twostep_signature"]
+    for headers, body in receiver.received:
+        assert verify(secret, headers["twostep-signature"], body)
+        tampered = body.replace(b'"data":{', b'"data":{"status":"approved",', 1)
+        assert tampered != body and not verify(secret, headers["twostep-signature"], tampered)
+        assert not verify("whsec_someone-else", headers["twostep-signature"], body)
+    headers, body = receiver.received[0]
+    verifier["time"] = _Later(seconds=301)  # the same delivery, replayed five minutes later
+    assert not verify(secret, headers["twostep-signature"], body)
+    retried = [d for d in deliveries if d["attempts"] > 1]
+    report(
+        "webhooks to a receiver down for 2 s, and to one that hangs",
+        events=len(per_event),
+        by_type=dict(types),
+        accepted_per_event=sorted(set(per_event.values())),
+        deliveries_retried=len(retried),
+        most_attempts=max(d["attempts"] for d in deliveries),
+        login_seconds=[round(seconds, 2) for _, seconds in logins],
+        hanging_receivers_tries=sum(d["attempts"] for d in slow_attempts),
+    )
+    assert set(per_event.values()) == {1}, "an event was accepted twice"
+    assert set(types) == wanted and len(per_event) == expected
+    assert all(d["status"] == "delivered" for d in deliveries) and retried
+    assert all(seconds < 5 for _, seconds in logins), "a login waited on a webhook"
+    assert slow_attempts and all(d["status"] == "queued" for d in slow_attempts)
+
+
+class _Later:
+    """``time`` for the verifier, as it will be ``seconds`` from now."""
+
+    def __init__(self, seconds: float) -> None:
+        self._offset = seconds
+
+    def time(self) -> float:
+        return time.time() + self._offset
