@@ -57,7 +57,7 @@ class ApiContext:
         keyring = settings.keyring()
         crypto.install(keyring)
         database = Database.connect(settings.database_url, pool_size=settings.database_pool_size)
-        client = make_redis(settings.redis_url)
+        client = make_redis(settings.redis_url, sentinel_master=settings.redis_sentinel_master)
         channel = changes_channel(settings.redis_key_prefix)
         celery = make_celery(settings, main="twostep.api")
         clock = SystemClock()
@@ -82,7 +82,9 @@ class ApiContext:
             clock=clock,
         )
         listener = ChangeListener(
-            make_subscriber(settings.redis_url), channel, max_waiters=settings.max_waiters
+            make_subscriber(settings.redis_url, sentinel_master=settings.redis_sentinel_master),
+            channel,
+            max_waiters=settings.max_waiters,
         )
         return cls(
             settings=settings,

@@ -33,6 +33,7 @@ from benchmarks.processes import (
     wait_for,
 )
 from shared.crypto import generate_data_key
+from twostep.children import redis_server_argv
 
 # Limits far above the storm, so that the benchmark measures the system and not its policy.
 # The provider rate is the fleet's Twilio budget; at its default (30/s) it would be the bottleneck.
@@ -67,6 +68,7 @@ class Running:
     pids: dict[str, int]
     workers: int
     postgres_database: str | None
+    redis_url: str
 
     def twostep_targets(self) -> list[Target]:
         names = [*twostep_process_names(self.workers), "sandbox", "redis"]
@@ -142,6 +144,7 @@ def start_all(supervisor: Supervisor, database_url: str, workers: int, run_id: s
         pids={name: child.pid for name, child in supervisor.children.items()},
         workers=workers,
         postgres_database=_postgres_database(database_url),
+        redis_url=env["TWOSTEP_REDIS_URL"],
     )
 
 
@@ -157,12 +160,7 @@ def _postgres_database(database_url: str) -> str | None:
 
 
 def _start_redis(supervisor: Supervisor, port: int) -> Child:
-    argv = [
-        "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-        "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
-        "--loglevel", "warning",
-    ]  # fmt: skip
-    return supervisor.start("redis", argv, child_env())
+    return supervisor.start("redis", redis_server_argv(port), child_env())
 
 
 def _redis_pong(port: int) -> Callable[[], bool]:

@@ -17,6 +17,8 @@ import anyio
 import structlog
 from celery import Celery
 
+from shared.broker import SENTINEL_TRANSPORT
+from shared.redis_client import is_sentinel_url
 from shared.settings import Settings
 from shared.tracing import current_request_id
 
@@ -103,6 +105,9 @@ def make_celery(settings: Settings, main: str = "twostep") -> Celery:
     }
     if settings.redis_key_prefix:
         transport_options["global_keyprefix"] = settings.redis_key_prefix
+    if is_sentinel_url(settings.redis_url):
+        transport_options["master_name"] = settings.redis_sentinel_master
+        app.conf.broker_transport = SENTINEL_TRANSPORT
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

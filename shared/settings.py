@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     # --- storage and broker
     database_url: str = "sqlite:///twostep.db"
     redis_url: str = "redis://localhost:6379/0"
+    # With TWOSTEP_REDIS_URL=sentinel://…: the name Sentinel knows the primary by.
+    redis_sentinel_master: str = "mymaster"
     # Put before every key twostep and Celery write to Redis, so deployments can share one.
     redis_key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,64}$")] = ""
     # Database connections per process. A request or a job holds one only while it talks to the
@@ -185,6 +187,10 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: PositiveSeconds = 10.0
     # After a secret's rotation the old one still signs deliveries (beside the new) this long.
     webhook_rotation_overlap_seconds: PositiveSeconds = 86_400.0
+    # Receivers on loopback, private or link-local addresses (a tenant's webhook must not reach
+    # the deployment's own network: metadata services, Redis, the admin side of things). Unset:
+    # allowed in development only.
+    webhook_private_networks: bool | None = None
 
     # --- metrics: the API serves /metrics; each worker and beat listen on a port of their own
     # (0: none). Several workers on one host need one port each (twostep worker --metrics-port).
@@ -260,6 +266,12 @@ class Settings(BaseSettings):
     @property
     def development(self) -> bool:
         return self.environment == "development"
+
+    @property
+    def webhooks_may_reach_private_networks(self) -> bool:
+        if self.webhook_private_networks is None:
+            return self.development
+        return self.webhook_private_networks
 
     @property
     def docs_public(self) -> bool:

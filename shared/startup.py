@@ -164,4 +164,6 @@ def _is_loopback_host(host: str) -> bool:
 
 
 def _redis_urls(url: str) -> Iterable[str]:
-    return [part for part in url.split(";") if part.strip()]
+    parts = [part for part in url.split(";") if part.strip()]
+    # Through Sentinel the primary's password is read from the first sentinel's URL only.
+    return parts[:1] if url.startswith("sentinel://") else parts

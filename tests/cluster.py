@@ -3,6 +3,7 @@ tests that stop, kill, flush or overload parts of it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -208,26 +209,31 @@ class Cluster:
             self.engine.dispose()
 
 
-@pytest.fixture
-def cluster(chaos_database: str, tmp_path: Path) -> Iterator[Cluster]:
-    """Nothing runs yet: each test starts the processes it needs, in the order it needs."""
-    redis = RedisServer().start()
-    env = base_env(
-        TWOSTEP_DATABASE_URL=chaos_database,
-        TWOSTEP_REDIS_URL=redis.url,
-        **CHAOS_ENV,
-    )
-    cluster = Cluster(database_url=chaos_database, log_dir=tmp_path, redis=redis, env=env)
+@contextlib.contextmanager
+def cluster_on(
+    redis: RedisServer, database_url: str, log_dir: Path, **env_extra: str
+) -> Iterator[Cluster]:
+    """A cluster (nothing running yet) on this Redis, stopped and the Redis with it at the end."""
+    env = base_env(TWOSTEP_DATABASE_URL=database_url, TWOSTEP_REDIS_URL=redis.url, **CHAOS_ENV)
+    env.update(env_extra)
+    cluster = Cluster(database_url=database_url, log_dir=log_dir, redis=redis, env=env)
     cluster.sandbox_url = f"http://127.0.0.1:{free_port()}"
     cluster.api_url = f"http://127.0.0.1:{free_port()}"
     env["TWOSTEP_TWILIO_BASE_URL"] = cluster.sandbox_url
-    cluster.api_key = create_key(chaos_database, f"chaos-{uuid.uuid4().hex[:8]}")
-    cluster.engine = migration_engine(chaos_database)
+    cluster.api_key = create_key(database_url, f"chaos-{uuid.uuid4().hex[:8]}")
+    cluster.engine = migration_engine(database_url)
     try:
         yield cluster
     finally:
         cluster.stop()
         redis.stop()
+
+
+@pytest.fixture
+def cluster(chaos_database: str, tmp_path: Path) -> Iterator[Cluster]:
+    """Nothing runs yet: each test starts the processes it needs, in the order it needs."""
+    with cluster_on(RedisServer().start(), chaos_database, tmp_path) as running:
+        yield running
 
 
 @pytest.fixture

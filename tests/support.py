@@ -24,7 +24,7 @@ import uvicorn
 from sqlalchemy import create_engine, make_url, text
 
 from shared.db.migrate import upgrade
-from twostep.children import stop
+from twostep.children import redis_server_argv, stop
 
 T = TypeVar("T")
 
@@ -108,10 +108,7 @@ class RedisServer:
         if self.embedded:
             argv = [sys.executable, "-m", "twostep.embedded_redis", "--port", str(self.port)]
         else:
-            argv = [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--loglevel", "warning",
-            ]  # fmt: skip
+            argv = redis_server_argv(self.port)
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self._accepts, timeout=15, what=f"redis on port {self.port}")
         return self

@@ -22,3 +22,13 @@ def stop(process: subprocess.Popen[bytes], timeout: float) -> bool:
         process.wait()
         return False
     return True
+
+
+def redis_server_argv(port: int, *extra: str, program: str = "redis-server") -> list[str]:
+    """A throwaway Redis on loopback: nothing kept on disk, nothing evicted (kombu's bindings
+    must stay), quiet."""
+    return [
+        program, "--port", str(port), "--bind", "127.0.0.1",
+        "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction",
+        "--loglevel", "warning", *extra,
+    ]  # fmt: skip

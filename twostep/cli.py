@@ -314,7 +314,9 @@ def status() -> None:
 
     async def gather() -> str:
         database = Database.connect(settings.database_url, pool_size=1)
-        client = make_redis(settings.redis_url, timeout=5)
+        client = make_redis(
+            settings.redis_url, sentinel_master=settings.redis_sentinel_master, timeout=5
+        )
         try:
             async with UnitOfWorkFactory(database).reading() as uow:
                 return render(await Fleet(settings, client).status(uow))

@@ -32,7 +32,7 @@ from shared.errors import Unauthorized
 from shared.jobs import make_celery
 from shared.services.keys import authenticate, create_api_key
 from shared.settings import Settings
-from twostep.children import stop
+from twostep.children import redis_server_argv, stop
 
 _STOP_TIMEOUT = 20.0
 _START_TIMEOUT = 60.0
@@ -179,24 +179,7 @@ def _start_redis(launcher: _Launcher, data_dir: Path) -> str:
     server = shutil.which("redis-server")
     if server:
         launcher.start_command(
-            "redis",
-            [
-                server,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(data_dir),
-                "--maxmemory-policy",
-                "noeviction",
-                "--loglevel",
-                "warning",
-            ],
+            "redis", redis_server_argv(port, "--dir", str(data_dir), program=server)
         )
         note = f"redis-server ({server}) on port {port}"
     else:

@@ -63,7 +63,9 @@ class WorkerServices:
         keyring = settings.keyring()
         crypto.install(keyring)
         database = Database.connect(settings.database_url, pool_size=settings.database_pool_size)
-        client = make_redis(settings.redis_url, timeout=5)
+        client = make_redis(
+            settings.redis_url, sentinel_master=settings.redis_sentinel_master, timeout=5
+        )
         clock = SystemClock()
         uow_factory = UnitOfWorkFactory(
             database,
@@ -76,7 +78,10 @@ class WorkerServices:
             ),
         )
         verify = TwilioVerifyClient(settings)
-        poster = AiohttpPoster(settings.webhook_timeout_seconds)
+        poster = AiohttpPoster(
+            settings.webhook_timeout_seconds,
+            public_only=not settings.webhooks_may_reach_private_networks,
+        )
         stash = RedisCodeStash(client, settings.redis_key(""), keyring)
         delivery = Delivery(
             uow_factory=uow_factory,

@@ -30,6 +30,8 @@ def test_a_complete_production_configuration_starts() -> None:
     )
     for process in ("api", "worker", "beat", "migrate", "keys"):
         assert startup_problems(ready, process) == [], process
+    sentinels = "sentinel://:an-actual-password@s1.internal:26379;sentinel://s2.internal:26379/0"
+    assert startup_problems(ready.model_copy(update={"redis_url": sentinels}), "worker") == []
 
 
 def test_the_worker_never_sends_real_credentials_to_a_base_url_in_any_environment() -> None:
@@ -58,6 +60,11 @@ def test_a_base_url_off_loopback_is_for_development_only() -> None:
         ({"database_url": "postgresql://twostep@db.internal/twostep"}, "api", "database"),
         ({"redis_url": "redis://redis.internal:6379/0"}, "worker", "Redis"),
         ({"redis_url": "redis://:redis@redis.internal:6379/0"}, "api", "Redis"),
+        (
+            {"redis_url": "sentinel://s1.internal:26379;sentinel://s2.internal:26379"},
+            "api",
+            "Redis",
+        ),
         ({"twilio_auth_token": "changeme"}, "worker", "placeholder"),
         ({"twilio_account_sid": None, "twilio_auth_token": None}, "worker", "no Twilio"),
     ],
