@@ -38,6 +38,7 @@ from shared.jobs import Job
 from shared.settings import Settings
 from shared.signatures import SIGNATURE_HEADER, sign
 from shared.startup import is_loopback_url
+from shared.webhook_http import is_ip_literal, is_public_address
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +79,13 @@ class Webhooks:
             raise InvalidInput("a webhook URL is an http(s) URL of at most 2048 characters")
         if parts.scheme == "http" and not (self.settings.development or is_loopback_url(url)):
             raise InvalidInput("a webhook URL must be https (http only on loopback)")
+        private = parts.hostname == "localhost" or (
+            is_ip_literal(parts.hostname) and not is_public_address(parts.hostname)
+        )
+        if private and not self.settings.webhooks_may_reach_private_networks:
+            raise InvalidInput(
+                "a webhook URL must reach a public address (TWOSTEP_WEBHOOK_PRIVATE_NETWORKS)"
+            )
         return url
 
     async def create(
@@ -245,7 +253,7 @@ class WebhookSender:
         try:
             status = await self.poster.post(endpoint.url, body, headers)
         except (OSError, TimeoutError) as exc:
-            return None, f"no answer: {type(exc).__name__}"
+            return None, f"no answer: {str(exc) or type(exc).__name__}"
         return status, f"HTTP {status}"
 
     async def _settle(

@@ -25,9 +25,10 @@ from starlette.routing import Route
 
 from shared.jobs import CHECK_QUEUE, SEND_QUEUE, SWEEP_QUEUE, WEBHOOK_QUEUE
 from tests.e2e.conftest import System, running_system
-from tests.support import REPO, ThreadedServer, free_port, random_phone, wait_until
+from tests.support import REPO, ThreadedServer, free_port, fresh_database, random_phone, wait_until
 
 FAST_RETRIES = {
+    "TWOSTEP_WEBHOOK_PRIVATE_NETWORKS": "true",  # the receivers are on loopback
     "TWOSTEP_WEBHOOK_RETRY_BASE_SECONDS": "0.5",
     "TWOSTEP_WEBHOOK_RETRY_MAX_SECONDS": "2",
     "TWOSTEP_WEBHOOK_TIMEOUT_SECONDS": "2",
@@ -55,7 +56,12 @@ class Receiver:
 
 @pytest.fixture
 def webhook_system(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[System]:
-    with running_system(database_url, redis_url, tmp_path, settings=FAST_RETRIES) as system:
+    # A database of its own: the receivers it registers are gone after the test, and every
+    # later test's events would otherwise queue deliveries to them.
+    with (
+        fresh_database(database_url, tmp_path) as own,
+        running_system(own, redis_url, tmp_path, settings=FAST_RETRIES) as system,
+    ):
         system.processes.pop("worker").stop()
         codes = ",".join((SEND_QUEUE, CHECK_QUEUE, SWEEP_QUEUE))
         system.start("worker-codes", "worker", "-Q", codes, "--name", "codes@%h")

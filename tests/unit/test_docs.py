@@ -92,9 +92,34 @@ def test_production_compose_has_no_default_secret_and_exposes_nothing_in_the_cle
 
 def test_the_sandbox_override_is_development_and_gets_no_twilio_credentials() -> None:
     override = yaml.safe_load((REPO / "compose.dev.yml").read_text())["services"]
-    for name in ("worker", "beat", "api"):
+    for name in ("worker", "webhooks", "beat", "api"):
         environment = override[name]["environment"]
         assert environment["TWOSTEP_ENVIRONMENT"] == "development", name
         assert environment["TWILIO_AUTH_TOKEN"] == "" and environment["TWILIO_ACCOUNT_SID"] == ""
     assert override["worker"]["environment"]["TWOSTEP_TWILIO_BASE_URL"] == "http://sandbox:8765"
     assert all(str(p).startswith("127.0.0.1:") for p in override["sandbox"]["ports"])
+
+
+def test_compose_sets_only_variables_twostep_reads() -> None:
+    table = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    known = {env_name(field) for field in Settings.model_fields} | set(
+        re.findall(r"^\| `([A-Z_]+)`", table, re.MULTILINE)
+    )
+    for file in ("docker-compose.yml", "compose.dev.yml"):
+        for name, service in yaml.safe_load((REPO / file).read_text())["services"].items():
+            environment = service.get("environment") or {}
+            unknown = {
+                variable
+                for variable in environment
+                if variable.startswith(("TWOSTEP_", "TWILIO_")) and variable not in known
+            }
+            assert unknown == set(), f"{file}: {name} sets {unknown}, which nothing reads"
+
+
+def test_the_scaling_guide_names_real_settings_and_metrics() -> None:
+    guide = (REPO / "docs" / "scaling.md").read_text()
+    settings = {env_name(field) for field in Settings.model_fields}
+    named = set(re.findall(r"`(TWOSTEP_[A-Z_]+)", guide))
+    assert named and named <= settings, named - settings
+    metrics = set(re.findall(r"`(twostep_[a-z_]+)", guide))
+    assert metrics and all(f"`{metric}" in README for metric in metrics), metrics

@@ -22,8 +22,9 @@ from shared.jobs import DELIVER_WEBHOOK
 from shared.services.webhooks import WebhookOutbox, Webhooks, WebhookSender, body_of, event_of
 from shared.settings import Settings
 from shared.signatures import SIGNATURE_HEADER, sign, verify_twostep_signature
+from shared.webhook_http import AiohttpPoster
 from tests.fakes import FakeChangeFeed, FakeClock, FakeJobQueue
-from tests.support import REPO
+from tests.support import REPO, free_port
 
 
 @dataclass
@@ -100,15 +101,49 @@ async def test_a_change_commits_with_one_delivery_per_interested_endpoint(
     )
 
 
-async def test_http_is_refused_off_loopback_in_production(
+async def test_production_wants_https_to_a_public_address(
     outboxed: UnitOfWorkFactory, unit_settings: Settings, key: ApiKey, clock: FakeClock
 ) -> None:
     webhooks = Webhooks(unit_settings, clock)
+    refused = (
+        "http://example.com/hook",
+        "ftp://example.com/",
+        "https://",
+        "https://10.0.0.5/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hook",
+        "http://127.0.0.1:9000/hook",
+    )
     async with outboxed() as uow:
-        for url in ("http://example.com/hook", "ftp://example.com/", "https://"):
+        for url in refused:
             with pytest.raises(InvalidInput):
                 await webhooks.create(uow, key, url, None)
-        await webhooks.create(uow, key, "http://127.0.0.1:9000/hook", None)
+        await webhooks.create(uow, key, "https://203.0.114.10/hook", None)
+        opened = Webhooks(
+            unit_settings.model_copy(update={"webhook_private_networks": True}), clock
+        )
+        await opened.create(uow, key, "http://127.0.0.1:9000/hook", None)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost:9/h", "http://127.0.0.1:9/h", "http://[::1]:9/h", "http://10.9.8.7/h"]
+)
+async def test_a_delivery_never_connects_to_a_private_address(url: str) -> None:
+    poster = AiohttpPoster(2, public_only=True)
+    try:
+        with pytest.raises(OSError, match="address not allowed"):
+            await poster.post(url, b"{}", {})
+    finally:
+        await poster.close()
+
+
+async def test_with_private_networks_allowed_a_delivery_tries_them() -> None:
+    poster = AiohttpPoster(2, public_only=False)
+    try:
+        with pytest.raises(OSError, match="ClientConnectorError"):
+            await poster.post(f"http://127.0.0.1:{free_port()}/h", b"{}", {})
+    finally:
+        await poster.close()
 
 
 async def _one_delivery(
