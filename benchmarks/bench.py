@@ -45,6 +45,7 @@ from benchmarks.report import (
     scenario_block,
     write_json,
 )
+from benchmarks.store_cost import cost_per_login, read_counters
 from benchmarks.storm import Inline, StormFigures, System, Twostep, run_storm, storm_figures
 from benchmarks.systems import (
     Running,
@@ -255,6 +256,7 @@ def _twostep_side(
     running: Running, sandbox: SandboxControl, item: Planned, database_url: str, offset: int
 ) -> SideResult:
     system = Twostep(running.api_url, running.api_key, running.sandbox_url, user_offset=offset)
+    counted = read_counters(running.redis_url, database_url)
     storm, usage = _storm(sandbox, system, running.twostep_targets(), item)
     # Requests the users gave up on may still be queued in the API: let it work through them
     # first, so that their rows count here and their SMS do not land in the inline side's stats.
@@ -268,6 +270,9 @@ def _twostep_side(
         statuses=settlement.statuses,
         settle_seconds=settlement.waited_seconds,
         drain_seconds=drained,
+        store_cost=cost_per_login(
+            counted, read_counters(running.redis_url, database_url, settle=True), storm.succeeded
+        ),
     )
 
 

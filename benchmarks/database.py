@@ -22,7 +22,7 @@ SETTLED = FINAL | {"pending"}
 _CONNECT = {"connect_timeout": 5}
 
 
-def _driver_url(url: str) -> URL:
+def driver_url(url: str) -> URL:
     """twostep takes ``postgresql://`` as it is; SQLAlchemy alone would look for psycopg2."""
     parsed = make_url(url)
     if parsed.drivername == "postgresql":
@@ -36,7 +36,7 @@ def bench_database(backend: str, postgres_url: str, work_dir: Path, run_id: str)
     if backend == "sqlite":
         yield f"sqlite:///{work_dir / 'bench.db'}"
         return
-    admin_url = _driver_url(postgres_url)
+    admin_url = driver_url(postgres_url)
     name = f"twostep_bench_{run_id}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args=_CONNECT)
     try:
@@ -78,7 +78,7 @@ class Settlement:
 def wait_settled(database_url: str, user_ids: set[str], timeout: float = 15) -> Settlement:
     """Wait until every verification of ``user_ids`` is pending or final; whatever is not by
     ``timeout`` (still queued or sending, long after the storm) counts as lost."""
-    url = _driver_url(database_url)
+    url = driver_url(database_url)
     engine = create_engine(url, connect_args=_CONNECT if url.drivername != "sqlite" else {})
     started = time.monotonic()
     try:

@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks.store_cost import StoreCost
 from benchmarks.storm import Percentiles, StormFigures
 
 
@@ -43,6 +44,7 @@ class SideResult:
     statuses: dict[str, int] | None = None
     settle_seconds: float | None = None
     drain_seconds: float | None = None  # until the API answered promptly again after the storm
+    store_cost: StoreCost | None = None  # twostep only
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,19 @@ def _resent(result: ScenarioResult) -> list[str]:
     return [f"  resent GETs   {'; '.join(notes)} (connection lost under them)"] if notes else []
 
 
+def _store_cost(side: SideResult) -> list[str]:
+    cost = side.store_cost
+    if cost is None:
+        return []
+    sql = (
+        f", SQL {cost.sql_transactions_per_login} transactions and "
+        f"{cost.sql_rows_written_per_login} rows written"
+        if cost.sql_transactions_per_login is not None
+        else ""
+    )
+    return [f"  stores/login  {side.side}: Redis {cost.redis_commands_per_login} commands{sql}"]
+
+
 def scenario_block(result: ScenarioResult) -> list[str]:
     ratio = "—" if result.ratio is None else f"{result.ratio:.2f}x"
     return [
@@ -190,6 +205,7 @@ def scenario_block(result: ScenarioResult) -> list[str]:
         f"                {_per_process(result.inline, 'rss')}",
         f"  failed        {_failures(result.twostep)}",
         f"                {_failures(result.inline)}",
+        *_store_cost(result.twostep),
         *_cheap_errors(result),
         *_resent(result),
     ]
