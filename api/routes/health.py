@@ -32,7 +32,7 @@ async def metrics(_api_key: AdminKey) -> Response:
     return Response(body, media_type=media_type)
 
 
-@router.get("/readyz", response_model=None, responses=problems(503))
+@router.get("/readyz", response_model=None, responses=problems(422, 503))
 async def readyz(
     context: ContextDep,
     require_worker: Annotated[

@@ -72,7 +72,7 @@ async def rotate_secret(
     return WebhookEndpointWithSecret.with_secret(endpoint)
 
 
-@router.get("/v1/webhook-deliveries", response_model=WebhookDeliveriesOut)
+@router.get("/v1/webhook-deliveries", response_model=WebhookDeliveriesOut, responses=BY_ID)
 async def list_deliveries(
     uow: ReadingUowDep,
     api_key: AdminKey,
