@@ -49,6 +49,7 @@ def run_schemathesis(system: System, report_dir: Path) -> subprocess.CompletedPr
         text=True,
         timeout=300,
         check=False,
+        cwd=report_dir,  # its cache of crashes stays with the run, out of the repository
     )
 
 
