@@ -86,8 +86,7 @@ def running_system(
         TWOSTEP_LOG_FORMAT="json",
         TWOSTEP_LIMIT_PER_COUNTRY="1000000 per day",
         TWOSTEP_REDIS_KEY_PREFIX=key_prefix,
-        TWOSTEP_RESEND_COOLDOWN_SECONDS="1",
-        **(settings or {}),
+        **{"TWOSTEP_RESEND_COOLDOWN_SECONDS": "1", **(settings or {})},
     )
     system = System(env=env, log_dir=log_dir)
     system.sandbox_url = f"http://127.0.0.1:{sandbox_port}"

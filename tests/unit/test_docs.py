@@ -123,3 +123,13 @@ def test_the_scaling_guide_names_real_settings_and_metrics() -> None:
     assert named and named <= settings, named - settings
     metrics = set(re.findall(r"`(twostep_[a-z_]+)", guide))
     assert metrics and all(f"`{metric}" in README for metric in metrics), metrics
+
+
+def test_the_readme_client_example_compiles_and_calls_real_methods() -> None:
+    from twostep_client import TwostepClient
+
+    section = README.split("## The Python client", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    compile(example, "README.md", "exec")
+    called = set(re.findall(r"twostep\.(\w+)\(", example))
+    assert called and all(callable(getattr(TwostepClient, name, None)) for name in called), called

@@ -1,0 +1,98 @@
+"""Python client for twostep, two-step verification for login servers.
+
+::
+
+    from twostep_client import TwostepClient
+
+    with TwostepClient("https://twostep.internal", api_key) as twostep:
+        verification = twostep.start_verification(to="+14155550123", user_id="42")
+        ...
+        if twostep.check(verification.id, typed_code, wait=10).approved:
+            let_the_user_in()
+
+``AsyncTwostepClient`` has the same methods, to ``await``.
+"""
+
+from twostep_client._async.client import AsyncTwostepClient
+from twostep_client._models import (
+    Channel,
+    Check,
+    CheckStatus,
+    Enrollment,
+    Event,
+    EventPage,
+    Factor,
+    Factors,
+    FactorStatus,
+    Failure,
+    Purpose,
+    Redemption,
+    Verification,
+    VerificationStatus,
+)
+from twostep_client._sync.client import TwostepClient
+from twostep_client._version import __version__
+from twostep_client.errors import (
+    ApiError,
+    Conflict,
+    CountryNotAllowed,
+    Forbidden,
+    IdempotencyKeyReused,
+    InsufficientScope,
+    InvalidPhoneNumber,
+    InvalidRequest,
+    MaxAttemptsReached,
+    NotFound,
+    NoVerifiedFactor,
+    PayloadTooLarge,
+    RateLimited,
+    ServerError,
+    ServiceUnavailable,
+    TwostepConnectionError,
+    TwostepError,
+    Unauthorized,
+    UnsupportedMediaType,
+    UserLocked,
+    VerificationNotPending,
+)
+
+__all__ = [
+    "ApiError",
+    "AsyncTwostepClient",
+    "Channel",
+    "Check",
+    "CheckStatus",
+    "Conflict",
+    "CountryNotAllowed",
+    "Enrollment",
+    "Event",
+    "EventPage",
+    "Factor",
+    "FactorStatus",
+    "Factors",
+    "Failure",
+    "Forbidden",
+    "IdempotencyKeyReused",
+    "InsufficientScope",
+    "InvalidPhoneNumber",
+    "InvalidRequest",
+    "MaxAttemptsReached",
+    "NoVerifiedFactor",
+    "NotFound",
+    "PayloadTooLarge",
+    "Purpose",
+    "RateLimited",
+    "Redemption",
+    "ServerError",
+    "ServiceUnavailable",
+    "TwostepClient",
+    "TwostepConnectionError",
+    "TwostepError",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "UserLocked",
+    "Verification",
+    "VerificationNotPending",
+    "VerificationStatus",
+    "__version__",
+]

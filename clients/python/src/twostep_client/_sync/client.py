@@ -1,0 +1,325 @@
+# Generated from _async/client.py by clients/python/generate_sync.py. Do not edit.
+"""The client, written once, for asyncio in ``_async/client.py``; ``_sync/client.py`` is
+generated from it by ``clients/python/generate_sync.py`` (unasync): one surface, two clients."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from time import monotonic
+from types import TracebackType
+from typing import TypeVar
+
+import httpx
+
+from twostep_client._calls import (
+    MAX_WAIT_SECONDS,
+    POLL_FLOOR_SECONDS,
+    Call,
+    RetryPolicy,
+    new_idempotency_key,
+    nothing,
+    segment,
+    without_none,
+)
+from twostep_client._errors import TwostepConnectionError
+from twostep_client._models import (
+    Channel,
+    Check,
+    Enrollment,
+    EventPage,
+    Factors,
+    Json,
+    Redemption,
+    Verification,
+    recovery_codes_from_json,
+)
+from twostep_client._version import USER_AGENT
+
+T = TypeVar("T")
+
+
+class TwostepClient:
+    """twostep's HTTP API for a login server.
+
+    ``timeout`` bounds each request (a long-poll gets its wait on top); POSTs that create
+    something carry an ``Idempotency-Key`` (given, or made per call), so they, the reads and the
+    idempotent writes are tried again after a connection error or a ``503``, up to
+    ``max_retries`` times. Errors are the exceptions in ``twostep_client.errors``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        max_retries: int = 2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._timeout = timeout
+        self._retry = RetryPolicy(max_retries=max_retries)
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT},
+            transport=transport,
+        )
+
+    def __enter__(self) -> TwostepClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- verifications
+
+    def start_verification(
+        self,
+        to: str,
+        *,
+        channel: Channel = "sms",
+        locale: str | None = None,
+        user_id: str | None = None,
+        client_ip: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Verification:
+        """Ask for a code to ``to`` (E.164). Answers at once, ``queued``: a worker sends it."""
+        body = without_none(
+            to=to, channel=channel, locale=locale, user_id=user_id, client_ip=client_ip
+        )
+        return self._send(
+            Call(
+                "POST",
+                "/v1/verifications",
+                Verification.from_json,
+                body=body,
+                idempotency_key=idempotency_key or new_idempotency_key(),
+            )
+        )
+
+    def get_verification(self, verification_id: str) -> Verification:
+        return self._send(
+            Call("GET", f"/v1/verifications/{segment(verification_id)}", Verification.from_json)
+        )
+
+    def wait_for_verification(
+        self, verification_id: str, *, timeout: float = MAX_WAIT_SECONDS
+    ) -> Verification:
+        """The verification once it is sent (``pending``) or over, or as it is after
+        ``timeout`` seconds. Long-polls: no request per second, one per 30 s at most."""
+        return self._held(
+            f"/v1/verifications/{segment(verification_id)}",
+            Verification.from_json,
+            lambda verification: not verification.in_flight,
+            timeout,
+        )
+
+    def resend(self, verification_id: str, *, channel: Channel | None = None) -> Verification:
+        """Send the same code again, on the same channel or another (``"call"``). Refused
+        within the cooldown after a send (``RateLimited``, ``limit == "resend_cooldown"``)."""
+        return self._send(
+            Call(
+                "POST",
+                f"/v1/verifications/{segment(verification_id)}/resend",
+                Verification.from_json,
+                body=without_none(channel=channel),
+                repeatable=False,  # the API does not key re-sends: a repeat may send again
+            )
+        )
+
+    def cancel(self, verification_id: str) -> Verification:
+        """End a verification; canceling a canceled one changes nothing."""
+        return self._send(
+            Call(
+                "POST",
+                f"/v1/verifications/{segment(verification_id)}/cancel",
+                Verification.from_json,
+            )
+        )
+
+    # --- checks
+
+    def check(
+        self,
+        verification_id: str,
+        code: str,
+        *,
+        wait: float = 0.0,
+        idempotency_key: str | None = None,
+    ) -> Check:
+        """Hand over the code the user typed. With ``wait``, the check as soon as it is decided
+        (``approved``, ``rejected``, …), or still ``queued`` after ``wait`` seconds."""
+        started = monotonic()
+        held = min(wait, MAX_WAIT_SECONDS)
+        check = self._send(
+            Call(
+                "POST",
+                f"/v1/verifications/{segment(verification_id)}/checks",
+                Check.from_json,
+                body={"code": code},
+                params={"wait": held} if held > 0 else {},
+                idempotency_key=idempotency_key or new_idempotency_key(),
+                held_for=held,
+            )
+        )
+        remaining = wait - (monotonic() - started)
+        if check.decided or remaining <= 0:
+            return check
+        return self.get_check(verification_id, check.id, wait=remaining)
+
+    def get_check(self, verification_id: str, check_id: str, *, wait: float = 0.0) -> Check:
+        """The check; with ``wait``, once it is decided, at most ``wait`` seconds."""
+        return self._held(
+            f"/v1/verifications/{segment(verification_id)}/checks/{segment(check_id)}",
+            Check.from_json,
+            lambda check: check.decided,
+            wait,
+        )
+
+    # --- two-step authentication for a user
+
+    def enroll_factor(
+        self,
+        user_id: str,
+        phone: str,
+        *,
+        channel: Channel = "sms",
+        replace_existing: bool = True,
+        client_ip: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Enrollment:
+        """Start enrolling ``phone``: it is sent a code; approving a check on
+        ``enrollment.verification`` turns two-step on. A typo only fails the check."""
+        body = without_none(
+            phone=phone, channel=channel, replace_existing=replace_existing, client_ip=client_ip
+        )
+        return self._send(
+            Call(
+                "POST",
+                f"/v1/users/{segment(user_id)}/factors",
+                Enrollment.from_json,
+                body=body,
+                idempotency_key=idempotency_key or new_idempotency_key(),
+            )
+        )
+
+    def list_factors(self, user_id: str) -> Factors:
+        return self._send(Call("GET", f"/v1/users/{segment(user_id)}/factors", Factors.from_json))
+
+    def remove_factor(self, user_id: str, factor_id: str) -> None:
+        """Disable a phone; with no verified phone left, two-step is off."""
+        self._send(
+            Call("DELETE", f"/v1/users/{segment(user_id)}/factors/{segment(factor_id)}", nothing)
+        )
+
+    def start_challenge(
+        self,
+        user_id: str,
+        *,
+        channel: Channel | None = None,
+        client_ip: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Verification:
+        """Login: send a code to the user's verified phone (``NoVerifiedFactor`` when two-step
+        is off). Let the user in only once a check on it is approved."""
+        return self._send(
+            Call(
+                "POST",
+                f"/v1/users/{segment(user_id)}/challenges",
+                Verification.from_json,
+                body=without_none(channel=channel, client_ip=client_ip),
+                idempotency_key=idempotency_key or new_idempotency_key(),
+            )
+        )
+
+    def generate_recovery_codes(self, user_id: str) -> tuple[str, ...]:
+        """Ten new one-time codes, replacing the user's earlier set. Show them once."""
+        return self._send(
+            Call(
+                "POST",
+                f"/v1/users/{segment(user_id)}/recovery-codes",
+                recovery_codes_from_json,
+                repeatable=False,  # a repeat would replace the set the user never saw
+            )
+        )
+
+    def redeem_recovery_code(
+        self, user_id: str, code: str, *, client_ip: str | None = None
+    ) -> Redemption:
+        """Spend a recovery code instead of a phone code; wrong ones count towards the
+        lockout."""
+        return self._send(
+            Call(
+                "POST",
+                f"/v1/users/{segment(user_id)}/recovery-codes/redeem",
+                Redemption.from_json,
+                body=without_none(code=code, client_ip=client_ip),
+                repeatable=False,  # a repeat of a spent code is "rejected"
+            )
+        )
+
+    def events(self, user_id: str, *, before: int | None = None, limit: int = 50) -> EventPage:
+        """The user's security trail, newest first."""
+        return self._send(
+            Call(
+                "GET",
+                f"/v1/users/{segment(user_id)}/events",
+                EventPage.from_json,
+                params=without_none(before=before, limit=limit),
+            )
+        )
+
+    def release_lockout(self, *, user_id: str | None = None, phone: str | None = None) -> None:
+        """Lift a user's or a number's lockout, hard ones included (an ``admin`` key)."""
+        self._send(
+            Call(
+                "POST",
+                "/v1/lockouts/release",
+                nothing,
+                body=without_none(user_id=user_id, phone=phone),
+            )
+        )
+
+    # --- the machinery
+
+    def _held(
+        self, path: str, read: Callable[[Json], T], done: Callable[[T], bool], seconds: float
+    ) -> T:
+        """GET ``path`` with ``?wait=`` until ``done(result)`` or ``seconds`` pass."""
+        deadline = monotonic() + seconds
+        while True:
+            hold = min(max(0.0, deadline - monotonic()), MAX_WAIT_SECONDS)
+            asked = monotonic()
+            params: Json = {"wait": round(hold, 3)} if hold > 0 else {}
+            result = self._send(Call("GET", path, read, params=params, held_for=hold))
+            if done(result) or monotonic() >= deadline:
+                return result
+            if monotonic() - asked < POLL_FLOOR_SECONDS:
+                time.sleep(POLL_FLOOR_SECONDS)
+
+    def _send(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            request = call.request(self._http, self._timeout)
+            try:
+                response = self._http.send(request)
+            except httpx.TransportError as error:
+                delay = self._retry.after_error(call, error, attempt)
+                if delay is None:
+                    raise TwostepConnectionError(
+                        f"{call.method} {call.path}: {type(error).__name__}: {error}"
+                    ) from error
+            else:
+                delay = self._retry.after_answer(call, response, attempt)
+                if delay is None:
+                    return call.result(response)
+            attempt += 1
+            time.sleep(delay)

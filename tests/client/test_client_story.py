@@ -1,0 +1,147 @@
+"""A login server's whole story told through the client, against the real processes, with
+each client (sync, async) on each database: enrolment with a typo first, logins with a wrong
+code, a re-send too early and one by call, a lockout, recovery codes, the trail, 2SA off."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from twostep_client import (
+    InvalidPhoneNumber,
+    MaxAttemptsReached,
+    NotFound,
+    NoVerifiedFactor,
+    RateLimited,
+    Unauthorized,
+    UserLocked,
+    Verification,
+    VerificationNotPending,
+)
+
+from tests.client.conftest import RESEND_COOLDOWN_SECONDS
+from tests.e2e.conftest import System
+from tests.support import random_phone
+
+LANDLINE = "+14155550201"  # the sandbox refuses it for good: 60205, not a mobile
+WAIT = 20.0
+
+
+def wrong(code: str) -> str:
+    return "".join(str((int(digit) + 1) % 10) for digit in code)
+
+
+def sent(client: Any, verification: Verification) -> Verification:
+    ready: Verification = client.wait_for_verification(verification.id, timeout=WAIT)
+    assert ready.sent, ready
+    return ready
+
+
+def test_enrol_then_log_in_with_every_turn_a_user_takes(
+    connect: Any, client_system: System
+) -> None:
+    client, inbox = connect(), client_system.sandbox
+    user = f"client-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(NoVerifiedFactor):
+        client.start_challenge(user)
+    with pytest.raises(InvalidPhoneNumber):
+        client.enroll_factor(user, "+1415555")
+
+    # A typo'd number that is a landline: its code cannot be sent, and 2SA stays off.
+    typo = client.enroll_factor(user, LANDLINE)
+    failed = client.wait_for_verification(typo.verification.id, timeout=WAIT)
+    assert (failed.status, failed.error and failed.error.code) == (
+        "failed",
+        "landline_not_supported",
+    )
+    assert not client.list_factors(user).two_step_enabled
+
+    phone = random_phone()
+    enrolment = client.enroll_factor(user, phone)
+    assert enrolment.factor.status == "unverified" and enrolment.factor.phone != phone
+    sent(client, enrolment.verification)
+    approved = client.check(enrolment.verification.id, inbox.latest_code(phone), wait=WAIT)
+    assert approved.approved, approved
+    factors = client.list_factors(user)
+    assert factors.two_step_enabled and [f.id for f in factors.verified] == [enrolment.factor.id]
+
+    login = sent(client, client.start_challenge(user))
+    assert login.purpose == "login" and login.user_id == user
+    code = inbox.latest_code(phone)
+    rejected = client.check(login.id, wrong(code), wait=WAIT)
+    assert (rejected.decided, rejected.status) == (True, "rejected")
+    with pytest.raises(RateLimited) as too_soon:
+        client.resend(login.id, channel="call")
+    assert too_soon.value.limit == "resend_cooldown"
+    assert 0 < (too_soon.value.retry_after or 0) <= RESEND_COOLDOWN_SECONDS
+    time.sleep(too_soon.value.retry_after or RESEND_COOLDOWN_SECONDS)
+    assert client.resend(login.id, channel="call").status == "pending"
+    called = _wait_for_call(client_system, phone)
+    assert called["code"] == code  # a re-send, by call: the same code
+    assert client.check(login.id, code, wait=WAIT).approved
+    with pytest.raises(VerificationNotPending):
+        client.check(login.id, code)
+
+    codes = client.generate_recovery_codes(user)
+    assert len(codes) == 10 and len(set(codes)) == 10
+    assert client.redeem_recovery_code(user, codes[3]).approved
+    assert not client.redeem_recovery_code(user, codes[3]).approved
+
+    trail = [event.type for event in client.events(user, limit=200).events]
+    for kind in ("factor.verified", "verification.approved", "recovery_code.used"):
+        assert kind in trail, trail
+    assert all(phone not in str(event) for event in client.events(user).events)
+
+    client.remove_factor(user, enrolment.factor.id)
+    assert not client.list_factors(user).two_step_enabled
+    with pytest.raises(NoVerifiedFactor):
+        client.start_challenge(user)
+
+
+def test_wrong_codes_lock_the_user_out_until_an_admin_lifts_it(
+    connect: Any, client_system: System
+) -> None:
+    client, inbox = connect(), client_system.sandbox
+    user, phone = f"locked-{uuid.uuid4().hex[:8]}", random_phone()
+    enrolment = client.enroll_factor(user, phone)
+    sent(client, enrolment.verification)
+    assert client.check(enrolment.verification.id, inbox.latest_code(phone), wait=WAIT).approved
+
+    login = sent(client, client.start_challenge(user))
+    right = inbox.latest_code(phone)
+    outcomes = [client.check(login.id, wrong(right), wait=WAIT).status for _ in range(5)]
+    assert outcomes[:4] == ["rejected"] * 4, outcomes
+    with pytest.raises(MaxAttemptsReached):
+        client.check(login.id, right)
+    # Five wrong codes lock the user out: even the right code on a new challenge waits.
+    retry = sent(client, client.start_challenge(user))
+    with pytest.raises(UserLocked) as locked:
+        client.check(retry.id, inbox.latest_code(phone), wait=WAIT)
+    assert (locked.value.retry_after or 0) > 0 and locked.value.status == 429
+
+    client.release_lockout(user_id=user, phone=phone)  # the number was locked out too
+    again = sent(client, client.start_challenge(user))
+    assert client.check(again.id, inbox.latest_code(phone), wait=WAIT).approved
+
+
+def test_what_a_login_server_gets_wrong_is_named(connect: Any, client_system: System) -> None:
+    with pytest.raises(Unauthorized) as refused:
+        connect(api_key="tsk_not-a-key").get_verification(str(uuid.uuid4()))
+    assert refused.value.code == "unauthorized" and refused.value.request_id
+    client = connect()
+    with pytest.raises(NotFound):
+        client.get_verification(str(uuid.uuid4()))
+    with pytest.raises(NotFound):
+        client.get_check(str(uuid.uuid4()), "../../verifications")  # stays one path segment
+
+
+def _wait_for_call(system: System, phone: str) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        calls = [m for m in system.sandbox.messages(phone) if m["channel"] == "call"]
+        if calls:
+            return calls[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no call to {phone}")
