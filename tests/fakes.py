@@ -169,6 +169,13 @@ class FakeVerifyClient:
         self._answer_lost("check code")
         return ProviderCheck(approved=approved)
 
+    async def cancel_verification(self, verification_sid: str) -> None:
+        self.calls.append(("cancel", verification_sid))
+        self._scripted()
+        for to, pending in list(self.pending.items()):
+            if pending.sid == verification_sid:
+                del self.pending[to]
+
     async def close(self) -> None:
         pass
 

@@ -469,16 +469,19 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
             if finished is None:
                 return
             uow.notify_after_commit(change_of(finished))
+            used_up = False
             if answer.approved:
                 await self._approve(uow, now, inferred=inferred)
             else:
-                await self._reject(uow, now)
+                used_up = await self._reject(uow, now)
         metrics.TIME_TO_DECISION.observe((now - self.claimed.created_at).total_seconds())
         if inferred:
             metrics.RECONCILIATIONS.labels(job="check").inc()
         await delivery.stash.discard(self.row_id)
         self.log.info("check.answered", approved=answer.approved, inferred=inferred)
         await self._settle_guess(Outcome.RIGHT if answer.approved else Outcome.WRONG)
+        if used_up:
+            await self._end_at_provider()
 
     async def _approve(self, uow: UnitOfWork, now: datetime, *, inferred: bool) -> None:
         verification = self.verification
@@ -498,7 +501,8 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
                 one_user_per_phone=self.delivery.settings.one_user_per_phone,
             )
 
-    async def _reject(self, uow: UnitOfWork, now: datetime) -> None:
+    async def _reject(self, uow: UnitOfWork, now: datetime) -> bool:
+        """Record a wrong code; True when it used up the verification's last check."""
         verification = self.verification
         current = await uow.verifications.get(verification.id)
         assert current is not None
@@ -506,7 +510,7 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
             uow, EventType.CHECK_REJECTED, verification, attempt=current.check_attempts
         )
         if current.check_attempts < self.delivery.settings.max_check_attempts:
-            return
+            return False
         used_up = await uow.verifications.end_pending(
             verification.id,
             VerificationStatus.MAX_ATTEMPTS_REACHED,
@@ -515,9 +519,23 @@ class _Check(_Job[VerificationCheck, ProviderCheck]):
             ),
             now,
         )
-        if used_up is not None:
-            uow.notify_after_commit(change_of(used_up))
-            await audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
+        if used_up is None:
+            return False
+        uow.notify_after_commit(change_of(used_up))
+        await audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
+        return True
+
+    async def _end_at_provider(self) -> None:
+        """Twilio keeps a verification pending after its last wrong check, and a new one to the
+        same number within its lifetime would re-send that code with no check left: a user who
+        was locked out could not log in again until it expired. Best effort: if this fails, the
+        next verification to the number ends as max_attempts_reached, as before."""
+        delivery, sid = self.delivery, self.verification.provider_sid
+        assert sid is not None
+        try:
+            await delivery.through_gate(lambda: delivery.verify.cancel_verification(sid))
+        except (ProviderError, _Throttled, ServiceUnavailable) as exc:
+            self.log.warning("check.provider_cancel_failed", error=type(exc).__name__)
 
     async def refused(self, exc: ProviderError) -> None:
         if await self._lost_answer_was_an_approval(exc):

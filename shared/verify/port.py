@@ -46,4 +46,9 @@ class VerifyClient(Protocol):
         """Check ``code`` against a pending verification. A wrong code is ``approved=False``."""
         ...
 
+    async def cancel_verification(self, verification_sid: str) -> None:
+        """End a pending verification, so that the next one to its number starts afresh
+        instead of re-sending its code with its checks used up. One already over is fine."""
+        ...
+
     async def close(self) -> None: ...

@@ -169,6 +169,14 @@ class TwilioVerifyClient:
             )
         return ProviderCheck(approved=instance.status == "approved")
 
+    async def cancel_verification(self, verification_sid: str) -> None:
+        try:
+            with _observed("cancel", "cancel verification"):
+                await self._service.verifications(verification_sid).update_async(status="canceled")
+        except ProviderFinalError as exc:
+            if exc.provider_code != 20404:  # gone already: approved, expired or canceled
+                raise
+
     async def close(self) -> None:
         await self._http.close()
 

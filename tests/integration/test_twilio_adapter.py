@@ -47,6 +47,19 @@ async def test_start_find_and_check(client: TwilioVerifyClient, sandbox: Sandbox
     assert (gone.value.provider_code, gone.value.reason) == (20404, ErrorCode.VERIFICATION_EXPIRED)
 
 
+async def test_a_canceled_verification_is_gone_and_the_next_one_starts_afresh(
+    client: TwilioVerifyClient, sandbox: SandboxClient
+) -> None:
+    to = random_phone()
+    first = await client.start_verification(to, Channel.SMS, None)
+    await client.cancel_verification(first.sid)
+    await client.cancel_verification(first.sid)  # twice is fine: it is gone either way
+    assert await client.find_pending_verification(to) is None
+    second = await client.start_verification(to, Channel.SMS, None)
+    assert second.sid != first.sid and second.send_attempts == 1
+    assert (await client.check_code(second.sid, sandbox.latest_code(to))).approved
+
+
 async def test_a_number_with_nothing_pending_is_not_found(client: TwilioVerifyClient) -> None:
     assert await client.find_pending_verification(random_phone()) is None
 

@@ -485,6 +485,26 @@ class TestCheckCode:
             "max_attempts_reached",
             "checks_per_verification",
         )
+        # Ended at the provider too: the next verification to the number gets a fresh code
+        # with its own checks, not this one's code re-sent with none left.
+        assert verify.count("cancel") == 1 and TO not in verify.pending
+
+    async def test_a_failed_cancel_at_the_provider_still_ends_the_verification(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+    ) -> None:
+        verification_id = await pending(delivery, verifications, key)
+        for attempt in range(5):
+            check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
+            if attempt == 4:
+                verify.fail_next(None, ProviderTransientError("cancel: no answer"))
+            assert await delivery.check_code(check_id) is None
+        row = await load(delivery, verification_id)
+        assert row.status is VerificationStatus.MAX_ATTEMPTS_REACHED
+        assert verify.count("cancel") == 1
 
     async def test_checks_in_flight_count_against_the_cap_and_a_refusal_keeps_no_code(
         self,
