@@ -42,7 +42,26 @@ from tests.support import (  # noqa: E402
 
 POSTGRES_URL = os.environ.get("TWOSTEP_TEST_DATABASE_URL")
 SESSION_PREFIX = f"test-{uuid.uuid4().hex[:8]}:"
-BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+
+
+def _backends() -> list[str]:
+    """Every backend there is, or those TWOSTEP_TEST_BACKENDS names: CI runs the suite on
+    PostgreSQL first, then again as a newcomer on SQLite, and need not run SQLite twice."""
+    available = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+    wanted = os.environ.get("TWOSTEP_TEST_BACKENDS")
+    if not wanted:
+        return available
+    chosen = [name.strip() for name in wanted.split(",") if name.strip()]
+    missing = [name for name in chosen if name not in available]
+    if missing or not chosen:
+        raise pytest.UsageError(
+            f"TWOSTEP_TEST_BACKENDS={wanted!r}: not available: {missing or 'none named'} "
+            "(postgresql needs TWOSTEP_TEST_DATABASE_URL)"
+        )
+    return chosen
+
+
+BACKENDS = _backends()
 
 
 def pytest_report_header() -> list[str]:
