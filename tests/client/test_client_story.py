@@ -134,7 +134,9 @@ def test_what_a_login_server_gets_wrong_is_named(connect: Any, client_system: Sy
     with pytest.raises(NotFound):
         client.get_verification(str(uuid.uuid4()))
     with pytest.raises(NotFound):
-        client.get_check(str(uuid.uuid4()), "../../verifications")  # stays one path segment
+        client.get_check(str(uuid.uuid4()), "..%2F..")  # one path segment, encoded as such
+    with pytest.raises(ValueError, match="cannot be an id"):
+        client.list_factors("../../verifications")  # the API could never route it
 
 
 def _wait_for_call(system: System, phone: str) -> dict[str, Any]:

@@ -8,14 +8,19 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from twostep_client import (
     AsyncTwostepClient,
+    Check,
     CountryNotAllowed,
+    EventPage,
+    Factors,
     MaxAttemptsReached,
     NoVerifiedFactor,
     RateLimited,
@@ -23,13 +28,20 @@ from twostep_client import (
     ServiceUnavailable,
     TwostepClient,
     TwostepConnectionError,
+    UnexpectedAnswer,
     UserLocked,
+    Verification,
     VerificationNotPending,
     webhooks,
 )
+from twostep_client._async import client as async_client
+from twostep_client._models import Enrollment
+from twostep_client._sync import client as sync_client
 from twostep_client.errors import ApiError, Conflict, InvalidRequest
 
+from api.schemas import EventOut, EventsOut, FactorEnrollmentOut, FactorOut, FactorsOut
 from shared.signatures import sign
+from shared.views import CheckOut, ErrorOut, VerificationOut
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFICATION_ID = "6f1c2b9e-6a4e-4a8e-9d55-0b8e6f1c2b9e"
@@ -69,7 +81,9 @@ def problem(status: int, code: str, **extra: Any) -> httpx.Response:
 class Script:
     """Answers requests in order and keeps them."""
 
-    def __init__(self, *answers: httpx.Response | Exception) -> None:
+    def __init__(
+        self, *answers: httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
+    ) -> None:
         self.answers = list(answers)
         self.requests: list[httpx.Request] = []
 
@@ -78,7 +92,7 @@ class Script:
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
-        return answer
+        return answer if isinstance(answer, httpx.Response) else answer(request)
 
     def client(self, **options: Any) -> TwostepClient:
         return TwostepClient(
@@ -88,8 +102,9 @@ class Script:
 
 @pytest.fixture(autouse=True)
 def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The sync client's sleeps, recorded instead of slept (its own `time` only)."""
     slept: list[float] = []
-    monkeypatch.setattr("twostep_client._sync.client.time.sleep", slept.append)
+    monkeypatch.setattr(sync_client, "time", SimpleNamespace(sleep=slept.append))
     return slept
 
 
@@ -108,7 +123,7 @@ def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         (problem(429, "user_locked", limit="user_lockout", retry_after=60), UserLocked, {}),
         (problem(429, "max_attempts_reached", retry_after=600), MaxAttemptsReached, {}),
         (problem(422, "invalid_request", errors=[]), InvalidRequest, {"request_id": "rid-1"}),
-        (httpx.Response(502, text="<html>bad gateway</html>"), ServerError, {"status": 502}),
+        (problem(500, "internal_error"), ServerError, {"status": 500}),
     ],
 )
 def test_each_problem_is_its_own_exception(
@@ -143,11 +158,42 @@ def test_a_keyed_post_is_tried_again_with_the_same_key_after_a_lost_answer(
     assert len(slept) == 2 and slept[1] == 1.0  # Retry-After, within the cap
 
 
-def test_a_write_the_api_does_not_key_is_not_repeated_after_a_lost_answer() -> None:
-    script = Script(httpx.ReadTimeout("lost"))
-    with pytest.raises(TwostepConnectionError), script.client() as client:
-        client.resend(VERIFICATION_ID, channel="call")
-    assert len(script.requests) == 1
+@pytest.mark.parametrize(
+    "failure", [httpx.ReadTimeout("lost"), problem(503, "service_unavailable", retry_after=1)]
+)
+def test_a_write_the_api_does_not_key_is_not_repeated(failure: Any) -> None:
+    calls: list[Callable[[TwostepClient], object]] = [
+        lambda client: client.resend(VERIFICATION_ID, channel="call"),
+        lambda client: client.redeem_recovery_code("42", "7K2P-QM9X-D4RT"),
+    ]
+    for call in calls:
+        script = Script(failure)
+        with pytest.raises((TwostepConnectionError, ServiceUnavailable)), script.client() as c:
+            call(c)
+        assert len(script.requests) == 1
+
+
+def test_a_keyed_post_still_in_progress_is_asked_again_and_a_proxy_error_too() -> None:
+    script = Script(
+        problem(409, "conflict"),
+        httpx.Response(502, text="bad gateway"),
+        httpx.Response(202, json=CHECK),
+    )
+    with script.client() as client:
+        check = client.check(VERIFICATION_ID, "123456", wait=0)
+    assert not check.decided and len(script.requests) == 3
+    assert len({r.headers["Idempotency-Key"] for r in script.requests}) == 1
+
+
+def test_a_proxys_bare_page_is_a_server_error_once_the_retries_are_spent() -> None:
+    script = Script(*[httpx.Response(502, text="<html>bad gateway</html>")] * 3)
+    with pytest.raises(ServerError) as raised, script.client() as client:
+        client.list_factors("42")
+    assert (raised.value.status, raised.value.code, len(script.requests)) == (
+        502,
+        "internal_error",
+        3,
+    )
 
 
 def test_a_connection_never_made_is_tried_again_for_any_call() -> None:
@@ -164,19 +210,65 @@ def test_retries_stop_at_the_limit_with_the_last_answer() -> None:
     assert len(script.requests) == 3 and raised.value.retry_after == 5.0
 
 
-def test_a_long_wait_is_held_requests_of_at_most_thirty_seconds(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = iter([0.0, 0.0, 0.0, 30.0, 30.0, 30.0, 30.0, 45.0, 45.0])
-    monkeypatch.setattr("twostep_client._sync.client.monotonic", lambda: next(clock))
-    script = Script(
-        httpx.Response(200, json=VERIFICATION),
-        httpx.Response(200, json={**VERIFICATION, "status": "pending"}),
-    )
+class Clock:
+    """``monotonic`` for the client: time moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(sync_client, "monotonic", clock)
+    return clock
+
+
+def test_a_long_wait_is_held_requests_of_at_most_thirty_seconds(clock: Clock) -> None:
+    def held(request: httpx.Request) -> httpx.Response:
+        clock.now += float(request.url.params["wait"])
+        sent = len(script.requests) == 2
+        return httpx.Response(200, json={**VERIFICATION, "status": "pending" if sent else "queued"})
+
+    script = Script(held, held)
     with script.client() as client:
         verification = client.wait_for_verification(VERIFICATION_ID, timeout=45)
     assert verification.sent
     assert [r.url.params["wait"] for r in script.requests] == ["30.0", "15.0"]
+    # The read timeout covers the wait: the API holds the answer that long on purpose.
+    assert [r.extensions["timeout"]["read"] for r in script.requests] == [40.0, 25.0]
+
+
+def test_a_retried_long_poll_waits_only_for_what_is_left(clock: Clock) -> None:
+    def lost_after_twenty_seconds(request: httpx.Request) -> httpx.Response:
+        clock.now += 20
+        raise httpx.ReadError("connection reset", request=request)
+
+    sent = httpx.Response(200, json={**VERIFICATION, "status": "pending"})
+    script = Script(lost_after_twenty_seconds, sent)
+    with script.client() as client:
+        client.wait_for_verification(VERIFICATION_ID, timeout=30)
+    assert [r.url.params["wait"] for r in script.requests] == ["30.0", "10.0"]
+
+
+def test_a_check_waits_past_thirty_seconds_by_reading_it_again(clock: Clock) -> None:
+    def held(request: httpx.Request) -> httpx.Response:
+        clock.now += float(request.url.params.get("wait", 0))
+        decided = len(script.requests) == 2
+        return httpx.Response(200, json={**CHECK, "status": "approved" if decided else "queued"})
+
+    script = Script(held, held)
+    with script.client() as client:
+        check = client.check(VERIFICATION_ID, "123456", wait=45)
+    assert check.approved
+    assert [(r.method, r.url.params["wait"]) for r in script.requests] == [
+        ("POST", "30.0"),
+        ("GET", "15.0"),
+    ]
+    assert script.requests[1].url.path.endswith(f"/checks/{CHECK_ID}")
 
 
 def test_a_check_with_a_wait_answers_decided_or_still_queued() -> None:
@@ -185,7 +277,30 @@ def test_a_check_with_a_wait_answers_decided_or_still_queued() -> None:
     with script.client() as client:
         check = client.check(VERIFICATION_ID, "123456", wait=10)
     assert check.decided and not check.approved and check.completed_at is not None
-    assert script.requests[0].url.params["wait"] == "10"
+    assert script.requests[0].url.params["wait"] == "10.0"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**VERIFICATION, "status": "teleported"},
+        {key: value for key, value in VERIFICATION.items() if key != "channel"},
+    ],
+)
+def test_an_answer_the_client_cannot_read_is_its_own_error(body: dict[str, Any]) -> None:
+    with pytest.raises(UnexpectedAnswer), Script(httpx.Response(200, json=body)).client() as c:
+        c.get_verification(VERIFICATION_ID)
+    page = httpx.Response(200, text="<html>login portal</html>")
+    with pytest.raises(UnexpectedAnswer), Script(page).client() as c:
+        c.get_verification(VERIFICATION_ID)
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "a/b"])
+def test_an_id_that_cannot_be_one_path_segment_is_refused_before_sending(bad: str) -> None:
+    script = Script()
+    with pytest.raises(ValueError, match="cannot be an id"), script.client() as client:
+        client.list_factors(bad)
+    assert script.requests == []
 
 
 def test_ids_stay_one_path_segment() -> None:
@@ -193,8 +308,25 @@ def test_ids_stay_one_path_segment() -> None:
         httpx.Response(200, json={"user_id": "a/b", "two_step_enabled": False, "factors": []})
     )
     with script.client() as client:
-        client.list_factors("a/b ../x")
-    assert script.requests[0].url.raw_path == b"/v1/users/a%2Fb%20..%2Fx/factors"
+        client.list_factors("a b?c#..")
+    assert script.requests[0].url.raw_path == b"/v1/users/a%20b%3Fc%23../factors"
+
+
+async def test_the_async_client_retries_and_sleeps_on_its_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(async_client, "asyncio", SimpleNamespace(sleep=sleep))
+    answers = [problem(503, "service_unavailable", retry_after=1), httpx.Response(200, json=CHECK)]
+    async with AsyncTwostepClient(
+        "http://twostep.test", "tsk_key", transport=httpx.MockTransport(lambda _: answers.pop(0))
+    ) as client:
+        check = await client.get_check(VERIFICATION_ID, CHECK_ID)
+    assert check.id == CHECK_ID and slept == [1.0] and not answers
 
 
 async def test_the_async_client_speaks_the_same() -> None:
@@ -234,3 +366,29 @@ def test_webhook_signatures_from_twostep_verify_and_forgeries_do_not() -> None:
     assert not webhooks.verify_signature("new-secret", stale, body)
     with pytest.raises(webhooks.InvalidSignature):
         webhooks.parse("new-secret", "t=1,v1=00", body)
+
+
+def test_the_servers_own_shapes_read_as_the_clients_types() -> None:
+    """The API's response models, dumped as the API dumps them, parse with the client."""
+    now = "2026-12-05T06:00:00Z"
+    failure = ErrorOut(code="landline_not_supported", message="60205", provider_code=60205)
+    verification = VerificationOut.model_validate({**VERIFICATION, "error": failure})
+    factor = FactorOut.model_validate(
+        {"id": CHECK_ID, "user_id": "42", "phone": "+1415•••••23", "channel": "call",
+         "status": "verified", "created_at": now, "verified_at": now}
+    )  # fmt: skip
+    event = EventOut.model_validate(
+        {"id": 7, "type": "user.locked", "occurred_at": now, "user_id": "42", "api_key": "login",
+         "client_ip": "203.0.113.9", "destination": None, "verification_id": VERIFICATION_ID,
+         "factor_id": None, "detail": {"seconds": 60}}
+    )  # fmt: skip
+    read = Verification.from_json(verification.model_dump(mode="json"))
+    assert read.error is not None and read.error.provider_code == 60205
+    check = CheckOut.model_validate({**CHECK, "status": "max_attempts_reached"})
+    assert Check.from_json(check.model_dump(mode="json")).status == "max_attempts_reached"
+    enrolment = FactorEnrollmentOut(factor=factor, verification=verification)
+    assert Enrollment.from_json(enrolment.model_dump(mode="json")).factor.channel == "call"
+    listed = FactorsOut(user_id="42", two_step_enabled=True, factors=[factor])
+    assert Factors.from_json(listed.model_dump(mode="json")).verified[0].id == CHECK_ID
+    page = EventsOut(events=[event], next_before=7).model_dump(mode="json")
+    assert EventPage.from_json(page).events[0].detail == {"seconds": 60}

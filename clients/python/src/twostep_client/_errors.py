@@ -3,6 +3,7 @@ server can catch as broadly or as narrowly as it likes::
 
     TwostepError
       TwostepConnectionError        no answer: the API unreachable, or a timeout
+      UnexpectedAnswer              an answer this client cannot read (not twostep's, or newer)
       ApiError                      an answer with a problem (.status, .code, .detail, .body)
         InvalidRequest              422
           InvalidPhoneNumber
@@ -12,13 +13,13 @@ server can catch as broadly or as narrowly as it likes::
           InsufficientScope
           CountryNotAllowed
         NotFound                    404
-        Conflict                    409
+        Conflict                    409 (a keyed request still in progress: tried again)
           VerificationNotPending
           NoVerifiedFactor
         PayloadTooLarge             413
         UnsupportedMediaType        415
         RateLimited                 429 (.limit, .retry_after)
-          MaxAttemptsReached
+          MaxAttemptsReached        the verification is used up: start a new one, not wait
           UserLocked
         ServiceUnavailable          503 (.retry_after)
         ServerError                 any other 5xx
@@ -38,6 +39,11 @@ class TwostepError(Exception):
 class TwostepConnectionError(TwostepError):
     """No answer from the API (it is unreachable, or did not answer in time), after retries
     where a retry was safe."""
+
+
+class UnexpectedAnswer(TwostepError):
+    """A success this client cannot read: not JSON, a field missing, a status word it does not
+    know (a newer server: upgrade the client), or a proxy's page instead of the API's."""
 
 
 class ApiError(TwostepError):
@@ -123,11 +129,13 @@ class RateLimited(_Retryable):
 
     def __init__(self, response: httpx.Response, body: dict[str, Any]) -> None:
         super().__init__(response, body)
-        self.limit: str | None = body.get("limit")
+        limit = body.get("limit")
+        self.limit = None if limit is None else str(limit)
 
 
 class MaxAttemptsReached(RateLimited):
-    """Every check the verification allows has been used: start a new one."""
+    """Every check the verification allows has been used: start a new verification (a new
+    challenge) rather than wait; ``retry_after`` is only when this one would have expired."""
 
     code = "max_attempts_reached"
 

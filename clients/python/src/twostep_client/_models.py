@@ -1,11 +1,14 @@
-"""What the API answers, as typed, immutable values. Unknown fields are ignored and unknown
-status words kept as they come, so an older client keeps working against a newer server."""
+"""What the API answers, as typed, immutable values. Unknown fields are ignored (a newer server
+may add some); a status word this client does not know is ``UnexpectedAnswer``, never passed on
+as something the types say it cannot be."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, get_args
+
+from twostep_client._errors import UnexpectedAnswer
 
 Channel = Literal["sms", "call"]
 VerificationStatus = Literal[
@@ -23,9 +26,24 @@ FactorStatus = Literal["unverified", "verified", "disabled"]
 Purpose = Literal["standalone", "enrollment", "login"]
 
 Json = dict[str, Any]
+W = TypeVar("W", bound=str)
+
+_CHANNELS: tuple[Channel, ...] = get_args(Channel)
+_VERIFICATION_STATUSES: tuple[VerificationStatus, ...] = get_args(VerificationStatus)
+_CHECK_STATUSES: tuple[CheckStatus, ...] = get_args(CheckStatus)
+_FACTOR_STATUSES: tuple[FactorStatus, ...] = get_args(FactorStatus)
+_PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
+_REDEMPTIONS: tuple[Literal["approved", "rejected"], ...] = ("approved", "rejected")
 
 # A verification in these states is not decided yet: a wait continues through them.
 _VERIFICATION_IN_FLIGHT = frozenset({"queued", "sending"})
+
+
+def _word(value: object, words: tuple[W, ...]) -> W:
+    for word in words:
+        if value == word:
+            return word
+    raise UnexpectedAnswer(f"{value!r} is none of {', '.join(words)}: is the client too old?")
 
 
 def _time(value: Any) -> datetime:
@@ -34,6 +52,14 @@ def _time(value: Any) -> datetime:
 
 def _optional_time(value: Any) -> datetime | None:
     return None if value is None else _time(value)
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass(frozen=True)
@@ -51,8 +77,8 @@ class Failure:
             return None
         return cls(
             code=str(body["code"]),
-            message=body.get("message"),
-            provider_code=body.get("provider_code"),
+            message=_optional_str(body.get("message")),
+            provider_code=_optional_int(body.get("provider_code")),
         )
 
 
@@ -89,11 +115,11 @@ class Verification:
     def from_json(cls, body: Json) -> Verification:
         return cls(
             id=str(body["id"]),
-            status=body["status"],
-            channel=body["channel"],
+            status=_word(body["status"], _VERIFICATION_STATUSES),
+            channel=_word(body["channel"], _CHANNELS),
             to=str(body["to"]),
-            purpose=body["purpose"],
-            user_id=body.get("user_id"),
+            purpose=_word(body["purpose"], _PURPOSES),
+            user_id=_optional_str(body.get("user_id")),
             send_attempts=int(body["send_attempts"]),
             check_attempts=int(body["check_attempts"]),
             created_at=_time(body["created_at"]),
@@ -127,7 +153,7 @@ class Check:
         return cls(
             id=str(body["id"]),
             verification_id=str(body["verification_id"]),
-            status=body["status"],
+            status=_word(body["status"], _CHECK_STATUSES),
             created_at=_time(body["created_at"]),
             completed_at=_optional_time(body.get("completed_at")),
             error=Failure.from_json(body.get("error")),
@@ -152,8 +178,8 @@ class Factor:
             id=str(body["id"]),
             user_id=str(body["user_id"]),
             phone=str(body["phone"]),
-            channel=body["channel"],
-            status=body["status"],
+            channel=_word(body["channel"], _CHANNELS),
+            status=_word(body["status"], _FACTOR_STATUSES),
             created_at=_time(body["created_at"]),
             verified_at=_optional_time(body.get("verified_at")),
         )
@@ -203,12 +229,12 @@ class Redemption:
 
     @classmethod
     def from_json(cls, body: Json) -> Redemption:
-        return cls(status=body["status"])
+        return cls(status=_word(body["status"], _REDEMPTIONS))
 
 
 @dataclass(frozen=True)
 class Event:
-    """One line of a user's security trail (``factor.verified``, ``user.locked_out``, …)."""
+    """One line of a user's security trail (``factor.verified``, ``user.locked``, …)."""
 
     id: int
     type: str
@@ -227,12 +253,12 @@ class Event:
             id=int(body["id"]),
             type=str(body["type"]),
             occurred_at=_time(body["occurred_at"]),
-            user_id=body.get("user_id"),
-            api_key=body.get("api_key"),
-            client_ip=body.get("client_ip"),
-            destination=body.get("destination"),
-            verification_id=_optional_id(body.get("verification_id")),
-            factor_id=_optional_id(body.get("factor_id")),
+            user_id=_optional_str(body.get("user_id")),
+            api_key=_optional_str(body.get("api_key")),
+            client_ip=_optional_str(body.get("client_ip")),
+            destination=_optional_str(body.get("destination")),
+            verification_id=_optional_str(body.get("verification_id")),
+            factor_id=_optional_str(body.get("factor_id")),
             detail=dict(body.get("detail") or {}),
         )
 
@@ -248,13 +274,57 @@ class EventPage:
     def from_json(cls, body: Json) -> EventPage:
         return cls(
             events=tuple(Event.from_json(event) for event in body["events"]),
-            next_before=body.get("next_before"),
+            next_before=_optional_int(body.get("next_before")),
         )
-
-
-def _optional_id(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def recovery_codes_from_json(body: Json) -> tuple[str, ...]:
     return tuple(str(code) for code in body["codes"])
+
+
+@dataclass(frozen=True)
+class SendLimit:
+    name: str  # per_destination, per_user, …: what a RateLimited's ``limit`` names
+    limit: str  # e.g. "5 per 10 minutes"
+    applies_to: str
+
+
+@dataclass(frozen=True)
+class Lockout:
+    failures_per_step: int
+    wait_increment_seconds: float
+    max_wait_seconds: float
+    failure_reset_seconds: float
+    hard_lock_after_failures: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits in force, for messages a user can act on ("ask again in 30 s")."""
+
+    send_limits: tuple[SendLimit, ...]
+    resend_cooldown_seconds: float
+    allowed_countries: tuple[str, ...] | None  # None: every country
+    checks_per_verification: int
+    lockout: Lockout
+
+    @classmethod
+    def from_json(cls, body: Json) -> Limits:
+        countries = body.get("allowed_countries")
+        lockout = body["lockout"]
+        return cls(
+            send_limits=tuple(
+                SendLimit(str(item["name"]), str(item["limit"]), str(item["applies_to"]))
+                for item in body["send_limits"]
+            ),
+            resend_cooldown_seconds=float(body["resend_cooldown_seconds"]),
+            allowed_countries=None if countries is None else tuple(map(str, countries)),
+            checks_per_verification=int(body["checks_per_verification"]),
+            lockout=Lockout(
+                failures_per_step=int(lockout["failures_per_step"]),
+                wait_increment_seconds=float(lockout["wait_increment_seconds"]),
+                max_wait_seconds=float(lockout["max_wait_seconds"]),
+                failure_reset_seconds=float(lockout["failure_reset_seconds"]),
+                hard_lock_after_failures=int(lockout["hard_lock_after_failures"]),
+            ),
+        )

@@ -19,12 +19,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from twostep_client._errors import TwostepError
+
 SIGNATURE_HEADER = "Twostep-Signature"
 TOLERANCE_SECONDS = 300
 
 
-class InvalidSignature(Exception):
-    """Not signed with the secret, altered on the way, or older than the tolerance."""
+class InvalidSignature(TwostepError):
+    """Not signed with the secret, altered on the way, older than the tolerance, or not an
+    event at all."""
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,13 @@ def parse(
     """The delivery's event, once its signature holds; ``InvalidSignature`` otherwise."""
     if not verify_signature(secrets, header, body, tolerance=tolerance):
         raise InvalidSignature("the Twostep-Signature does not match this body")
-    event = json.loads(body)
-    return WebhookEvent(
-        id=str(event["id"]),
-        type=str(event["type"]),
-        created_at=datetime.fromisoformat(str(event["created_at"])),
-        data=dict(event["data"]),
-    )
+    try:
+        event = json.loads(body)
+        return WebhookEvent(
+            id=str(event["id"]),
+            type=str(event["type"]),
+            created_at=datetime.fromisoformat(str(event["created_at"])),
+            data=dict(event["data"]),
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise InvalidSignature(f"signed, but not a twostep event: {error}") from error

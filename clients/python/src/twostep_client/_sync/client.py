@@ -30,6 +30,7 @@ from twostep_client._models import (
     EventPage,
     Factors,
     Json,
+    Limits,
     Redemption,
     Verification,
     recovery_codes_from_json,
@@ -44,8 +45,11 @@ class TwostepClient:
 
     ``timeout`` bounds each request (a long-poll gets its wait on top); POSTs that create
     something carry an ``Idempotency-Key`` (given, or made per call), so they, the reads and the
-    idempotent writes are tried again after a connection error or a ``503``, up to
-    ``max_retries`` times. Errors are the exceptions in ``twostep_client.errors``.
+    idempotent writes are tried again after a connection error or a ``502``/``503``/``504``, up
+    to ``max_retries`` times. ``max_connections`` bounds the connections, long-polls included.
+    Errors are the exceptions in ``twostep_client.errors``. The key needs the scopes the routes
+    do: ``verify`` for verifications and checks; ``users`` for factors, challenges and
+    redemptions; ``admin`` to remove a factor, make recovery codes, read events, lift lockouts.
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class TwostepClient:
         *,
         timeout: float = 10.0,
         max_retries: int = 2,
+        max_connections: int = 100,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._timeout = timeout
@@ -62,6 +67,7 @@ class TwostepClient:
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT},
+            limits=httpx.Limits(max_connections=max_connections),
             transport=transport,
         )
 
@@ -152,22 +158,21 @@ class TwostepClient:
         verification_id: str,
         code: str,
         *,
-        wait: float = 0.0,
+        wait: float = 10.0,
         idempotency_key: str | None = None,
     ) -> Check:
-        """Hand over the code the user typed. With ``wait``, the check as soon as it is decided
-        (``approved``, ``rejected``, …), or still ``queued`` after ``wait`` seconds."""
+        """Hand over the code the user typed: the check as soon as it is decided (``approved``,
+        ``rejected``, …), or still ``queued`` (``not check.decided``: say "try again", not
+        "wrong code") if that takes more than ``wait`` seconds; ``wait=0`` answers at once."""
         started = monotonic()
-        held = min(wait, MAX_WAIT_SECONDS)
         check = self._send(
             Call(
                 "POST",
                 f"/v1/verifications/{segment(verification_id)}/checks",
                 Check.from_json,
                 body={"code": code},
-                params={"wait": held} if held > 0 else {},
                 idempotency_key=idempotency_key or new_idempotency_key(),
-                held_for=held,
+                wait=min(max(0.0, wait), MAX_WAIT_SECONDS),
             )
         )
         remaining = wait - (monotonic() - started)
@@ -278,7 +283,10 @@ class TwostepClient:
         )
 
     def release_lockout(self, *, user_id: str | None = None, phone: str | None = None) -> None:
-        """Lift a user's or a number's lockout, hard ones included (an ``admin`` key)."""
+        """Lift a user's or a number's lockout, hard ones included. Wrong codes lock out both
+        the user and the number they went to: lift both to let the user in at once."""
+        if user_id is None and phone is None:
+            raise ValueError("release_lockout needs a user_id, a phone, or both")
         self._send(
             Call(
                 "POST",
@@ -287,6 +295,10 @@ class TwostepClient:
                 body=without_none(user_id=user_id, phone=phone),
             )
         )
+
+    def limits(self) -> Limits:
+        """The limits in force: the re-send cooldown, checks per verification, the lockout."""
+        return self._send(Call("GET", "/v1/limits", Limits.from_json))
 
     # --- the machinery
 
@@ -298,17 +310,17 @@ class TwostepClient:
         while True:
             hold = min(max(0.0, deadline - monotonic()), MAX_WAIT_SECONDS)
             asked = monotonic()
-            params: Json = {"wait": round(hold, 3)} if hold > 0 else {}
-            result = self._send(Call("GET", path, read, params=params, held_for=hold))
+            result = self._send(Call("GET", path, read, wait=hold))
             if done(result) or monotonic() >= deadline:
                 return result
             if monotonic() - asked < POLL_FLOOR_SECONDS:
-                time.sleep(POLL_FLOOR_SECONDS)
+                time.sleep(min(POLL_FLOOR_SECONDS, max(0.0, deadline - monotonic())))
 
     def _send(self, call: Call[T]) -> T:
-        attempt = 0
+        started, attempt = monotonic(), 0
         while True:
-            request = call.request(self._http, self._timeout)
+            # A retry of a long-poll waits only for what is left of its wait.
+            request = call.after(monotonic() - started).request(self._http, self._timeout)
             try:
                 response = self._http.send(request)
             except httpx.TransportError as error:
