@@ -206,14 +206,23 @@ class SandboxClient:
 
 
 class ServiceProcess:
-    """One of our own commands (``twostep api`` …) as a child process, its output in a file."""
+    """One of our own commands (``twostep api`` …, or another ``module``'s, such as the example
+    login site's) as a child process, its output in a file."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        module: str = "twostep.cli",
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "twostep.cli", *argv],
+            [sys.executable, "-m", module, *argv],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -361,17 +361,29 @@ def rekey() -> None:
     "--data-dir", default=".twostep", show_default=True, help="SQLite file, logs, dev key"
 )
 @click.option("--flower/--no-flower", default=False, show_default=True, help="also start Flower")
-def dev(api_port: int, sandbox_port: int, data_dir: str, flower: bool) -> None:
-    """Everything for a local try-out: migrate, then API, worker, beat and the sandbox."""
+@click.option(
+    "--example/--no-example",
+    default=False,
+    show_default=True,
+    help="also start the reference login site (examples/login_site; a clone of the repository)",
+)
+@click.option("--example-port", default=8080, show_default=True, type=int)
+def dev(
+    api_port: int, sandbox_port: int, data_dir: str, flower: bool, example: bool, example_port: int
+) -> None:
+    """Everything for a local try-out: migrate, then API, worker, beat and the sandbox (and,
+    with --example, the reference login site)."""
     from twostep.dev import DevOptions, run_dev
 
-    sys.exit(
-        run_dev(
-            DevOptions(
-                api_port=api_port, sandbox_port=sandbox_port, data_dir=data_dir, flower=flower
-            )
-        )
+    options = DevOptions(
+        api_port=api_port,
+        sandbox_port=sandbox_port,
+        data_dir=data_dir,
+        flower=flower,
+        example=example,
+        example_port=example_port,
     )
+    sys.exit(run_dev(options))
 
 
 def _attach_bench() -> None:

@@ -2,15 +2,19 @@
 
 SQLite in ``.twostep/``, a Redis (``TWOSTEP_REDIS_URL``, else a ``redis-server`` on PATH on a free
 port, else an embedded one), the sandbox standing in for Twilio, then the API, a worker and beat.
-Children run in their own process groups so that Ctrl-C reaches only this launcher, which then
-stops them in order: API first (no new work), then beat, worker, sandbox, Redis.
+With ``--example``, also the reference login site (``examples/login_site``, run from the
+repository: it is not installed with twostep). Children run in their own process groups so that
+Ctrl-C reaches only this launcher, which then stops them in order: the login site and the API
+first (no new work), then beat, worker, sandbox, Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -36,6 +40,9 @@ from twostep.children import redis_server_argv, stop
 
 _STOP_TIMEOUT = 20.0
 _START_TIMEOUT = 60.0
+# The repository this twostep runs from, when it is installed editable (pip install -e .).
+_REPOSITORY = Path(__file__).resolve().parent.parent
+_EXAMPLE_INSTALL = ".venv/bin/pip install -c constraints.txt -e '.[example]' -e ./clients/python"
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class DevOptions:
     sandbox_port: int = 8765
     data_dir: str = ".twostep"
     flower: bool = False
+    example: bool = False
+    example_port: int = 8080
 
 
 @dataclass
@@ -57,10 +66,13 @@ class _Launcher:
     env: dict[str, str]
     children: list[_Child] = field(default_factory=list)
 
-    def start(self, name: str, *argv: str) -> _Child:
+    def start(
+        self, name: str, *argv: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> _Child:
         process = subprocess.Popen(
             [sys.executable, *argv],
-            env=self.env,
+            env=env or self.env,
+            cwd=cwd,
             start_new_session=True,  # Ctrl-C goes to the launcher only; it stops children in order
         )
         child = _Child(name, process)
@@ -85,6 +97,11 @@ class _Launcher:
 
 
 def run_dev(options: DevOptions) -> int:
+    if options.example:
+        problem = example_site_problem()
+        if problem:
+            _say(problem)
+            return 1
     data_dir = Path(options.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = os.environ.copy()
@@ -103,50 +120,9 @@ def run_dev(options: DevOptions) -> int:
 
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        redis_note = _start_redis(launcher, data_dir)
-        use_sandbox = not (env.get("TWILIO_ACCOUNT_SID") and env.get("TWILIO_AUTH_TOKEN"))
-        sandbox_url = None
-        if use_sandbox:
-            sandbox_port = _free_port_near(options.sandbox_port)
-            sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-            env["TWOSTEP_TWILIO_BASE_URL"] = sandbox_url
-            launcher.start("sandbox", "-m", "twostep.cli", "sandbox", "--port", str(sandbox_port))
-
-        _say(f"migrating {masked_url(env['TWOSTEP_DATABASE_URL'])}")
-        # The keys its children will use: the environment's, else the development ones.
-        crypto.install(Settings(environment=env["TWOSTEP_ENVIRONMENT"]).keyring())
-        upgrade(env["TWOSTEP_DATABASE_URL"])
-        api_key = _dev_api_key(env["TWOSTEP_DATABASE_URL"], data_dir / "dev-api-key")
-
-        api_port = _free_port_near(options.api_port)
-        api_url = f"http://127.0.0.1:{api_port}"
-        launcher.start("api", "-m", "twostep.cli", "api", "--port", str(api_port))
-        metrics_ports = _free_port_near(9101), _free_port_near(9102)
-        launcher.start(
-            "worker", "-m", "twostep.cli", "worker", "--metrics-port", str(metrics_ports[0])
-        )
-        launcher.start("beat", "-m", "twostep.cli", "beat", "--metrics-port", str(metrics_ports[1]))
-        flower_url = None
-        if options.flower:
-            flower_port = _free_port_near(5555)
-            flower_url = f"http://127.0.0.1:{flower_port}"
-            launcher.start("flower", "-m", "twostep.cli", "flower", "--port", str(flower_port))
-
-        if sandbox_url:
-            _wait_http(f"{sandbox_url}/healthz", "sandbox", launcher, lambda: interrupted)
-        _wait_http(f"{api_url}/readyz", "api", launcher, lambda: interrupted)
-        _wait_worker(env["TWOSTEP_REDIS_URL"], launcher, lambda: interrupted)
+        banner = _start_all(launcher, options, data_dir, lambda: interrupted)
         if not interrupted:
-            _Banner(
-                api_url,
-                sandbox_url,
-                flower_url,
-                metrics_ports,
-                redis_note,
-                env["TWOSTEP_DATABASE_URL"],
-                api_key,
-            ).show()
-
+            banner.show()
         while not interrupted:
             exited = launcher.first_exited()
             if exited is not None:
@@ -170,6 +146,54 @@ class _StartFailed(Exception):
     pass
 
 
+def _start_all(
+    launcher: _Launcher, options: DevOptions, data_dir: Path, interrupted: Callable[[], bool]
+) -> _Banner:
+    """Every child, each answering before the banner is shown."""
+    env = launcher.env
+    redis_note = _start_redis(launcher, data_dir)
+    sandbox_url = None
+    if not (env.get("TWILIO_ACCOUNT_SID") and env.get("TWILIO_AUTH_TOKEN")):
+        sandbox_port = _free_port_near(options.sandbox_port)
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        env["TWOSTEP_TWILIO_BASE_URL"] = sandbox_url
+        launcher.start("sandbox", "-m", "twostep.cli", "sandbox", "--port", str(sandbox_port))
+
+    _say(f"migrating {masked_url(env['TWOSTEP_DATABASE_URL'])}")
+    # The keys its children will use: the environment's, else the development ones.
+    crypto.install(Settings(environment=env["TWOSTEP_ENVIRONMENT"]).keyring())
+    upgrade(env["TWOSTEP_DATABASE_URL"])
+    api_key = _dev_api_key(env["TWOSTEP_DATABASE_URL"], data_dir / "dev-api-key")
+
+    api_port = _free_port_near(options.api_port)
+    api_url = f"http://127.0.0.1:{api_port}"
+    launcher.start("api", "-m", "twostep.cli", "api", "--port", str(api_port))
+    metrics_ports = _free_port_near(9101), _free_port_near(9102)
+    launcher.start("worker", "-m", "twostep.cli", "worker", "--metrics-port", str(metrics_ports[0]))
+    launcher.start("beat", "-m", "twostep.cli", "beat", "--metrics-port", str(metrics_ports[1]))
+    flower_url = None
+    if options.flower:
+        flower_port = _free_port_near(5555)
+        flower_url = f"http://127.0.0.1:{flower_port}"
+        launcher.start("flower", "-m", "twostep.cli", "flower", "--port", str(flower_port))
+    site_url = None
+    if options.example:
+        site_url = _start_example_site(
+            launcher, options.example_port, data_dir, api_url, api_key, sandbox_url
+        )
+
+    if sandbox_url:
+        _wait_http(f"{sandbox_url}/healthz", "sandbox", launcher, interrupted)
+    _wait_http(f"{api_url}/readyz", "api", launcher, interrupted)
+    _wait_worker(env["TWOSTEP_REDIS_URL"], launcher, interrupted)
+    if site_url:
+        _wait_http(f"{site_url}/login", "login site", launcher, interrupted)
+    database_url = env["TWOSTEP_DATABASE_URL"]
+    return _Banner(
+        api_url, site_url, sandbox_url, flower_url, metrics_ports, redis_note, database_url, api_key
+    )
+
+
 def _start_redis(launcher: _Launcher, data_dir: Path) -> str:
     env = launcher.env
     if env.get("TWOSTEP_REDIS_URL"):
@@ -190,6 +214,64 @@ def _start_redis(launcher: _Launcher, data_dir: Path) -> str:
         )
     _wait_tcp(port, "redis", launcher)
     return note
+
+
+def example_site_problem() -> str | None:
+    """Why the reference login site cannot run here, if it cannot."""
+    site = _REPOSITORY / "examples" / "login_site"
+    if not (site / "__main__.py").is_file():
+        return (
+            f"--example: the reference login site is not at {site}. It comes with twostep's "
+            "repository, not with the package: run twostep dev --example from a clone, "
+            "installed with pip install -e"
+        )
+    missing = [
+        name
+        for name in ("jinja2", "itsdangerous", "twostep_client")
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        return (
+            f"--example: the login site needs {', '.join(missing)}, not installed in this "
+            f"Python; install them with (in {_REPOSITORY}): {_EXAMPLE_INSTALL}"
+        )
+    return None
+
+
+def _start_example_site(
+    launcher: _Launcher,
+    port: int,
+    data_dir: Path,
+    api_url: str,
+    api_key: str,
+    sandbox_url: str | None,
+) -> str:
+    """The login site, a client of the API with the dev key; its users beside twostep's data."""
+    site_port = _free_port_near(port)
+    env = {
+        **launcher.env,
+        "TWOSTEP_URL": api_url,
+        "TWOSTEP_API_KEY": api_key,
+        "LOGIN_SITE_DATABASE": str(data_dir / "login-site.db"),
+        "LOGIN_SITE_SECRET_KEY": _saved_secret(data_dir / "login-site-secret"),
+    }
+    if sandbox_url:
+        env["LOGIN_SITE_SANDBOX_URL"] = sandbox_url
+    launcher.start(
+        "login site", "-m", "examples.login_site", "--port", str(site_port),
+        env=env, cwd=_REPOSITORY,
+    )  # fmt: skip
+    return f"http://127.0.0.1:{site_port}"
+
+
+def _saved_secret(path: Path) -> str:
+    """Kept across runs, so that a restart does not sign everyone out of the login site."""
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(32)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
 
 
 def _dev_api_key(database_url: str, key_file: Path) -> str:
@@ -303,6 +385,7 @@ class _Banner:
     """What `twostep dev` prints once everything answers."""
 
     api_url: str
+    site_url: str | None
     sandbox_url: str | None
     flower_url: str | None
     metrics_ports: tuple[int, int]
@@ -317,6 +400,9 @@ class _Banner:
             "",
             "twostep is running. Ctrl-C stops everything.",
             f"  API        {api}   (docs: {api}/docs)",
+            f"  login site {self.site_url}   (the reference site: sign up, turn on two-step)"
+            if self.site_url
+            else "  login site not started (twostep dev --example)",
             f"  sandbox    {sandbox}   (codes sent: {sandbox}/sandbox/messages)"
             if sandbox
             else "  Twilio     real Twilio Verify (TWILIO_* credentials are set)",

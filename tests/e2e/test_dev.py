@@ -1,8 +1,10 @@
 """``twostep dev``: one command brings the whole system up, prints what you need, and Ctrl-C
-takes all of it down again."""
+takes all of it down again; with ``--example``, the reference login site too."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import re
 import shutil
 import signal
@@ -10,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -17,9 +21,63 @@ import psutil
 import pytest
 
 from tests.support import REPO, SandboxClient, base_env, free_port, random_phone, wait_until
+from twostep import dev
 
 # The embedded Redis is what a machine without Redis gets; a redis-server is used where found.
 REDIS_KINDS = ["embedded"] + (["redis-server"] if shutil.which("redis-server") else [])
+
+
+@dataclass(frozen=True)
+class Dev:
+    banner: str
+    children: list[psutil.Process]
+
+    def url(self, name: str) -> str:
+        found = re.search(rf"{name}\s+(http://127\.0\.0\.1:\d+)", self.banner)
+        assert found, self.banner
+        return found.group(1)
+
+
+@contextlib.contextmanager
+def twostep_dev(tmp_path: Path, env: dict[str, str], *options: str) -> Iterator[Dev]:
+    """``twostep dev`` until its banner; then Ctrl-C, and nothing of it may be left running."""
+    output: list[str] = []
+    process = subprocess.Popen(
+        [sys.executable, "-m", "twostep.cli", "dev", "--data-dir", str(tmp_path / "data"),
+         "--api-port", str(free_port()), "--sandbox-port", str(free_port()), *options],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    stdout = process.stdout
+    assert stdout is not None
+    reader = threading.Thread(target=lambda: output.extend(iter(stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        wait_until(
+            lambda: "twostep is running" in "".join(output) or process.poll() is not None,
+            timeout=90,
+            what="the dev banner",
+        )
+        assert process.poll() is None, "".join(output)
+        children = psutil.Process(process.pid).children(recursive=True)
+        yield Dev("".join(output), children)
+    finally:
+        returncode = _interrupt(process)
+    assert returncode == 0, "".join(output)[-3000:]
+    time.sleep(0.5)
+    still_running = [
+        child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+    ]
+    assert still_running == [], f"left behind: {still_running}"
+    assert "stopped" in "".join(output)
+
+
+def _interrupt(process: subprocess.Popen[str]) -> int:
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
 
 
 @pytest.mark.slow
@@ -28,66 +86,59 @@ def test_dev_runs_the_flow_and_stops_cleanly(redis: str, tmp_path: Path) -> None
     env = base_env()
     if redis == "embedded":
         env["PATH"] = str(tmp_path / "empty-bin")  # no redis-server to be found
-    output: list[str] = []
-    process = subprocess.Popen(
-        [sys.executable, "-m", "twostep.cli", "dev", "--data-dir", str(tmp_path / "data"),
-         "--api-port", str(free_port()), "--sandbox-port", str(free_port())],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    stdout = process.stdout
-    assert stdout is not None
-    reader = threading.Thread(target=lambda: output.extend(iter(stdout.readline, "")), daemon=True)
-    reader.start()
-
-    def text() -> str:
-        return "".join(output)
-
-    try:
-        wait_until(
-            lambda: "twostep is running" in text() or process.poll() is not None,
-            timeout=90,
-            what="the dev banner",
-        )
-        assert process.poll() is None, text()
-        banner = text()
-        api = re.search(r"API\s+(http://127\.0\.0\.1:\d+)", banner)
-        sandbox = re.search(r"sandbox\s+(http://127\.0\.0\.1:\d+)", banner)
-        key = re.search(r"API key\s+(tsk_\S+)", banner)
-        assert api and sandbox and key, banner
-        assert ("embedded Redis" in banner) == (redis == "embedded")
-        children = psutil.Process(process.pid).children(recursive=True)
-        assert len(children) >= 5  # redis, sandbox, api, worker, beat
+    with twostep_dev(tmp_path, env) as running:
+        api, sandbox = running.url("API"), running.url("sandbox")
+        key = re.search(r"API key\s+(tsk_\S+)", running.banner)
+        assert key, running.banner
+        assert ("embedded Redis" in running.banner) == (redis == "embedded")
+        assert "login site not started" in running.banner
+        assert len(running.children) >= 5  # redis, sandbox, api, worker, beat
 
         headers = {"Authorization": f"Bearer {key.group(1)}"}
         to = random_phone()
-        created = httpx.post(f"{api.group(1)}/v1/verifications", json={"to": to}, headers=headers)
+        created = httpx.post(f"{api}/v1/verifications", json={"to": to}, headers=headers)
         assert created.status_code == 202
-        path = f"{api.group(1)}/v1/verifications/{created.json()['id']}"
-        wait_until(
-            lambda: httpx.get(path, headers=headers).json()["status"] == "pending",
-            timeout=20,
-            what="pending",
-        )
-        with SandboxClient(sandbox.group(1)) as sandbox_client:
+        path = f"{api}/v1/verifications/{created.json()['id']}"
+
+        def status() -> str:
+            return str(httpx.get(path, headers=headers).json()["status"])
+
+        wait_until(lambda: status() == "pending", timeout=20, what="pending")
+        with SandboxClient(sandbox) as sandbox_client:
             code = sandbox_client.latest_code(to)
         check = httpx.post(f"{path}/checks", json={"code": code}, headers=headers)
         assert check.status_code == 202
-        wait_until(
-            lambda: httpx.get(path, headers=headers).json()["status"] == "approved",
-            timeout=20,
-            what="approved",
-        )
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            returncode = process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-    assert returncode == 0, "".join(output)[-3000:]
-    time.sleep(0.5)
-    still_running = [
-        child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE
-    ]
-    assert still_running == [], f"left behind: {still_running}"
-    assert "stopped" in "".join(output)
+        wait_until(lambda: status() == "approved", timeout=20, what="approved")
+
+
+@pytest.mark.slow
+def test_dev_example_serves_the_login_site(tmp_path: Path) -> None:
+    port = str(free_port())
+    with twostep_dev(tmp_path, base_env(), "--example", "--example-port", port) as running:
+        site = running.url("login site")
+        assert site.endswith(f":{port}")
+        assert len(running.children) >= 6  # the login site besides the five
+        page = httpx.get(f"{site}/login")
+        assert page.status_code == 200
+        assert "<h1>Sign in</h1>" in page.text and 'name="csrf_token"' in page.text
+        # It is a client of this API, with the dev key: the site's data sits beside twostep's.
+        assert (tmp_path / "data" / "login-site.db").exists()
+
+
+def test_dev_example_says_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert dev.example_site_problem() is None  # this checkout has the site and what it needs
+
+    monkeypatch.setattr(dev, "_REPOSITORY", tmp_path)  # twostep installed without its repository
+    problem = dev.example_site_problem()
+    assert problem and "not at" in problem and "from a clone" in problem
+
+    monkeypatch.setattr(dev, "_REPOSITORY", REPO)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "jinja2" else real_find_spec(name, *args),
+    )
+    problem = dev.example_site_problem()
+    assert problem and "jinja2" in problem and "twostep_client" not in problem
+    assert ".venv/bin/pip install -c constraints.txt -e '.[example]' -e ./clients/python" in problem

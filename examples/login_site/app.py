@@ -1,0 +1,118 @@
+"""The site's parts, put together: pages, sessions, CSRF, security headers, static files."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from twostep_client import AsyncTwostepClient
+
+from examples.login_site.accounts import AccountPages
+from examples.login_site.config import SiteConfig
+from examples.login_site.second_step import SecondStepPages
+from examples.login_site.settings_pages import SettingsPages
+from examples.login_site.store import Users
+from examples.login_site.web import Site, csrf_token
+
+HERE = Path(__file__).resolve().parent
+SESSION_SECONDS = 8 * 3600
+
+# Pages carry codes, phone numbers (masked) and recovery codes: never cached, never framed.
+# No script at all, so the policy can forbid every one.
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = str(scope.get("path", "")).startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _HEADERS.items():
+                    if not (static and name == "Cache-Control"):
+                        headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _page_globals(request: Request) -> dict[str, Any]:
+    token = csrf_token(request)
+    return {
+        "csrf_field": Markup('<input type="hidden" name="csrf_token" value="{}">').format(token),
+        "signed_in": "user" in request.session,
+    }
+
+
+def create_app(config: SiteConfig, twostep: AsyncTwostepClient | None = None) -> Starlette:
+    """The site; ``twostep``: a client of one's own (tests give one a fake transport)."""
+    twostep = twostep or AsyncTwostepClient(config.twostep_url, config.twostep_api_key)
+    site = Site(
+        config=config,
+        users=Users(config.database),
+        twostep=twostep,
+        templates=Jinja2Templates(directory=HERE / "templates", context_processors=[_page_globals]),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await twostep.aclose()
+
+    async def problem_page(request: Request, error: Exception) -> Response:
+        status = error.status_code if isinstance(error, HTTPException) else 500
+        detail = error.detail if isinstance(error, HTTPException) else "Something went wrong."
+        return site.render(request, "error.html", status, code=status, detail=detail)
+
+    return Starlette(
+        routes=[
+            *AccountPages(site).routes(),
+            *SecondStepPages(site).routes(),
+            *SettingsPages(site).routes(),
+            Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+        ],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(
+                SessionMiddleware,
+                secret_key=config.session_secret,
+                session_cookie="login_site_session",
+                max_age=SESSION_SECONDS,
+                same_site="lax",
+                https_only=config.https_only,
+            ),
+        ],
+        exception_handlers={HTTPException: problem_page},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,168 @@
+"""The second step of a sign-in: a code to the user's phone (again, or by call), or a
+recovery code instead. Until it is passed, the session holds only the sign-in in progress."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from twostep_client import (
+    AsyncTwostepClient,
+    Channel,
+    TwostepError,
+    Verification,
+    VerificationNotPending,
+)
+
+from examples.login_site import words
+from examples.login_site.verifying import check_code, once_sent
+from examples.login_site.web import (
+    Site,
+    client_ip,
+    flash,
+    read_form,
+    redirect,
+    start_session,
+)
+
+# A password is good for this long without its second step; then the sign-in starts over.
+PENDING_SECONDS = 600
+NEW_CODE = "Use “Send the code again” below to get a new one."
+
+
+async def begin_second_step(site: Site, request: Request, user_id: str) -> None:
+    """The password was right and two-step is on: remember that much, and send a code."""
+    start_session(request, login={"user": user_id, "since": time.time()})
+    await send_code(site, request, channel=None)
+
+
+async def send_code(site: Site, request: Request, *, channel: Channel | None) -> None:
+    """Send the sign-in code (again, or by call), and say on the next page what happened."""
+    login: dict[str, Any] = request.session["login"]
+    earlier = login.get("verification")
+    try:
+        verification = await _resend_or_start(site.twostep, login, channel, client_ip(request))
+    except TwostepError as error:
+        flash(request, "error", words.refusal(error, new_code=NEW_CODE))
+        return
+    verification = await once_sent(site.twostep, verification)
+    if verification.status == "failed":
+        flash(request, "error", words.send_failure(verification))
+        return
+    # A re-send by call answers with the verification as first sent (its channel: sms).
+    channel = channel or verification.channel
+    login.update(verification=verification.id, to=verification.to, channel=channel)
+    if channel == "call":
+        flash(request, "info", f"We're calling {verification.to} to read out your code.")
+    elif earlier is not None:
+        same = verification.id == earlier
+        flash(request, "info", f"We sent {'the' if same else 'a new'} code to {verification.to}.")
+
+
+async def _resend_or_start(
+    twostep: AsyncTwostepClient, login: dict[str, Any], channel: Channel | None, ip: str | None
+) -> Verification:
+    if login.get("verification"):
+        try:
+            return await twostep.resend(login["verification"], channel=channel)
+        except VerificationNotPending:
+            pass  # expired, used up or canceled: a new code instead
+    return await twostep.start_challenge(login["user"], channel=channel, client_ip=ip)
+
+
+def pending(request: Request) -> dict[str, Any] | None:
+    login = request.session.get("login")
+    if not isinstance(login, dict) or time.time() - float(login.get("since", 0)) > PENDING_SECONDS:
+        return None
+    return login
+
+
+def _start_over(request: Request) -> Response:
+    start_session(request)
+    flash(request, "info", "Please sign in again.")
+    return redirect("/login")
+
+
+class SecondStepPages:
+    def __init__(self, site: Site) -> None:
+        self.site = site
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/login/code", self.code_form, methods=["GET"]),
+            Route("/login/code", self.check, methods=["POST"]),
+            Route("/login/send", self.send_again, methods=["POST"]),
+            Route("/login/recovery", self.recovery_form, methods=["GET"]),
+            Route("/login/recovery", self.redeem, methods=["POST"]),
+        ]
+
+    async def code_form(self, request: Request) -> Response:
+        login = pending(request)
+        if login is None:
+            return _start_over(request)
+        return self.site.render(request, "second_step.html", login=login)
+
+    async def check(self, request: Request) -> Response:
+        form = await read_form(request)
+        login = pending(request)
+        if login is None:
+            return _start_over(request)
+        if not login.get("verification"):
+            flash(request, "error", "Ask for a code first.")
+            return redirect("/login/code")
+        outcome = await check_code(
+            self.site.twostep, login["verification"], form.get("code", ""), new_code=NEW_CODE
+        )
+        if not outcome.approved:
+            flash(request, "error", outcome.message)
+            return redirect("/login/code")
+        return _signed_in(request, login["user"], "You're signed in.")
+
+    async def send_again(self, request: Request) -> Response:
+        form = await read_form(request)
+        if pending(request) is None:
+            return _start_over(request)
+        channel: Channel = "call" if form.get("channel") == "call" else "sms"
+        await send_code(self.site, request, channel=channel)
+        return redirect("/login/code")
+
+    async def recovery_form(self, request: Request) -> Response:
+        if pending(request) is None:
+            return _start_over(request)
+        return self.site.render(request, "recovery.html")
+
+    async def redeem(self, request: Request) -> Response:
+        form = await read_form(request)
+        login = pending(request)
+        if login is None:
+            return _start_over(request)
+        twostep, typed = self.site.twostep, form.get("code", "").strip()[:64]
+        try:
+            redemption = await twostep.redeem_recovery_code(
+                login["user"], typed, client_ip=client_ip(request)
+            )
+        except TwostepError as error:
+            flash(request, "error", words.refusal(error, new_code=""))
+            return redirect("/login/recovery")
+        if not redemption.approved:
+            flash(request, "error", "That recovery code isn't valid, or it has been used already.")
+            return redirect("/login/recovery")
+        if login.get("verification"):
+            with contextlib.suppress(TwostepError):  # the phone's code is no longer needed
+                await twostep.cancel(login["verification"])
+        return _signed_in(
+            request,
+            login["user"],
+            "You're signed in with a recovery code; it won't work again. "
+            "Running low? Make new ones below.",
+        )
+
+
+def _signed_in(request: Request, user_id: str, message: str) -> Response:
+    start_session(request, user=user_id)
+    flash(request, "success", message)
+    return redirect("/settings")

@@ -1,0 +1,155 @@
+"""What the site tells its users about twostep's answers, in one place: the pages never put
+an exception's text, a code or a full phone number in front of anyone."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC
+
+from twostep_client import (
+    Check,
+    CountryNotAllowed,
+    Event,
+    InvalidPhoneNumber,
+    MaxAttemptsReached,
+    NoVerifiedFactor,
+    RateLimited,
+    TwostepError,
+    UserLocked,
+    Verification,
+    VerificationStatus,
+)
+
+UNAVAILABLE = "We can't reach our verification service right now. Please try again in a minute."
+WRONG_CODE = "That code isn't right. Check the message and try again."
+MAX_ATTEMPTS = "Too many tries for this code."
+EXPIRED = "That code has expired."
+
+
+def wait(seconds: float | None) -> str:
+    """'27 seconds', '3 minutes': how long a limit holds, as the user should read it."""
+    if seconds is None:
+        return "a few minutes"
+    whole = max(1, math.ceil(seconds))
+    if whole <= 90:
+        return f"{whole} second{'s' if whole != 1 else ''}"
+    minutes = math.ceil(whole / 60)
+    return f"{minutes} minutes"
+
+
+def refusal(error: TwostepError, *, new_code: str) -> str:
+    """A refused request, in words. ``new_code`` says how to get a fresh code on this page."""
+    # Subclasses first: both are RateLimited too.
+    if isinstance(error, MaxAttemptsReached):
+        return _sentences(MAX_ATTEMPTS, new_code)
+    if isinstance(error, UserLocked):
+        return locked(error)
+    if isinstance(error, RateLimited):
+        if error.limit == "recovery_code_sets":
+            return (
+                "You have made too many new sets of recovery codes today. "
+                f"You can make another in {wait(error.retry_after)}."
+            )
+        return f"You can ask for another code in {wait(error.retry_after)}."
+    if isinstance(error, InvalidPhoneNumber):
+        return (
+            "That doesn't look like a phone number. Type it with its country code, "
+            "e.g. +1 415 555 0123."
+        )
+    if isinstance(error, CountryNotAllowed):
+        return "We can't send codes to numbers in that country. Please use another number."
+    if isinstance(error, NoVerifiedFactor):
+        return "Two-step verification is off for this account."
+    return UNAVAILABLE
+
+
+def locked(error: UserLocked) -> str:
+    if "administrator" in error.detail:
+        return "Too many wrong codes: this account is locked. Please contact support to unlock it."
+    return (
+        f"Too many wrong codes. For your security, you can try again in {wait(error.retry_after)}."
+    )
+
+
+def undecided_check(check: Check, *, new_code: str) -> str:
+    """A check that did not let the user in, in words."""
+    if check.status == "rejected":
+        return WRONG_CODE
+    if check.status == "expired":
+        return _sentences(EXPIRED, new_code)
+    if check.status == "max_attempts_reached":
+        return _sentences(MAX_ATTEMPTS, new_code)
+    if check.status == "queued":
+        return "We're still checking your code. Please submit it again in a moment."
+    if check.error is not None and check.error.code == "code_unavailable":
+        return "We couldn't check that code. Please type it again."
+    return "We couldn't check your code just now. Please try again in a moment."
+
+
+def not_pending(status: VerificationStatus, *, new_code: str) -> str:
+    """A code typed for a verification that no longer takes codes."""
+    if status == "expired":
+        return _sentences(EXPIRED, new_code)
+    if status == "max_attempts_reached":
+        return _sentences(MAX_ATTEMPTS, new_code)
+    if status in ("queued", "sending"):
+        return "Your code is still on its way. Please wait for it, then type it."
+    return _sentences("That code can't be used any more.", new_code)
+
+
+def _sentences(*parts: str) -> str:
+    return " ".join(part for part in parts if part)
+
+
+def send_failure(verification: Verification) -> str:
+    """Why a code could not be sent to a number the user typed."""
+    reason = verification.error.code if verification.error else None
+    if reason == "landline_not_supported":
+        return (
+            "That number is a landline: it can't receive text messages. Check the number, or "
+            "use a mobile number."
+        )
+    if reason == "invalid_phone_number":
+        return "That number doesn't exist. Check it, with its country code."
+    if reason in ("country_blocked", "fraud_blocked", "provider_rejected"):
+        return "We can't send codes to that number. Please use another one."
+    return "We couldn't send a code just now. Please try again in a minute."
+
+
+# What a user reads in their security activity. Every code this site asks for is a sign-in
+# code or a phone being added, recorded as such beside "verification.requested": that one
+# would only say the same thing twice.
+_HIDDEN_EVENTS = frozenset({"verification.requested"})
+_EVENTS = {
+    "verification.sent": "Code sent",
+    "verification.resend_requested": "Code requested again",
+    "verification.resend_failed": "Code could not be sent again",
+    "verification.failed": "Code could not be sent",
+    "verification.approved": "Code accepted",
+    "verification.canceled": "Code canceled",
+    "verification.max_attempts_reached": "Too many tries for a code",
+    "check.rejected": "Wrong code entered",
+    "factor.enrollment_started": "Phone being added for two-step verification",
+    "factor.verified": "Two-step verification turned on",
+    "factor.replaced": "Phone replaced",
+    "factor.disabled": "Phone removed from two-step verification",
+    "factor.enrollment_failed": "Phone could not be added",
+    "challenge.requested": "Sign-in code requested",
+    "user.locked": "Locked after too many wrong codes",
+    "lockout.released": "Lock lifted",
+    "recovery_codes.generated": "New recovery codes made",
+    "recovery_code.used": "Signed in with a recovery code",
+    "recovery_code.rejected": "Wrong recovery code entered",
+}
+
+
+def event(item: Event) -> str:
+    return _EVENTS.get(item.type, item.type)
+
+
+def worth_showing(item: Event) -> bool:
+    return item.type not in _HIDDEN_EVENTS
+
+
+def when(item: Event) -> str:
+    return item.occurred_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
