@@ -43,9 +43,12 @@ def create_app(
         openapi_url="/openapi.json" if public_docs else None,
         docs_url="/docs" if public_docs else None,
         redoc_url=None,
+        # Operation ids are the routes' names (enroll_factor, create_check, …): what a client
+        # generated from the document calls its functions.
+        generate_unique_id_function=lambda route: route.name,
     )
     install_error_handlers(app)
-    install_schema(app)
+    install_schema(app, settings)
     app.include_router(health.router)
     app.include_router(verifications.router)
     app.include_router(users.router)

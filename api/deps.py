@@ -9,7 +9,7 @@ from typing import Annotated
 
 import redis.asyncio as redis
 from celery import Celery
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared import crypto
@@ -171,6 +171,17 @@ WaitSeconds = Annotated[
         le=MAX_WAIT_SECONDS,
         description="Hold the answer up to this many seconds until the result is decided "
         "(a verification sent or over, a check answered); then answer with what there is.",
+    ),
+]
+
+
+# Ids are UUIDs, and the document says so; the route still takes any string, so that a malformed
+# id is what it is to a caller, an id that does not exist (404), never a validation error.
+ResourceId = Annotated[
+    str,
+    Path(
+        description="A UUID, as the API gave it; any other string is not found (404)",
+        json_schema_extra={"format": "uuid"},
     ),
 ]
 

@@ -41,18 +41,11 @@ _STATUS_BY_ERROR: list[tuple[type[TwostepError], int]] = [
     (Conflict, 409),
     (ServiceUnavailable, 503),
 ]
-_CODE_BY_STATUS = {
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_request",
-    429: "rate_limited",
-    503: "service_unavailable",
-}
+# What Starlette and FastAPI raise themselves, besides the 400 of a body that is not UTF-8: an
+# unknown path, an unknown method. Every code the API sends is in the README's table of errors.
+_CODE_BY_STATUS = {404: "not_found", 405: "method_not_allowed"}
+_PHONE_FIELDS = frozenset({"to", "phone"})
+_UNREADABLE = "the body is not valid JSON (UTF-8)"
 
 
 def problem(
@@ -111,6 +104,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
             "unsupported_media_type",
             "send a JSON body with the header Content-Type: application/json",
         )
+    if any(error["type"] == "json_invalid" for error in exc.errors()):
+        return _unreadable_body()
     errors = [
         {
             "field": ".".join(str(part) for part in error["loc"] if part != "body"),
@@ -123,18 +118,26 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         f"{error['field']}: {error['message']}" if error["field"] else error["message"]
         for error in errors
     )
+    # A phone number of the wrong shape or type is as invalid as one no country has.
     code = "invalid_request"
-    if errors and all(e["field"] == "to" and e["type"] != "missing" for e in errors):
+    if errors and all(e["field"] in _PHONE_FIELDS and e["type"] != "missing" for e in errors):
         code = InvalidPhoneNumber.code
     return problem(422, code, detail or "the request is not valid", errors=errors)
 
 
+def _unreadable_body() -> JSONResponse:
+    # One answer, to the letter, whether the body is not UTF-8 (FastAPI's 400) or not JSON, so
+    # that a client handles one code for both.
+    error = {"field": "", "message": _UNREADABLE, "type": "json_invalid"}
+    return problem(422, "invalid_request", _UNREADABLE, errors=[error])
+
+
 async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 400:
-        # FastAPI's answer to a body it cannot decode (not UTF-8): the same problem as any
-        # other body that is not JSON, so that clients handle one code for both.
-        return problem(422, "invalid_request", "the body is not valid JSON (UTF-8)")
-    code = _CODE_BY_STATUS.get(exc.status_code, "error")
+        return _unreadable_body()
+    code = _CODE_BY_STATUS.get(exc.status_code)
+    if code is None:  # nothing raises another one today; were it to, a code of the table
+        code = "internal_error" if exc.status_code >= 500 else "invalid_request"
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     return problem(exc.status_code, code, detail, dict(exc.headers) if exc.headers else None)
 

@@ -12,18 +12,26 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from shared.db.models import Event, Factor, WebhookDelivery, WebhookEndpoint
 from shared.domain import Channel, DeliveryStatus, EventType, FactorStatus, WebhookEvent
-from shared.phone import mask_e164
+from shared.phone import E164_PATTERN, mask_e164
+from shared.services.two_step import USER_ID_PATTERN, is_user_id
 from shared.views import CheckOut as CheckOut
 from shared.views import ErrorOut as ErrorOut
 from shared.views import VerificationOut as VerificationOut
 
-_USER_ID_DOC = "The login server's id for the user: 1 to 128 printable characters"
+_USER_ID_DOC = (
+    "The login server's id for the user: 1 to 128 printable characters (no control, format, "
+    "line-break, non-ASCII space or private-use character)"
+)
+# Checked by the validator below, with a message a person can read; the document shows it.
+_USER_ID_SCHEMA: dict[str, Any] = {"pattern": USER_ID_PATTERN}
 
 
 def _printable(value: str) -> str:
-    # isprintable() refuses control, format (RTL overrides, zero-width) and line characters.
-    if not value.isprintable():
-        raise ValueError("must be printable: no control, format or line-break characters")
+    if not is_user_id(value):
+        raise ValueError(
+            "must be printable: no control, format, line-break, non-ASCII space or private-use "
+            "characters"
+        )
     return value
 
 
@@ -32,17 +40,29 @@ UserId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128),
     AfterValidator(_printable),
-    Field(description=_USER_ID_DOC),
+    Field(description=_USER_ID_DOC, json_schema_extra=_USER_ID_SCHEMA),
 ]
 UserIdPath = Annotated[
-    str, Path(min_length=1, max_length=128, description=_USER_ID_DOC), AfterValidator(_printable)
+    str,
+    Path(min_length=1, max_length=128, description=_USER_ID_DOC, json_schema_extra=_USER_ID_SCHEMA),
+    AfterValidator(_printable),
+]
+# A phone number as the API takes it: E.164 exactly. One that has the shape but no country's
+# numbering plan allows is refused by the phone library, as invalid_phone_number too.
+Phone = Annotated[
+    str,
+    Field(
+        pattern=E164_PATTERN,
+        examples=["+14155550123"],
+        description="The phone, in E.164: a + and up to 15 digits, no spaces",
+    ),
 ]
 
 
 class VerificationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to: str = Field(max_length=32, examples=["+14155550123"], description="The phone, in E.164")
+    to: Phone
     channel: Channel = Channel.SMS
     locale: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,4})?$")
     user_id: UserId | None = None
@@ -62,7 +82,12 @@ class ResendCreate(BaseModel):
 class CheckCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(min_length=1, max_length=32, examples=["123456"])
+    code: str = Field(
+        pattern=r"^[0-9A-Za-z]{4,10}$",
+        examples=["123456"],
+        description="The code the user typed: 4 to 10 letters or digits, nothing else "
+        "(Twilio Verify's codes are 4 to 10 digits)",
+    )
 
 
 class SendLimitOut(BaseModel):
@@ -93,7 +118,7 @@ class LimitsOut(BaseModel):
 class FactorCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    phone: str = Field(max_length=32, examples=["+14155550123"])
+    phone: Phone
     channel: Channel = Channel.SMS
     replace_existing: bool = Field(
         default=True,
@@ -154,11 +179,23 @@ class RedeemCreate(BaseModel):
     client_ip: IPv4Address | IPv6Address | None = None
 
 
+def _one_or_both(schema: dict[str, Any]) -> None:
+    # A null is taken as absent, but the document asks for values, so that {} and
+    # {"user_id": null} are as invalid there as they are here (422).
+    schema["minProperties"] = 1
+    for name, field in schema["properties"].items():
+        value = next(kind for kind in field.pop("anyOf") if kind != {"type": "null"})
+        field.pop("default", None)
+        schema["properties"][name] = {**field, **value}
+
+
 class LockoutRelease(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A user, a phone number, or both: at least one of them."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_or_both)
 
     user_id: UserId | None = None
-    phone: str | None = Field(default=None, max_length=32, examples=["+14155550123"])
+    phone: Phone | None = None
 
 
 class RedeemOut(BaseModel):

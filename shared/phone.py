@@ -10,7 +10,9 @@ import phonenumbers
 from shared.errors import InvalidPhoneNumber
 
 MASK = "•"
-_E164_SHAPE = re.compile(r"^\+[1-9]\d{1,14}$")
+# What the API takes: E.164 exactly, no spaces or punctuation ([0-9], not \d: no other digits).
+E164_PATTERN = r"^\+[1-9][0-9]{1,14}$"
+_E164_SHAPE = re.compile(E164_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)

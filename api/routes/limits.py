@@ -3,10 +3,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import ApiKeyDep, ContextDep
-from api.openapi import problems
+from api.openapi import KEYED
 from api.schemas import LimitsOut, LockoutOut, SendLimitOut
 
-router = APIRouter(prefix="/v1/limits", tags=["limits"], responses=problems(401, 503))
+router = APIRouter(prefix="/v1/limits", tags=["limits"], responses=KEYED)
 
 
 @router.get("", response_model=LimitsOut)

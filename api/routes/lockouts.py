@@ -5,13 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from api.deps import AdminKey, ContextDep, UowDep
-from api.openapi import V1, WITH_BODY
+from api.openapi import KEYED, problems
 from api.schemas import LockoutRelease
 
-router = APIRouter(prefix="/v1/lockouts", tags=["two-step authentication"], responses=V1)
+router = APIRouter(prefix="/v1/lockouts", tags=["two-step authentication"], responses=KEYED)
 
 
-@router.post("/release", status_code=204, response_class=Response, responses=WITH_BODY)
+@router.post(
+    "/release",
+    status_code=204,
+    response_class=Response,
+    responses=problems(403, 413, 415, 422),
+)
 async def release_lockout(
     body: LockoutRelease, uow: UowDep, api_key: AdminKey, context: ContextDep
 ) -> Response:

@@ -9,9 +9,17 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import JSONResponse
 
-from api.deps import AdminKey, ContextDep, ReadingUowDep, UowDep, UsersKey, parse_id
+from api.deps import (
+    AdminKey,
+    ContextDep,
+    ReadingUowDep,
+    ResourceId,
+    UowDep,
+    UsersKey,
+    parse_id,
+)
 from api.idempotency import answer_once
-from api.openapi import BY_ID, STATEFUL, V1, WITH_BODY
+from api.openapi import KEYED, problems
 from api.routes.verifications import IdempotencyKey
 from api.schemas import (
     ChallengeCreate,
@@ -32,13 +40,18 @@ from shared.services.idempotency import StoredAnswer
 from shared.services.two_step import Enrollment
 from shared.views import verification_view
 
-router = APIRouter(prefix="/v1/users/{user_id}", tags=["two-step authentication"], responses=V1)
+router = APIRouter(prefix="/v1/users/{user_id}", tags=["two-step authentication"], responses=KEYED)
 
 # Event ids are 64-bit signed integers.
 _LARGEST_EVENT_ID = 2**63 - 1
 
 
-@router.post("/factors", status_code=202, response_model=FactorEnrollmentOut, responses=WITH_BODY)
+@router.post(
+    "/factors",
+    status_code=202,
+    response_model=FactorEnrollmentOut,
+    responses=problems(403, 409, 413, 415, 422, 429),
+)
 async def enroll_factor(
     user_id: UserIdPath,
     body: FactorCreate,
@@ -79,7 +92,7 @@ async def enroll_factor(
     return answered.response(lambda answer: f"/v1/verifications/{answer['verification']['id']}")
 
 
-@router.get("/factors", response_model=FactorsOut)
+@router.get("/factors", response_model=FactorsOut, responses=problems(403, 422))
 async def list_factors(
     user_id: UserIdPath, uow: ReadingUowDep, api_key: UsersKey, context: ContextDep
 ) -> FactorsOut:
@@ -92,9 +105,18 @@ async def list_factors(
     )
 
 
-@router.delete("/factors/{factor_id}", status_code=204, response_class=Response, responses=BY_ID)
+@router.delete(
+    "/factors/{factor_id}",
+    status_code=204,
+    response_class=Response,
+    responses=problems(403, 404, 422),
+)
 async def disable_factor(
-    user_id: UserIdPath, factor_id: str, uow: UowDep, api_key: AdminKey, context: ContextDep
+    user_id: UserIdPath,
+    factor_id: ResourceId,
+    uow: UowDep,
+    api_key: AdminKey,
+    context: ContextDep,
 ) -> Response:
     """Disable a phone. With no verified phone left, two-step is off."""
     await context.two_step.disable_factor(uow, api_key, user_id, parse_id(factor_id, "factor"))
@@ -105,7 +127,7 @@ async def disable_factor(
     "/challenges",
     status_code=202,
     response_model=VerificationOut,
-    responses={**STATEFUL, **WITH_BODY},
+    responses=problems(403, 409, 413, 415, 422, 429),
 )
 async def start_challenge(
     user_id: UserIdPath,
@@ -138,7 +160,12 @@ async def start_challenge(
     return answered.response(lambda answer: f"/v1/verifications/{answer['id']}")
 
 
-@router.post("/recovery-codes", status_code=201, response_model=RecoveryCodesOut)
+@router.post(
+    "/recovery-codes",
+    status_code=201,
+    response_model=RecoveryCodesOut,
+    responses=problems(403, 422, 429),
+)
 async def generate_recovery_codes(
     user_id: UserIdPath, uow: UowDep, api_key: AdminKey, context: ContextDep
 ) -> RecoveryCodesOut:
@@ -147,7 +174,11 @@ async def generate_recovery_codes(
     return RecoveryCodesOut(codes=codes)
 
 
-@router.post("/recovery-codes/redeem", response_model=RedeemOut, responses=WITH_BODY)
+@router.post(
+    "/recovery-codes/redeem",
+    response_model=RedeemOut,
+    responses=problems(403, 413, 415, 422, 429),
+)
 async def redeem_recovery_code(
     user_id: UserIdPath, body: RedeemCreate, uow: UowDep, api_key: UsersKey, context: ContextDep
 ) -> RedeemOut:
@@ -162,7 +193,7 @@ async def redeem_recovery_code(
     return RedeemOut(status="approved" if approved else "rejected")
 
 
-@router.get("/events", response_model=EventsOut)
+@router.get("/events", response_model=EventsOut, responses=problems(403, 422))
 async def list_events(
     user_id: UserIdPath,
     uow: ReadingUowDep,

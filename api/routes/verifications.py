@@ -6,9 +6,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
-from api.deps import ContextDep, UowDep, VerifyKey, WaitSeconds, parse_id
+from api.deps import ContextDep, ResourceId, UowDep, VerifyKey, WaitSeconds, parse_id
 from api.idempotency import answer_once
-from api.openapi import BY_ID, STATEFUL, V1, WITH_BODY
+from api.openapi import KEYED, problems
 from api.schemas import (
     CheckCreate,
     CheckOut,
@@ -17,19 +17,21 @@ from api.schemas import (
     VerificationOut,
 )
 from shared.db.session import UnitOfWork
-from shared.services.idempotency import StoredAnswer
+from shared.services.idempotency import KEY_PATTERN, StoredAnswer
 from shared.services.verifications import VerificationRequest
 from shared.services.waiting import check_decided
 from shared.views import check_view, verification_view
 
-router = APIRouter(prefix="/v1/verifications", tags=["verifications"], responses=V1)
+router = APIRouter(prefix="/v1/verifications", tags=["verifications"], responses=KEYED)
 
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
         description="Repeat a request with the same key (for 24 h) to get the first answer again, "
-        "with no second effect.",
+        "with no second effect. 1 to 255 printable ASCII characters, no spaces.",
+        # Checked where the key is used (shared.services.idempotency), by this very pattern.
+        json_schema_extra={"pattern": KEY_PATTERN},
     ),
 ]
 
@@ -42,7 +44,12 @@ def _check_location(answer: dict[str, Any]) -> str:
     return f"/v1/verifications/{answer['verification_id']}/checks/{answer['id']}"
 
 
-@router.post("", status_code=202, response_model=VerificationOut, responses=WITH_BODY)
+@router.post(
+    "",
+    status_code=202,
+    response_model=VerificationOut,
+    responses=problems(403, 409, 413, 415, 422, 429),
+)
 async def create_verification(
     body: VerificationCreate,
     api_key: VerifyKey,
@@ -75,9 +82,9 @@ async def create_verification(
     return answered.response(_verification_location)
 
 
-@router.get("/{verification_id}", response_model=VerificationOut, responses=BY_ID)
+@router.get("/{verification_id}", response_model=VerificationOut, responses=problems(403, 404, 422))
 async def read_verification(
-    verification_id: str, api_key: VerifyKey, context: ContextDep, wait: WaitSeconds = 0
+    verification_id: ResourceId, api_key: VerifyKey, context: ContextDep, wait: WaitSeconds = 0
 ) -> JSONResponse:
     """The verification; with `?wait=S`, once it is sent (`pending`) or over, at most S s."""
     view = await context.waiting.verification(
@@ -90,10 +97,10 @@ async def read_verification(
     "/{verification_id}/resend",
     status_code=202,
     response_model=VerificationOut,
-    responses={**BY_ID, **STATEFUL, **WITH_BODY},
+    responses=problems(403, 404, 409, 413, 415, 422, 429),
 )
 async def resend_verification(
-    verification_id: str,
+    verification_id: ResourceId,
     uow: UowDep,
     api_key: VerifyKey,
     context: ContextDep,
@@ -113,10 +120,10 @@ async def resend_verification(
     "/{verification_id}/cancel",
     status_code=202,
     response_model=VerificationOut,
-    responses={**BY_ID, **STATEFUL},
+    responses=problems(403, 404, 409),
 )
 async def cancel_verification(
-    verification_id: str, uow: UowDep, api_key: VerifyKey, context: ContextDep
+    verification_id: ResourceId, uow: UowDep, api_key: VerifyKey, context: ContextDep
 ) -> JSONResponse:
     """End a verification: no more checks are accepted for it."""
     verification = await context.verifications.cancel(
@@ -131,13 +138,11 @@ async def cancel_verification(
     response_model=CheckOut,
     responses={
         200: {"model": CheckOut, "description": "Decided within `?wait=`"},
-        **BY_ID,
-        **STATEFUL,
-        **WITH_BODY,
+        **problems(403, 404, 409, 413, 415, 422, 429),
     },
 )
 async def create_check(
-    verification_id: str,
+    verification_id: ResourceId,
     body: CheckCreate,
     api_key: VerifyKey,
     context: ContextDep,
@@ -169,10 +174,14 @@ async def create_check(
     return answered.response(_check_location)
 
 
-@router.get("/{verification_id}/checks/{check_id}", response_model=CheckOut, responses=BY_ID)
+@router.get(
+    "/{verification_id}/checks/{check_id}",
+    response_model=CheckOut,
+    responses=problems(403, 404, 422),
+)
 async def read_check(
-    verification_id: str,
-    check_id: str,
+    verification_id: ResourceId,
+    check_id: ResourceId,
     api_key: VerifyKey,
     context: ContextDep,
     wait: WaitSeconds = 0,

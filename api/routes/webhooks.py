@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import AdminKey, ContextDep, ReadingUowDep, UowDep, parse_id
-from api.openapi import BY_ID, V1, WITH_BODY
+from api.deps import AdminKey, ContextDep, ReadingUowDep, ResourceId, UowDep, parse_id
+from api.openapi import KEYED, problems
 from api.schemas import (
     WebhookDeliveriesOut,
     WebhookDeliveryOut,
@@ -18,14 +18,14 @@ from api.schemas import (
 )
 from shared.domain import DeliveryStatus
 
-router = APIRouter(tags=["webhooks"], responses=V1)
+router = APIRouter(tags=["webhooks"], responses=KEYED)
 
 
 @router.post(
     "/v1/webhook-endpoints",
     status_code=201,
     response_model=WebhookEndpointWithSecret,
-    responses=WITH_BODY,
+    responses=problems(403, 413, 415, 422),
 )
 async def create_endpoint(
     body: WebhookEndpointCreate, uow: UowDep, api_key: AdminKey, context: ContextDep
@@ -35,7 +35,7 @@ async def create_endpoint(
     return WebhookEndpointWithSecret.with_secret(endpoint)
 
 
-@router.get("/v1/webhook-endpoints", response_model=WebhookEndpointsOut)
+@router.get("/v1/webhook-endpoints", response_model=WebhookEndpointsOut, responses=problems(403))
 async def list_endpoints(uow: ReadingUowDep, api_key: AdminKey) -> WebhookEndpointsOut:
     """The tenant's receivers (never their secrets)."""
     endpoints = await uow.webhook_endpoints.active(api_key.tenant_id)
@@ -46,10 +46,10 @@ async def list_endpoints(uow: ReadingUowDep, api_key: AdminKey) -> WebhookEndpoi
     "/v1/webhook-endpoints/{endpoint_id}",
     status_code=204,
     response_class=Response,
-    responses=BY_ID,
+    responses=problems(403, 404),
 )
 async def delete_endpoint(
-    endpoint_id: str, uow: UowDep, api_key: AdminKey, context: ContextDep
+    endpoint_id: ResourceId, uow: UowDep, api_key: AdminKey, context: ContextDep
 ) -> Response:
     """Stop sending to a receiver; its waiting deliveries fail."""
     await context.webhooks.delete(uow, api_key, parse_id(endpoint_id, "webhook endpoint"))
@@ -59,10 +59,10 @@ async def delete_endpoint(
 @router.post(
     "/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
     response_model=WebhookEndpointWithSecret,
-    responses=BY_ID,
+    responses=problems(403, 404),
 )
 async def rotate_secret(
-    endpoint_id: str, uow: UowDep, api_key: AdminKey, context: ContextDep
+    endpoint_id: ResourceId, uow: UowDep, api_key: AdminKey, context: ContextDep
 ) -> WebhookEndpointWithSecret:
     """A new secret, in this answer only. Deliveries carry a signature with each secret until
     `previous_secret_valid_until`, so the receiver can switch without losing one."""
@@ -72,11 +72,22 @@ async def rotate_secret(
     return WebhookEndpointWithSecret.with_secret(endpoint)
 
 
-@router.get("/v1/webhook-deliveries", response_model=WebhookDeliveriesOut, responses=BY_ID)
+@router.get(
+    "/v1/webhook-deliveries",
+    response_model=WebhookDeliveriesOut,
+    responses=problems(403, 404, 422),
+)
 async def list_deliveries(
     uow: ReadingUowDep,
     api_key: AdminKey,
-    endpoint_id: Annotated[str | None, Query(max_length=64)] = None,
+    endpoint_id: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Only this endpoint's; a string that is not a UUID is not found (404)",
+            json_schema_extra={"format": "uuid"},
+        ),
+    ] = None,
     status: DeliveryStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> WebhookDeliveriesOut:
@@ -94,10 +105,10 @@ async def list_deliveries(
     "/v1/webhook-deliveries/{delivery_id}/redeliver",
     status_code=202,
     response_model=WebhookDeliveryOut,
-    responses=BY_ID,
+    responses=problems(403, 404),
 )
 async def redeliver(
-    delivery_id: str, uow: UowDep, api_key: AdminKey, context: ContextDep
+    delivery_id: ResourceId, uow: UowDep, api_key: AdminKey, context: ContextDep
 ) -> WebhookDeliveryOut:
     """Send a delivery again, now, whatever became of it (with a fresh 24 h of retries)."""
     delivery = await context.webhooks.redeliver(

@@ -29,7 +29,8 @@ from shared.db.session import Repositories, UnitOfWork
 from shared.errors import Conflict, IdempotencyKeyReused, InvalidInput, ServiceUnavailable
 from shared.lookups import idempotency_lookup
 
-_KEY_SHAPE = re.compile(r"^[\x21-\x7e]{1,255}$")
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+_KEY_SHAPE = re.compile(KEY_PATTERN)
 _NEVER_FINGERPRINTED = frozenset({"code"})
 
 
@@ -46,7 +47,7 @@ def fingerprint(method: str, path: str, body: dict[str, Any]) -> str:
 
 
 def validate_key(key: str) -> None:
-    if not _KEY_SHAPE.match(key):
+    if not _KEY_SHAPE.fullmatch(key):
         raise InvalidInput("Idempotency-Key must be 1 to 255 printable ASCII characters, no spaces")
 
 

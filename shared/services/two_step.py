@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -52,6 +53,16 @@ _LEGACY_RECOVERY_LENGTH = 10
 # scrypt at n=2^14, r=8 costs ~16 MiB and tens of milliseconds per guess.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 _USER_ID_MAX = 128
+# 1 to 128 characters, none a control, format (bidi overrides, zero-width), line-break, non-ASCII
+# space or private-use character of the BMP. A fixed list rather than isprintable(), whose answer
+# for unassigned code points moves with Python's Unicode version and which no JSON Schema
+# pattern can spell: the OpenAPI document carries this very pattern, and validators agree on it.
+USER_ID_PATTERN = (
+    r"^[^\x00-\x1f\x7f-\xa0\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u1680\u180e"
+    r"\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u206f\u3000\ue000-\uf8ff\ufeff\ufff9-\ufffb]"
+    rf"{{1,{_USER_ID_MAX}}}$"
+)
+_USER_ID_SHAPE = re.compile(USER_ID_PATTERN)
 # A redemption settles within one scrypt hash; its lockout reservation lasts a little longer.
 _REDEMPTION_RESERVATION_SECONDS = 30
 
@@ -71,8 +82,12 @@ class Enrollment:
     client_ip: str | None = None
 
 
+def is_user_id(value: str) -> bool:
+    return _USER_ID_SHAPE.fullmatch(value) is not None
+
+
 def validate_user_id(user_id: str) -> str:
-    if not 1 <= len(user_id) <= _USER_ID_MAX or not user_id.isprintable():
+    if not is_user_id(user_id):
         raise InvalidInput(f"a user_id is 1 to {_USER_ID_MAX} printable characters")
     return user_id
 

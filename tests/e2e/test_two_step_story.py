@@ -57,7 +57,7 @@ def test_the_two_step_story(system: System) -> None:
 
     # 1. A typo: the number turns out to be a landline. The enrolment fails, 2SA stays off,
     #    and the login server is not blocked: a challenge says there is no verified factor.
-    typo = client.call("POST", factors_path, 202, json={"phone": "+1 (415) 555-0205"})
+    typo = client.call("POST", factors_path, 202, json={"phone": "+14155550205"})
     assert typo["factor"]["status"] == "unverified" and typo["factor"]["phone"] == "+1415•••••05"
     failed = client.settled(typo["verification"]["id"], "failed")
     assert failed["error"]["code"] == "landline_not_supported"

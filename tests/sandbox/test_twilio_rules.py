@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
@@ -9,7 +10,13 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from tests.sandbox.conftest import ACCOUNT_SID, AUTH_TOKEN, RecordingHttpClient, sdk_client
+from tests.sandbox.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    RecordingHttpClient,
+    schema_errors,
+    sdk_client,
+)
 from tests.support import SandboxClient, ThreadedServer, random_phone
 
 
@@ -299,3 +306,29 @@ class TestAuthentication:
             == 200
         )
         other.http_client.session.close()
+
+    @pytest.mark.parametrize(
+        "authorization",
+        [
+            None,
+            "Bearer AC" + "7" * 32,
+            "Token abc",
+            "Basic",
+            "Basic !!not-base64!!",
+            "Basic " + base64.b64encode(b":token-without-a-sid").decode(),
+        ],
+    )
+    def test_a_request_without_basic_credentials_is_401_authenticate(
+        self, sandbox_server: ThreadedServer, authorization: str | None
+    ) -> None:
+        headers = {"Authorization": authorization} if authorization else {}
+        for method, path, form in (
+            ("GET", f"/v2/Services/VA{'4' * 32}", None),
+            ("POST", f"/v2/Services/VA{'4' * 32}/Verifications", {"To": "+14155550123"}),
+        ):
+            answer = httpx.request(method, sandbox_server.url + path, headers=headers, data=form)
+            assert answer.status_code == 401, (authorization, answer.text)
+            assert answer.headers["www-authenticate"].startswith("Basic")
+            body = answer.json()
+            assert (body["code"], body["message"], body["status"]) == (20003, "Authenticate", 401)
+            assert schema_errors("twilio.error", body) == []

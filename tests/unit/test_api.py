@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import fakeredis
 import pytest
@@ -21,7 +23,7 @@ from shared.jobs import SEND_CODE
 from shared.limits import Guards
 from shared.redis_client import make_redis
 from shared.services.keys import ApiKeyCache, create_api_key, revoke_api_key
-from shared.services.two_step import TwoStep
+from shared.services.two_step import USER_ID_PATTERN, TwoStep
 from shared.services.verifications import Verifications
 from shared.services.waiting import Waiting
 from shared.services.webhooks import Webhooks
@@ -97,15 +99,19 @@ def in_app(client: TestClient, work: Callable[[ApiContext], Awaitable[T]]) -> T:
     return client.portal.call(work, context)
 
 
-def make_pending(client: TestClient, verification_id: str) -> None:
-    """As if a worker had sent the code."""
+def make_pending(
+    client: TestClient,
+    verification_id: str,
+    status: VerificationStatus = VerificationStatus.PENDING,
+) -> None:
+    """As if a worker had sent the code (or, with ``status``, got that far)."""
 
     async def sent(context: ApiContext) -> None:
         async with context.uow_factory() as uow:
             await uow.session.execute(
                 update(Verification)
                 .where(Verification.id == uuid.UUID(verification_id))
-                .values(status=VerificationStatus.PENDING, provider_sid="VE" + "0" * 32)
+                .values(status=status, provider_sid="VE" + "0" * 32)
             )
 
     in_app(client, sent)
@@ -124,9 +130,7 @@ class TestCreate:
     def test_answers_202_queued_and_publishes_after_commit(
         self, client: TestClient, job_queue: FakeJobQueue
     ) -> None:
-        response = client.post(
-            "/v1/verifications", json={"to": "+1 415 555 0123", "user_id": "u-1"}
-        )
+        response = client.post("/v1/verifications", json={"to": "+14155550123", "user_id": "u-1"})
         assert response.status_code == 202
         body = response.json()
         assert (
@@ -142,7 +146,22 @@ class TestCreate:
         ]
         assert client.get(f"/v1/verifications/{body['id']}").json()["status"] == "queued"
 
-    @pytest.mark.parametrize("to", ["12", "", "+1", "not a number", "+99912345678"])
+    @pytest.mark.parametrize(
+        "to",
+        [
+            "12",
+            "",
+            "+1",
+            "not a number",
+            "+99912345678",
+            # E.164 exactly, as the document's pattern says: no spaces, punctuation or prefix.
+            "+1 415 555 0123",
+            "+1 (415) 555-0123",
+            "0014155550123",
+            "+14155550123\n",
+            "+\u0661\u0664\u0661\u0665\u0665\u0665\u0665\u0660\u0661\u0662\u0663",
+        ],
+    )
     def test_an_unusable_number_is_invalid_phone_number(
         self, client: TestClient, to: str, job_queue
     ) -> None:
@@ -155,6 +174,19 @@ class TestCreate:
         assert_problem(
             client.post("/v1/verifications", json={"to": 12}), 422, "invalid_phone_number"
         )
+
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            ("/v1/users/u-1/factors", {"phone": "+1 415 555 0123"}),
+            ("/v1/users/u-1/factors", {"phone": "+10"}),
+            ("/v1/lockouts/release", {"phone": "+1-415-555-0123"}),
+        ],
+    )
+    def test_every_phone_field_is_e164_or_invalid_phone_number(
+        self, client: TestClient, path: str, body: dict[str, Any]
+    ) -> None:
+        assert_problem(client.post(path, json=body), 422, "invalid_phone_number")
 
     @pytest.mark.parametrize(
         "body",
@@ -180,15 +212,29 @@ class TestCreate:
         )
         assert_problem(response, 415, "unsupported_media_type")
 
-    @pytest.mark.parametrize("body", [b"{", b"\xff", b"\x14\xc3", b'{"to": "\xe9"}'])
+    @pytest.mark.parametrize("body", [b"{", b"\xff", b"\x14\xc3", b'{"to": "\xe9"}', b"{}}"])
     def test_a_body_that_cannot_be_read_as_json_is_invalid_request(
         self, client: TestClient, body: bytes
     ) -> None:
         # Found by schemathesis: a body that is not UTF-8 was a 400 the schema did not list.
+        # Not UTF-8 or not JSON, it is one answer, to the letter.
         response = client.post(
             "/v1/verifications", content=body, headers={"Content-Type": "application/json"}
         )
-        assert_problem(response, 422, "invalid_request")
+        assert assert_problem(response, 422, "invalid_request") == {
+            "type": "https://twostep.dev/problems/invalid-request",
+            "title": "Unprocessable Entity",
+            "status": 422,
+            "detail": "the body is not valid JSON (UTF-8)",
+            "code": "invalid_request",
+            "errors": [
+                {
+                    "field": "",
+                    "message": "the body is not valid JSON (UTF-8)",
+                    "type": "json_invalid",
+                }
+            ],
+        }
 
 
 class TestAuth:
@@ -435,6 +481,27 @@ class TestResendAndCancel:
             "invalid_request",
         )
 
+    def test_a_cancel_of_a_canceled_verification_answers_it_again(self, client: TestClient) -> None:
+        verification_id = self._pending(client)
+        first = client.post(f"/v1/verifications/{verification_id}/cancel")
+        again = client.post(f"/v1/verifications/{verification_id}/cancel")
+        assert first.status_code == again.status_code == 202 and again.json() == first.json()
+
+    @pytest.mark.parametrize("status", [VerificationStatus.QUEUED, VerificationStatus.SENDING])
+    def test_a_verification_not_sent_yet_can_be_canceled(
+        self, client: TestClient, status: VerificationStatus
+    ) -> None:
+        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        make_pending(client, created["id"], status)
+        canceled = client.post(f"/v1/verifications/{created['id']}/cancel")
+        assert canceled.status_code == 202 and canceled.json()["status"] == "canceled"
+
+    def test_a_cancel_of_a_decided_verification_is_409(self, client: TestClient) -> None:
+        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        make_pending(client, created["id"], VerificationStatus.APPROVED)
+        response = client.post(f"/v1/verifications/{created['id']}/cancel")
+        assert_problem(response, 409, "verification_not_pending")
+
     def test_cancel_then_no_more_checks(self, client: TestClient) -> None:
         verification_id = self._pending(client)
         canceled = client.post(f"/v1/verifications/{verification_id}/cancel")
@@ -450,3 +517,114 @@ def test_metrics_are_served_at_metrics(client: TestClient, guards: Guards) -> No
     response = client.get("/metrics")
     assert response.status_code == 200 and "text/plain" in response.headers["content-type"]
     assert "# TYPE twostep_limit_refusals_total counter" in response.text
+
+
+class TestTheDocumentsRules:
+    """What the OpenAPI document says of an input is what the server does with it."""
+
+    @pytest.mark.parametrize("code", ["12", "123", "12345678901", " 123456", "12 34", "१२३४"])
+    def test_a_code_is_4_to_10_letters_or_digits(self, client: TestClient, code: str) -> None:
+        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        make_pending(client, created["id"])
+        response = client.post(f"/v1/verifications/{created['id']}/checks", json={"code": code})
+        assert_problem(response, 422, "invalid_request")
+
+    @pytest.mark.parametrize("code", ["1234", "ABCD12", "1234567890"])
+    def test_letters_and_digits_are_checked(self, client: TestClient, code: str) -> None:
+        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        make_pending(client, created["id"])
+        response = client.post(f"/v1/verifications/{created['id']}/checks", json={"code": code})
+        assert response.status_code == 202, response.text
+
+    @pytest.mark.parametrize(
+        "user_id", ["tab\t", "nbsp\xa0", "soft\xadhyphen", "\u202eevil", "zero\u200bwidth"]
+    )
+    def test_a_user_id_with_a_character_the_pattern_refuses_is_invalid_request(
+        self, client: TestClient, user_id: str
+    ) -> None:
+        path = f"/v1/users/{quote(user_id)}/factors"
+        assert_problem(client.get(path), 422, "invalid_request")
+        body = {"to": "+14155550123", "user_id": user_id}
+        assert_problem(client.post("/v1/verifications", json=body), 422, "invalid_request")
+
+    @pytest.mark.parametrize("user_id", ["alice@example.com", "Jörg Müller", "42", "ユーザー😀"])
+    def test_a_user_id_may_be_any_printable_text(self, client: TestClient, user_id: str) -> None:
+        response = client.get(f"/v1/users/{quote(user_id)}/factors")
+        assert response.status_code == 200 and response.json()["user_id"] == user_id
+
+    @pytest.mark.parametrize("body", [{}, {"user_id": None}, {"user_id": None, "phone": None}])
+    def test_a_lockout_release_names_someone(
+        self, client: TestClient, body: dict[str, Any]
+    ) -> None:
+        assert_problem(client.post("/v1/lockouts/release", json=body), 422, "invalid_request")
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "https://[unclosed/",  # urlsplit raised: found by schemathesis as a 500
+            "https://a\uff03b/",  # a host NFKC turns into "a#b": urlsplit raised, a 500
+            "https://\u2100/",
+            "ftp://example.com/",
+            "http://example.com/",  # https only, outside development
+        ],
+    )
+    def test_a_webhook_url_that_is_not_one_is_invalid_request(
+        self, client: TestClient, url: str
+    ) -> None:
+        response = client.post("/v1/webhook-endpoints", json={"url": url})
+        assert_problem(response, 422, "invalid_request")
+
+
+class TestTheDocument:
+    @pytest.fixture
+    def document(self, client: TestClient) -> dict[str, Any]:
+        spec: dict[str, Any] = client.get("/openapi.json").json()
+        return spec
+
+    def test_every_error_answer_is_a_problem_and_fastapis_422_is_gone(
+        self, document: dict[str, Any]
+    ) -> None:
+        assert "HTTPValidationError" not in json.dumps(document)
+        assert "ValidationError" not in document["components"]["schemas"]
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                for status, answer in operation["responses"].items():
+                    if int(status) < 400:
+                        continue
+                    assert answer["content"] == {
+                        "application/problem+json": {
+                            "schema": {"$ref": "#/components/schemas/Problem"}
+                        }
+                    }, (method, path, status)
+                    retry_after = "Retry-After" in answer.get("headers", {})
+                    assert retry_after == (status in ("429", "503")), (method, path, status)
+
+    def test_the_servers_rules_are_in_the_document(self, document: dict[str, Any]) -> None:
+        schemas = document["components"]["schemas"]
+        e164 = r"^\+[1-9][0-9]{1,14}$"
+        assert schemas["VerificationCreate"]["properties"]["to"]["pattern"] == e164
+        assert schemas["FactorCreate"]["properties"]["phone"]["pattern"] == e164
+        assert schemas["LockoutRelease"]["properties"]["phone"]["pattern"] == e164
+        assert schemas["LockoutRelease"]["minProperties"] == 1
+        assert schemas["CheckCreate"]["properties"]["code"]["pattern"] == "^[0-9A-Za-z]{4,10}$"
+        url = schemas["WebhookEndpointCreate"]["properties"]["url"]["pattern"]
+        assert url.startswith("^https://")  # production: https only
+        parameters = [
+            parameter
+            for operations in document["paths"].values()
+            for operation in operations.values()
+            for parameter in operation.get("parameters", [])
+        ]
+        ids = [p for p in parameters if p["name"].endswith("_id") and p["name"] != "user_id"]
+        assert ids and all(p["schema"]["format"] == "uuid" for p in ids)
+        user_ids = [p["schema"] for p in parameters if p["name"] == "user_id"]
+        assert user_ids and all(
+            (s["minLength"], s["maxLength"], s["pattern"]) == (1, 128, USER_ID_PATTERN)
+            for s in user_ids
+        )
+
+    def test_development_takes_http_webhooks_and_says_so(self, unit_settings: Settings) -> None:
+        development = unit_settings.model_copy(update={"environment": "development"})
+        document = create_app(development).openapi()
+        url = document["components"]["schemas"]["WebhookEndpointCreate"]["properties"]["url"]
+        assert url["pattern"].startswith("^https?://")

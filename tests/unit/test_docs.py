@@ -7,6 +7,8 @@ import re
 import yaml
 from click.testing import CliRunner
 
+from api import errors
+from shared.errors import TwostepError
 from shared.settings import Settings
 from tests.support import REPO
 from twostep.cli import main
@@ -133,3 +135,33 @@ def test_the_readme_client_example_compiles_and_calls_real_methods() -> None:
     compile(example, "README.md", "exec")
     called = set(re.findall(r"twostep\.(\w+)\(", example))
     assert called and all(callable(getattr(TwostepClient, name, None)) for name in called), called
+
+
+def _problem_codes_the_api_sends() -> set[str]:
+    """Every problem ``code`` the API can put in an answer: the core's errors, the framework's
+    statuses, and the codes the API writes itself."""
+    codes = {errors._CODE_BY_STATUS[status] for status in errors._CODE_BY_STATUS}
+    pending: list[type[TwostepError]] = list(TwostepError.__subclasses__())
+    while pending:
+        error = pending.pop()
+        codes.add(error.code)
+        pending.extend(error.__subclasses__())
+    written = [
+        r'problem\(\s*\d{3},\s*"([a-z_]+)"',
+        r'"code": "([a-z_]+)"',
+        r'\bcode = "([a-z_]+)"',
+        r'\bcode = .* else "([a-z_]+)"',
+    ]
+    for path in (REPO / "api").rglob("*.py"):
+        source = path.read_text()
+        codes.update(code for pattern in written for code in re.findall(pattern, source))
+    return codes
+
+
+def test_every_problem_code_is_in_the_errors_table() -> None:
+    table = README.split("Errors are `application/problem+json`", 1)[1].split("\n\n", 2)[1]
+    in_table = set(re.findall(r"^\|.*\| \d{3} \| `([a-z_]+)` \|$", table, re.MULTILINE))
+    sent = _problem_codes_the_api_sends()
+    assert {"unauthorized", "payload_too_large", "method_not_allowed", "internal_error"} <= sent
+    assert sent - in_table == set()
+    assert in_table - sent == set(), "the table lists a code nothing sends"
