@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -79,7 +80,9 @@ class SettingsPages:
             return self._phone_again(request, phone, "Type your mobile phone number.")
         twostep = self.site.twostep
         try:
-            enrollment = await twostep.enroll_factor(user.id, phone, client_ip=client_ip(request))
+            enrollment = await twostep.enroll_factor(
+                user.id, as_e164(phone), client_ip=client_ip(request)
+            )
         except TwostepError as error:
             return self._phone_again(request, phone, words.refusal(error, new_code=""))
         verification = await once_sent(twostep, enrollment.verification)
@@ -161,3 +164,10 @@ class SettingsPages:
             flash(request, "error", words.refusal(error, new_code=""))
             return redirect("/settings")
         return self.site.render(request, "recovery_codes.html", codes=codes, headline=headline)
+
+
+def as_e164(typed: str) -> str:
+    """A number as people type it (+1 (415) 555-0123) in the form twostep takes
+    (+14155550123): the spaces, dots, dashes and brackets go; anything else is left for
+    twostep to refuse, with the message for an invalid number."""
+    return re.sub(r"[\s().-]", "", typed)

@@ -119,7 +119,9 @@ def sign_up_and_enrol(me: Visitor, system: System, email: str) -> None:
     expect(me.page.locator(".badge")).to_have_text("Off")
 
     me.go("/settings/two-step")
-    me.fill("Mobile phone number", me.phone)
+    # As people type it: +1 (212) 555-0123.
+    typed = f"{me.phone[:2]} ({me.phone[2:5]}) {me.phone[5:8]}-{me.phone[8:]}"
+    me.fill("Mobile phone number", typed)
     me.press("Send a code")
     me.says("Check your phone")
     me.says(re.compile(r"\+1\d{3}•+\d{2}"))  # the number, masked

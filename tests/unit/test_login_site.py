@@ -108,3 +108,11 @@ def test_refusals_say_what_to_do_and_how_long_to_wait() -> None:
 )  # fmt: skip
 def test_waits_read_as_people_say_them(seconds: float | None, said: str) -> None:
     assert words.wait(seconds) == said
+
+
+def test_a_phone_number_as_people_type_it_goes_to_twostep_as_e164() -> None:
+    from examples.login_site.settings_pages import as_e164
+
+    assert as_e164("+1 (415) 555-0123") == "+14155550123"
+    assert as_e164("+44 20.7946.0958") == "+442079460958"
+    assert as_e164("415 555 0123") == "4155550123"  # no country code: twostep refuses it
