@@ -13,6 +13,7 @@
 ``AsyncTwostepClient`` has the same methods, to ``await``.
 """
 
+from twostep_client import errors
 from twostep_client._async.client import AsyncTwostepClient
 from twostep_client._models import (
     Channel,
@@ -35,39 +36,13 @@ from twostep_client._models import (
 )
 from twostep_client._sync.client import TwostepClient
 from twostep_client._version import __version__
-from twostep_client.errors import (
-    ApiError,
-    Conflict,
-    CountryNotAllowed,
-    Forbidden,
-    IdempotencyKeyReused,
-    InsufficientScope,
-    InvalidPhoneNumber,
-    InvalidRequest,
-    MaxAttemptsReached,
-    NotFound,
-    NoVerifiedFactor,
-    PayloadTooLarge,
-    RateLimited,
-    ServerError,
-    ServiceUnavailable,
-    TwostepConnectionError,
-    TwostepError,
-    Unauthorized,
-    UnexpectedAnswer,
-    UnsupportedMediaType,
-    UserLocked,
-    VerificationNotPending,
-)
+from twostep_client.errors import *  # noqa: F403 - every exception, as errors.__all__ lists
 
 __all__ = [
-    "ApiError",
     "AsyncTwostepClient",
     "Channel",
     "Check",
     "CheckStatus",
-    "Conflict",
-    "CountryNotAllowed",
     "Enrollment",
     "Event",
     "EventPage",
@@ -75,32 +50,14 @@ __all__ = [
     "FactorStatus",
     "Factors",
     "Failure",
-    "Forbidden",
-    "IdempotencyKeyReused",
-    "InsufficientScope",
-    "InvalidPhoneNumber",
-    "InvalidRequest",
     "Limits",
     "Lockout",
-    "MaxAttemptsReached",
-    "NoVerifiedFactor",
-    "NotFound",
-    "PayloadTooLarge",
     "Purpose",
-    "RateLimited",
     "Redemption",
     "SendLimit",
-    "ServerError",
-    "ServiceUnavailable",
     "TwostepClient",
-    "TwostepConnectionError",
-    "TwostepError",
-    "Unauthorized",
-    "UnexpectedAnswer",
-    "UnsupportedMediaType",
-    "UserLocked",
     "Verification",
-    "VerificationNotPending",
     "VerificationStatus",
     "__version__",
+    *errors.__all__,
 ]
