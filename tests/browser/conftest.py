@@ -40,8 +40,10 @@ FAST_SETTINGS = {
 }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
+    """A browser per test: Playwright's sync API runs an event loop in this thread while it is
+    open, and every asyncio test after it would find that loop running."""
     if not CHROMIUM.exists():
         reason = f"no Chromium at {CHROMIUM}: install Debian's (apt-get install chromium)"
         if os.environ.get("CI") == "true":
