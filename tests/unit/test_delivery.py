@@ -463,16 +463,20 @@ class TestCheckCode:
         assert (await load(delivery, verification_id)).check_attempts == 0
         assert verify.count("check") == 0
 
+    @pytest.mark.parametrize("cancel_answered", [True, False])
     async def test_five_wrong_codes_use_up_the_verification(
         self,
         delivery: Delivery,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
+        cancel_answered: bool,
     ) -> None:
         verification_id = await pending(delivery, verifications, key)
-        for _ in range(5):
+        for attempt in range(5):
             check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
+            if attempt == 4 and not cancel_answered:
+                verify.fail_next(None, ProviderTransientError("cancel: no answer"))
             assert await delivery.check_code(check_id) is None
         row = await load(delivery, verification_id)
         assert (row.status, row.error_code) == (
@@ -485,26 +489,10 @@ class TestCheckCode:
             "max_attempts_reached",
             "checks_per_verification",
         )
-        # Ended at the provider too: the next verification to the number gets a fresh code
-        # with its own checks, not this one's code re-sent with none left.
-        assert verify.count("cancel") == 1 and TO not in verify.pending
-
-    async def test_a_failed_cancel_at_the_provider_still_ends_the_verification(
-        self,
-        delivery: Delivery,
-        verifications: Verifications,
-        key: ApiKey,
-        verify: FakeVerifyClient,
-    ) -> None:
-        verification_id = await pending(delivery, verifications, key)
-        for attempt in range(5):
-            check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
-            if attempt == 4:
-                verify.fail_next(None, ProviderTransientError("cancel: no answer"))
-            assert await delivery.check_code(check_id) is None
-        row = await load(delivery, verification_id)
-        assert row.status is VerificationStatus.MAX_ATTEMPTS_REACHED
-        assert verify.count("cancel") == 1
+        # Ended at the provider too (best effort: a failed cancel changes nothing above), so
+        # the next verification to the number gets a fresh code with checks of its own, not
+        # this one's code re-sent with none left.
+        assert verify.count("cancel") == 1 and (TO not in verify.pending) is cancel_answered
 
     async def test_checks_in_flight_count_against_the_cap_and_a_refusal_keeps_no_code(
         self,
