@@ -80,6 +80,7 @@ class ApiContext:
             ),
             stash=RedisCodeStash(client, settings.redis_key(""), keyring),
             clock=clock,
+            keyring=keyring,
         )
         listener = ChangeListener(
             make_subscriber(settings.redis_url, sentinel_master=settings.redis_sentinel_master),
@@ -162,6 +163,7 @@ def _scoped(scope: Scope) -> object:
 # A route takes the key it needs: a key without that scope is answered 403 insufficient_scope.
 VerifyKey = Annotated[ApiKey, _scoped(Scope.VERIFY)]
 UsersKey = Annotated[ApiKey, _scoped(Scope.USERS)]
+UsersManageKey = Annotated[ApiKey, _scoped(Scope.USERS_MANAGE)]
 AdminKey = Annotated[ApiKey, _scoped(Scope.ADMIN)]
 
 WaitSeconds = Annotated[

@@ -10,12 +10,13 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.db.models import Event, Factor, WebhookDelivery, WebhookEndpoint
-from shared.domain import Channel, DeliveryStatus, EventType, FactorStatus, WebhookEvent
-from shared.phone import E164_PATTERN, mask_e164
+from shared.db.models import Event, WebhookDelivery, WebhookEndpoint
+from shared.domain import Channel, DeliveryStatus, EventType, WebhookEvent
+from shared.phone import E164_PATTERN
 from shared.services.two_step import USER_ID_PATTERN, is_user_id
 from shared.views import CheckOut as CheckOut
 from shared.views import ErrorOut as ErrorOut
+from shared.views import FactorOut as FactorOut
 from shared.views import VerificationOut as VerificationOut
 
 _USER_ID_DOC = (
@@ -126,28 +127,6 @@ class FactorCreate(BaseModel):
         "(a phone change). They stay in force until then.",
     )
     client_ip: IPv4Address | IPv6Address | None = None
-
-
-class FactorOut(BaseModel):
-    id: uuid.UUID
-    user_id: str
-    phone: str = Field(description="Masked, e.g. +1415•••••23")
-    channel: Channel
-    status: FactorStatus
-    created_at: datetime
-    verified_at: datetime | None
-
-    @classmethod
-    def from_row(cls, row: Factor) -> FactorOut:
-        return cls(
-            id=row.id,
-            user_id=row.user_id,
-            phone=mask_e164(row.phone_e164),
-            channel=row.channel,
-            status=row.status,
-            created_at=row.created_at,
-            verified_at=row.verified_at,
-        )
 
 
 class FactorEnrollmentOut(BaseModel):

@@ -23,7 +23,7 @@ import redis.asyncio as redis
 import structlog
 
 from shared import metrics
-from shared.domain import FINAL_VERIFICATION_STATUSES
+from shared.domain import FINAL_VERIFICATION_STATUSES, WebhookEvent
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +38,17 @@ class Change:
     kind: Literal["verification", "check"] | None = None
     # Whose row it is (for the webhooks it causes), when the writer knows.
     tenant_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """Something that happened to a user's account that the login server should hear of (a
+    factor added or removed, recovery codes made or used, a lock): written to the webhook
+    outbox in the transaction that records it, and published to no waiter."""
+
+    tenant_id: uuid.UUID
+    event: WebhookEvent
+    data: dict[str, Any]
 
 
 class ChangeFeed(Protocol):

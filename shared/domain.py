@@ -10,8 +10,12 @@ class Scope(StrEnum):
     """What an API key may do. A key holds one or more."""
 
     VERIFY = "verify"  # verifications and their checks
-    USERS = "users"  # factors, login challenges, redeeming recovery codes
-    ADMIN = "admin"  # removing factors, new recovery codes, the audit trail, lifting lockouts
+    USERS = "users"  # enrolling and listing factors, login challenges, redeeming recovery codes
+    # What a login site also needs, and no more: removing a factor, a new set of recovery codes,
+    # a user's audit trail.
+    USERS_MANAGE = "users:manage"
+    # The operator's: lifting lockouts, webhooks and their deliveries, /metrics.
+    ADMIN = "admin"
 
 
 ALL_SCOPES = frozenset(Scope)
@@ -55,6 +59,12 @@ FINAL_VERIFICATION_STATUSES = frozenset(
 )
 
 
+# Not over in twostep: a send may still be made, or a check accepted.
+OPEN_VERIFICATION_STATUSES = frozenset(
+    {VerificationStatus.QUEUED, VerificationStatus.SENDING, VerificationStatus.PENDING}
+)
+
+
 class CheckStatus(StrEnum):
     QUEUED = "queued"
     APPROVED = "approved"
@@ -83,7 +93,8 @@ class DeliveryStatus(StrEnum):
 
 
 class WebhookEvent(StrEnum):
-    """What a webhook endpoint can hear of: a verification's or a check's new state."""
+    """What a webhook endpoint can hear of: a verification's or a check's new state, and what
+    happened to a user's account that the user should be told of (ASVS 2.2.3, 2.5.5)."""
 
     VERIFICATION_PENDING = "verification.pending"
     VERIFICATION_APPROVED = "verification.approved"
@@ -92,6 +103,12 @@ class WebhookEvent(StrEnum):
     VERIFICATION_CANCELED = "verification.canceled"
     VERIFICATION_MAX_ATTEMPTS = "verification.max_attempts_reached"
     CHECK_REJECTED = "check.rejected"
+    FACTOR_ADDED = "factor.added"
+    FACTOR_REMOVED = "factor.removed"
+    RECOVERY_CODES_GENERATED = "recovery_codes.generated"
+    RECOVERY_CODE_USED = "recovery_code.used"
+    USER_LOCKED = "user.locked"
+    USER_UNLOCKED = "user.unlocked"
 
 
 class EventType(StrEnum):
@@ -105,6 +122,8 @@ class EventType(StrEnum):
     VERIFICATION_RESEND_FAILED = "verification.resend_failed"
     VERIFICATION_APPROVED = "verification.approved"
     VERIFICATION_CANCELED = "verification.canceled"
+    # A newer verification to the same number took its place (Twilio holds one per number).
+    VERIFICATION_SUPERSEDED = "verification.superseded"
     VERIFICATION_MAX_ATTEMPTS = "verification.max_attempts_reached"
     CHECK_REJECTED = "check.rejected"
     FACTOR_ENROLLMENT_STARTED = "factor.enrollment_started"
@@ -135,6 +154,12 @@ class ErrorCode(StrEnum):
     MAX_CHECK_ATTEMPTS_REACHED = "max_check_attempts_reached"
     VERIFICATION_EXPIRED = "verification_expired"
     CODE_UNAVAILABLE = "code_unavailable"
+    # A newer verification to the same number took this one's place.
+    SUPERSEDED = "superseded"
+    # Twilio Lookup: the number is not of a line type codes may go to (a landline, VoIP...).
+    LINE_TYPE_NOT_ALLOWED = "line_type_not_allowed"
+    # Twilio Lookup: the number's SIM changed recently; codes by SMS or call are refused for now.
+    SIM_SWAP_DETECTED = "sim_swap_detected"
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ CHECK_CODE = "twostep.check_code"
 SWEEP = "twostep.sweep"
 RETAIN = "twostep.retention"
 DELIVER_WEBHOOK = "twostep.deliver_webhook"
+CLOSE_VERIFICATION = "twostep.close_verification"
 
 SEND_QUEUE = "twostep.send"
 CHECK_QUEUE = "twostep.check"
@@ -39,6 +40,8 @@ ALL_QUEUES = (SEND_QUEUE, CHECK_QUEUE, SWEEP_QUEUE, WEBHOOK_QUEUE)
 ROUTES = {
     SEND_CODE: SEND_QUEUE,
     CHECK_CODE: CHECK_QUEUE,
+    # A cancel at the provider is a call like a send's, under the same gate.
+    CLOSE_VERIFICATION: SEND_QUEUE,
     SWEEP: SWEEP_QUEUE,
     RETAIN: SWEEP_QUEUE,
     DELIVER_WEBHOOK: WEBHOOK_QUEUE,
@@ -63,6 +66,10 @@ class Job:
     @classmethod
     def deliver_webhook(cls, delivery_id: uuid.UUID) -> Job:
         return cls(DELIVER_WEBHOOK, delivery_id)
+
+    @classmethod
+    def close_verification(cls, verification_id: uuid.UUID) -> Job:
+        return cls(CLOSE_VERIFICATION, verification_id)
 
 
 # Headers of our own on every job: who caused it (the API's request id, for the logs) and when

@@ -14,12 +14,17 @@ Three ports and their Redis adapters, each decision one atomic Lua call on Redis
   its ``parse`` reads our settings); daily caps are counters over a day's window. All limits
   are tested before any is counted, in one script: a request refused by one limit uses up none
   of the others, and two racing requests cannot both slip under a limit.
-- ``Lockout`` — wrong codes lock out the user *and* the destination number they were sent to
-  (so a verification made without a ``user_id`` is locked out too) for a growing wait
-  (Keycloak's brute force detection: wait increment, maximum wait, failure reset), and after
-  ``lockout_hard_failures`` for good, until an admin key releases them. A check *reserves* its
-  failure when it is accepted, in the same script that tests the lock, so parallel checks can
-  never run past the lockout; the worker settles the reservation with the provider's answer.
+- ``Lockout`` — wrong codes count against whoever guesses: the user the verification was
+  started for; for a verification started without a user, its number and the client address
+  that asked for it. They never count against anybody else, so nobody can lock another user
+  out by guessing on a verification of their own to that user's number. Each step of failures
+  locks for a growing wait (Keycloak's brute force detection: wait increment, maximum wait,
+  failure reset), and ``lockout_hard_failures`` *consecutive* failures — forgotten only at a
+  right code, never by time (NIST SP 800-63B 5.2.2) — lock for good, until an admin key
+  releases them. A check *reserves* its failure when it is accepted, in the same script that
+  tests the lock, so parallel checks can never run past the lockout; the worker settles the
+  reservation with the provider's answer. A locked user's new verification is refused before
+  anything is sent.
 - ``ProviderGate`` — every provider call of every worker enters through it: one GCRA bucket
   caps the fleet's rate (the account's limit) and a set of leased slots caps how many calls are
   in flight at once (Twilio answers 20429 past its concurrency). A slot a dead worker held
@@ -95,12 +100,27 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Guesser:
-    """Whose guesses a code check counts against: the user, when there is one, and always the
-    number the code went to."""
+    """Whose guesses a code check counts against: the user, when there is one; otherwise the
+    number the code went to and the client address that asked for it."""
 
     tenant_id: uuid.UUID
     user_id: str | None
-    destination: str | None
+    destination: str | None = None
+    client_ip: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        tenant_id: uuid.UUID,
+        user_id: str | None,
+        destination: str | None,
+        client_ip: str | None,
+    ) -> Guesser:
+        """The guesser of a verification: its user's alone when it has one, so that guesses on
+        one user's verification never lock out another user who uses the same number."""
+        if user_id is not None:
+            return cls(tenant_id, user_id)
+        return cls(tenant_id, None, destination, client_ip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +130,10 @@ class Lock:
 
 
 class Lockout(Protocol):
+    async def check(self, guesser: Guesser) -> None:
+        """Raise UserLocked if the guesser is locked out now (before anything is sent)."""
+        ...
+
     async def reserve(self, guesser: Guesser, attempt: str, ttl_seconds: float) -> None:
         """Hold one failure's room for ``attempt``, or raise UserLocked (locked out, or as many
         guesses in flight as may still fail before the next lock)."""
@@ -351,23 +375,48 @@ class RedisActionLimit:
             )
 
 
-# KEYS: per guesser subject, its state hash then its reservations (a sorted set scored by
-# expiry). ARGV: failures per lock step, the attempt's id, the reservation's lifetime (ms).
+# A guesser's subject's state is a hash: failures (towards the next timed lock; forgotten after
+# the failure reset), last_failed (ms), locked_until (ms), consecutive (towards the hard lock;
+# forgotten only at a right code) and hard ('1': locked until released). Its reservations are a
+# sorted set beside it, scored by expiry.
+
+# KEYS: per subject, its state hash. Returns {0, 0} when none is locked, else {i, ms}: the i-th
+# subject is locked for ms more, or -1: until released.
+_LOCKED = """
+local now = redis.call('TIME')
+local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
+for i, key in ipairs(KEYS) do
+  local state = redis.call('HMGET', key, 'locked_until', 'hard')
+  if state[2] == '1' then return {i, -1} end
+  local locked_until = tonumber(state[1] or '0')
+  if locked_until > now_ms then return {i, locked_until - now_ms} end
+end
+return {0, 0}
+"""
+
+# KEYS: per subject, its state hash then its reservations. ARGV: failures per lock step, the
+# attempt's id, the reservation's lifetime (ms), the failure reset (ms), consecutive failures
+# before the hard lock.
 # Returns {0, 0} when reserved, else {i, ms}: the i-th subject is locked for ms more, or, as ms,
 # -1 locked until released, -2 as many guesses in flight as may fail before its next lock.
 _RESERVE = """
 local now = redis.call('TIME')
 local now_ms = now[1] * 1000 + math.floor(now[2] / 1000)
-local step = tonumber(ARGV[1])
+local step, reset, hard_after = tonumber(ARGV[1]), tonumber(ARGV[4]), tonumber(ARGV[5])
 for i = 1, #KEYS, 2 do
-  local state = redis.call('HMGET', KEYS[i], 'failures', 'locked_until', 'hard')
+  local state = redis.call(
+    'HMGET', KEYS[i], 'failures', 'locked_until', 'hard', 'last_failed', 'consecutive')
   if state[3] == '1' then return {(i + 1) / 2, -1} end
   local locked_until = tonumber(state[2] or '0')
   if locked_until > now_ms then return {(i + 1) / 2, locked_until - now_ms} end
   redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], '-inf', now_ms)
   local failures = tonumber(state[1] or '0')
+  if now_ms - tonumber(state[4] or '0') > reset then failures = 0 end
   local next_lock = (math.floor(failures / step) + 1) * step
-  if failures + redis.call('ZCARD', KEYS[i + 1]) >= next_lock then return {(i + 1) / 2, -2} end
+  local held = redis.call('ZCARD', KEYS[i + 1])
+  if failures + held >= next_lock or tonumber(state[5] or '0') + held >= hard_after then
+    return {(i + 1) / 2, -2}
+  end
 end
 for i = 1, #KEYS, 2 do
   redis.call('ZADD', KEYS[i + 1], now_ms + tonumber(ARGV[3]), ARGV[2])
@@ -377,7 +426,7 @@ return {0, 0}
 """
 
 # KEYS: as for _RESERVE. ARGV: the outcome, the attempt's id, failures per lock step, wait
-# increment (ms), max wait (ms), failure reset (ms), failures before the hard lock.
+# increment (ms), max wait (ms), failure reset (ms), consecutive failures before the hard lock.
 # Returns {ms of the lock this failure caused (0: none), 1 if now locked until released else 0}.
 _SETTLE = """
 local now = redis.call('TIME')
@@ -391,20 +440,22 @@ for i = 1, #KEYS, 2 do
   if outcome == 'right' then
     if redis.call('HGET', KEYS[i], 'hard') ~= '1' then redis.call('DEL', KEYS[i]) end
   elseif outcome == 'wrong' then
-    local failures = redis.call('HINCRBY', KEYS[i], 'failures', 1)
-    local locked_until = tonumber(redis.call('HGET', KEYS[i], 'locked_until') or '0')
-    if failures >= hard_after then
+    local state = redis.call('HMGET', KEYS[i], 'failures', 'last_failed')
+    local failures = tonumber(state[1] or '0')
+    if now_ms - tonumber(state[2] or '0') > reset then failures = 0 end
+    failures = failures + 1
+    local consecutive = redis.call('HINCRBY', KEYS[i], 'consecutive', 1)
+    redis.call('HSET', KEYS[i], 'failures', failures, 'last_failed', now_ms)
+    -- Consecutive failures are forgotten only at a right code: the state outlives any wait.
+    redis.call('PERSIST', KEYS[i])
+    if consecutive >= hard_after then
+      if redis.call('HGET', KEYS[i], 'hard') ~= '1' then hard = 1 end
       redis.call('HSET', KEYS[i], 'hard', '1')
-      redis.call('PERSIST', KEYS[i])
-      hard = 1
-    else
-      if failures % step == 0 then
-        locked_until = now_ms + math.min(increment * (failures / step), max_wait)
-        redis.call('HSET', KEYS[i], 'locked_until', locked_until)
-        -- Only a lock this failure caused is reported: it is recorded once.
-        if locked_until - now_ms > locked_ms then locked_ms = locked_until - now_ms end
-      end
-      redis.call('PEXPIRE', KEYS[i], math.max(reset, locked_until - now_ms))
+    elseif failures % step == 0 then
+      local locked_until = now_ms + math.min(increment * (failures / step), max_wait)
+      redis.call('HSET', KEYS[i], 'locked_until', locked_until)
+      -- Only a lock this failure caused is reported: it is recorded once.
+      if locked_until - now_ms > locked_ms then locked_ms = locked_until - now_ms end
     end
   end
 end
@@ -417,19 +468,35 @@ class RedisLockout:
         self._settings = settings
         self._keyring = keyring
         self._redis = client
+        self._locked = client.register_script(_LOCKED)
         self._reserve = client.register_script(_RESERVE)
         self._settle = client.register_script(_SETTLE)
 
     def _subjects(self, guesser: Guesser) -> list[tuple[str, str]]:
         """(name, key of its state) per subject; the reservations' key is the state's + ':held'."""
-        subjects = []
+        keyring, tenant, subjects = self._keyring, guesser.tenant_id, []
         if guesser.user_id is not None:
-            lookup = user_lookup(self._keyring, guesser.tenant_id, guesser.user_id)
-            subjects.append(("user_lockout", self._settings.redis_key(f"lockout:{lookup}")))
+            lookup = user_lookup(keyring, tenant, guesser.user_id)
+            subjects.append(("user_lockout", lookup))
         if guesser.destination is not None:
-            lookup = phone_lookup(self._keyring, guesser.tenant_id, guesser.destination)
-            subjects.append(("destination_lockout", self._settings.redis_key(f"lockout:{lookup}")))
-        return subjects
+            subjects.append(
+                ("destination_lockout", phone_lookup(keyring, tenant, guesser.destination))
+            )
+        if guesser.client_ip is not None:
+            network = counted_network(guesser.client_ip)
+            subjects.append(("client_lockout", client_lookup(keyring, tenant, network)))
+        return [(name, self._settings.redis_key(f"lockout:{lookup}")) for name, lookup in subjects]
+
+    async def check(self, guesser: Guesser) -> None:
+        subjects = self._subjects(guesser)
+        if not subjects:
+            return
+        with _redis_or_unavailable():
+            refused, ms = await self._locked(keys=[state for _, state in subjects])
+        if int(refused):
+            limit = subjects[int(refused) - 1][0]
+            metrics.LIMIT_REFUSALS.labels(limit=limit).inc()
+            raise _refusal(limit, int(ms))
 
     @staticmethod
     def _keys(subjects: Sequence[tuple[str, str]]) -> list[str]:
@@ -442,7 +509,13 @@ class RedisLockout:
         with _redis_or_unavailable():
             refused, ms = await self._reserve(
                 keys=self._keys(subjects),
-                args=[self._settings.lockout_failures, attempt, int(ttl_seconds * 1000)],
+                args=[
+                    self._settings.lockout_failures,
+                    attempt,
+                    int(ttl_seconds * 1000),
+                    int(self._settings.lockout_failure_reset_seconds * 1000),
+                    self._settings.lockout_hard_failures,
+                ],
             )
         if not int(refused):
             return

@@ -44,8 +44,28 @@ RateLimit = Annotated[str, AfterValidator(_valid_rate_limit)]
 # A service SID the sandbox accepts; only used when no real Twilio credentials are configured.
 SANDBOX_SERVICE_SID = "VA" + "0" * 32
 SANDBOX_ACCOUNT_SID = "AC" + "0" * 32
+# The development credentials the sandbox accepts (and only those, as Twilio accepts only yours).
+SANDBOX_AUTH_TOKEN = "sandbox"  # noqa: S105 - a well-known development value, not a secret
 
 Environment = Literal["production", "development"]
+# Lookup v2's line_type_intelligence types
+# (https://www.twilio.com/docs/lookup/v2-api/line-type-intelligence).
+TWILIO_LINE_TYPES = frozenset(
+    {
+        "mobile",
+        "landline",
+        "fixedVoip",
+        "nonFixedVoip",
+        "personal",
+        "tollFree",
+        "premium",
+        "sharedCost",
+        "uan",
+        "voicemail",
+        "pager",
+        "unknown",
+    }
+)
 
 
 def _comma_separated(value: object) -> object:
@@ -106,7 +126,9 @@ class Settings(BaseSettings):
     public_docs: bool | None = None
 
     # --- verification timings
-    code_lifetime_seconds: PositiveSeconds = 600.0
+    # At most Twilio Verify's own lifetime of a code (10 minutes): a longer one would outlive
+    # the verification it checks against.
+    code_lifetime_seconds: Annotated[float, Field(gt=0, le=600)] = 600.0
     # A code that arrives after this is useless to a user waiting at a login screen.
     send_deadline_seconds: PositiveSeconds = 120.0
     check_deadline_seconds: PositiveSeconds = 30.0
@@ -129,6 +151,20 @@ class Settings(BaseSettings):
     # --- two-step authentication
     # Refuse to enrol a phone that is verified for another user: one phone, one account.
     one_user_per_phone: bool = True
+    # Number checks through Twilio Lookup v2 (NIST SP 800-63B 5.1.3.3), each a provider call the
+    # worker makes before a send. A tenant may choose otherwise (twostep tenants). Unset: on in
+    # production, off in development.
+    # At enrolment, the line type: refuse a number whose type is not allowed (VoIP, landline...).
+    line_type_check: bool | None = None
+    # Twilio's line types, comma-separated: mobile, landline, fixedVoip, nonFixedVoip, personal,
+    # tollFree, premium, sharedCost, uan, voicemail, pager, unknown.
+    allowed_line_types: Annotated[frozenset[str], NoDecode] = frozenset({"mobile"})
+    # A number's line type is asked once per this long (it rarely changes).
+    line_type_cache_seconds: PositiveSeconds = 30 * 86_400.0
+    # At each SMS or voice login, whether the number's SIM changed within the window: then codes
+    # by SMS or call are refused for that login (recovery codes still work).
+    sim_swap_check: bool | None = None
+    sim_swap_window_seconds: PositiveSeconds = 3 * 86_400.0
 
     # --- abuse protection: every limit is counted in Redis, shared by every process.
     # Send limits use the `limits` library's syntax: "N per [count] second|minute|hour|day".
@@ -228,6 +264,26 @@ class Settings(BaseSettings):
                 ) from exc
         return keys
 
+    @field_validator("allowed_line_types", mode="before")
+    @classmethod
+    def _split_line_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("allowed_line_types")
+    @classmethod
+    def _twilio_line_types(cls, value: frozenset[str]) -> frozenset[str]:
+        unknown = value - TWILIO_LINE_TYPES
+        if unknown:
+            raise ValueError(
+                f"not Twilio line types: {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(TWILIO_LINE_TYPES))})"
+            )
+        if not value:
+            raise ValueError("name at least one line type codes may go to")
+        return value
+
     @field_validator("allowed_countries", mode="before")
     @classmethod
     def _split_countries(cls, value: object) -> object:
@@ -272,6 +328,15 @@ class Settings(BaseSettings):
         if self.webhook_private_networks is None:
             return self.development
         return self.webhook_private_networks
+
+    @property
+    def checks_line_types(self) -> bool:
+        """The deployment's default for tenants that did not choose."""
+        return not self.development if self.line_type_check is None else self.line_type_check
+
+    @property
+    def checks_sim_swaps(self) -> bool:
+        return not self.development if self.sim_swap_check is None else self.sim_swap_check
 
     @property
     def docs_public(self) -> bool:

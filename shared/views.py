@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shared.changes import Change
-from shared.db.models import Verification, VerificationCheck
-from shared.domain import Channel, CheckStatus, Purpose, VerificationStatus
+from shared.db.models import Factor, Verification, VerificationCheck
+from shared.domain import Channel, CheckStatus, FactorStatus, Purpose, VerificationStatus
 from shared.phone import mask_e164
 
 View = dict[str, Any]
@@ -87,6 +87,33 @@ def _error(
     if not is_final or code is None:
         return None
     return ErrorOut(code=code, message=message, provider_code=provider_code)
+
+
+class FactorOut(BaseModel):
+    id: uuid.UUID
+    user_id: str
+    phone: str = Field(description="Masked, e.g. +1415•••••23")
+    channel: Channel
+    status: FactorStatus
+    created_at: datetime
+    verified_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Factor) -> FactorOut:
+        return cls(
+            id=row.id,
+            user_id=row.user_id,
+            phone=mask_e164(row.phone_e164),
+            channel=row.channel,
+            status=row.status,
+            created_at=row.created_at,
+            verified_at=row.verified_at,
+        )
+
+
+def factor_view(row: Factor, **now: Any) -> View:
+    """The factor as the API shows it; ``now``: what a statement just changed in it."""
+    return FactorOut.from_row(row).model_copy(update=now).model_dump(mode="json")
 
 
 def verification_view(row: Verification) -> View:

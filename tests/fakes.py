@@ -22,7 +22,7 @@ from shared.errors import (
 )
 from shared.jobs import Job
 from shared.limits import Guards, Guesser, LimitInfo, Lock, Outcome, SendRequest
-from shared.verify.port import ProviderCheck, ProviderVerification
+from shared.verify.port import LineFacts, ProviderCheck, ProviderService, ProviderVerification
 
 
 class FakeClock:
@@ -85,6 +85,7 @@ class FakeCodeStash:
 @dataclass
 class _FakePending:
     sid: str
+    service: str
     to: str
     code: str
     channel: str
@@ -92,14 +93,28 @@ class _FakePending:
     sends: list[datetime]
 
 
+FAKE_SERVICE = "VA" + "f" * 32
+
+
 class FakeVerifyClient:
-    """Twilio's core rules, plus a script of errors to raise on the next calls."""
+    """Twilio's core rules, per service, plus a script of errors to raise on the next calls.
+
+    Also the other ports of ``shared.verify.port``: services, and a Lookup whose answers a test
+    sets per number in ``line_types`` and ``swapped_at``."""
+
+    default_service = FAKE_SERVICE
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []  # (operation, to or sid)
-        self.pending: dict[str, _FakePending] = {}
+        self.pending: dict[tuple[str, str], _FakePending] = {}  # (service, to)
+        self.approved: set[str] = set()  # SIDs approved, as the Attempts API remembers them
         self.script: deque[ProviderError | None] = deque()
         self.sent_codes: dict[str, str] = {}
+        self.services: dict[str, ProviderService] = {
+            FAKE_SERVICE: ProviderService(FAKE_SERVICE, "fake", 6)
+        }
+        self.line_types: dict[str, str] = {}
+        self.swapped_at: dict[str, datetime] = {}
         self._lose_next_answer = False
 
     def lose_next_answer(self) -> None:
@@ -123,6 +138,7 @@ class FakeVerifyClient:
 
     async def start_verification(
         self,
+        service: str,
         to: str,
         channel: Channel,
         locale: str | None,  # noqa: ARG002 - the port's signature
@@ -130,32 +146,46 @@ class FakeVerifyClient:
         self.calls.append(("start", to))
         self._scripted()
         now = datetime.now(UTC)
-        pending = self.pending.get(to)
+        pending = self.pending.get((service, to))
         if pending is None:
             pending = _FakePending(
                 sid="VE" + secrets.token_hex(16),
+                service=service,
                 to=to,
                 code=f"{secrets.randbelow(10**6):06d}",
                 channel=channel.value,
                 created_at=now,
                 sends=[],
             )
-            self.pending[to] = pending
+            self.pending[(service, to)] = pending
         pending.sends.append(now)
         self.sent_codes[to] = pending.code
         self._answer_lost("start verification")
         return self._provider_view(pending)
 
-    async def find_pending_verification(self, to: str) -> ProviderVerification | None:
+    async def find_pending_verification(self, service: str, to: str) -> ProviderVerification | None:
         self.calls.append(("find", to))
         self._scripted()
-        pending = self.pending.get(to)
+        pending = self.pending.get((service, to))
         return self._provider_view(pending) if pending else None
 
-    async def check_code(self, verification_sid: str, code: str) -> ProviderCheck:
+    def has_pending(self, to: str) -> bool:
+        return any(pending.to == to for pending in self.pending.values())
+
+    def pending_to(self, to: str) -> _FakePending:
+        """The one pending verification to ``to``, whatever its service."""
+        (found,) = [pending for pending in self.pending.values() if pending.to == to]
+        return found
+
+    def _by_sid(self, service: str, sid: str) -> _FakePending | None:
+        return next(
+            (p for p in self.pending.values() if p.sid == sid and p.service == service), None
+        )
+
+    async def check_code(self, service: str, verification_sid: str, code: str) -> ProviderCheck:
         self.calls.append(("check", verification_sid))
         self._scripted()
-        pending = next((p for p in self.pending.values() if p.sid == verification_sid), None)
+        pending = self._by_sid(service, verification_sid)
         if pending is None:
             raise ProviderFinalError(
                 "check code: gone",
@@ -165,16 +195,47 @@ class FakeVerifyClient:
             )
         approved = code == pending.code
         if approved:
-            del self.pending[pending.to]
+            del self.pending[(service, pending.to)]
+            self.approved.add(pending.sid)
         self._answer_lost("check code")
         return ProviderCheck(approved=approved)
 
-    async def cancel_verification(self, verification_sid: str) -> None:
+    async def cancel_verification(self, service: str, verification_sid: str) -> None:
         self.calls.append(("cancel", verification_sid))
         self._scripted()
-        for to, pending in list(self.pending.items()):
-            if pending.sid == verification_sid:
-                del self.pending[to]
+        pending = self._by_sid(service, verification_sid)
+        if pending is not None:
+            del self.pending[(service, pending.to)]
+
+    async def was_approved(self, service: str, verification_sid: str) -> bool:  # noqa: ARG002
+        self.calls.append(("attempts", verification_sid))
+        self._scripted()
+        return verification_sid in self.approved
+
+    async def create_service(self, friendly_name: str, code_length: int) -> ProviderService:
+        self.calls.append(("create_service", friendly_name))
+        service = ProviderService("VA" + secrets.token_hex(16), friendly_name, code_length)
+        self.services[service.sid] = service
+        return service
+
+    async def fetch_service(self, service: str) -> ProviderService:
+        self.calls.append(("fetch_service", service))
+        found = self.services.get(service)
+        if found is None:
+            raise ProviderFinalError(
+                "fetch service: gone", reason=ErrorCode.PROVIDER_REJECTED, provider_code=20404
+            )
+        return found
+
+    async def look_up(self, e164: str, *, line_type: bool, sim_swap: bool) -> LineFacts:
+        self.calls.append(("lookup", e164))
+        self._scripted()
+        swapped_at = self.swapped_at.get(e164)
+        return LineFacts(
+            line_type=self.line_types.get(e164, "mobile") if line_type else None,
+            last_sim_swap_at=swapped_at if sim_swap else None,
+            swapped_in_period=(swapped_at is not None) if sim_swap else None,
+        )
 
     async def close(self) -> None:
         pass
@@ -225,6 +286,10 @@ class FakeLockout:
     settled: list[tuple[str, Outcome]] = field(default_factory=list)
     released: list[Guesser] = field(default_factory=list)
 
+    async def check(self, guesser: Guesser) -> None:
+        if guesser.user_id in self.locked:
+            raise UserLocked("locked", limit="user_lockout", retry_after=60)
+
     async def reserve(self, guesser: Guesser, attempt: str, ttl_seconds: float) -> None:
         assert ttl_seconds > 0
         if guesser.user_id in self.locked:
@@ -250,6 +315,17 @@ class FakeLockout:
         self.released.append(guesser)
         self.locked.discard(guesser.user_id or "")
         self.failures.pop(guesser.user_id or "", None)
+
+
+@dataclass
+class FakeLineTypes:
+    known: dict[str, str] = field(default_factory=dict)
+
+    async def get(self, lookup: str) -> str | None:
+        return self.known.get(lookup)
+
+    async def put(self, lookup: str, line_type: str) -> None:
+        self.known[lookup] = line_type
 
 
 @dataclass

@@ -7,45 +7,21 @@ import os
 import secrets
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import click
 
 from shared import crypto
-from shared.db.session import Database, UnitOfWork, UnitOfWorkFactory
+from shared.db.session import Database, UnitOfWorkFactory
 from shared.domain import ALL_SCOPES, DEFAULT_TENANT
 from shared.errors import TwostepError
 from shared.jobs import ALL_QUEUES
-from shared.logging import configure_logging
 from shared.services.keys import create_api_key, list_api_keys, parse_scopes, revoke_api_key
-from shared.settings import Settings, get_settings
-from shared.startup import Misconfigured, Process, ensure_startable, flower_auth_problems
-
-T = TypeVar("T")
-
-
-def _settings(process: str, *, checked: Process | None = None) -> Settings:
-    """The settings, logging configured; with ``checked``, refused unless that process may start
-    with them (shared/startup.py)."""
-    try:
-        settings = get_settings()
-        if checked is not None:
-            ensure_startable(settings, checked)
-    except (ValueError, Misconfigured) as exc:  # pydantic's ValidationError is a ValueError
-        raise click.ClickException(f"invalid configuration:\n{exc}") from exc
-    configure_logging(settings.log_level, settings.log_format, process=process)
-    return settings
-
-
-def _with_keyring(settings: Settings) -> Settings:
-    """For commands that read or write rows: their personal data is under these keys."""
-    try:
-        crypto.install(settings.keyring())
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    return settings
+from shared.services.tenants import NewTenant
+from shared.settings import Settings
+from shared.startup import Misconfigured, flower_auth_problems
+from twostep.common import load_settings, run_in_unit_of_work, with_keyring
+from twostep.tenants_cli import ensure_tenant, tenants
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,7 +38,7 @@ def api(host: str, port: int, workers: int) -> None:
     """The HTTP API (uvicorn)."""
     import uvicorn
 
-    settings = _settings("api", checked="api")
+    settings = load_settings("api", checked="api")
     if workers > 1:
         # Several processes answer /metrics in turn: each must show them all.
         _multiprocess_metrics_dir()
@@ -131,7 +107,7 @@ def worker(
 ) -> None:
     """A Celery worker. Its threads hand each job to one event loop per process, where the
     Twilio calls, the database and Redis run: a job waiting on Twilio holds no connection."""
-    settings = _settings("worker", checked="worker")
+    settings = load_settings("worker", checked="worker")
     _serve_metrics(settings, settings.worker_metrics_port if metrics_port is None else metrics_port)
     from workers.app import app
 
@@ -157,7 +133,7 @@ def worker(
 )
 def beat(metrics_port: int | None) -> None:
     """The periodic sweeper's clock (Celery beat)."""
-    settings = _settings("beat", checked="beat")
+    settings = load_settings("beat", checked="beat")
     _serve_metrics(settings, settings.beat_metrics_port if metrics_port is None else metrics_port)
     from workers.app import app
 
@@ -173,7 +149,7 @@ def flower(host: str, port: int) -> None:
     Credentials come from TWOSTEP_FLOWER_BASIC_AUTH (user:password); without it a random
     password is made up and printed.
     """
-    settings = _settings("flower")
+    settings = load_settings("flower")
     from workers.app import app
 
     basic_auth = os.environ.get("TWOSTEP_FLOWER_BASIC_AUTH")
@@ -196,12 +172,25 @@ def flower(host: str, port: int) -> None:
     help="serve /sandbox/* (the codes it sent) to other machines too "
     "[env: TWOSTEP_SANDBOX_ALLOW_REMOTE]",
 )
-def sandbox(host: str, port: int, allow_remote: bool) -> None:
-    """The Twilio Verify sandbox (Twilio's v2 paths, in memory)."""
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="keep the Verify services in this JSON file across restarts (verifications and codes "
+    "are never kept) [env: TWOSTEP_SANDBOX_STATE_FILE]",
+)
+def sandbox(host: str, port: int, allow_remote: bool, state_file: str | None) -> None:
+    """The Twilio Verify and Lookup sandbox (Twilio's v2 paths, in memory)."""
     from sandbox.server import run
 
-    settings = _settings("sandbox")
-    run(host, port, log_level=settings.log_level, allow_remote=allow_remote)
+    settings = load_settings("sandbox")
+    run(
+        host,
+        port,
+        log_level=settings.log_level,
+        allow_remote=allow_remote,
+        state_file=state_file,
+    )
 
 
 @main.command()
@@ -209,31 +198,17 @@ def migrate() -> None:
     """Bring the database schema up to date (alembic upgrade head)."""
     from shared.db.migrate import upgrade
 
-    settings = _with_keyring(_settings("migrate", checked="migrate"))
+    settings = with_keyring(load_settings("migrate", checked="migrate"))
     upgrade(settings.database_url)
     click.echo("database schema is up to date")
+
+
+main.add_command(tenants)
 
 
 @main.group()
 def keys() -> None:
     """API keys: create, list, revoke."""
-
-
-def _in_one_unit_of_work(settings: Settings, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-    """Run ``work`` in a unit of work of its own (committed if it succeeds)."""
-
-    async def run() -> T:
-        database = Database.connect(settings.database_url, pool_size=1)
-        try:
-            async with UnitOfWorkFactory(database)() as uow:
-                return await work(uow)
-        finally:
-            await database.dispose()
-
-    try:
-        return asyncio.run(run())
-    except TwostepError as exc:
-        raise click.ClickException(exc.detail) from exc
 
 
 @keys.command("create")
@@ -242,14 +217,17 @@ def _in_one_unit_of_work(settings: Settings, work: Callable[[UnitOfWork], Awaita
     "--tenant",
     default=DEFAULT_TENANT,
     show_default=True,
-    help="the tenant the key belongs to (created on first use); it sees only its tenant's data",
+    help="the tenant the key belongs to; it sees only its tenant's data. A tenant that does not "
+    "exist yet is made first, as `twostep tenants create` makes it",
 )
 @click.option(
     "--scopes",
     default=",".join(sorted(ALL_SCOPES)),
     show_default=True,
-    help="comma-separated: verify (verifications, checks), users (factors, challenges, "
-    "redeeming recovery codes), admin (removing factors, new recovery codes, events, lockouts)",
+    help="comma-separated: verify (verifications, checks), users (enrolling factors, "
+    "challenges, redeeming recovery codes), users:manage (removing factors, new recovery "
+    "codes, a user's events: with verify and users, what a login site needs), admin "
+    "(lockouts, webhooks, /metrics)",
 )
 def keys_create(name: str, tenant: str, scopes: str) -> None:
     """Create a key; it is printed once, as the last line, and stored only hashed."""
@@ -257,8 +235,12 @@ def keys_create(name: str, tenant: str, scopes: str) -> None:
         chosen = parse_scopes(scopes)
     except TwostepError as exc:
         raise click.BadParameter(exc.detail, param_hint="--scopes") from exc
-    key, plaintext = _in_one_unit_of_work(
-        _settings("keys"), lambda uow: create_api_key(uow, name, tenant=tenant, scopes=chosen)
+    settings = load_settings("keys")
+    _, made = ensure_tenant(settings, NewTenant(tenant))
+    if made:
+        click.echo(f"created tenant {tenant!r} with a Verify service of its own", err=True)
+    key, plaintext = run_in_unit_of_work(
+        settings, lambda uow: create_api_key(uow, name, tenant=tenant, scopes=chosen)
     )
     click.echo(
         f"created API key {key.name!r} of tenant {tenant!r} with scopes {key.scopes}; "
@@ -271,7 +253,7 @@ def keys_create(name: str, tenant: str, scopes: str) -> None:
 @keys.command("list")
 def keys_list() -> None:
     """Names, tenants, scopes, prefixes and states of every key (never the keys themselves)."""
-    rows, tenants = _in_one_unit_of_work(_settings("keys"), list_api_keys)
+    rows, tenants = run_in_unit_of_work(load_settings("keys"), list_api_keys)
     if not rows:
         click.echo("no API keys; create one with: twostep keys create NAME")
         return
@@ -298,7 +280,7 @@ def keys_generate_data_key() -> None:
 def keys_revoke(name: str) -> None:
     """Revoke a key; requests with it get 401 from then on (within TWOSTEP_API_KEY_CACHE_SECONDS,
     5 s by default, as each API process remembers a key that long)."""
-    _in_one_unit_of_work(_settings("keys"), lambda uow: revoke_api_key(uow, name))
+    run_in_unit_of_work(load_settings("keys"), lambda uow: revoke_api_key(uow, name))
     click.echo(f"revoked API key {name!r}")
 
 
@@ -310,7 +292,7 @@ def status() -> None:
     from shared.status import Fleet
     from twostep.status_report import render
 
-    settings = _with_keyring(_settings("status"))
+    settings = with_keyring(load_settings("status"))
 
     async def gather() -> str:
         database = Database.connect(settings.database_url, pool_size=1)
@@ -336,7 +318,7 @@ def rekey() -> None:
     keyed hashes under TWOSTEP_LOOKUP_KEY; safe to run while twostep serves traffic."""
     from shared.services.rekey import rekey as rekey_rows
 
-    settings = _with_keyring(_settings("rekey", checked="migrate"))
+    settings = with_keyring(load_settings("rekey", checked="migrate"))
     keyring = settings.keyring()
 
     def progress(column: str, done: int) -> None:

@@ -7,6 +7,7 @@ that never arrives (Redis lost it) is found by the sweeper instead.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from typing import Any
@@ -17,6 +18,7 @@ from celery import Celery, Task, signals
 from shared import metrics
 from shared.jobs import (
     CHECK_CODE,
+    CLOSE_VERIFICATION,
     DELIVER_WEBHOOK,
     REQUEST_ID,
     RETAIN,
@@ -25,8 +27,10 @@ from shared.jobs import (
     SWEEP_QUEUE,
     make_celery,
 )
+from shared.services.tenants import service_problems
 from shared.settings import Settings, get_settings
 from shared.startup import Misconfigured, Process, ensure_startable
+from shared.verify.twilio import TwilioVerifyClient
 from workers.wiring import ContextHolder
 
 log = structlog.get_logger(__name__)
@@ -69,6 +73,17 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
         row_id = uuid.UUID(check_id)
         outcome = holder.get().run(
             lambda services: services.delivery.check_code(row_id), _request_id_of(self)
+        )
+        if outcome is not None:
+            raise self.retry(countdown=outcome.countdown)
+        return "done"
+
+    @app.task(name=CLOSE_VERIFICATION, bind=True, max_retries=None, shared=False)
+    def close_verification(self: Task[Any, Any], verification_id: str) -> str:
+        row_id, attempt = uuid.UUID(verification_id), self.request.retries
+        outcome = holder.get().run(
+            lambda services: services.delivery.close_verification(row_id, attempt),
+            _request_id_of(self),
         )
         if outcome is not None:
             raise self.retry(countdown=outcome.countdown)
@@ -141,10 +156,22 @@ def _request_id_of(task: Task[Any, Any]) -> str | None:
 def _exit_if_misconfigured(settings: Settings, process: Process) -> None:
     try:
         ensure_startable(settings, process)
+        if process == "worker":
+            problems = asyncio.run(_default_service_problems(settings))
+            if problems:
+                raise Misconfigured(problems)
     except Misconfigured as exc:
         # SystemExit, not an exception: Celery logs and swallows a signal handler's exceptions.
         log.error(f"{process}.misconfigured", problems=exc.problems)
         raise SystemExit(str(exc)) from exc
+
+
+async def _default_service_problems(settings: Settings) -> list[str]:
+    client = TwilioVerifyClient(settings, max_connections=1)
+    try:
+        return await service_problems(client, client.default_service)
+    finally:
+        await client.close()
 
 
 @signals.setup_logging.connect(weak=False)

@@ -31,8 +31,10 @@ from shared.jobs import CeleryJobQueue
 from shared.limits import RedisLockout, RedisProviderGate
 from shared.redis_client import make_redis
 from shared.services.delivery import Delivery
+from shared.services.numbers import NumberChecks, RedisLineTypes
 from shared.services.retention import Retention
 from shared.services.sweeper import Sweeper
+from shared.services.tenants import TenantDirectory
 from shared.services.webhooks import WebhookOutbox, WebhookSender
 from shared.settings import Settings
 from shared.status import Fleet
@@ -91,6 +93,10 @@ class WorkerServices:
             lockout=RedisLockout(settings, client, keyring),
             settings=settings,
             clock=clock,
+            tenants=TenantDirectory(uow_factory.reading, settings, verify.default_service),
+            numbers=NumberChecks(
+                verify, RedisLineTypes(client, settings), keyring, settings, clock
+            ),
         )
         return cls(
             database,

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import (
-    AdminKey,
     ContextDep,
     ReadingUowDep,
     ResourceId,
     UowDep,
     UsersKey,
+    UsersManageKey,
     parse_id,
 )
 from api.idempotency import answer_once
@@ -115,7 +115,7 @@ async def disable_factor(
     user_id: UserIdPath,
     factor_id: ResourceId,
     uow: UowDep,
-    api_key: AdminKey,
+    api_key: UsersManageKey,
     context: ContextDep,
 ) -> Response:
     """Disable a phone. With no verified phone left, two-step is off."""
@@ -167,7 +167,7 @@ async def start_challenge(
     responses=problems(403, 422, 429),
 )
 async def generate_recovery_codes(
-    user_id: UserIdPath, uow: UowDep, api_key: AdminKey, context: ContextDep
+    user_id: UserIdPath, uow: UowDep, api_key: UsersManageKey, context: ContextDep
 ) -> RecoveryCodesOut:
     """Ten new one-time recovery codes, replacing any earlier set. Shown once."""
     codes = await context.two_step.generate_recovery_codes(uow, api_key, user_id)
@@ -197,7 +197,7 @@ async def redeem_recovery_code(
 async def list_events(
     user_id: UserIdPath,
     uow: ReadingUowDep,
-    api_key: AdminKey,
+    api_key: UsersManageKey,
     context: ContextDep,
     before: Annotated[int | None, Query(ge=1, le=_LARGEST_EVENT_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,

@@ -22,6 +22,8 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -58,6 +60,14 @@ class Tenant(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    # What its users read in their codes' messages: its Twilio Verify service's friendly name.
+    display_name: Mapped[str] = mapped_column(String(30))
+    # The Twilio Verify service it sends through, its own; None: the deployment's
+    # TWILIO_VERIFY_SERVICE_SID (the default tenant, and tenants from before services per tenant).
+    verify_service_sid: Mapped[str | None] = mapped_column(String(34))
+    # Its choice of number checks through Twilio Lookup; None: the deployment's default.
+    line_type_check: Mapped[bool | None]
+    sim_swap_check: Mapped[bool | None]
     created_at: Mapped[datetime]
 
 
@@ -109,6 +119,17 @@ class Verification(JobRow, Base):
         Index("ix_verifications_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_verifications_status_expires_at", "status", "expires_at"),
         Index("ix_verifications_created_at", "created_at"),
+        Index("ix_verifications_tenant_id_destination_lookup", "tenant_id", "destination_lookup"),
+        # One twostep verification per Twilio verification: Twilio answers a new verification to
+        # a number that has a pending one with that one (its code again), so the earlier one is
+        # superseded first (shared.services.delivery) and this makes sure of it.
+        Index(
+            "ix_verifications_pending_provider_sid",
+            "provider_sid",
+            unique=True,
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -119,6 +140,8 @@ class Verification(JobRow, Base):
     purpose: Mapped[Purpose] = mapped_column(_enum(Purpose, "verification_purpose"))
     channel: Mapped[Channel] = mapped_column(_enum(Channel, "verification_channel"))
     to_e164: Mapped[str] = mapped_column(EncryptedString)
+    # Keyed hash of (tenant, destination): the earlier verifications to the same number.
+    destination_lookup: Mapped[str | None] = mapped_column(String(64))
     destination_region: Mapped[str] = mapped_column(String(3))
     locale: Mapped[str | None] = mapped_column(String(16))
     user_id: Mapped[str | None] = mapped_column(String(128), index=True)
@@ -126,6 +149,11 @@ class Verification(JobRow, Base):
     api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id"), index=True)
 
     provider_sid: Mapped[str | None] = mapped_column(String(34))
+    # The Twilio Verify service that holds it (its tenant's when it was first sent).
+    provider_service_sid: Mapped[str | None] = mapped_column(String(34))
+    # Twilio may still hold it pending: until it is canceled there, a new verification to the
+    # number would be answered with it (and its code) instead of a new one.
+    provider_open: Mapped[bool] = mapped_column(default=False, server_default=false())
     send_attempts: Mapped[int] = mapped_column(default=0)
     check_attempts: Mapped[int] = mapped_column(default=0)
     expires_at: Mapped[datetime | None]

@@ -45,10 +45,12 @@ from shared.db.models import (
     WebhookEndpoint,
 )
 from shared.domain import (
+    OPEN_VERIFICATION_STATUSES,
     AttemptError,
     Channel,
     CheckStatus,
     DeliveryStatus,
+    ErrorCode,
     FactorStatus,
     VerificationStatus,
 )
@@ -98,6 +100,9 @@ def _error_columns(error: AttemptError | None) -> dict[str, object]:
     }
 
 
+_TAKEN_OVER = AttemptError(
+    ErrorCode.SUPERSEDED, "a newer verification to the same number took its place"
+)
 _NO_ERROR: dict[str, object] = {
     "error_code": None,
     "error_message": None,
@@ -152,12 +157,25 @@ class _Repository:
 
 class TenantRepository(_Repository):
     async def get_or_create(self, name: str, now: datetime) -> Tenant:
-        tenant = await self.session.scalar(select(Tenant).where(Tenant.name == name))
+        """A tenant that sends through the deployment's Verify service (the default one)."""
+        tenant = await self.get_by_name(name)
         if tenant is None:
-            tenant = Tenant(id=uuid.uuid4(), name=name, created_at=now)
-            self.session.add(tenant)
-            await self.session.flush()
+            tenant = Tenant(id=uuid.uuid4(), name=name, display_name=name[:30], created_at=now)
+            await self.add(tenant)
         return tenant
+
+    async def add(self, tenant: Tenant) -> None:
+        self.session.add(tenant)
+        await self.session.flush()
+
+    async def get(self, tenant_id: uuid.UUID) -> Tenant | None:
+        return await self.session.get(Tenant, tenant_id)
+
+    async def get_by_name(self, name: str) -> Tenant | None:
+        return await self.session.scalar(select(Tenant).where(Tenant.name == name))
+
+    async def list_all(self) -> Sequence[Tenant]:
+        return (await self.session.scalars(select(Tenant).order_by(Tenant.created_at))).all()
 
     async def names(self) -> dict[uuid.UUID, str]:
         return {t.id: t.name for t in (await self.session.scalars(select(Tenant))).all()}
@@ -494,6 +512,8 @@ class VerificationRepository(JobRows[Verification]):
             .values(
                 status=VerificationStatus.PENDING,
                 provider_sid=_column_param(v, "provider_sid"),
+                provider_service_sid=_column_param(v, "provider_service_sid"),
+                provider_open=True,
                 channel=_column_param(v, "channel"),
                 resend_channel=None,
                 send_attempts=v.send_attempts + 1,
@@ -513,16 +533,35 @@ class VerificationRepository(JobRows[Verification]):
         token: uuid.UUID,
         *,
         provider_sid: str,
+        provider_service_sid: str,
         channel: Channel,
         expires_at: datetime,
         now: datetime,
     ) -> Verification | None:
-        """The provider took the send: the verification is pending and checkable."""
+        """The provider took the send: the verification is pending and checkable. Should the
+        provider have answered with a verification another pending one holds (its number was
+        sent to twice before either was superseded), this one takes it over."""
+        await self._write(
+            update(Verification)
+            .where(
+                Verification.provider_sid == provider_sid,
+                Verification.status == VerificationStatus.PENDING,
+                Verification.id != verification_id,
+            )
+            .values(
+                status=VerificationStatus.CANCELED,
+                provider_open=False,  # the provider's verification is the new holder's now
+                completed_at=now,
+                updated_at=now,
+                **_error_columns(_TAKEN_OVER),
+            )
+        )
         sent: Verification | None = await self._prepared_one(
             self._record_sent,
             row_id=verification_id,
             token=token,
             provider_sid=provider_sid,
+            provider_service_sid=provider_service_sid,
             channel=channel,
             expires_at=expires_at,
             now=now,
@@ -530,10 +569,18 @@ class VerificationRepository(JobRows[Verification]):
         return sent
 
     async def give_up_send(
-        self, verification_id: uuid.UUID, token: uuid.UUID, *, error: AttemptError, now: datetime
+        self,
+        verification_id: uuid.UUID,
+        token: uuid.UUID,
+        *,
+        error: AttemptError,
+        now: datetime,
+        status: VerificationStatus = VerificationStatus.FAILED,
     ) -> Verification | None:
-        """A first send that cannot be made fails the verification; a re-send that cannot be
-        made is dropped, and the code sent first still works."""
+        """A first send that cannot be made ends the verification (``status``: failed, or
+        canceled when superseded); a re-send that cannot be made is dropped, and the code sent
+        first still works — unless the verification was superseded, which ends it too."""
+        superseded = status is VerificationStatus.CANCELED
         return await self._update_one(
             update(Verification)
             .where(
@@ -542,10 +589,10 @@ class VerificationRepository(JobRows[Verification]):
                 Verification.status.in_(self.held_statuses),
             )
             .values(
-                status=self._status_after_giving_up(),
-                completed_at=case(
-                    (Verification.status == VerificationStatus.PENDING, None), else_=now
-                ),
+                status=status if superseded else self._status_after_giving_up(),
+                completed_at=now
+                if superseded
+                else case((Verification.status == VerificationStatus.PENDING, None), else_=now),
                 resend_channel=None,
                 provider_call_started_at=None,
                 updated_at=now,
@@ -653,7 +700,10 @@ class VerificationRepository(JobRows[Verification]):
         )
 
     async def approve(self, verification_id: uuid.UUID, now: datetime) -> Verification | None:
-        return await self._end_pending(verification_id, VerificationStatus.APPROVED, None, now)
+        """Approved: the provider deleted it as it approved it."""
+        return await self._end_pending(
+            verification_id, VerificationStatus.APPROVED, None, now, provider_open=False
+        )
 
     async def end_pending(
         self,
@@ -661,9 +711,12 @@ class VerificationRepository(JobRows[Verification]):
         status: VerificationStatus,
         error: AttemptError,
         now: datetime,
+        *,
+        provider_open: bool,
     ) -> Verification | None:
-        """End a pending verification for a reason (expired, max attempts reached)."""
-        return await self._end_pending(verification_id, status, error, now)
+        """End a pending verification for a reason (expired, max attempts reached);
+        ``provider_open``: whether the provider may still hold it open."""
+        return await self._end_pending(verification_id, status, error, now, provider_open)
 
     @prepared
     def _end_pending_statement(cls) -> Executable:
@@ -673,6 +726,7 @@ class VerificationRepository(JobRows[Verification]):
             .where(v.id == _ID, v.status == VerificationStatus.PENDING)
             .values(
                 status=_column_param(v, "status"),
+                provider_open=_column_param(v, "provider_open"),
                 resend_channel=None,
                 completed_at=_NOW,
                 updated_at=_NOW,
@@ -688,15 +742,73 @@ class VerificationRepository(JobRows[Verification]):
         status: VerificationStatus,
         error: AttemptError | None,
         now: datetime,
+        provider_open: bool,
     ) -> Verification | None:
         ended: Verification | None = await self._prepared_one(
             self._end_pending_statement,
             row_id=verification_id,
             status=status,
+            provider_open=provider_open,
             now=now,
             **_error_columns(error),
         )
         return ended
+
+    async def others_to_destination(
+        self, verification: Verification, *, since: datetime
+    ) -> Sequence[Verification]:
+        """The tenant's other verifications to the same number made since ``since``: those not
+        over here, and those the provider may still hold open."""
+        v = Verification
+        return (
+            await self.session.scalars(
+                select(v).where(
+                    v.tenant_id == verification.tenant_id,
+                    v.destination_lookup == verification.destination_lookup,
+                    v.id != verification.id,
+                    v.created_at >= since,
+                    or_(v.status.in_(OPEN_VERIFICATION_STATUSES), v.provider_open.is_(True)),
+                )
+            )
+        ).all()
+
+    async def supersede(
+        self, verification_ids: Sequence[uuid.UUID], error: AttemptError, now: datetime
+    ) -> list[Verification]:
+        """End verifications a newer one to their number takes the place of; returns those it
+        ended (one being sent is left to its worker)."""
+        v = Verification
+        ended = await self._write_returning(
+            update(v)
+            .where(v.id.in_(verification_ids), v.status.in_(OPEN_VERIFICATION_STATUSES))
+            .values(
+                status=VerificationStatus.CANCELED,
+                resend_channel=None,
+                completed_at=now,
+                updated_at=now,
+                **_error_columns(error),
+                **_RELEASED,
+            )
+            .returning(v)
+            .execution_options(populate_existing=True)
+        )
+        return [row for (row,) in ended]
+
+    async def provider_closed(self, verification_ids: Sequence[uuid.UUID]) -> None:
+        """The provider holds these no longer (canceled there, or over by its own clock)."""
+        await self._write(
+            update(Verification)
+            .where(Verification.id.in_(verification_ids))
+            .values(provider_open=False)
+        )
+
+    async def pending_with_sid(self, provider_sid: str) -> Verification | None:
+        return await self.session.scalar(
+            select(Verification).where(
+                Verification.provider_sid == provider_sid,
+                Verification.status == VerificationStatus.PENDING,
+            )
+        )
 
     async def expire_pending(self, now: datetime) -> list[Verification]:
         expired = await self._write_returning(

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import Pool, QueuePool
 
-from shared.changes import Change, ChangeFeed
+from shared.changes import Announcement, Change, ChangeFeed
 from shared.db.repository import (
     ApiKeyRepository,
     CheckRepository,
@@ -154,8 +154,11 @@ class AfterCommit:
 
 
 class Outbox(Protocol):
-    async def record(self, uow: UnitOfWork, changes: Sequence[Change]) -> None:
-        """Write what the changes must cause, in ``uow`` (and buffer its jobs there)."""
+    async def record(
+        self, uow: UnitOfWork, changes: Sequence[Change], announcements: Sequence[Announcement]
+    ) -> None:
+        """Write what the changes and announcements must cause, in ``uow`` (and buffer its
+        jobs there)."""
         ...
 
 
@@ -195,6 +198,7 @@ class UnitOfWork(Repositories):
         self._after_commit = after_commit or AfterCommit()
         self._jobs: list[Job] = []
         self._changes: dict[uuid.UUID, Change] = {}
+        self._announcements: list[Announcement] = []
 
     async def __aenter__(self) -> Self:
         if self._turns is not None:
@@ -212,13 +216,13 @@ class UnitOfWork(Repositories):
         try:
             if exc_type is None:
                 outbox = self._after_commit.outbox
-                if outbox is not None and self._changes:
-                    await outbox.record(self, list(self._changes.values()))
+                if outbox is not None and (self._changes or self._announcements):
+                    await outbox.record(self, list(self._changes.values()), self._announcements)
                 await self.session.commit()
                 committed = True
         finally:
             jobs, changes = self._jobs, self._changes
-            self._jobs, self._changes = [], {}
+            self._jobs, self._changes, self._announcements = [], {}, []
             try:
                 # Rolls back whatever was not committed; loaded rows stay readable (no expiry).
                 await self.session.close()
@@ -242,12 +246,16 @@ class UnitOfWork(Repositories):
         for change in changes:
             self._changes[change.row_id] = change
 
+    def announce(self, announcement: Announcement) -> None:
+        """Tell the tenant's webhook endpoints of it, if this commits."""
+        self._announcements.append(announcement)
+
     async def flush(self) -> None:
         """Write pending rows now: one another row points to, or to meet a constraint early."""
         await self.session.flush()
 
     async def rollback(self) -> None:
-        self._jobs, self._changes = [], {}
+        self._jobs, self._changes, self._announcements = [], {}, []
         await self.session.rollback()
 
     async def _hand_over(self, jobs: list[Job], changes: dict[uuid.UUID, Change]) -> None:

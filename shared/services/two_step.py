@@ -26,10 +26,11 @@ from typing import Any
 import anyio
 import structlog
 
+from shared.changes import Announcement
 from shared.crypto import Keyring
 from shared.db.models import ApiKey, Event, Factor, RecoveryCode, Verification
 from shared.db.session import Repositories, UnitOfWork
-from shared.domain import Channel, EventType, FactorStatus, Purpose
+from shared.domain import Channel, EventType, FactorStatus, Purpose, WebhookEvent
 from shared.errors import InvalidInput, NotFound, NoVerifiedFactor
 from shared.limits import Guesser, Lock, Outcome, SendRequest
 from shared.lookups import phone_lookup, user_lookup
@@ -38,7 +39,7 @@ from shared.phone import parse_phone
 from shared.services import audit
 from shared.services.audit import Subject
 from shared.services.verifications import VerificationRequest, Verifications
-from shared.views import change_of
+from shared.views import change_of, factor_view
 
 log = structlog.get_logger(__name__)
 
@@ -166,6 +167,8 @@ class TwoStep:
             if canceled is not None:
                 uow.notify_after_commit(change_of(canceled))
         await _record_factor(uow, EventType.FACTOR_DISABLED, factor, api_key.id)
+        if factor.status is FactorStatus.VERIFIED:
+            _announce_factor(uow, WebhookEvent.FACTOR_REMOVED, factor, FactorStatus.DISABLED)
         return factor
 
     async def start_challenge(
@@ -250,6 +253,9 @@ class TwoStep:
             Subject.of_request(api_key, user_id),
             count=len(codes),
         )
+        _announce(
+            uow, api_key.tenant_id, WebhookEvent.RECOVERY_CODES_GENERATED, user_id, count=len(codes)
+        )
         return [_shown(code) for code in codes]
 
     async def redeem_recovery_code(
@@ -262,7 +268,7 @@ class TwoStep:
     ) -> bool:
         """Spend one recovery code. Wrong codes count towards the same lockout as wrong OTPs;
         each try costs one hash, whatever the user has (a dummy one when nothing matches)."""
-        guesser = Guesser(api_key.tenant_id, validate_user_id(user_id), None)
+        guesser = Guesser(api_key.tenant_id, validate_user_id(user_id))
         attempt = secrets.token_hex(8)
         lockout = self.verifications.guards.lockout
         await lockout.reserve(guesser, attempt, _REDEMPTION_RESERVATION_SECONDS)
@@ -281,6 +287,7 @@ class TwoStep:
                 Subject.of_request(api_key, user_id, client_ip=ip),
                 left=left,
             )
+            _announce(uow, api_key.tenant_id, WebhookEvent.RECOVERY_CODE_USED, user_id, left=left)
             return True
         # A wrong code, or a right one spent by a racing request a moment ago.
         lock = await lockout.settle(
@@ -303,6 +310,8 @@ class TwoStep:
             EventType.LOCKOUT_RELEASED,
             Subject.of_request(api_key, user_id, phone_e164=e164),
         )
+        if user_id is not None:
+            _announce(uow, api_key.tenant_id, WebhookEvent.USER_UNLOCKED, user_id)
 
     async def list_events(
         self, uow: UnitOfWork, api_key: ApiKey, user_id: str, *, before: int | None, limit: int
@@ -335,12 +344,14 @@ async def on_verification_approved(
         return
     await uow.factors.verify(factor.id, now)
     await _record_factor(uow, EventType.FACTOR_VERIFIED, factor, verification.api_key_id)
+    _announce_factor(uow, WebhookEvent.FACTOR_ADDED, factor, FactorStatus.VERIFIED, now)
     if factor.replaces_others:
         for old in await uow.factors.verified_others(factor):
             await uow.factors.disable(old.id, now)
             await _record_factor(
                 uow, EventType.FACTOR_REPLACED, old, verification.api_key_id, by=str(factor.id)
             )
+            _announce_factor(uow, WebhookEvent.FACTOR_REMOVED, old, FactorStatus.DISABLED)
 
 
 async def _record_rejection(
@@ -349,12 +360,43 @@ async def _record_rejection(
     subject = Subject.of_request(api_key, user_id, client_ip=client_ip)
     await audit.record(uow, EventType.RECOVERY_CODE_REJECTED, subject)
     if lock is not None:
-        await audit.record(uow, EventType.USER_LOCKED, subject, **lock_detail(lock))
+        await _record_lock(uow, subject, lock)
+
+
+async def record_lock(uow: UnitOfWork, verification: Verification, lock: Lock) -> None:
+    """A wrong code on the verification caused a lock: recorded, and the user told of it."""
+    await _record_lock(uow, Subject.of_verification(verification), lock)
+
+
+async def _record_lock(uow: UnitOfWork, subject: Subject, lock: Lock) -> None:
+    detail = lock_detail(lock)
+    await audit.record(uow, EventType.USER_LOCKED, subject, **detail)
+    if subject.user_id is not None:
+        _announce(uow, subject.tenant_id, WebhookEvent.USER_LOCKED, subject.user_id, **detail)
 
 
 def lock_detail(lock: Lock) -> dict[str, Any]:
     """How an event records a lock: its length, or that it lasts until released."""
     return {"hard": True} if lock.hard else {"seconds": lock.seconds}
+
+
+def _announce(
+    uow: UnitOfWork, tenant_id: uuid.UUID, event: WebhookEvent, user_id: str, **data: Any
+) -> None:
+    uow.announce(Announcement(tenant_id, event, {"user_id": user_id, **data}))
+
+
+def _announce_factor(
+    uow: UnitOfWork,
+    event: WebhookEvent,
+    factor: Factor,
+    status: FactorStatus,
+    verified_at: datetime | None = None,
+) -> None:
+    changed: dict[str, Any] = {"status": status}
+    if verified_at is not None:
+        changed["verified_at"] = verified_at
+    uow.announce(Announcement(factor.tenant_id, event, factor_view(factor, **changed)))
 
 
 async def _record_factor(

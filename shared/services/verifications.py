@@ -19,6 +19,7 @@ import structlog
 
 from shared.clock import Clock
 from shared.codes import CodeStash
+from shared.crypto import Keyring
 from shared.db.models import ApiKey, Verification, VerificationCheck
 from shared.db.session import Repositories, UnitOfWork
 from shared.domain import Channel, CheckStatus, EventType, Purpose, VerificationStatus
@@ -32,6 +33,7 @@ from shared.errors import (
 )
 from shared.jobs import Job
 from shared.limits import Guards, Guesser, Outcome, SendRequest
+from shared.lookups import phone_lookup
 from shared.network import normalise_ip
 from shared.phone import PhoneNumber, parse_phone
 from shared.services import audit
@@ -61,6 +63,7 @@ class Verifications:
     guards: Guards
     stash: CodeStash
     clock: Clock
+    keyring: Keyring
 
     async def request(
         self, uow: UnitOfWork, api_key: ApiKey, request: VerificationRequest
@@ -68,6 +71,10 @@ class Verifications:
         phone = self._allowed(parse_phone(request.to))
         client_ip = normalise_ip(request.client_ip) if request.client_ip else None
         verification_id = uuid.uuid4()
+        # A locked-out guesser could not check the code: nothing is sent to them.
+        await self.guards.lockout.check(
+            Guesser.of(api_key.tenant_id, request.user_id, phone.e164, client_ip)
+        )
         await self.guards.sends.admit(
             SendRequest(
                 tenant_id=api_key.tenant_id,
@@ -118,6 +125,7 @@ class Verifications:
             purpose=request.purpose,
             channel=request.channel,
             to_e164=phone.e164,
+            destination_lookup=phone_lookup(self.keyring, api_key.tenant_id, phone.e164),
             destination_region=phone.region,
             locale=request.locale,
             user_id=request.user_id,
@@ -125,6 +133,7 @@ class Verifications:
             api_key_id=api_key.id,
             send_attempts=0,
             check_attempts=0,
+            provider_open=False,
             provider_attempts=0,
             enqueue_count=1,
             next_attempt_at=now + self.settings.requeue_after,
@@ -199,6 +208,9 @@ class Verifications:
             uow, EventType.VERIFICATION_CANCELED, canceled, api_key_id=api_key.id
         )
         uow.notify_after_commit(change_of(canceled))
+        if canceled.provider_open:
+            # Over here, so over at Twilio too: a new code to the number starts afresh.
+            uow.enqueue_after_commit(Job.close_verification(canceled.id))
         return canceled
 
     async def submit_check(
@@ -308,8 +320,14 @@ def _send_again(verification: Verification, api_key: ApiKey) -> SendRequest:
 
 
 def guesser_of(verification: Verification) -> Guesser:
-    """A check of this verification guesses for its user, if any, and for its number."""
-    return Guesser(verification.tenant_id, verification.user_id, verification.to_e164)
+    """A check of this verification guesses for its user; without one, for its number and the
+    client address that asked for it."""
+    return Guesser.of(
+        verification.tenant_id,
+        verification.user_id,
+        verification.to_e164,
+        verification.client_ip,
+    )
 
 
 def _not_pending(verification: Verification) -> VerificationNotPending:

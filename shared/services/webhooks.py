@@ -28,7 +28,7 @@ import structlog
 from cachetools import TTLCache
 
 from shared import metrics
-from shared.changes import Change
+from shared.changes import Announcement, Change
 from shared.clock import Clock
 from shared.db.models import ApiKey, WebhookDelivery, WebhookEndpoint
 from shared.db.session import UnitOfWork, UnitOfWorkFactory
@@ -163,13 +163,18 @@ class WebhookOutbox:
             10_000, ttl=_ENDPOINTS_CACHE_SECONDS
         )
 
-    async def record(self, uow: UnitOfWork, changes: Sequence[Change]) -> None:
-        news = [(change, event) for change in changes if (event := event_of(change))]
-        for change, event in news:
-            assert change.tenant_id is not None and change.view is not None
-            for endpoint_id, wanted in await self._endpoints_of(uow, change.tenant_id):
-                if wanted is None or event.value in wanted:
-                    delivery = self._delivery(endpoint_id, change, event)
+    async def record(
+        self, uow: UnitOfWork, changes: Sequence[Change], announcements: Sequence[Announcement]
+    ) -> None:
+        news = [
+            Announcement(change.tenant_id, event, change.view)
+            for change in changes
+            if (event := event_of(change)) and change.tenant_id and change.view is not None
+        ]
+        for announcement in [*news, *announcements]:
+            for endpoint_id, wanted in await self._endpoints_of(uow, announcement.tenant_id):
+                if wanted is None or announcement.event.value in wanted:
+                    delivery = self._delivery(endpoint_id, announcement)
                     await uow.deliveries.insert(delivery)
                     uow.enqueue_after_commit(Job.deliver_webhook(delivery.id))
 
@@ -183,23 +188,20 @@ class WebhookOutbox:
             self._endpoints[tenant_id] = known
         return known
 
-    def _delivery(
-        self, endpoint_id: uuid.UUID, change: Change, event: WebhookEvent
-    ) -> WebhookDelivery:
+    def _delivery(self, endpoint_id: uuid.UUID, announcement: Announcement) -> WebhookDelivery:
         now = self._clock.now()
-        assert change.tenant_id is not None and change.view is not None
         event_id = uuid.uuid4()
         return WebhookDelivery(
             id=uuid.uuid4(),
-            tenant_id=change.tenant_id,
+            tenant_id=announcement.tenant_id,
             endpoint_id=endpoint_id,
             event_id=event_id,
-            event_type=event,
+            event_type=announcement.event,
             payload={
                 "id": str(event_id),
-                "type": event.value,
+                "type": announcement.event.value,
                 "created_at": now.isoformat().replace("+00:00", "Z"),
-                "data": change.view,
+                "data": announcement.data,
             },
             status=DeliveryStatus.QUEUED,
             provider_attempts=0,

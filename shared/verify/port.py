@@ -1,9 +1,12 @@
-"""The Verify port: what the core needs from a one-time-code provider.
+"""The Verify ports: what the core needs from a one-time-code provider.
 
-The Twilio adapter (``shared.verify.twilio``) implements it against Twilio Verify v2 or the
-sandbox; tests use ``tests.fakes.FakeVerifyClient``. Every method raises only
+The Twilio adapter (``shared.verify.twilio``) implements them against Twilio Verify v2 and
+Lookup v2, or the sandbox; tests use ``tests.fakes.FakeVerifyClient``. Every method raises only
 ``shared.errors.ProviderError`` subclasses. Calls are coroutines: a worker keeps hundreds in
 flight on one event loop.
+
+Every verification lives in a Verify *service*: each tenant sends through its own, so that no
+code, verification or limit of one tenant's is another's (``service`` below is its SID).
 """
 
 from __future__ import annotations
@@ -30,25 +33,62 @@ class ProviderCheck:
     approved: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderService:
+    sid: str
+    friendly_name: str
+    code_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class LineFacts:
+    """What Lookup says of a number. ``None``: not asked, or the carrier did not say."""
+
+    line_type: str | None = None
+    # When its SIM last changed, if the carrier said; else whether it changed within the
+    # provider's own period (``swapped_in_period``).
+    last_sim_swap_at: datetime | None = None
+    swapped_in_period: bool | None = None
+
+
 class VerifyClient(Protocol):
     async def start_verification(
-        self, to: str, channel: Channel, locale: str | None
+        self, service: str, to: str, channel: Channel, locale: str | None
     ) -> ProviderVerification:
         """Ask the provider to send a code to ``to`` (E.164). Sending again to a number with a
         pending verification re-sends the same code on the same verification."""
         ...
 
-    async def find_pending_verification(self, to: str) -> ProviderVerification | None:
+    async def find_pending_verification(self, service: str, to: str) -> ProviderVerification | None:
         """The provider's pending verification for ``to``, or None when it has none."""
         ...
 
-    async def check_code(self, verification_sid: str, code: str) -> ProviderCheck:
+    async def check_code(self, service: str, verification_sid: str, code: str) -> ProviderCheck:
         """Check ``code`` against a pending verification. A wrong code is ``approved=False``."""
         ...
 
-    async def cancel_verification(self, verification_sid: str) -> None:
+    async def cancel_verification(self, service: str, verification_sid: str) -> None:
         """End a pending verification, so that the next one to its number starts afresh
         instead of re-sending its code with its checks used up. One already over is fine."""
         ...
 
+    async def was_approved(self, service: str, verification_sid: str) -> bool:
+        """From the provider's record of its sends (Twilio's Verify Attempts API), whether the
+        verification was approved: the word that settles a check whose answer was lost."""
+        ...
+
     async def close(self) -> None: ...
+
+
+class VerifyServices(Protocol):
+    """Verify services themselves: one per tenant, made when the tenant is."""
+
+    async def create_service(self, friendly_name: str, code_length: int) -> ProviderService: ...
+
+    async def fetch_service(self, service: str) -> ProviderService: ...
+
+
+class NumberLookup(Protocol):
+    async def look_up(self, e164: str, *, line_type: bool, sim_swap: bool) -> LineFacts:
+        """Ask the carrier's records (Twilio Lookup v2) for the facts named."""
+        ...

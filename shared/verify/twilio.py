@@ -35,9 +35,9 @@ from shared.errors import (
     ProviderPermanentError,
     ProviderTransientError,
 )
-from shared.settings import SANDBOX_ACCOUNT_SID, SANDBOX_SERVICE_SID, Settings
+from shared.settings import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, SANDBOX_SERVICE_SID, Settings
 from shared.startup import Misconfigured, has_real_twilio_credentials
-from shared.verify.port import ProviderCheck, ProviderVerification
+from shared.verify.port import LineFacts, ProviderCheck, ProviderService, ProviderVerification
 
 log = structlog.get_logger(__name__)
 
@@ -129,8 +129,10 @@ class _AiohttpTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio shi
 
 
 class TwilioVerifyClient:
+    """Every port of ``shared.verify.port``, on one SDK client and one pool of connections."""
+
     def __init__(self, settings: Settings, *, max_connections: int | None = None) -> None:
-        account_sid, auth_token, service_sid = _credentials(settings)
+        account_sid, auth_token, self.default_service = _credentials(settings)
         self._http = _AiohttpTwilioClient(
             base_url=settings.twilio_base_url,
             connect_timeout=settings.twilio_connect_timeout_seconds,
@@ -138,23 +140,31 @@ class TwilioVerifyClient:
             max_connections=max_connections or settings.worker_concurrency,
         )
         # An explicit empty environment keeps TWILIO_EDGE/TWILIO_REGION from rewriting our URLs.
-        client = Client(account_sid, auth_token, http_client=self._http, environment={"_": ""})
-        self._service = client.verify.v2.services(service_sid)
+        self._client = Client(
+            account_sid, auth_token, http_client=self._http, environment={"_": ""}
+        )
+        self._services: dict[str, Any] = {}
+
+    def _service(self, sid: str) -> Any:
+        context = self._services.get(sid)
+        if context is None:
+            context = self._services[sid] = self._client.verify.v2.services(sid)
+        return context
 
     async def start_verification(
-        self, to: str, channel: Channel, locale: str | None
+        self, service: str, to: str, channel: Channel, locale: str | None
     ) -> ProviderVerification:
         kwargs: dict[str, Any] = {"to": to, "channel": channel.value}
         if locale:
             kwargs["locale"] = locale
         with _observed("create", "start verification"):
-            instance = await self._service.verifications.create_async(**kwargs)
+            instance = await self._service(service).verifications.create_async(**kwargs)
         return _to_provider_verification(instance)
 
-    async def find_pending_verification(self, to: str) -> ProviderVerification | None:
+    async def find_pending_verification(self, service: str, to: str) -> ProviderVerification | None:
         try:
             with _observed("fetch", "fetch verification"):
-                instance = await self._service.verifications(to).fetch_async()
+                instance = await self._service(service).verifications(to).fetch_async()
         except ProviderFinalError as exc:
             if exc.provider_code == 20404:
                 return None
@@ -162,23 +172,74 @@ class TwilioVerifyClient:
         verification = _to_provider_verification(instance)
         return verification if verification.status == "pending" else None
 
-    async def check_code(self, verification_sid: str, code: str) -> ProviderCheck:
+    async def check_code(self, service: str, verification_sid: str, code: str) -> ProviderCheck:
         with _observed("check", "check code"):
-            instance = await self._service.verification_checks.create_async(
+            instance = await self._service(service).verification_checks.create_async(
                 verification_sid=verification_sid, code=code
             )
         return ProviderCheck(approved=instance.status == "approved")
 
-    async def cancel_verification(self, verification_sid: str) -> None:
+    async def cancel_verification(self, service: str, verification_sid: str) -> None:
         try:
             with _observed("cancel", "cancel verification"):
-                await self._service.verifications(verification_sid).update_async(status="canceled")
+                await (
+                    self._service(service)
+                    .verifications(verification_sid)
+                    .update_async(status="canceled")
+                )
         except ProviderFinalError as exc:
             if exc.provider_code != 20404:  # gone already: approved, expired or canceled
                 raise
 
+    async def was_approved(self, service: str, verification_sid: str) -> bool:
+        with _observed("attempts", "list verification attempts"):
+            attempts = await self._client.verify.v2.verification_attempts.list_async(
+                verification_sid=verification_sid, verify_service_sid=service, limit=20
+            )
+        return any(str(attempt.conversion_status) == "converted" for attempt in attempts)
+
+    async def create_service(self, friendly_name: str, code_length: int) -> ProviderService:
+        with _observed("create_service", "create service"):
+            instance = await self._client.verify.v2.services.create_async(
+                friendly_name=friendly_name, code_length=code_length
+            )
+        return _to_provider_service(instance)
+
+    async def fetch_service(self, service: str) -> ProviderService:
+        with _observed("fetch_service", "fetch service"):
+            instance = await self._service(service).fetch_async()
+        return _to_provider_service(instance)
+
+    async def look_up(self, e164: str, *, line_type: bool, sim_swap: bool) -> LineFacts:
+        asked = (("line_type_intelligence", line_type), ("sim_swap", sim_swap))
+        fields = [name for name, wanted in asked if wanted]
+        with _observed("lookup", "look up number"):
+            instance = await self._client.lookups.v2.phone_numbers(e164).fetch_async(
+                fields=",".join(fields)
+            )
+        return _to_line_facts(instance)
+
     async def close(self) -> None:
         await self._http.close()
+
+
+def _to_provider_service(instance: Any) -> ProviderService:
+    return ProviderService(
+        sid=str(instance.sid),
+        friendly_name=str(instance.friendly_name),
+        code_length=int(instance.code_length or 0),
+    )
+
+
+def _to_line_facts(instance: Any) -> LineFacts:
+    line = instance.line_type_intelligence or {}
+    swap = (instance.sim_swap or {}).get("last_sim_swap") or {}
+    in_period = swap.get("swapped_in_period")
+    return LineFacts(
+        line_type=line.get("type"),
+        last_sim_swap_at=_parse_twilio_time(swap.get("last_sim_swap_date")),
+        swapped_in_period=in_period if isinstance(in_period, bool) else None,
+    )
 
 
 def _credentials(settings: Settings) -> tuple[str, str, str]:
@@ -192,8 +253,8 @@ def _credentials(settings: Settings) -> tuple[str, str, str]:
             )
         return (
             SANDBOX_ACCOUNT_SID,
-            "sandbox",
-            settings.twilio_verify_service_sid or (SANDBOX_SERVICE_SID),
+            SANDBOX_AUTH_TOKEN,
+            settings.twilio_verify_service_sid or SANDBOX_SERVICE_SID,
         )
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     if sid is None or token is None or settings.twilio_verify_service_sid is None:

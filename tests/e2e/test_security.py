@@ -93,7 +93,7 @@ class Caller:
         return enrolled
 
 
-def new_key(system: System, tenant: str, scopes: str = "verify,users,admin") -> str:
+def new_key(system: System, tenant: str, scopes: str = "verify,users,users:manage,admin") -> str:
     name = f"{tenant}-{uuid.uuid4().hex[:6]}"
     created = system.run("keys", "create", name, "--tenant", tenant, "--scopes", scopes)
     return created.splitlines()[-1]
@@ -166,6 +166,9 @@ def test_a_key_does_only_what_its_scopes_allow(system: System, report: Any) -> N
     tenant = f"scoped-{uuid.uuid4().hex[:6]}"
     verify_only = Caller(system, new_key(system, tenant, "verify"))
     users_only = Caller(system, new_key(system, tenant, "users"))
+    # What a login site holds: it manages its users' factors and recovery codes, and that is
+    # all — no lockout released, no webhook, no metrics.
+    login_site = Caller(system, new_key(system, tenant, "verify,users,users:manage"))
     factor_id = str(uuid.uuid4())
     refused = {
         "verify": [
@@ -184,13 +187,23 @@ def test_a_key_does_only_what_its_scopes_allow(system: System, report: Any) -> N
             ("POST", "/v1/lockouts/release", {"json": {"user_id": "u"}}),
             ("GET", "/metrics", {}),
         ],
+        "login site": [
+            ("POST", "/v1/lockouts/release", {"json": {"user_id": "u"}}),
+            ("POST", "/v1/webhook-endpoints", {"json": {"url": "https://example.com/hook"}}),
+            ("GET", "/v1/webhook-endpoints", {}),
+            ("GET", "/metrics", {}),
+        ],
     }
-    for caller, calls in ((verify_only, refused["verify"]), (users_only, refused["users"])):
+    callers = {"verify": verify_only, "users": users_only, "login site": login_site}
+    for name, calls in refused.items():
         for method, path, kwargs in calls:
-            answer = caller.call(method, path, 403, **kwargs)
-            assert answer.json()["code"] == "insufficient_scope", (method, path)
+            answer = callers[name].call(method, path, 403, **kwargs)
+            assert answer.json()["code"] == "insufficient_scope", (name, method, path)
     verify_only.json("POST", "/v1/verifications", 202, json={"to": random_phone()})
     assert users_only.json("GET", "/v1/users/u/factors", 200)["factors"] == []
+    assert login_site.json("GET", "/v1/users/u/events", 200)["events"] == []
+    assert len(login_site.json("POST", "/v1/users/u/recovery-codes", 201)["codes"]) == 10
+    login_site.call("DELETE", f"/v1/users/u/factors/{factor_id}", 404)
     report("keys without the scope", refused=sum(len(c) for c in refused.values()), answers=403)
 
 

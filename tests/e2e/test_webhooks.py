@@ -172,3 +172,83 @@ class _Later:
 
     def time(self) -> float:
         return time.time() + self._offset
+
+
+def test_the_user_hears_of_every_change_to_their_account(
+    webhook_system: System, report: Any
+) -> None:
+    """ASVS 2.2.3 and 2.5.5: a factor added or removed, recovery codes made or used, a lock
+    and its release each reach the login server, signed, so that it can tell the user."""
+    system = webhook_system
+    receiver = Receiver()
+    server = ThreadedServer(receiver.app()).start()
+    user, phone = f"user-{uuid.uuid4().hex[:6]}", random_phone()
+    admin = {"Authorization": f"Bearer {system.api_key}"}
+    try:
+        with httpx.Client(base_url=system.api_url, headers=admin, timeout=40) as http:
+            url = f"http://127.0.0.1:{server.port}/hook"
+            account_events = [
+                "factor.added",
+                "factor.removed",
+                "recovery_codes.generated",
+                "recovery_code.used",
+                "user.locked",
+                "user.unlocked",
+            ]
+            endpoint = http.post(
+                "/v1/webhook-endpoints", json={"url": url, "events": account_events}
+            )
+            assert endpoint.status_code == 201, endpoint.text
+            factor_id = _enrol(http, system, user, phone)
+            codes = http.post(f"/v1/users/{user}/recovery-codes").json()["codes"]
+            redeem = http.post(f"/v1/users/{user}/recovery-codes/redeem", json={"code": codes[0]})
+            assert redeem.json()["status"] == "approved"
+            _lock_out(http, system, user, phone)
+            released = http.post("/v1/lockouts/release", json={"user_id": user})
+            assert released.status_code == 204
+            assert http.delete(f"/v1/users/{user}/factors/{factor_id}").status_code == 204
+            wait_until(
+                lambda: len(receiver.received) >= len(account_events),
+                timeout=30,
+                what="six account events",
+            )
+    finally:
+        server.stop()
+    verify = readme_verifier()["verify_twostep_signature"]
+    secret = endpoint.json()["secret"]
+    events = [json.loads(body) for _, body in receiver.received]
+    assert all(verify(secret, h["twostep-signature"], body) for h, body in receiver.received)
+    assert sorted(event["type"] for event in events) == sorted(account_events)
+    assert all(event["data"]["user_id"] == user for event in events)
+    by_type = {event["type"]: event["data"] for event in events}
+    assert by_type["factor.added"]["status"] == "verified"
+    assert by_type["factor.removed"]["status"] == "disabled"
+    assert phone not in json.dumps(events), "numbers leave only masked"
+    assert (
+        by_type["recovery_codes.generated"]["count"],
+        by_type["recovery_code.used"]["left"],
+    ) == (
+        10,
+        9,
+    )
+    report("account events", received=[event["type"] for event in events])
+
+
+def _enrol(http: httpx.Client, system: System, user: str, phone: str) -> str:
+    enrolled = http.post(f"/v1/users/{user}/factors", json={"phone": phone}).json()
+    path = f"/v1/verifications/{enrolled['verification']['id']}"
+    assert http.get(path, params={"wait": 20}).json()["status"] == "pending"
+    code = system.sandbox.latest_code(phone)
+    approved = http.post(f"{path}/checks", params={"wait": 20}, json={"code": code})
+    assert approved.json()["status"] == "approved", approved.text
+    return str(enrolled["factor"]["id"])
+
+
+def _lock_out(http: httpx.Client, system: System, user: str, phone: str) -> None:
+    login = http.post(f"/v1/users/{user}/challenges").json()
+    path = f"/v1/verifications/{login['id']}"
+    assert http.get(path, params={"wait": 20}).json()["status"] == "pending"
+    right = system.sandbox.latest_code(phone)
+    wrong = "000000" if right != "000000" else "111111"
+    for _ in range(5):
+        http.post(f"{path}/checks", params={"wait": 20}, json={"code": wrong})

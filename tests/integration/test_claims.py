@@ -18,7 +18,9 @@ from tests.support import random_phone
 
 
 def verifications_of(settings: Settings) -> Verifications:
-    return Verifications(settings, fake_guards(), FakeCodeStash(), SystemClock())
+    return Verifications(
+        settings, fake_guards(), FakeCodeStash(), SystemClock(), settings.keyring()
+    )
 
 
 async def test_only_one_of_many_concurrent_claims_wins(

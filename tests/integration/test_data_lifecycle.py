@@ -44,7 +44,9 @@ async def _key(uow_factory: UnitOfWorkFactory) -> ApiKey:
 async def _enrolment(
     uow_factory: UnitOfWorkFactory, settings: Settings, keyring: Keyring, key: ApiKey, phone: str
 ) -> tuple[Factor, Verification]:
-    verifications = Verifications(settings, fake_guards(), FakeCodeStash(), SystemClock())
+    verifications = Verifications(
+        settings, fake_guards(), FakeCodeStash(), SystemClock(), settings.keyring()
+    )
     async with uow_factory() as uow:
         return await TwoStep(verifications, keyring).enroll(
             uow, key, f"user-{uuid.uuid4().hex[:6]}", Enrollment(phone, client_ip="198.51.100.4")

@@ -117,7 +117,9 @@ async def test_a_lost_job_is_sent_by_the_sweeper(
     settings: Settings,
 ) -> None:
     to = random_phone()
-    verifications = Verifications(settings, fake_guards(), FakeCodeStash(), SystemClock())
+    verifications = Verifications(
+        settings, fake_guards(), FakeCodeStash(), SystemClock(), settings.keyring()
+    )
     # Commit a row the way the API does, but drop its job on the floor.
     async with uow_factory() as uow:
         key = await authenticate(uow, api.headers["Authorization"])

@@ -198,14 +198,78 @@ async def test_a_number_is_locked_out_without_a_user(redis_url: str, client: red
     settings = Settings(redis_url=redis_url, lockout_failures=2)
     lockout = lockout_of(settings, client)
     to = random_phone()
-    by_number = Guesser(TENANT, None, to)
+    by_number = Guesser.of(TENANT, None, to, "203.0.113.7")
     await wrong(lockout, by_number)
     assert await wrong(lockout, by_number) > 0
     with pytest.raises(UserLocked) as locked:
-        await lockout.reserve(Guesser(TENANT, "any-user", to), "x", 30)
+        await lockout.check(Guesser.of(TENANT, None, to, None))
     assert locked.value.limit == "destination_lockout"
+    with pytest.raises(UserLocked) as locked:
+        await lockout.reserve(Guesser.of(TENANT, None, random_phone(), "203.0.113.7"), "x", 30)
+    assert locked.value.limit == "client_lockout", "the address that guessed is locked too"
+    # A user's verification to that number is the user's alone: never locked by others.
+    await lockout.reserve(Guesser.of(TENANT, "any-user", to, "203.0.113.7"), "x", 30)
     # The same number in another tenant is another number.
-    await lockout.reserve(Guesser(uuid.uuid4(), None, to), "y", 30)
+    await lockout.reserve(Guesser.of(uuid.uuid4(), None, to, None), "y", 30)
+
+
+async def test_guesses_on_ones_own_verification_to_a_victims_number_never_lock_the_victim(
+    redis_url: str, client: redis.Redis
+) -> None:
+    """The review's row 2: an attacker's account, the victim's number, 100 wrong codes."""
+    settings = Settings(
+        redis_url=redis_url,
+        lockout_failures=5,
+        lockout_wait_increment_seconds=0.001,
+        lockout_max_wait_seconds=0.001,
+    )
+    lockout, to = lockout_of(settings, client), random_phone()
+    attacker = Guesser.of(TENANT, f"attacker-{uuid.uuid4()}", to, "198.51.100.9")
+    victim = Guesser.of(TENANT, f"victim-{uuid.uuid4()}", to, "198.51.100.9")
+    for _ in range(100):
+        await wrong(lockout, attacker)
+        await asyncio.sleep(0.002)
+    with pytest.raises(UserLocked) as locked:
+        await lockout.check(attacker)
+    assert "administrator" in locked.value.detail, "the attacker locked only themselves"
+    await lockout.check(victim)
+    await lockout.reserve(victim, "victims-login", 30)
+    assert await lockout.settle(victim, "victims-login", Outcome.RIGHT) is None
+
+
+async def test_consecutive_failures_are_forgotten_only_at_a_right_code(
+    redis_url: str, client: redis.Redis
+) -> None:
+    """NIST SP 800-63B 5.2.2: at most 100 consecutive failures, however slowly they come."""
+    settings = Settings(
+        redis_url=redis_url,
+        lockout_failures=3,
+        lockout_wait_increment_seconds=0.001,
+        lockout_max_wait_seconds=0.001,
+        # The steps' failures are forgotten at once: only the consecutive count remains.
+        lockout_failure_reset_seconds=0.001,
+        lockout_hard_failures=7,
+    )
+    lockout = lockout_of(settings, client)
+    guesser = Guesser(TENANT, f"user-{uuid.uuid4()}")
+    for _ in range(6):
+        await wrong(lockout, guesser)
+        await asyncio.sleep(0.005)
+    ((_, state),) = lockout._subjects(guesser)
+    assert await client.ttl(state) == -1, "kept until a right code, however long that takes"
+    await lockout.reserve(guesser, "seventh", 30)
+    lock = await lockout.settle(guesser, "seventh", Outcome.WRONG)
+    assert lock is not None and lock.hard, "the 7th consecutive failure, despite the resets"
+    await lockout.release(guesser)
+    for _ in range(6):
+        await wrong(lockout, guesser)
+        await asyncio.sleep(0.005)
+    await lockout.reserve(guesser, "right", 30)
+    await lockout.settle(guesser, "right", Outcome.RIGHT)
+    for _ in range(6):  # counting starts again after the right code
+        await wrong(lockout, guesser)
+        await asyncio.sleep(0.005)
+    await lockout.check(guesser)
 
 
 async def test_a_long_run_of_failures_locks_until_released(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -57,8 +57,9 @@ def test_every_migration_downgrades_and_upgrades_again(backend: str, tmp_path: P
 def test_existing_rows_move_into_the_default_tenant_encrypted_and_back(
     backend: str, tmp_path: Path
 ) -> None:
-    """0005 on a database with data: every row gets the default tenant, every key every scope,
-    phones and IPs are encrypted (and factors their keyed hash); downgrading restores them."""
+    """0005 on a database with data: every row gets the default tenant, every key every scope
+    (and, with 0007, ``users:manage``, which took over part of ``admin``), phones and IPs are
+    encrypted (and factors their keyed hash); downgrading restores them."""
     with contextlib.ExitStack() as stack:
         if backend == "sqlite":
             url = f"sqlite:///{tmp_path / 'data.db'}"
@@ -82,7 +83,7 @@ def test_existing_rows_move_into_the_default_tenant_encrypted_and_back(
                 tenants = {row[0] for row in connection.execute(query)}
                 assert tenants == {tenant_id}, table
             assert connection.execute(text("SELECT scopes FROM api_keys")).scalar() == (
-                "verify,users,admin"
+                "verify,users,admin,users:manage"
             )
             to, ip = connection.execute(text("SELECT to_e164, client_ip FROM verifications")).one()
             phone, lookup = connection.execute(
@@ -155,3 +156,67 @@ def _insert_single_tenant_rows(engine: Engine) -> dict[str, uuid.UUID]:
                 values = {k: v.hex if isinstance(v, uuid.UUID) else v for k, v in values.items()}
             connection.execute(insert(metadata.tables[table]).values(**values))
     return ids
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_verifications_that_shared_a_twilio_verification_keep_only_the_newest(
+    backend: str, tmp_path: Path
+) -> None:
+    """0007 on a database where the flaw had struck: two pending verifications with one Twilio
+    SID. The older is canceled (superseded) so that the new unique index can hold; the newer
+    keeps it, open at Twilio."""
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / 'shared.db'}"
+        else:
+            assert POSTGRES_URL is not None
+            url = stack.enter_context(postgres_database(POSTGRES_URL))
+        config = alembic_config(url)
+        command.upgrade(config, "0006")
+        engine = migration_engine(url)
+        stack.callback(engine.dispose)
+        older, newer = _two_pending_with_one_sid(engine)
+        command.upgrade(config, "head")
+        query = text("SELECT status, error_code, provider_open FROM verifications WHERE id = :id")
+        with engine.connect() as connection:
+            ended = connection.execute(query, {"id": _id_param(engine, older)}).one()
+            kept = connection.execute(query, {"id": _id_param(engine, newer)}).one()
+        assert (ended[0], ended[1]) == ("canceled", "superseded")
+        assert (kept[0], kept[1], bool(kept[2])) == ("pending", None, True)
+
+
+def _id_param(engine: Engine, row_id: uuid.UUID) -> object:
+    return row_id.hex if engine.dialect.name == "sqlite" else row_id
+
+
+def _two_pending_with_one_sid(engine: Engine) -> tuple[uuid.UUID, uuid.UUID]:
+    metadata = MetaData()
+    metadata.reflect(engine)
+    now = datetime.now(UTC)
+    if engine.dialect.name == "sqlite":
+        now = now.replace(tzinfo=None)
+    tenant, key = uuid.uuid4(), uuid.uuid4()
+    older, newer = uuid.uuid4(), uuid.uuid4()
+    sid = "VE" + "a" * 32
+
+    def verification(row_id: uuid.UUID, created: datetime) -> dict[str, object]:
+        return {"id": row_id, "tenant_id": tenant, "status": "pending", "purpose": "login",
+                "channel": "sms", "to_e164": "sealed", "destination_region": "US",
+                "api_key_id": key, "provider_sid": sid, "send_attempts": 1,
+                "check_attempts": 0, "provider_attempts": 1, "next_attempt_at": created,
+                "enqueue_count": 1, "created_at": created, "updated_at": created,
+                "deadline_at": created}  # fmt: skip
+
+    rows = [
+        ("tenants", {"id": tenant, "name": "t", "created_at": now}),
+        ("api_keys", {"id": key, "name": "k", "tenant_id": tenant, "scopes": "verify",
+                      "key_hash": "1" * 64, "key_prefix": "tsk_k", "created_at": now}),
+        ("verifications", verification(older, now)),
+        ("verifications", verification(newer, now + timedelta(seconds=1))),
+    ]  # fmt: skip
+    with engine.begin() as connection:
+        for table, values in rows:
+            if engine.dialect.name == "sqlite":
+                values = {k: v.hex if isinstance(v, uuid.UUID) else v for k, v in values.items()}
+            connection.execute(insert(metadata.tables[table]).values(**values))
+    return older, newer

@@ -14,6 +14,8 @@ from shared.db.session import AfterCommit, Database, UnitOfWorkFactory
 from shared.limits import Guards
 from shared.services.delivery import Delivery
 from shared.services.keys import create_api_key
+from shared.services.numbers import NumberChecks
+from shared.services.tenants import TenantDirectory
 from shared.services.two_step import TwoStep
 from shared.services.verifications import Verifications
 from shared.settings import Settings
@@ -23,6 +25,7 @@ from tests.fakes import (
     FakeCodeStash,
     FakeGate,
     FakeJobQueue,
+    FakeLineTypes,
     FakeVerifyClient,
     fake_guards,
 )
@@ -48,6 +51,9 @@ def unit_settings(tmp_path: Path, migrated_template: Path) -> Settings:
         retry_backoff_max_seconds=4,
         send_deadline_seconds=120,
         check_deadline_seconds=30,
+        # Number checks have tests of their own; elsewhere they would only add provider calls.
+        line_type_check=False,
+        sim_swap_check=False,
     )
 
 
@@ -99,7 +105,13 @@ def guards() -> Guards:
 def verifications(
     unit_settings: Settings, guards: Guards, stash: FakeCodeStash, clock: FakeClock
 ) -> Verifications:
-    return Verifications(settings=unit_settings, guards=guards, stash=stash, clock=clock)
+    return Verifications(
+        settings=unit_settings,
+        guards=guards,
+        stash=stash,
+        clock=clock,
+        keyring=unit_settings.keyring(),
+    )
 
 
 @pytest.fixture
@@ -125,6 +137,12 @@ def delivery(
         lockout=guards.lockout,
         settings=unit_settings,
         clock=clock,
+        tenants=TenantDirectory(
+            unit_uow_factory.reading, unit_settings, verify.default_service, ttl_seconds=0.001
+        ),
+        numbers=NumberChecks(
+            verify, FakeLineTypes(), unit_settings.keyring(), unit_settings, clock
+        ),
     )
 
 

@@ -73,7 +73,7 @@ class TestResend:
             None,
         )
         assert row.send_attempts == 2 and row.provider_sid == first_sid
-        assert len(verify.pending[TO].sends) == 2
+        assert len(verify.pending_to(TO).sends) == 2
 
     async def test_a_failed_resend_keeps_the_first_code_usable_and_is_in_the_trail(
         self,

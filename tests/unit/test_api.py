@@ -64,7 +64,11 @@ def client(
         database = Database.connect(settings.database_url, pool_size=2)
         uow_factory = UnitOfWorkFactory(database, AfterCommit(job_queue, FakeChangeFeed()))
         verifications = Verifications(
-            settings=settings, guards=guards, stash=FakeCodeStash(), clock=FakeClock()
+            settings=settings,
+            guards=guards,
+            stash=FakeCodeStash(),
+            clock=FakeClock(),
+            keyring=settings.keyring(),
         )
         fake_redis = fakeredis.FakeAsyncRedis()
         return ApiContext(

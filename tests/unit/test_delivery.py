@@ -111,7 +111,7 @@ class TestSendCode:
         assert await delivery.send_code(verification_id) is None
         row = await load(delivery, verification_id)
         assert row.status is VerificationStatus.PENDING
-        assert row.provider_sid == verify.pending[TO].sid
+        assert row.provider_sid == verify.pending_to(TO).sid
         assert row.send_attempts == 1 and row.provider_attempts == 1
         assert row.claim_token is None and row.provider_call_started_at is None
         assert row.expires_at is not None
@@ -188,8 +188,8 @@ class TestSendCode:
         assert await delivery.send_code(verification_id) is None
         row = await load(delivery, verification_id)
         assert row.status is VerificationStatus.PENDING
-        assert row.provider_sid == verify.pending[TO].sid
-        assert len(verify.pending[TO].sends) == 1, "the user got a second SMS"
+        assert row.provider_sid == verify.pending_to(TO).sid
+        assert len(verify.pending_to(TO).sends) == 1, "the user got a second SMS"
         assert (verify.count("start"), verify.count("find")) == (1, 1)
 
     async def test_an_ambiguous_error_that_sent_nothing_sends_after_looking(
@@ -207,7 +207,7 @@ class TestSendCode:
         assert await delivery.send_code(verification_id) is None
         assert (await load(delivery, verification_id)).status is VerificationStatus.PENDING
         assert (verify.count("find"), verify.count("start")) == (1, 2)
-        assert len(verify.pending[TO].sends) == 1
+        assert len(verify.pending_to(TO).sends) == 1
 
     async def test_a_failed_look_keeps_the_reason_to_look(
         self,
@@ -226,7 +226,7 @@ class TestSendCode:
         assert (await load(delivery, verification_id)).provider_call_started_at is not None
         clock.advance(1)
         assert await delivery.send_code(verification_id) is None
-        assert len(verify.pending[TO].sends) == 1
+        assert len(verify.pending_to(TO).sends) == 1
         assert (verify.count("find"), verify.count("start")) == (2, 1)
 
     @pytest.mark.parametrize(
@@ -323,13 +323,13 @@ class TestSendCode:
             )
             assert claimed is not None
         # The dead worker's call did reach the provider.
-        await verify.start_verification(TO, claimed.channel, None)
+        await verify.start_verification(verify.default_service, TO, claimed.channel, None)
 
         clock.advance(delivery.settings.claim_lease_seconds + 1)
         assert await delivery.send_code(verification_id) is None
         row = await load(delivery, verification_id)
         assert row.status is VerificationStatus.PENDING and row.provider_attempts == 2
-        assert len(verify.pending[TO].sends) == 1
+        assert len(verify.pending_to(TO).sends) == 1
         assert verify.count("find") == 1
 
     async def test_a_live_claim_is_left_alone(
@@ -372,7 +372,7 @@ class TestSendCode:
             Channel.CALL,
             2,
         )
-        assert row.resend_channel is None and len(verify.pending[TO].sends) == 2
+        assert row.resend_channel is None and len(verify.pending_to(TO).sends) == 2
 
 
 class TestTheGate:
@@ -492,7 +492,13 @@ class TestCheckCode:
         # Ended at the provider too (best effort: a failed cancel changes nothing above), so
         # the next verification to the number gets a fresh code with checks of its own, not
         # this one's code re-sent with none left.
-        assert verify.count("cancel") == 1 and (TO not in verify.pending) is cancel_answered
+        assert verify.count("cancel") == 1 and (not verify.has_pending(TO)) is cancel_answered
+        # Either way, the next verification to the number is a fresh one at the provider: a
+        # cancel that failed is made again before it is sent.
+        old_sid = row.provider_sid
+        following = await pending(delivery, verifications, key)
+        assert (await load(delivery, following)).provider_sid != old_sid
+        assert verify.count("cancel") == (1 if cancel_answered else 2)
 
     async def test_checks_in_flight_count_against_the_cap_and_a_refusal_keeps_no_code(
         self,
@@ -550,8 +556,9 @@ class TestCheckCode:
 
 
 class TestALostCheckAnswer:
-    """Twilio deletes a verification when a check approves it, so an approval whose answer was
-    lost shows up as 'not found' when the check is retried."""
+    """Twilio deletes a verification when a check approves it — and when it expires or is
+    canceled — so a check whose answer was lost and then finds it 'not found' asks Twilio's
+    record of the verification's sends (the Attempts API) whether it was approved."""
 
     async def test_an_approval_whose_answer_was_lost_is_recognised(
         self,
@@ -569,7 +576,51 @@ class TestALostCheckAnswer:
         assert await delivery.check_code(check_id) is None
         assert (await load_check(delivery, check_id)).status is CheckStatus.APPROVED
         assert (await load(delivery, verification_id)).status is VerificationStatus.APPROVED
-        assert verify.count("check") == 2
+        assert (verify.count("check"), verify.count("attempts")) == (2, 1)
+
+    async def test_a_verification_gone_for_another_reason_is_never_approved(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
+    ) -> None:
+        """The flaw the review found: a wrong code whose answer was lost, then the verification
+        canceled at Twilio (by anyone), used to be taken for an approval."""
+        verification_id = await pending(delivery, verifications, key)
+        check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
+        verify.lose_next_answer()
+        assert isinstance(await delivery.check_code(check_id), RetryLater)
+        row = await load(delivery, verification_id)
+        assert row.provider_sid is not None
+        await verify.cancel_verification(verify.default_service, row.provider_sid)
+        clock.advance(1)
+        assert await delivery.check_code(check_id) is None
+        assert (await load_check(delivery, check_id)).status is CheckStatus.EXPIRED
+        assert (await load(delivery, verification_id)).status is VerificationStatus.EXPIRED
+        assert verify.count("attempts") == 1
+
+    async def test_while_twilios_record_cannot_be_read_the_check_waits_and_approves_nothing(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        verify: FakeVerifyClient,
+        clock: FakeClock,
+    ) -> None:
+        verification_id = await pending(delivery, verifications, key)
+        check_id = await submit(delivery, verifications, verification_id, verify.sent_codes[TO])
+        verify.lose_next_answer()
+        assert isinstance(await delivery.check_code(check_id), RetryLater)
+        clock.advance(1)
+        # The retry's check finds it gone; the Attempts API does not answer: still unknown.
+        verify.fail_next(None, ProviderTransientError("attempts: 503"))
+        assert isinstance(await delivery.check_code(check_id), RetryLater)
+        assert (await load_check(delivery, check_id)).status is CheckStatus.QUEUED
+        clock.advance(2)
+        assert await delivery.check_code(check_id) is None
+        assert (await load_check(delivery, check_id)).status is CheckStatus.APPROVED
 
     async def test_a_lost_wrong_code_is_checked_again_not_approved(
         self,

@@ -1,0 +1,138 @@
+"""``twostep tenants``: each tenant sends through a Twilio Verify service of its own."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from shared.clock import utcnow
+from shared.db.models import Tenant
+from shared.db.session import UnitOfWork
+from shared.domain import DEFAULT_TENANT
+from shared.errors import ProviderError, TwostepError
+from shared.services.tenants import (
+    NewTenant,
+    create_tenant,
+    get_tenant,
+    list_tenants,
+    profile_of,
+    provision_service,
+)
+from shared.settings import SANDBOX_SERVICE_SID, Settings
+from shared.startup import Misconfigured
+from shared.verify.port import ProviderService
+from shared.verify.twilio import TwilioVerifyClient
+from twostep.common import load_settings, run_in_unit_of_work
+
+
+def ensure_tenant(settings: Settings, tenant: NewTenant) -> tuple[Tenant, bool]:
+    """The tenant, made first (with a Verify service of its own) if it does not exist; True
+    when it was made now. The default tenant sends through the deployment's service."""
+
+    async def existing(uow: UnitOfWork) -> Tenant | None:
+        if tenant.name == DEFAULT_TENANT:
+            return await uow.tenants.get_or_create(DEFAULT_TENANT, utcnow())
+        return await uow.tenants.get_by_name(tenant.name)
+
+    found = run_in_unit_of_work(settings, existing)
+    if found is not None:
+        return found, False
+    service = asyncio.run(_provision(settings, tenant))
+    return run_in_unit_of_work(settings, lambda uow: create_tenant(uow, tenant, service)), True
+
+
+async def _provision(settings: Settings, tenant: NewTenant) -> ProviderService:
+    try:
+        client = TwilioVerifyClient(settings, max_connections=1)
+    except Misconfigured as exc:
+        raise click.ClickException(f"cannot make the tenant's Verify service: {exc}") from exc
+    try:
+        return await provision_service(client, tenant)
+    except TwostepError as exc:
+        raise click.ClickException(exc.detail) from exc
+    except ProviderError as exc:
+        raise click.ClickException(f"Twilio refused the tenant's Verify service: {exc}") from exc
+    finally:
+        await client.close()
+
+
+@click.group()
+def tenants() -> None:
+    """Tenants: each sends through a Twilio Verify service of its own."""
+
+
+@tenants.command("create")
+@click.argument("name")
+@click.option(
+    "--display-name",
+    help="what users read in their codes' messages: the Verify service's friendly name, "
+    "at most 30 characters  [default: NAME]",
+)
+@click.option(
+    "--service-sid",
+    help="attach an existing Verify service (VA…) instead of making one; its codes must have "
+    "at least 6 digits",
+)
+@click.option(
+    "--line-type-check/--no-line-type-check",
+    default=None,
+    help="look up a number's line type at enrolment  [default: TWOSTEP_LINE_TYPE_CHECK]",
+)
+@click.option(
+    "--sim-swap-check/--no-sim-swap-check",
+    default=None,
+    help="look up SIM swaps at each SMS or voice login  [default: TWOSTEP_SIM_SWAP_CHECK]",
+)
+def tenants_create(
+    name: str,
+    display_name: str | None,
+    service_sid: str | None,
+    line_type_check: bool | None,
+    sim_swap_check: bool | None,
+) -> None:
+    """Create a tenant, with a Twilio Verify service of its own (made through Twilio's API,
+    or the one named)."""
+    settings = load_settings("tenants")
+    wanted = NewTenant(name, display_name, service_sid, line_type_check, sim_swap_check)
+    tenant, made = ensure_tenant(settings, wanted)
+    if not made:
+        raise click.ClickException(f"a tenant named {name!r} exists already")
+    click.echo(_describe(tenant, settings))
+
+
+@tenants.command("list")
+def tenants_list() -> None:
+    """Every tenant and the Verify service it sends through."""
+    settings = load_settings("tenants")
+    for tenant in run_in_unit_of_work(settings, list_tenants):
+        click.echo(_describe(tenant, settings))
+
+
+@tenants.command("show")
+@click.argument("name")
+def tenants_show(name: str) -> None:
+    """One tenant: its Verify service and number checks."""
+    settings = load_settings("tenants")
+    click.echo(
+        _describe(run_in_unit_of_work(settings, lambda uow: get_tenant(uow, name)), settings)
+    )
+
+
+def _describe(tenant: Tenant, settings: Settings) -> str:
+    default_service = settings.twilio_verify_service_sid or (
+        SANDBOX_SERVICE_SID if settings.uses_sandbox else "TWILIO_VERIFY_SERVICE_SID"
+    )
+    profile = profile_of(tenant, settings, default_service)
+    if tenant.verify_service_sid is not None:
+        service = tenant.verify_service_sid
+    elif tenant.name == DEFAULT_TENANT:
+        service = f"{profile.service_sid} (the deployment's)"
+    else:
+        service = f"{profile.service_sid} (SHARED with the default tenant: twostep tenants create)"
+    asked = (("line type", profile.checks_line_types), ("SIM swap", profile.checks_sim_swaps))
+    checks = [name for name, on in asked if on]
+    return (
+        f"{tenant.name:<24} {tenant.display_name!r:<32} service {service}; "
+        f"number checks: {', '.join(checks) or 'none'}"
+    )
