@@ -1,7 +1,8 @@
-"""Twilio Verify v2 on the wire, served from memory, for the real ``twilio`` SDK to talk to.
+"""Twilio Verify v2 and Lookup v2 on the wire, served from memory, for the real ``twilio`` SDK.
 
 Form-encoded PascalCase in, snake_case JSON out, Twilio's error bodies and timestamp format.
-Beside Twilio's paths, ``/sandbox/*`` shows what was sent and sets failures. One process, one
+Twilio's hosts (verify.twilio.com, lookups.twilio.com) share one server: their paths do not
+overlap. Beside them, ``/sandbox/*`` shows what was sent and sets failures. One process, one
 event loop: every state change happens between two awaits, so concurrent requests are safe.
 """
 
@@ -13,10 +14,7 @@ import binascii
 import ipaddress
 import json
 import secrets
-import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,49 +23,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sandbox.attempts import FILTERS, AttemptFilter
+from sandbox.common import TwilioError
 from sandbox.faults import Faults
-from sandbox.state import (
-    Message,
-    RateWindow,
-    Service,
-    TwilioError,
-    Verification,
-    VerifyState,
-)
+from sandbox.lookup import lookup_json, parse_fields, verification_lookup
+from sandbox.paging import PageRequest, envelope, select
+from sandbox.services import Service
+from sandbox.state import VerifyState
+from sandbox.stats import Stats
+from sandbox.wire import check_json, clock_json, message_json, service_json, verification_json
 
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# The one pair the sandbox accepts unless told another (TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN):
+# what twostep's adapter sends in sandbox mode (shared/settings.py's SANDBOX_ACCOUNT_SID and
+# SANDBOX_AUTH_TOKEN). Public development values, not secrets.
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
-Handler = Callable[[Request, dict[str, str]], Awaitable[tuple[int, dict[str, Any]]]]
-
-
-@dataclass
-class Stats:
-    requests_total: int = 0
-    requests_by_endpoint: Counter[str] = field(default_factory=Counter)
-    outcomes: Counter[str] = field(default_factory=Counter)
-    responses_by_status: Counter[str] = field(default_factory=Counter)
-    sends_by_to: Counter[str] = field(default_factory=Counter)
-    rate: RateWindow = field(default_factory=RateWindow)
-    in_flight: int = 0
-    peak_in_flight: int = 0
-    started_at: float = field(default_factory=time.monotonic)
-
-    def to_json(self) -> dict[str, Any]:
-        duplicates = {to: n for to, n in self.sends_by_to.items() if n > 1}
-        return {
-            "requests_total": self.requests_total,
-            "requests_by_endpoint": dict(self.requests_by_endpoint),
-            "outcomes": dict(self.outcomes),
-            "responses_by_status": dict(self.responses_by_status),
-            "in_flight": self.in_flight,
-            "peak_in_flight": self.peak_in_flight,
-            "sends_total": sum(self.sends_by_to.values()),
-            "sends_by_to": dict(self.sends_by_to),
-            "destinations_sent_more_than_once": len(duplicates),
-            "max_sends_to_one_destination": max(self.sends_by_to.values(), default=0),
-            "peak_requests_per_second": self.rate.peak,
-            "uptime_seconds": round(time.monotonic() - self.started_at, 3),
-        }
+DEFAULT_AUTH_TOKEN = "sandbox"  # noqa: S105
+Params = dict[str, str]
+Answer = tuple[int, dict[str, Any] | None]
+Handler = Callable[[Request, Params], Awaitable[Answer]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class Sandbox:
@@ -80,43 +54,37 @@ class Sandbox:
         auth_token: str | None = None,
         allow_remote: bool = False,
     ) -> None:
+        if (account_sid is None) != (auth_token is None):
+            raise ValueError("give the sandbox both an account SID and an auth token, or neither")
         self.state = state or VerifyState()
         self.faults = faults or Faults()
         self.stats = Stats()
-        self.account_sid = account_sid
-        self.auth_token = auth_token
+        self.account_sid = account_sid or DEFAULT_ACCOUNT_SID
+        self.auth_token = auth_token or DEFAULT_AUTH_TOKEN
+        self.state.services.ensure_default(self.account_sid)
         # /sandbox/* shows the codes it "sent": only to this machine, unless told otherwise.
         self.allow_remote = allow_remote
 
     # --- the Twilio side
 
     def _authenticate(self, request: Request) -> str:
-        """With credentials configured, exactly those; without, any well-formed account SID
-        and any token — but some, as Twilio answers 401 / 20003 to a request without any."""
+        """Exactly the one pair, as Twilio checks them: anything else is 401 / 20003."""
         header = request.headers.get("authorization", "")
-        username = password = None
+        username = password = ""
         if header.lower().startswith("basic "):
             try:
                 decoded = base64.b64decode(header[6:], validate=True).decode()
                 username, _, password = decoded.partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 pass
-        if self.account_sid is not None:
-            if not (
-                username is not None
-                and password is not None
-                and secrets.compare_digest(username, self.account_sid)
-                and secrets.compare_digest(password, self.auth_token or "")
-            ):
-                raise _AuthenticationFailed
-            return self.account_sid
-        if username and username.startswith("AC") and len(username) == 34:
-            return username
-        if username:
-            return DEFAULT_ACCOUNT_SID
-        raise _AuthenticationFailed
+        # Both compared, always, in constant time: a wrong SID and a wrong token look alike.
+        sid_ok = secrets.compare_digest(username.encode(), self.account_sid.encode())
+        token_ok = secrets.compare_digest(password.encode(), self.auth_token.encode())
+        if not (sid_ok and token_ok):
+            raise _AuthenticationFailed
+        return self.account_sid
 
-    def twilio(self, operation: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def twilio(self, operation: str, handler: Handler) -> Endpoint:
         async def endpoint(request: Request) -> Response:
             stats = self.stats
             stats.requests_total += 1
@@ -142,14 +110,14 @@ class Sandbox:
         fate = self.faults.draw()
         if fate in ("error", "throttle"):
             return self._error(self.faults.injected_error(fate), fate)
-        form = await _form(request)
-        params = {**form, **request.path_params, "_account_sid": account_sid}
+        params = {**(await _params(request)), **request.path_params, "_account_sid": account_sid}
         try:
             status, body = await handler(request, params)
         except TwilioError as error:
-            response = self._error(error, "twilio_error")
+            response: Response = self._error(error, "twilio_error")
         else:
-            response = JSONResponse(body, status_code=status)
+            # DELETE answers 204 with no body, as Twilio does.
+            response = Response(status_code=status) if body is None else JSONResponse(body, status)
             self.stats.outcomes["ok"] += 1
             self.stats.responses_by_status[str(status)] += 1
         if fate == "timeout":
@@ -176,68 +144,108 @@ class Sandbox:
             headers["Retry-After"] = "1"
         return JSONResponse(body, status_code=error.status, headers=headers)
 
-    def _service(self, params: dict[str, str]) -> Service:
-        return self.state.service(params["service_sid"], params["_account_sid"])
+    def _service(self, request: Request, params: Params) -> Service:
+        # Twilio's 404 names the path asked for, below the version: /Services/VA…/Verifications.
+        resource = str(request.scope["path"]).removeprefix("/v2")
+        return self.state.services.get(params["service_sid"], params["_account_sid"], resource)
 
-    async def create_service(
-        self, request: Request, params: dict[str, str]
-    ) -> tuple[int, dict[str, Any]]:
-        service = self.state.create_service(
-            params["_account_sid"], params.get("FriendlyName"), params.get("CodeLength")
+    # --- Services
+
+    async def create_service(self, request: Request, params: Params) -> Answer:
+        service = self.state.services.create(params["_account_sid"], params)
+        return 201, service_json(service, _base(request))
+
+    async def list_services(self, request: Request, params: Params) -> Answer:
+        page_request = PageRequest.parse(params)
+        services = self.state.services.of_account(params["_account_sid"])
+        page = select(services, lambda s: s.seq, page_request, descending=False)
+        base = _base(request)
+        records = [service_json(service, base) for service in page.items]
+        return 200, envelope("services", records, page, page_request, f"{base}/v2/Services", {})
+
+    async def fetch_service(self, request: Request, params: Params) -> Answer:
+        return 200, service_json(self._service(request, params), _base(request))
+
+    async def update_service(self, request: Request, params: Params) -> Answer:
+        service = self.state.services.update(self._service(request, params), params)
+        return 200, service_json(service, _base(request))
+
+    async def delete_service(self, request: Request, params: Params) -> Answer:
+        self.state.delete_service(self._service(request, params))
+        return 204, None
+
+    # --- Verifications
+
+    async def create_verification(self, request: Request, params: Params) -> Answer:
+        service = self._service(request, params)
+        asked = self.state.send_request(
+            service, params.get("To"), params.get("Channel"), params.get("CustomCode")
         )
-        return 201, _service_json(service, str(request.base_url))
-
-    async def fetch_service(
-        self, request: Request, params: dict[str, str]
-    ) -> tuple[int, dict[str, Any]]:
-        return 200, _service_json(self._service(params), str(request.base_url))
-
-    async def create_verification(
-        self, request: Request, params: dict[str, str]
-    ) -> tuple[int, dict[str, Any]]:
-        service = self._service(params)
-        to = params.get("To")
-        refusal = self.faults.number_refusal(to)
+        refusal = self.faults.number_refusal(asked.to, asked.channel)
         if refusal is not None:
             raise refusal
-        verification = self.state.create_verification(service, to, params.get("Channel"))
+        verification = self.state.send(service, asked)
+        if service.lookup_enabled and not verification.lookup:
+            verification.lookup = verification_lookup(verification.to)
         self.stats.sends_by_to[verification.to] += 1
-        return 201, _verification_json(verification, str(request.base_url))
+        return 201, verification_json(verification, _base(request))
 
-    async def fetch_verification(
-        self, request: Request, params: dict[str, str]
-    ) -> tuple[int, dict[str, Any]]:
-        verification = self.state.fetch_verification(self._service(params), params["sid"])
-        return 200, _verification_json(verification, str(request.base_url))
+    async def fetch_verification(self, request: Request, params: Params) -> Answer:
+        service = self._service(request, params)
+        verification = self.state.fetch_verification(service, params["sid"])
+        return 200, verification_json(verification, _base(request))
 
-    async def update_verification(
-        self, request: Request, params: dict[str, str]
-    ) -> tuple[int, dict[str, Any]]:
-        verification = self.state.update_verification(
-            self._service(params), params["sid"], params.get("Status")
-        )
-        return 200, _verification_json(verification, str(request.base_url))
+    async def update_verification(self, request: Request, params: Params) -> Answer:
+        service = self._service(request, params)
+        verification = self.state.update_verification(service, params["sid"], params.get("Status"))
+        return 200, verification_json(verification, _base(request))
 
-    async def create_check(
-        self, _request: Request, params: dict[str, str]
-    ) -> tuple[int, dict[str, Any]]:
+    async def create_check(self, request: Request, params: Params) -> Answer:
         verification = self.state.check(
-            self._service(params),
+            self._service(request, params),
             params.get("To"),
             params.get("VerificationSid"),
             params.get("Code"),
         )
-        return 200, _check_json(verification)
+        return 200, check_json(verification)
+
+    # --- Verification Attempts
+
+    async def list_attempts(self, request: Request, params: Params) -> Answer:
+        wanted = AttemptFilter.parse(params)
+        page_request = PageRequest.parse(params)
+        attempts = self.state.attempts.select(params["_account_sid"], wanted)
+        page = select(attempts, lambda a: a.seq, page_request, descending=True)
+        base = _base(request)
+        filters = {name: params[name] for name in FILTERS if name in params}
+        records = [attempt.to_json(base) for attempt in page.items]
+        return 200, envelope(
+            "attempts", records, page, page_request, f"{base}/v2/Attempts", filters
+        )
+
+    async def fetch_attempt(self, request: Request, params: Params) -> Answer:
+        attempt = self.state.attempts.get(params["sid"], params["_account_sid"])
+        return 200, attempt.to_json(_base(request))
+
+    # --- Lookup v2
+
+    async def fetch_phone_number(self, request: Request, params: Params) -> Answer:
+        fields = parse_fields(params.get("Fields"))
+        now = self.state.clock.now()
+        return 200, lookup_json(
+            params["phone_number"], fields, params.get("CountryCode"), now, _base(request)
+        )
 
     # --- the sandbox's own routes
 
     async def list_messages(self, request: Request) -> Response:
-        to = request.query_params.get("to")
+        query = request.query_params
         try:
-            limit = min(max(int(request.query_params.get("limit", "100")), 1), 10_000)
+            limit = min(max(int(query.get("limit", "100")), 1), 10_000)
         except ValueError:
             return _problem(400, "limit must be an integer")
-        return JSONResponse([_message_json(m) for m in self.state.messages_to(to, limit)])
+        messages = self.state.messages_to(query.get("to"), limit, query.get("service_sid"))
+        return JSONResponse([message_json(m) for m in messages])
 
     async def read_stats(self, _request: Request) -> Response:
         return JSONResponse(self.stats.to_json())
@@ -262,7 +270,7 @@ class Sandbox:
         return JSONResponse({"status": "reset"})
 
     async def read_clock(self, _request: Request) -> Response:
-        return JSONResponse(_clock_json(self.state))
+        return JSONResponse(clock_json(self.state))
 
     async def advance_clock(self, request: Request) -> Response:
         try:
@@ -273,14 +281,12 @@ class Sandbox:
         except (ValueError, TypeError, KeyError):
             return _problem(400, 'send {"advance_seconds": N} with 0 <= N <= 604800')
         self.state.clock.advance(seconds)
-        return JSONResponse(_clock_json(self.state))
+        return JSONResponse(clock_json(self.state))
 
     async def healthz(self, _request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    def _local(
-        self, endpoint: Callable[[Request], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def _local(self, endpoint: Endpoint) -> Endpoint:
         async def only_from_here(request: Request) -> Response:
             host = request.client.host if request.client else ""
             if not self.allow_remote and not _is_loopback(host):
@@ -294,39 +300,41 @@ class Sandbox:
         return only_from_here
 
     def routes(self) -> list[Route]:
-        services = "/v2/Services/{service_sid}"
+        service = "/v2/Services/{service_sid}"
+        verification = f"{service}/Verifications/{{sid}}"
+        # The busiest first: Starlette tries routes in order.
+        twilio: list[tuple[str, str, str, Handler]] = [
+            (f"{service}/Verifications", "POST", "CreateVerification", self.create_verification),
+            (f"{service}/VerificationCheck", "POST", "CreateVerificationCheck", self.create_check),
+            (verification, "GET", "FetchVerification", self.fetch_verification),
+            (verification, "POST", "UpdateVerification", self.update_verification),
+            ("/v2/PhoneNumbers/{phone_number}", "GET", "FetchPhoneNumber", self.fetch_phone_number),
+            ("/v2/Attempts", "GET", "ListVerificationAttempt", self.list_attempts),
+            ("/v2/Attempts/{sid}", "GET", "FetchVerificationAttempt", self.fetch_attempt),
+            ("/v2/Services", "POST", "CreateService", self.create_service),
+            ("/v2/Services", "GET", "ListService", self.list_services),
+            (service, "GET", "FetchService", self.fetch_service),
+            (service, "POST", "UpdateService", self.update_service),
+            (service, "DELETE", "DeleteService", self.delete_service),
+        ]
+        own: list[tuple[str, str, Endpoint]] = [
+            ("/sandbox/messages", "GET", self.list_messages),
+            ("/sandbox/stats", "GET", self.read_stats),
+            ("/sandbox/faults", "GET", self.read_faults),
+            ("/sandbox/faults", "PUT", self.write_faults),
+            ("/sandbox/reset", "POST", self.reset),
+            ("/sandbox/clock", "GET", self.read_clock),
+            ("/sandbox/clock", "POST", self.advance_clock),
+        ]
         return [
-            Route(
-                "/v2/Services", self.twilio("CreateService", self.create_service), methods=["POST"]
+            *(
+                Route(path, self.twilio(operation, handler), methods=[method])
+                for path, method, operation, handler in twilio
             ),
-            Route(services, self.twilio("FetchService", self.fetch_service), methods=["GET"]),
-            Route(
-                services + "/Verifications",
-                self.twilio("CreateVerification", self.create_verification),
-                methods=["POST"],
+            *(
+                Route(path, self._local(endpoint), methods=[method])
+                for path, method, endpoint in own
             ),
-            Route(
-                services + "/Verifications/{sid}",
-                self.twilio("FetchVerification", self.fetch_verification),
-                methods=["GET"],
-            ),
-            Route(
-                services + "/Verifications/{sid}",
-                self.twilio("UpdateVerification", self.update_verification),
-                methods=["POST"],
-            ),
-            Route(
-                services + "/VerificationCheck",
-                self.twilio("CreateVerificationCheck", self.create_check),
-                methods=["POST"],
-            ),
-            Route("/sandbox/messages", self._local(self.list_messages), methods=["GET"]),
-            Route("/sandbox/stats", self._local(self.read_stats), methods=["GET"]),
-            Route("/sandbox/faults", self._local(self.read_faults), methods=["GET"]),
-            Route("/sandbox/faults", self._local(self.write_faults), methods=["PUT"]),
-            Route("/sandbox/reset", self._local(self.reset), methods=["POST"]),
-            Route("/sandbox/clock", self._local(self.read_clock), methods=["GET"]),
-            Route("/sandbox/clock", self._local(self.advance_clock), methods=["POST"]),
             Route("/healthz", self.healthz, methods=["GET"]),
         ]
 
@@ -349,7 +357,10 @@ def create_sandbox_app(sandbox: Sandbox | None = None) -> Starlette:
     return app
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def _params(request: Request) -> Params:
+    """A GET's query, or a POST's form (Twilio reads parameters from the body on POST)."""
+    if request.method == "GET":
+        return dict(request.query_params)
     if request.method != "POST":
         return {}
     body = await request.body()
@@ -359,115 +370,8 @@ async def _form(request: Request) -> dict[str, str]:
     return {key: values[0] for key, values in parsed.items()}
 
 
-def _time(value: Any) -> str:
-    return str(value.strftime(TIME_FORMAT))
-
-
-def _base(base_url: str) -> str:
-    return base_url.rstrip("/")
-
-
-def _service_json(service: Service, base_url: str) -> dict[str, Any]:
-    url = f"{_base(base_url)}/v2/Services/{service.sid}"
-    return {
-        "sid": service.sid,
-        "account_sid": service.account_sid,
-        "friendly_name": service.friendly_name,
-        "code_length": service.code_length,
-        "lookup_enabled": False,
-        "psd2_enabled": False,
-        "skip_sms_to_landlines": False,
-        "dtmf_input_required": False,
-        "tts_name": None,
-        "do_not_share_warning_enabled": False,
-        "custom_code_enabled": False,
-        "push": {"include_date": False, "apn_credential_sid": None, "fcm_credential_sid": None},
-        "totp": {"issuer": None, "time_step": None, "code_length": None, "skew": None},
-        "whatsapp": {"msg_service_sid": None, "from": None},
-        "passkeys": {
-            "relying_party": {"id": None, "name": None, "origins": None},
-            "authenticator_attachment": None,
-            "discoverable_credentials": None,
-            "user_verification": None,
-        },
-        "default_template_sid": None,
-        "verify_event_subscription_enabled": False,
-        "date_created": _time(service.created_at),
-        "date_updated": _time(service.updated_at),
-        "url": url,
-        "links": {
-            "verification_checks": f"{url}/VerificationCheck",
-            "verifications": f"{url}/Verifications",
-            "rate_limits": f"{url}/RateLimits",
-            "messaging_configurations": f"{url}/MessagingConfigurations",
-            "entities": f"{url}/Entities",
-            "webhooks": f"{url}/Webhooks",
-            "access_tokens": f"{url}/AccessTokens",
-        },
-    }
-
-
-def _verification_json(verification: Verification, base_url: str) -> dict[str, Any]:
-    return {
-        "sid": verification.sid,
-        "service_sid": verification.service_sid,
-        "account_sid": verification.account_sid,
-        "to": verification.to,
-        "channel": verification.channel,
-        "status": verification.status,
-        "valid": verification.valid,
-        "date_created": _time(verification.created_at),
-        "date_updated": _time(verification.updated_at),
-        "lookup": {},
-        "amount": None,
-        "payee": None,
-        "send_code_attempts": [
-            {
-                "time": _time(attempt.time),
-                "channel": attempt.channel.upper()
-                if attempt.channel in ("sms", "call")
-                else attempt.channel,
-                "attempt_sid": attempt.attempt_sid,
-            }
-            for attempt in verification.send_attempts
-        ],
-        "sna": None,
-        "url": (
-            f"{_base(base_url)}/v2/Services/{verification.service_sid}"
-            f"/Verifications/{verification.sid}"
-        ),
-    }
-
-
-def _check_json(verification: Verification) -> dict[str, Any]:
-    return {
-        "sid": verification.sid,
-        "service_sid": verification.service_sid,
-        "account_sid": verification.account_sid,
-        "to": verification.to,
-        "channel": verification.channel,
-        "status": verification.status,
-        "valid": verification.valid,
-        "amount": None,
-        "payee": None,
-        "sna_attempts_error_codes": [],
-        "date_created": _time(verification.created_at),
-        "date_updated": _time(verification.updated_at),
-    }
-
-
-def _message_json(message: Message) -> dict[str, Any]:
-    return {
-        "to": message.to,
-        "channel": message.channel,
-        "code": message.code,
-        "verification_sid": message.verification_sid,
-        "created_at": _time(message.created_at),
-    }
-
-
-def _clock_json(state: VerifyState) -> dict[str, Any]:
-    return {"now": _time(state.clock.now()), "offset_seconds": state.clock.offset.total_seconds()}
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
 
 
 def _is_loopback(host: str) -> bool:

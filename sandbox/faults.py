@@ -1,4 +1,5 @@
-"""Failures on demand: latency, 5xx, 20429 throttling, hangs, and per-number refusals."""
+"""Failures on demand: latency, 5xx, 20429 throttling, hangs, and per-number refusals; and the
+number ranges Lookup answers for (landlines, VoIP, a swapped SIM)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,26 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sandbox.state import TwilioError
+from sandbox.common import TwilioError
 
 # Numbers under these prefixes are refused for good, like Twilio refuses a landline, a pumped
 # range or a blocked country. The digits after "555-0" spell the error: 0205 → 60205, ...
+# "channels" limits a rule to those channels: a landline takes a call, and Fraud Guard guards
+# SMS only (https://www.twilio.com/docs/verify/preventing-toll-fraud/sms-fraud-guard).
 DEFAULT_NUMBER_RULES: tuple[dict[str, Any], ...] = (
     {
         "prefix": "+1415555020",
         "status": 403,
         "code": 60205,
         "message": "SMS is not supported by landline phone number",
+        "channels": ["sms"],
     },
     {
         "prefix": "+1415555041",
         "status": 403,
         "code": 60410,
         "message": "Verification delivery attempt blocked (Fraud Guard)",
+        "channels": ["sms"],
     },
     {
         "prefix": "+1415555060",
@@ -32,6 +37,25 @@ DEFAULT_NUMBER_RULES: tuple[dict[str, Any], ...] = (
         "message": "Verification delivery attempt blocked (Geo-Permissions)",
     },
 )
+
+# What Lookup v2 answers for a valid number: by range, else DEFAULT_LINE. Every sandbox line is
+# on the ITU's test network (MCC 001, MNC 01). A SIM swap is that many hours before the request,
+# on the sandbox's clock; Lookup's sim_swap package looks 24 hours back.
+DEFAULT_LINE: dict[str, Any] = {
+    "type": "mobile",
+    "carrier_name": "Sandbox Mobile",
+    "mobile_country_code": "001",
+    "mobile_network_code": "01",
+    "sim_swapped_hours_ago": None,
+}
+LINE_RULES: tuple[dict[str, Any], ...] = (
+    {"prefix": "+1415555020", "type": "landline", "carrier_name": "Sandbox Landline"},
+    {"prefix": "+1415555030", "type": "nonFixedVoip", "carrier_name": "Sandbox VoIP"},
+    {"prefix": "+1415555031", "type": "fixedVoip", "carrier_name": "Sandbox VoIP"},
+    {"prefix": "+1415555040", "type": "mobile", "sim_swapped_hours_ago": 1},
+)
+# The channels a number rule may name.
+RULE_CHANNELS = frozenset({"sms", "call", "email", "whatsapp"})
 
 _ERROR_MESSAGES = {
     500: "Internal Server Error",
@@ -47,6 +71,7 @@ class NumberRule:
     status: int
     code: int
     message: str = "Verification delivery attempt blocked"
+    channels: list[str] | None = None  # None: every channel
 
 
 @dataclass
@@ -83,6 +108,8 @@ class Faults:
         for rule in self.number_rules:
             if not rule.prefix.startswith("+") or not 400 <= rule.status <= 499:
                 raise ValueError("a number rule needs a '+' prefix and a 4xx status")
+            if rule.channels is not None and not set(rule.channels) <= RULE_CHANNELS:
+                raise ValueError(f"a number rule's channels must be among {sorted(RULE_CHANNELS)}")
 
     @classmethod
     def from_json(cls, data: dict[str, Any], base: Faults | None = None) -> Faults:
@@ -139,10 +166,8 @@ class Faults:
             self.error_status, code, _ERROR_MESSAGES.get(self.error_status, "Server Error")
         )
 
-    def number_refusal(self, to: str | None) -> TwilioError | None:
-        if not to:
-            return None
+    def number_refusal(self, to: str, channel: str) -> TwilioError | None:
         for rule in self.number_rules:
-            if to.startswith(rule.prefix):
+            if to.startswith(rule.prefix) and (rule.channels is None or channel in rule.channels):
                 return TwilioError(rule.status, rule.code, rule.message)
         return None

@@ -1,64 +1,34 @@
 """Twilio Verify v2's rules, in memory. No HTTP here: ``sandbox.app`` puts this on the wire.
 
-The rules and where each comes from are in the README's sandbox section; the places where
-Twilio documents nothing and we chose are marked "choice" below and listed there too.
+Everything is per service: pending verifications, codes, the send limit and the inbox. The
+rules and where each comes from are in the README's sandbox section; the places where Twilio
+documents nothing and we chose are marked "choice" below and listed there too.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-SID_PATTERN = re.compile(r"^[A-Z]{2}[0-9a-fA-F]{32}$")
+from sandbox.attempts import ATTEMPTS_KEPT, AttemptLog
+from sandbox.common import Clock, TwilioError, invalid, is_sid, new_sid, not_found
+from sandbox.services import Service, ServiceRegistry, ServiceStore
+
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CHANNELS = frozenset({"sms", "call", "email", "whatsapp"})
+# "More than 5 sends to the same entity within 10 minutes" is 60203 (reference §2).
 MAX_SENDS = 5
+SEND_WINDOW = timedelta(minutes=10)
 MAX_CHECKS = 5
-DEFAULT_CODE_LENGTH = 6
 DEFAULT_LIFETIME = timedelta(minutes=10)
 MESSAGES_KEPT = 20_000
-
-
-class TwilioError(Exception):
-    """An error answer in Twilio's shape: HTTP status plus Twilio error code."""
-
-    def __init__(self, status: int, code: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def new_sid(prefix: str) -> str:
-    return prefix + secrets.token_hex(16)
-
-
-class Clock:
-    """Wall-clock time that tests can move forward (``POST /sandbox/clock``)."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC).replace(microsecond=0) + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += timedelta(seconds=seconds)
-
-
-@dataclass
-class Service:
-    sid: str
-    account_sid: str
-    friendly_name: str
-    code_length: int
-    created_at: datetime
-    updated_at: datetime
+# Twilio's wording, typographic apostrophe included.
+DO_NOT_SHARE = ". Don\u2019t share this code with anyone; our employees will never ask for the code"
 
 
 @dataclass
@@ -82,6 +52,7 @@ class Verification:
     expires_at: datetime
     send_attempts: list[SendAttempt] = field(default_factory=list)
     checks: int = 0
+    lookup: dict[str, Any] = field(default_factory=dict)
 
     @property
     def valid(self) -> bool:
@@ -95,97 +66,105 @@ class Message:
     code: str = field(repr=False)
     verification_sid: str
     created_at: datetime
+    service_sid: str
+    body: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """A create's parameters, checked; whether the number takes the channel is the caller's."""
+
+    to: str
+    channel: str
+    custom_code: str | None = field(default=None, repr=False)
 
 
 class VerifyState:
-    def __init__(self, clock: Clock | None = None, lifetime: timedelta = DEFAULT_LIFETIME) -> None:
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        lifetime: timedelta = DEFAULT_LIFETIME,
+        *,
+        store: ServiceStore | None = None,
+        attempts_kept: int = ATTEMPTS_KEPT,
+    ) -> None:
         self.clock = clock or Clock()
         self.lifetime = lifetime
-        self.services: dict[str, Service] = {}
+        self.services = ServiceRegistry(self.clock, store)
+        self.attempts = AttemptLog(attempts_kept)
         self.verifications: dict[str, Verification] = {}
         self._pending: dict[tuple[str, str], str] = {}  # (service sid, to) -> verification sid
+        # (service sid, to) -> times of its sends in the last SEND_WINDOW, least recent first.
+        self._sends: OrderedDict[tuple[str, str], deque[datetime]] = OrderedDict()
         self.messages: deque[Message] = deque(maxlen=MESSAGES_KEPT)
-
-    # --- services
-
-    def create_service(
-        self, account_sid: str, friendly_name: str | None, code_length: str | None
-    ) -> Service:
-        if not friendly_name:
-            raise TwilioError(
-                400, 20001, "Missing required parameter FriendlyName in the post body"
-            )
-        if len(friendly_name) > 30:
-            raise TwilioError(
-                400, 60200, "Invalid parameter: FriendlyName is too long (max 30 characters)"
-            )
-        length = _code_length(code_length)
-        now = self.clock.now()
-        service = Service(new_sid("VA"), account_sid, friendly_name, length, now, now)
-        self.services[service.sid] = service
-        return service
-
-    def service(self, service_sid: str, account_sid: str) -> Service:
-        """Any well-formed service SID is served; one never created gets default settings."""
-        if not service_sid.startswith("VA") or not SID_PATTERN.match(service_sid):
-            raise TwilioError(
-                404, 20404, f"The requested resource /Services/{service_sid} was not found"
-            )
-        service = self.services.get(service_sid)
-        if service is None:
-            now = self.clock.now()
-            service = Service(
-                service_sid, account_sid, "twostep sandbox", DEFAULT_CODE_LENGTH, now, now
-            )
-            self.services[service_sid] = service
-        return service
 
     # --- verifications
 
-    def create_verification(
-        self, service: Service, to: str | None, channel: str | None
-    ) -> Verification:
+    def send_request(
+        self,
+        service: Service,
+        to: str | None,
+        channel: str | None,
+        custom_code: str | None = None,
+    ) -> SendRequest:
         if not to:
             raise TwilioError(400, 20001, "Missing required parameter To in the post body")
         if not channel:
             raise TwilioError(400, 20001, "Missing required parameter Channel in the post body")
         if channel not in CHANNELS:
-            raise TwilioError(400, 60200, "Invalid parameter: Channel")
+            raise invalid("Channel")
         shape = _EMAIL if channel == "email" else _E164
         if not shape.match(to):
-            raise TwilioError(400, 60200, "Invalid parameter: To")
+            raise invalid("To")
+        if custom_code is not None:
+            if not service.custom_code_enabled:
+                raise TwilioError(403, 60204, "Service does not support this feature")
+            if not 4 <= len(custom_code) <= 10:
+                raise invalid("CustomCode")
+        return SendRequest(to, channel, custom_code)
+
+    def send(self, service: Service, request: SendRequest) -> Verification:
+        to, channel = request.to, request.channel
         now = self.clock.now()
+        sends = self._recent_sends(service.sid, to, now)
+        if len(sends) >= MAX_SENDS:
+            raise TwilioError(429, 60203, "Max send attempts reached")
         verification = self._pending_for(service.sid, to)
         if verification is None:
-            verification = Verification(
-                sid=new_sid("VE"),
-                service_sid=service.sid,
-                account_sid=service.account_sid,
-                to=to,
-                channel=channel,
-                code="".join(secrets.choice("0123456789") for _ in range(service.code_length)),
-                status="pending",
-                created_at=now,
-                updated_at=now,
-                expires_at=now + self.lifetime,
-            )
-            self.verifications[verification.sid] = verification
-            self._pending[(service.sid, to)] = verification.sid
-        elif len(verification.send_attempts) >= MAX_SENDS:
-            raise TwilioError(429, 60203, "Max send attempts reached")
+            verification = self._new_verification(service, to, channel, now)
+        if request.custom_code is not None:
+            # Choice: a re-send's custom code replaces the pending one's; the customer makes
+            # the codes, and the message it asked for carries the one it just made.
+            verification.code = request.custom_code
         # Re-sending keeps the SID, the code and the original expiry (choice: Twilio is silent
         # on whether a re-send extends the lifetime), and may switch channel.
         verification.channel = channel
         verification.updated_at = now
-        verification.send_attempts.append(SendAttempt(now, channel, new_sid("VL")))
-        self.messages.appendleft(Message(to, channel, verification.code, verification.sid, now))
+        attempt_sid = new_sid("VL")
+        verification.send_attempts.append(SendAttempt(now, channel, attempt_sid))
+        sends.append(now)
+        self._sends.move_to_end((service.sid, to))
+        self.attempts.record(
+            attempt_sid,
+            account_sid=service.account_sid,
+            service_sid=service.sid,
+            verification_sid=verification.sid,
+            to=to,
+            channel=channel,
+            code_length=len(verification.code),
+            at=now,
+        )
+        body = _body(service, channel, verification.code)
+        self.messages.appendleft(
+            Message(to, channel, verification.code, verification.sid, now, service.sid, body)
+        )
         return verification
 
     def fetch_verification(self, service: Service, sid_or_to: str) -> Verification:
         """By SID: pending, or canceled (choice: canceled stays fetchable, as Twilio's own
         assistant says). By To: only the pending one. Approved, expired and max-attempts
         verifications are deleted, as on Twilio, and answer 404."""
-        if SID_PATTERN.match(sid_or_to):
+        if is_sid(sid_or_to, "VE"):
             verification = self.verifications.get(sid_or_to)
             if verification is not None and verification.service_sid == service.sid:
                 self._expire_if_due(verification)
@@ -195,24 +174,16 @@ class VerifyState:
             found = self._pending_for(service.sid, sid_or_to)
             if found is not None:
                 return found
-        raise TwilioError(
-            404,
-            20404,
-            _not_found(f"/Services/{service.sid}/Verifications/{sid_or_to}"),
-        )
+        raise not_found(f"/Services/{service.sid}/Verifications/{sid_or_to}")
 
     def update_verification(
         self, service: Service, sid_or_to: str, status: str | None
     ) -> Verification:
         if status not in ("canceled", "approved"):
-            raise TwilioError(400, 60200, "Invalid parameter: Status")
+            raise invalid("Status")
         verification = self.fetch_verification(service, sid_or_to)
         if verification.status != "pending":
-            raise TwilioError(
-                404,
-                20404,
-                _not_found(f"/Services/{service.sid}/Verifications/{sid_or_to}"),
-            )
+            raise not_found(f"/Services/{service.sid}/Verifications/{sid_or_to}")
         self._finish(verification, status)
         return verification
 
@@ -222,9 +193,7 @@ class VerifyState:
         if not to and not verification_sid:
             raise TwilioError(400, 60221, "No target verification specified")
         if not code or not 4 <= len(code) <= 10:
-            raise TwilioError(
-                400, 60200, "Invalid parameter: Code parameter is not between 4-10 numbers long"
-            )
+            raise invalid("Code parameter is not between 4-10 numbers long")
         if verification_sid:
             verification = self.verifications.get(verification_sid)
             if verification is not None and (
@@ -235,11 +204,7 @@ class VerifyState:
             assert to is not None
             verification = self._pending_for(service.sid, to)
         if verification is None or verification.status != "pending":
-            raise TwilioError(
-                404,
-                20404,
-                f"The requested resource /Services/{service.sid}/VerificationCheck was not found",
-            )
+            raise not_found(f"/Services/{service.sid}/VerificationCheck")
         if verification.checks >= MAX_CHECKS:
             # The 6th check, whatever the code: Twilio then deletes the verification.
             self._finish(verification, "max_attempts_reached")
@@ -250,20 +215,72 @@ class VerifyState:
             self._finish(verification, "approved")
         return verification
 
+    def delete_service(self, service: Service) -> None:
+        """Gone with everything under it, as on Twilio (its attempts stay: they are the
+        account's record)."""
+        self.services.delete(service)
+        for sid in [s for s, v in self.verifications.items() if v.service_sid == service.sid]:
+            del self.verifications[sid]
+        for table in (self._pending, self._sends):
+            for key in [key for key in table if key[0] == service.sid]:
+                del table[key]
+
     # --- inspection
 
-    def messages_to(self, to: str | None, limit: int) -> list[Message]:
-        selected = (m for m in self.messages if to is None or m.to == to)
+    def messages_to(
+        self, to: str | None, limit: int, service_sid: str | None = None
+    ) -> list[Message]:
+        selected = (
+            m
+            for m in self.messages
+            if (to is None or m.to == to) and (service_sid is None or m.service_sid == service_sid)
+        )
         return [m for _, m in zip(range(limit), selected, strict=False)]
 
     def reset(self) -> None:
-        self.services.clear()
+        """Forget everything but the default service (made afresh)."""
+        self.services.reset()
+        self.attempts.clear()
         self.verifications.clear()
         self._pending.clear()
+        self._sends.clear()
         self.messages.clear()
         self.clock.offset = timedelta(0)
 
     # --- internals
+
+    def _new_verification(
+        self, service: Service, to: str, channel: str, now: datetime
+    ) -> Verification:
+        verification = Verification(
+            sid=new_sid("VE"),
+            service_sid=service.sid,
+            account_sid=service.account_sid,
+            to=to,
+            channel=channel,
+            code="".join(secrets.choice("0123456789") for _ in range(service.code_length)),
+            status="pending",
+            created_at=now,
+            updated_at=now,
+            expires_at=now + self.lifetime,
+        )
+        self.verifications[verification.sid] = verification
+        self._pending[(service.sid, to)] = verification.sid
+        return verification
+
+    def _recent_sends(self, service_sid: str, to: str, now: datetime) -> deque[datetime]:
+        """The sends to ``to`` within the moving window; windows gone quiet are dropped, least
+        recently used first, so memory follows the numbers of the last ten minutes."""
+        horizon = now - SEND_WINDOW
+        while self._sends:
+            oldest = next(iter(self._sends.values()))
+            if oldest and oldest[-1] > horizon:
+                break
+            self._sends.popitem(last=False)
+        sends = self._sends.setdefault((service_sid, to), deque())
+        while sends and sends[0] <= horizon:
+            sends.popleft()
+        return sends
 
     def _pending_for(self, service_sid: str, to: str) -> Verification | None:
         sid = self._pending.get((service_sid, to))
@@ -280,46 +297,25 @@ class VerifyState:
         return verification.status == "expired"
 
     def _finish(self, verification: Verification, status: str) -> None:
+        now = self.clock.now()
         verification.status = status
-        verification.updated_at = self.clock.now()
+        verification.updated_at = now
         key = (verification.service_sid, verification.to)
         if self._pending.get(key) == verification.sid:
             del self._pending[key]
+        if status == "approved":
+            self.attempts.convert(verification.sid, now)
+            # Choice: an approval ends the send limit's count for that number ("cleared by
+            # completing the check", reference §2); a cancel or an expiry does not.
+            self._sends.pop(key, None)
         if status != "canceled":
             # Deleted on Twilio; keep memory bounded under long benchmark runs.
             self.verifications.pop(verification.sid, None)
 
 
-def _not_found(resource: str) -> str:
-    return f"The requested resource {resource} was not found"
-
-
-def _code_length(raw: str | None) -> int:
-    if raw is None:
-        return DEFAULT_CODE_LENGTH
-    try:
-        length = int(raw)
-    except ValueError:
-        length = 0
-    if not 4 <= length <= 10:
-        raise TwilioError(400, 60200, "Invalid parameter: CodeLength")
-    return length
-
-
-class RateWindow:
-    """The highest number of requests seen within any one second (sliding, exact)."""
-
-    def __init__(self) -> None:
-        self._arrivals: deque[float] = deque()
-        self.peak = 0
-
-    def hit(self, at: float | None = None) -> None:
-        now = time.monotonic() if at is None else at
-        self._arrivals.append(now)
-        while self._arrivals and self._arrivals[0] <= now - 1.0:
-            self._arrivals.popleft()
-        self.peak = max(self.peak, len(self._arrivals))
-
-    def reset(self) -> None:
-        self._arrivals.clear()
-        self.peak = 0
+def _body(service: Service, channel: str, code: str) -> str:
+    """The text Twilio's default template sends (its DoNotShareWarning is for SMS only)."""
+    body = f"Your {service.friendly_name} verification code is: {code}"
+    if channel == "sms" and service.do_not_share_warning_enabled:
+        body += DO_NOT_SHARE
+    return body

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 import requests
-from twilio.base.exceptions import TwilioRestException
 
-from tests.sandbox.conftest import sdk_client
+from sandbox.services import DEFAULT_SERVICE_SID
+from tests.sandbox.conftest import ACCOUNT_SID, AUTH_TOKEN, checked, sdk_client, twilio_error
 from tests.support import (
     SandboxClient,
     ServiceProcess,
@@ -23,12 +23,6 @@ from tests.support import (
 )
 
 
-def twilio_error(call: Any) -> TwilioRestException:
-    with pytest.raises(TwilioRestException) as raised:
-        call()
-    return raised.value
-
-
 @pytest.mark.parametrize(
     ("to", "code"), [("+14155550205", 60205), ("+14155550419", 60410), ("+14155550600", 60605)]
 )
@@ -37,6 +31,23 @@ def test_refused_number_ranges(service: Any, sandbox: SandboxClient, to: str, co
     assert (error.status, error.code) == (403, code)
     assert sandbox.messages(to) == []
     assert sandbox.sends_to(to) == 0
+
+
+@pytest.mark.parametrize(("to", "code"), [("+14155550205", 60205), ("+14155550419", 60410)])
+def test_landlines_and_fraud_guard_refuse_sms_only(
+    own_sandbox: ThreadedServer, to: str, code: int
+) -> None:
+    """Text failed, call me instead: a landline (or a range Fraud Guard blocks) takes a call."""
+    twilio = sdk_client(own_sandbox.url)
+    service = twilio.verify.v2.services(DEFAULT_SERVICE_SID)
+    assert twilio_error(lambda: service.verifications.create(to=to, channel="sms")).code == code
+    called = service.verifications.create(to=to, channel="call")
+    assert (called.status, called.channel) == ("pending", "call")
+    with SandboxClient(own_sandbox.url) as sandbox:
+        assert [m["channel"] for m in sandbox.messages(to)] == ["call"]
+    geo = twilio_error(lambda: service.verifications.create(to="+14155550600", channel="call"))
+    assert geo.code == 60605  # geo permissions hold for every channel
+    checked(twilio)
 
 
 def test_number_rules_can_be_replaced(service: Any, sandbox: SandboxClient) -> None:
@@ -61,9 +72,9 @@ def test_server_errors_and_throttling(service: Any, sandbox: SandboxClient) -> N
     error = twilio_error(lambda: service.verifications.create(to=to, channel="sms"))
     assert (error.status, error.code) == (429, 20429)
     raw = httpx.post(
-        f"{sandbox.url}/v2/Services/VA{'8' * 32}/Verifications",
+        f"{sandbox.url}/v2/Services/{DEFAULT_SERVICE_SID}/Verifications",
         data={"To": to, "Channel": "sms"},
-        auth=("AC" + "8" * 32, "token"),
+        auth=(ACCOUNT_SID, AUTH_TOKEN),
     )
     assert raw.status_code == 429 and raw.headers["retry-after"] == "1"
     assert sandbox.messages(to) == [], "a refused request must not send"
@@ -78,7 +89,7 @@ def test_a_hang_outlasts_the_client_but_the_request_was_carried_out(
     to = random_phone()
     started = time.monotonic()
     with pytest.raises(requests.exceptions.ReadTimeout):
-        twilio.verify.v2.services("VA" + "9" * 32).verifications.create(to=to, channel="sms")
+        twilio.verify.v2.services(DEFAULT_SERVICE_SID).verifications.create(to=to, channel="sms")
     assert time.monotonic() - started < 1.5
     assert len(sandbox.messages(to)) == 1
     assert sandbox.stats()["outcomes"]["timeout"] >= 1
@@ -104,6 +115,7 @@ def test_latency_with_jitter(service: Any, sandbox: SandboxClient) -> None:
         {"latency": 5},
         {"jitter_ms": 100, "latency_ms": 10},
         {"number_rules": [{"prefix": "1415", "status": 403, "code": 1}]},
+        {"number_rules": [{"prefix": "+1", "status": 403, "code": 1, "channels": ["fax"]}]},
         [1],
     ],
 )
@@ -130,7 +142,7 @@ def test_faults_from_the_environment_at_start_up(tmp_path) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/sandbox/faults").json()["error_rate"] == 1.0
         twilio = sdk_client(f"http://127.0.0.1:{port}")
         error = twilio_error(
-            lambda: twilio.verify.v2.services("VA" + "1" * 32).verifications.create(
+            lambda: twilio.verify.v2.services(DEFAULT_SERVICE_SID).verifications.create(
                 to=random_phone(), channel="sms"
             )
         )
@@ -143,20 +155,34 @@ def test_faults_from_the_environment_at_start_up(tmp_path) -> None:
 
 def test_messages_are_newest_first_and_filtered(service: Any, sandbox: SandboxClient) -> None:
     first, second = random_phone(), random_phone()
-    service.verifications.create(to=first, channel="sms")
+    sid = service.verifications.create(to=first, channel="sms").service_sid
     service.verifications.create(to=second, channel="call")
     service.verifications.create(to=first, channel="call")
     mine = sandbox.messages(first)
     assert [m["channel"] for m in mine] == ["call", "sms"]
-    assert set(mine[0]) == {"to", "channel", "code", "verification_sid", "created_at"}
+    assert set(mine[0]) == {
+        "to",
+        "channel",
+        "code",
+        "body",
+        "service_sid",
+        "verification_sid",
+        "created_at",
+    }
     latest = sandbox.http.get("/sandbox/messages", params={"limit": 2}).json()
     assert [(m["to"], m["channel"]) for m in latest] == [(first, "call"), (second, "call")]
     assert sandbox.http.get("/sandbox/messages", params={"limit": "x"}).status_code == 400
+    of_service = sandbox.http.get("/sandbox/messages", params={"service_sid": sid}).json()
+    assert [(m["to"], m["channel"]) for m in of_service] == [
+        (first, "call"),
+        (second, "call"),
+        (first, "sms"),
+    ]
 
 
 def test_stats_count_every_request_and_show_duplicates(own_sandbox: ThreadedServer) -> None:
     twilio = sdk_client(own_sandbox.url)
-    service = twilio.verify.v2.services("VA" + "1" * 32)
+    service = twilio.verify.v2.services(DEFAULT_SERVICE_SID)
     once, twice = random_phone(), random_phone()
     service.verifications.create(to=once, channel="sms")
     service.verifications.create(to=twice, channel="sms")

@@ -12,6 +12,7 @@ import pytest
 from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioRestException
 
+from sandbox.services import DEFAULT_SERVICE_SID
 from tests.sandbox.conftest import sdk_client
 from tests.support import (
     SandboxClient,
@@ -48,7 +49,7 @@ def test_a_thousand_concurrent_creates_see_the_injected_rates(tmp_path: Path) ->
         twilio.http_client.timeout = 30
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=CLIENTS)
         twilio.http_client.session.mount("http://", adapter)
-        service = twilio.verify.v2.services("VA" + "1" * 32)
+        service = twilio.verify.v2.services(DEFAULT_SERVICE_SID)
         numbers = {random_phone() for _ in range(CLIENTS * 2)}
         numbers_list = sorted(numbers)[:CLIENTS]
         outcomes: Counter[str] = Counter()

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
-import httpx
 import pytest
-from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
+from sandbox.services import DEFAULT_SERVICE_SID
 from tests.sandbox.conftest import (
     ACCOUNT_SID,
-    AUTH_TOKEN,
+    OTHER_ACCOUNT_SID,
+    OTHER_AUTH_TOKEN,
     RecordingHttpClient,
-    schema_errors,
+    checked,
     sdk_client,
+    twilio_error,
 )
 from tests.support import SandboxClient, ThreadedServer, random_phone
-
-
-def twilio_error(call: Any) -> TwilioRestException:
-    with pytest.raises(TwilioRestException) as raised:
-        call()
-    return raised.value
 
 
 class TestServices:
@@ -43,20 +37,47 @@ class TestServices:
         code = sandbox.latest_code(to)
         assert len(code) == 9 and code.isdigit()
 
-    def test_any_well_formed_service_sid_is_served_with_six_digit_codes(
+    def test_the_default_service_is_there_from_the_start_with_six_digit_codes(
         self, twilio: Client, sandbox: SandboxClient
     ) -> None:
-        sid = "VA" + "c0ffee" * 5 + "00"
+        default = twilio.verify.v2.services(DEFAULT_SERVICE_SID)
+        fetched = default.fetch()
+        assert (fetched.friendly_name, fetched.code_length) == ("twostep sandbox", 6)
+        assert fetched.account_sid == ACCOUNT_SID
         to = random_phone()
-        twilio.verify.v2.services(sid).verifications.create(to=to, channel="sms")
-        assert twilio.verify.v2.services(sid).fetch().code_length == 6
+        default.verifications.create(to=to, channel="sms")
         assert len(sandbox.latest_code(to)) == 6
+
+    def test_a_service_never_created_is_not_found_on_every_path(
+        self, twilio: Client, recorder: RecordingHttpClient
+    ) -> None:
+        sid = "VA" + "c0ffee" * 5 + "00"
+        unknown = twilio.verify.v2.services(sid)
+        to = random_phone()
+        calls = (
+            unknown.fetch,
+            lambda: unknown.update(friendly_name="mine now"),
+            unknown.delete,
+            lambda: unknown.verifications.create(to=to, channel="sms"),
+            lambda: unknown.verifications(to).fetch(),
+            lambda: unknown.verifications(to).update(status="canceled"),
+            lambda: unknown.verification_checks.create(to=to, code="123456"),
+        )
+        for call in calls:
+            error = twilio_error(call)
+            assert (error.status, error.code) == (404, 20404)
+        paths = [exchange.path.removeprefix("/v2") for exchange in recorder.exchanges]
+        messages = [exchange.body["message"] for exchange in recorder.exchanges]
+        assert messages == [f"The requested resource {path} was not found" for path in paths]
+        assert messages[0] == f"The requested resource /Services/{sid} was not found"
 
     @pytest.mark.parametrize(
         ("kwargs", "code"),
         [
             ({"friendly_name": ""}, 20001),
             ({"friendly_name": "x" * 31}, 60200),
+            ({"friendly_name": "Call 555 0123"}, 60200),  # more than 4 digits
+            ({"friendly_name": "https://acme.test"}, 60200),  # no links or special characters
             ({"friendly_name": "ok", "code_length": 3}, 60200),
             ({"friendly_name": "ok", "code_length": 11}, 60200),
         ],
@@ -103,16 +124,6 @@ class TestSending:
         messages = sandbox.messages(to)
         assert [m["channel"] for m in messages] == ["call", "sms"]  # newest first
         assert {m["code"] for m in messages} == {code}
-
-    def test_the_sixth_send_is_refused_with_60203(
-        self, service: Any, sandbox: SandboxClient
-    ) -> None:
-        to = random_phone()
-        for _ in range(5):
-            service.verifications.create(to=to, channel="sms")
-        error = twilio_error(lambda: service.verifications.create(to=to, channel="sms"))
-        assert (error.status, error.code) == (429, 60203)
-        assert sandbox.sends_to(to) == 5
 
     @pytest.mark.parametrize(
         ("to", "channel", "status", "code"),
@@ -242,7 +253,7 @@ class TestLifetime:
         self, own_sandbox: ThreadedServer
     ) -> None:
         twilio = sdk_client(own_sandbox.url)
-        service = twilio.verify.v2.services("VA" + "1" * 32)
+        service = twilio.verify.v2.services(DEFAULT_SERVICE_SID)
         to = random_phone()
         with SandboxClient(own_sandbox.url) as sandbox:
             first = service.verifications.create(to=to, channel="sms")
@@ -257,78 +268,16 @@ class TestLifetime:
             )
             assert error.code == 20404
             assert service.verifications.create(to=to, channel="sms").sid != first.sid
-        twilio.http_client.session.close()
+        checked(twilio)
 
     def test_the_lifetime_is_a_setting(self, auth_sandbox_server: ThreadedServer) -> None:
-        twilio = sdk_client(auth_sandbox_server.url)
-        service = twilio.verify.v2.services("VA" + "2" * 32)
+        twilio = sdk_client(auth_sandbox_server.url, OTHER_ACCOUNT_SID, OTHER_AUTH_TOKEN)
+        service = twilio.verify.v2.services(DEFAULT_SERVICE_SID)
         to = random_phone()
         with SandboxClient(auth_sandbox_server.url) as sandbox:
             service.verifications.create(to=to, channel="sms")
-            sandbox.advance_clock(120)  # this sandbox was started with a 2-minute lifetime
+            sandbox.advance_clock(119)  # this sandbox was started with a 2-minute lifetime
+            assert service.verifications(to).fetch().status == "pending"
+            sandbox.advance_clock(1)
             assert twilio_error(lambda: service.verifications(to).fetch()).code == 20404
-        twilio.http_client.session.close()
-
-
-class TestAuthentication:
-    def test_a_sandbox_started_with_credentials_requires_exactly_those(
-        self, auth_sandbox_server: ThreadedServer
-    ) -> None:
-        url = auth_sandbox_server.url
-        service_sid = "VA" + "3" * 32
-        good = sdk_client(url)
-        assert good.verify.v2.services(service_sid).fetch().account_sid == ACCOUNT_SID
-        for sid, token in ((ACCOUNT_SID, "wrong"), ("AC" + "6" * 32, AUTH_TOKEN)):
-            bad = sdk_client(url, sid, token)
-            error = twilio_error(lambda bad=bad: bad.verify.v2.services(service_sid).fetch())
-            assert (error.status, error.code) == (401, 20003)
-            bad.http_client.session.close()
-        anonymous = httpx.get(f"{url}/v2/Services/{service_sid}")
-        assert anonymous.status_code == 401 and anonymous.json()["code"] == 20003
-        assert anonymous.json()["message"] == "Authenticate"
-        good.http_client.session.close()
-
-    def test_without_configured_credentials_any_are_accepted_but_some_are_needed(
-        self, sandbox_server: ThreadedServer
-    ) -> None:
-        other = sdk_client(sandbox_server.url, "AC" + "7" * 32, "anything")
-        service = other.verify.v2.services("VA" + "4" * 32)
-        assert (
-            service.verifications.create(to=random_phone(), channel="sms").account_sid
-            == "AC" + "7" * 32
-        )
-        anonymous = httpx.get(f"{sandbox_server.url}/v2/Services/VA{'4' * 32}")
-        assert anonymous.status_code == 401 and anonymous.json()["code"] == 20003  # as Twilio
-        assert (
-            httpx.get(
-                f"{sandbox_server.url}/v2/Services/VA{'4' * 32}", auth=("AC" + "7" * 32, "x")
-            ).status_code
-            == 200
-        )
-        other.http_client.session.close()
-
-    @pytest.mark.parametrize(
-        "authorization",
-        [
-            None,
-            "Bearer AC" + "7" * 32,
-            "Token abc",
-            "Basic",
-            "Basic !!not-base64!!",
-            "Basic " + base64.b64encode(b":token-without-a-sid").decode(),
-        ],
-    )
-    def test_a_request_without_basic_credentials_is_401_authenticate(
-        self, sandbox_server: ThreadedServer, authorization: str | None
-    ) -> None:
-        headers = {"Authorization": authorization} if authorization else {}
-        for method, path, form in (
-            ("GET", f"/v2/Services/VA{'4' * 32}", None),
-            ("POST", f"/v2/Services/VA{'4' * 32}/Verifications", {"To": "+14155550123"}),
-        ):
-            answer = httpx.request(method, sandbox_server.url + path, headers=headers, data=form)
-            assert answer.status_code == 401, (authorization, answer.text)
-            assert answer.headers["www-authenticate"].startswith("Basic")
-            body = answer.json()
-            assert (body["code"], body["message"], body["status"]) == (20003, "Authenticate", 401)
-            assert schema_errors("twilio.error", body) == []
+        checked(twilio)
