@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -32,6 +32,7 @@ import httpx
 from shared import crypto
 from shared.db.migrate import upgrade
 from shared.db.session import Database, UnitOfWorkFactory
+from shared.domain import Scope
 from shared.errors import Unauthorized
 from shared.jobs import make_celery
 from shared.services.keys import authenticate, create_api_key
@@ -157,7 +158,12 @@ def _start_all(
         sandbox_port = _free_port_near(options.sandbox_port)
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         env["TWOSTEP_TWILIO_BASE_URL"] = sandbox_url
-        launcher.start("sandbox", "-m", "twostep.cli", "sandbox", "--port", str(sandbox_port))
+        # The services it makes (one per tenant) must outlive it: the database names them.
+        state = str(data_dir / "sandbox-services.json")
+        launcher.start(
+            "sandbox", "-m", "twostep.cli", "sandbox", "--port", str(sandbox_port),
+            "--state-file", state,
+        )  # fmt: skip
 
     _say(f"migrating {masked_url(env['TWOSTEP_DATABASE_URL'])}")
     # The keys its children will use: the environment's, else the development ones.
@@ -176,18 +182,14 @@ def _start_all(
         flower_port = _free_port_near(5555)
         flower_url = f"http://127.0.0.1:{flower_port}"
         launcher.start("flower", "-m", "twostep.cli", "flower", "--port", str(flower_port))
-    site_url = None
-    if options.example:
-        site_url = _start_example_site(
-            launcher, options.example_port, data_dir, api_url, api_key, sandbox_url
-        )
-
     if sandbox_url:
         _wait_http(f"{sandbox_url}/healthz", "sandbox", launcher, interrupted)
     _wait_http(f"{api_url}/readyz", "api", launcher, interrupted)
     _wait_worker(env["TWOSTEP_REDIS_URL"], launcher, interrupted)
-    if site_url:
-        _wait_http(f"{site_url}/login", "login site", launcher, interrupted)
+    site_url = None
+    if options.example:  # once the API answers: the site's webhook endpoint is made through it
+        site = _ExampleSite(options.example_port, data_dir, api_url, api_key, sandbox_url)
+        site_url = _start_example_site(launcher, site, interrupted)
     database_url = env["TWOSTEP_DATABASE_URL"]
     return _Banner(
         api_url, site_url, sandbox_url, flower_url, metrics_ports, redis_note, database_url, api_key
@@ -226,9 +228,7 @@ def example_site_problem() -> str | None:
             "installed with pip install -e"
         )
     missing = [
-        name
-        for name in ("jinja2", "itsdangerous", "twostep_client")
-        if importlib.util.find_spec(name) is None
+        name for name in ("jinja2", "twostep_client") if importlib.util.find_spec(name) is None
     ]
     if missing:
         return (
@@ -238,40 +238,103 @@ def example_site_problem() -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _ExampleSite:
+    """What the reference login site is started with."""
+
+    port: int
+    data_dir: Path
+    api_url: str
+    api_key: str  # the development key (every scope): registers the site's webhook endpoint
+    sandbox_url: str | None
+
+
 def _start_example_site(
-    launcher: _Launcher,
-    port: int,
-    data_dir: Path,
-    api_url: str,
-    api_key: str,
-    sandbox_url: str | None,
-) -> str:
-    """The login site, a client of the API with the dev key; its users beside twostep's data."""
-    site_port = _free_port_near(port)
+    launcher: _Launcher, site: _ExampleSite, interrupted: Callable[[], bool]
+) -> str | None:
+    """The login site, a client of the API with a key of its own (the scopes it needs and no
+    more), told of account changes by a webhook endpoint; its data beside twostep's. Its URL
+    once it answers (None if interrupted first)."""
+    if interrupted():
+        return None
+    site_port = _free_port_near(site.port)
+    site_url = f"http://127.0.0.1:{site_port}"
+    database_url = launcher.env["TWOSTEP_DATABASE_URL"]
     env = {
         **launcher.env,
-        "TWOSTEP_URL": api_url,
-        "TWOSTEP_API_KEY": api_key,
-        "LOGIN_SITE_DATABASE": str(data_dir / "login-site.db"),
-        "LOGIN_SITE_SECRET_KEY": _saved_secret(data_dir / "login-site-secret"),
+        "TWOSTEP_URL": site.api_url,
+        "TWOSTEP_API_KEY": _site_api_key(database_url, site.data_dir / "login-site-api-key"),
+        "LOGIN_SITE_DATABASE": str(site.data_dir / "login-site.db"),
     }
-    if sandbox_url:
-        env["LOGIN_SITE_SANDBOX_URL"] = sandbox_url
+    secret = _site_webhook_secret(site, f"{site_url}/twostep/webhooks")
+    if secret:
+        env["LOGIN_SITE_WEBHOOK_SECRET"] = secret
+    if site.sandbox_url:
+        env["LOGIN_SITE_SANDBOX_URL"] = site.sandbox_url
     launcher.start(
         "login site", "-m", "examples.login_site", "--port", str(site_port),
         env=env, cwd=_REPOSITORY,
     )  # fmt: skip
-    return f"http://127.0.0.1:{site_port}"
+    _wait_http(f"{site_url}/login", "login site", launcher, interrupted)
+    return site_url
 
 
-def _saved_secret(path: Path) -> str:
-    """Kept across runs, so that a restart does not sign everyone out of the login site."""
-    if path.exists():
-        return path.read_text().strip()
-    secret = secrets.token_urlsafe(32)
-    path.write_text(secret + "\n")
-    path.chmod(0o600)
-    return secret
+_SITE_SCOPES = frozenset({Scope.VERIFY, Scope.USERS, Scope.USERS_MANAGE})
+
+
+def _site_api_key(database_url: str, key_file: Path) -> str:
+    """The site's key saved by an earlier run if it still works with exactly the site's scopes,
+    else a new one (saved for next time)."""
+    saved = key_file.read_text().strip() if key_file.exists() else None
+    plaintext = asyncio.run(_reuse_or_create_site_key(database_url, saved))
+    if plaintext != saved:
+        key_file.write_text(plaintext + "\n")
+        key_file.chmod(0o600)
+    return plaintext
+
+
+async def _reuse_or_create_site_key(database_url: str, saved: str | None) -> str:
+    database = Database.connect(database_url, pool_size=1)
+    factory = UnitOfWorkFactory(database)
+    try:
+        if saved is not None:
+            async with factory() as uow:
+                with contextlib.suppress(Unauthorized):
+                    key = await authenticate(uow, f"Bearer {saved}")
+                    if set(key.scopes.split(",")) == _SITE_SCOPES:
+                        return saved
+        async with factory() as uow:
+            name = f"login-site-{int(time.time())}"
+            _key, plaintext = await create_api_key(uow, name, scopes=_SITE_SCOPES)
+        return plaintext
+    finally:
+        await database.dispose()
+
+
+def _site_webhook_secret(site: _ExampleSite, url: str) -> str | None:
+    """The secret of twostep's webhook endpoint for ``url``: the one registered by an earlier
+    run while it still sends there, else a new endpoint's (an earlier one on another port is
+    deleted). None, with a word why, if twostep would not: the site runs without notices."""
+    saved_file = site.data_dir / "login-site-webhook.json"
+    saved = json.loads(saved_file.read_text()) if saved_file.exists() else None
+    headers = {"Authorization": f"Bearer {site.api_key}"}
+    try:
+        with httpx.Client(base_url=site.api_url, headers=headers, timeout=10) as http:
+            if saved is not None:
+                listed = http.get("/v1/webhook-endpoints").raise_for_status().json()["endpoints"]
+                live = {endpoint["id"]: endpoint["url"] for endpoint in listed}
+                if live.get(saved["id"]) == url:
+                    return str(saved["secret"])
+                if saved["id"] in live:
+                    http.delete(f"/v1/webhook-endpoints/{saved['id']}").raise_for_status()
+            answer = http.post("/v1/webhook-endpoints", json={"url": url}).raise_for_status()
+            created = answer.json()
+    except (httpx.HTTPError, KeyError, ValueError) as error:
+        _say(f"the login site gets no security notices: no webhook endpoint ({error})")
+        return None
+    saved_file.write_text(json.dumps({k: created[k] for k in ("id", "url", "secret")}) + "\n")
+    saved_file.chmod(0o600)
+    return str(created["secret"])
 
 
 def _dev_api_key(database_url: str, key_file: Path) -> str:

@@ -12,12 +12,22 @@ from examples.login_site.app import create_app
 from examples.login_site.config import ConfigError, SiteConfig
 
 ENVIRONMENT = """environment:
-  TWOSTEP_URL             twostep's API (default http://127.0.0.1:8000)
-  TWOSTEP_API_KEY         a key with the verify, users and admin scopes (required)
-  LOGIN_SITE_DATABASE     the site's SQLite file (default login-site.db)
-  LOGIN_SITE_SECRET_KEY   signs session cookies (default: a random one per start)
-  LOGIN_SITE_HTTPS_ONLY   true: cookies only over HTTPS
-  LOGIN_SITE_SANDBOX_URL  development: link the sandbox's inbox from the code pages
+  TWOSTEP_URL                 twostep's API (default http://127.0.0.1:8000)
+  TWOSTEP_API_KEY             a key with the scopes verify,users,users:manage, never admin
+                              (required)
+  LOGIN_SITE_DATABASE         the site's SQLite file: users, sessions, notices
+                              (default login-site.db)
+  LOGIN_SITE_HTTPS_ONLY       true: the session cookie is __Host-login_site_session, Secure;
+                              otherwise (plain http on loopback) login_site_session
+  LOGIN_SITE_IDLE_SECONDS     a session ends after this long without a request (1800)
+  LOGIN_SITE_SESSION_SECONDS  and after this long in any case (28800)
+  LOGIN_SITE_FRESH_SECONDS    how recent a second step (or, without two-step, the password)
+                              must be before a new phone, two-step off, new recovery codes or
+                              a new password; older: asked for again (300)
+  LOGIN_SITE_WEBHOOK_SECRET   the secret of twostep's webhook endpoint for POST
+                              /twostep/webhooks (security notices); two, comma-separated,
+                              during a rotation; unset: the receiver is off
+  LOGIN_SITE_SANDBOX_URL      development: link the sandbox's inbox from the code pages
   LOGIN_SITE_HOST, LOGIN_SITE_PORT  defaults for --host and --port"""
 
 

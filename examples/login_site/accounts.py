@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -14,12 +15,21 @@ from examples.login_site import words
 from examples.login_site.second_step import begin_second_step
 from examples.login_site.store import EmailTaken
 from examples.login_site.verifying import problem
-from examples.login_site.web import Site, flash, read_form, redirect, start_session
+from examples.login_site.web import (
+    MAX_PASSWORD,
+    Site,
+    check_password,
+    client_ip,
+    flash,
+    read_form,
+    redirect,
+    sign_in,
+    start_session,
+)
 
 log = logging.getLogger("login_site")
 
 MIN_PASSWORD = 8  # NIST SP 800-63B's floor for a password the user chose
-MAX_PASSWORD = 1024  # scrypt reads all of it: no megabyte "passwords"
 
 
 class AccountPages:
@@ -45,15 +55,21 @@ class AccountPages:
     async def signup(self, request: Request) -> Response:
         form = await read_form(request)
         email, password = _email(form.get("email", "")), form.get("password", "")
-        trouble = _signup_problem(email, password)
+        trouble = _email_problem(email) or password_problem(password)
         if trouble:
             return self.site.render(request, "signup.html", 400, email=email, error=trouble)
+        # Counted before the hash and the look-up: "this email is taken" answers whether an
+        # account exists, so asking it is limited too.
+        wait = self.site.throttle.signup_wait(client_ip(request))
+        if wait is not None:
+            busy = words.too_many_signups(wait)
+            return self.site.render(request, "signup.html", 429, email=email, error=busy)
         try:
             user = await run_in_threadpool(self.site.users.create, email, password)
         except EmailTaken:
             taken = "An account with this email already exists. Sign in instead."
             return self.site.render(request, "signup.html", 409, email=email, error=taken)
-        start_session(request, user=user.id)
+        start_session(request, user=user.id, password_at=time.time())
         flash(request, "success", "Welcome! Now protect your account with two-step verification.")
         return redirect("/settings")
 
@@ -62,9 +78,12 @@ class AccountPages:
 
     async def login(self, request: Request) -> Response:
         form = await read_form(request)
-        email = _email(form.get("email", ""))
-        password = form.get("password", "")[:MAX_PASSWORD]
-        user = await run_in_threadpool(self.site.users.authenticate, email, password)
+        email, typed_at = _email(form.get("email", "")), time.time()
+        checked = await check_password(self.site, request, email, form.get("password", ""))
+        if checked.wait is not None:
+            busy = words.too_many_passwords(checked.wait)
+            return self.site.render(request, "login.html", 429, email=email, error=busy)
+        user = checked.user
         if user is None:
             wrong = "That email and password don't match an account."
             return self.site.render(request, "login.html", 401, email=email, error=wrong)
@@ -77,7 +96,7 @@ class AccountPages:
             unavailable = words.UNAVAILABLE
             return self.site.render(request, "login.html", 503, email=email, error=unavailable)
         if not factors.two_step_enabled:
-            start_session(request, user=user.id)
+            await sign_in(self.site, request, user.id, password_at=typed_at, second_step=False)
             return redirect("/settings")
         await begin_second_step(self.site, request, user.id)
         return redirect("/login/code")
@@ -93,9 +112,14 @@ def _email(typed: str) -> str:
     return typed.strip().lower()
 
 
-def _signup_problem(email: str, password: str) -> str | None:
+def _email_problem(email: str) -> str | None:
     if "@" not in email.strip("@") or len(email) > 254 or any(c.isspace() for c in email):
         return "Type your email address, e.g. ada@example.com."
+    return None
+
+
+def password_problem(password: str) -> str | None:
+    """What is wrong with a new password, at sign-up and at a change alike."""
     if len(password) < MIN_PASSWORD:
         return f"Choose a password of at least {MIN_PASSWORD} characters."
     if len(password) > MAX_PASSWORD:

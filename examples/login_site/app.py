@@ -1,4 +1,5 @@
-"""The site's parts, put together: pages, sessions, CSRF, security headers, static files."""
+"""The site's parts, put together: pages, sessions, CSRF, security headers, static files, and
+the receiver of twostep's webhooks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
@@ -23,13 +23,16 @@ from twostep_client import AsyncTwostepClient
 
 from examples.login_site.accounts import AccountPages
 from examples.login_site.config import SiteConfig
+from examples.login_site.confirming import ConfirmPages
+from examples.login_site.notices import WEBHOOK_PATH, Notices, WebhookReceiver
 from examples.login_site.second_step import SecondStepPages
+from examples.login_site.sessions import SessionMiddleware, SessionStore
 from examples.login_site.settings_pages import SettingsPages
 from examples.login_site.store import Users
+from examples.login_site.throttle import Throttle
 from examples.login_site.web import Site, csrf_token
 
 HERE = Path(__file__).resolve().parent
-SESSION_SECONDS = 8 * 3600
 
 # Pages carry codes, phone numbers (masked) and recovery codes: never cached, never framed.
 # No script at all, so the policy can forbid every one.
@@ -73,15 +76,31 @@ def _page_globals(request: Request) -> dict[str, Any]:
     }
 
 
-def create_app(config: SiteConfig, twostep: AsyncTwostepClient | None = None) -> Starlette:
-    """The site; ``twostep``: a client of one's own (tests give one a fake transport)."""
-    twostep = twostep or AsyncTwostepClient(config.twostep_url, config.twostep_api_key)
-    site = Site(
+def _site(config: SiteConfig, twostep: AsyncTwostepClient) -> Site:
+    return Site(
         config=config,
-        users=Users(config.database),
+        users=Users(config.database),  # first: the other tables' queries read it
+        sessions=SessionStore(
+            config.database,
+            idle_seconds=config.idle_seconds,
+            absolute_seconds=config.absolute_seconds,
+        ),
+        notices=Notices(config.database),
+        throttle=Throttle(
+            per_email=config.wrong_passwords_per_email,
+            per_ip=config.wrong_passwords_per_ip,
+            signups_per_ip=config.signups_per_ip,
+        ),
         twostep=twostep,
         templates=Jinja2Templates(directory=HERE / "templates", context_processors=[_page_globals]),
     )
+
+
+def create_app(config: SiteConfig, twostep: AsyncTwostepClient | None = None) -> Starlette:
+    """The site; ``twostep``: a client of one's own (tests give one a fake transport)."""
+    twostep = twostep or AsyncTwostepClient(config.twostep_url, config.twostep_api_key)
+    site = _site(config, twostep)
+    settings = SettingsPages(site)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -99,18 +118,19 @@ def create_app(config: SiteConfig, twostep: AsyncTwostepClient | None = None) ->
         routes=[
             *AccountPages(site).routes(),
             *SecondStepPages(site).routes(),
-            *SettingsPages(site).routes(),
+            *settings.routes(),
+            *ConfirmPages(site, carry_on=settings.carry_on).routes(),
+            *WebhookReceiver(site.notices, config.webhook_secrets).routes(),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[
             Middleware(SecurityHeaders),
             Middleware(
                 SessionMiddleware,
-                secret_key=config.session_secret,
-                session_cookie="login_site_session",
-                max_age=SESSION_SECONDS,
-                same_site="lax",
+                store=site.sessions,
                 https_only=config.https_only,
+                # Neither a stylesheet nor twostep's deliveries touch a session.
+                exempt=("/static/", WEBHOOK_PATH),
             ),
         ],
         exception_handlers={HTTPException: problem_page},

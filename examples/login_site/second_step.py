@@ -26,6 +26,7 @@ from examples.login_site.web import (
     flash,
     read_form,
     redirect,
+    sign_in,
     start_session,
 )
 
@@ -37,12 +38,14 @@ NEW_CODE = "Use “Send the code again” below to get a new one."
 async def begin_second_step(site: Site, request: Request, user_id: str) -> None:
     """The password was right and two-step is on: remember that much, and send a code."""
     start_session(request, login={"user": user_id, "since": time.time()})
-    await send_code(site, request, channel=None)
+    await send_code(site, request, request.session["login"], channel=None)
 
 
-async def send_code(site: Site, request: Request, *, channel: Channel | None) -> None:
-    """Send the sign-in code (again, or by call), and say on the next page what happened."""
-    login: dict[str, Any] = request.session["login"]
+async def send_code(
+    site: Site, request: Request, login: dict[str, Any], *, channel: Channel | None
+) -> None:
+    """Send ``login["user"]`` a code (again, or by call) for the second step in progress that
+    ``login`` holds, and say on the next page what happened."""
     earlier = login.get("verification")
     try:
         verification = await _resend_or_start(site.twostep, login, channel, client_ip(request))
@@ -120,14 +123,14 @@ class SecondStepPages:
         if not outcome.approved:
             flash(request, "error", outcome.message)
             return redirect("/login/code")
-        return _signed_in(request, login["user"], "You're signed in.")
+        return await self._signed_in(request, login, "You're signed in.")
 
     async def send_again(self, request: Request) -> Response:
         form = await read_form(request)
         if pending(request) is None:
             return _start_over(request)
         channel: Channel = "call" if form.get("channel") == "call" else "sms"
-        await send_code(self.site, request, channel=channel)
+        await send_code(self.site, request, request.session["login"], channel=channel)
         return redirect("/login/code")
 
     async def recovery_form(self, request: Request) -> Response:
@@ -154,15 +157,15 @@ class SecondStepPages:
         if login.get("verification"):
             with contextlib.suppress(TwostepError):  # the phone's code is no longer needed
                 await twostep.cancel(login["verification"])
-        return _signed_in(
+        return await self._signed_in(
             request,
-            login["user"],
+            login,
             "You're signed in with a recovery code; it won't work again. "
             "Running low? Make new ones below.",
         )
 
-
-def _signed_in(request: Request, user_id: str, message: str) -> Response:
-    start_session(request, user=user_id)
-    flash(request, "success", message)
-    return redirect("/settings")
+    async def _signed_in(self, request: Request, login: dict[str, Any], message: str) -> Response:
+        since = float(login["since"])
+        await sign_in(self.site, request, login["user"], password_at=since, second_step=True)
+        flash(request, "success", message)
+        return redirect("/settings")

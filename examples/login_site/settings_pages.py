@@ -1,11 +1,14 @@
-"""The signed-in user's security settings: two-step on (a phone checked by a code first) and
-off, recovery codes, and the recent security events twostep recorded."""
+"""The signed-in user's security settings: two-step on (a phone checked by a code first), a new
+phone, two-step off, recovery codes, a new password, the security notices twostep sent and the
+events it recorded. Every change that would let a thief keep the account is confirmed first
+(``confirming``)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import re
+import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -15,9 +18,20 @@ from starlette.routing import Route
 from twostep_client import Event, Factors, TwostepError
 
 from examples.login_site import words
-from examples.login_site.store import User
+from examples.login_site.accounts import password_problem
+from examples.login_site.confirming import Action, confirm_first
+from examples.login_site.store import User, hash_password
 from examples.login_site.verifying import check_code, once_sent, problem
-from examples.login_site.web import Site, client_ip, flash, read_form, redirect
+from examples.login_site.web import (
+    Site,
+    check_password,
+    client_ip,
+    flash,
+    read_form,
+    recently_confirmed,
+    redirect,
+    start_session,
+)
 
 log = logging.getLogger("login_site")
 
@@ -38,6 +52,7 @@ class SettingsPages:
             Route("/settings/two-step/restart", self.enrol_restart, methods=["POST"]),
             Route("/settings/two-step/off", self.turn_off, methods=["POST"]),
             Route("/settings/recovery-codes", self.new_recovery_codes, methods=["POST"]),
+            Route("/settings/password", self.change_password, methods=["POST"]),
         ]
 
     async def _user(self, request: Request) -> User | None:
@@ -55,6 +70,7 @@ class SettingsPages:
             events = tuple(filter(words.worth_showing, page.events))[:EVENTS_SHOWN]
         except TwostepError as error:
             log.warning("cannot read a user's two-step settings: %s", problem(error))
+        kept = await run_in_threadpool(self.site.notices.recent, user.id)
         return self.site.render(
             request,
             "settings.html",
@@ -62,12 +78,65 @@ class SettingsPages:
             factors=factors,
             phone=factors.verified[0].phone if factors and factors.verified else None,
             events=[(words.when(event), words.event(event), event) for event in events],
+            notices=[(n, words.moment(n.occurred_at), words.notice(n.type, n.data)) for n in kept],
         )
 
+    async def carry_on(self, request: Request, user: User, pending: dict[str, Any]) -> Response:
+        """A change the user has just confirmed (``confirming``), made now."""
+        action: Action = pending["action"]
+        if action == "two-step-off":
+            return await self._turn_off(request, user)
+        if action == "recovery-codes":
+            return await self._show_recovery_codes(request, user, "Your new recovery codes")
+        if action == "password":
+            return await self._set_password(request, user, str(pending["password_hash"]))
+        return redirect("/settings/two-step")
+
+    async def _factors(self, request: Request, user: User) -> Factors | None:
+        try:
+            return await self.site.twostep.list_factors(user.id)
+        except TwostepError as error:
+            log.warning("cannot read a user's two-step status: %s", problem(error))
+            flash(request, "error", words.UNAVAILABLE)
+            return None
+
+    async def _ask_first(
+        self, request: Request, user: User, factors: Factors, action: Action, **details: Any
+    ) -> Response | None:
+        """None when the user proved who they are recently enough; else the way to do so."""
+        on = factors.two_step_enabled
+        if recently_confirmed(request, self.site.config.fresh_seconds, two_step_on=on):
+            return None
+        return await confirm_first(self.site, request, user, action, two_step_on=on, **details)
+
+    async def _password_problem(
+        self, request: Request, user: User, typed: str, *, wrong: str
+    ) -> str | None:
+        """Why ``typed`` is not taken as the user's password (``wrong``, or too many tries),
+        or None: it is, and it counts as a fresh proof (throttled like a sign-in)."""
+        checked = await check_password(self.site, request, user.email, typed)
+        if checked.wait is not None:
+            return words.too_many_passwords(checked.wait)
+        if checked.user != user:
+            return wrong
+        request.session["password_at"] = time.time()
+        return None
+
     async def enrol_form(self, request: Request) -> Response:
-        if await self._user(request) is None:
+        user = await self._user(request)
+        if user is None:
             return redirect("/login")
-        return self.site.render(request, "enrol.html", enrol=request.session.get("enrol"))
+        enrol = request.session.get("enrol")
+        if enrol is not None:
+            changing = bool(enrol.get("changing"))
+            return self.site.render(request, "enrol.html", enrol=enrol, changing=changing)
+        factors = await self._factors(request, user)
+        if factors is None:
+            return redirect("/settings")
+        # A link followed: the page may ask for a proof, but sends nothing until a button says.
+        asked = await self._ask_first(request, user, factors, "phone", send=False)
+        changing = factors.two_step_enabled
+        return asked or self.site.render(request, "enrol.html", enrol=None, changing=changing)
 
     async def enrol_phone(self, request: Request) -> Response:
         """Store the phone unverified and text it a code: a typo'd or unusable number fails
@@ -75,29 +144,38 @@ class SettingsPages:
         form, user = await read_form(request), await self._user(request)
         if user is None:
             return redirect("/login")
-        phone = form.get("phone", "").strip()[:40]
+        factors = await self._factors(request, user)
+        if factors is None:
+            return redirect("/settings")
+        asked = await self._ask_first(request, user, factors, "phone")
+        if asked is not None:
+            return asked
+        changing, phone = factors.two_step_enabled, form.get("phone", "").strip()[:40]
         if not phone:
-            return self._phone_again(request, phone, "Type your mobile phone number.")
+            return self._phone_again(request, phone, changing, "Type your mobile phone number.")
         twostep = self.site.twostep
         try:
             enrollment = await twostep.enroll_factor(
                 user.id, as_e164(phone), client_ip=client_ip(request)
             )
         except TwostepError as error:
-            return self._phone_again(request, phone, words.refusal(error, new_code=""))
+            return self._phone_again(request, phone, changing, words.refusal(error, new_code=""))
         verification = await once_sent(twostep, enrollment.verification)
         if verification.status == "failed":
-            return self._phone_again(request, phone, words.send_failure(verification))
+            return self._phone_again(request, phone, changing, words.send_failure(verification))
         request.session["enrol"] = {
             "verification": verification.id,
             "factor": enrollment.factor.id,
             "to": enrollment.factor.phone,
+            "changing": changing,
         }
         return redirect("/settings/two-step")
 
-    def _phone_again(self, request: Request, phone: str, error: str) -> Response:
+    def _phone_again(self, request: Request, phone: str, changing: bool, error: str) -> Response:
         # The number goes back into the form the user typed it in, and nowhere else.
-        return self.site.render(request, "enrol.html", 400, enrol=None, phone=phone, error=error)
+        return self.site.render(
+            request, "enrol.html", 400, enrol=None, changing=changing, phone=phone, error=error
+        )
 
     async def enrol_code(self, request: Request) -> Response:
         form, user = await read_form(request), await self._user(request)
@@ -121,6 +199,9 @@ class SettingsPages:
             # twostep does not say why (e.g. the phone is another account's), and neither do we.
             flash(request, "error", "This phone can't be used for two-step verification.")
             return redirect("/settings/two-step")
+        if enrol.get("changing"):
+            flash(request, "success", f"Your phone is changed: codes now go to {enrol['to']}.")
+            return redirect("/settings")
         return await self._show_recovery_codes(request, user, "Two-step verification is on")
 
     async def enrol_restart(self, request: Request) -> Response:
@@ -135,10 +216,18 @@ class SettingsPages:
         form, user = await read_form(request), await self._user(request)
         if user is None:
             return redirect("/login")
-        password = form.get("password", "")[:1024]
-        if not await run_in_threadpool(self.site.users.password_is, user, password):
-            flash(request, "error", "That password isn't right: two-step verification is still on.")
+        wrong = "That password isn't right: two-step verification is still on."
+        trouble = await self._password_problem(request, user, form.get("password", ""), wrong=wrong)
+        if trouble:
+            flash(request, "error", trouble)
             return redirect("/settings")
+        factors = await self._factors(request, user)
+        if factors is None:
+            return redirect("/settings")
+        asked = await self._ask_first(request, user, factors, "two-step-off")
+        return asked or await self._turn_off(request, user)
+
+    async def _turn_off(self, request: Request, user: User) -> Response:
         try:
             for factor in (await self.site.twostep.list_factors(user.id)).verified:
                 await self.site.twostep.remove_factor(user.id, factor.id)
@@ -154,7 +243,11 @@ class SettingsPages:
         user = await self._user(request)
         if user is None:
             return redirect("/login")
-        return await self._show_recovery_codes(request, user, "Your new recovery codes")
+        factors = await self._factors(request, user)
+        if factors is None:
+            return redirect("/settings")
+        asked = await self._ask_first(request, user, factors, "recovery-codes")
+        return asked or await self._show_recovery_codes(request, user, "Your new recovery codes")
 
     async def _show_recovery_codes(self, request: Request, user: User, headline: str) -> Response:
         """A new set, shown in this answer only: never kept in the session or anywhere else."""
@@ -164,6 +257,38 @@ class SettingsPages:
             flash(request, "error", words.refusal(error, new_code=""))
             return redirect("/settings")
         return self.site.render(request, "recovery_codes.html", codes=codes, headline=headline)
+
+    async def change_password(self, request: Request) -> Response:
+        form, user = await read_form(request), await self._user(request)
+        if user is None:
+            return redirect("/login")
+        new, current = form.get("new_password", ""), form.get("current_password", "")
+        wrong = "Your current password isn't right: your password is unchanged."
+        trouble = password_problem(new) or await self._password_problem(
+            request, user, current, wrong=wrong
+        )
+        if trouble:
+            flash(request, "error", trouble)
+            return redirect("/settings")
+        factors = await self._factors(request, user)
+        if factors is None:
+            return redirect("/settings")
+        # Hashed now: if a code is asked for first, only the hash waits in the session.
+        new_hash = await run_in_threadpool(hash_password, new)
+        asked = await self._ask_first(request, user, factors, "password", password_hash=new_hash)
+        return asked or await self._set_password(request, user, new_hash)
+
+    async def _set_password(self, request: Request, user: User, password_hash: str) -> Response:
+        """The new password, and every other session of the user ended: whoever took one
+        with the old password is out. This browser goes on under a new session id."""
+        await run_in_threadpool(self.site.users.set_password_hash, user.id, password_hash)
+        await run_in_threadpool(self.site.sessions.delete_user, user.id)
+        kept = ("password_at", "second_step_at")
+        proofs = {k: request.session[k] for k in kept if k in request.session}
+        start_session(request, user=user.id, **proofs)
+        changed = "Your password is changed, and you're signed out everywhere else."
+        flash(request, "success", changed)
+        return redirect("/settings")
 
 
 def as_e164(typed: str) -> str:

@@ -64,6 +64,14 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
 _NOBODY = hash_password(secrets.token_urlsafe(16))
 
 
+@contextlib.contextmanager
+def connection(path: Path) -> Iterator[sqlite3.Connection]:
+    """One connection per call, one transaction: the pages call from whichever worker thread
+    is free. Users, sessions and notices share the file."""
+    with contextlib.closing(sqlite3.connect(path, timeout=10)) as db, db:
+        yield db
+
+
 class Users:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -71,11 +79,8 @@ class Users:
         with self._connection() as db:
             db.execute(_SCHEMA)
 
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        # One connection per call: the pages call from whichever worker thread is free.
-        with contextlib.closing(sqlite3.connect(self.path, timeout=10)) as db, db:
-            yield db
+    def _connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return connection(self.path)
 
     def create(self, email: str, password: str) -> User:
         user = User(id=uuid.uuid4().hex, email=email)
@@ -104,5 +109,8 @@ class Users:
             row = db.execute("SELECT email FROM users WHERE id = ?", (user_id,)).fetchone()
         return None if row is None else User(id=user_id, email=row[0])
 
-    def password_is(self, user: User, password: str) -> bool:
-        return self.authenticate(user.email, password) == user
+    def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        """``password_hash`` from ``hash_password``: hashed before a second step is asked for,
+        so that the new password itself waits nowhere."""
+        with self._connection() as db:
+            db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id))

@@ -4,7 +4,8 @@ an exception's text, a code or a full phone number in front of anyone."""
 from __future__ import annotations
 
 import math
-from datetime import UTC
+from datetime import UTC, datetime
+from typing import Any
 
 from twostep_client import (
     Check,
@@ -63,6 +64,21 @@ def refusal(error: TwostepError, *, new_code: str) -> str:
     return UNAVAILABLE
 
 
+def too_many_passwords(seconds: float) -> str:
+    # One message for a known and an unknown email, and for the email's and the address's limit.
+    return f"Too many attempts with a wrong password. Please try again in {wait(seconds)}."
+
+
+def too_many_signups(seconds: float) -> str:
+    return f"Too many new accounts from your network. Please try again in {wait(seconds)}."
+
+
+def session_ended(why: str, idle_seconds: float) -> str:
+    if why == "idle":
+        return f"You were signed out after {wait(idle_seconds)} without activity."
+    return "Your session has ended. Please sign in again."
+
+
 def locked(error: UserLocked) -> str:
     if "administrator" in error.detail:
         return "Too many wrong codes: this account is locked. Please contact support to unlock it."
@@ -102,12 +118,22 @@ def _sentences(*parts: str) -> str:
 
 
 def send_failure(verification: Verification) -> str:
-    """Why a code could not be sent to a number the user typed."""
+    """Why a code could not be sent: to a number being enrolled, or at a sign-in."""
     reason = verification.error.code if verification.error else None
     if reason == "landline_not_supported":
         return (
             "That number is a landline: it can't receive text messages. Check the number, or "
             "use a mobile number."
+        )
+    if reason == "line_type_not_allowed":
+        return (
+            "That number is a landline or an internet phone number: codes go to mobile phones "
+            "only. Check the number, or use a mobile number."
+        )
+    if reason == "sim_swap_detected":
+        return (
+            "Your phone's SIM card was changed recently, so for your security we can't send it "
+            "codes for a few days. Use a recovery code instead."
         )
     if reason == "invalid_phone_number":
         return "That number doesn't exist. Check it, with its country code."
@@ -153,3 +179,39 @@ def worth_showing(item: Event) -> bool:
 
 def when(item: Event) -> str:
     return item.occurred_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def notice(kind: str, data: dict[str, Any]) -> str:
+    """A security notice from twostep's webhooks, as the user reads it."""
+    phone = str(data.get("phone") or "a phone")
+    if kind == "factor.added":
+        return f"A new phone ({phone}) was added to your account"
+    if kind == "factor.removed":
+        return f"A phone ({phone}) was removed from your account"
+    if kind == "recovery_codes.generated":
+        return "New recovery codes were made for your account; the earlier ones stopped working"
+    if kind == "recovery_code.used":
+        left = data.get("left")
+        counted = f" ({left} left)" if isinstance(left, int) else ""
+        return f"A recovery code was used to sign in{counted}"
+    if kind == "user.locked":
+        if data.get("hard"):
+            return "Your account was locked after too many wrong codes, until support unlocks it"
+        seconds = data.get("seconds")
+        span = wait(seconds) if isinstance(seconds, int | float) else "a while"
+        return f"Your account was locked for {span} after too many wrong codes"
+    if kind == "user.unlocked":
+        return "Your account was unlocked"
+    return "Something changed in your account's security"
+
+
+def moment(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def notice_banner(kind: str, data: dict[str, Any], at: datetime) -> str:
+    """What the user is told once, at the next sign-in."""
+    text = f"{notice(kind, data)} on {moment(at)}."
+    if kind == "user.unlocked":
+        return text
+    return f"{text} Not you? Change your password now, and check your two-step settings below."

@@ -7,10 +7,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
@@ -29,6 +31,7 @@ CHROMIUM_ARGS = [
 
 # What makes the story quick: a short re-send cooldown and a short lockout after 3 wrong codes.
 # The story sends a dozen codes to one number and from one address: the send limits go up.
+# The site's webhook receiver is on loopback, which production refuses unless told.
 RESEND_COOLDOWN_SECONDS = 3
 FAST_SETTINGS = {
     "TWOSTEP_RESEND_COOLDOWN_SECONDS": str(RESEND_COOLDOWN_SECONDS),
@@ -37,6 +40,7 @@ FAST_SETTINGS = {
     "TWOSTEP_LIMIT_PER_DESTINATION": "100 per 10 minutes",
     "TWOSTEP_LIMIT_PER_USER": "100 per hour",
     "TWOSTEP_LIMIT_PER_CLIENT_IP": "1000 per hour",
+    "TWOSTEP_WEBHOOK_PRIVATE_NETWORKS": "true",  # the site's receiver is on loopback
 }
 
 
@@ -84,34 +88,64 @@ def pytest_terminal_summary(
             terminalreporter.write_line(str(directory))
 
 
-@pytest.fixture
-def fast_system(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[System]:
-    with running_system(database_url, redis_url, tmp_path, settings=FAST_SETTINGS) as system:
+@pytest.fixture(scope="module")
+def fast_system(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[System]:
+    """One system for the module's stories: each has a site, users and phones of its own."""
+    directory = tmp_path_factory.mktemp("system")
+    with running_system(database_url, redis_url, directory, settings=FAST_SETTINGS) as system:
         yield system
 
 
+# Exactly what the site needs from twostep (README: the reference login site), never admin.
+SITE_SCOPES = "verify,users,users:manage"
+
+
+@dataclass(frozen=True)
+class LoginSite:
+    url: str
+    database: Path  # the site's SQLite file
+    webhook_secret: str  # of twostep's endpoint for the site's receiver
+    webhook_endpoint: str  # that endpoint's id
+
+
 @contextlib.contextmanager
-def running_login_site(system: System, directory: Path) -> Iterator[str]:
-    """The login site as ``python -m examples.login_site``, a client of ``system``'s API."""
+def running_login_site(system: System, directory: Path, **settings: str) -> Iterator[LoginSite]:
+    """The login site as ``python -m examples.login_site``, a client of ``system``'s API with
+    a key of its own, and a receiver of its webhooks; ``settings``: LOGIN_SITE_* variables."""
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    name = f"login-site-{uuid.uuid4().hex[:8]}"
+    key = system.run("keys", "create", name, "--scopes", SITE_SCOPES).splitlines()[-1]
+    admin = httpx.Client(
+        base_url=system.api_url, headers={"Authorization": f"Bearer {system.api_key}"}
+    )
+    endpoint = admin.post("/v1/webhook-endpoints", json={"url": f"{url}/twostep/webhooks"})
+    assert endpoint.status_code == 201, endpoint.text
+    site = LoginSite(
+        url, directory / "login-site.db", endpoint.json()["secret"], endpoint.json()["id"]
+    )
     env = base_env(
         TWOSTEP_URL=system.api_url,
-        TWOSTEP_API_KEY=system.api_key,
-        LOGIN_SITE_DATABASE=str(directory / "login-site.db"),
-        LOGIN_SITE_SECRET_KEY=secrets.token_urlsafe(32),
+        TWOSTEP_API_KEY=key,
+        LOGIN_SITE_DATABASE=str(site.database),
+        LOGIN_SITE_WEBHOOK_SECRET=site.webhook_secret,
+        **settings,
     )
-    site = ServiceProcess(
+    process = ServiceProcess(
         "login-site", ["--port", str(port)], env, directory, module="examples.login_site"
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{url}/login", process=site)
-        yield url
+        wait_for_http(f"{url}/login", process=process)
+        yield site
     finally:
-        site.stop()
+        process.stop()
+        admin.delete(f"/v1/webhook-endpoints/{site.webhook_endpoint}")  # nobody listens now
+        admin.close()
 
 
 @pytest.fixture
-def login_site(fast_system: System, tmp_path: Path) -> Iterator[str]:
-    with running_login_site(fast_system, tmp_path) as url:
-        yield url
+def login_site(fast_system: System, tmp_path: Path) -> Iterator[LoginSite]:
+    with running_login_site(fast_system, tmp_path) as site:
+        yield site

@@ -1,25 +1,37 @@
 """The reference login site's whole story in a browser, against twostep's real processes: sign
 up, a typo'd phone that cannot turn anything on, enrolment and recovery codes, sign-ins with a
 wrong code, a call and a re-send asked for too early, a lockout, recovery codes (once), an
-expired code, and two-step turned off — asserting on what each page says."""
+expired code, two-step turned off, a security notice from a webhook, a copied cookie refused
+after sign-out, a password change that signs another browser out, and the sixth wrong password
+refused; then, on a site with a short idle limit, a change that asks for a code first and a
+session that ends when left alone — asserting on what each page says."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.browser.conftest import RESEND_COOLDOWN_SECONDS
+from tests.browser.conftest import RESEND_COOLDOWN_SECONDS, LoginSite, running_login_site
 from tests.e2e.conftest import System
 from tests.support import random_phone, wait_until
 
 LANDLINE = "+14155550201"  # the sandbox answers it as Twilio answers a landline
 PASSWORD = "correct horse battery staple"
+NEW_PASSWORD = "a longer and newer passphrase"
+COOKIE = "login_site_session"  # in development: plain http, so no __Host- prefix
+IDLE_SECONDS = 8
 
 
 @dataclass
@@ -30,8 +42,11 @@ class Visitor:
     site: str
     artifacts: Path
     phone: str
-    steps: int = 0
     shots: list[Path] = field(default_factory=list)
+
+    def beside(self, page: Page) -> Visitor:
+        """The same person in another browser: its screenshots go on in the same series."""
+        return Visitor(page, self.site, self.artifacts, self.phone, self.shots)
 
     def go(self, path: str) -> None:
         self.page.goto(self.site + path)
@@ -42,8 +57,7 @@ class Visitor:
     def shot(self, name: str) -> None:
         """A screenshot; and, on every page, neither the full phone number nor a code shown
         (except in the form the user typed the number into)."""
-        self.steps += 1
-        path = self.artifacts / f"{self.steps:02d}-{name}.png"
+        path = self.artifacts / f"{len(self.shots) + 1:02d}-{name}.png"
         self.page.screenshot(path=path, full_page=True)
         self.shots.append(path)
         shown = self.page.inner_text("body")
@@ -56,10 +70,10 @@ class Visitor:
     def press(self, button: str) -> None:
         self.page.get_by_role("button", name=button, exact=True).click()
 
-    def sign_in(self, email: str) -> None:
+    def sign_in(self, email: str, password: str = PASSWORD) -> None:
         self.go("/login")
         self.fill("Email", email)
-        self.fill("Password", PASSWORD)
+        self.fill("Password", password)
         self.press("Sign in")
 
     def sign_out(self) -> None:
@@ -75,18 +89,23 @@ def wrong(code: str) -> str:
     return "000000" if code != "000000" else "111111"
 
 
-@pytest.mark.slow
-def test_the_login_site_story(
-    browser: Browser, login_site: str, fast_system: System, artifacts: Path
-) -> None:
-    # Every page must work without JavaScript: the story runs with it off.
+def new_context(browser: Browser) -> BrowserContext:
+    # Every page must work without JavaScript: the stories run with it off.
     context = browser.new_context(
         viewport={"width": 1100, "height": 820}, java_script_enabled=False
     )
     context.set_default_timeout(20_000)
     expect.set_options(timeout=20_000)  # a check waits for a worker's decision
+    return context
+
+
+@pytest.mark.slow
+def test_the_login_site_story(
+    browser: Browser, login_site: LoginSite, fast_system: System, artifacts: Path
+) -> None:
+    context = new_context(browser)
     try:
-        me = Visitor(context.new_page(), login_site, artifacts, random_phone())
+        me = Visitor(context.new_page(), login_site.url, artifacts, random_phone())
         email = f"ada-{uuid.uuid4().hex[:8]}@example.com"
         sign_up_and_enrol(me, fast_system, email)
         recovery_code = me.page.locator("ul.codes code").all_inner_texts()[0]
@@ -95,6 +114,11 @@ def test_the_login_site_story(
         locked_out_then_a_recovery_code(me, email, recovery_code)
         the_same_recovery_code_again_and_an_expired_code(me, fast_system, email, recovery_code)
         turn_off(me)
+        a_security_notice_once_at_sign_in_then_listed(me, login_site, email)
+        a_copied_cookie_is_refused_after_sign_out(me, browser, email)
+        a_password_change_signs_the_other_browser_out(me, browser, email)
+        the_sixth_wrong_password_is_refused(me, email)
+        twostep_delivered_its_events_to_the_site(fast_system, login_site)
     finally:
         context.close()
 
@@ -237,3 +261,154 @@ def turn_off(me: Visitor) -> None:
     ):
         expect(events).to_contain_text(seen)
     me.shot("security-events")
+
+
+def a_security_notice_once_at_sign_in_then_listed(me: Visitor, site: LoginSite, email: str) -> None:
+    """twostep's own notice of the phone removed a moment ago, and one signed here as twostep
+    signs (a phone added by someone else), each shown once at the next sign-in."""
+    with sqlite3.connect(site.database) as db:
+        user_id = db.execute("SELECT id FROM users WHERE email = ?", (email,)).fetchone()[0]
+
+    def kept(kind: str) -> bool:
+        with sqlite3.connect(site.database) as db:
+            query = "SELECT COUNT(*) FROM notices WHERE user_id = ? AND type = ?"
+            return bool(db.execute(query, (user_id, kind)).fetchone()[0])
+
+    wait_until(lambda: kept("factor.removed"), timeout=30, interval=0.2, what="factor.removed")
+    factor = {"id": uuid.uuid4().hex, "user_id": user_id, "phone": "+1212•••••77",
+              "channel": "sms", "status": "verified", "created_at": _now(),
+              "verified_at": _now()}  # fmt: skip
+    event = {"id": uuid.uuid4().hex, "type": "factor.added", "created_at": _now(), "data": factor}
+    body = json.dumps(event).encode()
+    stamp = str(int(time.time()))
+    signature = hmac.new(site.webhook_secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
+    headers = {"Twostep-Signature": f"t={stamp},v1={signature.hexdigest()}"}
+    delivered = httpx.post(f"{site.url}/twostep/webhooks", content=body, headers=headers)
+    assert delivered.status_code == 204
+
+    me.sign_out()
+    me.sign_in(email)
+    banner = me.page.locator(".alert-warning").filter(has_text="was added")
+    expect(banner).to_contain_text(
+        re.compile(r"A new phone \(\+1212•+77\) was added to your account on .+ UTC\. Not you\?")
+    )
+    expect(me.page.locator(".alert-warning").filter(has_text="was removed")).to_contain_text(
+        re.compile(r"A phone \(\+1\d{3}•+\d{2}\) was removed from your account on ")
+    )
+    me.shot("security-notice-banner")
+    me.go("/settings")
+    expect(me.page.locator(".alert-warning")).to_have_count(0)  # the banner was once
+    expect(me.page.locator("ul.notices")).to_contain_text("A new phone (+1212•••••77) was added")
+    me.shot("security-notices")
+
+
+def a_copied_cookie_is_refused_after_sign_out(me: Visitor, browser: Browser, email: str) -> None:
+    cookie = next(c for c in me.page.context.cookies() if c["name"] == COOKIE)
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/"
+    assert not cookie["secure"]  # development: plain http on loopback
+    me.sign_out()
+    replayed = httpx.get(f"{me.site}/settings", cookies={COOKIE: cookie["value"]})
+    assert replayed.status_code == 303 and replayed.headers["location"] == "/login"
+
+    thief = new_context(browser)
+    try:
+        thief.add_cookies([{"name": COOKIE, "value": cookie["value"], "url": me.site}])
+        someone = me.beside(thief.new_page())
+        someone.go("/settings")
+        expect(someone.page.get_by_role("heading", level=1)).to_have_text("Sign in")
+        someone.shot("copied-cookie-refused")
+    finally:
+        thief.close()
+
+
+def a_password_change_signs_the_other_browser_out(
+    me: Visitor, browser: Browser, email: str
+) -> None:
+    me.sign_in(email)
+    other_context = new_context(browser)
+    try:
+        other = me.beside(other_context.new_page())
+        other.sign_in(email)
+        expect(other.page.get_by_role("heading", level=1)).to_have_text("Security")
+
+        me.fill("Current password", PASSWORD)
+        me.fill("New password", NEW_PASSWORD)
+        me.press("Change password")
+        me.says("Your password is changed, and you're signed out everywhere else.")
+        me.shot("password-changed")
+
+        other.go("/settings")
+        expect(other.page.get_by_role("heading", level=1)).to_have_text("Sign in")
+        other.shot("other-browser-signed-out")
+        me.go("/settings")
+        expect(me.page.get_by_role("heading", level=1)).to_have_text("Security")
+    finally:
+        other_context.close()
+
+
+def the_sixth_wrong_password_is_refused(me: Visitor, email: str) -> None:
+    me.sign_out()
+    for _ in range(5):
+        me.sign_in(email, "not my password")
+        me.says("That email and password don't match an account.")
+    me.sign_in(email, NEW_PASSWORD)  # right, but the 6th try: not even read
+    me.says("Too many attempts with a wrong password. Please try again in 15 minutes.")
+    me.shot("sixth-password-refused")
+
+
+def twostep_delivered_its_events_to_the_site(system: System, site: LoginSite) -> None:
+    """twostep's own deliveries (every code sent is an event) pass the site's signature check."""
+    admin = {"Authorization": f"Bearer {system.api_key}"}
+
+    def deliveries() -> list[dict[str, object]]:
+        answer = httpx.get(
+            f"{system.api_url}/v1/webhook-deliveries",
+            params={"endpoint_id": site.webhook_endpoint, "limit": 100},
+            headers=admin,
+        )
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["deliveries"])
+
+    wait_until(
+        lambda: any(d["status"] == "delivered" for d in deliveries()),
+        timeout=30,
+        interval=0.5,
+        what="a webhook delivery the site accepted",
+    )
+    refused = [d for d in deliveries() if d["last_http_status"] not in (None, 204)]
+    assert refused == []
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@pytest.mark.slow
+def test_a_change_asks_for_a_code_and_an_idle_session_ends(
+    browser: Browser, fast_system: System, tmp_path: Path, artifacts: Path
+) -> None:
+    settings = {"LOGIN_SITE_IDLE_SECONDS": str(IDLE_SECONDS)}
+    with running_login_site(fast_system, tmp_path, **settings) as site:
+        context = new_context(browser)
+        try:
+            me = Visitor(context.new_page(), site.url, artifacts, random_phone())
+            sign_up_and_enrol(me, fast_system, f"grace-{uuid.uuid4().hex[:8]}@example.com")
+            me.page.get_by_role("link", name="I've saved my codes").click()
+
+            # Two-step went on in this session: it never passed a second step, so turning
+            # two-step off waits for a code, and then carries on.
+            me.fill("Your password, to turn it off", PASSWORD)
+            me.press("Turn off two-step verification")
+            me.says("To turn off two-step verification, enter the code we sent by text message")
+            me.shot("confirm-its-you")
+            me.enter_code(fast_system.sandbox.latest_code(me.phone), "Confirm")
+            me.says("Two-step verification is off.")
+            expect(me.page.locator(".badge")).to_have_text("Off")
+
+            time.sleep(IDLE_SECONDS + 1)  # left alone past the idle limit
+            me.go("/settings")
+            me.says(f"You were signed out after {IDLE_SECONDS} seconds without activity.")
+            expect(me.page.get_by_role("heading", level=1)).to_have_text("Sign in")
+            me.shot("signed-out-when-idle")
+        finally:
+            context.close()
