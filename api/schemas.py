@@ -163,18 +163,20 @@ def _one_or_both(schema: dict[str, Any]) -> None:
     # {"user_id": null} are as invalid there as they are here (422).
     schema["minProperties"] = 1
     for name, field in schema["properties"].items():
-        value = next(kind for kind in field.pop("anyOf") if kind != {"type": "null"})
+        kinds = [kind for kind in field.pop("anyOf") if kind != {"type": "null"}]
+        value = kinds[0] if len(kinds) == 1 else {"anyOf": kinds}
         field.pop("default", None)
         schema["properties"][name] = {**field, **value}
 
 
 class LockoutRelease(BaseModel):
-    """A user, a phone number, or both: at least one of them."""
+    """A user, a phone number, a client address, or several: at least one of them."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_one_or_both)
 
     user_id: UserId | None = None
     phone: Phone | None = None
+    client_ip: IPv4Address | IPv6Address | None = None
 
 
 class RedeemOut(BaseModel):

@@ -25,7 +25,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 ACCOUNT_SID = "AC" + "0" * 32
-AUTH_TOKEN = "inline-baseline"  # noqa: S105  # the sandbox accepts any credentials
+AUTH_TOKEN = "sandbox"  # noqa: S105  # the sandbox's development credentials, its only ones
 SERVICE_SID = "VA" + "0" * 32
 
 

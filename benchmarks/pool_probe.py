@@ -19,7 +19,7 @@ from celery import Celery
 BROKER = os.environ.get("POOL_PROBE_BROKER", "redis://127.0.0.1:6379/0")
 SANDBOX = os.environ.get("POOL_PROBE_SANDBOX", "http://127.0.0.1:8765")
 _PATH = "/v2/Services/VA" + "0" * 32 + "/Verifications"
-_AUTH = ("AC" + "0" * 32, "any")
+_AUTH = ("AC" + "0" * 32, "sandbox")  # the sandbox's development credentials
 
 app = Celery("pool_probe", broker=BROKER, set_as_current=False)
 app.conf.update(

@@ -20,8 +20,10 @@ router = APIRouter(prefix="/v1/lockouts", tags=["two-step authentication"], resp
 async def release_lockout(
     body: LockoutRelease, uow: UowDep, api_key: AdminKey, context: ContextDep
 ) -> Response:
-    """Lift the lockout of a user, of a phone number, or both, hard lockouts included (after
-    `TWOSTEP_LOCKOUT_HARD_FAILURES` wrong codes only this lifts them), and forget their wrong
-    codes."""
-    await context.two_step.release_lockout(uow, api_key, body.user_id, body.phone)
+    """Lift the lockout of a user, of a phone number or of a client address (those two lock for
+    verifications made without a user), hard lockouts included (after
+    `TWOSTEP_LOCKOUT_HARD_FAILURES` consecutive wrong codes only this lifts them), and forget
+    their wrong codes."""
+    client_ip = str(body.client_ip) if body.client_ip else None
+    await context.two_step.release_lockout(uow, api_key, body.user_id, body.phone, client_ip)
     return Response(status_code=204)

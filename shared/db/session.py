@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -199,6 +199,7 @@ class UnitOfWork(Repositories):
         self._jobs: list[Job] = []
         self._changes: dict[uuid.UUID, Change] = {}
         self._announcements: list[Announcement] = []
+        self._hooks: list[Callable[[], Awaitable[None]]] = []
 
     async def __aenter__(self) -> Self:
         if self._turns is not None:
@@ -221,8 +222,8 @@ class UnitOfWork(Repositories):
                 await self.session.commit()
                 committed = True
         finally:
-            jobs, changes = self._jobs, self._changes
-            self._jobs, self._changes, self._announcements = [], {}, []
+            jobs, changes, hooks = self._jobs, self._changes, self._hooks
+            self._jobs, self._changes, self._announcements, self._hooks = [], {}, [], []
             try:
                 # Rolls back whatever was not committed; loaded rows stay readable (no expiry).
                 await self.session.close()
@@ -231,6 +232,8 @@ class UnitOfWork(Repositories):
                     self._turns.release()
         # Only now, with the connection and the turn given back: publishing waits on Redis.
         if committed:
+            for hook in hooks:
+                await hook()
             await self._hand_over(jobs, changes)
 
     @contextlib.asynccontextmanager
@@ -246,6 +249,11 @@ class UnitOfWork(Repositories):
         for change in changes:
             self._changes[change.row_id] = change
 
+    def after_commit(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` once this commits, before its jobs and change notices go out: what a
+        waiter must find done when it wakes (a lockout counted) is done by then."""
+        self._hooks.append(hook)
+
     def announce(self, announcement: Announcement) -> None:
         """Tell the tenant's webhook endpoints of it, if this commits."""
         self._announcements.append(announcement)
@@ -255,7 +263,7 @@ class UnitOfWork(Repositories):
         await self.session.flush()
 
     async def rollback(self) -> None:
-        self._jobs, self._changes, self._announcements = [], {}, []
+        self._jobs, self._changes, self._announcements, self._hooks = [], {}, [], []
         await self.session.rollback()
 
     async def _hand_over(self, jobs: list[Job], changes: dict[uuid.UUID, Change]) -> None:

@@ -111,6 +111,7 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
             if finished is None:
                 return
             uow.notify_after_commit(change_of(finished))
+            self._settle_before_waking(uow, Outcome.RIGHT if answer.approved else Outcome.WRONG)
             used_up = False
             if answer.approved:
                 await self._approve(uow, now)
@@ -119,7 +120,6 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
         metrics.TIME_TO_DECISION.observe((now - self.claimed.created_at).total_seconds())
         await delivery.stash.discard(self.row_id)
         self.log.info("check.answered", approved=answer.approved)
-        await self._settle_guess(Outcome.RIGHT if answer.approved else Outcome.WRONG)
         if used_up:
             # Twilio keeps a verification pending after its last wrong check: a new one to the
             # number would get its code again, with no check left.
@@ -175,19 +175,19 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
             if finished is None:
                 return
             uow.notify_after_commit(change_of(finished))
+            # Twilio's 60202 answers a wrong 6th guess; anything else says nothing about the code.
+            max_attempts = verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED
+            self._settle_before_waking(uow, Outcome.WRONG if max_attempts else Outcome.VOID)
             # The provider no longer holds it: it ended there (used up, expired, gone).
             ended = verification_status and await uow.verifications.end_pending(
                 verification.id, verification_status, error, now, provider_open=False
             )
             if ended:
                 uow.notify_after_commit(change_of(ended))
-                if verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED:
+                if max_attempts:
                     await audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
         await delivery.stash.discard(self.row_id)
         self.log.info("check.ended", reason=exc.reason.value, provider_code=exc.provider_code)
-        # Twilio's 60202 answers a wrong 6th guess; anything else says nothing about the code.
-        max_attempts = verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED
-        await self._settle_guess(Outcome.WRONG if max_attempts else Outcome.VOID)
 
     def _answer_may_be_lost(self, exc: ProviderError) -> bool:
         """Twilio deletes a verification the moment a check approves it, and also when it
@@ -228,6 +228,15 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
                 uow.notify_after_commit(change_of(failed))
         await self.delivery.stash.discard(self.row_id)
         await self._settle_guess(Outcome.VOID)
+
+    def _settle_before_waking(self, uow: UnitOfWork, outcome: Outcome) -> None:
+        """Once the outcome commits, count it in the lockout before anyone waiting on the check
+        is woken: whoever reads the answer finds a lock it caused already in force."""
+
+        async def settle() -> None:
+            await self._settle_guess(outcome)
+
+        uow.after_commit(settle)
 
     async def _settle_guess(self, outcome: Outcome) -> None:
         """Settle the failure this check reserved in the lockout when it was accepted."""

@@ -33,8 +33,8 @@ from shared.verify.port import ProviderService, VerifyServices
 MIN_CODE_LENGTH = 6
 TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Twilio's rule for a service's friendly name: up to 30 characters, letters, digits, spaces,
-# '-', '_' and '.', and no more than four digits (more look like a code to carriers' filters).
-_DISPLAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,29}$")
+# '-' and '_', and no more than four digits (more look like a code to carriers' filters).
+_DISPLAY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,29}$")
 _MAX_DIGITS = 4
 # Tenants change rarely; a worker looks each up again after this long.
 _PROFILE_SECONDS = 60.0
@@ -61,10 +61,13 @@ class NewTenant:
 
 
 def validate_display_name(display_name: str) -> str:
-    if not _DISPLAY_NAME.match(display_name) or sum(c.isdigit() for c in display_name) > 4:
+    if (
+        not _DISPLAY_NAME.match(display_name)
+        or sum(c.isdigit() for c in display_name) > _MAX_DIGITS
+    ):
         raise InvalidInput(
             "a display name is what users read in their messages: 1-30 letters, digits, spaces, "
-            f"'.', '_' or '-', with at most {_MAX_DIGITS} digits (Twilio's rule)"
+            f"'_' or '-', with at most {_MAX_DIGITS} digits (Twilio's rule)"
         )
     return display_name
 
@@ -99,8 +102,19 @@ async def provision_service(services: VerifyServices, tenant: NewTenant) -> Prov
         if not re.fullmatch(r"VA[0-9a-fA-F]{32}", tenant.service_sid):
             raise InvalidInput("a Verify service SID is VA followed by 32 hex digits")
         return check_service(await services.fetch_service(tenant.service_sid))
-    display_name = validate_display_name(tenant.display_name or tenant.name[:30])
+    display_name = validate_display_name(tenant.display_name or _display_name_of(tenant.name))
     return check_service(await services.create_service(display_name, MIN_CODE_LENGTH))
+
+
+def _display_name_of(name: str) -> str:
+    """A tenant's name as Twilio takes a friendly name: other characters become spaces, and
+    digits past the fourth are left out."""
+    kept, digits = [], 0
+    for char in re.sub(r"[^A-Za-z0-9 _-]", " ", name):
+        digits += char.isdigit()
+        if not (char.isdigit() and digits > _MAX_DIGITS):
+            kept.append(char)
+    return "".join(kept)[:30].strip(" _-") or "twostep"
 
 
 async def create_tenant(uow: UnitOfWork, tenant: NewTenant, service: ProviderService) -> Tenant:

@@ -297,18 +297,25 @@ class TwoStep:
         return False
 
     async def release_lockout(
-        self, uow: UnitOfWork, api_key: ApiKey, user_id: str | None, phone: str | None
+        self,
+        uow: UnitOfWork,
+        api_key: ApiKey,
+        user_id: str | None,
+        phone: str | None,
+        client_ip: str | None = None,
     ) -> None:
-        """Lift a user's or a number's lockout, hard ones included (an admin's decision)."""
-        if user_id is None and phone is None:
-            raise InvalidInput("name a user_id, a phone, or both")
+        """Lift a user's, a number's or a client address's lockout, hard ones included (an
+        admin's decision)."""
+        if user_id is None and phone is None and client_ip is None:
+            raise InvalidInput("name a user_id, a phone or a client_ip")
         e164 = parse_phone(phone).e164 if phone is not None else None
-        guesser = Guesser(api_key.tenant_id, validate_user_id(user_id) if user_id else None, e164)
-        await self.verifications.guards.lockout.release(guesser)
+        ip = normalise_ip(client_ip) if client_ip else None
+        user = validate_user_id(user_id) if user_id else None
+        await self.verifications.guards.lockout.release(Guesser(api_key.tenant_id, user, e164, ip))
         await audit.record(
             uow,
             EventType.LOCKOUT_RELEASED,
-            Subject.of_request(api_key, user_id, phone_e164=e164),
+            Subject.of_request(api_key, user_id, phone_e164=e164, client_ip=ip),
         )
         if user_id is not None:
             _announce(uow, api_key.tenant_id, WebhookEvent.USER_UNLOCKED, user_id)

@@ -63,14 +63,18 @@ def test_two_api_processes_share_one_count_and_the_sixth_send_is_refused(
     refused = answers[-1].json()
     assert (refused["code"], refused["limit"]) == ("rate_limited", "per_destination")
     assert 0 < int(answers[-1].headers["retry-after"]) <= 600
-    for answer in answers[:5]:
-        wait_status(cluster, answer.json()["id"], "pending")
-    time.sleep(1)
+    # Twilio holds one verification per number: the newest of the five is the one sent last,
+    # and each earlier one is superseded (sent and then canceled, or never sent at all).
+    *earlier, newest = [answer.json()["id"] for answer in answers[:5]]
+    wait_status(cluster, newest, "pending")
+    for verification_id in earlier:
+        ended = get(cluster, f"/v1/verifications/{verification_id}")
+        assert (ended["status"], ended["error"]["code"]) == ("canceled", "superseded"), ended
     with cluster.sandbox() as sandbox:
         sends = sandbox.sends_to(to)
     report("the sixth send to one number, through two API processes", statuses=statuses,
            sandbox_sends=sends, retry_after=answers[-1].headers["retry-after"])  # fmt: skip
-    assert sends == 5
+    assert 1 <= sends <= 5
 
 
 @pytest.mark.slow
@@ -123,6 +127,12 @@ def test_wrong_codes_exhaust_a_verification_and_lock_the_user_out_for_longer_eac
         with cluster.sandbox() as sandbox:
             return created.json()["id"], sandbox.latest_code(to)
 
+    def refused_before_sending() -> httpx.Response:
+        """A locked user's new verification: refused before any code goes out."""
+        refused = post(cluster, "/v1/verifications", {"to": random_phone(), "user_id": user})
+        assert (refused.status_code, refused.json()["code"]) == (429, "user_locked")
+        return refused
+
     first, code = verification()
     wrong = "000000" if code != "000000" else "111111"
     for _ in range(5):
@@ -131,18 +141,16 @@ def test_wrong_codes_exhaust_a_verification_and_lock_the_user_out_for_longer_eac
     assert (sixth.status_code, sixth.json()["code"]) == (429, "max_attempts_reached")
     assert get(cluster, f"/v1/verifications/{first}")["status"] == "max_attempts_reached"
 
-    second, code = verification()
-    locked = checked(cluster, second, code)
-    assert (locked.status_code, locked.json()["code"]) == (429, "user_locked")
+    locked = refused_before_sending()
     first_wait = int(locked.headers["retry-after"])
     time.sleep(first_wait + 0.2)
+    second, code = verification()
     for _ in range(5):
         assert checked(cluster, second, wrong).status_code == 202
-    third, code = verification()
-    locked_again = checked(cluster, third, code)
-    assert locked_again.json()["code"] == "user_locked"
+    locked_again = refused_before_sending()
     second_wait = int(locked_again.headers["retry-after"])
     time.sleep(second_wait + 0.2)
+    third, code = verification()
     assert checked(cluster, third, code).status_code == 202
     assert get(cluster, f"/v1/verifications/{third}")["status"] == "approved"
     trail = get(cluster, f"/v1/users/{user}/events?limit=200")["events"]
@@ -216,5 +224,8 @@ def test_a_country_off_the_allow_list_costs_no_provider_call(cluster: Cluster) -
     wait_status(cluster, british.json()["id"], "pending")
     with cluster.sandbox() as sandbox:
         stats = sandbox.stats()
-    assert stats["requests_by_endpoint"] == {"CreateVerification": 1}
+    # Besides the one send, only the worker's look at its Verify service as it started.
+    assert {k: v for k, v in stats["requests_by_endpoint"].items() if k != "FetchService"} == {
+        "CreateVerification": 1
+    }
     assert stats["sends_by_to"] == {"+442079460958": 1}

@@ -295,12 +295,17 @@ def test_parallel_wrong_codes_stop_at_the_limit_and_lock_the_number_without_a_us
     assert len(accepted) == 5, statuses
     assert set(accepted) <= {"rejected", "max_attempts_reached", "queued"}, accepted
     assert refused <= {"user_locked", "max_attempts_reached"}, refused
-    # No user id anywhere: the number itself is locked out, on new verifications too.
+    # No user id anywhere: the number itself is locked out; a new verification to it is refused
+    # before anything is sent.
     checks_until_locked, locked = 0, None
     while locked is None and checks_until_locked <= 5:
-        again = caller.json("POST", "/v1/verifications", 202, json={"to": phone})
-        caller.pending(again["id"])
-        answer = caller.check(again["id"], wrong)
+        again = caller.call("POST", "/v1/verifications", json={"to": phone})
+        if again.status_code == 429:
+            locked = again
+            break
+        assert again.status_code == 202, again.text
+        caller.pending(again.json()["id"])
+        answer = caller.check(again.json()["id"], wrong)
         if answer.status_code == 429:
             locked = answer
         else:
@@ -312,7 +317,9 @@ def test_parallel_wrong_codes_stop_at_the_limit_and_lock_the_number_without_a_us
     assert guessed == 5, "locked at exactly the fifth wrong code the provider saw"
     caller.call("POST", "/v1/lockouts/release", 204, json={"phone": phone})
     # Released, the number's checks are taken again: a verification that used up its checks was
-    # ended at the provider too, so a new one is a fresh code with checks of its own.
+    # ended at the provider too, so a new one is a fresh code with checks of its own. (Twilio's
+    # own five sends per number in ten minutes are not what this test is about.)
+    system.sandbox.advance_clock(601)
     fresh = caller.json("POST", "/v1/verifications", 202, json={"to": phone})
     caller.pending(fresh["id"])
     after_release = caller.check(fresh["id"], caller.sandbox.latest_code(phone))

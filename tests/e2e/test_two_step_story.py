@@ -55,12 +55,13 @@ def test_the_two_step_story(system: System) -> None:
     alice = f"alice-{uuid.uuid4().hex[:8]}"
     factors_path = f"/v1/users/{alice}/factors"
 
-    # 1. A typo: the number turns out to be a landline. The enrolment fails, 2SA stays off,
-    #    and the login server is not blocked: a challenge says there is no verified factor.
+    # 1. A typo: the number turns out to be a landline. Twilio Lookup says so before anything
+    #    is sent (production checks line types), the enrolment fails, 2SA stays off, and the
+    #    login server is not blocked: a challenge says there is no verified factor.
     typo = client.call("POST", factors_path, 202, json={"phone": "+14155550205"})
     assert typo["factor"]["status"] == "unverified" and typo["factor"]["phone"] == "+1415•••••05"
     failed = client.settled(typo["verification"]["id"], "failed")
-    assert failed["error"]["code"] == "landline_not_supported"
+    assert failed["error"]["code"] == "line_type_not_allowed"
     assert client.call("GET", factors_path, 200)["two_step_enabled"] is False
     no_factor = client.call("POST", f"/v1/users/{alice}/challenges", 409)
     assert no_factor["code"] == "no_verified_factor"

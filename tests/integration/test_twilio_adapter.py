@@ -13,7 +13,6 @@ from shared.startup import Misconfigured
 from shared.verify.twilio import TwilioVerifyClient
 from tests.support import SandboxClient, free_port, random_phone
 
-
 # The sandbox's built-in service, the default tenant's in development.
 S = SANDBOX_SERVICE_SID
 

@@ -5,19 +5,22 @@ its own Verify service, and numbers are looked up where a tenant asks. Against f
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import timedelta
 
 import pytest
 
+from shared.changes import Change
 from shared.db.models import ApiKey
 from shared.domain import CheckStatus, ErrorCode, EventType, Purpose, VerificationStatus
 from shared.errors import InvalidInput, ProviderTransientError
 from shared.jobs import CLOSE_VERIFICATION
+from shared.limits import Guards
 from shared.services.delivery import Delivery, RetryLater
 from shared.services.keys import create_api_key
 from shared.services.tenants import NewTenant, create_tenant, provision_service
 from shared.services.verifications import VerificationRequest, Verifications
-from tests.fakes import FakeClock, FakeJobQueue, FakeVerifyClient
+from tests.fakes import FakeChangeFeed, FakeClock, FakeJobQueue, FakeLockout, FakeVerifyClient
 from tests.unit.test_delivery import TO, events, load, load_check, pending, queued, submit
 
 
@@ -271,3 +274,31 @@ async def _key_of_new_tenant(delivery: Delivery, verify: FakeVerifyClient, name:
         await create_tenant(uow, NewTenant(name), service)
         key, _ = await create_api_key(uow, f"{name}-key", tenant=name)
     return key
+
+
+class TestWakingAfterTheLockoutCounted:
+    async def test_a_waiter_woken_by_a_wrong_code_finds_it_counted(
+        self,
+        delivery: Delivery,
+        verifications: Verifications,
+        key: ApiKey,
+        guards: Guards,
+        changes: FakeChangeFeed,
+    ) -> None:
+        """The check's answer wakes its long-poll; a login started the moment it answers must
+        find the lock that answer caused."""
+        verification_id = await pending(delivery, verifications, key)
+        check_id = await submit(delivery, verifications, verification_id, "999999")
+        lockout = guards.lockout
+        assert isinstance(lockout, FakeLockout)
+        seen_at_publish: list[int] = []
+        publish = changes.publish
+
+        async def recording(published: Iterable[Change]) -> None:
+            seen_at_publish.append(len(lockout.settled))
+            await publish(published)
+
+        changes.publish = recording  # type: ignore[method-assign,assignment]
+        await delivery.check_code(check_id)
+        assert (await load_check(delivery, check_id)).status is CheckStatus.REJECTED
+        assert seen_at_publish and seen_at_publish[0] == 1, "settled before the waiter woke"

@@ -65,7 +65,8 @@ def _optional_int(value: Any) -> int | None:
 @dataclass(frozen=True)
 class Failure:
     """Why a verification or a check ended badly: ``code`` is a stable word
-    (``landline_not_supported``, ``provider_unavailable``, …), ``provider_code`` Twilio's."""
+    (``line_type_not_allowed``, ``sim_swap_detected``, ``superseded``, ``provider_unavailable``,
+    …), ``provider_code`` Twilio's."""
 
     code: str
     message: str | None

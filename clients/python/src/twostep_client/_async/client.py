@@ -48,7 +48,8 @@ class AsyncTwostepClient:
     to ``max_retries`` times. ``max_connections`` bounds the connections, long-polls included.
     Errors are the exceptions in ``twostep_client.errors``. The key needs the scopes the routes
     do: ``verify`` for verifications and checks; ``users`` for factors, challenges and
-    redemptions; ``admin`` to remove a factor, make recovery codes, read events, lift lockouts.
+    redemptions; ``users:manage`` to remove a factor, make recovery codes and read a user's
+    events (a login site's key: ``verify,users,users:manage``); ``admin`` to lift lockouts.
     """
 
     def __init__(
@@ -286,18 +287,23 @@ class AsyncTwostepClient:
         )
 
     async def release_lockout(
-        self, *, user_id: str | None = None, phone: str | None = None
+        self,
+        *,
+        user_id: str | None = None,
+        phone: str | None = None,
+        client_ip: str | None = None,
     ) -> None:
-        """Lift a user's or a number's lockout, hard ones included. Wrong codes lock out both
-        the user and the number they went to: lift both to let the user in at once."""
-        if user_id is None and phone is None:
-            raise ValueError("release_lockout needs a user_id, a phone, or both")
+        """Lift a lockout, hard ones included (an ``admin`` key's decision). Wrong codes lock
+        out the user a verification was started for; a verification started without a user
+        locks its number and the client address that asked for it."""
+        if user_id is None and phone is None and client_ip is None:
+            raise ValueError("release_lockout needs a user_id, a phone or a client_ip")
         await self._send(
             Call(
                 "POST",
                 "/v1/lockouts/release",
                 nothing,
-                body=without_none(user_id=user_id, phone=phone),
+                body=without_none(user_id=user_id, phone=phone, client_ip=client_ip),
             )
         )
 
