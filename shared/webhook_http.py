@@ -48,6 +48,10 @@ class PublicOnlyResolver(AbstractResolver):
         await self._inner.close()
 
 
+# What is read of a receiver's answer body, at most.
+_BODY_READ_LIMIT = 4096
+
+
 class AiohttpPoster:
     def __init__(
         self, timeout_seconds: float, *, public_only: bool, max_connections: int = 100
@@ -76,7 +80,9 @@ class AiohttpPoster:
             async with self._session.post(
                 url, data=body, headers=headers, allow_redirects=False
             ) as answer:
-                await answer.read()
+                # Only the status is an answer: a receiver's body is read no further than a
+                # little (so a kept-alive connection can be reused), never whole.
+                await answer.content.read(_BODY_READ_LIMIT)
                 return answer.status
         except aiohttp.ClientError as exc:
             raise OSError(_reason(exc)) from exc

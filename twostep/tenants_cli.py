@@ -13,6 +13,7 @@ from shared.domain import DEFAULT_TENANT
 from shared.errors import ProviderError, TwostepError
 from shared.services.tenants import (
     NewTenant,
+    attach_service,
     create_tenant,
     get_tenant,
     list_tenants,
@@ -101,6 +102,24 @@ def tenants_create(
     click.echo(_describe(tenant, settings))
 
 
+@tenants.command("set-service")
+@click.argument("name")
+@click.option(
+    "--service-sid",
+    help="attach this existing Verify service (VA…) instead of making a new one",
+)
+@click.option("--display-name", help="the new service's friendly name  [default: NAME]")
+def tenants_set_service(name: str, service_sid: str | None, display_name: str | None) -> None:
+    """Give an existing tenant a Verify service of its own (one made before services per
+    tenant shares the deployment's until then). Codes already sent stay with their service."""
+    settings = load_settings("tenants")
+    wanted = NewTenant(name, display_name, service_sid)
+    run_in_unit_of_work(settings, lambda uow: get_tenant(uow, name))  # refuse an unknown name
+    service = asyncio.run(_provision(settings, wanted))
+    tenant = run_in_unit_of_work(settings, lambda uow: attach_service(uow, name, service))
+    click.echo(_describe(tenant, settings))
+
+
 @tenants.command("list")
 def tenants_list() -> None:
     """Every tenant and the Verify service it sends through."""
@@ -129,7 +148,10 @@ def _describe(tenant: Tenant, settings: Settings) -> str:
     elif tenant.name == DEFAULT_TENANT:
         service = f"{profile.service_sid} (the deployment's)"
     else:
-        service = f"{profile.service_sid} (SHARED with the default tenant: twostep tenants create)"
+        service = (
+            f"{profile.service_sid} (SHARED with the default tenant: "
+            f"twostep tenants set-service {tenant.name})"
+        )
     asked = (("line type", profile.checks_line_types), ("SIM swap", profile.checks_sim_swaps))
     checks = [name for name, on in asked if on]
     return (

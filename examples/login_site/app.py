@@ -14,7 +14,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -112,6 +112,9 @@ def create_app(config: SiteConfig, twostep: AsyncTwostepClient | None = None) ->
     async def problem_page(request: Request, error: Exception) -> Response:
         status = error.status_code if isinstance(error, HTTPException) else 500
         detail = error.detail if isinstance(error, HTTPException) else "Something went wrong."
+        if "session" not in request.scope:
+            # A path without a session (a stylesheet, the webhook receiver): no page to render.
+            return PlainTextResponse(detail, status_code=status)
         return site.render(request, "error.html", status, code=status, detail=detail)
 
     return Starlette(

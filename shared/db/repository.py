@@ -177,6 +177,13 @@ class TenantRepository(_Repository):
     async def list_all(self) -> Sequence[Tenant]:
         return (await self.session.scalars(select(Tenant).order_by(Tenant.created_at))).all()
 
+    async def set_service(self, tenant_id: uuid.UUID, service_sid: str, display_name: str) -> None:
+        await self._write(
+            update(Tenant)
+            .where(Tenant.id == tenant_id)
+            .values(verify_service_sid=service_sid, display_name=display_name)
+        )
+
     async def names(self) -> dict[uuid.UUID, str]:
         return {t.id: t.name for t in (await self.session.scalars(select(Tenant))).all()}
 

@@ -1,8 +1,8 @@
 """API keys: created and revoked from the command line, presented as Bearer tokens.
 
-A key belongs to one tenant and holds scopes (``verify``, ``users``, ``admin``): it sees only its
-tenant's rows and may do only what its scopes allow. Keys are 256-bit random and stored as
-SHA-256. Each API process remembers a key's look-up for
+A key belongs to one tenant and holds scopes (``verify``, ``users``, ``users:manage``,
+``admin``): it sees only its tenant's rows and may do only what its scopes allow. Keys are
+256-bit random and stored as SHA-256. Each API process remembers a key's look-up for
 ``TWOSTEP_API_KEY_CACHE_SECONDS`` (5 s), so a request rarely touches the database to
 authenticate, and a revoked key stops working within that time.
 """

@@ -135,6 +135,15 @@ async def create_tenant(uow: UnitOfWork, tenant: NewTenant, service: ProviderSer
     return row
 
 
+async def attach_service(uow: UnitOfWork, name: str, service: ProviderService) -> Tenant:
+    """Give a tenant (one made before services per tenant, say) a Verify service of its own.
+    Verifications already sent stay with the service they were sent through."""
+    tenant = await get_tenant(uow, name)
+    await uow.tenants.set_service(tenant.id, service.sid, service.friendly_name[:30])
+    tenant.verify_service_sid, tenant.display_name = service.sid, service.friendly_name[:30]
+    return tenant
+
+
 async def get_tenant(uow: UnitOfWork, name: str) -> Tenant:
     tenant = await uow.tenants.get_by_name(name)
     if tenant is None:

@@ -32,6 +32,7 @@ from shared.db.models import ApiKey, Event, Factor, RecoveryCode, Verification
 from shared.db.session import Repositories, UnitOfWork
 from shared.domain import Channel, EventType, FactorStatus, Purpose, WebhookEvent
 from shared.errors import InvalidInput, NotFound, NoVerifiedFactor
+from shared.jobs import Job
 from shared.limits import Guesser, Lock, Outcome, SendRequest
 from shared.lookups import phone_lookup, user_lookup
 from shared.network import normalise_ip
@@ -166,6 +167,8 @@ class TwoStep:
             )
             if canceled is not None:
                 uow.notify_after_commit(change_of(canceled))
+                if canceled.provider_open:  # over here, so over at Twilio too
+                    uow.enqueue_after_commit(Job.close_verification(canceled.id))
         await _record_factor(uow, EventType.FACTOR_DISABLED, factor, api_key.id)
         if factor.status is FactorStatus.VERIFIED:
             _announce_factor(uow, WebhookEvent.FACTOR_REMOVED, factor, FactorStatus.DISABLED)

@@ -167,6 +167,8 @@ class Verifications:
             raise _not_pending(verification)
         if verification.resend_channel is not None:
             return verification
+        # A locked-out guesser could not check the code: it is not sent again either.
+        await self.guards.lockout.check(guesser_of(verification))
         await self.guards.sends.admit(_send_again(verification, api_key))
         channel = channel or verification.channel
         now = self.clock.now()

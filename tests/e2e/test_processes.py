@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import time
 import uuid
 from typing import Any
@@ -41,7 +42,8 @@ def test_the_verification_flow_and_its_errors(system: System, http: httpx.Client
     )
     print(f"queued → pending in {time.monotonic() - started:.3f}s")  # noqa: T201 - a measured figure
     code = sandbox.latest_code(to)
-    wrong = "000000" if code != "000000" else "111111"
+    # Random, so that finding it in a log is no coincidence (the dev service's SID is VA000…).
+    wrong = next(c for c in (f"{secrets.randbelow(10**6):06d}" for _ in range(9)) if c != code)
 
     def checked(code_typed: str) -> str:
         response = call(

@@ -533,3 +533,8 @@ def test_a_phone_number_as_people_type_it_goes_to_twostep_as_e164() -> None:
     assert as_e164("+1 (415) 555-0123") == "+14155550123"
     assert as_e164("+44 20.7946.0958") == "+442079460958"
     assert as_e164("415 555 0123") == "4155550123"  # no country code: twostep refuses it
+
+
+def test_paths_without_a_session_answer_their_status_not_a_crash(unreachable: TestClient) -> None:
+    assert unreachable.get("/static/missing.css").status_code == 404
+    assert unreachable.get("/twostep/webhooks").status_code == 405
