@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.conftest import System, running_system
 from tests.e2e.test_security import Caller, new_key, wrong_code
-from tests.support import random_phone
+from tests.support import random_phone, wait_until
 
 # Twilio's five sends per number per ten minutes are the sandbox's too: a test that sends more
 # to one number moves the sandbox's clock past them (twostep's own limits are raised instead).
@@ -181,4 +181,65 @@ def test_a_voip_number_cannot_enrol_and_a_swapped_sim_gets_no_login_code(
         voip_enrolment=failed["error"]["code"],
         swapped_login=refused["error"]["code"],
         recovery_code=redeemed["status"],
+    )
+
+
+@pytest.fixture
+def impatient_system(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[System]:
+    """A worker that gives Twilio one second to answer: a hung answer is a lost one."""
+    settings = {
+        "TWOSTEP_TWILIO_READ_TIMEOUT_SECONDS": "1",
+        "TWOSTEP_RETRY_BACKOFF_BASE_SECONDS": "0.5",
+        "TWOSTEP_RETRY_BACKOFF_MAX_SECONDS": "1",
+    }
+    with running_system(database_url, redis_url, tmp_path, settings=settings) as system:
+        yield system
+
+
+@pytest.mark.parametrize("code_typed", ["wrong", "right"])
+def test_a_lost_check_answer_is_settled_by_twilios_record_never_by_inference(
+    impatient_system: System, code_typed: str, report: Any
+) -> None:
+    """Row 3: a check's answer is lost, then the verification is gone at Twilio (approved by
+    that very check — or canceled by anyone). The retry asks the Attempts API: a wrong code
+    never comes back approved, a right one does."""
+    system, phone = impatient_system, random_phone()
+    caller = Caller(system, system.api_key)
+    verification = caller.json("POST", "/v1/verifications", 202, json={"to": phone})
+    caller.pending(verification["id"])
+    (message,) = system.sandbox.messages(phone)
+    typed = message["code"] if code_typed == "right" else wrong_code(message["code"])
+    checks_before = system.sandbox.stats()["requests_by_endpoint"].get("CreateVerificationCheck", 0)
+    system.sandbox.set_faults(timeout_rate=1.0, hang_seconds=3)
+    check = caller.json(
+        "POST", f"/v1/verifications/{verification['id']}/checks", 202, json={"code": typed}
+    )
+    wait_until(
+        lambda: (
+            system.sandbox.stats()["requests_by_endpoint"].get("CreateVerificationCheck", 0)
+            > checks_before
+        ),
+        timeout=20,
+        what="the check at Twilio, its answer hanging",
+    )
+    system.sandbox.clear_faults()
+    if code_typed == "wrong":  # gone for another reason than this check
+        system.sandbox.cancel_verification(message["verification_sid"])
+    path = f"/v1/verifications/{verification['id']}/checks/{check['id']}"
+    settled = wait_until(
+        lambda: (
+            (body := caller.json("GET", path, 200, params={"wait": 5}))["status"] != "queued"
+            and body
+        ),
+        timeout=30,
+        what="the check to settle",
+    )
+    expected = "approved" if code_typed == "right" else "expired"
+    assert settled["status"] == expected, settled
+    final = caller.json("GET", f"/v1/verifications/{verification['id']}", 200)
+    assert final["status"] == expected
+    attempts = system.sandbox.stats()["requests_by_endpoint"].get("ListVerificationAttempt", 0)
+    assert attempts >= 1, "settled from Twilio's record"
+    report(
+        "a lost check answer", typed=code_typed, check=settled["status"], attempts_asked=attempts
     )
