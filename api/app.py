@@ -13,7 +13,7 @@ from api.errors import install_error_handlers
 from api.middleware import BodyLimit, NoStore, RequestObserver
 from api.openapi import install_schema
 from api.routes import health, limits, lockouts, users, verifications, webhooks
-from shared.settings import Settings, get_settings
+from shared.kit.settings import Settings, get_settings
 
 
 def create_app(

@@ -12,26 +12,30 @@ from celery import Celery
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from shared import crypto
-from shared.changes import ChangeListener, CountedChangeFeed, RedisChangeFeed, changes_channel
-from shared.clock import SystemClock
-from shared.codes import RedisCodeStash
-from shared.db.models import ApiKey
-from shared.db.session import AfterCommit, Database, UnitOfWork, UnitOfWorkFactory
-from shared.domain import Scope
 from shared.errors import NotFound
-from shared.jobs import CeleryJobQueue, make_celery
-from shared.limits import Guards, RedisActionLimit, RedisLockout, RedisSendLimits
-from shared.redis_client import make_redis, make_subscriber
-from shared.services.idempotency import KeyLocks, RedisKeyLocks
-from shared.services.keys import ApiKeyCache, require_scope
-from shared.services.two_step import TwoStep
-from shared.services.verifications import Verifications
-from shared.services.waiting import MAX_WAIT_SECONDS, Waiting
-from shared.services.webhooks import WebhookOutbox, Webhooks
-from shared.settings import Settings
-from shared.status import Fleet
-from shared.warm_up import warm_up
+from shared.kit import crypto
+from shared.kit.changes import ChangeListener, CountedChangeFeed, RedisChangeFeed, changes_channel
+from shared.kit.clock import SystemClock
+from shared.kit.db.session import AfterCommit, Database
+from shared.kit.jobs import CeleryJobQueue, make_celery
+from shared.kit.redis_client import make_redis, make_subscriber
+from shared.kit.settings import Settings
+from shared.kit.warm_up import warm_up
+from shared.limits.lockout import RedisLockout
+from shared.limits.ports import Guards
+from shared.limits.sends import RedisActionLimit, RedisSendLimits
+from shared.operations.status import Fleet
+from shared.tenants.domain import Scope
+from shared.tenants.idempotency import KeyLocks, RedisKeyLocks
+from shared.tenants.keys import ApiKeyCache, require_scope
+from shared.tenants.models import ApiKey
+from shared.two_step.service import TwoStep
+from shared.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from shared.verifications.codes import RedisCodeStash
+from shared.verifications.service import Verifications
+from shared.verifications.waiting import MAX_WAIT_SECONDS, Waiting
+from shared.webhooks.outbox import WebhookOutbox
+from shared.webhooks.service import Webhooks
 
 
 @dataclass

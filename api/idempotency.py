@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import ApiContext
-from shared.db.models import ApiKey
-from shared.db.session import UnitOfWork
-from shared.services import idempotency
-from shared.services.idempotency import KeyedRequest, StoredAnswer
+from shared.tenants import idempotency
+from shared.tenants.idempotency import KeyedRequest, StoredAnswer
+from shared.tenants.models import ApiKey
+from shared.unit_of_work import UnitOfWork
 
 RequestShape = tuple[str, str, dict[str, Any]]
 

@@ -8,8 +8,8 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import PROBLEM_JSON
-from shared import metrics
-from shared.tracing import REQUEST_ID_HEADER, request_id_from, traced
+from shared.kit import metrics
+from shared.kit.tracing import REQUEST_ID_HEADER, request_id_from, traced
 
 
 class BodyLimit:

@@ -13,8 +13,8 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
 from api.errors import PROBLEM_JSON
-from shared.services import webhooks
-from shared.settings import Settings
+from shared.kit.settings import Settings
+from shared.webhooks import service as webhooks
 
 
 class FieldProblem(BaseModel):

@@ -10,14 +10,17 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.db.models import Event, WebhookDelivery, WebhookEndpoint
-from shared.domain import Channel, DeliveryStatus, EventType, WebhookEvent
-from shared.phone import E164_PATTERN
-from shared.services.two_step import USER_ID_PATTERN, is_user_id
-from shared.views import CheckOut as CheckOut
-from shared.views import ErrorOut as ErrorOut
-from shared.views import FactorOut as FactorOut
-from shared.views import VerificationOut as VerificationOut
+from shared.audit.domain import EventType
+from shared.audit.models import Event
+from shared.kit.phone import E164_PATTERN
+from shared.two_step.service import USER_ID_PATTERN, is_user_id
+from shared.two_step.views import FactorOut as FactorOut
+from shared.verifications.domain import Channel
+from shared.verifications.views import CheckOut as CheckOut
+from shared.verifications.views import ErrorOut as ErrorOut
+from shared.verifications.views import VerificationOut as VerificationOut
+from shared.webhooks.domain import DeliveryStatus, WebhookEvent
+from shared.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 _USER_ID_DOC = (
     "The login server's id for the user: 1 to 128 printable characters (no control, format, "

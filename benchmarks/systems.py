@@ -32,7 +32,7 @@ from benchmarks.processes import (
     twostep_argv,
     wait_for,
 )
-from shared.crypto import generate_data_key
+from shared.kit.crypto import generate_data_key
 from twostep.children import redis_server_argv
 
 # Limits far above the storm, so that the benchmark measures the system and not its policy.

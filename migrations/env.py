@@ -5,12 +5,13 @@ from typing import Any, Literal
 from alembic import context
 from sqlalchemy import Connection
 
-from shared.db.base import Base, UTCDateTime
-from shared.db.migrate import migration_engine
-from shared.settings import get_settings
+from shared.kit.db.base import UTCDateTime
+from shared.kit.db.migrate import migration_engine
+from shared.kit.settings import get_settings
+from shared.tables import METADATA
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = METADATA
 
 
 def _url() -> str:

@@ -34,7 +34,7 @@ from sandbox.stats import Stats
 from sandbox.wire import check_json, clock_json, message_json, service_json, verification_json
 
 # The one pair the sandbox accepts unless told another (TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN):
-# what twostep's adapter sends in sandbox mode (shared/settings.py's SANDBOX_ACCOUNT_SID and
+# what twostep's adapter sends in sandbox mode (shared/kit/settings.py's SANDBOX_ACCOUNT_SID and
 # SANDBOX_AUTH_TOKEN). Public development values, not secrets.
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
 DEFAULT_AUTH_TOKEN = "sandbox"  # noqa: S105

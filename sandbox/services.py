@@ -28,7 +28,7 @@ from sandbox.common import (
     parse_time,
 )
 
-# The service twostep's development setup sends through (shared/settings.py's
+# The service twostep's development setup sends through (shared/kit/settings.py's
 # SANDBOX_SERVICE_SID): it exists from the start and after every reset.
 DEFAULT_SERVICE_SID = "VA" + "0" * 32
 DEFAULT_SERVICE_NAME = "twostep sandbox"

@@ -23,12 +23,45 @@
       ProviderFinalError              final for this verification: 60202, 60203, 60212, 20404
       ProviderPermanentError          permanent for this number: 60200, 60205, 60410, 60605
 
-The core never speaks HTTP; ``api.errors`` owns the status codes.
+The core never speaks HTTP; ``api.errors`` owns the status codes. ``ErrorCode`` and
+``AttemptError`` are the words a job row (a send, a check, a webhook delivery) records for why
+it ended badly.
 """
 
 from __future__ import annotations
 
-from shared.domain import ErrorCode
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Stable words for why a verification or check ended badly (``error.code`` in the API)."""
+
+    INVALID_PHONE_NUMBER = "invalid_phone_number"
+    LANDLINE_NOT_SUPPORTED = "landline_not_supported"
+    FRAUD_BLOCKED = "fraud_blocked"
+    COUNTRY_BLOCKED = "country_blocked"
+    PROVIDER_REJECTED = "provider_rejected"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    MAX_SEND_ATTEMPTS_REACHED = "max_send_attempts_reached"
+    MAX_CHECK_ATTEMPTS_REACHED = "max_check_attempts_reached"
+    VERIFICATION_EXPIRED = "verification_expired"
+    CODE_UNAVAILABLE = "code_unavailable"
+    # A newer verification to the same number took this one's place.
+    SUPERSEDED = "superseded"
+    # Twilio Lookup: the number is not of a line type codes may go to (a landline, VoIP...).
+    LINE_TYPE_NOT_ALLOWED = "line_type_not_allowed"
+    # Twilio Lookup: the number's SIM changed recently; codes by SMS or call are refused for now.
+    SIM_SWAP_DETECTED = "sim_swap_detected"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptError:
+    """Why an attempt at a job (a send, a check) did not succeed, as its row records it."""
+
+    reason: ErrorCode
+    message: str
+    provider_code: int | None = None
 
 
 class TwostepError(Exception):

@@ -21,8 +21,8 @@ import redis as redis_py
 from sqlalchemy import Engine, or_, select, text
 from sqlalchemy.orm import Session
 
-from shared.db.migrate import migration_engine, upgrade
-from shared.db.models import Verification
+from shared.kit.db.migrate import migration_engine, upgrade
+from shared.verifications.models import Verification
 from tests.conftest import POSTGRES_URL
 from tests.support import (
     RedisServer,

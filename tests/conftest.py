@@ -28,10 +28,11 @@ from tests.support import TEST_SECRETS  # noqa: E402
 os.environ.update(TEST_SECRETS)
 
 from sandbox.app import Sandbox, create_sandbox_app  # noqa: E402
-from shared.db.migrate import upgrade  # noqa: E402
-from shared.db.session import AfterCommit, Database, UnitOfWorkFactory  # noqa: E402
-from shared.services.keys import create_api_key  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from shared.kit.db.migrate import upgrade  # noqa: E402
+from shared.kit.db.session import AfterCommit, Database  # noqa: E402
+from shared.kit.settings import Settings  # noqa: E402
+from shared.tenants.keys import create_api_key  # noqa: E402
+from shared.unit_of_work import UnitOfWorkFactory  # noqa: E402
 from tests.fakes import FakeChangeFeed, FakeJobQueue  # noqa: E402
 from tests.support import (  # noqa: E402
     RedisServer,

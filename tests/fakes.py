@@ -11,17 +11,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from shared.changes import Change
-from shared.domain import Channel, ErrorCode
 from shared.errors import (
+    ErrorCode,
     ProviderError,
     ProviderFinalError,
     ProviderTransientError,
     RateLimited,
     UserLocked,
 )
-from shared.jobs import Job
-from shared.limits import Guards, Guesser, LimitInfo, Lock, Outcome, SendRequest
+from shared.kit.changes import Change
+from shared.kit.jobs import Job
+from shared.limits.ports import Guards, Guesser, LimitInfo, Lock, Outcome, SendRequest
+from shared.verifications.domain import Channel
 from shared.verify.port import LineFacts, ProviderCheck, ProviderService, ProviderVerification
 
 

@@ -23,7 +23,7 @@ import phonenumbers
 import uvicorn
 from sqlalchemy import create_engine, make_url, text
 
-from shared.db.migrate import upgrade
+from shared.kit.db.migrate import upgrade
 from twostep.children import redis_server_argv, stop
 
 T = TypeVar("T")
@@ -300,8 +300,9 @@ def wait_for_http(url: str, *, timeout: float = 30, process: ServiceProcess | No
 
 def create_key(database_url: str, name: str) -> str:
     """An API key in that database, made the way ``twostep keys create`` makes one."""
-    from shared.db.session import Database, UnitOfWorkFactory
-    from shared.services.keys import create_api_key
+    from shared.kit.db.session import Database
+    from shared.tenants.keys import create_api_key
+    from shared.unit_of_work import UnitOfWorkFactory
 
     async def create() -> str:
         database = Database.connect(database_url, pool_size=1)

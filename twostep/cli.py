@@ -11,15 +11,16 @@ from pathlib import Path
 
 import click
 
-from shared import crypto
-from shared.db.session import Database, UnitOfWorkFactory
-from shared.domain import ALL_SCOPES, DEFAULT_TENANT
 from shared.errors import TwostepError
-from shared.jobs import ALL_QUEUES
-from shared.services.keys import create_api_key, list_api_keys, parse_scopes, revoke_api_key
-from shared.services.tenants import NewTenant
-from shared.settings import Settings
-from shared.startup import Misconfigured, flower_auth_problems
+from shared.kit import crypto
+from shared.kit.db.session import Database
+from shared.kit.jobs import ALL_QUEUES
+from shared.kit.settings import Settings
+from shared.kit.startup import Misconfigured, flower_auth_problems
+from shared.tenants.domain import ALL_SCOPES, DEFAULT_TENANT
+from shared.tenants.keys import create_api_key, list_api_keys, parse_scopes, revoke_api_key
+from shared.tenants.service import NewTenant
+from shared.unit_of_work import UnitOfWorkFactory
 from twostep.common import load_settings, run_in_unit_of_work, with_keyring
 from twostep.tenants_cli import ensure_tenant, tenants
 
@@ -196,7 +197,7 @@ def sandbox(host: str, port: int, allow_remote: bool, state_file: str | None) ->
 @main.command()
 def migrate() -> None:
     """Bring the database schema up to date (alembic upgrade head)."""
-    from shared.db.migrate import upgrade
+    from shared.kit.db.migrate import upgrade
 
     settings = with_keyring(load_settings("migrate", checked="migrate"))
     upgrade(settings.database_url)
@@ -288,8 +289,8 @@ def keys_revoke(name: str) -> None:
 def status() -> None:
     """Queues and their oldest job, workers alive, the sweeper's last run, the provider's
     error rate over five minutes, the oldest verifications still in flight."""
-    from shared.redis_client import make_redis
-    from shared.status import Fleet
+    from shared.kit.redis_client import make_redis
+    from shared.operations.status import Fleet
     from twostep.status_report import render
 
     settings = with_keyring(load_settings("status"))
@@ -316,7 +317,7 @@ def status() -> None:
 def rekey() -> None:
     """Re-encrypt phone numbers and IPs under the first of TWOSTEP_DATA_KEYS and recompute the
     keyed hashes under TWOSTEP_LOOKUP_KEY; safe to run while twostep serves traffic."""
-    from shared.services.rekey import rekey as rekey_rows
+    from shared.operations.rekey import rekey as rekey_rows
 
     settings = with_keyring(load_settings("rekey", checked="migrate"))
     keyring = settings.keyring()

@@ -8,19 +8,20 @@ from typing import TypeVar
 
 import click
 
-from shared import crypto
-from shared.db.session import Database, UnitOfWork, UnitOfWorkFactory
 from shared.errors import TwostepError
-from shared.logging import configure_logging
-from shared.settings import Settings, get_settings
-from shared.startup import Misconfigured, Process, ensure_startable
+from shared.kit import crypto
+from shared.kit.db.session import Database
+from shared.kit.logging import configure_logging
+from shared.kit.settings import Settings, get_settings
+from shared.kit.startup import Misconfigured, Process, ensure_startable
+from shared.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 T = TypeVar("T")
 
 
 def load_settings(process: str, *, checked: Process | None = None) -> Settings:
     """The settings, logging configured; with ``checked``, refused unless that process may start
-    with them (shared/startup.py)."""
+    with them (shared/kit/startup.py)."""
     try:
         settings = get_settings()
         if checked is not None:

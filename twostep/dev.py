@@ -29,14 +29,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from shared import crypto
-from shared.db.migrate import upgrade
-from shared.db.session import Database, UnitOfWorkFactory
-from shared.domain import Scope
 from shared.errors import Unauthorized
-from shared.jobs import make_celery
-from shared.services.keys import authenticate, create_api_key
-from shared.settings import Settings
+from shared.kit import crypto
+from shared.kit.db.migrate import upgrade
+from shared.kit.db.session import Database
+from shared.kit.jobs import make_celery
+from shared.kit.settings import Settings
+from shared.tenants.domain import Scope
+from shared.tenants.keys import authenticate, create_api_key
+from shared.unit_of_work import UnitOfWorkFactory
 from twostep.children import redis_server_argv, stop
 
 _STOP_TIMEOUT = 20.0
@@ -107,7 +108,7 @@ def run_dev(options: DevOptions) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     env = os.environ.copy()
     # A laptop: the public development keys, no country allow-list, the sandbox. Production
-    # refuses all of that (shared/startup.py).
+    # refuses all of that (shared/kit/startup.py).
     env.setdefault("TWOSTEP_ENVIRONMENT", "development")
     env.setdefault("TWOSTEP_DATABASE_URL", f"sqlite:///{data_dir / 'twostep.db'}")
     env.setdefault("PYTHONUNBUFFERED", "1")

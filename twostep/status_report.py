@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shared.status import ALIVE_SECONDS, Status
+from shared.operations.status import ALIVE_SECONDS, Status
 
 
 def render(status: Status) -> str:

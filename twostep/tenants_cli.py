@@ -6,12 +6,13 @@ import asyncio
 
 import click
 
-from shared.clock import utcnow
-from shared.db.models import Tenant
-from shared.db.session import UnitOfWork
-from shared.domain import DEFAULT_TENANT
 from shared.errors import ProviderError, TwostepError
-from shared.services.tenants import (
+from shared.kit.clock import utcnow
+from shared.kit.settings import SANDBOX_SERVICE_SID, Settings
+from shared.kit.startup import Misconfigured
+from shared.tenants.domain import DEFAULT_TENANT
+from shared.tenants.models import Tenant
+from shared.tenants.service import (
     NewTenant,
     attach_service,
     create_tenant,
@@ -20,8 +21,7 @@ from shared.services.tenants import (
     profile_of,
     provision_service,
 )
-from shared.settings import SANDBOX_SERVICE_SID, Settings
-from shared.startup import Misconfigured
+from shared.unit_of_work import UnitOfWork
 from shared.verify.port import ProviderService
 from shared.verify.twilio import TwilioVerifyClient
 from twostep.common import load_settings, run_in_unit_of_work

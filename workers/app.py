@@ -15,8 +15,8 @@ from typing import Any
 import structlog
 from celery import Celery, Task, signals
 
-from shared import metrics
-from shared.jobs import (
+from shared.kit import metrics
+from shared.kit.jobs import (
     CHECK_CODE,
     CLOSE_VERIFICATION,
     DELIVER_WEBHOOK,
@@ -27,9 +27,9 @@ from shared.jobs import (
     SWEEP_QUEUE,
     make_celery,
 )
-from shared.services.tenants import service_problems
-from shared.settings import Settings, get_settings
-from shared.startup import Misconfigured, Process, ensure_startable
+from shared.kit.settings import Settings, get_settings
+from shared.kit.startup import Misconfigured, Process, ensure_startable
+from shared.tenants.service import service_problems
 from shared.verify.twilio import TwilioVerifyClient
 from workers.wiring import ContextHolder
 

@@ -22,26 +22,29 @@ import redis.asyncio as redis
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from celery import Celery
 
-from shared import crypto
-from shared.changes import CountedChangeFeed, RedisChangeFeed, changes_channel
-from shared.clock import SystemClock
-from shared.codes import RedisCodeStash
-from shared.db.session import AfterCommit, Database, UnitOfWorkFactory
-from shared.jobs import CeleryJobQueue
-from shared.limits import RedisLockout, RedisProviderGate
-from shared.redis_client import make_redis
-from shared.services.delivery import Delivery
-from shared.services.numbers import NumberChecks, RedisLineTypes
-from shared.services.retention import Retention
-from shared.services.sweeper import Sweeper
-from shared.services.tenants import TenantDirectory
-from shared.services.webhooks import WebhookOutbox, WebhookSender
-from shared.settings import Settings
-from shared.status import Fleet
-from shared.tracing import traced
+from shared.kit import crypto
+from shared.kit.changes import CountedChangeFeed, RedisChangeFeed, changes_channel
+from shared.kit.clock import SystemClock
+from shared.kit.db.session import AfterCommit, Database
+from shared.kit.jobs import CeleryJobQueue
+from shared.kit.redis_client import make_redis
+from shared.kit.settings import Settings
+from shared.kit.tracing import traced
+from shared.kit.warm_up import warm_up
+from shared.limits.gate import RedisProviderGate
+from shared.limits.lockout import RedisLockout
+from shared.operations.retention import Retention
+from shared.operations.status import Fleet
+from shared.operations.sweeper import Sweeper
+from shared.tenants.service import TenantDirectory
+from shared.unit_of_work import UnitOfWorkFactory
+from shared.verifications.codes import RedisCodeStash
+from shared.verifications.delivery import Delivery
+from shared.verifications.numbers import NumberChecks, RedisLineTypes
 from shared.verify.twilio import TwilioVerifyClient
-from shared.warm_up import warm_up
-from shared.webhook_http import AiohttpPoster
+from shared.webhooks.http import AiohttpPoster
+from shared.webhooks.outbox import WebhookOutbox
+from shared.webhooks.sender import WebhookSender
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.deps import AdminKey, ContextDep
 from api.errors import problem
 from api.openapi import problems
-from shared.metrics import exposition
-from shared.status import ALIVE_SECONDS, WorkerState
+from shared.kit.metrics import exposition
+from shared.operations.status import ALIVE_SECONDS, WorkerState
 
 router = APIRouter(tags=["operations"])
 

@@ -35,10 +35,10 @@ from api.schemas import (
     UserIdPath,
     VerificationOut,
 )
-from shared.db.session import UnitOfWork
-from shared.services.idempotency import StoredAnswer
-from shared.services.two_step import Enrollment
-from shared.views import verification_view
+from shared.tenants.idempotency import StoredAnswer
+from shared.two_step.service import Enrollment
+from shared.unit_of_work import UnitOfWork
+from shared.verifications.views import verification_view
 
 router = APIRouter(prefix="/v1/users/{user_id}", tags=["two-step authentication"], responses=KEYED)
 

@@ -16,11 +16,11 @@ from api.schemas import (
     VerificationCreate,
     VerificationOut,
 )
-from shared.db.session import UnitOfWork
-from shared.services.idempotency import KEY_PATTERN, StoredAnswer
-from shared.services.verifications import VerificationRequest
-from shared.services.waiting import check_decided
-from shared.views import check_view, verification_view
+from shared.tenants.idempotency import KEY_PATTERN, StoredAnswer
+from shared.unit_of_work import UnitOfWork
+from shared.verifications.service import VerificationRequest
+from shared.verifications.views import check_view, verification_view
+from shared.verifications.waiting import check_decided
 
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"], responses=KEYED)
 
@@ -30,7 +30,7 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         description="Repeat a request with the same key (for 24 h) to get the first answer again, "
         "with no second effect. 1 to 255 printable ASCII characters, no spaces.",
-        # Checked where the key is used (shared.services.idempotency), by this very pattern.
+        # Checked where the key is used (shared.tenants.idempotency), by this very pattern.
         json_schema_extra={"pattern": KEY_PATTERN},
     ),
 ]

@@ -16,7 +16,7 @@ from api.schemas import (
     WebhookEndpointsOut,
     WebhookEndpointWithSecret,
 )
-from shared.domain import DeliveryStatus
+from shared.webhooks.domain import DeliveryStatus
 
 router = APIRouter(tags=["webhooks"], responses=KEYED)
 

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-from shared.crypto import installed
-from shared.lookups import phone_lookup
+from shared.kit.crypto import installed
+from shared.kit.lookups import phone_lookup
 
 revision: str = "0005"
 down_revision: str | None = "0004"

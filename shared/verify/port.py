@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from shared.domain import Channel
+from shared.verifications.domain import Channel
 
 
 @dataclass(frozen=True, slots=True)

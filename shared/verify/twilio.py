@@ -27,16 +27,22 @@ from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from shared import metrics
-from shared.domain import Channel, ErrorCode
 from shared.errors import (
+    ErrorCode,
     ProviderError,
     ProviderFinalError,
     ProviderPermanentError,
     ProviderTransientError,
 )
-from shared.settings import SANDBOX_ACCOUNT_SID, SANDBOX_AUTH_TOKEN, SANDBOX_SERVICE_SID, Settings
-from shared.startup import Misconfigured, has_real_twilio_credentials
+from shared.kit import metrics
+from shared.kit.settings import (
+    SANDBOX_ACCOUNT_SID,
+    SANDBOX_AUTH_TOKEN,
+    SANDBOX_SERVICE_SID,
+    Settings,
+)
+from shared.kit.startup import Misconfigured, has_real_twilio_credentials
+from shared.verifications.domain import Channel
 from shared.verify.port import LineFacts, ProviderCheck, ProviderService, ProviderVerification
 
 log = structlog.get_logger(__name__)

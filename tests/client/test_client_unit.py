@@ -40,8 +40,8 @@ from twostep_client._sync import client as sync_client
 from twostep_client.errors import ApiError, Conflict, InvalidRequest
 
 from api.schemas import EventOut, EventsOut, FactorEnrollmentOut, FactorOut, FactorsOut
-from shared.signatures import sign
-from shared.views import CheckOut, ErrorOut, VerificationOut
+from shared.verifications.views import CheckOut, ErrorOut, VerificationOut
+from shared.webhooks.signatures import sign
 
 REPO = Path(__file__).resolve().parents[2]
 VERIFICATION_ID = "6f1c2b9e-6a4e-4a8e-9d55-0b8e6f1c2b9e"

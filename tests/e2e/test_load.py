@@ -17,7 +17,7 @@ import aiohttp
 import psutil
 import pytest
 
-from shared.changes import changes_channel
+from shared.kit.changes import changes_channel
 from tests.cluster import FINAL, Cluster, cluster_numbers
 from tests.support import wait_until
 

@@ -27,8 +27,8 @@ import pytest
 import redis as redis_py
 from sqlalchemy import inspect, text
 
-from shared.crypto import DEVELOPMENT_DATA_KEY
-from shared.db.migrate import migration_engine
+from shared.kit.crypto import DEVELOPMENT_DATA_KEY
+from shared.kit.db.migrate import migration_engine
 from tests.conftest import SESSION_PREFIX
 from tests.e2e.conftest import System, running_system
 from tests.support import random_phone

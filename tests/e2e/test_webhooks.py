@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shared.jobs import CHECK_QUEUE, SEND_QUEUE, SWEEP_QUEUE, WEBHOOK_QUEUE
+from shared.kit.jobs import CHECK_QUEUE, SEND_QUEUE, SWEEP_QUEUE, WEBHOOK_QUEUE
 from tests.e2e.conftest import System, running_system
 from tests.support import REPO, ThreadedServer, free_port, fresh_database, random_phone, wait_until
 

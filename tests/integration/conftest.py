@@ -8,8 +8,8 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
 from api.app import create_app
-from shared.jobs import ALL_QUEUES
-from shared.settings import Settings
+from shared.kit.jobs import ALL_QUEUES
+from shared.kit.settings import Settings
 from tests.support import ThreadedServer
 from workers.app import create_worker_app
 

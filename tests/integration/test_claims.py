@@ -6,13 +6,15 @@ import asyncio
 import uuid
 from datetime import timedelta
 
-from shared.clock import SystemClock, utcnow
-from shared.db.session import AfterCommit, Database, UnitOfWorkFactory
-from shared.domain import AttemptError, ErrorCode, VerificationStatus
-from shared.services.keys import create_api_key
-from shared.services.sweeper import Sweeper
-from shared.services.verifications import VerificationRequest, Verifications
-from shared.settings import Settings
+from shared.errors import AttemptError, ErrorCode
+from shared.kit.clock import SystemClock, utcnow
+from shared.kit.db.session import AfterCommit, Database
+from shared.kit.settings import Settings
+from shared.operations.sweeper import Sweeper
+from shared.tenants.keys import create_api_key
+from shared.unit_of_work import UnitOfWorkFactory
+from shared.verifications.domain import VerificationStatus
+from shared.verifications.service import VerificationRequest, Verifications
 from tests.fakes import FakeCodeStash, FakeJobQueue, fake_guards
 from tests.support import random_phone
 

@@ -11,18 +11,22 @@ from pathlib import Path
 import pytest
 from sqlalchemy import String, select, type_coerce, update
 
-from shared import crypto
-from shared.clock import SystemClock, utcnow
-from shared.crypto import Keyring, UnreadableData, generate_data_key
-from shared.db.models import ApiKey, Event, Factor, Verification, VerificationCheck
-from shared.db.session import AfterCommit, Database, UnitOfWorkFactory
-from shared.lookups import phone_lookup
-from shared.services.keys import create_api_key
-from shared.services.rekey import rekey
-from shared.services.retention import Retention
-from shared.services.two_step import Enrollment, TwoStep
-from shared.services.verifications import Verifications
-from shared.settings import Settings
+from shared.audit.models import Event
+from shared.kit import crypto
+from shared.kit.clock import SystemClock, utcnow
+from shared.kit.crypto import Keyring, UnreadableData, generate_data_key
+from shared.kit.db.session import AfterCommit, Database
+from shared.kit.lookups import phone_lookup
+from shared.kit.settings import Settings
+from shared.operations.rekey import rekey
+from shared.operations.retention import Retention
+from shared.tenants.keys import create_api_key
+from shared.tenants.models import ApiKey
+from shared.two_step.models import Factor
+from shared.two_step.service import Enrollment, TwoStep
+from shared.unit_of_work import UnitOfWorkFactory
+from shared.verifications.models import Verification, VerificationCheck
+from shared.verifications.service import Verifications
 from tests.fakes import FakeChangeFeed, FakeCodeStash, FakeJobQueue, fake_guards
 from tests.support import fresh_database, random_phone
 

@@ -13,13 +13,14 @@ import httpx
 from celery import Celery
 from sqlalchemy import MetaData, select
 
-from shared.clock import SystemClock
-from shared.db.session import AfterCommit, UnitOfWorkFactory
-from shared.jobs import SEND_CODE, SEND_QUEUE, CeleryJobQueue
-from shared.services.keys import authenticate
-from shared.services.sweeper import Sweeper
-from shared.services.verifications import VerificationRequest, Verifications
-from shared.settings import Settings
+from shared.kit.clock import SystemClock
+from shared.kit.db.session import AfterCommit
+from shared.kit.jobs import SEND_CODE, SEND_QUEUE, CeleryJobQueue
+from shared.kit.settings import Settings
+from shared.operations.sweeper import Sweeper
+from shared.tenants.keys import authenticate
+from shared.unit_of_work import UnitOfWorkFactory
+from shared.verifications.service import VerificationRequest, Verifications
 from tests.fakes import FakeCodeStash, fake_guards
 from tests.support import SandboxClient, random_phone
 

@@ -13,16 +13,12 @@ import redis.asyncio as redis
 from prometheus_client import REGISTRY
 
 from shared.errors import RateLimited, ServiceUnavailable, UserLocked
-from shared.limits import (
-    Guesser,
-    Outcome,
-    RedisLockout,
-    RedisProviderGate,
-    RedisSendLimits,
-    SendRequest,
-)
-from shared.redis_client import make_redis
-from shared.settings import Settings
+from shared.kit.redis_client import make_redis
+from shared.kit.settings import Settings
+from shared.limits.gate import RedisProviderGate
+from shared.limits.lockout import RedisLockout
+from shared.limits.ports import Guesser, Outcome, SendRequest
+from shared.limits.sends import RedisSendLimits
 from tests.support import free_port, random_phone
 
 TENANT = uuid.uuid4()
@@ -436,7 +432,7 @@ async def test_a_key_prefix_keeps_deployments_apart_in_one_redis(
     await limits_of(settings, client).admit(send(random_phone()))
     await wrong(lockout_of(settings, client), Guesser(TENANT, "someone", None))
     await RedisProviderGate(settings, client).enter()
-    from shared.jobs import make_celery
+    from shared.kit.jobs import make_celery
 
     app = make_celery(settings)
     app.send_task("twostep.send_code", args=[str(uuid.uuid4())], queue="twostep.send")

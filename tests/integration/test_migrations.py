@@ -13,10 +13,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, insert, inspect, text
 
-from shared.crypto import installed
-from shared.db.base import Base
-from shared.db.migrate import alembic_config, current_revision_is_head, migration_engine
-from shared.lookups import phone_lookup
+from shared.kit.crypto import installed
+from shared.kit.db.migrate import alembic_config, current_revision_is_head, migration_engine
+from shared.kit.lookups import phone_lookup
+from shared.tables import METADATA
 from tests.conftest import BACKENDS, POSTGRES_URL
 from tests.support import postgres_database
 
@@ -26,7 +26,7 @@ def test_models_and_migrations_agree(database_url: str) -> None:
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
-            differences = compare_metadata(context, Base.metadata)
+            differences = compare_metadata(context, METADATA)
     finally:
         engine.dispose()
     assert differences == [], f"models differ from migrations: {differences}"

@@ -6,10 +6,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from shared.domain import Channel, ErrorCode
-from shared.errors import ProviderFinalError, ProviderPermanentError, ProviderTransientError
-from shared.settings import SANDBOX_SERVICE_SID, Settings
-from shared.startup import Misconfigured
+from shared.errors import (
+    ErrorCode,
+    ProviderFinalError,
+    ProviderPermanentError,
+    ProviderTransientError,
+)
+from shared.kit.settings import SANDBOX_SERVICE_SID, Settings
+from shared.kit.startup import Misconfigured
+from shared.verifications.domain import Channel
 from shared.verify.twilio import TwilioVerifyClient
 from tests.support import SandboxClient, free_port, random_phone
 

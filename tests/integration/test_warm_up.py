@@ -10,10 +10,10 @@ import redis as redis_py
 from sqlalchemy.pool import QueuePool
 from structlog.testing import capture_logs
 
-from shared.db.session import Database
-from shared.jobs import ALL_QUEUES, make_celery
-from shared.settings import Settings
-from shared.warm_up import WARM_UP_TIMEOUT_SECONDS, warm_up
+from shared.kit.db.session import Database
+from shared.kit.jobs import ALL_QUEUES, make_celery
+from shared.kit.settings import Settings
+from shared.kit.warm_up import WARM_UP_TIMEOUT_SECONDS, warm_up
 from tests.conftest import make_settings
 
 

@@ -8,17 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from shared.db.migrate import upgrade
-from shared.db.models import ApiKey
-from shared.db.session import AfterCommit, Database, UnitOfWorkFactory
-from shared.limits import Guards
-from shared.services.delivery import Delivery
-from shared.services.keys import create_api_key
-from shared.services.numbers import NumberChecks
-from shared.services.tenants import TenantDirectory
-from shared.services.two_step import TwoStep
-from shared.services.verifications import Verifications
-from shared.settings import Settings
+from shared.kit.db.migrate import upgrade
+from shared.kit.db.session import AfterCommit, Database
+from shared.kit.settings import Settings
+from shared.limits.ports import Guards
+from shared.tenants.keys import create_api_key
+from shared.tenants.models import ApiKey
+from shared.tenants.service import TenantDirectory
+from shared.two_step.service import TwoStep
+from shared.unit_of_work import UnitOfWorkFactory
+from shared.verifications.delivery import Delivery
+from shared.verifications.numbers import NumberChecks
+from shared.verifications.service import Verifications
 from tests.fakes import (
     FakeChangeFeed,
     FakeClock,

@@ -8,18 +8,21 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
-from shared.db.models import ApiKey, Event, Verification
-from shared.domain import Channel, CheckStatus, EventType, VerificationStatus
+from shared.audit.domain import EventType
+from shared.audit.models import Event
 from shared.errors import (
     CountryNotAllowed,
     ProviderPermanentError,
     UserLocked,
     VerificationNotPending,
 )
-from shared.limits import Guards
-from shared.services.delivery import Delivery
-from shared.services.verifications import VerificationRequest, Verifications
-from shared.settings import Settings
+from shared.kit.settings import Settings
+from shared.limits.ports import Guards
+from shared.tenants.models import ApiKey
+from shared.verifications.delivery import Delivery
+from shared.verifications.domain import Channel, CheckStatus, VerificationStatus
+from shared.verifications.models import Verification
+from shared.verifications.service import VerificationRequest, Verifications
 from tests.fakes import (
     FakeActionLimit,
     FakeClock,

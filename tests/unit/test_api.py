@@ -16,19 +16,20 @@ from sqlalchemy import update
 
 from api.app import create_app
 from api.deps import ApiContext
-from shared.db.models import Verification
-from shared.db.session import AfterCommit, Database, UnitOfWorkFactory
-from shared.domain import VerificationStatus
-from shared.jobs import SEND_CODE
-from shared.limits import Guards
-from shared.redis_client import make_redis
-from shared.services.keys import ApiKeyCache, create_api_key, revoke_api_key
-from shared.services.two_step import USER_ID_PATTERN, TwoStep
-from shared.services.verifications import Verifications
-from shared.services.waiting import Waiting
-from shared.services.webhooks import Webhooks
-from shared.settings import Settings
-from shared.status import Fleet
+from shared.kit.db.session import AfterCommit, Database
+from shared.kit.jobs import SEND_CODE
+from shared.kit.redis_client import make_redis
+from shared.kit.settings import Settings
+from shared.limits.ports import Guards
+from shared.operations.status import Fleet
+from shared.tenants.keys import ApiKeyCache, create_api_key, revoke_api_key
+from shared.two_step.service import USER_ID_PATTERN, TwoStep
+from shared.unit_of_work import UnitOfWorkFactory
+from shared.verifications.domain import VerificationStatus
+from shared.verifications.models import Verification
+from shared.verifications.service import Verifications
+from shared.verifications.waiting import Waiting
+from shared.webhooks.service import Webhooks
 from tests.fakes import (
     FakeChangeFeed,
     FakeClock,

@@ -8,10 +8,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from sandbox.app import Sandbox, create_sandbox_app
-from shared.crypto import Keyring, UnreadableData, generate_data_key
 from shared.errors import InvalidInput
-from shared.lookups import phone_lookup, user_lookup
-from shared.network import counted_network, normalise_ip
+from shared.kit.crypto import Keyring, UnreadableData, generate_data_key
+from shared.kit.lookups import phone_lookup, user_lookup
+from shared.kit.network import counted_network, normalise_ip
 from twostep.dev import masked_url
 
 

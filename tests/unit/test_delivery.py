@@ -10,23 +10,27 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from shared.changes import Change
-from shared.clock import utcnow
-from shared.db.models import ApiKey, Verification, VerificationCheck
-from shared.db.session import UnitOfWork, UnitOfWorkFactory
-from shared.domain import DEFAULT_TENANT, CheckStatus, ErrorCode, EventType, VerificationStatus
+from shared.audit.domain import EventType
 from shared.errors import (
     CheckAttemptsExhausted,
+    ErrorCode,
     InvalidInput,
     ProviderFinalError,
     ProviderPermanentError,
     ProviderTransientError,
     VerificationNotPending,
 )
-from shared.jobs import PublishFailed
-from shared.limits import Guards, Guesser, SendRequest
-from shared.services.delivery import Delivery, RetryLater
-from shared.services.verifications import VerificationRequest, Verifications
+from shared.kit.changes import Change
+from shared.kit.clock import utcnow
+from shared.kit.jobs import PublishFailed
+from shared.limits.ports import Guards, Guesser, SendRequest
+from shared.tenants.domain import DEFAULT_TENANT
+from shared.tenants.models import ApiKey
+from shared.unit_of_work import UnitOfWork, UnitOfWorkFactory
+from shared.verifications.delivery import Delivery, RetryLater
+from shared.verifications.domain import CheckStatus, VerificationStatus
+from shared.verifications.models import Verification, VerificationCheck
+from shared.verifications.service import VerificationRequest, Verifications
 from tests.fakes import (
     FakeActionLimit,
     FakeChangeFeed,
@@ -358,7 +362,7 @@ class TestSendCode:
         verify: FakeVerifyClient,
         clock: FakeClock,
     ) -> None:
-        from shared.domain import Channel
+        from shared.verifications.domain import Channel
 
         verification_id = await pending(delivery, verifications, key)
         clock.advance(31)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from api import errors
 from shared.errors import TwostepError
-from shared.settings import Settings
+from shared.kit.settings import Settings
 from tests.support import REPO
 from twostep.cli import main
 
@@ -79,7 +79,7 @@ def test_production_compose_has_no_default_secret_and_exposes_nothing_in_the_cle
     assert secrets, "no secret is referenced at all"
     for name, op, rest in secrets:
         if name.startswith("TWILIO_"):
-            # Refused at start-up when missing (shared/startup.py); blanked by the sandbox.
+            # Refused at start-up when missing (shared/kit/startup.py); blanked by the sandbox.
             assert (op, rest) == (":-", ""), name
         else:
             assert op == ":?", f"{name} must be required, not defaulted"

@@ -5,7 +5,7 @@ import logging
 import pytest
 import structlog
 
-from shared.logging import configure_logging, mask_phone_numbers
+from shared.kit.logging import configure_logging, mask_phone_numbers
 
 
 def test_numbers_in_free_text_are_masked() -> None:

@@ -10,16 +10,17 @@ from datetime import timedelta
 
 import pytest
 
-from shared.changes import Change
-from shared.db.models import ApiKey
-from shared.domain import CheckStatus, ErrorCode, EventType, Purpose, VerificationStatus
-from shared.errors import InvalidInput, ProviderTransientError
-from shared.jobs import CLOSE_VERIFICATION
-from shared.limits import Guards
-from shared.services.delivery import Delivery, RetryLater
-from shared.services.keys import create_api_key
-from shared.services.tenants import NewTenant, create_tenant, provision_service
-from shared.services.verifications import VerificationRequest, Verifications
+from shared.audit.domain import EventType
+from shared.errors import ErrorCode, InvalidInput, ProviderTransientError
+from shared.kit.changes import Change
+from shared.kit.jobs import CLOSE_VERIFICATION
+from shared.limits.ports import Guards
+from shared.tenants.keys import create_api_key
+from shared.tenants.models import ApiKey
+from shared.tenants.service import NewTenant, create_tenant, provision_service
+from shared.verifications.delivery import Delivery, RetryLater
+from shared.verifications.domain import CheckStatus, Purpose, VerificationStatus
+from shared.verifications.service import VerificationRequest, Verifications
 from tests.fakes import FakeChangeFeed, FakeClock, FakeJobQueue, FakeLockout, FakeVerifyClient
 from tests.unit.test_delivery import TO, events, load, load_check, pending, queued, submit
 

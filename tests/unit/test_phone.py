@@ -1,7 +1,7 @@
 import pytest
 
 from shared.errors import InvalidPhoneNumber
-from shared.phone import mask_e164, parse_phone
+from shared.kit.phone import mask_e164, parse_phone
 
 
 class TestParsePhone:

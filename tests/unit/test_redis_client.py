@@ -5,10 +5,10 @@ from __future__ import annotations
 import redis.asyncio as redis
 from redis.asyncio.sentinel import SentinelConnectionPool
 
-from shared.broker import SentinelTransport
-from shared.jobs import make_celery
-from shared.redis_client import is_sentinel_url, make_redis, make_subscriber
-from shared.settings import Settings
+from shared.kit.broker import SentinelTransport
+from shared.kit.jobs import make_celery
+from shared.kit.redis_client import is_sentinel_url, make_redis, make_subscriber
+from shared.kit.settings import Settings
 
 SENTINELS = "sentinel://:pw@10.0.0.1:26379;sentinel://10.0.0.2:26380;sentinel://10.0.0.3/2"
 

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import Settings
+from shared.kit.settings import Settings
 
 
 def test_postgres_urls_use_psycopg3() -> None:

@@ -1,4 +1,4 @@
-"""What each process refuses to start with (shared/startup.py)."""
+"""What each process refuses to start with (shared/kit/startup.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from shared.crypto import DEVELOPMENT_DATA_KEY, DEVELOPMENT_LOOKUP_KEY, generate_data_key
-from shared.settings import MissingSecrets, Settings
-from shared.startup import flower_auth_problems, startup_problems
+from shared.kit.crypto import DEVELOPMENT_DATA_KEY, DEVELOPMENT_LOOKUP_KEY, generate_data_key
+from shared.kit.settings import MissingSecrets, Settings
+from shared.kit.startup import flower_auth_problems, startup_problems
 
 SECRETS = {"data_keys": generate_data_key(), "lookup_key": "k" * 40}
 TWILIO = {

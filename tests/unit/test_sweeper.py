@@ -4,12 +4,12 @@ from datetime import timedelta
 
 import pytest
 
-from shared.db.models import ApiKey
-from shared.domain import CheckStatus, VerificationStatus
-from shared.jobs import CHECK_CODE, SEND_CODE
-from shared.services.delivery import Delivery
-from shared.services.sweeper import Sweeper
-from shared.services.verifications import Verifications
+from shared.kit.jobs import CHECK_CODE, SEND_CODE
+from shared.operations.sweeper import Sweeper
+from shared.tenants.models import ApiKey
+from shared.verifications.delivery import Delivery
+from shared.verifications.domain import CheckStatus, VerificationStatus
+from shared.verifications.service import Verifications
 from tests.fakes import FakeChangeFeed, FakeClock, FakeCodeStash, FakeJobQueue
 from tests.unit.test_delivery import load, load_check, pending, queued, submit
 

@@ -1,7 +1,11 @@
 import pytest
 
-from shared.domain import ErrorCode
-from shared.errors import ProviderFinalError, ProviderPermanentError, ProviderTransientError
+from shared.errors import (
+    ErrorCode,
+    ProviderFinalError,
+    ProviderPermanentError,
+    ProviderTransientError,
+)
 from shared.verify.twilio import classify_twilio_error
 
 

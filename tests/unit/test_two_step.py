@@ -8,18 +8,22 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from shared.db.models import ApiKey, Factor, RecoveryCode, Verification
-from shared.domain import CheckStatus, EventType, FactorStatus, Purpose, VerificationStatus
+from shared.audit.domain import EventType
 from shared.errors import (
     InvalidInput,
     NotFound,
     NoVerifiedFactor,
     UserLocked,
 )
-from shared.limits import Guards
-from shared.services.delivery import Delivery
-from shared.services.two_step import Enrollment, FactorList, TwoStep
-from shared.services.verifications import Verifications
+from shared.limits.ports import Guards
+from shared.tenants.models import ApiKey
+from shared.two_step.domain import FactorStatus
+from shared.two_step.models import Factor, RecoveryCode
+from shared.two_step.service import Enrollment, FactorList, TwoStep
+from shared.verifications.delivery import Delivery
+from shared.verifications.domain import CheckStatus, Purpose, VerificationStatus
+from shared.verifications.models import Verification
+from shared.verifications.service import Verifications
 from tests.fakes import FakeLockout, FakeVerifyClient
 from tests.unit.test_delivery import load, load_check, submit
 
@@ -174,7 +178,7 @@ class TestChallenge:
         key: ApiKey,
         verify: FakeVerifyClient,
     ) -> None:
-        from shared.domain import Channel
+        from shared.verifications.domain import Channel
 
         _factor, verification = await enroll(delivery, two_step, key)
         await approve(delivery, verifications, verify, verification.id)

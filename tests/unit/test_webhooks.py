@@ -13,16 +13,20 @@ from typing import Any
 
 import pytest
 
-from shared.changes import Change
-from shared.db.models import ApiKey, WebhookDelivery
-from shared.db.session import AfterCommit, Database, UnitOfWorkFactory
-from shared.domain import DeliveryStatus, WebhookEvent
 from shared.errors import InvalidInput, NotFound
-from shared.jobs import DELIVER_WEBHOOK
-from shared.services.webhooks import WebhookOutbox, Webhooks, WebhookSender, body_of, event_of
-from shared.settings import Settings
-from shared.signatures import SIGNATURE_HEADER, sign, verify_twostep_signature
-from shared.webhook_http import AiohttpPoster
+from shared.kit.changes import Change
+from shared.kit.db.session import AfterCommit, Database
+from shared.kit.jobs import DELIVER_WEBHOOK
+from shared.kit.settings import Settings
+from shared.tenants.models import ApiKey
+from shared.unit_of_work import UnitOfWorkFactory
+from shared.webhooks.domain import DeliveryStatus, WebhookEvent
+from shared.webhooks.http import AiohttpPoster
+from shared.webhooks.models import WebhookDelivery
+from shared.webhooks.outbox import WebhookOutbox, event_of
+from shared.webhooks.sender import WebhookSender, body_of
+from shared.webhooks.service import Webhooks
+from shared.webhooks.signatures import SIGNATURE_HEADER, sign, verify_twostep_signature
 from tests.fakes import FakeChangeFeed, FakeClock, FakeJobQueue
 from tests.support import REPO, free_port
 

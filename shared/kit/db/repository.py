@@ -1,0 +1,383 @@
+"""What every repository shares: prepared statements, typed parameters, and the claims,
+retries and sweeps of job rows (a send, a check, a webhook delivery).
+
+State changes that race (claims, outcomes, expiry) are single compare-and-set UPDATEs, so they
+are atomic on PostgreSQL and SQLite alike. One data-access layer for the API and the workers:
+both run these on SQLAlchemy's asyncio extension.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
+
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Table,
+    Uuid,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.dml import Delete, Update
+
+from shared.errors import AttemptError
+from shared.kit.db.base import JobRow, UTCDateTime
+
+Claimable = TypeVar("Claimable", bound=JobRow)
+T = TypeVar("T")
+S = TypeVar("S", bound=Executable)
+# A moment in a statement: a datetime, or a parameter of a prepared statement.
+When = datetime | BindParameter[datetime]
+
+MESSAGE_LIMIT = 300
+
+
+# The parameters of the prepared statements below, typed: their values go through the same
+# conversions (UTC datetimes on SQLite, UUIDs as hex) as the columns'.
+ROW_ID = bindparam("row_id", type_=Uuid())
+
+
+TENANT_ID = bindparam("tenant_id", type_=Uuid())
+
+
+TOKEN = bindparam("token", type_=Uuid())
+
+
+NOW = bindparam("now", type_=UTCDateTime())
+
+
+UNTIL = bindparam("until", type_=UTCDateTime())
+
+
+ERROR: dict[str, BindParameter[Any]] = {
+    "error_code": bindparam("error_code"),
+    "error_message": bindparam("error_message"),
+    "provider_error_code": bindparam("provider_error_code"),
+}
+
+
+class prepared(Generic[S]):
+    """A statement a repository class builds once, on first use, and runs with parameters:
+    the work of building it (and of SQLAlchemy's caching key for it) is not redone per call."""
+
+    def __init__(self, build: Callable[[Any], S]) -> None:
+        self._build = build
+        self._by_class: dict[type, S] = {}
+
+    def __get__(self, instance: object, owner: type) -> S:
+        statement = self._by_class.get(owner)
+        if statement is None:
+            statement = self._by_class[owner] = self._build(owner)
+        return statement
+
+
+def error_columns(error: AttemptError | None) -> dict[str, object]:
+    return {
+        "error_code": error.reason.value if error else None,
+        "error_message": error.message[:MESSAGE_LIMIT] if error else None,
+        "provider_error_code": error.provider_code if error else None,
+    }
+
+
+NO_ERROR: dict[str, object] = {
+    "error_code": None,
+    "error_message": None,
+    "provider_error_code": None,
+}
+
+
+RELEASED: dict[str, object] = {"claimed_until": None, "claim_token": None}
+
+
+def column_param(model: type[Any], column: str) -> BindParameter[Any]:
+    """A parameter named and typed after one of the model's columns."""
+    return bindparam(column, type_=model.__table__.c[column].type)
+
+
+class Repository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def _write(self, statement: Update | Delete) -> int:
+        """Run an UPDATE or DELETE; returns how many rows it changed."""
+        result: Any = await self.session.execute(
+            statement, execution_options={"synchronize_session": False}
+        )
+        return int(result.rowcount)
+
+    async def _write_returning(self, statement: Update) -> Sequence[Any]:
+        result = await self.session.execute(
+            statement, execution_options={"synchronize_session": False}
+        )
+        return result.all()
+
+    async def _update_one(self, statement: Update, model: type[T]) -> T | None:
+        """Run an UPDATE of at most one row; returns the row as it is now, or None if it
+        matched nothing."""
+        rows = await self._write_returning(
+            statement.returning(model).execution_options(populate_existing=True)
+        )
+        return rows[0][0] if rows else None
+
+    async def _run_prepared(self, statement: Executable, **values: Any) -> Any:
+        """Run a prepared statement with its parameters' values; returns the result."""
+        return await self.session.execute(
+            statement, values, execution_options={"synchronize_session": False}
+        )
+
+    async def _prepared_one(self, statement: Executable, **values: Any) -> Any:
+        """The one row (an entity) a prepared statement returns, or None."""
+        return (await self._run_prepared(statement, **values)).scalars().first()
+
+    async def _prepared_count(self, statement: Executable, **values: Any) -> int:
+        return int((await self._run_prepared(statement, **values)).rowcount)
+
+
+class JobRows(Repository, Generic[Claimable]):
+    """Claims, retries and the sweeper's operations, shared by the two kinds of job rows."""
+
+    model: type[Claimable]
+    waiting_status: ClassVar[StrEnum]
+    # The status a claimed row shows while a worker holds it (checks keep "queued").
+    claimed_status: ClassVar[StrEnum]
+    failed_status: ClassVar[StrEnum]
+    # The statuses a row may show while a worker holds it.
+    held_statuses: ClassVar[tuple[StrEnum, ...]]
+
+    @prepared
+    def _insert(cls) -> Executable:
+        table: Table = cls.model.__table__  # type: ignore[assignment]  # mapped classes have one
+        return insert(table)
+
+    async def insert(self, row: Claimable) -> None:
+        """Insert a new row, as a plain statement: no session bookkeeping for it."""
+        columns = self.model.__table__.columns
+        await self.session.execute(
+            self._insert, {column.key: getattr(row, column.key) for column in columns}
+        )
+
+    @prepared
+    def _by_id(cls) -> Executable:
+        return (
+            select(cls.model)
+            .where(cls.model.id == ROW_ID)
+            .execution_options(populate_existing=True)
+        )
+
+    async def get(self, row_id: uuid.UUID) -> Claimable | None:
+        """Any tenant's row: for the workers and the sweeper, which act on ids they were given."""
+        found: Claimable | None = await self._prepared_one(self._by_id, row_id=row_id)
+        return found
+
+    @prepared
+    def _of_tenant(cls) -> Executable:
+        m = cls.model
+        return (
+            select(m)
+            .where(m.id == ROW_ID, m.tenant_id == TENANT_ID)
+            .execution_options(populate_existing=True)
+        )
+
+    async def get_of_tenant(self, tenant_id: uuid.UUID, row_id: uuid.UUID) -> Claimable | None:
+        """The row only if it is this tenant's: another tenant's id is simply not found."""
+        found: Claimable | None = await self._prepared_one(
+            self._of_tenant, row_id=row_id, tenant_id=tenant_id
+        )
+        return found
+
+    @classmethod
+    def _unclaimed_or_stale(cls, now: When) -> ColumnElement[bool]:
+        m = cls.model
+        return or_(m.claimed_until.is_(None), m.claimed_until <= now)
+
+    @classmethod
+    def _claimable(cls, now: When) -> ColumnElement[bool]:
+        """Rows a worker may claim now."""
+        return cls._waiting_or_abandoned(now)
+
+    @classmethod
+    def _waiting_or_abandoned(cls, now: When) -> ColumnElement[bool]:
+        """Rows waiting for their first outcome, or held by a claim that went stale."""
+        m = cls.model
+        if cls.claimed_status == cls.waiting_status:
+            return and_(m.status == cls.waiting_status, cls._unclaimed_or_stale(now))
+        return or_(
+            m.status == cls.waiting_status,
+            and_(m.status == cls.claimed_status, cls._unclaimed_or_stale(now)),
+        )
+
+    @classmethod
+    def _status_when_claimed(cls) -> Any:
+        return cls.claimed_status
+
+    @classmethod
+    def _status_after_release(cls) -> Any:
+        return cls.waiting_status
+
+    @classmethod
+    def _held(cls) -> ColumnElement[bool]:
+        """The row of a prepared statement's ``row_id``, while ``token`` still holds it."""
+        m = cls.model
+        return and_(m.id == ROW_ID, m.claim_token == TOKEN, m.status.in_(cls.held_statuses))
+
+    @prepared
+    def _claim(cls) -> Executable:
+        m = cls.model
+        return (
+            update(m)
+            .where(m.id == ROW_ID, cls._claimable(NOW))
+            .values(
+                status=cls._status_when_claimed(),
+                claimed_until=UNTIL,
+                claim_token=TOKEN,
+                provider_attempts=m.provider_attempts + 1,
+                provider_call_started_at=func.coalesce(m.provider_call_started_at, NOW),
+                next_attempt_at=UNTIL,
+                updated_at=NOW,
+            )
+            .returning(m)
+            .execution_options(populate_existing=True)
+        )
+
+    async def claim(self, row_id: uuid.UUID, *, now: datetime, until: datetime) -> Claimable | None:
+        """Take the row for one attempt and mark a provider call as started, in one statement.
+
+        Returns the row as claimed (its ``claim_token`` is the claim), or None if another worker
+        holds it or it needs no more work. A call marker older than ``now`` on the returned row
+        was left by an earlier call whose answer was lost. The lease's end doubles as the
+        sweeper's next look.
+        """
+        claimed: Claimable | None = await self._prepared_one(
+            self._claim, row_id=row_id, now=now, until=until, token=uuid.uuid4()
+        )
+        return claimed
+
+    @prepared
+    def _release_for_retry(cls) -> Executable:
+        return (
+            update(cls.model)
+            .where(cls._held())
+            .values(
+                status=cls._status_after_release(),
+                provider_call_started_at=bindparam("lost_call_at", type_=UTCDateTime()),
+                next_attempt_at=bindparam("next_look", type_=UTCDateTime()),
+                updated_at=NOW,
+                **ERROR,
+                **RELEASED,
+            )
+        )
+
+    async def release_for_retry(
+        self,
+        row_id: uuid.UUID,
+        token: uuid.UUID,
+        *,
+        error: AttemptError,
+        lost_call_at: datetime | None,
+        next_look: datetime,
+        now: datetime,
+    ) -> bool:
+        """Put a claimed row back to wait for its retry. ``lost_call_at`` keeps the marker of a
+        call whose answer was lost, so the retry looks before it acts again."""
+        changed = await self._prepared_count(
+            self._release_for_retry,
+            row_id=row_id,
+            token=token,
+            lost_call_at=lost_call_at,
+            next_look=next_look,
+            now=now,
+            **error_columns(error),
+        )
+        return changed == 1
+
+    async def release_unattempted(
+        self,
+        row_id: uuid.UUID,
+        token: uuid.UUID,
+        *,
+        lost_call_at: datetime | None,
+        next_look: datetime,
+        now: datetime,
+    ) -> bool:
+        """Put a claimed row back without counting the attempt: no provider call was made."""
+        m = self.model
+        return (
+            await self._write(
+                update(m)
+                .where(m.id == row_id, m.claim_token == token, m.status.in_(self.held_statuses))
+                .values(
+                    status=self._status_after_release(),
+                    provider_attempts=case(
+                        (m.provider_attempts > 0, m.provider_attempts - 1), else_=0
+                    ),
+                    provider_call_started_at=lost_call_at,
+                    next_attempt_at=next_look,
+                    updated_at=now,
+                    **RELEASED,
+                )
+            )
+            == 1
+        )
+
+    async def take_due_for_republish(
+        self, now: datetime, *, next_look: datetime, limit: int
+    ) -> list[tuple[uuid.UUID, int]]:
+        """Rows whose job looks lost: waiting past their next look, or held by a dead claim.
+
+        Moves each row's next look to ``next_look`` in the same statement that picks it, so two
+        sweepers running at once split the rows between them instead of both publishing them.
+        Returns (id, times published so far) for each row taken.
+        """
+        m = self.model
+        candidates = (
+            await self.session.scalars(
+                select(m.id)
+                .where(m.next_attempt_at <= now, self._claimable(now))
+                .order_by(m.next_attempt_at)
+                .limit(limit)
+            )
+        ).all()
+        if not candidates:
+            return []
+        taken = await self._write_returning(
+            update(m)
+            .where(m.id.in_(candidates), m.next_attempt_at <= now, self._claimable(now))
+            .values(enqueue_count=m.enqueue_count + 1, next_attempt_at=next_look)
+            .returning(m.id, m.enqueue_count)
+        )
+        return [(row_id, count) for row_id, count in taken]
+
+    async def postpone_next_look(self, row_id: uuid.UUID, at: datetime) -> None:
+        await self._write(
+            update(self.model).where(self.model.id == row_id).values(next_attempt_at=at)
+        )
+
+    async def fail_past_deadline(self, now: datetime, error: AttemptError) -> list[Claimable]:
+        """Give up on rows nobody is working on whose deadline has passed; returns them."""
+        m = self.model
+        failed = await self._write_returning(
+            update(m)
+            .where(m.deadline_at <= now, self._waiting_or_abandoned(now))
+            .values(
+                status=self.failed_status,
+                completed_at=now,
+                updated_at=now,
+                **error_columns(error),
+                **RELEASED,
+            )
+            .returning(m)
+            .execution_options(populate_existing=True)
+        )
+        return [row for (row,) in failed]

@@ -1,0 +1,26 @@
+"""The keyed hashes (blind indexes) that stand for personal data where it must be found again:
+in SQL look-ups and in Redis key names. Always of a tenant's value: the same phone number in two
+tenants is two different hashes, so no key or row links them."""
+
+from __future__ import annotations
+
+import uuid
+
+from shared.kit.crypto import Keyring
+
+
+def phone_lookup(keyring: Keyring, tenant_id: uuid.UUID, e164: str) -> str:
+    return keyring.blind_index("phone", str(tenant_id), e164)
+
+
+def user_lookup(keyring: Keyring, tenant_id: uuid.UUID, user_id: str) -> str:
+    return keyring.blind_index("user", str(tenant_id), user_id)
+
+
+def client_lookup(keyring: Keyring, tenant_id: uuid.UUID, network: str) -> str:
+    """Of the network a client is counted by (``shared.network.counted_network``)."""
+    return keyring.blind_index("client", str(tenant_id), network)
+
+
+def idempotency_lookup(keyring: Keyring, api_key_id: uuid.UUID, key: str) -> str:
+    return keyring.blind_index("idempotency", str(api_key_id), key)

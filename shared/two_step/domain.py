@@ -1,0 +1,11 @@
+"""A factor's states (architecture §3): enrolled, verified by a first right code, disabled."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FactorStatus(StrEnum):
+    UNVERIFIED = "unverified"
+    VERIFIED = "verified"
+    DISABLED = "disabled"

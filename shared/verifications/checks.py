@@ -1,0 +1,287 @@
+"""Checking a code the user typed against its verification at the provider.
+
+Only the provider's word approves: an answer, or — when a check's answer was lost and the
+provider then no longer holds the verification — its record of the verification's sends (Twilio's
+Verify Attempts API), which says whether it was approved. Nothing is approved by inference.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.audit import service as audit
+from shared.audit.domain import EventType
+from shared.errors import (
+    AttemptError,
+    ErrorCode,
+    ProviderError,
+    ProviderFinalError,
+    ProviderTransientError,
+    ServiceUnavailable,
+)
+from shared.kit import metrics
+from shared.kit.attempts import Attempt, error_of
+from shared.limits.ports import Outcome
+from shared.two_step import service as two_step
+from shared.unit_of_work import UnitOfWork
+from shared.verifications.check_repository import CheckRepository
+from shared.verifications.domain import CheckStatus, VerificationStatus
+from shared.verifications.models import Verification, VerificationCheck
+from shared.verifications.service import guesser_of
+from shared.verifications.views import change_of
+from shared.verify.port import ProviderCheck
+
+
+class Check(Attempt[VerificationCheck, ProviderCheck]):
+    kind = "check"
+    id_field = "check_id"
+    verification: Verification
+    code: str
+    service: str
+
+    def rows(self, uow: UnitOfWork) -> CheckRepository:
+        return uow.checks
+
+    async def begin(self) -> bool:
+        delivery = self.delivery
+        code = await delivery.stash.get(self.row_id)
+        now = delivery.clock.now()
+        if not await self._claim(now, and_read=self._read_verification):
+            return False
+        refusal = _refusal(self.claimed, self.verification, code, now)
+        if refusal is None:
+            assert code is not None
+            self.code = code
+            self.service = await self._service_of(self.verification)
+            return True
+        async with delivery.uow_factory() as uow:
+            await self._refuse_in(uow, *refusal, now=now)
+        await delivery.stash.discard(self.row_id)
+        await self._settle_guess(Outcome.VOID)
+        return False
+
+    async def _service_of(self, verification: Verification) -> str:
+        if verification.provider_service_sid is not None:
+            return verification.provider_service_sid
+        # Sent before verifications remembered their service: the tenant's.
+        return (await self.delivery.tenants.profile(verification.tenant_id)).service_sid
+
+    async def _read_verification(self, uow: UnitOfWork) -> None:
+        verification = await uow.verifications.get(self.claimed.verification_id)
+        assert verification is not None
+        self.verification = verification
+        self.log = self.log.bind(verification_id=str(verification.id))
+
+    async def _refuse_in(
+        self, uow: UnitOfWork, status: CheckStatus, error: AttemptError, *, now: datetime
+    ) -> None:
+        refused = await uow.checks.finish(
+            self.row_id, self.token, status=status, error=error, now=now
+        )
+        if refused is not None:
+            uow.notify_after_commit(change_of(refused))
+            if error.reason is ErrorCode.CODE_UNAVAILABLE:
+                # The provider never saw this attempt; give it back to the user.
+                await uow.verifications.give_back_check_attempt(self.verification.id, now)
+        self.log.info("check.refused", status=status.value, reason=error.reason.value)
+
+    async def call(self) -> ProviderCheck:
+        delivery, code = self.delivery, self.code
+        sid = self.verification.provider_sid
+        assert sid is not None  # _refusal refuses a verification that was never sent
+        try:
+            return await delivery.through_gate(
+                lambda: delivery.verify.check_code(self.service, sid, code)
+            )
+        except ProviderFinalError as exc:
+            if self._answer_may_be_lost(exc) and await self._approved_by_the_lost_call():
+                return ProviderCheck(approved=True)
+            raise
+
+    async def answered(self, answer: ProviderCheck) -> None:
+        delivery = self.delivery
+        status = CheckStatus.APPROVED if answer.approved else CheckStatus.REJECTED
+        async with delivery.uow_factory() as uow:
+            now = delivery.clock.now()
+            finished = await uow.checks.finish(
+                self.row_id, self.token, status=status, error=None, now=now
+            )
+            if finished is None:
+                return
+            uow.notify_after_commit(change_of(finished))
+            self._settle_before_waking(uow, Outcome.RIGHT if answer.approved else Outcome.WRONG)
+            used_up = False
+            if answer.approved:
+                await self._approve(uow, now)
+            else:
+                used_up = await self._reject(uow, now)
+        metrics.TIME_TO_DECISION.observe((now - self.claimed.created_at).total_seconds())
+        await delivery.stash.discard(self.row_id)
+        self.log.info("check.answered", approved=answer.approved)
+        if used_up:
+            # Twilio keeps a verification pending after its last wrong check: a new one to the
+            # number would get its code again, with no check left.
+            await delivery.close_at_provider(self.verification, quietly=True)
+
+    async def _approve(self, uow: UnitOfWork, now: datetime) -> None:
+        verification = self.verification
+        approved = await uow.verifications.approve(verification.id, now)
+        if approved is not None:
+            uow.notify_after_commit(change_of(approved))
+            await audit.record_for(uow, EventType.VERIFICATION_APPROVED, verification)
+            await two_step.on_verification_approved(
+                uow,
+                verification,
+                now,
+                one_user_per_phone=self.delivery.settings.one_user_per_phone,
+            )
+
+    async def _reject(self, uow: UnitOfWork, now: datetime) -> bool:
+        """Record a wrong code; True when it used up the verification's last check."""
+        verification = self.verification
+        current = await uow.verifications.get(verification.id)
+        assert current is not None
+        await audit.record_for(
+            uow, EventType.CHECK_REJECTED, verification, attempt=current.check_attempts
+        )
+        if current.check_attempts < self.delivery.settings.max_check_attempts:
+            return False
+        used_up = await uow.verifications.end_pending(
+            verification.id,
+            VerificationStatus.MAX_ATTEMPTS_REACHED,
+            AttemptError(
+                ErrorCode.MAX_CHECK_ATTEMPTS_REACHED, "every allowed check was a wrong code"
+            ),
+            now,
+            provider_open=True,
+        )
+        if used_up is None:
+            return False
+        uow.notify_after_commit(change_of(used_up))
+        await audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
+        return True
+
+    async def refused(self, exc: ProviderError) -> None:
+        check_status, verification_status = _ending_for(exc)
+        delivery, verification = self.delivery, self.verification
+        error = error_of(exc)
+        async with delivery.uow_factory() as uow:
+            now = delivery.clock.now()
+            finished = await uow.checks.finish(
+                self.row_id, self.token, status=check_status, error=error, now=now
+            )
+            if finished is None:
+                return
+            uow.notify_after_commit(change_of(finished))
+            # Twilio's 60202 answers a wrong 6th guess; anything else says nothing about the code.
+            max_attempts = verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED
+            self._settle_before_waking(uow, Outcome.WRONG if max_attempts else Outcome.VOID)
+            # The provider no longer holds it: it ended there (used up, expired, gone).
+            ended = verification_status and await uow.verifications.end_pending(
+                verification.id, verification_status, error, now, provider_open=False
+            )
+            if ended:
+                uow.notify_after_commit(change_of(ended))
+                if max_attempts:
+                    await audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
+        await delivery.stash.discard(self.row_id)
+        self.log.info("check.ended", reason=exc.reason.value, provider_code=exc.provider_code)
+
+    def _answer_may_be_lost(self, exc: ProviderError) -> bool:
+        """Twilio deletes a verification the moment a check approves it, and also when it
+        expires or is canceled: after an earlier call of this check lost its answer, "gone"
+        may mean that call approved it — or not. Only Twilio's record can tell."""
+        return (
+            self.lost_call_at is not None
+            and isinstance(exc, ProviderFinalError)
+            and exc.provider_code == 20404
+        )
+
+    async def _approved_by_the_lost_call(self) -> bool:
+        delivery, sid = self.delivery, self.verification.provider_sid
+        assert sid is not None
+        try:
+            approved = await delivery.through_gate(
+                lambda: delivery.verify.was_approved(self.service, sid)
+            )
+        except ProviderTransientError as exc:
+            # Still unknown: the skeleton retries the check, which looks again.
+            exc.ambiguous = True
+            raise
+        if approved:
+            metrics.RECONCILIATIONS.labels(job="check").inc()
+            self.log.info("check.reconciled", note="Twilio's record says it was approved")
+        return approved
+
+    async def give_up(self, error: AttemptError) -> None:
+        async with self.delivery.uow_factory() as uow:
+            failed = await uow.checks.finish(
+                self.row_id,
+                self.token,
+                status=CheckStatus.FAILED,
+                error=error,
+                now=self.delivery.clock.now(),
+            )
+            if failed is not None:
+                uow.notify_after_commit(change_of(failed))
+        await self.delivery.stash.discard(self.row_id)
+        await self._settle_guess(Outcome.VOID)
+
+    def _settle_before_waking(self, uow: UnitOfWork, outcome: Outcome) -> None:
+        """Once the outcome commits, count it in the lockout before anyone waiting on the check
+        is woken: whoever reads the answer finds a lock it caused already in force."""
+
+        async def settle() -> None:
+            await self._settle_guess(outcome)
+
+        uow.after_commit(settle)
+
+    async def _settle_guess(self, outcome: Outcome) -> None:
+        """Settle the failure this check reserved in the lockout when it was accepted."""
+        try:
+            lock = await self.delivery.lockout.settle(
+                guesser_of(self.verification), str(self.row_id), outcome
+            )
+        except ServiceUnavailable:
+            # The outcome is recorded; only the lockout missed it. Its reservation expires on
+            # its own, and the API refuses checks while Redis is down: nobody guesses uncounted.
+            self.log.error("check.lockout_unrecorded")
+            return
+        if lock is not None:
+            self.log.warning("user.locked", seconds=lock.seconds, hard=lock.hard)
+            async with self.delivery.uow_factory() as uow:
+                await two_step.record_lock(uow, self.verification, lock)
+
+
+def _refusal(
+    check: VerificationCheck, verification: Verification, code: str | None, now: datetime
+) -> tuple[CheckStatus, AttemptError] | None:
+    """Why a check needs no provider call, if it does not."""
+    if now >= check.deadline_at:
+        return CheckStatus.FAILED, AttemptError(
+            ErrorCode.PROVIDER_UNAVAILABLE, "not checked before the check deadline"
+        )
+    if verification.status is not VerificationStatus.PENDING or verification.provider_sid is None:
+        if verification.status is VerificationStatus.MAX_ATTEMPTS_REACHED:
+            return CheckStatus.MAX_ATTEMPTS_REACHED, AttemptError(
+                ErrorCode.MAX_CHECK_ATTEMPTS_REACHED, "the verification used all its checks"
+            )
+        return CheckStatus.EXPIRED, AttemptError(
+            ErrorCode.VERIFICATION_EXPIRED, f"the verification is {verification.status.value}"
+        )
+    if code is None:
+        return CheckStatus.FAILED, AttemptError(
+            ErrorCode.CODE_UNAVAILABLE, "the submitted code was lost; submit it again"
+        )
+    return None
+
+
+def _ending_for(exc: ProviderError) -> tuple[CheckStatus, VerificationStatus | None]:
+    """What a final or permanent provider error means for the check and its verification."""
+    if isinstance(exc, ProviderFinalError):
+        if exc.reason is ErrorCode.MAX_CHECK_ATTEMPTS_REACHED:
+            return CheckStatus.MAX_ATTEMPTS_REACHED, VerificationStatus.MAX_ATTEMPTS_REACHED
+        if exc.reason is ErrorCode.VERIFICATION_EXPIRED:
+            # The provider no longer holds the verification (expired, used up or canceled).
+            return CheckStatus.EXPIRED, VerificationStatus.EXPIRED
+    return CheckStatus.FAILED, None

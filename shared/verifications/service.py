@@ -1,0 +1,340 @@
+"""Use cases at the API's edge: ask for a code, send it again, cancel, submit a code, read.
+
+They consult the limits first, then write rows and buffer jobs on the unit of work; the boundary
+commits, and the jobs go out after the commit. A refused request writes nothing and publishes
+nothing. None of them waits for the provider, and none holds a transaction open across Redis:
+what must be read before a limit is consulted is read outside the transaction (``uow.reads()``).
+Every read names the caller's tenant: another tenant's id is not found, exactly as an unknown one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from shared.audit import service as audit
+from shared.audit.domain import EventType
+from shared.errors import (
+    CheckAttemptsExhausted,
+    CountryNotAllowed,
+    InvalidInput,
+    NotFound,
+    TwostepError,
+    VerificationNotPending,
+)
+from shared.kit.clock import Clock
+from shared.kit.crypto import Keyring
+from shared.kit.jobs import Job
+from shared.kit.lookups import phone_lookup
+from shared.kit.network import normalise_ip
+from shared.kit.phone import PhoneNumber, parse_phone
+from shared.kit.settings import Settings
+from shared.limits.ports import Guards, Guesser, Outcome, SendRequest
+from shared.tenants.models import ApiKey
+from shared.unit_of_work import Repositories, UnitOfWork
+from shared.verifications.codes import CodeStash
+from shared.verifications.domain import Channel, CheckStatus, Purpose, VerificationStatus
+from shared.verifications.models import Verification, VerificationCheck
+from shared.verifications.views import change_of
+
+log = structlog.get_logger(__name__)
+
+_CODE_SHAPE = re.compile(r"^[0-9A-Za-z]{4,10}$")
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationRequest:
+    to: str
+    channel: Channel = Channel.SMS
+    locale: str | None = None
+    user_id: str | None = None
+    client_ip: str | None = None
+    purpose: Purpose = Purpose.STANDALONE
+
+
+@dataclass(frozen=True)
+class Verifications:
+    """Built once per process; every method works in the caller's unit of work."""
+
+    settings: Settings
+    guards: Guards
+    stash: CodeStash
+    clock: Clock
+    keyring: Keyring
+
+    async def request(
+        self, uow: UnitOfWork, api_key: ApiKey, request: VerificationRequest
+    ) -> Verification:
+        phone = self._allowed(parse_phone(request.to))
+        client_ip = normalise_ip(request.client_ip) if request.client_ip else None
+        verification_id = uuid.uuid4()
+        # A locked-out guesser could not check the code: nothing is sent to them.
+        await self.guards.lockout.check(
+            Guesser.of(api_key.tenant_id, request.user_id, phone.e164, client_ip)
+        )
+        await self.guards.sends.admit(
+            SendRequest(
+                tenant_id=api_key.tenant_id,
+                api_key_id=api_key.id,
+                destination=phone.e164,
+                region=phone.region,
+                verification_id=verification_id,
+                user_id=request.user_id,
+                client_ip=client_ip,
+            )
+        )
+        verification = self._new_verification(verification_id, phone, api_key, request, client_ip)
+        await uow.verifications.insert(verification)
+        await audit.record_for(
+            uow, EventType.VERIFICATION_REQUESTED, verification, channel=request.channel.value
+        )
+        uow.enqueue_after_commit(Job.send_code(verification.id))
+        log.info(
+            "verification.requested",
+            verification_id=str(verification.id),
+            channel=request.channel.value,
+            purpose=request.purpose.value,
+        )
+        return verification
+
+    def _allowed(self, phone: PhoneNumber) -> PhoneNumber:
+        allowed = self.settings.allowed_countries
+        if allowed is not None and phone.region not in allowed:
+            raise CountryNotAllowed(
+                f"codes are not sent to numbers of {phone.region} "
+                f"(allowed: {', '.join(sorted(allowed))})"
+            )
+        return phone
+
+    def _new_verification(
+        self,
+        verification_id: uuid.UUID,
+        phone: PhoneNumber,
+        api_key: ApiKey,
+        request: VerificationRequest,
+        client_ip: str | None,
+    ) -> Verification:
+        now = self.clock.now()
+        return Verification(
+            id=verification_id,
+            tenant_id=api_key.tenant_id,
+            status=VerificationStatus.QUEUED,
+            purpose=request.purpose,
+            channel=request.channel,
+            to_e164=phone.e164,
+            destination_lookup=phone_lookup(self.keyring, api_key.tenant_id, phone.e164),
+            destination_region=phone.region,
+            locale=request.locale,
+            user_id=request.user_id,
+            client_ip=client_ip,
+            api_key_id=api_key.id,
+            send_attempts=0,
+            check_attempts=0,
+            provider_open=False,
+            provider_attempts=0,
+            enqueue_count=1,
+            next_attempt_at=now + self.settings.requeue_after,
+            created_at=now,
+            updated_at=now,
+            deadline_at=now + self.settings.send_deadline,
+        )
+
+    async def get(
+        self, rows: Repositories, tenant_id: uuid.UUID, verification_id: uuid.UUID
+    ) -> Verification:
+        verification = await rows.verifications.get_of_tenant(tenant_id, verification_id)
+        if verification is None:
+            raise NotFound(f"no verification {verification_id}")
+        return verification
+
+    async def resend(
+        self,
+        uow: UnitOfWork,
+        api_key: ApiKey,
+        verification_id: uuid.UUID,
+        channel: Channel | None = None,
+    ) -> Verification:
+        """Send a pending verification's code again — the same code, on its channel or another.
+
+        A re-send already waiting for a worker is not doubled: the verification is answered as is.
+        """
+        async with uow.reads() as read:
+            verification = await self.get(read, api_key.tenant_id, verification_id)
+        if verification.status is not VerificationStatus.PENDING:
+            raise _not_pending(verification)
+        if verification.resend_channel is not None:
+            return verification
+        # A locked-out guesser could not check the code: it is not sent again either.
+        await self.guards.lockout.check(guesser_of(verification))
+        await self.guards.sends.admit(_send_again(verification, api_key))
+        channel = channel or verification.channel
+        now = self.clock.now()
+        resent = await uow.verifications.request_resend(
+            verification_id,
+            channel,
+            now=now,
+            deadline=now + self.settings.send_deadline,
+            next_look=now + self.settings.requeue_after,
+        )
+        if resent is None:  # it ended meanwhile, or another re-send is already waiting
+            current = await self.get(uow, api_key.tenant_id, verification_id)
+            if current.status is not VerificationStatus.PENDING:
+                raise _not_pending(current)
+            return current
+        await audit.record_for(
+            uow,
+            EventType.VERIFICATION_RESEND_REQUESTED,
+            verification,
+            api_key_id=api_key.id,
+            channel=channel.value,
+        )
+        uow.enqueue_after_commit(Job.send_code(verification_id))
+        return resent
+
+    async def cancel(
+        self, uow: UnitOfWork, api_key: ApiKey, verification_id: uuid.UUID
+    ) -> Verification:
+        """End a verification that is not over yet; canceling a canceled one changes nothing."""
+        canceled = await uow.verifications.cancel(
+            api_key.tenant_id, verification_id, self.clock.now()
+        )
+        if canceled is None:
+            current = await self.get(uow, api_key.tenant_id, verification_id)
+            if current.status is VerificationStatus.CANCELED:
+                return current
+            raise _not_pending(current)
+        await audit.record_for(
+            uow, EventType.VERIFICATION_CANCELED, canceled, api_key_id=api_key.id
+        )
+        uow.notify_after_commit(change_of(canceled))
+        if canceled.provider_open:
+            # Over here, so over at Twilio too: a new code to the number starts afresh.
+            uow.enqueue_after_commit(Job.close_verification(canceled.id))
+        return canceled
+
+    async def submit_check(
+        self, uow: UnitOfWork, api_key: ApiKey, verification_id: uuid.UUID, code: str
+    ) -> VerificationCheck:
+        """Accept a code for checking: the check reserves its failure in the lockout first (so
+        parallel guesses cannot outrun it), the code waits in the stash, the attempt is taken."""
+        code = code.strip()
+        if not _CODE_SHAPE.match(code):
+            raise InvalidInput("a code is 4 to 10 letters or digits")
+        async with uow.reads() as read:
+            verification = await self.get(read, api_key.tenant_id, verification_id)
+        refusal = self._check_refusal(verification)
+        if refusal is not None:
+            raise refusal
+        check_id = uuid.uuid4()
+        guesser = guesser_of(verification)
+        ttl = int(self.settings.check_deadline_seconds) + 60
+        await self.guards.lockout.reserve(guesser, str(check_id), ttl)
+        try:
+            # Stashed before the row exists: a check row never exists without its code.
+            await self.stash.put(check_id, code, ttl_seconds=ttl)
+            return await self._take_attempt(uow, verification, check_id)
+        except BaseException:
+            # No check was made: neither its code nor its reservation may outlive it.
+            with contextlib.suppress(Exception):
+                await self.stash.discard(check_id)
+            with contextlib.suppress(Exception):
+                await self.guards.lockout.settle(guesser, str(check_id), Outcome.VOID)
+            raise
+
+    async def _take_attempt(
+        self, uow: UnitOfWork, verification: Verification, check_id: uuid.UUID
+    ) -> VerificationCheck:
+        now = self.clock.now()
+        if not await uow.verifications.take_check_attempt(
+            verification.id, self.settings.max_check_attempts, now
+        ):
+            current = await self.get(uow, verification.tenant_id, verification.id)
+            refusal = self._check_refusal(current) or self._attempts_exhausted(current)
+            await uow.rollback()
+            raise refusal
+        check = self._new_check(check_id, verification, now)
+        await uow.checks.insert(check)
+        uow.enqueue_after_commit(Job.check_code(check.id))
+        log.info("check.submitted", check_id=str(check.id), verification_id=str(verification.id))
+        return check
+
+    def _check_refusal(self, verification: Verification) -> TwostepError | None:
+        if verification.status is VerificationStatus.MAX_ATTEMPTS_REACHED:
+            return self._attempts_exhausted(verification)
+        if verification.status is not VerificationStatus.PENDING:
+            return _not_pending(verification)
+        return None
+
+    def _new_check(
+        self, check_id: uuid.UUID, verification: Verification, now: datetime
+    ) -> VerificationCheck:
+        return VerificationCheck(
+            id=check_id,
+            tenant_id=verification.tenant_id,
+            verification_id=verification.id,
+            status=CheckStatus.QUEUED,
+            provider_attempts=0,
+            enqueue_count=1,
+            next_attempt_at=now + self.settings.requeue_after,
+            created_at=now,
+            updated_at=now,
+            deadline_at=now + self.settings.check_deadline,
+        )
+
+    def _attempts_exhausted(self, verification: Verification) -> CheckAttemptsExhausted:
+        # Twilio's advice for its 60202: wait until the verification expires, or start a new one.
+        now = self.clock.now()
+        until_expiry = (verification.expires_at or now) - now
+        return CheckAttemptsExhausted(
+            f"all {self.settings.max_check_attempts} checks of verification {verification.id} "
+            "are used; start a new verification",
+            limit="checks_per_verification",
+            retry_after=int(until_expiry.total_seconds()),
+        )
+
+    async def get_check(
+        self,
+        rows: Repositories,
+        tenant_id: uuid.UUID,
+        verification_id: uuid.UUID,
+        check_id: uuid.UUID,
+    ) -> VerificationCheck:
+        check = await rows.checks.get_for_verification(tenant_id, verification_id, check_id)
+        if check is None:
+            raise NotFound(f"no check {check_id} on verification {verification_id}")
+        return check
+
+
+def _send_again(verification: Verification, api_key: ApiKey) -> SendRequest:
+    """A re-send counts as a send, by the key that asks for it."""
+    return SendRequest(
+        tenant_id=verification.tenant_id,
+        api_key_id=api_key.id,
+        destination=verification.to_e164,
+        region=verification.destination_region,
+        verification_id=verification.id,
+        user_id=verification.user_id,
+        client_ip=verification.client_ip,
+    )
+
+
+def guesser_of(verification: Verification) -> Guesser:
+    """A check of this verification guesses for its user; without one, for its number and the
+    client address that asked for it."""
+    return Guesser.of(
+        verification.tenant_id,
+        verification.user_id,
+        verification.to_e164,
+        verification.client_ip,
+    )
+
+
+def _not_pending(verification: Verification) -> VerificationNotPending:
+    return VerificationNotPending(
+        f"verification {verification.id} is {verification.status.value}, not pending"
+    )
