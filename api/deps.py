@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shared.errors import NotFound
 from shared.kit import crypto
-from shared.kit.changes import ChangeListener, CountedChangeFeed, RedisChangeFeed, changes_channel
+from shared.kit.changes import ChangeListener, RedisChangeFeed, changes_channel
 from shared.kit.clock import SystemClock
 from shared.kit.db.session import AfterCommit, Database
 from shared.kit.jobs import CeleryJobQueue, make_celery
@@ -32,6 +32,7 @@ from shared.tenants.models import ApiKey
 from shared.two_step.service import TwoStep
 from shared.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from shared.verifications.codes import RedisCodeStash
+from shared.verifications.notices import CountedChangeFeed
 from shared.verifications.service import Verifications
 from shared.verifications.waiting import MAX_WAIT_SECONDS, Waiting
 from shared.webhooks.outbox import WebhookOutbox

@@ -17,7 +17,7 @@ from shared.tenants.repository import ApiKeyRepository, IdempotencyRepository, T
 from shared.two_step.repository import FactorRepository, RecoveryCodeRepository
 from shared.verifications.check_repository import CheckRepository
 from shared.verifications.repository import VerificationRepository
-from shared.webhooks.repository import DeliveryRepository, WebhookEndpointRepository
+from shared.webhooks.repository import WebhookDeliveryRepository, WebhookEndpointRepository
 
 
 class Repositories:
@@ -34,7 +34,7 @@ class Repositories:
         self.recovery_codes = RecoveryCodeRepository(session)
         self.events = EventRepository(session)
         self.webhook_endpoints = WebhookEndpointRepository(session)
-        self.deliveries = DeliveryRepository(session)
+        self.webhook_deliveries = WebhookDeliveryRepository(session)
 
 
 class UnitOfWork(UnitOfWorkBase[Repositories], Repositories):

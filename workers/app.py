@@ -62,7 +62,7 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
     def send_code(self: Task[Any, Any], verification_id: str) -> str:
         row_id = uuid.UUID(verification_id)
         outcome = holder.get().run(
-            lambda services: services.delivery.send_code(row_id), _request_id_of(self)
+            lambda services: services.code_jobs.send_code(row_id), _request_id_of(self)
         )
         if outcome is not None:
             raise self.retry(countdown=outcome.countdown)
@@ -72,7 +72,7 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
     def check_code(self: Task[Any, Any], check_id: str) -> str:
         row_id = uuid.UUID(check_id)
         outcome = holder.get().run(
-            lambda services: services.delivery.check_code(row_id), _request_id_of(self)
+            lambda services: services.code_jobs.check_code(row_id), _request_id_of(self)
         )
         if outcome is not None:
             raise self.retry(countdown=outcome.countdown)
@@ -82,7 +82,7 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
     def close_verification(self: Task[Any, Any], verification_id: str) -> str:
         row_id, attempt = uuid.UUID(verification_id), self.request.retries
         outcome = holder.get().run(
-            lambda services: services.delivery.close_verification(row_id, attempt),
+            lambda services: services.code_jobs.close_verification(row_id, attempt),
             _request_id_of(self),
         )
         if outcome is not None:

@@ -23,7 +23,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from celery import Celery
 
 from shared.kit import crypto
-from shared.kit.changes import CountedChangeFeed, RedisChangeFeed, changes_channel
+from shared.kit.changes import RedisChangeFeed, changes_channel
 from shared.kit.clock import SystemClock
 from shared.kit.db.session import AfterCommit, Database
 from shared.kit.jobs import CeleryJobQueue
@@ -38,8 +38,9 @@ from shared.operations.status import Fleet
 from shared.operations.sweeper import Sweeper
 from shared.tenants.service import TenantDirectory
 from shared.unit_of_work import UnitOfWorkFactory
+from shared.verifications.code_jobs import CodeJobs
 from shared.verifications.codes import RedisCodeStash
-from shared.verifications.delivery import Delivery
+from shared.verifications.notices import CountedChangeFeed
 from shared.verifications.numbers import NumberChecks, RedisLineTypes
 from shared.verify.twilio import TwilioVerifyClient
 from shared.webhooks.http import AiohttpPoster
@@ -56,7 +57,7 @@ class WorkerServices:
     database: Database
     redis: redis.Redis
     verify: TwilioVerifyClient
-    delivery: Delivery
+    code_jobs: CodeJobs
     sweeper: Sweeper
     retention: Retention
     fleet: Fleet
@@ -88,7 +89,7 @@ class WorkerServices:
             public_only=not settings.webhooks_may_reach_private_networks,
         )
         stash = RedisCodeStash(client, settings.redis_key(""), keyring)
-        delivery = Delivery(
+        code_jobs = CodeJobs(
             uow_factory=uow_factory,
             verify=verify,
             stash=stash,
@@ -105,7 +106,7 @@ class WorkerServices:
             database,
             client,
             verify,
-            delivery,
+            code_jobs,
             Sweeper(uow_factory, settings, clock, stash),
             Retention(uow_factory, settings, clock),
             Fleet(settings, client),

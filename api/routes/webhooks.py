@@ -92,7 +92,7 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> WebhookDeliveriesOut:
     """The tenant's deliveries, newest first: what was sent, how often, what the receiver said."""
-    rows = await uow.deliveries.page(
+    rows = await uow.webhook_deliveries.page(
         api_key.tenant_id,
         endpoint_id=parse_id(endpoint_id, "webhook endpoint") if endpoint_id else None,
         status=status,

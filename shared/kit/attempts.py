@@ -1,11 +1,17 @@
-"""One attempt at a job row's provider call: the shape every worker job of a verification takes.
+"""The one attempt engine: every job that calls out of twostep for a row — a code's send, a
+code's check, a webhook's delivery — is an attempt, and every attempt runs the same way.
 
-An attempt *begins* (claims its row and marks a provider call as started, committed, so that a
-crash leaves evidence), *calls* the provider through the fleet-wide gate holding no database
-connection, then *settles*: it records the answer, gives up for good, or puts the row back for a
-retry after a backoff — each only while its claim still holds. What a send and a check do
-differently is written in their ``Attempt`` subclasses (``shared.services.sends``,
-``shared.services.checks``); the skeleton that runs them is ``Delivery`` (``delivery.py``).
+1. *begin*: claim the row, marking a call as started, committed on its own, so that a crash
+   leaves evidence — or settle it at once when no call is needed (past its deadline, nothing to
+   send);
+2. *call*, holding no database connection;
+3. *settle*: record the answer, give up for good (a final refusal), or put the row back for a
+   retry after a backoff — at the latest at its deadline, where the retry finds it too late and
+   gives up. Each only while the claim is still the attempt's.
+
+A redelivered or duplicated job finds nothing to claim and does nothing. What an attempt does
+differently is its subclass's (``shared.verifications.sends``, ``…checks``,
+``shared.webhooks.sender``); what each retries, and how soon, is its ``RetryPolicy``.
 """
 
 from __future__ import annotations
@@ -14,25 +20,25 @@ import random
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Generic, TypeVar
 
 import structlog
 
-from shared.errors import AttemptError, ProviderError
+from shared.errors import AttemptError, ProviderError, ProviderTransientError
+from shared.kit import metrics
+from shared.kit.clock import Clock
+from shared.kit.db.base import JobRow
 from shared.kit.db.repository import JobRows
-from shared.kit.settings import Settings
-from shared.unit_of_work import UnitOfWork
-from shared.verifications.models import Verification, VerificationCheck
-
-if TYPE_CHECKING:
-    from shared.verifications.delivery import Delivery
 
 log = structlog.get_logger(__name__)
 
-Row = TypeVar("Row", Verification, VerificationCheck)
+U = TypeVar("U")
+Row = TypeVar("Row", bound=JobRow)
 Answer = TypeVar("Answer")
+Jitter = Callable[[float, float], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,49 +48,47 @@ class RetryLater:
     countdown: float
 
 
-class Throttled(Exception):
-    """The gate asked for a longer wait than an attempt may hold its claim."""
+class Wait(Exception):
+    """The attempt cannot make its call now (the fleet's gate, another call on the same
+    number): back to the queue for ``seconds``, without counting it as an attempt."""
 
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"throttled for {wait:.2f}s")
-        self.wait = wait
-
-
-class NotYet(Exception):
-    """The attempt cannot call the provider yet (another call on the same number is in
-    flight): back to the queue for ``wait`` seconds, without counting an attempt."""
-
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"not yet, for {wait:.2f}s")
-        self.wait = wait
+    def __init__(self, seconds: float, why: str) -> None:
+        super().__init__(f"{why}: wait {seconds:.2f}s")
+        self.seconds = seconds
 
 
-def backoff_seconds(settings: Settings, provider_attempts: int, retry_after: float | None) -> float:
-    """Exponential with "equal jitter": never a zero wait, never two workers in lockstep."""
-    ceiling = min(
-        settings.retry_backoff_max_seconds,
-        settings.retry_backoff_base_seconds * (1 << min(max(provider_attempts - 1, 0), 30)),
-    )
-    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return delay
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How soon an attempt is tried again: doubling from ``base_seconds`` up to
+    ``max_seconds``, with "equal jitter" (never a zero wait, never two rows in lockstep).
+    ``through_queue``: the job comes back by its own queue's countdown (short waits); without,
+    the sweeper publishes it again when its next look is due (waits of up to an hour, longer
+    than a broker should hold a message)."""
+
+    base_seconds: float
+    max_seconds: float
+    through_queue: bool = True
+
+    def backoff(self, attempts: int, retry_after: float | None, jitter: Jitter) -> float:
+        ceiling = min(self.max_seconds, self.base_seconds * (1 << min(max(attempts - 1, 0), 30)))
+        delay = ceiling / 2 + jitter(0, ceiling / 2)
+        return delay if retry_after is None else max(delay, retry_after)
 
 
 def error_of(exc: ProviderError) -> AttemptError:
     return AttemptError(exc.reason, exc.message, exc.provider_code)
 
 
-class Attempt(ABC, Generic[Row, Answer]):
-    """One attempt at one row's job: what a send and a check do differently."""
+class Attempt(ABC, Generic[U, Row, Answer]):
+    """One attempt at one row's job: what a send, a check and a delivery do differently.
+    ``U`` is the unit of work the job's repository lives on."""
 
     kind: ClassVar[str]
     # The log field naming the row: what ops search the logs by.
     id_field: ClassVar[str]
     claimed: Row
 
-    def __init__(self, delivery: Delivery, row_id: uuid.UUID) -> None:
-        self.delivery = delivery
+    def __init__(self, row_id: uuid.UUID) -> None:
         self.row_id = row_id
         self.lost_call_at: datetime | None = None
         self.log = log.bind(**{self.id_field: str(row_id)})
@@ -95,47 +99,137 @@ class Attempt(ABC, Generic[Row, Answer]):
         assert token is not None, "a claimed row carries its claim token"
         return token
 
-    def _took(self, row: Row, now: datetime) -> None:
+    def took(self, row: Row, now: datetime) -> None:
+        """Hold the row just claimed. The claim marks this call as started; a marker from
+        before it is a lost call's: the call's answer never came, so look before acting."""
         self.claimed = row
         marker = row.provider_call_started_at
-        # The claim marks this call as started; a marker from before it is a lost call's.
         self.lost_call_at = marker if marker is not None and marker < now else None
 
-    async def _claim(
-        self,
-        now: datetime,
-        and_read: Callable[[UnitOfWork], Awaitable[None]] | None = None,
-    ) -> bool:
-        """Claim the row in one statement, committed on its own (a crash leaves the claim and
-        its call marker behind), then ``and_read`` what else the attempt needs."""
-        lease_end = now + self.delivery.settings.claim_lease
-        async with self.delivery.uow_factory.single_statements() as uow:
-            row = await self.rows(uow).claim(self.row_id, now=now, until=lease_end)
-            if row is None:
-                self.log.info(f"{self.kind}.skipped", reason="not claimable")
-                return False
-            self._took(row, now)
-            if and_read is not None:
-                await and_read(uow)
-        return True
-
     @abstractmethod
-    def rows(self, uow: UnitOfWork) -> JobRows[Row]: ...
+    def rows(self, uow: U) -> JobRows[Row]: ...
 
     @abstractmethod
     async def begin(self) -> bool:
-        """Claim the row; False when there is nothing to call the provider for."""
+        """Claim the row; False when there is nothing to call for (settled already)."""
 
     @abstractmethod
-    async def call(self) -> Answer: ...
+    async def call(self) -> Answer:
+        """The call out; raises ``Wait``, ``ProviderTransientError`` (retried until the
+        deadline) or another ``ProviderError`` (refused for good)."""
 
     @abstractmethod
     async def answered(self, answer: Answer) -> None: ...
 
     @abstractmethod
     async def refused(self, exc: ProviderError) -> None:
-        """The provider refused for good (a final or permanent error)."""
+        """Refused for good (a final or permanent error)."""
 
     @abstractmethod
     async def give_up(self, error: AttemptError) -> None:
         """The deadline passed with no usable answer."""
+
+
+@dataclass(frozen=True)
+class Attempts(Generic[U]):
+    """Runs attempts: one per job a worker takes."""
+
+    uow_factory: Callable[[], AbstractAsyncContextManager[U]]
+    clock: Clock
+    policy: RetryPolicy
+    # How long after its next look the sweeper takes a row for lost.
+    requeue_after: timedelta
+    jitter: Jitter = random.uniform
+
+    async def run(self, job: Attempt[U, Any, Any]) -> RetryLater | None:
+        if not await job.begin():
+            return None
+        try:
+            answer = await job.call()
+        except Wait as wait:
+            return await self._requeue(job, wait.seconds)
+        except ProviderTransientError as exc:
+            return await self._retry_or_give_up(job, exc)
+        except ProviderError as exc:
+            await job.refused(exc)
+            return None
+        await job.answered(answer)
+        return None
+
+    async def _requeue(self, job: Attempt[U, Any, Any], wait: float) -> RetryLater | None:
+        """Back to the queue for ``wait`` seconds; the attempt does not count: no call made."""
+        metrics.PROVIDER_THROTTLE_REQUEUES.inc()
+        now = self.clock.now()
+        async with self.uow_factory() as uow:
+            released = await job.rows(uow).release_unattempted(
+                job.row_id,
+                job.token,
+                lost_call_at=job.lost_call_at,
+                next_look=now + timedelta(seconds=wait) + self.requeue_after,
+                now=now,
+            )
+        if not released:
+            return None
+        job.log.info("provider.throttled", requeued_for=round(wait, 2))
+        return RetryLater(countdown=wait)
+
+    async def _retry_or_give_up(
+        self, job: Attempt[U, Any, Any], exc: ProviderTransientError
+    ) -> RetryLater | None:
+        """Put the row back to wait for a retry, at the latest at its deadline, or give up now
+        if the deadline has passed. Either way the attempt and its error are committed first."""
+        now = self.clock.now()
+        left = (job.claimed.deadline_at - now).total_seconds()
+        attempts = job.claimed.provider_attempts
+        if left <= 0:
+            await job.give_up(error_of(exc))
+            job.log.warning(
+                f"{job.kind}.gave_up", attempts=attempts, provider_code=exc.provider_code
+            )
+            return None
+        delay = min(self.policy.backoff(attempts, exc.retry_after, self.jitter), left)
+        next_look = now + timedelta(seconds=delay)
+        if self.policy.through_queue:
+            next_look += self.requeue_after  # the sweeper steps in only if the retry is lost
+        async with self.uow_factory() as uow:
+            released = await job.rows(uow).release_for_retry(
+                job.row_id,
+                job.token,
+                error=error_of(exc),
+                # A call whose answer was lost leaves its marker; a refused one leaves any
+                # earlier lost call's marker in place: the retry must still look before it acts.
+                lost_call_at=job.claimed.provider_call_started_at
+                if exc.ambiguous
+                else job.lost_call_at,
+                next_look=next_look,
+                now=now,
+            )
+        metrics.JOB_RETRIES.labels(job=job.kind).inc()
+        job.log.warning(
+            f"{job.kind}.retry",
+            attempts=attempts,
+            provider_code=exc.provider_code,
+            status=exc.status,
+            ambiguous=exc.ambiguous,
+            retry_in=round(delay, 2),
+        )
+        return RetryLater(countdown=delay) if released and self.policy.through_queue else None
+
+
+async def claim(
+    job: Attempt[U, Row, Any],
+    uow: U,
+    now: datetime,
+    until: datetime,
+    and_read: Callable[[U], Awaitable[None]] | None = None,
+) -> bool:
+    """Claim the job's row in ``uow`` (one statement, committed on its own, so a crash leaves
+    the claim and its call marker behind), then ``and_read`` what else the attempt needs."""
+    row = await job.rows(uow).claim(job.row_id, now=now, until=until)
+    if row is None:
+        job.log.info(f"{job.kind}.skipped", reason="not claimable")
+        return False
+    job.took(row, now)
+    if and_read is not None:
+        await and_read(uow)
+    return True

@@ -23,8 +23,6 @@ import redis.asyncio as redis
 import structlog
 
 from shared.kit import metrics
-from shared.verifications.domain import FINAL_VERIFICATION_STATUSES
-from shared.webhooks.domain import WebhookEvent
 
 log = structlog.get_logger(__name__)
 
@@ -48,32 +46,12 @@ class Announcement:
     outbox in the transaction that records it, and published to no waiter."""
 
     tenant_id: uuid.UUID
-    event: WebhookEvent
+    event: str  # a shared.webhooks.domain.WebhookEvent
     data: dict[str, Any]
 
 
 class ChangeFeed(Protocol):
     async def publish(self, changes: Iterable[Change]) -> None: ...
-
-
-_FINAL = frozenset(status.value for status in FINAL_VERIFICATION_STATUSES)
-
-
-class CountedChangeFeed:
-    """Counts the verifications that reached a final state as their notices go out: every
-    change that ends one is committed, then published here, once."""
-
-    def __init__(self, feed: ChangeFeed) -> None:
-        self._feed = feed
-
-    async def publish(self, changes: Iterable[Change]) -> None:
-        changes = list(changes)
-        for change in changes:
-            if change.kind == "verification" and change.view is not None:
-                status = change.view["status"]
-                if status in _FINAL:
-                    metrics.VERIFICATIONS_FINAL.labels(status=status).inc()
-        await self._feed.publish(changes)
 
 
 def changes_channel(key_prefix: str) -> str:

@@ -23,8 +23,6 @@ from prometheus_client import (
     multiprocess,
 )
 
-from shared.verifications.domain import FINAL_VERIFICATION_STATUSES
-
 # Twilio calls take 0.1 s to 10 s (the read timeout); the decision path is seconds to a minute.
 _CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20)
 _FLOW_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
@@ -113,7 +111,7 @@ VERIFICATIONS_FINAL = Counter(
 )
 WEBHOOK_DELIVERIES = Counter(
     "twostep_webhook_deliveries_total",
-    "Webhook delivery attempts by outcome (delivered, retry, failed)",
+    "Webhook deliveries ended, by outcome (delivered, failed); retries are job retries",
     ["outcome"],
 )
 
@@ -145,18 +143,17 @@ def _start_at_zero() -> None:
     """Label values known in advance are exported from the start, at zero: a rate over a
     series that does not exist yet is no rate, and an alert on it never fires."""
     for job in ("send", "check"):
-        JOB_RETRIES.labels(job=job)
         RECONCILIATIONS.labels(job=job)
+    for job in ("send", "check", "webhook"):
+        JOB_RETRIES.labels(job=job)
     for job in ("send", "check", "webhook"):
         SWEEP_REPUBLISHED.labels(job=job)
     for kind in ("timed", "hard"):
         USER_LOCKOUTS.labels(kind=kind)
     for cap in ("per_api_key_daily", "per_country", "global_daily"):
         DAILY_CAP_NEAR.labels(cap=cap)
-    for outcome in ("delivered", "retry", "failed"):
+    for outcome in ("delivered", "failed"):
         WEBHOOK_DELIVERIES.labels(outcome=outcome)
-    for status in FINAL_VERIFICATION_STATUSES:
-        VERIFICATIONS_FINAL.labels(status=status.value)
     for operation in ("create", "fetch", "check"):
         PROVIDER_CALL_SECONDS.labels(operation=operation)
         PROVIDER_OUTCOMES.labels(operation=operation, outcome="ok", code="none")

@@ -30,7 +30,7 @@ from shared.verifications.codes import CodeStash
 from shared.verifications.models import Verification
 from shared.verifications.repository import VerificationRepository
 from shared.verifications.views import change_of
-from shared.webhooks.repository import DeliveryRepository
+from shared.webhooks.repository import WebhookDeliveryRepository
 
 log = structlog.get_logger(__name__)
 
@@ -76,14 +76,14 @@ class Sweeper:
                 *(change_of(row) for row in [*failed_sends, *expired]),
                 *(change_of(check) for check in failed_checks),
             )
-            failed_deliveries = await uow.deliveries.fail_past_deadline(now, _NOT_DELIVERED)
+            failed_deliveries = await uow.webhook_deliveries.fail_past_deadline(now, _NOT_DELIVERED)
             dropped_resends = await uow.verifications.drop_late_resends(now)
             forgotten = await uow.idempotency.delete_expired(now)
             report = SweepReport(
                 republished_sends=await self._republish(uow.verifications, Job.send_code, uow, now),
                 republished_checks=await self._republish(uow.checks, Job.check_code, uow, now),
                 republished_deliveries=await self._republish(
-                    uow.deliveries, Job.deliver_webhook, uow, now
+                    uow.webhook_deliveries, Job.deliver_webhook, uow, now
                 ),
                 failed_deliveries=len(failed_deliveries),
                 failed_sends=len(failed_sends),
@@ -116,7 +116,7 @@ class Sweeper:
 
     async def _republish(
         self,
-        rows: VerificationRepository | CheckRepository | DeliveryRepository,
+        rows: VerificationRepository | CheckRepository | WebhookDeliveryRepository,
         job_for: Callable[[uuid.UUID], Job],
         uow: UnitOfWork,
         now: datetime,

@@ -20,10 +20,11 @@ from shared.errors import (
     ServiceUnavailable,
 )
 from shared.kit import metrics
-from shared.kit.attempts import Attempt, error_of
+from shared.kit.attempts import error_of
 from shared.limits.ports import Outcome
 from shared.two_step import service as two_step
 from shared.unit_of_work import UnitOfWork
+from shared.verifications.attempt import VerificationAttempt
 from shared.verifications.check_repository import CheckRepository
 from shared.verifications.domain import CheckStatus, VerificationStatus
 from shared.verifications.models import Verification, VerificationCheck
@@ -32,7 +33,7 @@ from shared.verifications.views import change_of
 from shared.verify.port import ProviderCheck
 
 
-class Check(Attempt[VerificationCheck, ProviderCheck]):
+class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
     kind = "check"
     id_field = "check_id"
     verification: Verification
@@ -43,9 +44,9 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
         return uow.checks
 
     async def begin(self) -> bool:
-        delivery = self.delivery
-        code = await delivery.stash.get(self.row_id)
-        now = delivery.clock.now()
+        jobs = self.jobs
+        code = await jobs.stash.get(self.row_id)
+        now = jobs.clock.now()
         if not await self._claim(now, and_read=self._read_verification):
             return False
         refusal = _refusal(self.claimed, self.verification, code, now)
@@ -54,9 +55,9 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
             self.code = code
             self.service = await self._service_of(self.verification)
             return True
-        async with delivery.uow_factory() as uow:
+        async with jobs.uow_factory() as uow:
             await self._refuse_in(uow, *refusal, now=now)
-        await delivery.stash.discard(self.row_id)
+        await jobs.stash.discard(self.row_id)
         await self._settle_guess(Outcome.VOID)
         return False
 
@@ -64,7 +65,7 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
         if verification.provider_service_sid is not None:
             return verification.provider_service_sid
         # Sent before verifications remembered their service: the tenant's.
-        return (await self.delivery.tenants.profile(verification.tenant_id)).service_sid
+        return (await self.jobs.tenants.profile(verification.tenant_id)).service_sid
 
     async def _read_verification(self, uow: UnitOfWork) -> None:
         verification = await uow.verifications.get(self.claimed.verification_id)
@@ -86,23 +87,21 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
         self.log.info("check.refused", status=status.value, reason=error.reason.value)
 
     async def call(self) -> ProviderCheck:
-        delivery, code = self.delivery, self.code
+        jobs, code = self.jobs, self.code
         sid = self.verification.provider_sid
         assert sid is not None  # _refusal refuses a verification that was never sent
         try:
-            return await delivery.through_gate(
-                lambda: delivery.verify.check_code(self.service, sid, code)
-            )
+            return await jobs.through_gate(lambda: jobs.verify.check_code(self.service, sid, code))
         except ProviderFinalError as exc:
             if self._answer_may_be_lost(exc) and await self._approved_by_the_lost_call():
                 return ProviderCheck(approved=True)
             raise
 
     async def answered(self, answer: ProviderCheck) -> None:
-        delivery = self.delivery
+        jobs = self.jobs
         status = CheckStatus.APPROVED if answer.approved else CheckStatus.REJECTED
-        async with delivery.uow_factory() as uow:
-            now = delivery.clock.now()
+        async with jobs.uow_factory() as uow:
+            now = jobs.clock.now()
             finished = await uow.checks.finish(
                 self.row_id, self.token, status=status, error=None, now=now
             )
@@ -116,12 +115,12 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
             else:
                 used_up = await self._reject(uow, now)
         metrics.TIME_TO_DECISION.observe((now - self.claimed.created_at).total_seconds())
-        await delivery.stash.discard(self.row_id)
+        await jobs.stash.discard(self.row_id)
         self.log.info("check.answered", approved=answer.approved)
         if used_up:
             # Twilio keeps a verification pending after its last wrong check: a new one to the
             # number would get its code again, with no check left.
-            await delivery.close_at_provider(self.verification, quietly=True)
+            await jobs.close_at_provider(self.verification, quietly=True)
 
     async def _approve(self, uow: UnitOfWork, now: datetime) -> None:
         verification = self.verification
@@ -133,7 +132,7 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
                 uow,
                 verification,
                 now,
-                one_user_per_phone=self.delivery.settings.one_user_per_phone,
+                one_user_per_phone=self.jobs.settings.one_user_per_phone,
             )
 
     async def _reject(self, uow: UnitOfWork, now: datetime) -> bool:
@@ -144,7 +143,7 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
         await audit.record_for(
             uow, EventType.CHECK_REJECTED, verification, attempt=current.check_attempts
         )
-        if current.check_attempts < self.delivery.settings.max_check_attempts:
+        if current.check_attempts < self.jobs.settings.max_check_attempts:
             return False
         used_up = await uow.verifications.end_pending(
             verification.id,
@@ -163,10 +162,10 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
 
     async def refused(self, exc: ProviderError) -> None:
         check_status, verification_status = _ending_for(exc)
-        delivery, verification = self.delivery, self.verification
+        jobs, verification = self.jobs, self.verification
         error = error_of(exc)
-        async with delivery.uow_factory() as uow:
-            now = delivery.clock.now()
+        async with jobs.uow_factory() as uow:
+            now = jobs.clock.now()
             finished = await uow.checks.finish(
                 self.row_id, self.token, status=check_status, error=error, now=now
             )
@@ -184,7 +183,7 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
                 uow.notify_after_commit(change_of(ended))
                 if max_attempts:
                     await audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
-        await delivery.stash.discard(self.row_id)
+        await jobs.stash.discard(self.row_id)
         self.log.info("check.ended", reason=exc.reason.value, provider_code=exc.provider_code)
 
     def _answer_may_be_lost(self, exc: ProviderError) -> bool:
@@ -198,12 +197,10 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
         )
 
     async def _approved_by_the_lost_call(self) -> bool:
-        delivery, sid = self.delivery, self.verification.provider_sid
+        jobs, sid = self.jobs, self.verification.provider_sid
         assert sid is not None
         try:
-            approved = await delivery.through_gate(
-                lambda: delivery.verify.was_approved(self.service, sid)
-            )
+            approved = await jobs.through_gate(lambda: jobs.verify.was_approved(self.service, sid))
         except ProviderTransientError as exc:
             # Still unknown: the skeleton retries the check, which looks again.
             exc.ambiguous = True
@@ -214,17 +211,17 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
         return approved
 
     async def give_up(self, error: AttemptError) -> None:
-        async with self.delivery.uow_factory() as uow:
+        async with self.jobs.uow_factory() as uow:
             failed = await uow.checks.finish(
                 self.row_id,
                 self.token,
                 status=CheckStatus.FAILED,
                 error=error,
-                now=self.delivery.clock.now(),
+                now=self.jobs.clock.now(),
             )
             if failed is not None:
                 uow.notify_after_commit(change_of(failed))
-        await self.delivery.stash.discard(self.row_id)
+        await self.jobs.stash.discard(self.row_id)
         await self._settle_guess(Outcome.VOID)
 
     def _settle_before_waking(self, uow: UnitOfWork, outcome: Outcome) -> None:
@@ -239,7 +236,7 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
     async def _settle_guess(self, outcome: Outcome) -> None:
         """Settle the failure this check reserved in the lockout when it was accepted."""
         try:
-            lock = await self.delivery.lockout.settle(
+            lock = await self.jobs.lockout.settle(
                 guesser_of(self.verification), str(self.row_id), outcome
             )
         except ServiceUnavailable:
@@ -249,7 +246,7 @@ class Check(Attempt[VerificationCheck, ProviderCheck]):
             return
         if lock is not None:
             self.log.warning("user.locked", seconds=lock.seconds, hard=lock.hard)
-            async with self.delivery.uow_factory() as uow:
+            async with self.jobs.uow_factory() as uow:
                 await two_step.record_lock(uow, self.verification, lock)
 
 

@@ -20,9 +20,10 @@ from shared.audit import service as audit
 from shared.audit.domain import EventType
 from shared.errors import AttemptError, ErrorCode, ProviderError, ProviderTransientError
 from shared.kit import metrics
-from shared.kit.attempts import Attempt, NotYet, error_of
+from shared.kit.attempts import Wait, error_of
 from shared.tenants.service import TenantProfile
 from shared.unit_of_work import UnitOfWork
+from shared.verifications.attempt import VerificationAttempt
 from shared.verifications.domain import (
     OPEN_VERIFICATION_STATUSES,
     Channel,
@@ -43,7 +44,7 @@ _SUPERSEDED = AttemptError(
 )
 
 
-class Send(Attempt[Verification, ProviderVerification]):
+class Send(VerificationAttempt[Verification, ProviderVerification]):
     kind = "send"
     id_field = "verification_id"
     profile: TenantProfile
@@ -54,8 +55,8 @@ class Send(Attempt[Verification, ProviderVerification]):
         return uow.verifications
 
     async def begin(self) -> bool:
-        delivery = self.delivery
-        now = delivery.clock.now()
+        jobs = self.jobs
+        now = jobs.clock.now()
         if not await self._claim(now, and_read=self._read_others):
             return False
         if now >= self.claimed.deadline_at:
@@ -68,7 +69,7 @@ class Send(Attempt[Verification, ProviderVerification]):
             await self._end(_SUPERSEDED, EventType.VERIFICATION_SUPERSEDED)
             self.log.info("send.superseded", resend=self.resend)
             return False
-        self.profile = await delivery.tenants.profile(self.claimed.tenant_id)
+        self.profile = await jobs.tenants.profile(self.claimed.tenant_id)
         return True
 
     async def _read_others(self, uow: UnitOfWork) -> None:
@@ -92,7 +93,7 @@ class Send(Attempt[Verification, ProviderVerification]):
         return self.claimed.provider_service_sid or self.profile.service_sid
 
     async def call(self) -> ProviderVerification:
-        delivery, row = self.delivery, self.claimed
+        jobs, row = self.jobs, self.claimed
         await self._clear_the_number()
         if self.lost_call_at is not None:
             existing = await self._sent_by_the_lost_call(self.lost_call_at)
@@ -100,8 +101,8 @@ class Send(Attempt[Verification, ProviderVerification]):
                 return existing
         if not self.resend:
             await self._check_the_number()
-        return await delivery.through_gate(
-            lambda: delivery.verify.start_verification(
+        return await jobs.through_gate(
+            lambda: jobs.verify.start_verification(
                 self.service, row.to_e164, self.channel, row.locale
             )
         )
@@ -109,29 +110,29 @@ class Send(Attempt[Verification, ProviderVerification]):
     async def _clear_the_number(self) -> None:
         """End the earlier verifications to the number, here and at the provider, before a
         send can be answered with one of them."""
-        now = self.delivery.clock.now()
+        now = self.jobs.clock.now()
         in_flight = [
             other
             for other in self.others
             if other.claimed_until is not None and other.claimed_until > now
         ]
         if in_flight:
-            raise NotYet(_IN_FLIGHT_WAIT_SECONDS)
+            raise Wait(_IN_FLIGHT_WAIT_SECONDS, "another call on the number is in flight")
         superseded = [other.id for other in self._open_others()]
         if superseded:
-            async with self.delivery.uow_factory() as uow:
+            async with self.jobs.uow_factory() as uow:
                 for ended in await uow.verifications.supersede(superseded, _SUPERSEDED, now):
                     await audit.record_for(uow, EventType.VERIFICATION_SUPERSEDED, ended)
                     uow.notify_after_commit(change_of(ended))
         for other in self.others:
             if other.provider_open and other.provider_sid is not None:
-                await self.delivery.close_at_provider(other)
+                await self.jobs.close_at_provider(other)
 
     async def _sent_by_the_lost_call(self, lost_call_at: datetime) -> ProviderVerification | None:
-        delivery, to = self.delivery, self.claimed.to_e164
+        jobs, to = self.jobs, self.claimed.to_e164
         try:
-            existing = await delivery.through_gate(
-                lambda: delivery.verify.find_pending_verification(self.service, to)
+            existing = await jobs.through_gate(
+                lambda: jobs.verify.find_pending_verification(self.service, to)
             )
         except ProviderTransientError as exc:
             # We still do not know whether the lost call went out: keep looking next time.
@@ -157,20 +158,20 @@ class Send(Attempt[Verification, ProviderVerification]):
         )
         if not (line_type or sim_swap):
             return
-        refusal = await self.delivery.numbers.refusal(
-            row, line_type=line_type, sim_swap=sim_swap, through=self.delivery.through_gate
+        refusal = await self.jobs.numbers.refusal(
+            row, line_type=line_type, sim_swap=sim_swap, through=self.jobs.through_gate
         )
         if refusal is not None:
             self.log.warning("send.number_refused", reason=refusal.reason.value)
             raise refusal
 
     async def answered(self, answer: ProviderVerification) -> None:
-        delivery = self.delivery
-        async with delivery.uow_factory() as uow:
-            now = delivery.clock.now()  # once it is our turn to write: when the row changes
+        jobs = self.jobs
+        async with jobs.uow_factory() as uow:
+            now = jobs.clock.now()  # once it is our turn to write: when the row changes
             # Never in the past: a clock far behind ours must not make the code useless at once.
             expires_at = max(
-                answer.created_at + delivery.settings.code_lifetime, now + timedelta(seconds=30)
+                answer.created_at + jobs.settings.code_lifetime, now + timedelta(seconds=30)
             )
             sent = await uow.verifications.record_sent(
                 self.row_id,
@@ -201,10 +202,10 @@ class Send(Attempt[Verification, ProviderVerification]):
         self.log.info("send.pending", attempts=self.claimed.provider_attempts, resend=self.resend)
 
     async def _close_dropped(self, answer: ProviderVerification) -> None:
-        async with self.delivery.uow_factory.reading() as read:
+        async with self.jobs.uow_factory.reading() as read:
             holder = await read.verifications.pending_with_sid(answer.sid)
         if holder is None:  # nobody else was answered with it either
-            await self.delivery.cancel_quietly(self.service, answer.sid, self.row_id)
+            await self.jobs.cancel_quietly(self.service, answer.sid, self.row_id)
 
     async def refused(self, exc: ProviderError) -> None:
         await self._end(error_of(exc), None)
@@ -222,12 +223,12 @@ class Send(Attempt[Verification, ProviderVerification]):
         """A first send that cannot (or must not) be made ends the verification; a re-send
         that cannot be made is dropped, and the code sent first still works."""
         superseded = error.reason is ErrorCode.SUPERSEDED
-        async with self.delivery.uow_factory() as uow:
+        async with self.jobs.uow_factory() as uow:
             ended = await uow.verifications.give_up_send(
                 self.row_id,
                 self.token,
                 error=error,
-                now=self.delivery.clock.now(),
+                now=self.jobs.clock.now(),
                 status=VerificationStatus.CANCELED if superseded else VerificationStatus.FAILED,
             )
             if ended is not None:

@@ -57,9 +57,9 @@ class WebhookOutbox:
         ]
         for announcement in [*news, *announcements]:
             for endpoint_id, wanted in await self._endpoints_of(uow, announcement.tenant_id):
-                if wanted is None or announcement.event.value in wanted:
+                if wanted is None or announcement.event in wanted:
                     delivery = self._delivery(endpoint_id, announcement)
-                    await uow.deliveries.insert(delivery)
+                    await uow.webhook_deliveries.insert(delivery)
                     uow.enqueue_after_commit(Job.deliver_webhook(delivery.id))
 
     async def _endpoints_of(
@@ -74,16 +74,16 @@ class WebhookOutbox:
 
     def _delivery(self, endpoint_id: uuid.UUID, announcement: Announcement) -> WebhookDelivery:
         now = self._clock.now()
-        event_id = uuid.uuid4()
+        event_id, event = uuid.uuid4(), WebhookEvent(announcement.event)
         return WebhookDelivery(
             id=uuid.uuid4(),
             tenant_id=announcement.tenant_id,
             endpoint_id=endpoint_id,
             event_id=event_id,
-            event_type=announcement.event,
+            event_type=event,
             payload={
                 "id": str(event_id),
-                "type": announcement.event.value,
+                "type": event.value,
                 "created_at": now.isoformat().replace("+00:00", "Z"),
                 "data": announcement.data,
             },

@@ -23,7 +23,7 @@ from shared.webhooks.domain import DeliveryStatus
 from shared.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
-class DeliveryRepository(JobRows[WebhookDelivery]):
+class WebhookDeliveryRepository(JobRows[WebhookDelivery]):
     """Webhook deliveries: job rows like checks (a claim keeps them "queued"), whose outcome is
     the receiver's answer."""
 

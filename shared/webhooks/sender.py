@@ -7,18 +7,20 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from functools import cached_property
 from typing import Any, Protocol
 
 import structlog
 
-from shared.errors import AttemptError, ErrorCode
+from shared.errors import AttemptError, ErrorCode, ProviderError, ProviderTransientError
 from shared.kit import metrics
+from shared.kit.attempts import Attempt, Attempts, RetryPolicy, claim
 from shared.kit.clock import Clock
 from shared.kit.settings import Settings
-from shared.unit_of_work import UnitOfWorkFactory
+from shared.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from shared.webhooks.domain import DeliveryStatus
 from shared.webhooks.models import WebhookDelivery, WebhookEndpoint
+from shared.webhooks.repository import WebhookDeliveryRepository
 from shared.webhooks.signatures import SIGNATURE_HEADER, sign
 
 log = structlog.get_logger(__name__)
@@ -37,7 +39,9 @@ class Poster(Protocol):
 
 @dataclass(frozen=True)
 class WebhookSender:
-    """One attempt at one delivery (the worker's job)."""
+    """One attempt at one delivery (the worker's job), on the one attempt engine. Its retries
+    are the sweeper's: a delivery may wait up to an hour for its next try, longer than a
+    broker should hold a message."""
 
     uow_factory: UnitOfWorkFactory
     poster: Poster
@@ -45,32 +49,54 @@ class WebhookSender:
     clock: Clock
     jitter: Callable[[float, float], float] = random.uniform
 
-    async def attempt(self, delivery_id: uuid.UUID) -> None:
-        now = self.clock.now()
-        async with self.uow_factory.single_statements() as uow:
-            delivery = await uow.deliveries.claim(
-                delivery_id, now=now, until=now + self.settings.claim_lease
-            )
-            if delivery is None:
-                return  # delivered, given up, or another worker has it
-            endpoint = await uow.webhook_endpoints.get(delivery.endpoint_id)
-        token = delivery.claim_token
-        assert token is not None
-        if endpoint is None or endpoint.deleted_at is not None or now >= delivery.deadline_at:
-            reason = "past its deadline" if endpoint else "its endpoint was deleted"
-            await self._settle(delivery, token, DeliveryStatus.FAILED, None, reason)
-            return
-        status, problem = await self._post(endpoint, delivery)
-        if status is not None and 200 <= status < 300:
-            await self._settle(delivery, token, DeliveryStatus.DELIVERED, status, None)
-        else:
-            await self._retry_or_give_up(delivery, token, status, problem)
+    @cached_property
+    def attempts(self) -> Attempts[UnitOfWork]:
+        settings = self.settings
+        policy = RetryPolicy(
+            settings.webhook_retry_base_seconds,
+            settings.webhook_retry_max_seconds,
+            through_queue=False,
+        )
+        return Attempts(self.uow_factory, self.clock, policy, settings.requeue_after, self.jitter)
 
-    async def _post(
-        self, endpoint: WebhookEndpoint, delivery: WebhookDelivery
-    ) -> tuple[int | None, str]:
+    async def attempt(self, delivery_id: uuid.UUID) -> None:
+        await self.attempts.run(_Attempt(self, delivery_id))
+
+
+class _Attempt(Attempt[UnitOfWork, WebhookDelivery, int]):
+    kind = "webhook"
+    id_field = "delivery_id"
+    endpoint: WebhookEndpoint | None
+
+    def __init__(self, sender: WebhookSender, delivery_id: uuid.UUID) -> None:
+        super().__init__(delivery_id)
+        self.sender = sender
+
+    def rows(self, uow: UnitOfWork) -> WebhookDeliveryRepository:
+        return uow.webhook_deliveries
+
+    async def begin(self) -> bool:
+        sender = self.sender
+        now = sender.clock.now()
+        async with sender.uow_factory.single_statements() as uow:
+            until = now + sender.settings.claim_lease
+            if not await claim(self, uow, now, until, self._read_endpoint):
+                return False  # delivered, given up, or another worker has it
+        endpoint = self.endpoint
+        if endpoint is None or endpoint.deleted_at is not None or now >= self.claimed.deadline_at:
+            reason = "past its deadline" if endpoint else "its endpoint was deleted"
+            await self._settle(DeliveryStatus.FAILED, None, reason)
+            return False
+        return True
+
+    async def _read_endpoint(self, uow: UnitOfWork) -> None:
+        self.endpoint = await uow.webhook_endpoints.get(self.claimed.endpoint_id)
+
+    async def call(self) -> int:
+        """POST it, signed; a 2xx is the answer, anything else (or nothing) is retried."""
+        endpoint, delivery, now = self.endpoint, self.claimed, self.sender.clock.now()
+        assert endpoint is not None
         body = body_of(delivery.payload)
-        now = self.clock.now()
         signing = [endpoint.secret]
         until = endpoint.previous_secret_until
         if endpoint.previous_secret and until is not None and now < until:
@@ -81,70 +107,42 @@ class WebhookSender:
             "Twostep-Event-Id": str(delivery.event_id),
         }
         try:
-            status = await self.poster.post(endpoint.url, body, headers)
+            status = await self.sender.poster.post(endpoint.url, body, headers)
         except (OSError, TimeoutError) as exc:
-            return None, f"no answer: {str(exc) or type(exc).__name__}"
-        return status, f"HTTP {status}"
+            raise ProviderTransientError(f"no answer: {str(exc) or type(exc).__name__}") from exc
+        if not 200 <= status < 300:
+            # The receiver's HTTP status is its "provider code": what the delivery records.
+            raise ProviderTransientError(f"HTTP {status}", provider_code=status, status=status)
+        return status
+
+    async def answered(self, answer: int) -> None:
+        await self._settle(DeliveryStatus.DELIVERED, answer, None)
+
+    async def refused(self, exc: ProviderError) -> None:
+        await self._settle(DeliveryStatus.FAILED, exc.status, exc.message)
+
+    async def give_up(self, error: AttemptError) -> None:
+        await self._settle(DeliveryStatus.FAILED, error.provider_code, error.message)
 
     async def _settle(
-        self,
-        delivery: WebhookDelivery,
-        token: uuid.UUID,
-        status: DeliveryStatus,
-        http_status: int | None,
-        problem: str | None,
+        self, status: DeliveryStatus, http_status: int | None, problem: str | None
     ) -> None:
+        sender, delivery = self.sender, self.claimed
         error = AttemptError(ErrorCode.PROVIDER_REJECTED, problem) if problem else None
-        async with self.uow_factory() as uow:
-            await uow.deliveries.settle(
+        async with sender.uow_factory() as uow:
+            await uow.webhook_deliveries.settle(
                 delivery.id,
-                token,
+                self.token,
                 status=status,
                 http_status=http_status,
                 error=error,
-                now=self.clock.now(),
+                now=sender.clock.now(),
             )
         outcome = "delivered" if status is DeliveryStatus.DELIVERED else "failed"
         metrics.WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
-        log.info(
+        self.log.info(
             f"webhook.{outcome}",
-            delivery_id=str(delivery.id),
             event_type=delivery.event_type.value,
             attempts=delivery.provider_attempts,
             http_status=http_status,
         )
-
-    async def _retry_or_give_up(
-        self, delivery: WebhookDelivery, token: uuid.UUID, status: int | None, problem: str
-    ) -> None:
-        now = self.clock.now()
-        left = (delivery.deadline_at - now).total_seconds()
-        if left <= 0:
-            await self._settle(delivery, token, DeliveryStatus.FAILED, status, problem)
-            return
-        delay = min(self._backoff(delivery.provider_attempts), left)
-        async with self.uow_factory() as uow:
-            await uow.deliveries.release_for_retry(
-                delivery.id,
-                token,
-                error=AttemptError(ErrorCode.PROVIDER_UNAVAILABLE, problem, status),
-                lost_call_at=None,
-                next_look=now + timedelta(seconds=delay),
-                now=now,
-            )
-        metrics.WEBHOOK_DELIVERIES.labels(outcome="retry").inc()
-        log.info(
-            "webhook.retry",
-            delivery_id=str(delivery.id),
-            attempts=delivery.provider_attempts,
-            problem=problem,
-            retry_in=round(delay, 1),
-        )
-
-    def _backoff(self, attempts: int) -> float:
-        settings = self.settings
-        ceiling = min(
-            settings.webhook_retry_max_seconds,
-            settings.webhook_retry_base_seconds * (1 << min(max(attempts - 1, 0), 30)),
-        )
-        return ceiling / 2 + self.jitter(0, ceiling / 2)

@@ -117,7 +117,7 @@ class Webhooks:
     ) -> WebhookDelivery:
         now = self.clock.now()
         deadline = now + timedelta(seconds=self.settings.webhook_deadline_seconds)
-        delivery = await uow.deliveries.redeliver(
+        delivery = await uow.webhook_deliveries.redeliver(
             api_key.tenant_id, delivery_id, now=now, deadline=deadline
         )
         if delivery is None:

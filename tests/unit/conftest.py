@@ -17,7 +17,7 @@ from shared.tenants.models import ApiKey
 from shared.tenants.service import TenantDirectory
 from shared.two_step.service import TwoStep
 from shared.unit_of_work import UnitOfWorkFactory
-from shared.verifications.delivery import Delivery
+from shared.verifications.code_jobs import CodeJobs
 from shared.verifications.numbers import NumberChecks
 from shared.verifications.service import Verifications
 from tests.fakes import (
@@ -121,7 +121,7 @@ def two_step(verifications: Verifications, unit_settings: Settings) -> TwoStep:
 
 
 @pytest.fixture
-def delivery(
+def code_jobs(
     unit_uow_factory: UnitOfWorkFactory,
     verify: FakeVerifyClient,
     stash: FakeCodeStash,
@@ -129,8 +129,8 @@ def delivery(
     gate: FakeGate,
     guards: Guards,
     clock: FakeClock,
-) -> Delivery:
-    return Delivery(
+) -> CodeJobs:
+    return CodeJobs(
         uow_factory=unit_uow_factory,
         verify=verify,
         stash=stash,

@@ -7,31 +7,31 @@ import pytest
 from shared.kit.jobs import CHECK_CODE, SEND_CODE
 from shared.operations.sweeper import Sweeper
 from shared.tenants.models import ApiKey
-from shared.verifications.delivery import Delivery
+from shared.verifications.code_jobs import CodeJobs
 from shared.verifications.domain import CheckStatus, VerificationStatus
 from shared.verifications.service import Verifications
 from tests.fakes import FakeChangeFeed, FakeClock, FakeCodeStash, FakeJobQueue
-from tests.unit.test_delivery import load, load_check, pending, queued, submit
+from tests.unit.test_code_jobs import load, load_check, pending, queued, submit
 
 
 @pytest.fixture
-def sweeper(delivery: Delivery, clock: FakeClock, stash: FakeCodeStash) -> Sweeper:
-    return Sweeper(delivery.uow_factory, delivery.settings, clock, stash)
+def sweeper(code_jobs: CodeJobs, clock: FakeClock, stash: FakeCodeStash) -> Sweeper:
+    return Sweeper(code_jobs.uow_factory, code_jobs.settings, clock, stash)
 
 
 async def test_a_row_left_queued_is_published_again_once(
-    delivery: Delivery,
+    code_jobs: CodeJobs,
     verifications: Verifications,
     sweeper: Sweeper,
     key: ApiKey,
     job_queue: FakeJobQueue,
     clock: FakeClock,
 ) -> None:
-    verification_id = await queued(delivery, verifications, key)
+    verification_id = await queued(code_jobs, verifications, key)
     job_queue.published.clear()
     assert (await sweeper.sweep()).republished_sends == 0
 
-    later = clock.now() + delivery.settings.requeue_after + timedelta(seconds=1)
+    later = clock.now() + code_jobs.settings.requeue_after + timedelta(seconds=1)
     report = await sweeper.sweep(now=later)
     assert report.republished_sends == 1
     assert [(job.name, job.entity_id) for job in job_queue.published] == [
@@ -39,33 +39,33 @@ async def test_a_row_left_queued_is_published_again_once(
     ]
     # A second sweeper at the same moment finds nothing left to take.
     assert (await sweeper.sweep(now=later)).republished_sends == 0
-    assert (await load(delivery, verification_id)).enqueue_count == 2
+    assert (await load(code_jobs, verification_id)).enqueue_count == 2
 
 
 async def test_republishing_backs_off(
-    delivery: Delivery, verifications: Verifications, sweeper: Sweeper, key: ApiKey
+    code_jobs: CodeJobs, verifications: Verifications, sweeper: Sweeper, key: ApiKey
 ) -> None:
-    verification_id = await queued(delivery, verifications, key)
+    verification_id = await queued(code_jobs, verifications, key)
     looks = []
     for _ in range(4):
-        now = (await load(delivery, verification_id)).next_attempt_at + timedelta(seconds=1)
+        now = (await load(code_jobs, verification_id)).next_attempt_at + timedelta(seconds=1)
         assert (await sweeper.sweep(now=now)).republished_sends == 1
-        looks.append((await load(delivery, verification_id)).next_attempt_at - now)
-    base = delivery.settings.requeue_after
+        looks.append((await load(code_jobs, verification_id)).next_attempt_at - now)
+    base = code_jobs.settings.requeue_after
     assert looks == [base, 2 * base, 4 * base, 8 * base]
 
 
 async def test_a_dead_claim_is_published_again_but_a_live_one_is_not(
-    delivery: Delivery,
+    code_jobs: CodeJobs,
     verifications: Verifications,
     sweeper: Sweeper,
     key: ApiKey,
     job_queue: FakeJobQueue,
     clock: FakeClock,
 ) -> None:
-    verification_id = await queued(delivery, verifications, key)
+    verification_id = await queued(code_jobs, verifications, key)
     now = clock.now()
-    async with delivery.uow_factory() as uow:
+    async with code_jobs.uow_factory() as uow:
         assert await uow.verifications.claim(
             verification_id, now=now, until=now + timedelta(seconds=30)
         )
@@ -75,7 +75,7 @@ async def test_a_dead_claim_is_published_again_but_a_live_one_is_not(
 
 
 async def test_rows_past_their_deadline_fail_and_pending_ones_expire_and_waiters_hear_it(
-    delivery: Delivery,
+    code_jobs: CodeJobs,
     verifications: Verifications,
     sweeper: Sweeper,
     key: ApiKey,
@@ -83,36 +83,36 @@ async def test_rows_past_their_deadline_fail_and_pending_ones_expire_and_waiters
     changes: FakeChangeFeed,
     stash: FakeCodeStash,
 ) -> None:
-    stuck = await queued(delivery, verifications, key, "+14155550124")
-    live = await pending(delivery, verifications, key)
-    check_id = await submit(delivery, verifications, live, "123456")
+    stuck = await queued(code_jobs, verifications, key, "+14155550124")
+    live = await pending(code_jobs, verifications, key)
+    check_id = await submit(code_jobs, verifications, live, "123456")
     assert check_id in stash.codes
     changes.published.clear()
     clock.advance(11 * 60)
     report = await sweeper.sweep()
     assert (report.failed_sends, report.failed_checks, report.expired) == (1, 1, 1)
-    row = await load(delivery, stuck)
+    row = await load(code_jobs, stuck)
     assert (row.status, row.error_code) == (VerificationStatus.FAILED, "provider_unavailable")
-    assert (await load(delivery, live)).status is VerificationStatus.EXPIRED
-    assert (await load_check(delivery, check_id)).status is CheckStatus.FAILED
+    assert (await load(code_jobs, live)).status is VerificationStatus.EXPIRED
+    assert (await load_check(code_jobs, check_id)).status is CheckStatus.FAILED
     assert check_id not in stash.codes, "a check the sweeper ended keeps no code in Redis"
     assert set(changes.published) == {stuck, live, check_id}
     # A late job finds nothing to do.
-    assert await delivery.send_code(stuck) is None
-    assert (await load(delivery, stuck)).status is VerificationStatus.FAILED
+    assert await code_jobs.send_code(stuck) is None
+    assert (await load(code_jobs, stuck)).status is VerificationStatus.FAILED
 
 
 async def test_lost_check_jobs_are_published_again(
-    delivery: Delivery,
+    code_jobs: CodeJobs,
     verifications: Verifications,
     sweeper: Sweeper,
     key: ApiKey,
     job_queue: FakeJobQueue,
     clock: FakeClock,
 ) -> None:
-    verification_id = await pending(delivery, verifications, key)
-    check_id = await submit(delivery, verifications, verification_id, "123456")
+    verification_id = await pending(code_jobs, verifications, key)
+    check_id = await submit(code_jobs, verifications, verification_id, "123456")
     job_queue.published.clear()
-    clock.advance(delivery.settings.requeue_after_seconds + 1)
+    clock.advance(code_jobs.settings.requeue_after_seconds + 1)
     await sweeper.sweep()
     assert [(job.name, job.entity_id) for job in job_queue.published] == [(CHECK_CODE, check_id)]

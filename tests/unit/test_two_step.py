@@ -20,12 +20,12 @@ from shared.tenants.models import ApiKey
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor, RecoveryCode
 from shared.two_step.service import Enrollment, FactorList, TwoStep
-from shared.verifications.delivery import Delivery
+from shared.verifications.code_jobs import CodeJobs
 from shared.verifications.domain import CheckStatus, Purpose, VerificationStatus
 from shared.verifications.models import Verification
 from shared.verifications.service import Verifications
 from tests.fakes import FakeLockout, FakeVerifyClient
-from tests.unit.test_delivery import load, load_check, submit
+from tests.unit.test_code_jobs import load, load_check, submit
 
 USER = "alice"
 PHONE = "+14155550123"
@@ -33,41 +33,41 @@ OTHER_PHONE = "+14155550124"
 
 
 async def enroll(
-    delivery: Delivery,
+    code_jobs: CodeJobs,
     two_step: TwoStep,
     key: ApiKey,
     phone: str = PHONE,
     user: str = USER,
     **options: Any,
 ) -> tuple[Factor, Verification]:
-    async with delivery.uow_factory() as uow:
+    async with code_jobs.uow_factory() as uow:
         return await two_step.enroll(uow, key, user, Enrollment(phone=phone, **options))
 
 
 async def approve(
-    delivery: Delivery,
+    code_jobs: CodeJobs,
     verifications: Verifications,
     verify: FakeVerifyClient,
     verification_id: uuid.UUID,
     phone: str = PHONE,
 ) -> None:
-    assert await delivery.send_code(verification_id) is None
-    check_id = await submit(delivery, verifications, verification_id, verify.sent_codes[phone])
-    assert await delivery.check_code(check_id) is None
-    assert (await load_check(delivery, check_id)).status is CheckStatus.APPROVED
+    assert await code_jobs.send_code(verification_id) is None
+    check_id = await submit(code_jobs, verifications, verification_id, verify.sent_codes[phone])
+    assert await code_jobs.check_code(check_id) is None
+    assert (await load_check(code_jobs, check_id)).status is CheckStatus.APPROVED
 
 
 async def factors(
-    delivery: Delivery, two_step: TwoStep, key: ApiKey, user: str = USER
+    code_jobs: CodeJobs, two_step: TwoStep, key: ApiKey, user: str = USER
 ) -> FactorList:
-    async with delivery.uow_factory() as uow:
+    async with code_jobs.uow_factory() as uow:
         return await two_step.list_factors(uow, key, user)
 
 
 async def event_types(
-    delivery: Delivery, two_step: TwoStep, key: ApiKey, user: str = USER
+    code_jobs: CodeJobs, two_step: TwoStep, key: ApiKey, user: str = USER
 ) -> list[EventType]:
-    async with delivery.uow_factory() as uow:
+    async with code_jobs.uow_factory() as uow:
         page = await two_step.list_events(uow, key, user, before=None, limit=200)
     return [event.type for event, _ in reversed(page)]
 
@@ -75,104 +75,104 @@ async def event_types(
 class TestEnrolment:
     async def test_only_an_approved_code_turns_two_step_on(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         two_step: TwoStep,
         key: ApiKey,
         verify: FakeVerifyClient,
     ) -> None:
-        factor, verification = await enroll(delivery, two_step, key)
+        factor, verification = await enroll(code_jobs, two_step, key)
         assert factor.status is FactorStatus.UNVERIFIED
         assert verification.purpose is Purpose.ENROLLMENT
-        assert not (await factors(delivery, two_step, key)).two_step_enabled
-        await approve(delivery, verifications, verify, verification.id)
-        listed = await factors(delivery, two_step, key)
+        assert not (await factors(code_jobs, two_step, key)).two_step_enabled
+        await approve(code_jobs, verifications, verify, verification.id)
+        listed = await factors(code_jobs, two_step, key)
         assert listed.two_step_enabled and listed.factors[0].status is FactorStatus.VERIFIED
         assert listed.factors[0].verified_at is not None
 
     async def test_a_failed_enrolment_leaves_two_step_as_it_was(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         two_step: TwoStep,
         key: ApiKey,
         verify: FakeVerifyClient,
     ) -> None:
         from shared.errors import ProviderPermanentError
 
-        _factor, verification = await enroll(delivery, two_step, key, "+14155550205")
+        _factor, verification = await enroll(code_jobs, two_step, key, "+14155550205")
         verify.fail_next(ProviderPermanentError("landline", provider_code=60205))
-        await delivery.send_code(verification.id)
-        assert (await load(delivery, verification.id)).status is VerificationStatus.FAILED
-        assert not (await factors(delivery, two_step, key)).two_step_enabled
-        async with delivery.uow_factory() as uow:
+        await code_jobs.send_code(verification.id)
+        assert (await load(code_jobs, verification.id)).status is VerificationStatus.FAILED
+        assert not (await factors(code_jobs, two_step, key)).two_step_enabled
+        async with code_jobs.uow_factory() as uow:
             with pytest.raises(NoVerifiedFactor):
                 await two_step.start_challenge(uow, key, USER)
 
     async def test_a_new_phone_replaces_the_old_only_once_verified(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         two_step: TwoStep,
         key: ApiKey,
         verify: FakeVerifyClient,
     ) -> None:
-        old, verification = await enroll(delivery, two_step, key)
-        await approve(delivery, verifications, verify, verification.id)
-        new, verification = await enroll(delivery, two_step, key, OTHER_PHONE)
-        statuses = {f.id: f.status for f in (await factors(delivery, two_step, key)).factors}
+        old, verification = await enroll(code_jobs, two_step, key)
+        await approve(code_jobs, verifications, verify, verification.id)
+        new, verification = await enroll(code_jobs, two_step, key, OTHER_PHONE)
+        statuses = {f.id: f.status for f in (await factors(code_jobs, two_step, key)).factors}
         assert statuses == {old.id: FactorStatus.VERIFIED, new.id: FactorStatus.UNVERIFIED}
-        await approve(delivery, verifications, verify, verification.id, OTHER_PHONE)
-        statuses = {f.id: f.status for f in (await factors(delivery, two_step, key)).factors}
+        await approve(code_jobs, verifications, verify, verification.id, OTHER_PHONE)
+        statuses = {f.id: f.status for f in (await factors(code_jobs, two_step, key)).factors}
         assert statuses == {old.id: FactorStatus.DISABLED, new.id: FactorStatus.VERIFIED}
-        assert EventType.FACTOR_REPLACED in await event_types(delivery, two_step, key)
+        assert EventType.FACTOR_REPLACED in await event_types(code_jobs, two_step, key)
 
     async def test_one_phone_one_account(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         two_step: TwoStep,
         key: ApiKey,
         verify: FakeVerifyClient,
     ) -> None:
-        alices, verification = await enroll(delivery, two_step, key)
-        await approve(delivery, verifications, verify, verification.id)
+        alices, verification = await enroll(code_jobs, two_step, key)
+        await approve(code_jobs, verifications, verify, verification.id)
         # Answered like any enrolment: the phone's owner is not revealed to whoever asks.
-        mallorys, verification = await enroll(delivery, two_step, key, user="mallory")
+        mallorys, verification = await enroll(code_jobs, two_step, key, user="mallory")
         assert mallorys.status is FactorStatus.UNVERIFIED
-        await approve(delivery, verifications, verify, verification.id)
-        listed = await factors(delivery, two_step, key, "mallory")
+        await approve(code_jobs, verifications, verify, verification.id)
+        listed = await factors(code_jobs, two_step, key, "mallory")
         assert not listed.two_step_enabled
         assert [f.status for f in listed.factors] == [FactorStatus.DISABLED]
         assert EventType.FACTOR_ENROLLMENT_FAILED in await event_types(
-            delivery, two_step, key, "mallory"
+            code_jobs, two_step, key, "mallory"
         )
-        assert [f.id for f in (await factors(delivery, two_step, key)).factors] == [alices.id]
-        assert (await factors(delivery, two_step, key)).two_step_enabled
+        assert [f.id for f in (await factors(code_jobs, two_step, key)).factors] == [alices.id]
+        assert (await factors(code_jobs, two_step, key)).two_step_enabled
 
     async def test_disabling_turns_it_off_and_cancels_a_pending_enrolment(
-        self, delivery: Delivery, two_step: TwoStep, key: ApiKey
+        self, code_jobs: CodeJobs, two_step: TwoStep, key: ApiKey
     ) -> None:
-        factor, verification = await enroll(delivery, two_step, key)
-        async with delivery.uow_factory() as uow:
+        factor, verification = await enroll(code_jobs, two_step, key)
+        async with code_jobs.uow_factory() as uow:
             await two_step.disable_factor(uow, key, USER, factor.id)
-        assert (await load(delivery, verification.id)).status is VerificationStatus.CANCELED
-        assert (await factors(delivery, two_step, key)).factors[0].status is FactorStatus.DISABLED
-        async with delivery.uow_factory() as uow:
+        assert (await load(code_jobs, verification.id)).status is VerificationStatus.CANCELED
+        assert (await factors(code_jobs, two_step, key)).factors[0].status is FactorStatus.DISABLED
+        async with code_jobs.uow_factory() as uow:
             with pytest.raises(NotFound):
                 await two_step.disable_factor(uow, key, "someone-else", factor.id)
 
     @pytest.mark.parametrize("user", ["", "x" * 129, "tab\there"])
     async def test_user_ids_are_checked(
-        self, delivery: Delivery, two_step: TwoStep, key: ApiKey, user: str
+        self, code_jobs: CodeJobs, two_step: TwoStep, key: ApiKey, user: str
     ) -> None:
         with pytest.raises(InvalidInput):
-            await enroll(delivery, two_step, key, user=user)
+            await enroll(code_jobs, two_step, key, user=user)
 
 
 class TestChallenge:
     async def test_a_login_code_goes_to_the_verified_phone_by_its_channel_or_by_call(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         two_step: TwoStep,
         key: ApiKey,
@@ -180,9 +180,9 @@ class TestChallenge:
     ) -> None:
         from shared.verifications.domain import Channel
 
-        _factor, verification = await enroll(delivery, two_step, key)
-        await approve(delivery, verifications, verify, verification.id)
-        async with delivery.uow_factory() as uow:
+        _factor, verification = await enroll(code_jobs, two_step, key)
+        await approve(code_jobs, verifications, verify, verification.id)
+        async with code_jobs.uow_factory() as uow:
             login = await two_step.start_challenge(uow, key, USER, Channel.CALL)
         assert (login.purpose, login.to_e164, login.channel, login.user_id) == (
             Purpose.LOGIN,
@@ -194,11 +194,11 @@ class TestChallenge:
 
 class TestRecoveryCodes:
     async def test_ten_codes_each_good_once(
-        self, delivery: Delivery, two_step: TwoStep, guards: Guards, key: ApiKey
+        self, code_jobs: CodeJobs, two_step: TwoStep, guards: Guards, key: ApiKey
     ) -> None:
-        async with delivery.uow_factory() as uow:
+        async with code_jobs.uow_factory() as uow:
             codes = await two_step.generate_recovery_codes(uow, key, USER)
-        async with delivery.uow_factory() as uow:
+        async with code_jobs.uow_factory() as uow:
             stored = (await uow.session.scalars(select(RecoveryCode))).all()
         assert len(codes) == len(set(codes)) == 10
         assert all(len(code) == 14 and code.count("-") == 2 for code in codes)
@@ -207,7 +207,7 @@ class TestRecoveryCodes:
         assert all(row.code_hash.startswith("scrypt$") for row in stored)
 
         async def redeem(code: str) -> bool:
-            async with delivery.uow_factory() as uow:
+            async with code_jobs.uow_factory() as uow:
                 return await two_step.redeem_recovery_code(uow, key, USER, code)
 
         assert await redeem(codes[3].lower().replace("-", " ")) is True
@@ -215,40 +215,40 @@ class TestRecoveryCodes:
         assert await redeem("not-a-code") is False
         lockout = guards.lockout
         assert isinstance(lockout, FakeLockout) and lockout.failures == {USER: 2}
-        async with delivery.uow_factory() as uow:
+        async with code_jobs.uow_factory() as uow:
             fresh = await two_step.generate_recovery_codes(uow, key, USER)
         assert await redeem(codes[4]) is False, "regenerating must replace the old set"
         assert await redeem(fresh[0]) is True
 
     async def test_a_locked_user_cannot_redeem(
-        self, delivery: Delivery, two_step: TwoStep, guards: Guards, key: ApiKey
+        self, code_jobs: CodeJobs, two_step: TwoStep, guards: Guards, key: ApiKey
     ) -> None:
-        async with delivery.uow_factory() as uow:
+        async with code_jobs.uow_factory() as uow:
             codes = await two_step.generate_recovery_codes(uow, key, USER)
         assert isinstance(guards.lockout, FakeLockout)
         guards.lockout.locked.add(USER)
-        async with delivery.uow_factory() as uow:
+        async with code_jobs.uow_factory() as uow:
             with pytest.raises(UserLocked):
                 await two_step.redeem_recovery_code(uow, key, USER, codes[0])
 
 
 async def test_the_trail_records_each_step_and_no_code(
-    delivery: Delivery,
+    code_jobs: CodeJobs,
     verifications: Verifications,
     two_step: TwoStep,
     key: ApiKey,
     verify: FakeVerifyClient,
 ) -> None:
-    _factor, verification = await enroll(delivery, two_step, key)
-    await approve(delivery, verifications, verify, verification.id)
-    assert await event_types(delivery, two_step, key) == [
+    _factor, verification = await enroll(code_jobs, two_step, key)
+    await approve(code_jobs, verifications, verify, verification.id)
+    assert await event_types(code_jobs, two_step, key) == [
         EventType.VERIFICATION_REQUESTED,
         EventType.FACTOR_ENROLLMENT_STARTED,
         EventType.VERIFICATION_SENT,
         EventType.VERIFICATION_APPROVED,
         EventType.FACTOR_VERIFIED,
     ]
-    async with delivery.uow_factory() as uow:
+    async with code_jobs.uow_factory() as uow:
         rows = await two_step.list_events(uow, key, USER, before=None, limit=200)
     assert all(event.destination == "+1415•••••23" for event, _ in rows)
     assert all(name == "unit" for _, name in rows)

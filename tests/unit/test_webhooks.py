@@ -89,7 +89,9 @@ async def test_a_change_commits_with_one_delivery_per_interested_endpoint(
         uow.notify_after_commit(approved, change(key.tenant_id, "verification", "pending"))
         uow.notify_after_commit(change(uuid.uuid4(), "verification", "approved"))  # not ours
     async with outboxed() as uow:
-        rows = await uow.deliveries.page(key.tenant_id, endpoint_id=None, status=None, limit=50)
+        rows = await uow.webhook_deliveries.page(
+            key.tenant_id, endpoint_id=None, status=None, limit=50
+        )
     by_endpoint = {(row.endpoint_id, row.event_type) for row in rows}
     assert by_endpoint == {
         (every.id, WebhookEvent.VERIFICATION_APPROVED),
@@ -158,7 +160,7 @@ async def _one_delivery(
     async with outboxed() as uow:
         uow.notify_after_commit(change(key.tenant_id, "check", "rejected"))
     async with outboxed() as uow:
-        (row,) = await uow.deliveries.page(
+        (row,) = await uow.webhook_deliveries.page(
             key.tenant_id, endpoint_id=endpoint.id, status=None, limit=5
         )
     return endpoint, row.id
@@ -175,7 +177,7 @@ async def test_a_receiver_down_then_up_gets_it_once_signed(
     for _ in range(3):
         await sender.attempt(delivery_id)
         async with outboxed() as uow:
-            row = await uow.deliveries.get(delivery_id)
+            row = await uow.webhook_deliveries.get(delivery_id)
         assert row is not None
         waits.append((row.next_attempt_at - clock.now()).total_seconds())
         clock.advance(waits[-1] if row.status is DeliveryStatus.QUEUED else 0)
@@ -202,7 +204,7 @@ async def test_past_its_deadline_a_delivery_fails(
     clock.advance(2)
     await sender.attempt(delivery_id)
     async with outboxed() as uow:
-        row = await uow.deliveries.get(delivery_id)
+        row = await uow.webhook_deliveries.get(delivery_id)
     assert row is not None and row.status is DeliveryStatus.FAILED and len(poster.posts) == 1
 
 

@@ -1,11 +1,9 @@
 """Use cases on the worker's side: send a code (the first time or again), check a code, and end
 a verification at the provider once it is over here.
 
-Sends and checks are attempts at a job row (``shared.kit.attempts``), run by one skeleton
-(``Delivery._attempt``): begin (claim), call the provider through the fleet-wide gate, settle —
-or put the row back for a retry after a backoff (at the latest at its deadline), each only while
-the claim is ours. A redelivered or duplicated job finds nothing to claim and does nothing; a
-job whose earlier call's answer was lost looks at the provider before it acts again.
+Sends and checks are attempts at a job row, run by the one attempt engine
+(``shared.kit.attempts``); every provider call goes through the fleet-wide gate. A job whose
+earlier call's answer was lost looks at the provider before it acts again.
 """
 
 from __future__ import annotations
@@ -16,18 +14,19 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import TypeVar
 
 import structlog
 
 from shared.errors import ProviderError, ProviderTransientError, ServiceUnavailable
 from shared.kit import metrics
-from shared.kit.attempts import Attempt, NotYet, RetryLater, Throttled, backoff_seconds, error_of
+from shared.kit.attempts import Attempts, RetryLater, RetryPolicy, Wait
 from shared.kit.clock import Clock
 from shared.kit.settings import Settings
 from shared.limits.ports import Lockout, ProviderGate
 from shared.tenants.service import TenantDirectory
-from shared.unit_of_work import UnitOfWorkFactory
+from shared.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from shared.verifications.checks import Check
 from shared.verifications.codes import CodeStash
 from shared.verifications.models import Verification
@@ -44,11 +43,11 @@ _MAX_INLINE_GATE_WAIT = 5.0
 # Twilio Verify's longest code lifetime: past it, Twilio has ended a verification itself.
 _PROVIDER_LIFETIME = timedelta(minutes=10, seconds=30)
 
-__all__ = ["Delivery", "RetryLater"]
+__all__ = ["CodeJobs", "RetryLater"]
 
 
 @dataclass(frozen=True)
-class Delivery:
+class CodeJobs:
     """Built once per worker process."""
 
     uow_factory: UnitOfWorkFactory
@@ -61,11 +60,19 @@ class Delivery:
     tenants: TenantDirectory
     numbers: NumberChecks
 
+    @cached_property
+    def attempts(self) -> Attempts[UnitOfWork]:
+        settings = self.settings
+        backoff = RetryPolicy(
+            settings.retry_backoff_base_seconds, settings.retry_backoff_max_seconds
+        )
+        return Attempts(self.uow_factory, self.clock, backoff, settings.requeue_after)
+
     async def send_code(self, verification_id: uuid.UUID) -> RetryLater | None:
-        return await self._attempt(Send(self, verification_id))
+        return await self.attempts.run(Send(self, verification_id))
 
     async def check_code(self, check_id: uuid.UUID) -> RetryLater | None:
-        return await self._attempt(Check(self, check_id))
+        return await self.attempts.run(Check(self, check_id))
 
     async def close_verification(
         self, verification_id: uuid.UUID, attempt: int = 0
@@ -79,11 +86,11 @@ class Delivery:
             return None
         try:
             await self.close_at_provider(verification)
-        except (ProviderTransientError, Throttled, ServiceUnavailable) as exc:
+        except (ProviderTransientError, Wait, ServiceUnavailable) as exc:
             if self.clock.now() >= verification.created_at + _PROVIDER_LIFETIME:
                 await self._closed(verification)
                 return None
-            delay = backoff_seconds(self.settings, attempt + 1, None)
+            delay = self.attempts.policy.backoff(attempt + 1, None, self.attempts.jitter)
             log.warning(
                 "close.retry", verification_id=str(verification_id), error=type(exc).__name__
             )
@@ -109,7 +116,7 @@ class Delivery:
     async def cancel_quietly(self, service: str, sid: str, verification_id: uuid.UUID) -> bool:
         try:
             await self.through_gate(lambda: self.verify.cancel_verification(service, sid))
-        except (ProviderError, Throttled, ServiceUnavailable) as exc:
+        except (ProviderError, Wait, ServiceUnavailable) as exc:
             log.warning(
                 "provider.cancel_failed",
                 verification_id=str(verification_id),
@@ -121,21 +128,6 @@ class Delivery:
     async def _closed(self, verification: Verification) -> None:
         async with self.uow_factory.single_statements() as uow:
             await uow.verifications.provider_closed([verification.id])
-
-    async def _attempt(self, job: Attempt[Any, Any]) -> RetryLater | None:
-        if not await job.begin():
-            return None
-        try:
-            answer = await job.call()
-        except (Throttled, NotYet) as wait:
-            return await self._requeue(job, wait.wait)
-        except ProviderTransientError as exc:
-            return await self._retry_or_give_up(job, exc)
-        except ProviderError as exc:
-            await job.refused(exc)
-            return None
-        await job.answered(answer)
-        return None
 
     async def through_gate(self, call: Callable[[], Awaitable[T]]) -> T:
         """Make one provider call in a slot of the fleet-wide gate."""
@@ -155,7 +147,7 @@ class Delivery:
 
     async def _enter_gate(self) -> str:
         """Wait at the gate in-task while the wait is short; a longer one sends the job back to
-        the queue (``Throttled``) without counting it as an attempt."""
+        the queue (``Wait``) without counting it as an attempt."""
         budget = min(_MAX_INLINE_GATE_WAIT, self.settings.claim_lease_seconds / 3)
         waited = 0.0
         while True:
@@ -167,68 +159,9 @@ class Delivery:
             if isinstance(entered, str):
                 return entered
             if waited + entered > budget:
-                raise Throttled(entered)
+                raise Wait(entered, "throttled at the provider gate")
             metrics.PROVIDER_THROTTLE_WAITS.inc()
             # Jitter: the jobs refused together must not all come back together.
             wait = entered * random.uniform(1.0, 1.5)
             await self.clock.sleep(wait)
             waited += wait
-
-    async def _requeue(self, job: Attempt[Any, Any], wait: float) -> RetryLater | None:
-        """Back to the queue for ``wait`` seconds, and the attempt does not count: no provider
-        call was made (the gate asked for a longer wait than the claim allows, or another call
-        on the same number must finish first)."""
-        metrics.PROVIDER_THROTTLE_REQUEUES.inc()
-        now = self.clock.now()
-        async with self.uow_factory() as uow:
-            released = await job.rows(uow).release_unattempted(
-                job.row_id,
-                job.token,
-                lost_call_at=job.lost_call_at,
-                next_look=now + timedelta(seconds=wait) + self.settings.requeue_after,
-                now=now,
-            )
-        if not released:
-            return None
-        job.log.info("provider.throttled", requeued_for=round(wait, 2))
-        return RetryLater(countdown=wait)
-
-    async def _retry_or_give_up(
-        self, job: Attempt[Any, Any], exc: ProviderTransientError
-    ) -> RetryLater | None:
-        """Put the row back to wait for a retry, at the latest at its deadline (where the retry
-        finds it too late and gives up), or give up now if the deadline has passed. Either way
-        the attempt and its error are committed before anything else."""
-        now = self.clock.now()
-        left = (job.claimed.deadline_at - now).total_seconds()
-        attempts = job.claimed.provider_attempts
-        if left <= 0:
-            await job.give_up(error_of(exc))
-            job.log.warning(
-                f"{job.kind}.gave_up", attempts=attempts, provider_code=exc.provider_code
-            )
-            return None
-        delay = min(backoff_seconds(self.settings, attempts, exc.retry_after), left)
-        async with self.uow_factory() as uow:
-            released = await job.rows(uow).release_for_retry(
-                job.row_id,
-                job.token,
-                error=error_of(exc),
-                # A call whose answer was lost leaves its marker; a refused one leaves any
-                # earlier lost call's marker in place: the retry must still look before it acts.
-                lost_call_at=job.claimed.provider_call_started_at
-                if exc.ambiguous
-                else job.lost_call_at,
-                next_look=now + timedelta(seconds=delay) + self.settings.requeue_after,
-                now=now,
-            )
-        metrics.JOB_RETRIES.labels(job=job.kind).inc()
-        job.log.warning(
-            f"{job.kind}.provider_error",
-            attempts=attempts,
-            provider_code=exc.provider_code,
-            status=exc.status,
-            ambiguous=exc.ambiguous,
-            retry_in=round(delay, 2),
-        )
-        return RetryLater(countdown=delay) if released else None

@@ -27,7 +27,7 @@ from shared.limits.ports import Guards, Guesser, SendRequest
 from shared.tenants.domain import DEFAULT_TENANT
 from shared.tenants.models import ApiKey
 from shared.unit_of_work import UnitOfWork, UnitOfWorkFactory
-from shared.verifications.delivery import Delivery, RetryLater
+from shared.verifications.code_jobs import CodeJobs, RetryLater
 from shared.verifications.domain import CheckStatus, VerificationStatus
 from shared.verifications.models import Verification, VerificationCheck
 from shared.verifications.service import VerificationRequest, Verifications
@@ -47,41 +47,41 @@ TO = "+14155550123"
 
 
 async def queued(
-    delivery: Delivery, verifications: Verifications, key: ApiKey, to: str = TO
+    code_jobs: CodeJobs, verifications: Verifications, key: ApiKey, to: str = TO
 ) -> uuid.UUID:
-    async with delivery.uow_factory() as uow:
+    async with code_jobs.uow_factory() as uow:
         verification = await verifications.request(uow, key, VerificationRequest(to=to))
     return verification.id
 
 
-async def load(delivery: Delivery, verification_id: uuid.UUID) -> Verification:
-    async with delivery.uow_factory() as uow:
+async def load(code_jobs: CodeJobs, verification_id: uuid.UUID) -> Verification:
+    async with code_jobs.uow_factory() as uow:
         row = await uow.verifications.get(verification_id)
         assert row is not None
         return row
 
 
-async def load_check(delivery: Delivery, check_id: uuid.UUID) -> VerificationCheck:
-    async with delivery.uow_factory() as uow:
+async def load_check(code_jobs: CodeJobs, check_id: uuid.UUID) -> VerificationCheck:
+    async with code_jobs.uow_factory() as uow:
         row = await uow.checks.get(check_id)
         assert row is not None
         return row
 
 
 async def pending(
-    delivery: Delivery, verifications: Verifications, key: ApiKey, to: str = TO
+    code_jobs: CodeJobs, verifications: Verifications, key: ApiKey, to: str = TO
 ) -> uuid.UUID:
-    verification_id = await queued(delivery, verifications, key, to)
-    assert await delivery.send_code(verification_id) is None
-    assert (await load(delivery, verification_id)).status is VerificationStatus.PENDING
+    verification_id = await queued(code_jobs, verifications, key, to)
+    assert await code_jobs.send_code(verification_id) is None
+    assert (await load(code_jobs, verification_id)).status is VerificationStatus.PENDING
     return verification_id
 
 
 async def submit(
-    delivery: Delivery, verifications: Verifications, verification_id: uuid.UUID, code: str
+    code_jobs: CodeJobs, verifications: Verifications, verification_id: uuid.UUID, code: str
 ) -> uuid.UUID:
     """Submit a code as the key that asked for the verification."""
-    async with delivery.uow_factory() as uow:
+    async with code_jobs.uow_factory() as uow:
         verification = await uow.verifications.get(verification_id)
         assert verification is not None
         key = await uow.session.get(ApiKey, verification.api_key_id)
@@ -90,8 +90,8 @@ async def submit(
     return check.id
 
 
-async def events(delivery: Delivery, user_id: str) -> list[EventType]:
-    async with delivery.uow_factory() as uow:
+async def events(code_jobs: CodeJobs, user_id: str) -> list[EventType]:
+    async with code_jobs.uow_factory() as uow:
         tenant = await uow.tenants.get_or_create(DEFAULT_TENANT, utcnow())
         page = await uow.events.page_for_user(tenant.id, user_id, before=None, limit=100)
     return [event.type for event, _ in reversed(page)]
@@ -104,16 +104,16 @@ def wrong_for(verify: FakeVerifyClient, to: str = TO) -> str:
 class TestSendCode:
     async def test_sends_once_records_the_pending_verification_and_wakes_waiters(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         changes: FakeChangeFeed,
         gate: FakeGate,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
-        assert await delivery.send_code(verification_id) is None
-        row = await load(delivery, verification_id)
+        verification_id = await queued(code_jobs, verifications, key)
+        assert await code_jobs.send_code(verification_id) is None
+        row = await load(code_jobs, verification_id)
         assert row.status is VerificationStatus.PENDING
         assert row.provider_sid == verify.pending_to(TO).sid
         assert row.send_attempts == 1 and row.provider_attempts == 1
@@ -128,69 +128,69 @@ class TestSendCode:
 
     async def test_a_redelivered_job_sends_nothing_more(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
+        verification_id = await queued(code_jobs, verifications, key)
         for _ in range(3):
-            assert await delivery.send_code(verification_id) is None
+            assert await code_jobs.send_code(verification_id) is None
         assert verify.count("start") == 1
-        assert (await load(delivery, verification_id)).provider_attempts == 1
+        assert (await load(code_jobs, verification_id)).provider_attempts == 1
 
     async def test_a_transient_error_commits_its_bookkeeping_and_asks_for_a_retry(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
+        verification_id = await queued(code_jobs, verifications, key)
         verify.fail_next(ProviderTransientError("503", provider_code=20503, status=503))
-        outcome = await delivery.send_code(verification_id)
+        outcome = await code_jobs.send_code(verification_id)
         assert isinstance(outcome, RetryLater)
         assert 0.25 <= outcome.countdown <= 0.5
-        row = await load(delivery, verification_id)
+        row = await load(code_jobs, verification_id)
         assert row.status is VerificationStatus.QUEUED
         assert row.provider_attempts == 1
         assert (row.error_code, row.provider_error_code) == ("provider_unavailable", 20503)
         assert row.provider_call_started_at is None  # a 503 is a refusal: nothing to reconcile
 
-        assert await delivery.send_code(verification_id) is None
-        row = await load(delivery, verification_id)
+        assert await code_jobs.send_code(verification_id) is None
+        row = await load(code_jobs, verification_id)
         assert row.status is VerificationStatus.PENDING and row.provider_attempts == 2
         assert row.error_code is None
         assert verify.count("find") == 0 and verify.count("start") == 2
 
     async def test_retry_after_from_the_provider_is_honoured(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
+        verification_id = await queued(code_jobs, verifications, key)
         verify.fail_next(ProviderTransientError("slow down", provider_code=20429, retry_after=3.0))
-        outcome = await delivery.send_code(verification_id)
+        outcome = await code_jobs.send_code(verification_id)
         assert isinstance(outcome, RetryLater) and outcome.countdown >= 3.0
 
     async def test_a_lost_answer_is_reconciled_instead_of_sending_again(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         clock: FakeClock,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
+        verification_id = await queued(code_jobs, verifications, key)
         verify.lose_next_answer()
-        assert isinstance(await delivery.send_code(verification_id), RetryLater)
-        assert (await load(delivery, verification_id)).provider_call_started_at is not None
+        assert isinstance(await code_jobs.send_code(verification_id), RetryLater)
+        assert (await load(code_jobs, verification_id)).provider_call_started_at is not None
 
         clock.advance(1)
-        assert await delivery.send_code(verification_id) is None
-        row = await load(delivery, verification_id)
+        assert await code_jobs.send_code(verification_id) is None
+        row = await load(code_jobs, verification_id)
         assert row.status is VerificationStatus.PENDING
         assert row.provider_sid == verify.pending_to(TO).sid
         assert len(verify.pending_to(TO).sends) == 1, "the user got a second SMS"
@@ -198,38 +198,38 @@ class TestSendCode:
 
     async def test_an_ambiguous_error_that_sent_nothing_sends_after_looking(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         clock: FakeClock,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
+        verification_id = await queued(code_jobs, verifications, key)
         verify.fail_next(ProviderTransientError("reset", ambiguous=True))
-        assert isinstance(await delivery.send_code(verification_id), RetryLater)
+        assert isinstance(await code_jobs.send_code(verification_id), RetryLater)
         clock.advance(1)
-        assert await delivery.send_code(verification_id) is None
-        assert (await load(delivery, verification_id)).status is VerificationStatus.PENDING
+        assert await code_jobs.send_code(verification_id) is None
+        assert (await load(code_jobs, verification_id)).status is VerificationStatus.PENDING
         assert (verify.count("find"), verify.count("start")) == (1, 2)
         assert len(verify.pending_to(TO).sends) == 1
 
     async def test_a_failed_look_keeps_the_reason_to_look(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         clock: FakeClock,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
+        verification_id = await queued(code_jobs, verifications, key)
         verify.lose_next_answer()
-        assert isinstance(await delivery.send_code(verification_id), RetryLater)
+        assert isinstance(await code_jobs.send_code(verification_id), RetryLater)
         clock.advance(1)
         verify.fail_next(ProviderTransientError("503 on the fetch", status=503))
-        assert isinstance(await delivery.send_code(verification_id), RetryLater)
-        assert (await load(delivery, verification_id)).provider_call_started_at is not None
+        assert isinstance(await code_jobs.send_code(verification_id), RetryLater)
+        assert (await load(code_jobs, verification_id)).provider_call_started_at is not None
         clock.advance(1)
-        assert await delivery.send_code(verification_id) is None
+        assert await code_jobs.send_code(verification_id) is None
         assert len(verify.pending_to(TO).sends) == 1
         assert (verify.count("find"), verify.count("start")) == (2, 1)
 
@@ -258,18 +258,18 @@ class TestSendCode:
     )
     async def test_a_refusal_fails_the_verification_after_one_call(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         error: ProviderPermanentError,
         reason: str,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
+        verification_id = await queued(code_jobs, verifications, key)
         verify.fail_next(error)
-        assert await delivery.send_code(verification_id) is None
-        assert await delivery.send_code(verification_id) is None
-        row = await load(delivery, verification_id)
+        assert await code_jobs.send_code(verification_id) is None
+        assert await code_jobs.send_code(verification_id) is None
+        row = await load(code_jobs, verification_id)
         assert row.status is VerificationStatus.FAILED
         assert row.error_code == reason
         assert row.completed_at is not None
@@ -277,86 +277,86 @@ class TestSendCode:
 
     async def test_past_the_deadline_it_fails_without_calling(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         clock: FakeClock,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
-        clock.advance(delivery.settings.send_deadline_seconds + 1)
-        assert await delivery.send_code(verification_id) is None
-        row = await load(delivery, verification_id)
+        verification_id = await queued(code_jobs, verifications, key)
+        clock.advance(code_jobs.settings.send_deadline_seconds + 1)
+        assert await code_jobs.send_code(verification_id) is None
+        row = await load(code_jobs, verification_id)
         assert (row.status, row.error_code) == (VerificationStatus.FAILED, "provider_unavailable")
         assert verify.calls == []
 
     async def test_retries_stop_at_the_deadline(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         clock: FakeClock,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
-        clock.advance(delivery.settings.send_deadline_seconds - 0.1)
+        verification_id = await queued(code_jobs, verifications, key)
+        clock.advance(code_jobs.settings.send_deadline_seconds - 0.1)
         verify.fail_next(ProviderTransientError("503", status=503))
-        retry = await delivery.send_code(verification_id)
+        retry = await code_jobs.send_code(verification_id)
         assert isinstance(retry, RetryLater)
         assert retry.countdown <= 0.1 + 1e-6, "the last retry must not land past the deadline"
         clock.advance(retry.countdown)
-        assert await delivery.send_code(verification_id) is None
-        row = await load(delivery, verification_id)
+        assert await code_jobs.send_code(verification_id) is None
+        row = await load(code_jobs, verification_id)
         assert (row.status, row.error_code) == (VerificationStatus.FAILED, "provider_unavailable")
         assert row.completed_at is not None and row.completed_at >= row.deadline_at
         assert verify.count("start") == 1
 
     async def test_a_dead_workers_claim_is_taken_over_and_reconciled(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         clock: FakeClock,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
-        async with delivery.uow_factory() as uow:
+        verification_id = await queued(code_jobs, verifications, key)
+        async with code_jobs.uow_factory() as uow:
             now = clock.now()
             claimed = await uow.verifications.claim(
-                verification_id, now=now, until=now + delivery.settings.claim_lease
+                verification_id, now=now, until=now + code_jobs.settings.claim_lease
             )
             assert claimed is not None
         # The dead worker's call did reach the provider.
         await verify.start_verification(verify.default_service, TO, claimed.channel, None)
 
-        clock.advance(delivery.settings.claim_lease_seconds + 1)
-        assert await delivery.send_code(verification_id) is None
-        row = await load(delivery, verification_id)
+        clock.advance(code_jobs.settings.claim_lease_seconds + 1)
+        assert await code_jobs.send_code(verification_id) is None
+        row = await load(code_jobs, verification_id)
         assert row.status is VerificationStatus.PENDING and row.provider_attempts == 2
         assert len(verify.pending_to(TO).sends) == 1
         assert verify.count("find") == 1
 
     async def test_a_live_claim_is_left_alone(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         clock: FakeClock,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
-        async with delivery.uow_factory() as uow:
+        verification_id = await queued(code_jobs, verifications, key)
+        async with code_jobs.uow_factory() as uow:
             now = clock.now()
             assert await uow.verifications.claim(
                 verification_id, now=now, until=now + timedelta(seconds=30)
             )
-        assert await delivery.send_code(verification_id) is None
+        assert await code_jobs.send_code(verification_id) is None
         assert verify.calls == []
-        assert (await load(delivery, verification_id)).status is VerificationStatus.SENDING
+        assert (await load(code_jobs, verification_id)).status is VerificationStatus.SENDING
 
     async def test_a_resend_keeps_the_verification_pending_and_sends_on_the_new_channel(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
@@ -364,13 +364,13 @@ class TestSendCode:
     ) -> None:
         from shared.verifications.domain import Channel
 
-        verification_id = await pending(delivery, verifications, key)
+        verification_id = await pending(code_jobs, verifications, key)
         clock.advance(31)
-        async with delivery.uow_factory() as uow:
+        async with code_jobs.uow_factory() as uow:
             resent = await verifications.resend(uow, key, verification_id, Channel.CALL)
         assert resent.status is VerificationStatus.PENDING
-        assert await delivery.send_code(verification_id) is None
-        row = await load(delivery, verification_id)
+        assert await code_jobs.send_code(verification_id) is None
+        row = await load(code_jobs, verification_id)
         assert (row.status, row.channel, row.send_attempts) == (
             VerificationStatus.PENDING,
             Channel.CALL,
@@ -382,113 +382,113 @@ class TestSendCode:
 class TestTheGate:
     async def test_a_short_wait_is_waited_out_in_the_task(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         gate: FakeGate,
         clock: FakeClock,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
+        verification_id = await queued(code_jobs, verifications, key)
         gate.waits.extend([0.2, 0.3])
-        assert await delivery.send_code(verification_id) is None
-        assert (await load(delivery, verification_id)).status is VerificationStatus.PENDING
+        assert await code_jobs.send_code(verification_id) is None
+        assert (await load(code_jobs, verification_id)).status is VerificationStatus.PENDING
         assert len(clock.slept) == 2 and 0.5 <= sum(clock.slept) <= 0.75
 
     async def test_a_long_wait_sends_the_job_back_without_counting_an_attempt(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         gate: FakeGate,
         verify: FakeVerifyClient,
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
+        verification_id = await queued(code_jobs, verifications, key)
         gate.waits.append(60.0)
-        outcome = await delivery.send_code(verification_id)
+        outcome = await code_jobs.send_code(verification_id)
         assert outcome == RetryLater(countdown=60.0)
-        row = await load(delivery, verification_id)
+        row = await load(code_jobs, verification_id)
         assert (row.status, row.provider_attempts) == (VerificationStatus.QUEUED, 0)
         assert verify.calls == []
-        assert await delivery.send_code(verification_id) is None
-        assert (await load(delivery, verification_id)).provider_attempts == 1
+        assert await code_jobs.send_code(verification_id) is None
+        assert (await load(code_jobs, verification_id)).provider_attempts == 1
 
 
 class TestCheckCode:
     async def test_a_wrong_code_is_rejected_and_the_verification_stays_pending(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         stash: FakeCodeStash,
         changes: FakeChangeFeed,
     ) -> None:
-        verification_id = await pending(delivery, verifications, key)
-        check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
-        assert await delivery.check_code(check_id) is None
-        assert (await load_check(delivery, check_id)).status is CheckStatus.REJECTED
-        row = await load(delivery, verification_id)
+        verification_id = await pending(code_jobs, verifications, key)
+        check_id = await submit(code_jobs, verifications, verification_id, wrong_for(verify))
+        assert await code_jobs.check_code(check_id) is None
+        assert (await load_check(code_jobs, check_id)).status is CheckStatus.REJECTED
+        row = await load(code_jobs, verification_id)
         assert (row.status, row.check_attempts) == (VerificationStatus.PENDING, 1)
         assert check_id not in stash.codes
         assert set(changes.published[-2:]) == {check_id, verification_id}
 
     async def test_the_right_code_approves_both(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         stash: FakeCodeStash,
     ) -> None:
-        verification_id = await pending(delivery, verifications, key)
-        check_id = await submit(delivery, verifications, verification_id, verify.sent_codes[TO])
-        assert await delivery.check_code(check_id) is None
-        check = await load_check(delivery, check_id)
+        verification_id = await pending(code_jobs, verifications, key)
+        check_id = await submit(code_jobs, verifications, verification_id, verify.sent_codes[TO])
+        assert await code_jobs.check_code(check_id) is None
+        check = await load_check(code_jobs, check_id)
         assert check.status is CheckStatus.APPROVED and check.completed_at is not None
-        assert (await load(delivery, verification_id)).status is VerificationStatus.APPROVED
+        assert (await load(code_jobs, verification_id)).status is VerificationStatus.APPROVED
         assert stash.codes == {}
-        assert await delivery.check_code(check_id) is None
+        assert await code_jobs.check_code(check_id) is None
         assert verify.count("check") == 1
 
     async def test_a_lost_code_fails_the_check_and_gives_the_attempt_back(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         stash: FakeCodeStash,
     ) -> None:
-        verification_id = await pending(delivery, verifications, key)
-        check_id = await submit(delivery, verifications, verification_id, "123456")
+        verification_id = await pending(code_jobs, verifications, key)
+        check_id = await submit(code_jobs, verifications, verification_id, "123456")
         stash.codes.clear()  # Redis restarted without persistence
-        assert await delivery.check_code(check_id) is None
-        check = await load_check(delivery, check_id)
+        assert await code_jobs.check_code(check_id) is None
+        check = await load_check(code_jobs, check_id)
         assert (check.status, check.error_code) == (CheckStatus.FAILED, "code_unavailable")
-        assert (await load(delivery, verification_id)).check_attempts == 0
+        assert (await load(code_jobs, verification_id)).check_attempts == 0
         assert verify.count("check") == 0
 
     @pytest.mark.parametrize("cancel_answered", [True, False])
     async def test_five_wrong_codes_use_up_the_verification(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         cancel_answered: bool,
     ) -> None:
-        verification_id = await pending(delivery, verifications, key)
+        verification_id = await pending(code_jobs, verifications, key)
         for attempt in range(5):
-            check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
+            check_id = await submit(code_jobs, verifications, verification_id, wrong_for(verify))
             if attempt == 4 and not cancel_answered:
                 verify.fail_next(None, ProviderTransientError("cancel: no answer"))
-            assert await delivery.check_code(check_id) is None
-        row = await load(delivery, verification_id)
+            assert await code_jobs.check_code(check_id) is None
+        row = await load(code_jobs, verification_id)
         assert (row.status, row.error_code) == (
             VerificationStatus.MAX_ATTEMPTS_REACHED,
             "max_check_attempts_reached",
         )
         with pytest.raises(CheckAttemptsExhausted) as sixth:
-            await submit(delivery, verifications, verification_id, verify.sent_codes[TO])
+            await submit(code_jobs, verifications, verification_id, verify.sent_codes[TO])
         assert (sixth.value.code, sixth.value.limit) == (
             "max_attempts_reached",
             "checks_per_verification",
@@ -500,63 +500,63 @@ class TestCheckCode:
         # Either way, the next verification to the number is a fresh one at the provider: a
         # cancel that failed is made again before it is sent.
         old_sid = row.provider_sid
-        following = await pending(delivery, verifications, key)
-        assert (await load(delivery, following)).provider_sid != old_sid
+        following = await pending(code_jobs, verifications, key)
+        assert (await load(code_jobs, following)).provider_sid != old_sid
         assert verify.count("cancel") == (1 if cancel_answered else 2)
 
     async def test_checks_in_flight_count_against_the_cap_and_a_refusal_keeps_no_code(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         stash: FakeCodeStash,
     ) -> None:
-        verification_id = await pending(delivery, verifications, key)
+        verification_id = await pending(code_jobs, verifications, key)
         for _ in range(5):
-            await submit(delivery, verifications, verification_id, "000000")
+            await submit(code_jobs, verifications, verification_id, "000000")
         with pytest.raises(CheckAttemptsExhausted):
-            await submit(delivery, verifications, verification_id, "000000")
+            await submit(code_jobs, verifications, verification_id, "000000")
         assert len(stash.codes) == 5, "the refused check's code stayed in the stash"
 
     async def test_a_transient_error_retries_the_check(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
     ) -> None:
-        verification_id = await pending(delivery, verifications, key)
-        check_id = await submit(delivery, verifications, verification_id, verify.sent_codes[TO])
+        verification_id = await pending(code_jobs, verifications, key)
+        check_id = await submit(code_jobs, verifications, verification_id, verify.sent_codes[TO])
         verify.fail_next(ProviderTransientError("503", status=503))
-        assert isinstance(await delivery.check_code(check_id), RetryLater)
-        assert (await load_check(delivery, check_id)).status is CheckStatus.QUEUED
-        assert await delivery.check_code(check_id) is None
-        assert (await load_check(delivery, check_id)).status is CheckStatus.APPROVED
+        assert isinstance(await code_jobs.check_code(check_id), RetryLater)
+        assert (await load_check(code_jobs, check_id)).status is CheckStatus.QUEUED
+        assert await code_jobs.check_code(check_id) is None
+        assert (await load_check(code_jobs, check_id)).status is CheckStatus.APPROVED
 
     async def test_a_verification_the_provider_forgot_expires(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
     ) -> None:
-        verification_id = await pending(delivery, verifications, key)
+        verification_id = await pending(code_jobs, verifications, key)
         verify.pending.clear()
-        check_id = await submit(delivery, verifications, verification_id, "123456")
-        assert await delivery.check_code(check_id) is None
-        assert (await load_check(delivery, check_id)).status is CheckStatus.EXPIRED
-        assert (await load(delivery, verification_id)).status is VerificationStatus.EXPIRED
+        check_id = await submit(code_jobs, verifications, verification_id, "123456")
+        assert await code_jobs.check_code(check_id) is None
+        assert (await load_check(code_jobs, check_id)).status is CheckStatus.EXPIRED
+        assert (await load(code_jobs, verification_id)).status is VerificationStatus.EXPIRED
 
     async def test_checks_need_a_pending_verification_and_a_plausible_code(
-        self, delivery: Delivery, verifications: Verifications, key: ApiKey
+        self, code_jobs: CodeJobs, verifications: Verifications, key: ApiKey
     ) -> None:
-        verification_id = await queued(delivery, verifications, key)
+        verification_id = await queued(code_jobs, verifications, key)
         with pytest.raises(VerificationNotPending):
-            await submit(delivery, verifications, verification_id, "123456")
-        verification_id = await pending(delivery, verifications, key, "+14155550124")
+            await submit(code_jobs, verifications, verification_id, "123456")
+        verification_id = await pending(code_jobs, verifications, key, "+14155550124")
         for bad in ("12", "12345678901", "12 34", "\uff11\uff12\uff13\uff14"):
             with pytest.raises(InvalidInput):
-                await submit(delivery, verifications, verification_id, bad)
+                await submit(code_jobs, verifications, verification_id, bad)
 
 
 class TestALostCheckAnswer:
@@ -566,25 +566,25 @@ class TestALostCheckAnswer:
 
     async def test_an_approval_whose_answer_was_lost_is_recognised(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         clock: FakeClock,
     ) -> None:
-        verification_id = await pending(delivery, verifications, key)
-        check_id = await submit(delivery, verifications, verification_id, verify.sent_codes[TO])
+        verification_id = await pending(code_jobs, verifications, key)
+        check_id = await submit(code_jobs, verifications, verification_id, verify.sent_codes[TO])
         verify.lose_next_answer()
-        assert isinstance(await delivery.check_code(check_id), RetryLater)
+        assert isinstance(await code_jobs.check_code(check_id), RetryLater)
         clock.advance(1)
-        assert await delivery.check_code(check_id) is None
-        assert (await load_check(delivery, check_id)).status is CheckStatus.APPROVED
-        assert (await load(delivery, verification_id)).status is VerificationStatus.APPROVED
+        assert await code_jobs.check_code(check_id) is None
+        assert (await load_check(code_jobs, check_id)).status is CheckStatus.APPROVED
+        assert (await load(code_jobs, verification_id)).status is VerificationStatus.APPROVED
         assert (verify.count("check"), verify.count("attempts")) == (2, 1)
 
     async def test_a_verification_gone_for_another_reason_is_never_approved(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
@@ -592,100 +592,100 @@ class TestALostCheckAnswer:
     ) -> None:
         """The flaw the review found: a wrong code whose answer was lost, then the verification
         canceled at Twilio (by anyone), used to be taken for an approval."""
-        verification_id = await pending(delivery, verifications, key)
-        check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
+        verification_id = await pending(code_jobs, verifications, key)
+        check_id = await submit(code_jobs, verifications, verification_id, wrong_for(verify))
         verify.lose_next_answer()
-        assert isinstance(await delivery.check_code(check_id), RetryLater)
-        row = await load(delivery, verification_id)
+        assert isinstance(await code_jobs.check_code(check_id), RetryLater)
+        row = await load(code_jobs, verification_id)
         assert row.provider_sid is not None
         await verify.cancel_verification(verify.default_service, row.provider_sid)
         clock.advance(1)
-        assert await delivery.check_code(check_id) is None
-        assert (await load_check(delivery, check_id)).status is CheckStatus.EXPIRED
-        assert (await load(delivery, verification_id)).status is VerificationStatus.EXPIRED
+        assert await code_jobs.check_code(check_id) is None
+        assert (await load_check(code_jobs, check_id)).status is CheckStatus.EXPIRED
+        assert (await load(code_jobs, verification_id)).status is VerificationStatus.EXPIRED
         assert verify.count("attempts") == 1
 
     async def test_while_twilios_record_cannot_be_read_the_check_waits_and_approves_nothing(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         clock: FakeClock,
     ) -> None:
-        verification_id = await pending(delivery, verifications, key)
-        check_id = await submit(delivery, verifications, verification_id, verify.sent_codes[TO])
+        verification_id = await pending(code_jobs, verifications, key)
+        check_id = await submit(code_jobs, verifications, verification_id, verify.sent_codes[TO])
         verify.lose_next_answer()
-        assert isinstance(await delivery.check_code(check_id), RetryLater)
+        assert isinstance(await code_jobs.check_code(check_id), RetryLater)
         clock.advance(1)
         # The retry's check finds it gone; the Attempts API does not answer: still unknown.
         verify.fail_next(None, ProviderTransientError("attempts: 503"))
-        assert isinstance(await delivery.check_code(check_id), RetryLater)
-        assert (await load_check(delivery, check_id)).status is CheckStatus.QUEUED
+        assert isinstance(await code_jobs.check_code(check_id), RetryLater)
+        assert (await load_check(code_jobs, check_id)).status is CheckStatus.QUEUED
         clock.advance(2)
-        assert await delivery.check_code(check_id) is None
-        assert (await load_check(delivery, check_id)).status is CheckStatus.APPROVED
+        assert await code_jobs.check_code(check_id) is None
+        assert (await load_check(code_jobs, check_id)).status is CheckStatus.APPROVED
 
     async def test_a_lost_wrong_code_is_checked_again_not_approved(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         clock: FakeClock,
     ) -> None:
-        verification_id = await pending(delivery, verifications, key)
-        check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
+        verification_id = await pending(code_jobs, verifications, key)
+        check_id = await submit(code_jobs, verifications, verification_id, wrong_for(verify))
         verify.lose_next_answer()
-        assert isinstance(await delivery.check_code(check_id), RetryLater)
+        assert isinstance(await code_jobs.check_code(check_id), RetryLater)
         clock.advance(1)
-        assert await delivery.check_code(check_id) is None
-        assert (await load_check(delivery, check_id)).status is CheckStatus.REJECTED
-        assert (await load(delivery, verification_id)).status is VerificationStatus.PENDING
+        assert await code_jobs.check_code(check_id) is None
+        assert (await load_check(code_jobs, check_id)).status is CheckStatus.REJECTED
+        assert (await load(code_jobs, verification_id)).status is VerificationStatus.PENDING
 
     async def test_near_its_expiry_a_missing_verification_is_not_taken_for_an_approval(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         clock: FakeClock,
     ) -> None:
-        verification_id = await pending(delivery, verifications, key)
-        check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
+        verification_id = await pending(code_jobs, verifications, key)
+        check_id = await submit(code_jobs, verifications, verification_id, wrong_for(verify))
         verify.lose_next_answer()
-        assert isinstance(await delivery.check_code(check_id), RetryLater)
+        assert isinstance(await code_jobs.check_code(check_id), RetryLater)
         verify.pending.clear()  # gone at the provider: expired, as far as anyone can tell
-        row = await load(delivery, verification_id)
+        row = await load(code_jobs, verification_id)
         assert row.expires_at is not None
         clock.current = row.expires_at - timedelta(seconds=10)
-        async with delivery.uow_factory() as uow:  # keep the check's own deadline ahead
+        async with code_jobs.uow_factory() as uow:  # keep the check's own deadline ahead
             await uow.session.execute(
                 update(VerificationCheck)
                 .where(VerificationCheck.id == check_id)
                 .values(deadline_at=clock.current + timedelta(seconds=30))
             )
-        assert await delivery.check_code(check_id) is None
-        assert (await load_check(delivery, check_id)).status is CheckStatus.EXPIRED
-        assert (await load(delivery, verification_id)).status is VerificationStatus.EXPIRED
+        assert await code_jobs.check_code(check_id) is None
+        assert (await load_check(code_jobs, check_id)).status is CheckStatus.EXPIRED
+        assert (await load(code_jobs, verification_id)).status is VerificationStatus.EXPIRED
 
     async def test_after_six_calls_a_missing_verification_may_have_used_up_its_checks(
         self,
-        delivery: Delivery,
+        code_jobs: CodeJobs,
         verifications: Verifications,
         key: ApiKey,
         verify: FakeVerifyClient,
         clock: FakeClock,
     ) -> None:
-        verification_id = await pending(delivery, verifications, key)
-        check_id = await submit(delivery, verifications, verification_id, wrong_for(verify))
+        verification_id = await pending(code_jobs, verifications, key)
+        check_id = await submit(code_jobs, verifications, verification_id, wrong_for(verify))
         for _ in range(6):  # six calls, every answer lost: the sixth may have been a 60202
             verify.lose_next_answer()
-            assert isinstance(await delivery.check_code(check_id), RetryLater)
+            assert isinstance(await code_jobs.check_code(check_id), RetryLater)
             clock.advance(1)
         verify.pending.clear()
-        assert await delivery.check_code(check_id) is None
-        assert (await load_check(delivery, check_id)).status is CheckStatus.EXPIRED
+        assert await code_jobs.check_code(check_id) is None
+        assert (await load_check(code_jobs, check_id)).status is CheckStatus.EXPIRED
 
 
 class TestUnitOfWork:
@@ -781,16 +781,16 @@ class TestUnitOfWork:
 
 
 async def test_the_audit_trail_of_a_login(
-    delivery: Delivery, verifications: Verifications, key: ApiKey, verify: FakeVerifyClient
+    code_jobs: CodeJobs, verifications: Verifications, key: ApiKey, verify: FakeVerifyClient
 ) -> None:
-    async with delivery.uow_factory() as uow:
+    async with code_jobs.uow_factory() as uow:
         verification = await verifications.request(
             uow, key, VerificationRequest(to=TO, user_id="audited")
         )
-    assert await delivery.send_code(verification.id) is None
-    check_id = await submit(delivery, verifications, verification.id, verify.sent_codes[TO])
-    assert await delivery.check_code(check_id) is None
-    assert await events(delivery, "audited") == [
+    assert await code_jobs.send_code(verification.id) is None
+    check_id = await submit(code_jobs, verifications, verification.id, verify.sent_codes[TO])
+    assert await code_jobs.check_code(check_id) is None
+    assert await events(code_jobs, "audited") == [
         EventType.VERIFICATION_REQUESTED,
         EventType.VERIFICATION_SENT,
         EventType.VERIFICATION_APPROVED,
@@ -798,21 +798,21 @@ async def test_the_audit_trail_of_a_login(
 
 
 async def test_a_refusal_after_a_lost_check_answer_keeps_the_evidence(
-    delivery: Delivery,
+    code_jobs: CodeJobs,
     verifications: Verifications,
     key: ApiKey,
     verify: FakeVerifyClient,
     clock: FakeClock,
 ) -> None:
     """Lost approval, then a plain 503, then 'not found': still recognised as the approval."""
-    verification_id = await pending(delivery, verifications, key)
-    check_id = await submit(delivery, verifications, verification_id, verify.sent_codes[TO])
+    verification_id = await pending(code_jobs, verifications, key)
+    check_id = await submit(code_jobs, verifications, verification_id, verify.sent_codes[TO])
     verify.lose_next_answer()
-    assert isinstance(await delivery.check_code(check_id), RetryLater)
+    assert isinstance(await code_jobs.check_code(check_id), RetryLater)
     clock.advance(1)
     verify.fail_next(ProviderTransientError("503", status=503))
-    assert isinstance(await delivery.check_code(check_id), RetryLater)
-    assert (await load_check(delivery, check_id)).provider_call_started_at is not None
+    assert isinstance(await code_jobs.check_code(check_id), RetryLater)
+    assert (await load_check(code_jobs, check_id)).provider_call_started_at is not None
     clock.advance(1)
-    assert await delivery.check_code(check_id) is None
-    assert (await load_check(delivery, check_id)).status is CheckStatus.APPROVED
+    assert await code_jobs.check_code(check_id) is None
+    assert (await load_check(code_jobs, check_id)).status is CheckStatus.APPROVED

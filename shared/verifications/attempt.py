@@ -1,0 +1,32 @@
+"""What a verification's send and a check share as attempts: the worker's dependencies
+(``CodeJobs``) and a claim committed on its own."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeVar
+
+from shared.kit.attempts import Attempt, claim
+from shared.kit.db.base import JobRow
+from shared.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from shared.verifications.code_jobs import CodeJobs
+
+Row = TypeVar("Row", bound=JobRow)
+Answer = TypeVar("Answer")
+
+
+class VerificationAttempt(Attempt[UnitOfWork, Row, Answer]):
+    def __init__(self, jobs: CodeJobs, row_id: uuid.UUID) -> None:
+        super().__init__(row_id)
+        self.jobs = jobs
+
+    async def _claim(
+        self, now: datetime, and_read: Callable[[UnitOfWork], Awaitable[None]] | None = None
+    ) -> bool:
+        jobs = self.jobs
+        async with jobs.uow_factory.single_statements() as uow:
+            return await claim(self, uow, now, now + jobs.settings.claim_lease, and_read)
