@@ -2,36 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
-from api.deps import ApiContext, ApiKeyDep
+from api.deps import ApiKeyDep
 from api.errors import install_error_handlers
+from api.idempotency import AnswerOnce
 from api.middleware import BodyLimit, NoStore, RequestObserver
 from api.openapi import install_schema
 from api.routes import health, limits, lockouts, users, verifications, webhooks
+from shared.bootstrap import Adapters, bootstrap
 from shared.kit.settings import Settings, get_settings
+from shared.kit.startup import ensure_startable
 
 
-def create_app(
-    settings: Settings | None = None,
-    build_context: Callable[[Settings], ApiContext] = ApiContext.build,
-) -> FastAPI:
-    """``build_context`` is the composition root; tests pass one wired with fakes."""
+def create_app(settings: Settings | None = None, adapters: Adapters | None = None) -> FastAPI:
+    """The API over a core of its own (``shared.bootstrap``); tests pass ``adapters`` (fakes).
+    It refuses to start with what a production API must not run with, as the command line
+    does: an app made by any server (``uvicorn api.app:create_app``) is checked the same way."""
     settings = settings or get_settings()
+    ensure_startable(settings, "api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        context = build_context(settings)
-        app.state.context = context
-        await context.open()
+        core = bootstrap(settings, adapters, main="twostep.api")
+        app.state.core = core
+        app.state.answer_once = AnswerOnce.of(core)
+        if core.listener is not None:
+            core.listener.start()
+        await core.warm_up()
         try:
             yield
         finally:
-            await context.close()
+            await core.close()
 
     public_docs = settings.docs_public
     app = FastAPI(

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
-from api.deps import ApiContext
+from shared.bootstrap import Core
 from shared.tenants import idempotency
-from shared.tenants.idempotency import KeyedRequest, StoredAnswer
+from shared.tenants.idempotency import KeyedRequest, KeyLocks, StoredAnswer
 from shared.tenants.models import ApiKey
-from shared.unit_of_work import UnitOfWork
+from shared.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 RequestShape = tuple[str, str, dict[str, Any]]
 
@@ -34,53 +35,62 @@ class Answered:
         return JSONResponse(self.answer.body, status_code=self.answer.status, headers=headers)
 
 
-async def answer_once(
-    context: ApiContext,
-    api_key: ApiKey,
-    key: str | None,
-    request: RequestShape,
-    do: Callable[[UnitOfWork], Awaitable[StoredAnswer]],
-) -> Answered:
-    """Run ``do`` in a unit of work, unless this key already has an answer: then replay it.
+@dataclass(frozen=True)
+class AnswerOnce:
+    """Built once per API process, from its core."""
 
-    Requests with one key take turns, so a repeat racing the first one replays its answer. If
-    the turn-taking fails anyway (a lock that outlived its lease), the unique (API key, key)
-    constraint lets one commit and the other replays.
-    """
-    if key is None:
-        async with context.uow_factory() as uow:
-            return Answered(await do(uow), replayed=False)
-    idempotency.validate_key(key)
-    async with context.idempotency_locks.hold(api_key.id, key):
-        return await _answer_holding_the_key(context, api_key, key, request, do)
+    uow_factory: UnitOfWorkFactory
+    locks: KeyLocks
+    ttl: timedelta
 
+    @classmethod
+    def of(cls, core: Core) -> AnswerOnce:
+        return cls(core.uow_factory, core.idempotency_locks, core.settings.idempotency_ttl)
 
-async def _answer_holding_the_key(
-    context: ApiContext,
-    api_key: ApiKey,
-    key: str,
-    request: RequestShape,
-    do: Callable[[UnitOfWork], Awaitable[StoredAnswer]],
-) -> Answered:
-    keyed = KeyedRequest(api_key.tenant_id, api_key.id, key, idempotency.fingerprint(*request))
-    clock = context.verifications.clock
-    async with context.uow_factory() as uow:
-        async with uow.reads() as read:
-            stored = await idempotency.find_answer(read, keyed, clock.now())
-        if stored is not None:
-            return Answered(stored, replayed=True)
-        answer = await do(uow)
-        await idempotency.remember_answer(
-            uow, keyed, answer, clock.now(), context.settings.idempotency_ttl
-        )
-        try:
-            await uow.flush()
-        except IntegrityError:
-            await uow.rollback()
-        else:
-            return Answered(answer, replayed=False)
-    async with context.uow_factory.reading() as uow:
-        stored = await idempotency.find_answer(uow, keyed, clock.now())
-    if stored is None:
-        raise RuntimeError("an Idempotency-Key collided but its first answer is gone")
-    return Answered(stored, replayed=True)
+    async def __call__(
+        self,
+        api_key: ApiKey,
+        key: str | None,
+        request: RequestShape,
+        do: Callable[[UnitOfWork], Awaitable[StoredAnswer]],
+    ) -> Answered:
+        """Run ``do`` in a unit of work, unless this key already has an answer: then replay it.
+
+        Requests with one key take turns, so a repeat racing the first one replays its answer.
+        If the turn-taking fails anyway (a lock that outlived its lease), the unique (API key,
+        key) constraint lets one commit and the other replays.
+        """
+        if key is None:
+            async with self.uow_factory() as uow:
+                return Answered(await do(uow), replayed=False)
+        idempotency.validate_key(key)
+        async with self.locks.hold(api_key.id, key):
+            return await self._holding_the_key(api_key, key, request, do)
+
+    async def _holding_the_key(
+        self,
+        api_key: ApiKey,
+        key: str,
+        request: RequestShape,
+        do: Callable[[UnitOfWork], Awaitable[StoredAnswer]],
+    ) -> Answered:
+        keyed = KeyedRequest(api_key.tenant_id, api_key.id, key, idempotency.fingerprint(*request))
+        clock = self.uow_factory.clock
+        async with self.uow_factory() as uow:
+            async with uow.reads() as read:
+                stored = await idempotency.find_answer(read, keyed, clock.now())
+            if stored is not None:
+                return Answered(stored, replayed=True)
+            answer = await do(uow)
+            await idempotency.remember_answer(uow, keyed, answer, clock.now(), self.ttl)
+            try:
+                await uow.flush()
+            except IntegrityError:
+                await uow.rollback()
+            else:
+                return Answered(answer, replayed=False)
+        async with self.uow_factory.reading() as uow:
+            stored = await idempotency.find_answer(uow, keyed, clock.now())
+        if stored is None:
+            raise RuntimeError("an Idempotency-Key collided but its first answer is gone")
+        return Answered(stored, replayed=True)

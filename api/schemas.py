@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from shared.audit.domain import EventType
 from shared.audit.models import Event
 from shared.kit.phone import E164_PATTERN
-from shared.two_step.service import USER_ID_PATTERN, is_user_id
+from shared.two_step.users import USER_ID_PATTERN, is_user_id
 from shared.two_step.views import FactorOut as FactorOut
 from shared.verifications.domain import Channel
 from shared.verifications.views import CheckOut as CheckOut

@@ -12,6 +12,7 @@ import asyncio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.audit.repository import EventRepository
+from shared.kit.clock import Clock, SystemClock
 from shared.kit.db.session import AfterCommit, Database, Sessions, UnitOfWorkBase
 from shared.tenants.repository import ApiKeyRepository, IdempotencyRepository, TenantRepository
 from shared.two_step.repository import FactorRepository, RecoveryCodeRepository
@@ -45,8 +46,9 @@ class UnitOfWork(UnitOfWorkBase[Repositories], Repositories):
         *,
         reads: Sessions | None = None,
         turns: asyncio.Semaphore | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        UnitOfWorkBase.__init__(self, sessions, after_commit, reads=reads, turns=turns)
+        UnitOfWorkBase.__init__(self, sessions, after_commit, reads=reads, turns=turns, clock=clock)
 
     def _bind(self, session: AsyncSession) -> None:
         Repositories.__init__(self, session)
@@ -65,20 +67,32 @@ class UnitOfWorkFactory:
     transactions finish quickly rather than many slowly, and none waits out the pool's timeout.
     """
 
-    def __init__(self, database: Database, after_commit: AfterCommit | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        after_commit: AfterCommit | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self.database = database
         self.after_commit = after_commit or AfterCommit()
+        self.clock: Clock = clock or SystemClock()
         self._turns = asyncio.Semaphore(database.connections)
 
     def __call__(self) -> UnitOfWork:
+        database = self.database
         return UnitOfWork(
-            self.database.writer, self.after_commit, reads=self.database.reader, turns=self._turns
+            database.writer,
+            self.after_commit,
+            reads=database.reader,
+            turns=self._turns,
+            clock=self.clock,
         )
 
     def reading(self) -> UnitOfWork:
         """For reads only: on PostgreSQL each statement is its own round trip, with no
         transaction around it."""
-        return UnitOfWork(self.database.reader)
+        return UnitOfWork(self.database.reader, clock=self.clock)
 
     def single_statements(self) -> UnitOfWork:
         """For work that is one statement or several independent ones (a claim, then a read):
@@ -89,4 +103,5 @@ class UnitOfWorkFactory:
             self.after_commit,
             reads=self.database.reader,
             turns=self._turns,
+            clock=self.clock,
         )

@@ -22,7 +22,7 @@ for _name in list(os.environ):
     if (_name.startswith(("TWOSTEP_", "TWILIO_"))) and not _name.startswith("TWOSTEP_TEST_"):
         del os.environ[_name]
 
-from tests.support import TEST_SECRETS  # noqa: E402
+from tests.support import TEST_COUNTRIES, TEST_SECRETS  # noqa: E402
 
 # Every Settings made in this process reads the suite's keys, as every process it starts does.
 os.environ.update(TEST_SECRETS)
@@ -136,6 +136,8 @@ def make_settings(
         # The suite may share a Redis with other runs: its keys and queues are its own.
         "redis_key_prefix": SESSION_PREFIX,
         "limit_per_country": "1000000 per day",
+        # The API refuses to start without an allow-list, as in production.
+        "allowed_countries": TEST_COUNTRIES,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -22,7 +22,6 @@ from shared.errors import (
 from shared.kit.changes import Change
 from shared.kit.jobs import Job
 from shared.limits.ports import Guards, Guesser, LimitInfo, Lock, Outcome, SendRequest
-from shared.verifications.domain import Channel
 from shared.verify.port import LineFacts, ProviderCheck, ProviderService, ProviderVerification
 
 
@@ -141,7 +140,7 @@ class FakeVerifyClient:
         self,
         service: str,
         to: str,
-        channel: Channel,
+        channel: str,
         locale: str | None,  # noqa: ARG002 - the port's signature
     ) -> ProviderVerification:
         self.calls.append(("start", to))
@@ -154,7 +153,7 @@ class FakeVerifyClient:
                 service=service,
                 to=to,
                 code=f"{secrets.randbelow(10**6):06d}",
-                channel=channel.value,
+                channel=str(channel),
                 created_at=now,
                 sends=[],
             )
@@ -379,3 +378,28 @@ class FakeKeyLocks:
         lock = self._locks.setdefault((api_key_id, key), asyncio.Lock())
         async with lock:
             yield
+
+
+@dataclass
+class FakePoster:
+    """Answers with the scripted statuses (an exception: no answer), then 200; records posts."""
+
+    script: deque[int | Exception] = field(default_factory=deque)
+    posts: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        self.posts.append((url, body, headers))
+        outcome = self.script.popleft() if self.script else 200
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+class FakeTimer:
+    """Monotonic seconds that move only when a test moves them (``timer.now += 5``)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now

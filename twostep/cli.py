@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import sys
@@ -11,17 +10,16 @@ from pathlib import Path
 
 import click
 
+from shared.bootstrap import Core
 from shared.errors import TwostepError
 from shared.kit import crypto
-from shared.kit.db.session import Database
 from shared.kit.jobs import ALL_QUEUES
 from shared.kit.settings import Settings
 from shared.kit.startup import Misconfigured, flower_auth_problems
 from shared.tenants.domain import ALL_SCOPES, DEFAULT_TENANT
 from shared.tenants.keys import create_api_key, list_api_keys, parse_scopes, revoke_api_key
 from shared.tenants.service import NewTenant
-from shared.unit_of_work import UnitOfWorkFactory
-from twostep.common import load_settings, run_in_unit_of_work, with_keyring
+from twostep.common import load_settings, run_in_unit_of_work, run_with_core, with_keyring
 from twostep.tenants_cli import ensure_tenant, tenants
 
 
@@ -289,26 +287,14 @@ def keys_revoke(name: str) -> None:
 def status() -> None:
     """Queues and their oldest job, workers alive, the sweeper's last run, the provider's
     error rate over five minutes, the oldest verifications still in flight."""
-    from shared.kit.redis_client import make_redis
-    from shared.operations.status import Fleet
     from twostep.status_report import render
 
-    settings = with_keyring(load_settings("status"))
-
-    async def gather() -> str:
-        database = Database.connect(settings.database_url, pool_size=1)
-        client = make_redis(
-            settings.redis_url, sentinel_master=settings.redis_sentinel_master, timeout=5
-        )
-        try:
-            async with UnitOfWorkFactory(database).reading() as uow:
-                return render(await Fleet(settings, client).status(uow))
-        finally:
-            await client.aclose()
-            await database.dispose()
+    async def gather(core: Core) -> str:
+        async with core.uow_factory.reading() as uow:
+            return render(await core.fleet.status(uow))
 
     try:
-        click.echo(asyncio.run(gather()))
+        click.echo(run_with_core(load_settings("status"), gather))
     except OSError as exc:
         raise click.ClickException(f"cannot read the fleet's state: {exc}") from exc
 
@@ -319,20 +305,13 @@ def rekey() -> None:
     keyed hashes under TWOSTEP_LOOKUP_KEY; safe to run while twostep serves traffic."""
     from shared.operations.rekey import rekey as rekey_rows
 
-    settings = with_keyring(load_settings("rekey", checked="migrate"))
-    keyring = settings.keyring()
-
     def progress(column: str, done: int) -> None:
         click.echo(f"  {column}: {done} rows", err=True)
 
-    async def run() -> dict[str, int]:
-        database = Database.connect(settings.database_url, pool_size=1)
-        try:
-            return await rekey_rows(UnitOfWorkFactory(database), keyring, progress)
-        finally:
-            await database.dispose()
+    async def run(core: Core) -> dict[str, int]:
+        return await rekey_rows(core.uow_factory, core.keyring, progress)
 
-    rewritten = asyncio.run(run())
+    rewritten = run_with_core(load_settings("rekey", checked="migrate"), run)
     total = sum(rewritten.values())
     click.echo(f"rekeyed {total} values in {len(rewritten)} columns; old data keys may go now")
 

@@ -10,7 +10,6 @@ first (no new work), then beat, worker, sandbox, Redis.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib.util
 import json
@@ -31,14 +30,15 @@ import httpx
 
 from shared.errors import Unauthorized
 from shared.kit import crypto
+from shared.kit.crypto import keyring_of
 from shared.kit.db.migrate import upgrade
-from shared.kit.db.session import Database
 from shared.kit.jobs import make_celery
 from shared.kit.settings import Settings
-from shared.tenants.domain import Scope
+from shared.tenants.domain import ALL_SCOPES, Scope
 from shared.tenants.keys import authenticate, create_api_key
-from shared.unit_of_work import UnitOfWorkFactory
+from shared.unit_of_work import UnitOfWork
 from twostep.children import redis_server_argv, stop
+from twostep.common import run_in_unit_of_work
 
 _STOP_TIMEOUT = 20.0
 _START_TIMEOUT = 60.0
@@ -167,10 +167,11 @@ def _start_all(
         )  # fmt: skip
 
     _say(f"migrating {masked_url(env['TWOSTEP_DATABASE_URL'])}")
+    settings = _settings_of(env)
     # The keys its children will use: the environment's, else the development ones.
-    crypto.install(Settings(environment=env["TWOSTEP_ENVIRONMENT"]).keyring())
+    crypto.install(keyring_of(settings))
     upgrade(env["TWOSTEP_DATABASE_URL"])
-    api_key = _dev_api_key(env["TWOSTEP_DATABASE_URL"], data_dir / "dev-api-key")
+    api_key = _saved_or_new_key(settings, data_dir / "dev-api-key", "dev", ALL_SCOPES)
 
     api_port = _free_port_near(options.api_port)
     api_url = f"http://127.0.0.1:{api_port}"
@@ -260,11 +261,13 @@ def _start_example_site(
         return None
     site_port = _free_port_near(site.port)
     site_url = f"http://127.0.0.1:{site_port}"
-    database_url = launcher.env["TWOSTEP_DATABASE_URL"]
+    key_file = site.data_dir / "login-site-api-key"
     env = {
         **launcher.env,
         "TWOSTEP_URL": site.api_url,
-        "TWOSTEP_API_KEY": _site_api_key(database_url, site.data_dir / "login-site-api-key"),
+        "TWOSTEP_API_KEY": _saved_or_new_key(
+            _settings_of(launcher.env), key_file, "login-site", _SITE_SCOPES
+        ),
         "LOGIN_SITE_DATABASE": str(site.data_dir / "login-site.db"),
     }
     secret = _site_webhook_secret(site, f"{site_url}/twostep/webhooks")
@@ -281,35 +284,6 @@ def _start_example_site(
 
 
 _SITE_SCOPES = frozenset({Scope.VERIFY, Scope.USERS, Scope.USERS_MANAGE})
-
-
-def _site_api_key(database_url: str, key_file: Path) -> str:
-    """The site's key saved by an earlier run if it still works with exactly the site's scopes,
-    else a new one (saved for next time)."""
-    saved = key_file.read_text().strip() if key_file.exists() else None
-    plaintext = asyncio.run(_reuse_or_create_site_key(database_url, saved))
-    if plaintext != saved:
-        key_file.write_text(plaintext + "\n")
-        key_file.chmod(0o600)
-    return plaintext
-
-
-async def _reuse_or_create_site_key(database_url: str, saved: str | None) -> str:
-    database = Database.connect(database_url, pool_size=1)
-    factory = UnitOfWorkFactory(database)
-    try:
-        if saved is not None:
-            async with factory() as uow:
-                with contextlib.suppress(Unauthorized):
-                    key = await authenticate(uow, f"Bearer {saved}")
-                    if set(key.scopes.split(",")) == _SITE_SCOPES:
-                        return saved
-        async with factory() as uow:
-            name = f"login-site-{int(time.time())}"
-            _key, plaintext = await create_api_key(uow, name, scopes=_SITE_SCOPES)
-        return plaintext
-    finally:
-        await database.dispose()
 
 
 def _site_webhook_secret(site: _ExampleSite, url: str) -> str | None:
@@ -338,32 +312,37 @@ def _site_webhook_secret(site: _ExampleSite, url: str) -> str | None:
     return str(created["secret"])
 
 
-def _dev_api_key(database_url: str, key_file: Path) -> str:
-    """The key saved by an earlier run if it still works, else a new one (saved for next time)."""
+def _settings_of(env: dict[str, str]) -> Settings:
+    """The settings the children read from ``env``, for what this process does itself."""
+    return Settings(
+        environment=env["TWOSTEP_ENVIRONMENT"],
+        database_url=env["TWOSTEP_DATABASE_URL"],
+        redis_url=env["TWOSTEP_REDIS_URL"],
+        twilio_base_url=env.get("TWOSTEP_TWILIO_BASE_URL"),
+    )
+
+
+def _saved_or_new_key(
+    settings: Settings, key_file: Path, name: str, scopes: frozenset[Scope]
+) -> str:
+    """The key saved by an earlier run while it still works with exactly these scopes, else a
+    new one (saved for next time)."""
     saved = key_file.read_text().strip() if key_file.exists() else None
-    plaintext = asyncio.run(_reuse_or_create_key(database_url, saved))
+
+    async def reuse_or_create(uow: UnitOfWork) -> str:
+        if saved is not None:
+            with contextlib.suppress(Unauthorized):
+                key = await authenticate(uow, f"Bearer {saved}")
+                if set(key.scopes.split(",")) == scopes:
+                    return saved
+        _key, plaintext = await create_api_key(uow, f"{name}-{int(time.time())}", scopes=scopes)
+        return plaintext
+
+    plaintext = run_in_unit_of_work(settings, reuse_or_create)
     if plaintext != saved:
         key_file.write_text(plaintext + "\n")
         key_file.chmod(0o600)
     return plaintext
-
-
-async def _reuse_or_create_key(database_url: str, saved: str | None) -> str:
-    database = Database.connect(database_url, pool_size=1)
-    factory = UnitOfWorkFactory(database)
-    try:
-        if saved is not None:
-            async with factory() as uow:
-                try:
-                    await authenticate(uow, f"Bearer {saved}")
-                    return saved
-                except Unauthorized:
-                    pass
-        async with factory() as uow:
-            _key, plaintext = await create_api_key(uow, f"dev-{int(time.time())}")
-        return plaintext
-    finally:
-        await database.dispose()
 
 
 def _free_port() -> int:

@@ -93,7 +93,9 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
     def deliver_webhook(self: Task[Any, Any], delivery_id: str) -> str:
         # Retries are the row's: the sweeper publishes it again when its next attempt is due.
         row_id = uuid.UUID(delivery_id)
-        holder.get().run(lambda services: services.webhooks.attempt(row_id), _request_id_of(self))
+        holder.get().run(
+            lambda services: services.webhook_sender.attempt(row_id), _request_id_of(self)
+        )
         return "done"
 
     @app.task(name=SWEEP, shared=False)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import AdminKey, ContextDep
+from api.deps import AdminKey, CoreDep
 from api.errors import problem
 from api.openapi import problems
 from shared.kit.metrics import exposition
@@ -34,7 +34,7 @@ async def metrics(_api_key: AdminKey) -> Response:
 
 @router.get("/readyz", response_model=None, responses=problems(422, 503))
 async def readyz(
-    context: ContextDep,
+    core: CoreDep,
     require_worker: Annotated[
         bool, Query(description="Not ready unless a worker's heartbeat is recent, too")
     ] = False,
@@ -44,14 +44,14 @@ async def readyz(
     ready: nothing would be sent)."""
     unreachable = []
     try:
-        async with context.uow_factory.reading() as uow:
+        async with core.uow_factory.reading() as uow:
             await uow.session.execute(text("SELECT 1"))
     except (SQLAlchemyError, OSError):
         unreachable.append("database")
     workers: list[WorkerState] = []
     try:
-        await cast(Awaitable[bool], context.redis.ping())
-        workers = await context.fleet.workers()
+        await cast(Awaitable[bool], core.redis.ping())
+        workers = await core.fleet.workers()
     except (redis.RedisError, OSError):
         unreachable.append("redis")
     failing = [f"{', '.join(unreachable)} unreachable"] if unreachable else []

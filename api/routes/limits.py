@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import ApiKeyDep, ContextDep
+from api.deps import ApiKeyDep, CoreDep
 from api.openapi import KEYED
 from api.schemas import LimitsOut, LockoutOut, SendLimitOut
 
@@ -10,13 +10,13 @@ router = APIRouter(prefix="/v1/limits", tags=["limits"], responses=KEYED)
 
 
 @router.get("", response_model=LimitsOut)
-async def read_limits(context: ContextDep, _api_key: ApiKeyDep) -> LimitsOut:
+async def read_limits(core: CoreDep, _api_key: ApiKeyDep) -> LimitsOut:
     """The limits in force, as configured (counted in Redis across every process)."""
-    settings = context.settings
+    settings = core.settings
     return LimitsOut(
         send_limits=[
             SendLimitOut(name=info.name, limit=info.limit, applies_to=info.applies_to)
-            for info in context.verifications.guards.sends.describe()
+            for info in core.guards.sends.describe()
         ],
         resend_cooldown_seconds=settings.resend_cooldown_seconds,
         allowed_countries=sorted(settings.allowed_countries)

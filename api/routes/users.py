@@ -10,15 +10,16 @@ from fastapi import APIRouter, Body, Query, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import (
-    ContextDep,
+    AnswerOnceDep,
     ReadingUowDep,
+    RecoveryCodesDep,
     ResourceId,
+    TwoStepDep,
     UowDep,
     UsersKey,
     UsersManageKey,
     parse_id,
 )
-from api.idempotency import answer_once
 from api.openapi import KEYED, problems
 from api.routes.verifications import IdempotencyKey
 from api.schemas import (
@@ -56,7 +57,8 @@ async def enroll_factor(
     user_id: UserIdPath,
     body: FactorCreate,
     api_key: UsersKey,
-    context: ContextDep,
+    two_step: TwoStepDep,
+    answer_once: AnswerOnceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Start enrolling a phone: it is stored unverified and sent a code. Approving that code
@@ -65,7 +67,7 @@ async def enroll_factor(
     staying off (`disabled`) after the approval, so that nobody learns who holds which phone."""
 
     async def enroll(uow: UnitOfWork) -> StoredAnswer:
-        factor, verification = await context.two_step.enroll(
+        factor, verification = await two_step.enroll(
             uow,
             api_key,
             user_id,
@@ -83,7 +85,6 @@ async def enroll_factor(
         return StoredAnswer(202, answer.model_dump(mode="json"))
 
     answered = await answer_once(
-        context,
         api_key,
         idempotency_key,
         ("POST", f"/v1/users/{user_id}/factors", body.model_dump(mode="json")),
@@ -94,10 +95,10 @@ async def enroll_factor(
 
 @router.get("/factors", response_model=FactorsOut, responses=problems(403, 422))
 async def list_factors(
-    user_id: UserIdPath, uow: ReadingUowDep, api_key: UsersKey, context: ContextDep
+    user_id: UserIdPath, uow: ReadingUowDep, api_key: UsersKey, two_step: TwoStepDep
 ) -> FactorsOut:
     """The user's phones and whether two-step is on (at least one verified)."""
-    listed = await context.two_step.list_factors(uow, api_key, user_id)
+    listed = await two_step.list_factors(uow, api_key, user_id)
     return FactorsOut(
         user_id=listed.user_id,
         two_step_enabled=listed.two_step_enabled,
@@ -116,10 +117,10 @@ async def disable_factor(
     factor_id: ResourceId,
     uow: UowDep,
     api_key: UsersManageKey,
-    context: ContextDep,
+    two_step: TwoStepDep,
 ) -> Response:
     """Disable a phone. With no verified phone left, two-step is off."""
-    await context.two_step.disable_factor(uow, api_key, user_id, parse_id(factor_id, "factor"))
+    await two_step.disable_factor(uow, api_key, user_id, parse_id(factor_id, "factor"))
     return Response(status_code=204)
 
 
@@ -132,7 +133,8 @@ async def disable_factor(
 async def start_challenge(
     user_id: UserIdPath,
     api_key: UsersKey,
-    context: ContextDep,
+    two_step: TwoStepDep,
+    answer_once: AnswerOnceDep,
     body: Annotated[ChallengeCreate | None, Body()] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
@@ -141,7 +143,7 @@ async def start_challenge(
     request = body or ChallengeCreate()
 
     async def challenge(uow: UnitOfWork) -> StoredAnswer:
-        verification = await context.two_step.start_challenge(
+        verification = await two_step.start_challenge(
             uow,
             api_key,
             user_id,
@@ -151,7 +153,6 @@ async def start_challenge(
         return StoredAnswer(202, verification_view(verification))
 
     answered = await answer_once(
-        context,
         api_key,
         idempotency_key,
         ("POST", f"/v1/users/{user_id}/challenges", request.model_dump(mode="json")),
@@ -167,10 +168,10 @@ async def start_challenge(
     responses=problems(403, 422, 429),
 )
 async def generate_recovery_codes(
-    user_id: UserIdPath, uow: UowDep, api_key: UsersManageKey, context: ContextDep
+    user_id: UserIdPath, uow: UowDep, api_key: UsersManageKey, recovery_codes: RecoveryCodesDep
 ) -> RecoveryCodesOut:
     """Ten new one-time recovery codes, replacing any earlier set. Shown once."""
-    codes = await context.two_step.generate_recovery_codes(uow, api_key, user_id)
+    codes = await recovery_codes.generate(uow, api_key, user_id)
     return RecoveryCodesOut(codes=codes)
 
 
@@ -180,10 +181,14 @@ async def generate_recovery_codes(
     responses=problems(403, 413, 415, 422, 429),
 )
 async def redeem_recovery_code(
-    user_id: UserIdPath, body: RedeemCreate, uow: UowDep, api_key: UsersKey, context: ContextDep
+    user_id: UserIdPath,
+    body: RedeemCreate,
+    uow: UowDep,
+    api_key: UsersKey,
+    recovery_codes: RecoveryCodesDep,
 ) -> RedeemOut:
     """Spend a recovery code instead of a phone code. Wrong codes count towards the lockout."""
-    approved = await context.two_step.redeem_recovery_code(
+    approved = await recovery_codes.redeem(
         uow,
         api_key,
         user_id,
@@ -198,11 +203,11 @@ async def list_events(
     user_id: UserIdPath,
     uow: ReadingUowDep,
     api_key: UsersManageKey,
-    context: ContextDep,
+    two_step: TwoStepDep,
     before: Annotated[int | None, Query(ge=1, le=_LARGEST_EVENT_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> EventsOut:
     """The user's audit trail, newest first."""
-    rows = await context.two_step.list_events(uow, api_key, user_id, before=before, limit=limit)
+    rows = await two_step.list_events(uow, api_key, user_id, before=before, limit=limit)
     events = [EventOut.from_row(event, api_key_name) for event, api_key_name in rows]
     return EventsOut(events=events, next_before=events[-1].id if len(events) == limit else None)

@@ -6,8 +6,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header
 from fastapi.responses import JSONResponse
 
-from api.deps import ContextDep, ResourceId, UowDep, VerifyKey, WaitSeconds, parse_id
-from api.idempotency import answer_once
+from api.deps import (
+    AnswerOnceDep,
+    ResourceId,
+    UowDep,
+    VerificationsDep,
+    VerifyKey,
+    WaitingDep,
+    WaitSeconds,
+    parse_id,
+)
 from api.openapi import KEYED, problems
 from api.schemas import (
     CheckCreate,
@@ -53,13 +61,14 @@ def _check_location(answer: dict[str, Any]) -> str:
 async def create_verification(
     body: VerificationCreate,
     api_key: VerifyKey,
-    context: ContextDep,
+    verifications: VerificationsDep,
+    answer_once: AnswerOnceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Ask for a code to be sent. Answers at once with status `queued`; a worker sends it."""
 
     async def send(uow: UnitOfWork) -> StoredAnswer:
-        verification = await context.verifications.request(
+        verification = await verifications.request(
             uow,
             api_key,
             VerificationRequest(
@@ -73,7 +82,6 @@ async def create_verification(
         return StoredAnswer(202, verification_view(verification))
 
     answered = await answer_once(
-        context,
         api_key,
         idempotency_key,
         ("POST", "/v1/verifications", body.model_dump(mode="json")),
@@ -84,10 +92,10 @@ async def create_verification(
 
 @router.get("/{verification_id}", response_model=VerificationOut, responses=problems(403, 404, 422))
 async def read_verification(
-    verification_id: ResourceId, api_key: VerifyKey, context: ContextDep, wait: WaitSeconds = 0
+    verification_id: ResourceId, api_key: VerifyKey, waiting: WaitingDep, wait: WaitSeconds = 0
 ) -> JSONResponse:
     """The verification; with `?wait=S`, once it is sent (`pending`) or over, at most S s."""
-    view = await context.waiting.verification(
+    view = await waiting.verification(
         api_key.tenant_id, parse_id(verification_id, "verification"), wait
     )
     return JSONResponse(view)
@@ -103,14 +111,14 @@ async def resend_verification(
     verification_id: ResourceId,
     uow: UowDep,
     api_key: VerifyKey,
-    context: ContextDep,
+    verifications: VerificationsDep,
     body: Annotated[ResendCreate | None, Body()] = None,
 ) -> JSONResponse:
     """Send the same code again, on the same channel or another (`{"channel": "call"}`).
 
     The verification stays `pending` and checkable; a re-send already waiting is not doubled.
     """
-    verification = await context.verifications.resend(
+    verification = await verifications.resend(
         uow, api_key, parse_id(verification_id, "verification"), body.channel if body else None
     )
     return JSONResponse(verification_view(verification), status_code=202)
@@ -123,10 +131,10 @@ async def resend_verification(
     responses=problems(403, 404, 409),
 )
 async def cancel_verification(
-    verification_id: ResourceId, uow: UowDep, api_key: VerifyKey, context: ContextDep
+    verification_id: ResourceId, uow: UowDep, api_key: VerifyKey, verifications: VerificationsDep
 ) -> JSONResponse:
     """End a verification: no more checks are accepted for it."""
-    verification = await context.verifications.cancel(
+    verification = await verifications.cancel(
         uow, api_key, parse_id(verification_id, "verification")
     )
     return JSONResponse(verification_view(verification), status_code=202)
@@ -145,7 +153,9 @@ async def create_check(
     verification_id: ResourceId,
     body: CheckCreate,
     api_key: VerifyKey,
-    context: ContextDep,
+    verifications: VerificationsDep,
+    waiting: WaitingDep,
+    answer_once: AnswerOnceDep,
     idempotency_key: IdempotencyKey = None,
     wait: WaitSeconds = 0,
 ) -> JSONResponse:
@@ -155,11 +165,10 @@ async def create_check(
     parsed_id = parse_id(verification_id, "verification")
 
     async def check(uow: UnitOfWork) -> StoredAnswer:
-        created = await context.verifications.submit_check(uow, api_key, parsed_id, body.code)
+        created = await verifications.submit_check(uow, api_key, parsed_id, body.code)
         return StoredAnswer(202, check_view(created))
 
     answered = await answer_once(
-        context,
         api_key,
         idempotency_key,
         ("POST", f"/v1/verifications/{parsed_id}/checks", body.model_dump(mode="json")),
@@ -167,7 +176,7 @@ async def create_check(
     )
     if wait > 0 and answered.answer.body.get("status") == "queued":
         check_id = uuid.UUID(str(answered.answer.body["id"]))
-        current = await context.waiting.check(api_key.tenant_id, parsed_id, check_id, wait)
+        current = await waiting.check(api_key.tenant_id, parsed_id, check_id, wait)
         if check_decided(current):
             location = {"Location": _check_location(current)}
             return JSONResponse(current, status_code=200, headers=location)
@@ -183,11 +192,11 @@ async def read_check(
     verification_id: ResourceId,
     check_id: ResourceId,
     api_key: VerifyKey,
-    context: ContextDep,
+    waiting: WaitingDep,
     wait: WaitSeconds = 0,
 ) -> JSONResponse:
     """The check; with `?wait=S`, once it is decided, at most S s."""
-    view = await context.waiting.check(
+    view = await waiting.check(
         api_key.tenant_id,
         parse_id(verification_id, "verification"),
         parse_id(check_id, "check"),

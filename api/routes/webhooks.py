@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from api.deps import AdminKey, ContextDep, ReadingUowDep, ResourceId, UowDep, parse_id
+from api.deps import AdminKey, ReadingUowDep, ResourceId, UowDep, WebhooksDep, parse_id
 from api.openapi import KEYED, problems
 from api.schemas import (
     WebhookDeliveriesOut,
@@ -28,10 +28,10 @@ router = APIRouter(tags=["webhooks"], responses=KEYED)
     responses=problems(403, 413, 415, 422),
 )
 async def create_endpoint(
-    body: WebhookEndpointCreate, uow: UowDep, api_key: AdminKey, context: ContextDep
+    body: WebhookEndpointCreate, uow: UowDep, api_key: AdminKey, webhooks: WebhooksDep
 ) -> WebhookEndpointWithSecret:
     """Register a receiver of the tenant's events. Its signing secret is in this answer only."""
-    endpoint = await context.webhooks.create(uow, api_key, body.url, body.events)
+    endpoint = await webhooks.create(uow, api_key, body.url, body.events)
     return WebhookEndpointWithSecret.with_secret(endpoint)
 
 
@@ -49,10 +49,10 @@ async def list_endpoints(uow: ReadingUowDep, api_key: AdminKey) -> WebhookEndpoi
     responses=problems(403, 404),
 )
 async def delete_endpoint(
-    endpoint_id: ResourceId, uow: UowDep, api_key: AdminKey, context: ContextDep
+    endpoint_id: ResourceId, uow: UowDep, api_key: AdminKey, webhooks: WebhooksDep
 ) -> Response:
     """Stop sending to a receiver; its waiting deliveries fail."""
-    await context.webhooks.delete(uow, api_key, parse_id(endpoint_id, "webhook endpoint"))
+    await webhooks.delete(uow, api_key, parse_id(endpoint_id, "webhook endpoint"))
     return Response(status_code=204)
 
 
@@ -62,13 +62,11 @@ async def delete_endpoint(
     responses=problems(403, 404),
 )
 async def rotate_secret(
-    endpoint_id: ResourceId, uow: UowDep, api_key: AdminKey, context: ContextDep
+    endpoint_id: ResourceId, uow: UowDep, api_key: AdminKey, webhooks: WebhooksDep
 ) -> WebhookEndpointWithSecret:
     """A new secret, in this answer only. Deliveries carry a signature with each secret until
     `previous_secret_valid_until`, so the receiver can switch without losing one."""
-    endpoint = await context.webhooks.rotate(
-        uow, api_key, parse_id(endpoint_id, "webhook endpoint")
-    )
+    endpoint = await webhooks.rotate(uow, api_key, parse_id(endpoint_id, "webhook endpoint"))
     return WebhookEndpointWithSecret.with_secret(endpoint)
 
 
@@ -108,10 +106,8 @@ async def list_deliveries(
     responses=problems(403, 404),
 )
 async def redeliver(
-    delivery_id: ResourceId, uow: UowDep, api_key: AdminKey, context: ContextDep
+    delivery_id: ResourceId, uow: UowDep, api_key: AdminKey, webhooks: WebhooksDep
 ) -> WebhookDeliveryOut:
     """Send a delivery again, now, whatever became of it (with a fresh 24 h of retries)."""
-    delivery = await context.webhooks.redeliver(
-        uow, api_key, parse_id(delivery_id, "webhook delivery")
-    )
+    delivery = await webhooks.redeliver(uow, api_key, parse_id(delivery_id, "webhook delivery"))
     return WebhookDeliveryOut.from_row(delivery)

@@ -1,5 +1,6 @@
 """The audit trail: one row per thing that happened to a user's verification or factors,
-written in the same transaction as the change it records."""
+written in the same transaction as the change it records, at the time the process's clock
+gives."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from typing import Any
 
 from shared.audit.domain import EventType
 from shared.audit.models import Event
-from shared.kit.clock import utcnow
+from shared.kit.changes import Announcement
 from shared.kit.phone import mask_e164
+from shared.limits.ports import Lock
 from shared.tenants.models import ApiKey
-from shared.two_step.models import Factor
 from shared.unit_of_work import UnitOfWork
-from shared.verifications.models import Verification
+from shared.webhooks.domain import WebhookEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,39 +29,6 @@ class Subject:
     phone_e164: str | None = None  # stored masked
     verification_id: uuid.UUID | None = None
     factor_id: uuid.UUID | None = None
-
-    @classmethod
-    def of_verification(
-        cls, verification: Verification, api_key_id: uuid.UUID | None = None
-    ) -> Subject:
-        """Attributed to whoever asked for the verification, or to ``api_key_id``."""
-        return cls(
-            tenant_id=verification.tenant_id,
-            user_id=verification.user_id,
-            api_key_id=api_key_id or verification.api_key_id,
-            client_ip=verification.client_ip,
-            phone_e164=verification.to_e164,
-            verification_id=verification.id,
-        )
-
-    @classmethod
-    def of_factor(
-        cls,
-        factor: Factor,
-        api_key_id: uuid.UUID | None,
-        *,
-        client_ip: str | None = None,
-        verification_id: uuid.UUID | None = None,
-    ) -> Subject:
-        return cls(
-            tenant_id=factor.tenant_id,
-            user_id=factor.user_id,
-            api_key_id=api_key_id,
-            client_ip=client_ip,
-            phone_e164=factor.phone_e164,
-            verification_id=verification_id or factor.enrollment_verification_id,
-            factor_id=factor.id,
-        )
 
     @classmethod
     def of_request(
@@ -78,7 +46,7 @@ class Subject:
 async def record(uow: UnitOfWork, event_type: EventType, subject: Subject, **detail: Any) -> None:
     await uow.events.append(
         Event(
-            occurred_at=utcnow(),
+            occurred_at=uow.clock.now(),
             tenant_id=subject.tenant_id,
             type=event_type,
             user_id=subject.user_id,
@@ -92,19 +60,21 @@ async def record(uow: UnitOfWork, event_type: EventType, subject: Subject, **det
     )
 
 
-async def record_for(
-    uow: UnitOfWork,
-    event_type: EventType,
-    verification: Verification,
-    *,
-    api_key_id: uuid.UUID | None = None,
-    **detail: Any,
+async def record_lock(uow: UnitOfWork, subject: Subject, lock: Lock) -> None:
+    """A wrong code caused a lock: recorded, and a user told of it (``user.locked``)."""
+    detail = lock_detail(lock)
+    await record(uow, EventType.USER_LOCKED, subject, **detail)
+    if subject.user_id is not None:
+        announce(uow, subject.tenant_id, WebhookEvent.USER_LOCKED, subject.user_id, **detail)
+
+
+def lock_detail(lock: Lock) -> dict[str, Any]:
+    """How an event records a lock: its length, or that it lasts until released."""
+    return {"hard": True} if lock.hard else {"seconds": lock.seconds}
+
+
+def announce(
+    uow: UnitOfWork, tenant_id: uuid.UUID, event: WebhookEvent, user_id: str, **data: Any
 ) -> None:
-    """An event about a verification, attributed to whoever asked for it (or ``api_key_id``)."""
-    await record(
-        uow,
-        event_type,
-        Subject.of_verification(verification, api_key_id),
-        purpose=verification.purpose.value,
-        **detail,
-    )
+    """Tell the tenant's webhook endpoints of something that happened to a user's account."""
+    uow.announce(Announcement(tenant_id, event, {"user_id": user_id, **data}))

@@ -25,6 +25,8 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import Dialect, String, TypeDecorator
 
+from shared.kit.settings import MissingSecrets, Settings, get_settings
+
 # Development keys: public, so that a laptop needs no set-up. Production refuses them.
 DEVELOPMENT_DATA_KEY = base64.urlsafe_b64encode(
     hashlib.sha256(b"twostep development data key - not secret").digest()
@@ -92,9 +94,7 @@ def installed() -> Keyring:
     if _installed is None:
         # A process that did not install one (a script, a migration run by Alembic itself)
         # uses its environment's settings, which refuse to give development keys in production.
-        from shared.kit.settings import get_settings
-
-        install(get_settings().keyring())
+        install(keyring_of(get_settings()))
     assert _installed is not None
     return _installed
 
@@ -113,3 +113,19 @@ class EncryptedString(TypeDecorator[str]):
 
     def process_result_value(self, value: Any, _dialect: Dialect) -> str | None:
         return None if value is None else installed().decrypt(str(value))
+
+
+def keyring_of(settings: Settings) -> Keyring:
+    """The keys of personal data. Without configured keys, development uses public ones and
+    production refuses to run."""
+    data_keys = tuple(key.get_secret_value() for key in settings.data_keys)
+    lookup_key = settings.lookup_key.get_secret_value() if settings.lookup_key else None
+    if not data_keys or lookup_key is None:
+        if not settings.development:
+            raise MissingSecrets(
+                "TWOSTEP_DATA_KEYS and TWOSTEP_LOOKUP_KEY must be set in production "
+                "(or set TWOSTEP_ENVIRONMENT=development on a laptop)"
+            )
+        data_keys = data_keys or (DEVELOPMENT_DATA_KEY,)
+        lookup_key = lookup_key or DEVELOPMENT_LOOKUP_KEY
+    return keyring_for(data_keys, lookup_key)

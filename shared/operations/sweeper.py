@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from shared.audit import service as audit
 from shared.audit.domain import EventType
 from shared.errors import AttemptError, ErrorCode
 from shared.kit import metrics
@@ -27,6 +26,7 @@ from shared.kit.settings import Settings
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.check_repository import CheckRepository
 from shared.verifications.codes import CodeStash
+from shared.verifications.events import record_for
 from shared.verifications.models import Verification
 from shared.verifications.repository import VerificationRepository
 from shared.verifications.views import change_of
@@ -106,7 +106,7 @@ class Sweeper:
     async def _fail_unsent(self, uow: UnitOfWork, now: datetime) -> list[Verification]:
         failed = await uow.verifications.fail_past_deadline(now, _NOT_SENT)
         for verification in failed:
-            await audit.record_for(
+            await record_for(
                 uow,
                 EventType.VERIFICATION_FAILED,
                 verification,

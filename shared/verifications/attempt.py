@@ -1,26 +1,24 @@
 """What a verification's send and a check share as attempts: the worker's dependencies
-(``CodeJobs``) and a claim committed on its own."""
+(``ProviderCalls``) and a claim committed on its own."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from shared.kit.attempts import Attempt, claim
 from shared.kit.db.base import JobRow
 from shared.unit_of_work import UnitOfWork
-
-if TYPE_CHECKING:
-    from shared.verifications.code_jobs import CodeJobs
+from shared.verifications.provider_calls import ProviderCalls
 
 Row = TypeVar("Row", bound=JobRow)
 Answer = TypeVar("Answer")
 
 
 class VerificationAttempt(Attempt[UnitOfWork, Row, Answer]):
-    def __init__(self, jobs: CodeJobs, row_id: uuid.UUID) -> None:
+    def __init__(self, jobs: ProviderCalls, row_id: uuid.UUID) -> None:
         super().__init__(row_id)
         self.jobs = jobs
 

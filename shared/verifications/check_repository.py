@@ -26,16 +26,13 @@ from shared.kit.db.repository import (
     error_columns,
     prepared,
 )
-from shared.verifications.domain import CheckStatus
+from shared.verifications.domain import CHECK_LIFECYCLE, CheckStatus
 from shared.verifications.models import VerificationCheck
 
 
 class CheckRepository(JobRows[VerificationCheck]):
     model = VerificationCheck
-    waiting_status = CheckStatus.QUEUED
-    claimed_status = CheckStatus.QUEUED
-    failed_status = CheckStatus.FAILED
-    held_statuses = (CheckStatus.QUEUED,)
+    lifecycle = CHECK_LIFECYCLE
 
     @prepared
     def _of_verification(cls) -> Executable:

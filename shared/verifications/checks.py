@@ -22,11 +22,11 @@ from shared.errors import (
 from shared.kit import metrics
 from shared.kit.attempts import error_of
 from shared.limits.ports import Outcome
-from shared.two_step import service as two_step
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.attempt import VerificationAttempt
 from shared.verifications.check_repository import CheckRepository
-from shared.verifications.domain import CheckStatus, VerificationStatus
+from shared.verifications.domain import CheckStatus, VerificationMove, VerificationStatus
+from shared.verifications.events import record_for, subject_of
 from shared.verifications.models import Verification, VerificationCheck
 from shared.verifications.service import guesser_of
 from shared.verifications.views import change_of
@@ -127,27 +127,23 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         approved = await uow.verifications.approve(verification.id, now)
         if approved is not None:
             uow.notify_after_commit(change_of(approved))
-            await audit.record_for(uow, EventType.VERIFICATION_APPROVED, verification)
-            await two_step.on_verification_approved(
-                uow,
-                verification,
-                now,
-                one_user_per_phone=self.jobs.settings.one_user_per_phone,
-            )
+            await record_for(uow, EventType.VERIFICATION_APPROVED, verification)
+            for listener in self.jobs.on_approved:
+                await listener(uow, verification, now)
 
     async def _reject(self, uow: UnitOfWork, now: datetime) -> bool:
         """Record a wrong code; True when it used up the verification's last check."""
         verification = self.verification
         current = await uow.verifications.get(verification.id)
         assert current is not None
-        await audit.record_for(
+        await record_for(
             uow, EventType.CHECK_REJECTED, verification, attempt=current.check_attempts
         )
         if current.check_attempts < self.jobs.settings.max_check_attempts:
             return False
         used_up = await uow.verifications.end_pending(
             verification.id,
-            VerificationStatus.MAX_ATTEMPTS_REACHED,
+            VerificationMove.USE_UP,
             AttemptError(
                 ErrorCode.MAX_CHECK_ATTEMPTS_REACHED, "every allowed check was a wrong code"
             ),
@@ -157,11 +153,11 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         if used_up is None:
             return False
         uow.notify_after_commit(change_of(used_up))
-        await audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
+        await record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
         return True
 
     async def refused(self, exc: ProviderError) -> None:
-        check_status, verification_status = _ending_for(exc)
+        check_status, verification_move = _ending_for(exc)
         jobs, verification = self.jobs, self.verification
         error = error_of(exc)
         async with jobs.uow_factory() as uow:
@@ -173,16 +169,16 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
                 return
             uow.notify_after_commit(change_of(finished))
             # Twilio's 60202 answers a wrong 6th guess; anything else says nothing about the code.
-            max_attempts = verification_status is VerificationStatus.MAX_ATTEMPTS_REACHED
+            max_attempts = verification_move is VerificationMove.USE_UP
             self._settle_before_waking(uow, Outcome.WRONG if max_attempts else Outcome.VOID)
             # The provider no longer holds it: it ended there (used up, expired, gone).
-            ended = verification_status and await uow.verifications.end_pending(
-                verification.id, verification_status, error, now, provider_open=False
+            ended = verification_move and await uow.verifications.end_pending(
+                verification.id, verification_move, error, now, provider_open=False
             )
             if ended:
                 uow.notify_after_commit(change_of(ended))
                 if max_attempts:
-                    await audit.record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
+                    await record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
         await jobs.stash.discard(self.row_id)
         self.log.info("check.ended", reason=exc.reason.value, provider_code=exc.provider_code)
 
@@ -247,7 +243,7 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         if lock is not None:
             self.log.warning("user.locked", seconds=lock.seconds, hard=lock.hard)
             async with self.jobs.uow_factory() as uow:
-                await two_step.record_lock(uow, self.verification, lock)
+                await audit.record_lock(uow, subject_of(self.verification), lock)
 
 
 def _refusal(
@@ -273,12 +269,12 @@ def _refusal(
     return None
 
 
-def _ending_for(exc: ProviderError) -> tuple[CheckStatus, VerificationStatus | None]:
+def _ending_for(exc: ProviderError) -> tuple[CheckStatus, VerificationMove | None]:
     """What a final or permanent provider error means for the check and its verification."""
     if isinstance(exc, ProviderFinalError):
         if exc.reason is ErrorCode.MAX_CHECK_ATTEMPTS_REACHED:
-            return CheckStatus.MAX_ATTEMPTS_REACHED, VerificationStatus.MAX_ATTEMPTS_REACHED
+            return CheckStatus.MAX_ATTEMPTS_REACHED, VerificationMove.USE_UP
         if exc.reason is ErrorCode.VERIFICATION_EXPIRED:
             # The provider no longer holds the verification (expired, used up or canceled).
-            return CheckStatus.EXPIRED, VerificationStatus.EXPIRED
+            return CheckStatus.EXPIRED, VerificationMove.EXPIRE
     return CheckStatus.FAILED, None

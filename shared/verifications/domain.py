@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from shared.kit.lifecycle import JobMove, Lifecycle
+
 
 class Channel(StrEnum):
     SMS = "sms"
@@ -48,6 +50,57 @@ OPEN_VERIFICATION_STATUSES = frozenset(
 )
 
 
+class VerificationMove(StrEnum):
+    """What changes a verification's status, besides a job row's claim, release and time-out."""
+
+    # The provider took a send: the code is out (again) and checkable.
+    SENT = "sent"
+    # A send that cannot be made: a first one fails the verification, a re-send is dropped.
+    GIVE_UP_SEND = "give_up_send"
+    # A newer verification to the same number takes its place (before or while it is sent).
+    SUPERSEDE = "supersede"
+    # Another pending verification was answered with this one's provider SID and takes it over.
+    TAKE_OVER = "take_over"
+    # The tenant ends it.
+    CANCEL = "cancel"
+    # Another code is asked for, by the same or another channel; the first one stays valid.
+    ASK_RESEND = "ask_resend"
+    # A re-send nobody managed before its deadline: the first code still works.
+    DROP_RESEND = "drop_resend"
+    # One more check is counted against it (or given back: the provider never saw it).
+    COUNT_CHECK = "count_check"
+    APPROVE = "approve"
+    # Every allowed check was a wrong code.
+    USE_UP = "use_up"
+    EXPIRE = "expire"
+
+
+_Q, _S, _P = VerificationStatus.QUEUED, VerificationStatus.SENDING, VerificationStatus.PENDING
+_CANCELED = VerificationStatus.CANCELED
+
+# Architecture §3, as the one table the repository's compare-and-set statements are built from.
+VERIFICATION_LIFECYCLE = Lifecycle[VerificationStatus](
+    moves={
+        # A re-send is claimed, released and sent while the verification stays pending.
+        JobMove.CLAIM: {_Q: _S, _S: _S, _P: _P},
+        JobMove.RELEASE: {_S: _Q, _P: _P},
+        JobMove.TIME_OUT: {_Q: VerificationStatus.FAILED, _S: VerificationStatus.FAILED},
+        VerificationMove.SENT: {_S: _P, _P: _P},
+        VerificationMove.GIVE_UP_SEND: {_S: VerificationStatus.FAILED, _P: _P},
+        VerificationMove.SUPERSEDE: {_Q: _CANCELED, _S: _CANCELED, _P: _CANCELED},
+        VerificationMove.TAKE_OVER: {_P: _CANCELED},
+        VerificationMove.CANCEL: {_Q: _CANCELED, _S: _CANCELED, _P: _CANCELED},
+        VerificationMove.ASK_RESEND: {_P: _P},
+        VerificationMove.DROP_RESEND: {_P: _P},
+        VerificationMove.COUNT_CHECK: {_P: _P},
+        VerificationMove.APPROVE: {_P: VerificationStatus.APPROVED},
+        VerificationMove.USE_UP: {_P: VerificationStatus.MAX_ATTEMPTS_REACHED},
+        VerificationMove.EXPIRE: {_P: VerificationStatus.EXPIRED},
+    },
+    final=FINAL_VERIFICATION_STATUSES,
+)
+
+
 class CheckStatus(StrEnum):
     QUEUED = "queued"
     APPROVED = "approved"
@@ -59,3 +112,15 @@ class CheckStatus(StrEnum):
     @property
     def is_final(self) -> bool:
         return self is not CheckStatus.QUEUED
+
+
+# A check is claimed and released without leaving "queued"; its outcome (``CheckStatus``) is
+# the provider's answer, set when it is finished.
+CHECK_LIFECYCLE = Lifecycle[CheckStatus](
+    moves={
+        JobMove.CLAIM: {CheckStatus.QUEUED: CheckStatus.QUEUED},
+        JobMove.RELEASE: {CheckStatus.QUEUED: CheckStatus.QUEUED},
+        JobMove.TIME_OUT: {CheckStatus.QUEUED: CheckStatus.FAILED},
+    },
+    final=frozenset(status for status in CheckStatus if status is not CheckStatus.QUEUED),
+)

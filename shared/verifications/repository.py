@@ -12,7 +12,6 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     bindparam,
-    case,
     delete,
     or_,
     select,
@@ -33,12 +32,29 @@ from shared.kit.db.repository import (
     error_columns,
     prepared,
 )
+from shared.kit.db.transitions import completed_at_after, may_make, status_after
 from shared.verifications.domain import (
     OPEN_VERIFICATION_STATUSES,
     Channel,
+    VerificationMove,
     VerificationStatus,
 )
+from shared.verifications.domain import (
+    VERIFICATION_LIFECYCLE as LIFECYCLE,
+)
 from shared.verifications.models import Verification, VerificationCheck
+
+Move = VerificationMove
+
+
+def _may(move: VerificationMove) -> ColumnElement[bool]:
+    """Verifications ``move`` may start from (the lifecycle's table, in SQL)."""
+    return may_make(Verification.status, LIFECYCLE, move)
+
+
+def _after(move: VerificationMove) -> ColumnElement[Any]:
+    return status_after(Verification.status, LIFECYCLE, move)
+
 
 _TAKEN_OVER = AttemptError(
     ErrorCode.SUPERSEDED, "a newer verification to the same number took its place"
@@ -50,43 +66,23 @@ class VerificationRepository(JobRows[Verification]):
     re-send of a pending one, which stays pending while a worker holds it."""
 
     model = Verification
-    waiting_status = VerificationStatus.QUEUED
-    claimed_status = VerificationStatus.SENDING
-    failed_status = VerificationStatus.FAILED
-    held_statuses = (VerificationStatus.SENDING, VerificationStatus.PENDING)
+    lifecycle = LIFECYCLE
 
     @classmethod
     def _claimable(cls, now: When) -> ColumnElement[bool]:
-        resend_waiting = and_(
-            Verification.status == VerificationStatus.PENDING,
-            Verification.resend_channel.is_not(None),
-            cls._unclaimed_or_stale(now),
-        )
-        return or_(super()._claimable(now), resend_waiting)
-
-    @classmethod
-    def _status_when_claimed(cls) -> Any:
-        # A re-send keeps the verification pending (and checkable) while it is sent.
-        return case(
-            (Verification.status == VerificationStatus.PENDING, VerificationStatus.PENDING),
-            else_=VerificationStatus.SENDING,
-        )
-
-    @classmethod
-    def _status_after_release(cls) -> Any:
-        return case(
-            (Verification.status == VerificationStatus.PENDING, VerificationStatus.PENDING),
-            else_=VerificationStatus.QUEUED,
-        )
+        # A pending verification has a job only while a re-send is asked for.
+        v = Verification
+        resend_or_first = or_(v.status != VerificationStatus.PENDING, v.resend_channel.is_not(None))
+        return and_(super()._claimable(now), resend_or_first)
 
     @prepared
     def _record_sent(cls) -> Executable:
         v = Verification
         return (
             update(v)
-            .where(cls._held())
+            .where(cls._held(Move.SENT))
             .values(
-                status=VerificationStatus.PENDING,
+                status=_after(Move.SENT),
                 provider_sid=column_param(v, "provider_sid"),
                 provider_service_sid=column_param(v, "provider_service_sid"),
                 provider_open=True,
@@ -121,11 +117,11 @@ class VerificationRepository(JobRows[Verification]):
             update(Verification)
             .where(
                 Verification.provider_sid == provider_sid,
-                Verification.status == VerificationStatus.PENDING,
+                _may(Move.TAKE_OVER),
                 Verification.id != verification_id,
             )
             .values(
-                status=VerificationStatus.CANCELED,
+                status=_after(Move.TAKE_OVER),
                 provider_open=False,  # the provider's verification is the new holder's now
                 completed_at=now,
                 updated_at=now,
@@ -151,24 +147,22 @@ class VerificationRepository(JobRows[Verification]):
         *,
         error: AttemptError,
         now: datetime,
-        status: VerificationStatus = VerificationStatus.FAILED,
+        superseded: bool = False,
     ) -> Verification | None:
-        """A first send that cannot be made ends the verification (``status``: failed, or
-        canceled when superseded); a re-send that cannot be made is dropped, and the code sent
-        first still works — unless the verification was superseded, which ends it too."""
-        superseded = status is VerificationStatus.CANCELED
+        """A first send that cannot be made fails the verification; a re-send that cannot be
+        made is dropped, and the code sent first still works — unless the verification was
+        superseded, which ends it (canceled) either way."""
+        move = Move.SUPERSEDE if superseded else Move.GIVE_UP_SEND
         return await self._update_one(
             update(Verification)
             .where(
                 Verification.id == verification_id,
                 Verification.claim_token == token,
-                Verification.status.in_(self.held_statuses),
+                _may(move),
             )
             .values(
-                status=status if superseded else self._status_after_giving_up(),
-                completed_at=now
-                if superseded
-                else case((Verification.status == VerificationStatus.PENDING, None), else_=now),
+                status=_after(move),
+                completed_at=completed_at_after(Verification.status, LIFECYCLE, move, now),
                 resend_channel=None,
                 provider_call_started_at=None,
                 updated_at=now,
@@ -176,13 +170,6 @@ class VerificationRepository(JobRows[Verification]):
                 **RELEASED,
             ),
             Verification,
-        )
-
-    @staticmethod
-    def _status_after_giving_up() -> Any:
-        return case(
-            (Verification.status == VerificationStatus.PENDING, VerificationStatus.PENDING),
-            else_=VerificationStatus.FAILED,
         )
 
     async def cancel(
@@ -194,16 +181,10 @@ class VerificationRepository(JobRows[Verification]):
             .where(
                 Verification.id == verification_id,
                 Verification.tenant_id == tenant_id,
-                Verification.status.in_(
-                    [
-                        VerificationStatus.QUEUED,
-                        VerificationStatus.SENDING,
-                        VerificationStatus.PENDING,
-                    ]
-                ),
+                _may(Move.CANCEL),
             )
             .values(
-                status=VerificationStatus.CANCELED,
+                status=_after(Move.CANCEL),
                 resend_channel=None,
                 completed_at=now,
                 updated_at=now,
@@ -224,10 +205,11 @@ class VerificationRepository(JobRows[Verification]):
             update(Verification)
             .where(
                 Verification.id == verification_id,
-                Verification.status == VerificationStatus.PENDING,
+                _may(Move.ASK_RESEND),
                 Verification.resend_channel.is_(None),
             )
             .values(
+                status=_after(Move.ASK_RESEND),
                 resend_channel=channel,
                 deadline_at=deadline,
                 next_attempt_at=next_look,
@@ -245,10 +227,14 @@ class VerificationRepository(JobRows[Verification]):
             update(v)
             .where(
                 v.id == ROW_ID,
-                v.status == VerificationStatus.PENDING,
+                _may(Move.COUNT_CHECK),
                 v.check_attempts < bindparam("max_attempts"),
             )
-            .values(check_attempts=v.check_attempts + 1, updated_at=NOW)
+            .values(
+                status=_after(Move.COUNT_CHECK),
+                check_attempts=v.check_attempts + 1,
+                updated_at=NOW,
+            )
         )
 
     async def take_check_attempt(
@@ -267,41 +253,50 @@ class VerificationRepository(JobRows[Verification]):
                 update(Verification)
                 .where(
                     Verification.id == verification_id,
-                    Verification.status == VerificationStatus.PENDING,
+                    _may(Move.COUNT_CHECK),
                     Verification.check_attempts > 0,
                 )
-                .values(check_attempts=Verification.check_attempts - 1, updated_at=now)
+                .values(
+                    status=_after(Move.COUNT_CHECK),
+                    check_attempts=Verification.check_attempts - 1,
+                    updated_at=now,
+                )
             )
             == 1
         )
 
     async def approve(self, verification_id: uuid.UUID, now: datetime) -> Verification | None:
         """Approved: the provider deleted it as it approved it."""
-        return await self._end_pending(
-            verification_id, VerificationStatus.APPROVED, None, now, provider_open=False
-        )
+        return await self.end_pending(verification_id, Move.APPROVE, None, now, provider_open=False)
 
     async def end_pending(
         self,
         verification_id: uuid.UUID,
-        status: VerificationStatus,
-        error: AttemptError,
+        move: VerificationMove,
+        error: AttemptError | None,
         now: datetime,
         *,
         provider_open: bool,
     ) -> Verification | None:
-        """End a pending verification for a reason (expired, max attempts reached);
+        """End a pending verification by ``move`` (approved, used up, expired);
         ``provider_open``: whether the provider may still hold it open."""
-        return await self._end_pending(verification_id, status, error, now, provider_open)
+        ended: Verification | None = await self._prepared_one(
+            self._ending[move],
+            row_id=verification_id,
+            provider_open=provider_open,
+            now=now,
+            **error_columns(error),
+        )
+        return ended
 
     @prepared
-    def _end_pending_statement(cls) -> Executable:
+    def _ending(cls) -> dict[VerificationMove, Executable]:
         v = Verification
-        return (
-            update(v)
-            .where(v.id == ROW_ID, v.status == VerificationStatus.PENDING)
+        return {
+            move: update(v)
+            .where(v.id == ROW_ID, _may(move))
             .values(
-                status=column_param(v, "status"),
+                status=_after(move),
                 provider_open=column_param(v, "provider_open"),
                 resend_channel=None,
                 completed_at=NOW,
@@ -310,25 +305,8 @@ class VerificationRepository(JobRows[Verification]):
             )
             .returning(v)
             .execution_options(populate_existing=True)
-        )
-
-    async def _end_pending(
-        self,
-        verification_id: uuid.UUID,
-        status: VerificationStatus,
-        error: AttemptError | None,
-        now: datetime,
-        provider_open: bool,
-    ) -> Verification | None:
-        ended: Verification | None = await self._prepared_one(
-            self._end_pending_statement,
-            row_id=verification_id,
-            status=status,
-            provider_open=provider_open,
-            now=now,
-            **error_columns(error),
-        )
-        return ended
+            for move in (Move.APPROVE, Move.USE_UP, Move.EXPIRE)
+        }
 
     async def others_to_destination(
         self, verification: Verification, *, since: datetime
@@ -356,9 +334,9 @@ class VerificationRepository(JobRows[Verification]):
         v = Verification
         ended = await self._write_returning(
             update(v)
-            .where(v.id.in_(verification_ids), v.status.in_(OPEN_VERIFICATION_STATUSES))
+            .where(v.id.in_(verification_ids), _may(Move.SUPERSEDE))
             .values(
-                status=VerificationStatus.CANCELED,
+                status=_after(Move.SUPERSEDE),
                 resend_channel=None,
                 completed_at=now,
                 updated_at=now,
@@ -389,12 +367,9 @@ class VerificationRepository(JobRows[Verification]):
     async def expire_pending(self, now: datetime) -> list[Verification]:
         expired = await self._write_returning(
             update(Verification)
-            .where(
-                Verification.status == VerificationStatus.PENDING,
-                Verification.expires_at <= now,
-            )
+            .where(_may(Move.EXPIRE), Verification.expires_at <= now)
             .values(
-                status=VerificationStatus.EXPIRED,
+                status=_after(Move.EXPIRE),
                 resend_channel=None,
                 completed_at=now,
                 updated_at=now,
@@ -409,12 +384,14 @@ class VerificationRepository(JobRows[Verification]):
         return await self._write(
             update(Verification)
             .where(
-                Verification.status == VerificationStatus.PENDING,
+                _may(Move.DROP_RESEND),
                 Verification.resend_channel.is_not(None),
                 Verification.deadline_at <= now,
                 self._unclaimed_or_stale(now),
             )
-            .values(resend_channel=None, updated_at=now, **RELEASED)
+            .values(
+                status=_after(Move.DROP_RESEND), resend_channel=None, updated_at=now, **RELEASED
+            )
         )
 
     async def oldest_not_final(

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from shared.audit import service as audit
 from shared.audit.domain import EventType
 from shared.errors import AttemptError, ErrorCode, ProviderError, ProviderTransientError
 from shared.kit import metrics
@@ -30,6 +29,7 @@ from shared.verifications.domain import (
     Purpose,
     VerificationStatus,
 )
+from shared.verifications.events import record_for
 from shared.verifications.models import Verification
 from shared.verifications.repository import VerificationRepository
 from shared.verifications.views import change_of
@@ -122,7 +122,7 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
         if superseded:
             async with self.jobs.uow_factory() as uow:
                 for ended in await uow.verifications.supersede(superseded, _SUPERSEDED, now):
-                    await audit.record_for(uow, EventType.VERIFICATION_SUPERSEDED, ended)
+                    await record_for(uow, EventType.VERIFICATION_SUPERSEDED, ended)
                     uow.notify_after_commit(change_of(ended))
         for other in self.others:
             if other.provider_open and other.provider_sid is not None:
@@ -185,7 +185,7 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
             if sent is None:
                 self.log.warning("send.outcome_dropped", note="taken over or ended meanwhile")
             else:
-                await audit.record_for(
+                await record_for(
                     uow,
                     EventType.VERIFICATION_SENT,
                     self.claimed,
@@ -229,7 +229,7 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
                 self.token,
                 error=error,
                 now=self.jobs.clock.now(),
-                status=VerificationStatus.CANCELED if superseded else VerificationStatus.FAILED,
+                superseded=superseded,
             )
             if ended is not None:
                 if event is None:
@@ -238,7 +238,7 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
                         if self.resend
                         else EventType.VERIFICATION_FAILED
                     )
-                await audit.record_for(uow, event, self.claimed, reason=error.reason.value)
+                await record_for(uow, event, self.claimed, reason=error.reason.value)
                 uow.notify_after_commit(change_of(ended))
 
 

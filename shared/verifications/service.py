@@ -17,7 +17,6 @@ from datetime import datetime
 
 import structlog
 
-from shared.audit import service as audit
 from shared.audit.domain import EventType
 from shared.errors import (
     CheckAttemptsExhausted,
@@ -39,6 +38,7 @@ from shared.tenants.models import ApiKey
 from shared.unit_of_work import Repositories, UnitOfWork
 from shared.verifications.codes import CodeStash
 from shared.verifications.domain import Channel, CheckStatus, Purpose, VerificationStatus
+from shared.verifications.events import record_for
 from shared.verifications.models import Verification, VerificationCheck
 from shared.verifications.views import change_of
 
@@ -90,7 +90,7 @@ class Verifications:
         )
         verification = self._new_verification(verification_id, phone, api_key, request, client_ip)
         await uow.verifications.insert(verification)
-        await audit.record_for(
+        await record_for(
             uow, EventType.VERIFICATION_REQUESTED, verification, channel=request.channel.value
         )
         uow.enqueue_after_commit(Job.send_code(verification.id))
@@ -186,7 +186,7 @@ class Verifications:
             if current.status is not VerificationStatus.PENDING:
                 raise _not_pending(current)
             return current
-        await audit.record_for(
+        await record_for(
             uow,
             EventType.VERIFICATION_RESEND_REQUESTED,
             verification,
@@ -208,9 +208,7 @@ class Verifications:
             if current.status is VerificationStatus.CANCELED:
                 return current
             raise _not_pending(current)
-        await audit.record_for(
-            uow, EventType.VERIFICATION_CANCELED, canceled, api_key_id=api_key.id
-        )
+        await record_for(uow, EventType.VERIFICATION_CANCELED, canceled, api_key_id=api_key.id)
         uow.notify_after_commit(change_of(canceled))
         if canceled.provider_open:
             # Over here, so over at Twilio too: a new code to the number starts afresh.

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from shared.verifications.domain import Channel
-
 
 @dataclass(frozen=True, slots=True)
 class ProviderVerification:
@@ -53,9 +51,10 @@ class LineFacts:
 
 class VerifyClient(Protocol):
     async def start_verification(
-        self, service: str, to: str, channel: Channel, locale: str | None
+        self, service: str, to: str, channel: str, locale: str | None
     ) -> ProviderVerification:
-        """Ask the provider to send a code to ``to`` (E.164). Sending again to a number with a
+        """Ask the provider to send a code to ``to`` (E.164) on ``channel`` (Twilio's word:
+        sms, call, email, whatsapp). Sending again to a number with a
         pending verification re-sends the same code on the same verification."""
         ...
 
@@ -92,3 +91,10 @@ class NumberLookup(Protocol):
     async def look_up(self, e164: str, *, line_type: bool, sim_swap: bool) -> LineFacts:
         """Ask the carrier's records (Twilio Lookup v2) for the facts named."""
         ...
+
+
+class VerifyProvider(VerifyClient, VerifyServices, NumberLookup, Protocol):
+    """Every port, as one adapter (``TwilioVerifyClient``, or a fake) implements them: what a
+    worker holds. ``default_service`` is the deployment's own Verify service."""
+
+    default_service: str

@@ -42,7 +42,6 @@ from shared.kit.settings import (
     Settings,
 )
 from shared.kit.startup import Misconfigured, has_real_twilio_credentials
-from shared.verifications.domain import Channel
 from shared.verify.port import LineFacts, ProviderCheck, ProviderService, ProviderVerification
 
 log = structlog.get_logger(__name__)
@@ -158,9 +157,9 @@ class TwilioVerifyClient:
         return context
 
     async def start_verification(
-        self, service: str, to: str, channel: Channel, locale: str | None
+        self, service: str, to: str, channel: str, locale: str | None
     ) -> ProviderVerification:
-        kwargs: dict[str, Any] = {"to": to, "channel": channel.value}
+        kwargs: dict[str, Any] = {"to": to, "channel": str(channel)}
         if locale:
             kwargs["locale"] = locale
         with _observed("create", "start verification"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from shared.kit.lifecycle import JobMove, Lifecycle
+
 
 class DeliveryStatus(StrEnum):
     """A webhook delivery: waiting for (another) attempt, accepted by the receiver, given up."""
@@ -11,6 +13,17 @@ class DeliveryStatus(StrEnum):
     QUEUED = "queued"
     DELIVERED = "delivered"
     FAILED = "failed"
+
+
+# A delivery is claimed and released without leaving "queued"; the receiver's answer settles it.
+DELIVERY_LIFECYCLE = Lifecycle[DeliveryStatus](
+    moves={
+        JobMove.CLAIM: {DeliveryStatus.QUEUED: DeliveryStatus.QUEUED},
+        JobMove.RELEASE: {DeliveryStatus.QUEUED: DeliveryStatus.QUEUED},
+        JobMove.TIME_OUT: {DeliveryStatus.QUEUED: DeliveryStatus.FAILED},
+    },
+    final=frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED}),
+)
 
 
 class WebhookEvent(StrEnum):

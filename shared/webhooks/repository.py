@@ -19,7 +19,7 @@ from shared.kit.db.repository import (
     Repository,
     error_columns,
 )
-from shared.webhooks.domain import DeliveryStatus
+from shared.webhooks.domain import DELIVERY_LIFECYCLE, DeliveryStatus
 from shared.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 
@@ -28,10 +28,7 @@ class WebhookDeliveryRepository(JobRows[WebhookDelivery]):
     the receiver's answer."""
 
     model = WebhookDelivery
-    waiting_status = DeliveryStatus.QUEUED
-    claimed_status = DeliveryStatus.QUEUED
-    failed_status = DeliveryStatus.FAILED
-    held_statuses = (DeliveryStatus.QUEUED,)
+    lifecycle = DELIVERY_LIFECYCLE
 
     async def settle(
         self,

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from shared.errors import AttemptError, ErrorCode
 from shared.kit.clock import SystemClock, utcnow
+from shared.kit.crypto import keyring_of
 from shared.kit.db.session import AfterCommit, Database
 from shared.kit.settings import Settings
 from shared.operations.sweeper import Sweeper
@@ -21,7 +22,7 @@ from tests.support import random_phone
 
 def verifications_of(settings: Settings) -> Verifications:
     return Verifications(
-        settings, fake_guards(), FakeCodeStash(), SystemClock(), settings.keyring()
+        settings, fake_guards(), FakeCodeStash(), SystemClock(), keyring_of(settings)
     )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import String, select, type_coerce, update
 from shared.audit.models import Event
 from shared.kit import crypto
 from shared.kit.clock import SystemClock, utcnow
-from shared.kit.crypto import Keyring, UnreadableData, generate_data_key
+from shared.kit.crypto import Keyring, UnreadableData, generate_data_key, keyring_of
 from shared.kit.db.session import AfterCommit, Database
 from shared.kit.lookups import phone_lookup
 from shared.kit.settings import Settings
@@ -49,7 +49,7 @@ async def _enrolment(
     uow_factory: UnitOfWorkFactory, settings: Settings, keyring: Keyring, key: ApiKey, phone: str
 ) -> tuple[Factor, Verification]:
     verifications = Verifications(
-        settings, fake_guards(), FakeCodeStash(), SystemClock(), settings.keyring()
+        settings, fake_guards(), FakeCodeStash(), SystemClock(), keyring_of(settings)
     )
     async with uow_factory() as uow:
         return await TwoStep(verifications, keyring).enroll(
@@ -61,7 +61,7 @@ async def test_retention_deletes_old_verifications_checks_and_events_only(
     uow_factory: UnitOfWorkFactory, settings: Settings
 ) -> None:
     key = await _key(uow_factory)
-    keyring = settings.keyring()
+    keyring = keyring_of(settings)
     old_factor, old = await _enrolment(uow_factory, settings, keyring, key, random_phone())
     _new_factor, new = await _enrolment(uow_factory, settings, keyring, key, random_phone())
     long_ago = utcnow() - timedelta(days=settings.retention_days + 1)

@@ -14,6 +14,7 @@ from celery import Celery
 from sqlalchemy import MetaData, select
 
 from shared.kit.clock import SystemClock
+from shared.kit.crypto import keyring_of
 from shared.kit.db.session import AfterCommit
 from shared.kit.jobs import SEND_CODE, SEND_QUEUE, CeleryJobQueue
 from shared.kit.settings import Settings
@@ -121,7 +122,7 @@ async def test_a_lost_job_is_sent_by_the_sweeper(
 ) -> None:
     to = random_phone()
     verifications = Verifications(
-        settings, fake_guards(), FakeCodeStash(), SystemClock(), settings.keyring()
+        settings, fake_guards(), FakeCodeStash(), SystemClock(), keyring_of(settings)
     )
     # Commit a row the way the API does, but drop its job on the floor.
     async with uow_factory() as uow:

@@ -13,6 +13,7 @@ import redis.asyncio as redis
 from prometheus_client import REGISTRY
 
 from shared.errors import RateLimited, ServiceUnavailable, UserLocked
+from shared.kit.crypto import keyring_of
 from shared.kit.redis_client import make_redis
 from shared.kit.settings import Settings
 from shared.limits.gate import RedisProviderGate
@@ -25,11 +26,11 @@ TENANT = uuid.uuid4()
 
 
 def limits_of(settings: Settings, client: redis.Redis) -> RedisSendLimits:
-    return RedisSendLimits(settings, client, settings.keyring())
+    return RedisSendLimits(settings, client, keyring_of(settings))
 
 
 def lockout_of(settings: Settings, client: redis.Redis) -> RedisLockout:
-    return RedisLockout(settings, client, settings.keyring())
+    return RedisLockout(settings, client, keyring_of(settings))
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
-"""Unit tests: fakes behind the ports, and a SQLite file copied from one migrated template."""
+"""Unit tests: a whole twostep core (``shared.bootstrap``) over fakes behind every port, on a
+SQLite file copied from one migrated template. ``world`` is that core and its fakes
+(``tests/unit/world.py``); ``make_world`` makes more, with settings of their own."""
 
 from __future__ import annotations
 
@@ -6,20 +8,13 @@ import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import fakeredis
 import pytest
 
+from shared.bootstrap import Adapters, Core, bootstrap
 from shared.kit.db.migrate import upgrade
-from shared.kit.db.session import AfterCommit, Database
 from shared.kit.settings import Settings
-from shared.limits.ports import Guards
 from shared.tenants.keys import create_api_key
-from shared.tenants.models import ApiKey
-from shared.tenants.service import TenantDirectory
-from shared.two_step.service import TwoStep
-from shared.unit_of_work import UnitOfWorkFactory
-from shared.verifications.code_jobs import CodeJobs
-from shared.verifications.numbers import NumberChecks
-from shared.verifications.service import Verifications
 from tests.fakes import (
     FakeChangeFeed,
     FakeClock,
@@ -27,9 +22,12 @@ from tests.fakes import (
     FakeGate,
     FakeJobQueue,
     FakeLineTypes,
+    FakePoster,
     FakeVerifyClient,
     fake_guards,
 )
+from tests.support import TEST_COUNTRIES
+from tests.unit.world import MakeWorld, World
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +44,8 @@ def unit_settings(tmp_path: Path, migrated_template: Path) -> Settings:
     return Settings(
         database_url=f"sqlite:///{path}",
         twilio_base_url="http://127.0.0.1:9",
+        # Production (the default) wants an allow-list: the API refuses to start without one.
+        allowed_countries=TEST_COUNTRIES,
         requeue_after_seconds=10,
         claim_lease_seconds=30,
         retry_backoff_base_seconds=0.5,
@@ -59,96 +59,61 @@ def unit_settings(tmp_path: Path, migrated_template: Path) -> Settings:
 
 
 @pytest.fixture
-def job_queue() -> FakeJobQueue:
-    return FakeJobQueue()
+async def make_world(unit_settings: Settings) -> AsyncIterator[MakeWorld]:
+    """Worlds over one database: ``await make_world(line_type_check=True)`` is one whose
+    settings differ by those values (fakes and a key of its own, the same rows). The values
+    are not validated: pass them as Settings holds them (``frozenset({"GB"})``, not "GB")."""
+    cores: list[Core] = []
+
+    async def make(**overrides: object) -> World:
+        settings = unit_settings.model_copy(update=overrides)
+        clock, verify, jobs, changes = (
+            FakeClock(),
+            FakeVerifyClient(),
+            FakeJobQueue(),
+            FakeChangeFeed(),
+        )
+        stash, gate, line_types, poster = FakeCodeStash(), FakeGate(), FakeLineTypes(), FakePoster()
+        guards = fake_guards()
+        core = bootstrap(
+            settings,
+            Adapters(
+                clock=clock,
+                redis=fakeredis.FakeAsyncRedis(),
+                jobs=jobs,
+                changes=changes,
+                guards=guards,
+                stash=stash,
+                verify=verify,
+                gate=gate,
+                line_types=line_types,
+                poster=poster,
+                listen=False,
+            ),
+        )
+        cores.append(core)
+        async with core.uow_factory() as uow:
+            name = "unit" if len(cores) == 1 else f"unit-{len(cores)}"
+            key, _plaintext = await create_api_key(uow, name)
+        return World(
+            core=core,
+            clock=clock,
+            verify=verify,
+            jobs=jobs,
+            changes=changes,
+            stash=stash,
+            gate=gate,
+            guards=guards,
+            line_types=line_types,
+            poster=poster,
+            key=key,
+        )
+
+    yield make
+    for core in cores:
+        await core.close()
 
 
 @pytest.fixture
-def changes() -> FakeChangeFeed:
-    return FakeChangeFeed()
-
-
-@pytest.fixture
-async def unit_uow_factory(
-    unit_settings: Settings, job_queue: FakeJobQueue, changes: FakeChangeFeed
-) -> AsyncIterator[UnitOfWorkFactory]:
-    database = Database.connect(unit_settings.database_url, pool_size=2)
-    yield UnitOfWorkFactory(database, AfterCommit(job_queue, changes))
-    await database.dispose()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def verify() -> FakeVerifyClient:
-    return FakeVerifyClient()
-
-
-@pytest.fixture
-def stash() -> FakeCodeStash:
-    return FakeCodeStash()
-
-
-@pytest.fixture
-def gate() -> FakeGate:
-    return FakeGate()
-
-
-@pytest.fixture
-def guards() -> Guards:
-    return fake_guards()
-
-
-@pytest.fixture
-def verifications(
-    unit_settings: Settings, guards: Guards, stash: FakeCodeStash, clock: FakeClock
-) -> Verifications:
-    return Verifications(
-        settings=unit_settings,
-        guards=guards,
-        stash=stash,
-        clock=clock,
-        keyring=unit_settings.keyring(),
-    )
-
-
-@pytest.fixture
-def two_step(verifications: Verifications, unit_settings: Settings) -> TwoStep:
-    return TwoStep(verifications, unit_settings.keyring())
-
-
-@pytest.fixture
-def code_jobs(
-    unit_uow_factory: UnitOfWorkFactory,
-    verify: FakeVerifyClient,
-    stash: FakeCodeStash,
-    unit_settings: Settings,
-    gate: FakeGate,
-    guards: Guards,
-    clock: FakeClock,
-) -> CodeJobs:
-    return CodeJobs(
-        uow_factory=unit_uow_factory,
-        verify=verify,
-        stash=stash,
-        gate=gate,
-        lockout=guards.lockout,
-        settings=unit_settings,
-        clock=clock,
-        tenants=TenantDirectory(
-            unit_uow_factory.reading, unit_settings, verify.default_service, ttl_seconds=0.001
-        ),
-        numbers=NumberChecks(
-            verify, FakeLineTypes(), unit_settings.keyring(), unit_settings, clock
-        ),
-    )
-
-
-@pytest.fixture
-async def key(unit_uow_factory: UnitOfWorkFactory) -> ApiKey:
-    async with unit_uow_factory() as uow:
-        key, _plaintext = await create_api_key(uow, "unit")
-    return key
+async def world(make_world: MakeWorld) -> World:
+    return await make_world()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
@@ -16,86 +15,59 @@ from shared.errors import (
     UserLocked,
     VerificationNotPending,
 )
-from shared.kit.settings import Settings
-from shared.limits.ports import Guards
-from shared.tenants.models import ApiKey
-from shared.verifications.code_jobs import CodeJobs
 from shared.verifications.domain import Channel, CheckStatus, VerificationStatus
 from shared.verifications.models import Verification
-from shared.verifications.service import VerificationRequest, Verifications
-from tests.fakes import (
-    FakeActionLimit,
-    FakeClock,
-    FakeCodeStash,
-    FakeJobQueue,
-    FakeLockout,
-    FakeSendLimits,
-    FakeVerifyClient,
-)
+from shared.verifications.service import VerificationRequest
 from tests.unit.test_code_jobs import TO, load, load_check, pending, queued, submit
+from tests.unit.world import MakeWorld, World
 
 
 async def resend(
-    code_jobs: CodeJobs,
-    verifications: Verifications,
-    key: ApiKey,
-    verification_id: uuid.UUID,
-    channel: Channel | None = None,
+    world: World, verification_id: uuid.UUID, channel: Channel | None = None
 ) -> Verification:
-    async with code_jobs.uow_factory() as uow:
-        return await verifications.resend(uow, key, verification_id, channel)
+    async with world.uow_factory() as uow:
+        return await world.verifications.resend(uow, world.key, verification_id, channel)
 
 
 class TestResend:
-    async def test_the_same_code_again_by_call_while_staying_pending(
-        self,
-        code_jobs: CodeJobs,
-        verifications: Verifications,
-        key: ApiKey,
-        verify: FakeVerifyClient,
-        job_queue: FakeJobQueue,
-    ) -> None:
-        verification_id = await pending(code_jobs, verifications, key)
-        first_sid = (await load(code_jobs, verification_id)).provider_sid
-        job_queue.published.clear()
-        waiting = await resend(code_jobs, verifications, key, verification_id, Channel.CALL)
+    async def test_the_same_code_again_by_call_while_staying_pending(self, world: World) -> None:
+        verification_id = await pending(world)
+        first_sid = (await load(world, verification_id)).provider_sid
+        world.jobs.published.clear()
+        waiting = await resend(world, verification_id, Channel.CALL)
         assert (waiting.status, waiting.resend_channel) == (
             VerificationStatus.PENDING,
             Channel.CALL,
         )
-        assert [job.entity_id for job in job_queue.published] == [verification_id]
-        again = await resend(code_jobs, verifications, key, verification_id)
+        assert [job.entity_id for job in world.jobs.published] == [verification_id]
+        again = await resend(world, verification_id)
         assert again.resend_channel is Channel.CALL
-        assert len(job_queue.published) == 1, "a waiting re-send was doubled"
+        assert len(world.jobs.published) == 1, "a waiting re-send was doubled"
 
-        assert await code_jobs.send_code(verification_id) is None
-        row = await load(code_jobs, verification_id)
+        assert await world.code_jobs.send_code(verification_id) is None
+        row = await load(world, verification_id)
         assert (row.status, row.channel, row.resend_channel) == (
             VerificationStatus.PENDING,
             Channel.CALL,
             None,
         )
         assert row.send_attempts == 2 and row.provider_sid == first_sid
-        assert len(verify.pending_to(TO).sends) == 2
+        assert len(world.verify.pending_to(TO).sends) == 2
 
     async def test_a_failed_resend_keeps_the_first_code_usable_and_is_in_the_trail(
-        self,
-        code_jobs: CodeJobs,
-        verifications: Verifications,
-        key: ApiKey,
-        verify: FakeVerifyClient,
+        self, world: World
     ) -> None:
-        verification_id = await pending(code_jobs, verifications, key)
-        await resend(code_jobs, verifications, key, verification_id)
-        verify.fail_next(ProviderPermanentError("blocked", provider_code=60410))
-        assert await code_jobs.send_code(verification_id) is None
-        row = await load(code_jobs, verification_id)
+        verification_id = await pending(world)
+        await resend(world, verification_id)
+        world.verify.fail_next(ProviderPermanentError("blocked", provider_code=60410))
+        assert await world.code_jobs.send_code(verification_id) is None
+        row = await load(world, verification_id)
         assert (row.status, row.resend_channel, row.send_attempts) == (
             VerificationStatus.PENDING,
             None,
             1,
         )
-        async with code_jobs.uow_factory() as uow:
+        async with world.uow_factory() as uow:
             events = (
                 await uow.session.scalars(
                     select(Event).where(Event.verification_id == verification_id).order_by(Event.id)
@@ -108,131 +80,83 @@ class TestResend:
             EventType.VERIFICATION_RESEND_FAILED,
         ]
 
-    async def test_only_a_pending_verification_can_be_sent_again(
-        self, code_jobs: CodeJobs, verifications: Verifications, key: ApiKey
-    ) -> None:
-        verification_id = await queued(code_jobs, verifications, key, "+14155550124")
+    async def test_only_a_pending_verification_can_be_sent_again(self, world: World) -> None:
+        verification_id = await queued(world, "+14155550124")
         with pytest.raises(VerificationNotPending):
-            await resend(code_jobs, verifications, key, verification_id)
+            await resend(world, verification_id)
 
-    async def test_checks_go_on_during_a_resend(
-        self,
-        code_jobs: CodeJobs,
-        verifications: Verifications,
-        key: ApiKey,
-        verify: FakeVerifyClient,
-    ) -> None:
-        verification_id = await pending(code_jobs, verifications, key)
-        await resend(code_jobs, verifications, key, verification_id)
-        check_id = await submit(code_jobs, verifications, verification_id, verify.sent_codes[TO])
-        assert await code_jobs.check_code(check_id) is None
-        assert (await load_check(code_jobs, check_id)).status is CheckStatus.APPROVED
+    async def test_checks_go_on_during_a_resend(self, world: World) -> None:
+        verification_id = await pending(world)
+        await resend(world, verification_id)
+        check_id = await submit(world, verification_id, world.verify.sent_codes[TO])
+        assert await world.code_jobs.check_code(check_id) is None
+        assert (await load_check(world, check_id)).status is CheckStatus.APPROVED
         # The re-send that was waiting finds the verification over and sends nothing.
-        assert await code_jobs.send_code(verification_id) is None
-        assert (await load(code_jobs, verification_id)).status is VerificationStatus.APPROVED
-        assert verify.count("start") == 1
+        assert await world.code_jobs.send_code(verification_id) is None
+        assert (await load(world, verification_id)).status is VerificationStatus.APPROVED
+        assert world.verify.count("start") == 1
 
 
 class TestCancel:
-    async def test_a_cancel_ends_it_and_a_late_send_outcome_is_dropped(
-        self,
-        code_jobs: CodeJobs,
-        verifications: Verifications,
-        key: ApiKey,
-        verify: FakeVerifyClient,
-    ) -> None:
-        verification_id = await queued(code_jobs, verifications, key)
-        async with code_jobs.uow_factory() as uow:
-            canceled = await verifications.cancel(uow, key, verification_id)
+    async def test_a_cancel_ends_it_and_a_late_send_outcome_is_dropped(self, world: World) -> None:
+        verification_id = await queued(world)
+        async with world.uow_factory() as uow:
+            canceled = await world.verifications.cancel(uow, world.key, verification_id)
         assert canceled.status is VerificationStatus.CANCELED
-        assert await code_jobs.send_code(verification_id) is None
-        assert (await load(code_jobs, verification_id)).status is VerificationStatus.CANCELED
-        assert verify.calls == []
-        async with code_jobs.uow_factory() as uow:
-            again = await verifications.cancel(uow, key, verification_id)
+        assert await world.code_jobs.send_code(verification_id) is None
+        assert (await load(world, verification_id)).status is VerificationStatus.CANCELED
+        assert world.verify.calls == []
+        async with world.uow_factory() as uow:
+            again = await world.verifications.cancel(uow, world.key, verification_id)
         assert again.status is VerificationStatus.CANCELED
 
-    async def test_an_approved_verification_cannot_be_canceled(
-        self,
-        code_jobs: CodeJobs,
-        verifications: Verifications,
-        key: ApiKey,
-        clock: FakeClock,
-    ) -> None:
-        verification_id = await pending(code_jobs, verifications, key)
-        async with code_jobs.uow_factory() as uow:
-            assert await uow.verifications.approve(verification_id, clock.now())
-        async with code_jobs.uow_factory() as uow:
+    async def test_an_approved_verification_cannot_be_canceled(self, world: World) -> None:
+        verification_id = await pending(world)
+        async with world.uow_factory() as uow:
+            assert await uow.verifications.approve(verification_id, world.clock.now())
+        async with world.uow_factory() as uow:
             with pytest.raises(VerificationNotPending):
-                await verifications.cancel(uow, key, verification_id)
+                await world.verifications.cancel(uow, world.key, verification_id)
 
 
 class TestLockout:
-    async def test_wrong_codes_count_and_a_right_one_resets(
-        self,
-        code_jobs: CodeJobs,
-        verifications: Verifications,
-        key: ApiKey,
-        verify: FakeVerifyClient,
-        guards: Guards,
-    ) -> None:
-        lockout = guards.lockout
-        assert isinstance(lockout, FakeLockout)
-        async with code_jobs.uow_factory() as uow:
-            verification = await verifications.request(
-                uow, key, VerificationRequest(to=TO, user_id="user-7")
+    async def test_wrong_codes_count_and_a_right_one_resets(self, world: World) -> None:
+        lockout = world.lockout
+        async with world.uow_factory() as uow:
+            verification = await world.verifications.request(
+                uow, world.key, VerificationRequest(to=TO, user_id="user-7")
             )
-        await code_jobs.send_code(verification.id)
+        await world.code_jobs.send_code(verification.id)
 
         async def check(code: str) -> None:
-            await code_jobs.check_code(
-                await submit(code_jobs, verifications, verification.id, code)
-            )
+            await world.code_jobs.check_code(await submit(world, verification.id, code))
 
-        wrong = "000000" if verify.sent_codes[TO] != "000000" else "111111"
+        wrong = "000000" if world.verify.sent_codes[TO] != "000000" else "111111"
         await check(wrong)
         await check(wrong)
         assert lockout.failures == {"user-7": 2}
-        await check(verify.sent_codes[TO])
+        await check(world.verify.sent_codes[TO])
         assert lockout.failures == {}
 
-    async def test_a_locked_user_cannot_check_and_leaves_no_code_behind(
-        self,
-        code_jobs: CodeJobs,
-        verifications: Verifications,
-        key: ApiKey,
-        guards: Guards,
-        stash: FakeCodeStash,
-    ) -> None:
-        async with code_jobs.uow_factory() as uow:
-            verification = await verifications.request(
-                uow, key, VerificationRequest(to=TO, user_id="user-8")
+    async def test_a_locked_user_cannot_check_and_leaves_no_code_behind(self, world: World) -> None:
+        async with world.uow_factory() as uow:
+            verification = await world.verifications.request(
+                uow, world.key, VerificationRequest(to=TO, user_id="user-8")
             )
-        await code_jobs.send_code(verification.id)
-        assert isinstance(guards.lockout, FakeLockout)
-        guards.lockout.locked.add("user-8")
+        await world.code_jobs.send_code(verification.id)
+        world.lockout.locked.add("user-8")
         with pytest.raises(UserLocked):
-            await submit(code_jobs, verifications, verification.id, "123456")
-        assert (await load(code_jobs, verification.id)).check_attempts == 0
-        assert stash.codes == {}
+            await submit(world, verification.id, "123456")
+        assert (await load(world, verification.id)).check_attempts == 0
+        assert world.stash.codes == {}
 
 
 async def test_countries_off_the_allow_list_are_refused_before_anything(
-    code_jobs: CodeJobs,
-    verifications: Verifications,
-    key: ApiKey,
-    job_queue: FakeJobQueue,
-    unit_settings: Settings,
+    make_world: MakeWorld,
 ) -> None:
-    settings = unit_settings.model_copy(update={"allowed_countries": frozenset({"GB", "IE"})})
-    sends = FakeSendLimits()
-    refusing = replace(
-        verifications,
-        settings=settings,
-        guards=Guards(sends, FakeLockout(), FakeActionLimit()),
-    )
-    async with code_jobs.uow_factory() as uow:
+    refusing = await make_world(allowed_countries=frozenset({"GB", "IE"}))
+    async with refusing.uow_factory() as uow:
         with pytest.raises(CountryNotAllowed, match="US"):
-            await refusing.request(uow, key, VerificationRequest(to=TO))
+            await refusing.verifications.request(uow, refusing.key, VerificationRequest(to=TO))
         assert not uow.session.new
-    assert sends.admitted == [] and job_queue.published == []
+    assert refusing.sends.admitted == [] and refusing.jobs.published == []

@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -15,21 +16,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from api.app import create_app
-from api.deps import ApiContext
-from shared.kit.db.session import AfterCommit, Database
+from shared.bootstrap import Adapters, Core
 from shared.kit.jobs import SEND_CODE
 from shared.kit.redis_client import make_redis
 from shared.kit.settings import Settings
 from shared.limits.ports import Guards
-from shared.operations.status import Fleet
-from shared.tenants.keys import ApiKeyCache, create_api_key, revoke_api_key
-from shared.two_step.service import USER_ID_PATTERN, TwoStep
-from shared.unit_of_work import UnitOfWorkFactory
+from shared.tenants.keys import create_api_key, revoke_api_key
+from shared.two_step.users import USER_ID_PATTERN
 from shared.verifications.domain import VerificationStatus
 from shared.verifications.models import Verification
-from shared.verifications.service import Verifications
-from shared.verifications.waiting import Waiting
-from shared.webhooks.service import Webhooks
 from tests.fakes import (
     FakeChangeFeed,
     FakeClock,
@@ -38,88 +33,91 @@ from tests.fakes import (
     FakeKeyLocks,
     FakeLockout,
     FakeSendLimits,
+    FakeTimer,
+    fake_guards,
 )
 from tests.support import free_port
 
 T = TypeVar("T")
 
 
-class FakeTimer:
-    def __init__(self) -> None:
-        self.now = 0.0
+@dataclass
+class ApiFakes:
+    """The fakes behind the app's core that tests script or look at."""
 
-    def __call__(self) -> float:
-        return self.now
+    jobs: FakeJobQueue = field(default_factory=FakeJobQueue)
+    guards: Guards = field(default_factory=fake_guards)
+    # The API key cache's clock (monotonic seconds).
+    timer: FakeTimer = field(default_factory=FakeTimer)
+
+    @property
+    def sends(self) -> FakeSendLimits:
+        sends = self.guards.sends
+        assert isinstance(sends, FakeSendLimits)
+        return sends
+
+    @property
+    def lockout(self) -> FakeLockout:
+        lockout = self.guards.lockout
+        assert isinstance(lockout, FakeLockout)
+        return lockout
 
 
 @pytest.fixture
-def timer() -> FakeTimer:
-    return FakeTimer()
+def fakes() -> ApiFakes:
+    return ApiFakes()
 
 
 @pytest.fixture
-def client(
-    unit_settings: Settings, job_queue: FakeJobQueue, guards: Guards, timer: FakeTimer
-) -> Iterator[TestClient]:
-    def build(settings: Settings) -> ApiContext:
-        database = Database.connect(settings.database_url, pool_size=2)
-        uow_factory = UnitOfWorkFactory(database, AfterCommit(job_queue, FakeChangeFeed()))
-        verifications = Verifications(
-            settings=settings,
-            guards=guards,
-            stash=FakeCodeStash(),
-            clock=FakeClock(),
-            keyring=settings.keyring(),
-        )
-        fake_redis = fakeredis.FakeAsyncRedis()
-        return ApiContext(
-            settings=settings,
-            database=database,
-            uow_factory=uow_factory,
-            redis=fake_redis,
-            fleet=Fleet(settings, fake_redis),
-            webhooks=Webhooks(settings, FakeClock()),
-            keys=ApiKeyCache(uow_factory.reading, settings.api_key_cache_seconds, timer),
-            verifications=verifications,
-            two_step=TwoStep(verifications, settings.keyring()),
-            waiting=Waiting(uow_factory.reading, verifications, None),
-            idempotency_locks=FakeKeyLocks(),
-        )
+def api(unit_settings: Settings, fakes: ApiFakes) -> Iterator[TestClient]:
+    """The app over a core of its own (``shared.bootstrap``), with fakes behind its ports, and
+    an API key of every scope in its Authorization header."""
+    adapters = Adapters(
+        clock=FakeClock(),
+        redis=fakeredis.FakeAsyncRedis(),
+        jobs=fakes.jobs,
+        changes=FakeChangeFeed(),
+        guards=fakes.guards,
+        stash=FakeCodeStash(),
+        key_locks=FakeKeyLocks(),
+        key_timer=fakes.timer,
+        listen=False,
+    )
+    with TestClient(create_app(unit_settings, adapters), raise_server_exceptions=False) as http:
 
-    with TestClient(create_app(unit_settings, build), raise_server_exceptions=False) as test_client:
-
-        async def make_key(context: ApiContext) -> str:
-            async with context.uow_factory() as uow:
+        async def make_key(core: Core) -> str:
+            async with core.uow_factory() as uow:
                 _key, plaintext = await create_api_key(uow, "api-unit")
             return plaintext
 
-        test_client.headers["Authorization"] = f"Bearer {in_app(test_client, make_key)}"
-        yield test_client
+        http.headers["Authorization"] = f"Bearer {in_app(http, make_key)}"
+        yield http
 
 
-def in_app(client: TestClient, work: Callable[[ApiContext], Awaitable[T]]) -> T:
+def in_app(api: TestClient, work: Callable[[Core], Awaitable[T]]) -> T:
     """Run ``work`` on the app's own event loop, where its connections live."""
-    context: ApiContext = client.app.state.context  # type: ignore[attr-defined]
-    assert client.portal is not None
-    return client.portal.call(work, context)
+    core: Core = api.app.state.core  # type: ignore[attr-defined]
+    assert isinstance(core, Core)
+    assert api.portal is not None
+    return api.portal.call(work, core)
 
 
 def make_pending(
-    client: TestClient,
+    api: TestClient,
     verification_id: str,
     status: VerificationStatus = VerificationStatus.PENDING,
 ) -> None:
     """As if a worker had sent the code (or, with ``status``, got that far)."""
 
-    async def sent(context: ApiContext) -> None:
-        async with context.uow_factory() as uow:
+    async def sent(core: Core) -> None:
+        async with core.uow_factory() as uow:
             await uow.session.execute(
                 update(Verification)
                 .where(Verification.id == uuid.UUID(verification_id))
                 .values(status=status, provider_sid="VE" + "0" * 32)
             )
 
-    in_app(client, sent)
+    in_app(api, sent)
 
 
 def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -133,9 +131,9 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
 
 class TestCreate:
     def test_answers_202_queued_and_publishes_after_commit(
-        self, client: TestClient, job_queue: FakeJobQueue
+        self, api: TestClient, fakes: ApiFakes
     ) -> None:
-        response = client.post("/v1/verifications", json={"to": "+14155550123", "user_id": "u-1"})
+        response = api.post("/v1/verifications", json={"to": "+14155550123", "user_id": "u-1"})
         assert response.status_code == 202
         body = response.json()
         assert (
@@ -146,10 +144,10 @@ class TestCreate:
         assert body["to"] == "+1415•••••23"
         assert body["error"] is None and body["send_attempts"] == 0
         assert response.headers["location"] == f"/v1/verifications/{body['id']}"
-        assert [(j.name, str(j.entity_id)) for j in job_queue.published] == [
+        assert [(j.name, str(j.entity_id)) for j in fakes.jobs.published] == [
             (SEND_CODE, body["id"])
         ]
-        assert client.get(f"/v1/verifications/{body['id']}").json()["status"] == "queued"
+        assert api.get(f"/v1/verifications/{body['id']}").json()["status"] == "queued"
 
     @pytest.mark.parametrize(
         "to",
@@ -168,17 +166,13 @@ class TestCreate:
         ],
     )
     def test_an_unusable_number_is_invalid_phone_number(
-        self, client: TestClient, to: str, job_queue
+        self, api: TestClient, fakes: ApiFakes, to: str
     ) -> None:
-        assert_problem(
-            client.post("/v1/verifications", json={"to": to}), 422, "invalid_phone_number"
-        )
-        assert job_queue.published == []
+        assert_problem(api.post("/v1/verifications", json={"to": to}), 422, "invalid_phone_number")
+        assert fakes.jobs.published == []
 
-    def test_a_number_of_the_wrong_type_is_invalid_phone_number(self, client: TestClient) -> None:
-        assert_problem(
-            client.post("/v1/verifications", json={"to": 12}), 422, "invalid_phone_number"
-        )
+    def test_a_number_of_the_wrong_type_is_invalid_phone_number(self, api: TestClient) -> None:
+        assert_problem(api.post("/v1/verifications", json={"to": 12}), 422, "invalid_phone_number")
 
     @pytest.mark.parametrize(
         ("path", "body"),
@@ -189,9 +183,9 @@ class TestCreate:
         ],
     )
     def test_every_phone_field_is_e164_or_invalid_phone_number(
-        self, client: TestClient, path: str, body: dict[str, Any]
+        self, api: TestClient, path: str, body: dict[str, Any]
     ) -> None:
-        assert_problem(client.post(path, json=body), 422, "invalid_phone_number")
+        assert_problem(api.post(path, json=body), 422, "invalid_phone_number")
 
     @pytest.mark.parametrize(
         "body",
@@ -203,14 +197,12 @@ class TestCreate:
             [1, 2],
         ],
     )
-    def test_other_bad_bodies_are_invalid_request(self, client: TestClient, body: object) -> None:
-        problem = assert_problem(
-            client.post("/v1/verifications", json=body), 422, "invalid_request"
-        )
+    def test_other_bad_bodies_are_invalid_request(self, api: TestClient, body: object) -> None:
+        problem = assert_problem(api.post("/v1/verifications", json=body), 422, "invalid_request")
         assert problem["errors"]
 
-    def test_a_body_that_is_not_json_gets_415(self, client: TestClient) -> None:
-        response = client.post(
+    def test_a_body_that_is_not_json_gets_415(self, api: TestClient) -> None:
+        response = api.post(
             "/v1/verifications",
             content=b"to=%2B14155550123",
             headers={"Content-Type": "application/x-www-form-urlencoded"},
@@ -219,11 +211,11 @@ class TestCreate:
 
     @pytest.mark.parametrize("body", [b"{", b"\xff", b"\x14\xc3", b'{"to": "\xe9"}', b"{}}"])
     def test_a_body_that_cannot_be_read_as_json_is_invalid_request(
-        self, client: TestClient, body: bytes
+        self, api: TestClient, body: bytes
     ) -> None:
         # Found by schemathesis: a body that is not UTF-8 was a 400 the schema did not list.
         # Not UTF-8 or not JSON, it is one answer, to the letter.
-        response = client.post(
+        response = api.post(
             "/v1/verifications", content=body, headers={"Content-Type": "application/json"}
         )
         assert assert_problem(response, 422, "invalid_request") == {
@@ -254,9 +246,9 @@ class TestAuth:
             "Bearer " + "x" * 500,
         ],
     )
-    def test_every_v1_route_needs_a_valid_key(self, client: TestClient, header: str | None) -> None:
+    def test_every_v1_route_needs_a_valid_key(self, api: TestClient, header: str | None) -> None:
         headers = {"Authorization": header} if header else {}
-        client.headers.pop("Authorization")
+        api.headers.pop("Authorization")
         routes = [
             ("POST", "/v1/verifications", {"to": "+14155550123"}),
             ("GET", "/v1/verifications/00000000-0000-4000-8000-000000000000", None),
@@ -268,40 +260,38 @@ class TestAuth:
             ("GET", "/v1/verifications/00000000-0000-4000-8000-000000000000/checks/x", None),
         ]
         for method, path, body in routes:
-            response = client.request(method, path, json=body, headers=headers)
+            response = api.request(method, path, json=body, headers=headers)
             assert_problem(response, 401, "unauthorized")
             assert response.headers["www-authenticate"] == "Bearer"
 
     def test_a_revoked_key_stops_working_once_the_cache_forgets_it(
-        self, client: TestClient, timer: FakeTimer, unit_settings: Settings
+        self, api: TestClient, fakes: ApiFakes, unit_settings: Settings
     ) -> None:
         path = "/v1/verifications/00000000-0000-4000-8000-000000000000"
-        assert_problem(client.get(path), 404, "not_found")
+        assert_problem(api.get(path), 404, "not_found")
 
-        async def revoke(context: ApiContext) -> None:
-            async with context.uow_factory() as uow:
+        async def revoke(core: Core) -> None:
+            async with core.uow_factory() as uow:
                 await revoke_api_key(uow, "api-unit")
 
-        in_app(client, revoke)
-        timer.now += unit_settings.api_key_cache_seconds / 2
-        assert_problem(client.get(path), 404, "not_found")  # remembered for a few seconds
-        timer.now += unit_settings.api_key_cache_seconds
-        assert_problem(client.get(path), 401, "unauthorized")
+        in_app(api, revoke)
+        fakes.timer.now += unit_settings.api_key_cache_seconds / 2
+        assert_problem(api.get(path), 404, "not_found")  # remembered for a few seconds
+        fakes.timer.now += unit_settings.api_key_cache_seconds
+        assert_problem(api.get(path), 401, "unauthorized")
 
-    def test_the_openapi_document_declares_bearer_auth(self, client: TestClient) -> None:
-        spec = client.get("/openapi.json").json()
+    def test_the_openapi_document_declares_bearer_auth(self, api: TestClient) -> None:
+        spec = api.get("/openapi.json").json()
         assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
     def test_in_production_the_schema_is_for_key_holders_and_there_is_no_docs_page(
-        self, client: TestClient
+        self, api: TestClient
     ) -> None:
-        assert client.get("/openapi.json").status_code == 200
-        assert_problem(
-            client.get("/openapi.json", headers={"Authorization": ""}), 401, "unauthorized"
-        )
-        assert client.get("/docs").status_code == 404
-        assert_problem(client.get("/metrics", headers={"Authorization": ""}), 401, "unauthorized")
-        assert client.get("/metrics").status_code == 200  # the fixture's key has every scope
+        assert api.get("/openapi.json").status_code == 200
+        assert_problem(api.get("/openapi.json", headers={"Authorization": ""}), 401, "unauthorized")
+        assert api.get("/docs").status_code == 404
+        assert_problem(api.get("/metrics", headers={"Authorization": ""}), 401, "unauthorized")
+        assert api.get("/metrics").status_code == 200  # the fixture's key has every scope
 
 
 class TestRead:
@@ -314,52 +304,52 @@ class TestRead:
             "/v1/nothing-here",
         ],
     )
-    def test_unknown_ids_are_404(self, client: TestClient, path: str) -> None:
-        assert_problem(client.get(path), 404, "not_found")
+    def test_unknown_ids_are_404(self, api: TestClient, path: str) -> None:
+        assert_problem(api.get(path), 404, "not_found")
 
-    def test_a_check_on_a_queued_verification_is_409(self, client: TestClient) -> None:
-        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
-        response = client.post(f"/v1/verifications/{created['id']}/checks", json={"code": "123456"})
+    def test_a_check_on_a_queued_verification_is_409(self, api: TestClient) -> None:
+        created = api.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        response = api.post(f"/v1/verifications/{created['id']}/checks", json={"code": "123456"})
         assert_problem(response, 409, "verification_not_pending")
 
-    def test_wrong_method_is_405(self, client: TestClient) -> None:
-        assert_problem(client.delete("/v1/verifications"), 405, "method_not_allowed")
+    def test_wrong_method_is_405(self, api: TestClient) -> None:
+        assert_problem(api.delete("/v1/verifications"), 405, "method_not_allowed")
 
 
-def test_health_and_readiness(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
+def test_health_and_readiness(api: TestClient) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
     ready = {"status": "ready", "workers": 0, "last_heartbeat_seconds": None}
-    assert client.get("/readyz").json() == ready
-    no_worker = client.get("/readyz", params={"require_worker": "true"})
+    assert api.get("/readyz").json() == ready
+    no_worker = api.get("/readyz", params={"require_worker": "true"})
     assert "no worker heartbeat" in assert_problem(no_worker, 503, "service_unavailable")["detail"]
 
-    async def a_worker_beats(context: ApiContext) -> None:
-        beating = asyncio.create_task(context.fleet.heartbeat_forever("worker-1@test"))
+    async def a_worker_beats(core: Core) -> None:
+        beating = asyncio.create_task(core.fleet.heartbeat_forever("worker-1@test"))
         await asyncio.sleep(0.05)
         beating.cancel()
 
-    in_app(client, a_worker_beats)
-    answer = client.get("/readyz", params={"require_worker": "true"}).json()
+    in_app(api, a_worker_beats)
+    answer = api.get("/readyz", params={"require_worker": "true"}).json()
     assert answer["workers"] == 1 and 0 <= answer["last_heartbeat_seconds"] < 5
 
 
-def test_readiness_fails_when_redis_is_gone(client: TestClient) -> None:
-    async def point_at_nothing(context: ApiContext) -> None:
-        context.redis = make_redis(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens
+def test_readiness_fails_when_redis_is_gone(api: TestClient) -> None:
+    async def point_at_nothing(core: Core) -> None:
+        core.redis = make_redis(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens
 
-    in_app(client, point_at_nothing)
-    response = client.get("/readyz")
+    in_app(api, point_at_nothing)
+    response = api.get("/readyz")
     assert_problem(response, 503, "service_unavailable")
     assert "redis" in response.json()["detail"] and response.headers["retry-after"]
 
 
 class TestIdempotency:
     def test_a_repeat_gets_the_first_answer_and_no_second_job(
-        self, client: TestClient, job_queue: FakeJobQueue
+        self, api: TestClient, fakes: ApiFakes
     ) -> None:
         headers = {"Idempotency-Key": "order-42"}
-        first = client.post("/v1/verifications", json={"to": "+14155550123"}, headers=headers)
-        again = client.post("/v1/verifications", json={"to": "+14155550123"}, headers=headers)
+        first = api.post("/v1/verifications", json={"to": "+14155550123"}, headers=headers)
+        again = api.post("/v1/verifications", json={"to": "+14155550123"}, headers=headers)
         assert first.status_code == again.status_code == 202
         assert again.json() == first.json()
         assert (
@@ -367,68 +357,64 @@ class TestIdempotency:
             and "idempotent-replayed" not in first.headers
         )
         assert again.headers["location"] == first.headers["location"]
-        assert len(job_queue.published) == 1
+        assert len(fakes.jobs.published) == 1
 
-    def test_the_same_key_for_another_request_is_refused(self, client: TestClient) -> None:
+    def test_the_same_key_for_another_request_is_refused(self, api: TestClient) -> None:
         headers = {"Idempotency-Key": "order-43"}
-        client.post("/v1/verifications", json={"to": "+14155550123"}, headers=headers)
-        other = client.post("/v1/verifications", json={"to": "+14155550124"}, headers=headers)
+        api.post("/v1/verifications", json={"to": "+14155550123"}, headers=headers)
+        other = api.post("/v1/verifications", json={"to": "+14155550124"}, headers=headers)
         assert_problem(other, 422, "idempotency_key_reused")
 
-    def test_keys_belong_to_one_api_key(self, client: TestClient, job_queue: FakeJobQueue) -> None:
-        async def make_key(context: ApiContext) -> str:
-            async with context.uow_factory() as uow:
+    def test_keys_belong_to_one_api_key(self, api: TestClient, fakes: ApiFakes) -> None:
+        async def make_key(core: Core) -> str:
+            async with core.uow_factory() as uow:
                 _key, plaintext = await create_api_key(uow, "api-unit-other")
             return plaintext
 
-        other_key = in_app(client, make_key)
+        other_key = in_app(api, make_key)
         body = {"to": "+14155550123"}
-        mine = client.post("/v1/verifications", json=body, headers={"Idempotency-Key": "k"})
-        theirs = client.post(
+        mine = api.post("/v1/verifications", json=body, headers={"Idempotency-Key": "k"})
+        theirs = api.post(
             "/v1/verifications",
             json=body,
             headers={"Idempotency-Key": "k", "Authorization": f"Bearer {other_key}"},
         )
         assert mine.json()["id"] != theirs.json()["id"]
-        assert len(job_queue.published) == 2
+        assert len(fakes.jobs.published) == 2
 
     @pytest.mark.parametrize("key", ["", "has space", "x" * 256])
-    def test_malformed_keys_are_refused(self, client: TestClient, key: str) -> None:
-        response = client.post(
+    def test_malformed_keys_are_refused(self, api: TestClient, key: str) -> None:
+        response = api.post(
             "/v1/verifications", json={"to": "+14155550123"}, headers={"Idempotency-Key": key}
         )
         assert_problem(response, 422, "invalid_request")
 
-    def test_a_failed_request_is_not_remembered(self, client: TestClient) -> None:
+    def test_a_failed_request_is_not_remembered(self, api: TestClient) -> None:
         headers = {"Idempotency-Key": "order-44"}
-        assert (
-            client.post("/v1/verifications", json={"to": "12"}, headers=headers).status_code == 422
-        )
-        assert (
-            client.post("/v1/verifications", json={"to": "12"}, headers=headers).status_code == 422
-        )
+        assert api.post("/v1/verifications", json={"to": "12"}, headers=headers).status_code == 422
+        assert api.post("/v1/verifications", json={"to": "12"}, headers=headers).status_code == 422
 
-    def test_checks_replay_without_the_code_being_compared(self, client: TestClient) -> None:
-        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
-        make_pending(client, created["id"])
+    def test_checks_replay_without_the_code_being_compared(self, api: TestClient) -> None:
+        created = api.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        make_pending(api, created["id"])
         path = f"/v1/verifications/{created['id']}/checks"
         headers = {"Idempotency-Key": "check-1"}
-        first = client.post(path, json={"code": "123456"}, headers=headers)
-        again = client.post(path, json={"code": "654321"}, headers=headers)
+        first = api.post(path, json={"code": "123456"}, headers=headers)
+        again = api.post(path, json={"code": "654321"}, headers=headers)
         assert first.status_code == 202 and again.json() == first.json()
-        assert client.get(f"/v1/verifications/{created['id']}").json()["check_attempts"] == 1
+        assert api.get(f"/v1/verifications/{created['id']}").json()["check_attempts"] == 1
 
-        async def stored_answer(context: ApiContext) -> str:
-            async with context.uow_factory() as uow:
+        async def stored_answer(core: Core) -> str:
+            async with core.uow_factory() as uow:
                 key = await uow.api_keys.get_by_name("api-unit")
                 assert key is not None
                 stored = await uow.idempotency.get(key.id, "check-1")
                 assert stored is not None
                 return str(stored.response_body) + stored.request_fingerprint
 
-        assert "123456" not in in_app(client, stored_answer)
-        other = client.post("/v1/verifications", json={"to": "+14155550125"}).json()
-        elsewhere = client.post(
+        assert "123456" not in in_app(api, stored_answer)
+        other = api.post("/v1/verifications", json={"to": "+14155550125"}).json()
+        elsewhere = api.post(
             f"/v1/verifications/{other['id']}/checks", json={"code": "123456"}, headers=headers
         )
         assert_problem(elsewhere, 422, "idempotency_key_reused")
@@ -436,90 +422,86 @@ class TestIdempotency:
 
 class TestLimits:
     def test_a_refused_send_is_429_with_the_limit_and_writes_nothing(
-        self, client: TestClient, guards: Guards, job_queue: FakeJobQueue
+        self, api: TestClient, fakes: ApiFakes
     ) -> None:
-        assert isinstance(guards.sends, FakeSendLimits)
-        guards.sends.per_destination = 1
-        assert client.post("/v1/verifications", json={"to": "+14155550123"}).status_code == 202
-        refused = client.post("/v1/verifications", json={"to": "+14155550123"})
+        fakes.sends.per_destination = 1  # (a FakeSendLimits, or it fails here)
+        assert api.post("/v1/verifications", json={"to": "+14155550123"}).status_code == 202
+        refused = api.post("/v1/verifications", json={"to": "+14155550123"})
         body = assert_problem(refused, 429, "rate_limited")
         assert body["limit"] == "per_destination" and int(refused.headers["retry-after"]) > 0
-        assert len(job_queue.published) == 1
+        assert len(fakes.jobs.published) == 1
 
-    def test_a_locked_user_gets_429_user_locked(self, client: TestClient, guards: Guards) -> None:
-        created = client.post(
+    def test_a_locked_user_gets_429_user_locked(self, api: TestClient, fakes: ApiFakes) -> None:
+        created = api.post(
             "/v1/verifications", json={"to": "+14155550123", "user_id": "u-9"}
         ).json()
-        make_pending(client, created["id"])
-        assert isinstance(guards.lockout, FakeLockout)
-        guards.lockout.locked.add("u-9")
-        response = client.post(f"/v1/verifications/{created['id']}/checks", json={"code": "123456"})
+        make_pending(api, created["id"])
+        fakes.lockout.locked.add("u-9")  # (a FakeLockout, or it fails here)
+        response = api.post(f"/v1/verifications/{created['id']}/checks", json={"code": "123456"})
         assert assert_problem(response, 429, "user_locked")["limit"] == "user_lockout"
         assert response.headers["retry-after"] == "60"
 
-    def test_the_limits_are_visible(self, client: TestClient) -> None:
-        limits = client.get("/v1/limits").json()
+    def test_the_limits_are_visible(self, api: TestClient) -> None:
+        limits = api.get("/v1/limits").json()
         assert limits["send_limits"][0]["name"] == "per_destination"
         assert limits["checks_per_verification"] == 5
         assert limits["lockout"]["failures_per_step"] == 5
-        assert client.get("/v1/limits", headers={"Authorization": ""}).status_code == 401
+        assert api.get("/v1/limits", headers={"Authorization": ""}).status_code == 401
 
 
 class TestResendAndCancel:
-    def _pending(self, client: TestClient) -> str:
-        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
-        make_pending(client, created["id"])
+    def _pending(self, api: TestClient) -> str:
+        created = api.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        make_pending(api, created["id"])
         return str(created["id"])
 
-    def test_resend_by_call(self, client: TestClient, job_queue: FakeJobQueue) -> None:
-        verification_id = self._pending(client)
-        job_queue.published.clear()
-        response = client.post(
-            f"/v1/verifications/{verification_id}/resend", json={"channel": "call"}
-        )
+    def test_resend_by_call(self, api: TestClient, fakes: ApiFakes) -> None:
+        verification_id = self._pending(api)
+        fakes.jobs.published.clear()
+        response = api.post(f"/v1/verifications/{verification_id}/resend", json={"channel": "call"})
         assert response.status_code == 202 and response.json()["status"] == "pending"
-        assert [str(job.entity_id) for job in job_queue.published] == [verification_id]
-        assert client.post(f"/v1/verifications/{verification_id}/resend").status_code == 202
+        assert [str(job.entity_id) for job in fakes.jobs.published] == [verification_id]
+        assert api.post(f"/v1/verifications/{verification_id}/resend").status_code == 202
         assert_problem(
-            client.post(f"/v1/verifications/{verification_id}/resend", json={"channel": "fax"}),
+            api.post(f"/v1/verifications/{verification_id}/resend", json={"channel": "fax"}),
             422,
             "invalid_request",
         )
 
-    def test_a_cancel_of_a_canceled_verification_answers_it_again(self, client: TestClient) -> None:
-        verification_id = self._pending(client)
-        first = client.post(f"/v1/verifications/{verification_id}/cancel")
-        again = client.post(f"/v1/verifications/{verification_id}/cancel")
+    def test_a_cancel_of_a_canceled_verification_answers_it_again(self, api: TestClient) -> None:
+        verification_id = self._pending(api)
+        first = api.post(f"/v1/verifications/{verification_id}/cancel")
+        again = api.post(f"/v1/verifications/{verification_id}/cancel")
         assert first.status_code == again.status_code == 202 and again.json() == first.json()
 
     @pytest.mark.parametrize("status", [VerificationStatus.QUEUED, VerificationStatus.SENDING])
     def test_a_verification_not_sent_yet_can_be_canceled(
-        self, client: TestClient, status: VerificationStatus
+        self, api: TestClient, status: VerificationStatus
     ) -> None:
-        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
-        make_pending(client, created["id"], status)
-        canceled = client.post(f"/v1/verifications/{created['id']}/cancel")
+        created = api.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        make_pending(api, created["id"], status)
+        canceled = api.post(f"/v1/verifications/{created['id']}/cancel")
         assert canceled.status_code == 202 and canceled.json()["status"] == "canceled"
 
-    def test_a_cancel_of_a_decided_verification_is_409(self, client: TestClient) -> None:
-        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
-        make_pending(client, created["id"], VerificationStatus.APPROVED)
-        response = client.post(f"/v1/verifications/{created['id']}/cancel")
+    def test_a_cancel_of_a_decided_verification_is_409(self, api: TestClient) -> None:
+        created = api.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        make_pending(api, created["id"], VerificationStatus.APPROVED)
+        response = api.post(f"/v1/verifications/{created['id']}/cancel")
         assert_problem(response, 409, "verification_not_pending")
 
-    def test_cancel_then_no_more_checks(self, client: TestClient) -> None:
-        verification_id = self._pending(client)
-        canceled = client.post(f"/v1/verifications/{verification_id}/cancel")
+    def test_cancel_then_no_more_checks(self, api: TestClient) -> None:
+        verification_id = self._pending(api)
+        canceled = api.post(f"/v1/verifications/{verification_id}/cancel")
         assert canceled.status_code == 202 and canceled.json()["status"] == "canceled"
-        check = client.post(f"/v1/verifications/{verification_id}/checks", json={"code": "123456"})
+        check = api.post(f"/v1/verifications/{verification_id}/checks", json={"code": "123456"})
         assert_problem(check, 409, "verification_not_pending")
-        resend = client.post(f"/v1/verifications/{verification_id}/resend")
+        resend = api.post(f"/v1/verifications/{verification_id}/resend")
         assert_problem(resend, 409, "verification_not_pending")
 
 
-def test_metrics_are_served_at_metrics(client: TestClient, guards: Guards) -> None:
-    assert isinstance(guards.sends, FakeSendLimits)
-    response = client.get("/metrics")
+def test_metrics_are_served_at_metrics(api: TestClient, fakes: ApiFakes) -> None:
+    assert isinstance(fakes.guards.sends, FakeSendLimits)
+    response = api.get("/metrics")
     assert response.status_code == 200 and "text/plain" in response.headers["content-type"]
     assert "# TYPE twostep_limit_refusals_total counter" in response.text
 
@@ -528,40 +510,38 @@ class TestTheDocumentsRules:
     """What the OpenAPI document says of an input is what the server does with it."""
 
     @pytest.mark.parametrize("code", ["12", "123", "12345678901", " 123456", "12 34", "१२३४"])
-    def test_a_code_is_4_to_10_letters_or_digits(self, client: TestClient, code: str) -> None:
-        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
-        make_pending(client, created["id"])
-        response = client.post(f"/v1/verifications/{created['id']}/checks", json={"code": code})
+    def test_a_code_is_4_to_10_letters_or_digits(self, api: TestClient, code: str) -> None:
+        created = api.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        make_pending(api, created["id"])
+        response = api.post(f"/v1/verifications/{created['id']}/checks", json={"code": code})
         assert_problem(response, 422, "invalid_request")
 
     @pytest.mark.parametrize("code", ["1234", "ABCD12", "1234567890"])
-    def test_letters_and_digits_are_checked(self, client: TestClient, code: str) -> None:
-        created = client.post("/v1/verifications", json={"to": "+14155550123"}).json()
-        make_pending(client, created["id"])
-        response = client.post(f"/v1/verifications/{created['id']}/checks", json={"code": code})
+    def test_letters_and_digits_are_checked(self, api: TestClient, code: str) -> None:
+        created = api.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        make_pending(api, created["id"])
+        response = api.post(f"/v1/verifications/{created['id']}/checks", json={"code": code})
         assert response.status_code == 202, response.text
 
     @pytest.mark.parametrize(
         "user_id", ["tab\t", "nbsp\xa0", "soft\xadhyphen", "\u202eevil", "zero\u200bwidth"]
     )
     def test_a_user_id_with_a_character_the_pattern_refuses_is_invalid_request(
-        self, client: TestClient, user_id: str
+        self, api: TestClient, user_id: str
     ) -> None:
         path = f"/v1/users/{quote(user_id)}/factors"
-        assert_problem(client.get(path), 422, "invalid_request")
+        assert_problem(api.get(path), 422, "invalid_request")
         body = {"to": "+14155550123", "user_id": user_id}
-        assert_problem(client.post("/v1/verifications", json=body), 422, "invalid_request")
+        assert_problem(api.post("/v1/verifications", json=body), 422, "invalid_request")
 
     @pytest.mark.parametrize("user_id", ["alice@example.com", "Jörg Müller", "42", "ユーザー😀"])
-    def test_a_user_id_may_be_any_printable_text(self, client: TestClient, user_id: str) -> None:
-        response = client.get(f"/v1/users/{quote(user_id)}/factors")
+    def test_a_user_id_may_be_any_printable_text(self, api: TestClient, user_id: str) -> None:
+        response = api.get(f"/v1/users/{quote(user_id)}/factors")
         assert response.status_code == 200 and response.json()["user_id"] == user_id
 
     @pytest.mark.parametrize("body", [{}, {"user_id": None}, {"user_id": None, "phone": None}])
-    def test_a_lockout_release_names_someone(
-        self, client: TestClient, body: dict[str, Any]
-    ) -> None:
-        assert_problem(client.post("/v1/lockouts/release", json=body), 422, "invalid_request")
+    def test_a_lockout_release_names_someone(self, api: TestClient, body: dict[str, Any]) -> None:
+        assert_problem(api.post("/v1/lockouts/release", json=body), 422, "invalid_request")
 
     @pytest.mark.parametrize(
         "url",
@@ -574,16 +554,16 @@ class TestTheDocumentsRules:
         ],
     )
     def test_a_webhook_url_that_is_not_one_is_invalid_request(
-        self, client: TestClient, url: str
+        self, api: TestClient, url: str
     ) -> None:
-        response = client.post("/v1/webhook-endpoints", json={"url": url})
+        response = api.post("/v1/webhook-endpoints", json={"url": url})
         assert_problem(response, 422, "invalid_request")
 
 
 class TestTheDocument:
     @pytest.fixture
-    def document(self, client: TestClient) -> dict[str, Any]:
-        spec: dict[str, Any] = client.get("/openapi.json").json()
+    def document(self, api: TestClient) -> dict[str, Any]:
+        spec: dict[str, Any] = api.get("/openapi.json").json()
         return spec
 
     def test_every_error_answer_is_a_problem_and_fastapis_422_is_gone(

@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from shared.kit.crypto import DEVELOPMENT_DATA_KEY, DEVELOPMENT_LOOKUP_KEY, generate_data_key
+from shared.kit.crypto import (
+    DEVELOPMENT_DATA_KEY,
+    DEVELOPMENT_LOOKUP_KEY,
+    generate_data_key,
+    keyring_of,
+)
 from shared.kit.settings import MissingSecrets, Settings
 from shared.kit.startup import flower_auth_problems, startup_problems
 
@@ -87,9 +92,9 @@ def test_local_storage_without_passwords_is_fine() -> None:
 
 def test_development_needs_no_secrets_and_production_gets_none() -> None:
     none: dict[str, Any] = {"data_keys": "", "lookup_key": None}  # the suite sets some in its env
-    assert Settings(environment="development", **none).keyring().blind_index("x", "y")
+    assert keyring_of(Settings(environment="development", **none)).blind_index("x", "y")
     with pytest.raises(MissingSecrets):
-        Settings(**none).keyring()
+        keyring_of(Settings(**none))
 
 
 def test_flower_needs_a_real_password_in_production() -> None:

@@ -15,17 +15,13 @@ from shared.errors import (
     NoVerifiedFactor,
     UserLocked,
 )
-from shared.limits.ports import Guards
-from shared.tenants.models import ApiKey
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor, RecoveryCode
-from shared.two_step.service import Enrollment, FactorList, TwoStep
-from shared.verifications.code_jobs import CodeJobs
+from shared.two_step.service import Enrollment, FactorList
 from shared.verifications.domain import CheckStatus, Purpose, VerificationStatus
 from shared.verifications.models import Verification
-from shared.verifications.service import Verifications
-from tests.fakes import FakeLockout, FakeVerifyClient
 from tests.unit.test_code_jobs import load, load_check, submit
+from tests.unit.world import World
 
 USER = "alice"
 PHONE = "+14155550123"
@@ -33,157 +29,106 @@ OTHER_PHONE = "+14155550124"
 
 
 async def enroll(
-    code_jobs: CodeJobs,
-    two_step: TwoStep,
-    key: ApiKey,
-    phone: str = PHONE,
-    user: str = USER,
-    **options: Any,
+    world: World, phone: str = PHONE, user: str = USER, **options: Any
 ) -> tuple[Factor, Verification]:
-    async with code_jobs.uow_factory() as uow:
-        return await two_step.enroll(uow, key, user, Enrollment(phone=phone, **options))
+    async with world.uow_factory() as uow:
+        return await world.two_step.enroll(uow, world.key, user, Enrollment(phone=phone, **options))
 
 
-async def approve(
-    code_jobs: CodeJobs,
-    verifications: Verifications,
-    verify: FakeVerifyClient,
-    verification_id: uuid.UUID,
-    phone: str = PHONE,
-) -> None:
-    assert await code_jobs.send_code(verification_id) is None
-    check_id = await submit(code_jobs, verifications, verification_id, verify.sent_codes[phone])
-    assert await code_jobs.check_code(check_id) is None
-    assert (await load_check(code_jobs, check_id)).status is CheckStatus.APPROVED
+async def approve(world: World, verification_id: uuid.UUID, phone: str = PHONE) -> None:
+    assert await world.code_jobs.send_code(verification_id) is None
+    check_id = await submit(world, verification_id, world.verify.sent_codes[phone])
+    assert await world.code_jobs.check_code(check_id) is None
+    assert (await load_check(world, check_id)).status is CheckStatus.APPROVED
 
 
-async def factors(
-    code_jobs: CodeJobs, two_step: TwoStep, key: ApiKey, user: str = USER
-) -> FactorList:
-    async with code_jobs.uow_factory() as uow:
-        return await two_step.list_factors(uow, key, user)
+async def factors(world: World, user: str = USER) -> FactorList:
+    async with world.uow_factory() as uow:
+        return await world.two_step.list_factors(uow, world.key, user)
 
 
-async def event_types(
-    code_jobs: CodeJobs, two_step: TwoStep, key: ApiKey, user: str = USER
-) -> list[EventType]:
-    async with code_jobs.uow_factory() as uow:
-        page = await two_step.list_events(uow, key, user, before=None, limit=200)
+async def event_types(world: World, user: str = USER) -> list[EventType]:
+    async with world.uow_factory() as uow:
+        page = await world.two_step.list_events(uow, world.key, user, before=None, limit=200)
     return [event.type for event, _ in reversed(page)]
 
 
 class TestEnrolment:
-    async def test_only_an_approved_code_turns_two_step_on(
-        self,
-        code_jobs: CodeJobs,
-        verifications: Verifications,
-        two_step: TwoStep,
-        key: ApiKey,
-        verify: FakeVerifyClient,
-    ) -> None:
-        factor, verification = await enroll(code_jobs, two_step, key)
+    async def test_only_an_approved_code_turns_two_step_on(self, world: World) -> None:
+        factor, verification = await enroll(world)
         assert factor.status is FactorStatus.UNVERIFIED
         assert verification.purpose is Purpose.ENROLLMENT
-        assert not (await factors(code_jobs, two_step, key)).two_step_enabled
-        await approve(code_jobs, verifications, verify, verification.id)
-        listed = await factors(code_jobs, two_step, key)
+        assert not (await factors(world)).two_step_enabled
+        await approve(world, verification.id)
+        listed = await factors(world)
         assert listed.two_step_enabled and listed.factors[0].status is FactorStatus.VERIFIED
         assert listed.factors[0].verified_at is not None
 
-    async def test_a_failed_enrolment_leaves_two_step_as_it_was(
-        self,
-        code_jobs: CodeJobs,
-        two_step: TwoStep,
-        key: ApiKey,
-        verify: FakeVerifyClient,
-    ) -> None:
+    async def test_a_failed_enrolment_leaves_two_step_as_it_was(self, world: World) -> None:
         from shared.errors import ProviderPermanentError
 
-        _factor, verification = await enroll(code_jobs, two_step, key, "+14155550205")
-        verify.fail_next(ProviderPermanentError("landline", provider_code=60205))
-        await code_jobs.send_code(verification.id)
-        assert (await load(code_jobs, verification.id)).status is VerificationStatus.FAILED
-        assert not (await factors(code_jobs, two_step, key)).two_step_enabled
-        async with code_jobs.uow_factory() as uow:
+        _factor, verification = await enroll(world, "+14155550205")
+        world.verify.fail_next(ProviderPermanentError("landline", provider_code=60205))
+        await world.code_jobs.send_code(verification.id)
+        assert (await load(world, verification.id)).status is VerificationStatus.FAILED
+        assert not (await factors(world)).two_step_enabled
+        async with world.uow_factory() as uow:
             with pytest.raises(NoVerifiedFactor):
-                await two_step.start_challenge(uow, key, USER)
+                await world.two_step.start_challenge(uow, world.key, USER)
 
-    async def test_a_new_phone_replaces_the_old_only_once_verified(
-        self,
-        code_jobs: CodeJobs,
-        verifications: Verifications,
-        two_step: TwoStep,
-        key: ApiKey,
-        verify: FakeVerifyClient,
-    ) -> None:
-        old, verification = await enroll(code_jobs, two_step, key)
-        await approve(code_jobs, verifications, verify, verification.id)
-        new, verification = await enroll(code_jobs, two_step, key, OTHER_PHONE)
-        statuses = {f.id: f.status for f in (await factors(code_jobs, two_step, key)).factors}
+    async def test_a_new_phone_replaces_the_old_only_once_verified(self, world: World) -> None:
+        old, verification = await enroll(world)
+        await approve(world, verification.id)
+        new, verification = await enroll(world, OTHER_PHONE)
+        statuses = {f.id: f.status for f in (await factors(world)).factors}
         assert statuses == {old.id: FactorStatus.VERIFIED, new.id: FactorStatus.UNVERIFIED}
-        await approve(code_jobs, verifications, verify, verification.id, OTHER_PHONE)
-        statuses = {f.id: f.status for f in (await factors(code_jobs, two_step, key)).factors}
+        await approve(world, verification.id, OTHER_PHONE)
+        statuses = {f.id: f.status for f in (await factors(world)).factors}
         assert statuses == {old.id: FactorStatus.DISABLED, new.id: FactorStatus.VERIFIED}
-        assert EventType.FACTOR_REPLACED in await event_types(code_jobs, two_step, key)
+        assert EventType.FACTOR_REPLACED in await event_types(world)
 
-    async def test_one_phone_one_account(
-        self,
-        code_jobs: CodeJobs,
-        verifications: Verifications,
-        two_step: TwoStep,
-        key: ApiKey,
-        verify: FakeVerifyClient,
-    ) -> None:
-        alices, verification = await enroll(code_jobs, two_step, key)
-        await approve(code_jobs, verifications, verify, verification.id)
+    async def test_one_phone_one_account(self, world: World) -> None:
+        alices, verification = await enroll(world)
+        await approve(world, verification.id)
         # Answered like any enrolment: the phone's owner is not revealed to whoever asks.
-        mallorys, verification = await enroll(code_jobs, two_step, key, user="mallory")
+        mallorys, verification = await enroll(world, user="mallory")
         assert mallorys.status is FactorStatus.UNVERIFIED
-        await approve(code_jobs, verifications, verify, verification.id)
-        listed = await factors(code_jobs, two_step, key, "mallory")
+        await approve(world, verification.id)
+        listed = await factors(world, "mallory")
         assert not listed.two_step_enabled
         assert [f.status for f in listed.factors] == [FactorStatus.DISABLED]
-        assert EventType.FACTOR_ENROLLMENT_FAILED in await event_types(
-            code_jobs, two_step, key, "mallory"
-        )
-        assert [f.id for f in (await factors(code_jobs, two_step, key)).factors] == [alices.id]
-        assert (await factors(code_jobs, two_step, key)).two_step_enabled
+        assert EventType.FACTOR_ENROLLMENT_FAILED in await event_types(world, "mallory")
+        assert [f.id for f in (await factors(world)).factors] == [alices.id]
+        assert (await factors(world)).two_step_enabled
 
     async def test_disabling_turns_it_off_and_cancels_a_pending_enrolment(
-        self, code_jobs: CodeJobs, two_step: TwoStep, key: ApiKey
+        self, world: World
     ) -> None:
-        factor, verification = await enroll(code_jobs, two_step, key)
-        async with code_jobs.uow_factory() as uow:
-            await two_step.disable_factor(uow, key, USER, factor.id)
-        assert (await load(code_jobs, verification.id)).status is VerificationStatus.CANCELED
-        assert (await factors(code_jobs, two_step, key)).factors[0].status is FactorStatus.DISABLED
-        async with code_jobs.uow_factory() as uow:
+        factor, verification = await enroll(world)
+        async with world.uow_factory() as uow:
+            await world.two_step.disable_factor(uow, world.key, USER, factor.id)
+        assert (await load(world, verification.id)).status is VerificationStatus.CANCELED
+        assert (await factors(world)).factors[0].status is FactorStatus.DISABLED
+        async with world.uow_factory() as uow:
             with pytest.raises(NotFound):
-                await two_step.disable_factor(uow, key, "someone-else", factor.id)
+                await world.two_step.disable_factor(uow, world.key, "someone-else", factor.id)
 
     @pytest.mark.parametrize("user", ["", "x" * 129, "tab\there"])
-    async def test_user_ids_are_checked(
-        self, code_jobs: CodeJobs, two_step: TwoStep, key: ApiKey, user: str
-    ) -> None:
+    async def test_user_ids_are_checked(self, world: World, user: str) -> None:
         with pytest.raises(InvalidInput):
-            await enroll(code_jobs, two_step, key, user=user)
+            await enroll(world, user=user)
 
 
 class TestChallenge:
     async def test_a_login_code_goes_to_the_verified_phone_by_its_channel_or_by_call(
-        self,
-        code_jobs: CodeJobs,
-        verifications: Verifications,
-        two_step: TwoStep,
-        key: ApiKey,
-        verify: FakeVerifyClient,
+        self, world: World
     ) -> None:
         from shared.verifications.domain import Channel
 
-        _factor, verification = await enroll(code_jobs, two_step, key)
-        await approve(code_jobs, verifications, verify, verification.id)
-        async with code_jobs.uow_factory() as uow:
-            login = await two_step.start_challenge(uow, key, USER, Channel.CALL)
+        _factor, verification = await enroll(world)
+        await approve(world, verification.id)
+        async with world.uow_factory() as uow:
+            login = await world.two_step.start_challenge(uow, world.key, USER, Channel.CALL)
         assert (login.purpose, login.to_e164, login.channel, login.user_id) == (
             Purpose.LOGIN,
             PHONE,
@@ -193,12 +138,10 @@ class TestChallenge:
 
 
 class TestRecoveryCodes:
-    async def test_ten_codes_each_good_once(
-        self, code_jobs: CodeJobs, two_step: TwoStep, guards: Guards, key: ApiKey
-    ) -> None:
-        async with code_jobs.uow_factory() as uow:
-            codes = await two_step.generate_recovery_codes(uow, key, USER)
-        async with code_jobs.uow_factory() as uow:
+    async def test_ten_codes_each_good_once(self, world: World) -> None:
+        async with world.uow_factory() as uow:
+            codes = await world.recovery_codes.generate(uow, world.key, USER)
+        async with world.uow_factory() as uow:
             stored = (await uow.session.scalars(select(RecoveryCode))).all()
         assert len(codes) == len(set(codes)) == 10
         assert all(len(code) == 14 and code.count("-") == 2 for code in codes)
@@ -207,49 +150,39 @@ class TestRecoveryCodes:
         assert all(row.code_hash.startswith("scrypt$") for row in stored)
 
         async def redeem(code: str) -> bool:
-            async with code_jobs.uow_factory() as uow:
-                return await two_step.redeem_recovery_code(uow, key, USER, code)
+            async with world.uow_factory() as uow:
+                return await world.recovery_codes.redeem(uow, world.key, USER, code)
 
         assert await redeem(codes[3].lower().replace("-", " ")) is True
         assert await redeem(codes[3]) is False
         assert await redeem("not-a-code") is False
-        lockout = guards.lockout
-        assert isinstance(lockout, FakeLockout) and lockout.failures == {USER: 2}
-        async with code_jobs.uow_factory() as uow:
-            fresh = await two_step.generate_recovery_codes(uow, key, USER)
+        assert world.lockout.failures == {USER: 2}
+        async with world.uow_factory() as uow:
+            fresh = await world.recovery_codes.generate(uow, world.key, USER)
         assert await redeem(codes[4]) is False, "regenerating must replace the old set"
         assert await redeem(fresh[0]) is True
 
-    async def test_a_locked_user_cannot_redeem(
-        self, code_jobs: CodeJobs, two_step: TwoStep, guards: Guards, key: ApiKey
-    ) -> None:
-        async with code_jobs.uow_factory() as uow:
-            codes = await two_step.generate_recovery_codes(uow, key, USER)
-        assert isinstance(guards.lockout, FakeLockout)
-        guards.lockout.locked.add(USER)
-        async with code_jobs.uow_factory() as uow:
+    async def test_a_locked_user_cannot_redeem(self, world: World) -> None:
+        async with world.uow_factory() as uow:
+            codes = await world.recovery_codes.generate(uow, world.key, USER)
+        world.lockout.locked.add(USER)
+        async with world.uow_factory() as uow:
             with pytest.raises(UserLocked):
-                await two_step.redeem_recovery_code(uow, key, USER, codes[0])
+                await world.recovery_codes.redeem(uow, world.key, USER, codes[0])
 
 
-async def test_the_trail_records_each_step_and_no_code(
-    code_jobs: CodeJobs,
-    verifications: Verifications,
-    two_step: TwoStep,
-    key: ApiKey,
-    verify: FakeVerifyClient,
-) -> None:
-    _factor, verification = await enroll(code_jobs, two_step, key)
-    await approve(code_jobs, verifications, verify, verification.id)
-    assert await event_types(code_jobs, two_step, key) == [
+async def test_the_trail_records_each_step_and_no_code(world: World) -> None:
+    _factor, verification = await enroll(world)
+    await approve(world, verification.id)
+    assert await event_types(world) == [
         EventType.VERIFICATION_REQUESTED,
         EventType.FACTOR_ENROLLMENT_STARTED,
         EventType.VERIFICATION_SENT,
         EventType.VERIFICATION_APPROVED,
         EventType.FACTOR_VERIFIED,
     ]
-    async with code_jobs.uow_factory() as uow:
-        rows = await two_step.list_events(uow, key, USER, before=None, limit=200)
+    async with world.uow_factory() as uow:
+        rows = await world.two_step.list_events(uow, world.key, USER, before=None, limit=200)
     assert all(event.destination == "+1415•••••23" for event, _ in rows)
     assert all(name == "unit" for _, name in rows)
-    assert verify.sent_codes[PHONE] not in str([(e.detail, e.destination) for e, _ in rows])
+    assert world.verify.sent_codes[PHONE] not in str([(e.detail, e.destination) for e, _ in rows])

@@ -34,6 +34,8 @@ from sqlalchemy.sql.dml import Delete, Update
 
 from shared.errors import AttemptError
 from shared.kit.db.base import JobRow, UTCDateTime
+from shared.kit.db.transitions import may_make, status_after
+from shared.kit.lifecycle import JobMove, Lifecycle
 
 Claimable = TypeVar("Claimable", bound=JobRow)
 T = TypeVar("T")
@@ -68,15 +70,18 @@ ERROR: dict[str, BindParameter[Any]] = {
 }
 
 
-class prepared(Generic[S]):
+Prepared = TypeVar("Prepared")
+
+
+class prepared(Generic[Prepared]):
     """A statement a repository class builds once, on first use, and runs with parameters:
     the work of building it (and of SQLAlchemy's caching key for it) is not redone per call."""
 
-    def __init__(self, build: Callable[[Any], S]) -> None:
+    def __init__(self, build: Callable[[Any], Prepared]) -> None:
         self._build = build
-        self._by_class: dict[type, S] = {}
+        self._by_class: dict[type, Prepared] = {}
 
-    def __get__(self, instance: object, owner: type) -> S:
+    def __get__(self, instance: object, owner: type) -> Prepared:
         statement = self._by_class.get(owner)
         if statement is None:
             statement = self._by_class[owner] = self._build(owner)
@@ -149,12 +154,8 @@ class JobRows(Repository, Generic[Claimable]):
     """Claims, retries and the sweeper's operations, shared by the two kinds of job rows."""
 
     model: type[Claimable]
-    waiting_status: ClassVar[StrEnum]
-    # The status a claimed row shows while a worker holds it (checks keep "queued").
-    claimed_status: ClassVar[StrEnum]
-    failed_status: ClassVar[StrEnum]
-    # The statuses a row may show while a worker holds it.
-    held_statuses: ClassVar[tuple[StrEnum, ...]]
+    # Where the row's claim, release and time-out may start and what they leave it in.
+    lifecycle: ClassVar[Lifecycle[Any]]
 
     @prepared
     def _insert(cls) -> Executable:
@@ -204,33 +205,17 @@ class JobRows(Repository, Generic[Claimable]):
 
     @classmethod
     def _claimable(cls, now: When) -> ColumnElement[bool]:
-        """Rows a worker may claim now."""
-        return cls._waiting_or_abandoned(now)
-
-    @classmethod
-    def _waiting_or_abandoned(cls, now: When) -> ColumnElement[bool]:
-        """Rows waiting for their first outcome, or held by a claim that went stale."""
-        m = cls.model
-        if cls.claimed_status == cls.waiting_status:
-            return and_(m.status == cls.waiting_status, cls._unclaimed_or_stale(now))
-        return or_(
-            m.status == cls.waiting_status,
-            and_(m.status == cls.claimed_status, cls._unclaimed_or_stale(now)),
+        """Rows a worker may claim now: where a claim may start, and nobody holds them."""
+        return and_(
+            may_make(cls.model.status, cls.lifecycle, JobMove.CLAIM), cls._unclaimed_or_stale(now)
         )
 
     @classmethod
-    def _status_when_claimed(cls) -> Any:
-        return cls.claimed_status
-
-    @classmethod
-    def _status_after_release(cls) -> Any:
-        return cls.waiting_status
-
-    @classmethod
-    def _held(cls) -> ColumnElement[bool]:
-        """The row of a prepared statement's ``row_id``, while ``token`` still holds it."""
+    def _held(cls, move: StrEnum = JobMove.RELEASE) -> ColumnElement[bool]:
+        """The row of a prepared statement's ``row_id``, while ``token`` still holds it, if
+        ``move`` may start where it is."""
         m = cls.model
-        return and_(m.id == ROW_ID, m.claim_token == TOKEN, m.status.in_(cls.held_statuses))
+        return and_(m.id == ROW_ID, m.claim_token == TOKEN, may_make(m.status, cls.lifecycle, move))
 
     @prepared
     def _claim(cls) -> Executable:
@@ -239,7 +224,7 @@ class JobRows(Repository, Generic[Claimable]):
             update(m)
             .where(m.id == ROW_ID, cls._claimable(NOW))
             .values(
-                status=cls._status_when_claimed(),
+                status=status_after(m.status, cls.lifecycle, JobMove.CLAIM),
                 claimed_until=UNTIL,
                 claim_token=TOKEN,
                 provider_attempts=m.provider_attempts + 1,
@@ -266,11 +251,12 @@ class JobRows(Repository, Generic[Claimable]):
 
     @prepared
     def _release_for_retry(cls) -> Executable:
+        m = cls.model
         return (
-            update(cls.model)
+            update(m)
             .where(cls._held())
             .values(
-                status=cls._status_after_release(),
+                status=status_after(m.status, cls.lifecycle, JobMove.RELEASE),
                 provider_call_started_at=bindparam("lost_call_at", type_=UTCDateTime()),
                 next_attempt_at=bindparam("next_look", type_=UTCDateTime()),
                 updated_at=NOW,
@@ -312,13 +298,17 @@ class JobRows(Repository, Generic[Claimable]):
         now: datetime,
     ) -> bool:
         """Put a claimed row back without counting the attempt: no provider call was made."""
-        m = self.model
+        m, lifecycle = self.model, self.lifecycle
         return (
             await self._write(
                 update(m)
-                .where(m.id == row_id, m.claim_token == token, m.status.in_(self.held_statuses))
+                .where(
+                    m.id == row_id,
+                    m.claim_token == token,
+                    may_make(m.status, lifecycle, JobMove.RELEASE),
+                )
                 .values(
-                    status=self._status_after_release(),
+                    status=status_after(m.status, lifecycle, JobMove.RELEASE),
                     provider_attempts=case(
                         (m.provider_attempts > 0, m.provider_attempts - 1), else_=0
                     ),
@@ -366,12 +356,16 @@ class JobRows(Repository, Generic[Claimable]):
 
     async def fail_past_deadline(self, now: datetime, error: AttemptError) -> list[Claimable]:
         """Give up on rows nobody is working on whose deadline has passed; returns them."""
-        m = self.model
+        m, lifecycle = self.model, self.lifecycle
         failed = await self._write_returning(
             update(m)
-            .where(m.deadline_at <= now, self._waiting_or_abandoned(now))
+            .where(
+                m.deadline_at <= now,
+                may_make(m.status, lifecycle, JobMove.TIME_OUT),
+                self._unclaimed_or_stale(now),
+            )
             .values(
-                status=self.failed_status,
+                status=status_after(m.status, lifecycle, JobMove.TIME_OUT),
                 completed_at=now,
                 updated_at=now,
                 **error_columns(error),

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import Pool, QueuePool
 
 from shared.kit.changes import Announcement, Change, ChangeFeed
+from shared.kit.clock import Clock, SystemClock
 from shared.kit.jobs import Job, JobQueue, PublishFailed
 
 log = structlog.get_logger(__name__)
@@ -171,7 +172,10 @@ class UnitOfWorkBase(ABC, Generic[R]):
         *,
         reads: Sessions | None = None,
         turns: asyncio.Semaphore | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        # The process's clock: what its rows' and events' times are read from.
+        self.clock: Clock = clock or SystemClock()
         self._sessions = sessions
         self._reads = reads or sessions
         self._turns = turns

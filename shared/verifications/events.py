@@ -1,0 +1,36 @@
+"""A verification's events in the audit trail: attributed to whoever asked for it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from shared.audit.domain import EventType
+from shared.audit.service import Subject, record
+from shared.unit_of_work import UnitOfWork
+from shared.verifications.models import Verification
+
+
+def subject_of(verification: Verification, api_key_id: uuid.UUID | None = None) -> Subject:
+    """Attributed to whoever asked for the verification, or to ``api_key_id``."""
+    return Subject(
+        tenant_id=verification.tenant_id,
+        user_id=verification.user_id,
+        api_key_id=api_key_id or verification.api_key_id,
+        client_ip=verification.client_ip,
+        phone_e164=verification.to_e164,
+        verification_id=verification.id,
+    )
+
+
+async def record_for(
+    uow: UnitOfWork,
+    event_type: EventType,
+    verification: Verification,
+    *,
+    api_key_id: uuid.UUID | None = None,
+    **detail: Any,
+) -> None:
+    """An event about a verification, attributed to whoever asked for it (or ``api_key_id``)."""
+    subject = subject_of(verification, api_key_id)
+    await record(uow, event_type, subject, purpose=verification.purpose.value, **detail)
