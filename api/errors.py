@@ -42,7 +42,7 @@ _STATUS_BY_ERROR: list[tuple[type[TwostepError], int]] = [
     (ServiceUnavailable, 503),
 ]
 # What Starlette and FastAPI raise themselves, besides the 400 of a body that is not UTF-8: an
-# unknown path, an unknown method. Every code the API sends is in the README's table of errors.
+# unknown path, an unknown method. Every code the API sends is in docs/api.md's table of errors.
 _CODE_BY_STATUS = {404: "not_found", 405: "method_not_allowed"}
 _PHONE_FIELDS = frozenset({"to", "phone"})
 _UNREADABLE = "the body is not valid JSON (UTF-8)"

@@ -30,7 +30,7 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
-    code: str = Field(description="Stable snake_case word: see the README's table of errors")
+    code: str = Field(description="Stable snake_case word: see the table of errors in docs/api.md")
     limit: str | None = Field(default=None, description="On 429: which limit refused")
     errors: list[FieldProblem] | None = Field(default=None, description="On 422: what is wrong")
 

@@ -30,7 +30,8 @@ SERVICE_SID = "VA" + "0" * 32
 
 
 class SandboxHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no types
-    """Sends every ``*.twilio.com`` request to the sandbox (the README's "Using it on its own")."""
+    """Sends every ``*.twilio.com`` request to the sandbox (sandbox/README.md: "Using it on its
+    own")."""
 
     def __init__(self, base_url: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

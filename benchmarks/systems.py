@@ -149,7 +149,7 @@ def start_all(supervisor: Supervisor, database_url: str, workers: int, run_id: s
 
 
 def _behind_the_api(argv: list[str]) -> list[str]:
-    """Workers and beat at a lower CPU priority, as the README advises on a host they share
+    """Workers and beat at a lower CPU priority, as docs/operations.md advises on a host they share
     with the API: a login server's calls stay quick while jobs wait a few milliseconds more."""
     return ["nice", "-n", "10", *argv] if shutil.which("nice") else argv
 

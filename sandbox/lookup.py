@@ -2,7 +2,7 @@
 
 Validity and formats come from libphonenumber (``phonenumbers``), as close to Twilio's own as a
 library gets. Line types and SIM swaps come from the number ranges in ``sandbox.faults``
-(documented in the README); every other valid number is a mobile with no recent swap.
+(documented in sandbox/README.md); every other valid number is a mobile with no recent swap.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def parse_fields(raw: str | None) -> frozenset[str]:
     unknown = sorted({name for name in names if name not in FIELDS})
     if unknown:
         # Twilio documents no answer for an unknown package; its error 60618 is the one for
-        # "an invalid value was passed for query parameters" (choice, see the README).
+        # "an invalid value was passed for query parameters" (choice, see sandbox/README.md).
         raise TwilioError(
             400,
             60618,

@@ -1,7 +1,7 @@
 """Twilio Verify v2's rules, in memory. No HTTP here: ``sandbox.app`` puts this on the wire.
 
 Everything is per service: pending verifications, codes, the send limit and the inbox. The
-rules and where each comes from are in the README's sandbox section; the places where Twilio
+rules and where each comes from are in sandbox/README.md; the places where Twilio
 documents nothing and we chose are marked "choice" below and listed there too.
 """
 

@@ -92,7 +92,7 @@ class Cluster:
 
     def scaled(self, count: int) -> int:
         """The embedded Redis moves ~10 jobs a second: scenarios shrink to stay in budget there.
-        The README's figures come from a real redis-server."""
+        The documentation's figures come from a real redis-server."""
         return max(20, count // 10) if self.redis.embedded else count
 
     def start(self, name: str, *argv: str) -> ServiceProcess:

@@ -317,9 +317,10 @@ def create_key(database_url: str, name: str) -> str:
 
 
 def documented_metrics() -> dict[str, set[str]]:
-    """The README's metrics table: each metric and the processes it is said to come from."""
-    readme = (REPO / "README.md").read_text()
-    table = readme.split("The\n  metrics, and where they come from:", 1)[1].split("\n- **", 1)[0]
+    """The metrics table of the operations guide (docs/operations.md): each metric and the
+    processes it is said to come from."""
+    guide = (REPO / "docs" / "operations.md").read_text()
+    table = guide.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
     documented: dict[str, set[str]] = {}
     for row in table.splitlines():
         cells = [cell.strip() for cell in row.strip().strip("|").split("|")]

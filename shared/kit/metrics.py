@@ -3,9 +3,9 @@ or a tenant as a label.
 
 Every process serves its own registry: the API on ``/metrics`` (an ``admin`` key; with
 ``--workers N`` the processes share one through prometheus_client's multiprocess mode), each
-worker and beat on a port of their own (``TWOSTEP_METRICS_PORT``, ``--metrics-port``).
-Prometheus sums across processes. The README's table lists every metric; a test scrapes every
-process after a flow and finds each of them.
+worker and beat on a port of their own (``TWOSTEP_WORKER_METRICS_PORT``,
+``TWOSTEP_BEAT_METRICS_PORT``). Prometheus sums across processes. docs/operations.md lists
+every metric; a test scrapes every process after a flow and finds each of them.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def fast_system(
         yield system
 
 
-# Exactly what the site needs from twostep (README: the reference login site), never admin.
+# Exactly what the site needs from twostep (docs/login-site.md), never admin.
 SITE_SCOPES = "verify,users,users:manage"
 
 

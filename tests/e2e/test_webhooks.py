@@ -1,6 +1,6 @@
 """Signed webhooks against the real processes: a receiver that is down for a while and then up
 gets each event exactly once, signed; a receiver that hangs holds up no login (its deliveries
-have a worker of their own, as in the compose file); the README's verifier accepts the
+have a worker of their own, as in the compose file); the webhooks guide's verifier accepts the
 deliveries and refuses them tampered with or replayed."""
 
 from __future__ import annotations
@@ -87,11 +87,12 @@ def login_with_a_wrong_code(http: httpx.Client, system: System) -> tuple[str, fl
     return created.json()["id"], time.monotonic() - started
 
 
-def readme_verifier() -> dict[str, Any]:
-    block = re.search(r"```python\n(import hashlib.*?)```", (REPO / "README.md").read_text(), re.S)
+def guide_verifier() -> dict[str, Any]:
+    guide = (REPO / "docs" / "webhooks.md").read_text()
+    block = re.search(r"```python\n(import hashlib.*?)```", guide, re.S)
     assert block is not None
     namespace: dict[str, Any] = {}
-    exec(block.group(1), namespace)  # noqa: S102 - the README's own example
+    exec(block.group(1), namespace)  # noqa: S102 - the webhooks guide's own example
     return namespace
 
 
@@ -136,7 +137,7 @@ def test_a_receiver_down_for_a_while_gets_each_event_once_and_a_hanging_one_slow
             slow_server.stop()
     per_event = Counter(headers["twostep-event-id"] for headers, _ in receiver.received)
     types = Counter(json.loads(body)["type"] for _, body in receiver.received)
-    verifier = readme_verifier()
+    verifier = guide_verifier()
     verify = verifier["verify_twostep_signature"]
     for headers, body in receiver.received:
         assert verify(secret, headers["twostep-signature"], body)
@@ -214,7 +215,7 @@ def test_the_user_hears_of_every_change_to_their_account(
             )
     finally:
         server.stop()
-    verify = readme_verifier()["verify_twostep_signature"]
+    verify = guide_verifier()["verify_twostep_signature"]
     secret = endpoint.json()["secret"]
     events = [json.loads(body) for _, body in receiver.received]
     assert all(verify(secret, h["twostep-signature"], body) for h, body in receiver.received)

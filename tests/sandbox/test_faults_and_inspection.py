@@ -216,15 +216,15 @@ def test_stats_count_every_request_and_show_duplicates(own_sandbox: ThreadedServ
 def test_the_readme_snippet_works(sandbox_server: ThreadedServer) -> None:
     from tests.support import REPO
 
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("### Using it on its own", 1)[1]
+    readme = (REPO / "sandbox" / "README.md").read_text()
+    section = readme.split("## Using it on its own", 1)[1]
     snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
     to = random_phone()
     snippet = snippet.replace("http://127.0.0.1:8765", sandbox_server.url).replace(
         "+14155550123", to
     )
     namespace: dict[str, Any] = {}
-    exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    exec(compile(snippet, "sandbox/README.md", "exec"), namespace)  # noqa: S102 - our own docs
     assert namespace["status"] == "approved"
     namespace["client"].http_client.session.close()
 

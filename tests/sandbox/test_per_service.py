@@ -126,7 +126,7 @@ class TestCustomCode:
         to = random_phone()
         sid = service.verifications.create(to=to, channel="sms", custom_code="X7Q2").sid
         assert sandbox.latest_code(to) == "X7Q2"
-        # A re-send's custom code replaces the pending one's (the README's choice).
+        # A re-send's custom code replaces the pending one's (sandbox/README.md's choice).
         assert service.verifications.create(to=to, channel="sms", custom_code="8A9B0C").sid == sid
         assert sandbox.latest_code(to) == "8A9B0C"
         assert not service.verification_checks.create(to=to, code="X7Q2").valid

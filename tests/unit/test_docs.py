@@ -1,8 +1,11 @@
-"""The README, CI and compose file promise things about the code; hold them to it."""
+"""The README, the documentation site (docs/), CI and the compose file promise things about the
+code; hold them to it."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 import yaml
 from click.testing import CliRunner
@@ -10,23 +13,98 @@ from click.testing import CliRunner
 from api import errors
 from shared.errors import TwostepError
 from shared.kit.settings import Settings
-from tests.support import REPO
+from shared.webhooks.domain import WebhookEvent
+from tests.support import REPO, documented_metrics
+from twostep import docs_config
 from twostep.cli import main
+from twostep.docs_config import OTHER_VARIABLES, env_name
 
 README = (REPO / "README.md").read_text()
+DOCS = REPO / "docs"
 
 
-def env_name(field: str) -> str:
-    alias = Settings.model_fields[field].validation_alias
-    if alias is not None:
-        return str(alias.choices[0])  # type: ignore[union-attr]
-    return f"TWOSTEP_{field.upper()}"
+def page(name: str) -> str:
+    return (DOCS / name).read_text()
 
 
-def test_every_setting_is_in_the_configuration_table() -> None:
-    table = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    missing = [env_name(f) for f in Settings.model_fields if f"`{env_name(f)}`" not in table]
+def section(text: str, heading: str) -> str:
+    """A ``## heading`` section of a page, up to the next one of its level."""
+    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def every_doc() -> dict[str, str]:
+    """Every Markdown file that documents twostep, by its path in the repository."""
+    paths = [
+        REPO / "README.md",
+        REPO / "CONTRIBUTING.md",
+        REPO / "SECURITY.md",
+        REPO / "sandbox" / "README.md",
+        *sorted(DOCS.glob("*.md")),
+    ]
+    return {str(path.relative_to(REPO)): path.read_text() for path in paths}
+
+
+# --- the configuration reference, generated from the settings
+
+
+def test_every_setting_has_a_description() -> None:
+    undescribed = [
+        env_name(name)
+        for name, field in Settings.model_fields.items()
+        if not (field.description or "").strip()
+    ]
+    assert undescribed == []
+
+
+def test_every_setting_is_in_the_configuration_reference() -> None:
+    reference = page("configuration.md")
+    missing = [
+        env_name(f) for f in Settings.model_fields if f"| `{env_name(f)}` |" not in reference
+    ]
     assert missing == []
+
+
+def test_the_configuration_reference_is_the_generators_output() -> None:
+    assert page("configuration.md") == docs_config.render(), (
+        "docs/configuration.md is stale: run .venv/bin/python -m twostep.docs_config"
+    )
+
+
+def test_every_setting_is_rendered_with_its_default_and_description() -> None:
+    rendered = docs_config.render()
+    for name, field in Settings.model_fields.items():
+        row = next(line for line in rendered.splitlines() if f"| `{env_name(name)}` |" in line)
+        cells = [cell.strip() for cell in row.strip().strip("|").split(" | ")]
+        assert cells[1] == docs_config.default_of(field), name
+        assert cells[2] and cells[2] == " ".join((field.description or "").split()), name
+    groups = list(docs_config.groups())
+    assert sum(len(group.model_fields) for group in groups) == len(Settings.model_fields)
+
+
+_READS = re.compile(
+    r'(?:environ\.get\(|environ\[|getenv\(|envvar=)\s*"((?:TWOSTEP|TWILIO)_[A-Z_]+)"'
+)
+
+
+def test_every_variable_read_from_the_environment_is_documented() -> None:
+    """Beside the settings object, a few processes read a variable themselves; each is in the
+    reference's table of those, which names only variables that something reads."""
+    settings = {env_name(field) for field in Settings.model_fields}
+    others = {variable.name: variable for variable in OTHER_VARIABLES}
+    read: dict[str, set[str]] = {}
+    for folder in ("api", "workers", "shared", "twostep", "sandbox"):
+        for path in (REPO / folder).rglob("*.py"):
+            for name in _READS.findall(path.read_text()):
+                read.setdefault(name, set()).add(str(path.relative_to(REPO)))
+    assert set(read) - settings - set(others) == set()
+    for name, variable in others.items():
+        assert variable.read_in in read.get(name, set()), (
+            f"nothing in {variable.read_in} reads {name}"
+        )
+        assert f"| `{name}` |" in page("configuration.md"), name
+
+
+# --- commands
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -36,11 +114,25 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "pytest" in command
 
 
-def test_every_command_the_readme_names_exists() -> None:
+def test_ci_builds_the_docs_with_warnings_as_errors() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    assert re.search(r"^(?:\w+=\S* )*\.venv/bin/mkdocs build --strict\b", ci, re.MULTILINE), ci
+
+
+def test_every_command_the_docs_name_exists() -> None:
     runner = CliRunner()
-    for command in sorted(set(re.findall(r"`twostep (\w+)", README))):
+    named = {
+        command
+        for text in every_doc().values()
+        for command in re.findall(r"`(?:\.venv/bin/)?twostep (\w[\w-]*)", text)
+    }
+    assert {"dev", "api", "worker", "beat", "keys", "tenants", "sandbox"} <= named
+    for command in sorted(named):
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0, f"twostep {command}: {result.output}"
+
+
+# --- the compose files
 
 
 def test_compose_runs_every_process_with_health_checks() -> None:
@@ -103,10 +195,10 @@ def test_the_sandbox_override_is_development_and_gets_no_twilio_credentials() ->
 
 
 def test_compose_sets_only_variables_twostep_reads() -> None:
-    table = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    known = {env_name(field) for field in Settings.model_fields} | set(
-        re.findall(r"^\| `([A-Z_]+)`", table, re.MULTILINE)
-    )
+    reference = page("configuration.md")
+    known = set(re.findall(r"^\| `([A-Z_]+)`", reference, re.MULTILINE))
+    assert {env_name(field) for field in Settings.model_fields} <= known
+    assert {variable.name for variable in OTHER_VARIABLES} <= known
     for file in ("docker-compose.yml", "compose.dev.yml"):
         for name, service in yaml.safe_load((REPO / file).read_text())["services"].items():
             environment = service.get("environment") or {}
@@ -118,21 +210,38 @@ def test_compose_sets_only_variables_twostep_reads() -> None:
             assert unknown == set(), f"{file}: {name} sets {unknown}, which nothing reads"
 
 
+# --- metrics
+
+
+def test_the_metrics_table_lists_every_metric_and_only_real_ones() -> None:
+    from prometheus_client import REGISTRY
+
+    import shared.kit.metrics  # noqa: F401 - registers every metric
+
+    registered = {
+        collector.name for collector in REGISTRY.collect() if collector.name.startswith("twostep_")
+    }
+    documented = {name.removesuffix("_total") for name in documented_metrics()}
+    assert documented == registered
+
+
 def test_the_scaling_guide_names_real_settings_and_metrics() -> None:
-    guide = (REPO / "docs" / "scaling.md").read_text()
+    guide = page("scaling.md")
     settings = {env_name(field) for field in Settings.model_fields}
     named = set(re.findall(r"`(TWOSTEP_[A-Z_]+)", guide))
     assert named and named <= settings, named - settings
     metrics = set(re.findall(r"`(twostep_[a-z_]+)", guide))
-    assert metrics and all(f"`{metric}" in README for metric in metrics), metrics
+    assert metrics and metrics <= set(documented_metrics()), metrics - set(documented_metrics())
 
 
-def test_the_readme_client_example_compiles_and_calls_real_methods() -> None:
+# --- the HTTP API, the client, webhooks
+
+
+def test_the_client_example_compiles_and_calls_real_methods() -> None:
     from twostep_client import TwostepClient
 
-    section = README.split("## The Python client", 1)[1].split("\n## ", 1)[0]
-    example = section.split("```python\n", 1)[1].split("```", 1)[0]
-    compile(example, "README.md", "exec")
+    example = page("client.md").split("```python\n", 1)[1].split("```", 1)[0]
+    compile(example, "docs/client.md", "exec")
     called = set(re.findall(r"twostep\.(\w+)\(", example))
     assert called and all(callable(getattr(TwostepClient, name, None)) for name in called), called
 
@@ -159,9 +268,66 @@ def _problem_codes_the_api_sends() -> set[str]:
 
 
 def test_every_problem_code_is_in_the_errors_table() -> None:
-    table = README.split("Errors are `application/problem+json`", 1)[1].split("\n\n", 2)[1]
+    table = section(page("api.md"), "Errors")
     in_table = set(re.findall(r"^\|.*\| \d{3} \| `([a-z_]+)` \|$", table, re.MULTILINE))
     sent = _problem_codes_the_api_sends()
     assert {"unauthorized", "payload_too_large", "method_not_allowed", "internal_error"} <= sent
     assert sent - in_table == set()
     assert in_table - sent == set(), "the table lists a code nothing sends"
+
+
+def test_the_webhooks_guide_names_every_event_and_only_real_ones() -> None:
+    events = section(page("webhooks.md"), "Events").split("Each is `{")[0]
+    named = set(re.findall(r"`([a-z_]+\.[a-z_]+)`", events))
+    assert named == {event.value for event in WebhookEvent}
+
+
+# --- the site and the README as its front door
+
+
+class _AnyTagLoader(yaml.SafeLoader):
+    """mkdocs.yml's own tags (``!relative``) read as plain values."""
+
+
+def _any_tag(loader: yaml.SafeLoader, _suffix: str, node: yaml.Node) -> Any:
+    return loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else None
+
+
+_AnyTagLoader.add_multi_constructor("!", _any_tag)
+
+
+def _nav_pages(nav: Any) -> list[str]:
+    if isinstance(nav, str):
+        return [nav]
+    if isinstance(nav, list):
+        return [name for item in nav for name in _nav_pages(item)]
+    if isinstance(nav, dict):
+        return [name for value in nav.values() for name in _nav_pages(value)]
+    return []
+
+
+def test_the_site_lists_every_page_once() -> None:
+    config = yaml.load((REPO / "mkdocs.yml").read_text(), Loader=_AnyTagLoader)  # noqa: S506
+    assert config["docs_dir"] == "docs" and config["theme"]["name"] == "material"
+    listed = _nav_pages(config["nav"])
+    assert len(listed) == len(set(listed))
+    assert set(listed) == {path.name for path in DOCS.glob("*.md")}
+
+
+def test_included_files_exist() -> None:
+    for name, text in every_doc().items():
+        for included in re.findall(r'^--8<-- "([^"]+)"$', text, re.MULTILINE):
+            assert (REPO / included).is_file(), f"{name} includes {included}"
+
+
+def test_the_readme_is_a_front_door_whose_links_lead_somewhere() -> None:
+    assert len(README.splitlines()) <= 250
+    targets = re.findall(r"\]\(((?!https?://)[^)#]+)(?:#[^)]*)?\)", README)
+    assert any(target.startswith("docs/") for target in targets)
+    for target in targets:
+        assert (REPO / target).exists(), target
+    for name, text in every_doc().items():
+        if name.startswith("docs/"):
+            continue
+        for target in re.findall(r"\]\(((?!https?://)[^)#]+)(?:#[^)]*)?\)", text):
+            assert (REPO / Path(name).parent / target).exists(), f"{name}: {target}"
