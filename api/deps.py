@@ -6,22 +6,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.idempotency import AnswerOnce
+from api.idempotency import AnswerOnce, KeyedAnswerOnce
 from shared.bootstrap import Core
 from shared.errors import NotFound
 from shared.kit.settings import Settings
 from shared.tenants.domain import Scope
+from shared.tenants.idempotency import KEY_PATTERN
 from shared.tenants.keys import require_scope
 from shared.tenants.models import ApiKey
 from shared.two_step.recovery import RecoveryCodes
 from shared.two_step.service import TwoStep
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.service import Verifications
+from shared.verifications.views import View
 from shared.verifications.waiting import MAX_WAIT_SECONDS, Waiting
 from shared.webhooks.service import Webhooks
 
@@ -58,13 +61,52 @@ async def _webhooks(core: CoreDep) -> Webhooks:
     return core.webhooks
 
 
-async def _waiting(core: CoreDep) -> Waiting:
-    return core.waiting
+WaitSeconds = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description="Hold the answer up to this many seconds until the result is decided "
+        "(a verification sent or over, a check answered); then answer with what there is.",
+    ),
+]
 
 
-async def _answer_once(request: Request) -> AnswerOnce:
+@dataclass(frozen=True)
+class WaitUpTo:
+    """A request's ``?wait=S``: its reads answer once the result is decided, at most S s."""
+
+    waiting: Waiting
+    seconds: float
+
+    async def verification(self, tenant_id: uuid.UUID, verification_id: uuid.UUID) -> View:
+        return await self.waiting.verification(tenant_id, verification_id, self.seconds)
+
+    async def check(
+        self, tenant_id: uuid.UUID, verification_id: uuid.UUID, check_id: uuid.UUID
+    ) -> View:
+        return await self.waiting.check(tenant_id, verification_id, check_id, self.seconds)
+
+
+async def _wait(core: CoreDep, wait: WaitSeconds = 0) -> WaitUpTo:
+    return WaitUpTo(core.waiting, wait)
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Repeat a request with the same key (for 24 h) to get the first answer again, "
+        "with no second effect. 1 to 255 printable ASCII characters, no spaces.",
+        # Checked where the key is used (shared.tenants.idempotency), by this very pattern.
+        json_schema_extra={"pattern": KEY_PATTERN},
+    ),
+]
+
+
+async def _answer_once(request: Request, idempotency_key: IdempotencyKey = None) -> KeyedAnswerOnce:
     once: AnswerOnce = request.app.state.answer_once
-    return once
+    return once.for_key(idempotency_key)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -72,8 +114,8 @@ VerificationsDep = Annotated[Verifications, Depends(_verifications)]
 TwoStepDep = Annotated[TwoStep, Depends(_two_step)]
 RecoveryCodesDep = Annotated[RecoveryCodes, Depends(_recovery_codes)]
 WebhooksDep = Annotated[Webhooks, Depends(_webhooks)]
-WaitingDep = Annotated[Waiting, Depends(_waiting)]
-AnswerOnceDep = Annotated[AnswerOnce, Depends(_answer_once)]
+WaitDep = Annotated[WaitUpTo, Depends(_wait)]
+AnswerOnceDep = Annotated[KeyedAnswerOnce, Depends(_answer_once)]
 
 
 async def get_uow(core: CoreDep) -> AsyncIterator[UnitOfWork]:
@@ -116,16 +158,6 @@ VerifyKey = Annotated[ApiKey, _scoped(Scope.VERIFY)]
 UsersKey = Annotated[ApiKey, _scoped(Scope.USERS)]
 UsersManageKey = Annotated[ApiKey, _scoped(Scope.USERS_MANAGE)]
 AdminKey = Annotated[ApiKey, _scoped(Scope.ADMIN)]
-
-WaitSeconds = Annotated[
-    float,
-    Query(
-        ge=0,
-        le=MAX_WAIT_SECONDS,
-        description="Hold the answer up to this many seconds until the result is decided "
-        "(a verification sent or over, a check answered); then answer with what there is.",
-    ),
-]
 
 
 # Ids are UUIDs, and the document says so; the route still takes any string, so that a malformed

@@ -67,6 +67,9 @@ class AnswerOnce:
         async with self.locks.hold(api_key.id, key):
             return await self._holding_the_key(api_key, key, request, do)
 
+    def for_key(self, key: str | None) -> KeyedAnswerOnce:
+        return KeyedAnswerOnce(self, key)
+
     async def _holding_the_key(
         self,
         api_key: ApiKey,
@@ -94,3 +97,19 @@ class AnswerOnce:
         if stored is None:
             raise RuntimeError("an Idempotency-Key collided but its first answer is gone")
         return Answered(stored, replayed=True)
+
+
+@dataclass(frozen=True)
+class KeyedAnswerOnce:
+    """``AnswerOnce`` for one request, with the ``Idempotency-Key`` it came with (if any)."""
+
+    once: AnswerOnce
+    key: str | None
+
+    async def __call__(
+        self,
+        api_key: ApiKey,
+        request: RequestShape,
+        do: Callable[[UnitOfWork], Awaitable[StoredAnswer]],
+    ) -> Answered:
+        return await self.once(api_key, self.key, request, do)

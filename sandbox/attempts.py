@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sandbox.common import format_time, invalid, is_sid, not_found, parse_time
 from sandbox.lookup import region_of
@@ -30,6 +30,17 @@ FILTERS = (
     "VerificationSid",
     "Status",
 )
+
+
+class SentVerification(Protocol):
+    """What an attempt records of the verification that was sent."""
+
+    sid: str
+    account_sid: str
+    service_sid: str
+    to: str
+    channel: str
+    code: str
 
 
 @dataclass
@@ -142,25 +153,15 @@ class AttemptLog:
     def __len__(self) -> int:
         return len(self._by_sid)
 
-    def record(
-        self,
-        sid: str,
-        *,
-        account_sid: str,
-        service_sid: str,
-        verification_sid: str,
-        to: str,
-        channel: str,
-        code_length: int,
-        at: datetime,
-    ) -> Attempt:
+    def record(self, sid: str, verification: SentVerification, at: datetime) -> Attempt:
+        """One more send of ``verification``: an attempt with its channel as it is now."""
         self._seq += 1
         attempt = Attempt(
-            sid, account_sid, service_sid, verification_sid, to, channel, code_length, at, at,
-            self._seq,
+            sid, verification.account_sid, verification.service_sid, verification.sid,
+            verification.to, verification.channel, len(verification.code), at, at, self._seq,
         )  # fmt: skip
         self._by_sid[sid] = attempt
-        self._by_verification.setdefault(verification_sid, []).append(attempt)
+        self._by_verification.setdefault(verification.sid, []).append(attempt)
         while len(self._by_sid) > self.limit:
             self._forget(self._by_sid.popitem(last=False)[1])
         return attempt

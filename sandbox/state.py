@@ -144,16 +144,7 @@ class VerifyState:
         verification.send_attempts.append(SendAttempt(now, channel, attempt_sid))
         sends.append(now)
         self._sends.move_to_end((service.sid, to))
-        self.attempts.record(
-            attempt_sid,
-            account_sid=service.account_sid,
-            service_sid=service.sid,
-            verification_sid=verification.sid,
-            to=to,
-            channel=channel,
-            code_length=len(verification.code),
-            at=now,
-        )
+        self.attempts.record(attempt_sid, verification, now)
         body = _body(service, channel, verification.code)
         self.messages.appendleft(
             Message(to, channel, verification.code, verification.sid, now, service.sid, body)

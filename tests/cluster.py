@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -22,6 +22,7 @@ from sqlalchemy import Engine, or_, select, text
 from sqlalchemy.orm import Session
 
 from shared.kit.db.migrate import migration_engine, upgrade
+from shared.kit.jobs import ALL_QUEUES
 from shared.verifications.models import Verification
 from tests.conftest import POSTGRES_URL
 from tests.support import (
@@ -197,6 +198,27 @@ class Cluster:
             what=f"{total} verifications to be {settled} (now {dict(self.statuses(tag))})",
         )
         return time.monotonic() - started
+
+    def wait_quiet(self, *, timeout: float) -> None:
+        """Wait until no job waits in a queue or runs, and the sandbox is answering nothing.
+
+        Workers acknowledge a job only once it has run (``task_acks_late``): until then its
+        message sits in kombu's ``unacked`` hash. An empty broker therefore means no job is
+        running either, and with every row final none will be published again: what the
+        sandbox has counted by then is all it will ever count."""
+        client, sandbox = self.redis_client(), self.sandbox()
+        prefix = self.env.get("TWOSTEP_REDIS_KEY_PREFIX", "")
+
+        def quiet() -> bool:
+            waiting = sum(cast(int, client.llen(f"{prefix}{queue}")) for queue in ALL_QUEUES)
+            running = cast(int, client.hlen(f"{prefix}unacked"))
+            return waiting == running == 0 and sandbox.stats()["in_flight"] == 0
+
+        try:
+            wait_until(quiet, timeout=timeout, what="no job queued or running")
+        finally:
+            client.close()
+            sandbox.http.close()
 
     def logs(self) -> str:
         return "\n".join(process.log() for process in self.processes.values())

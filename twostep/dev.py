@@ -16,12 +16,10 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
@@ -32,16 +30,23 @@ from shared.errors import Unauthorized
 from shared.kit import crypto
 from shared.kit.crypto import keyring_of
 from shared.kit.db.migrate import upgrade
-from shared.kit.jobs import make_celery
 from shared.kit.settings import Settings
 from shared.tenants.domain import ALL_SCOPES, Scope
 from shared.tenants.keys import authenticate, create_api_key
 from shared.unit_of_work import UnitOfWork
-from twostep.children import redis_server_argv, stop
+from twostep.children import redis_server_argv
 from twostep.common import run_in_unit_of_work
+from twostep.launcher import (
+    Launcher,
+    StartFailed,
+    free_port,
+    free_port_near,
+    say,
+    wait_http,
+    wait_tcp,
+    wait_worker,
+)
 
-_STOP_TIMEOUT = 20.0
-_START_TIMEOUT = 60.0
 # The repository this twostep runs from, when it is installed editable (pip install -e .).
 _REPOSITORY = Path(__file__).resolve().parent.parent
 _EXAMPLE_INSTALL = ".venv/bin/pip install -c constraints.txt -e '.[example]' -e ./clients/python"
@@ -57,52 +62,11 @@ class DevOptions:
     example_port: int = 8080
 
 
-@dataclass
-class _Child:
-    name: str
-    process: subprocess.Popen[bytes]
-
-
-@dataclass
-class _Launcher:
-    env: dict[str, str]
-    children: list[_Child] = field(default_factory=list)
-
-    def start(
-        self, name: str, *argv: str, env: dict[str, str] | None = None, cwd: Path | None = None
-    ) -> _Child:
-        process = subprocess.Popen(
-            [sys.executable, *argv],
-            env=env or self.env,
-            cwd=cwd,
-            start_new_session=True,  # Ctrl-C goes to the launcher only; it stops children in order
-        )
-        child = _Child(name, process)
-        self.children.append(child)
-        return child
-
-    def start_command(self, name: str, argv: list[str]) -> _Child:
-        process = subprocess.Popen(argv, env=self.env, start_new_session=True)
-        child = _Child(name, process)
-        self.children.append(child)
-        return child
-
-    def first_exited(self) -> _Child | None:
-        return next((c for c in self.children if c.process.poll() is not None), None)
-
-    def stop_all(self) -> None:
-        for child in reversed(self.children):
-            if child.process.poll() is None:
-                _say(f"stopping {child.name}…")
-                if not stop(child.process, _STOP_TIMEOUT):
-                    _say(f"{child.name} did not stop in {_STOP_TIMEOUT:.0f}s; killed it")
-
-
 def run_dev(options: DevOptions) -> int:
     if options.example:
         problem = example_site_problem()
         if problem:
-            _say(problem)
+            say(problem)
             return 1
     data_dir = Path(options.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +76,7 @@ def run_dev(options: DevOptions) -> int:
     env.setdefault("TWOSTEP_ENVIRONMENT", "development")
     env.setdefault("TWOSTEP_DATABASE_URL", f"sqlite:///{data_dir / 'twostep.db'}")
     env.setdefault("PYTHONUNBUFFERED", "1")
-    launcher = _Launcher(env)
+    launcher = Launcher(env)
 
     interrupted = False
 
@@ -128,35 +92,31 @@ def run_dev(options: DevOptions) -> int:
         while not interrupted:
             exited = launcher.first_exited()
             if exited is not None:
-                _say(
+                say(
                     f"{exited.name} exited with code {exited.process.returncode}; stopping the rest"
                 )
                 return 1
             time.sleep(0.5)
         return 0
-    except _StartFailed as exc:
-        _say(f"could not start: {exc}")
+    except StartFailed as exc:
+        say(f"could not start: {exc}")
         return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         launcher.stop_all()
-        _say("stopped")
-
-
-class _StartFailed(Exception):
-    pass
+        say("stopped")
 
 
 def _start_all(
-    launcher: _Launcher, options: DevOptions, data_dir: Path, interrupted: Callable[[], bool]
+    launcher: Launcher, options: DevOptions, data_dir: Path, interrupted: Callable[[], bool]
 ) -> _Banner:
     """Every child, each answering before the banner is shown."""
     env = launcher.env
     redis_note = _start_redis(launcher, data_dir)
     sandbox_url = None
     if not (env.get("TWILIO_ACCOUNT_SID") and env.get("TWILIO_AUTH_TOKEN")):
-        sandbox_port = _free_port_near(options.sandbox_port)
+        sandbox_port = free_port_near(options.sandbox_port)
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         env["TWOSTEP_TWILIO_BASE_URL"] = sandbox_url
         # The services it makes (one per tenant) must outlive it: the database names them.
@@ -166,28 +126,28 @@ def _start_all(
             "--state-file", state,
         )  # fmt: skip
 
-    _say(f"migrating {masked_url(env['TWOSTEP_DATABASE_URL'])}")
+    say(f"migrating {masked_url(env['TWOSTEP_DATABASE_URL'])}")
     settings = _settings_of(env)
     # The keys its children will use: the environment's, else the development ones.
     crypto.install(keyring_of(settings))
     upgrade(env["TWOSTEP_DATABASE_URL"])
     api_key = _saved_or_new_key(settings, data_dir / "dev-api-key", "dev", ALL_SCOPES)
 
-    api_port = _free_port_near(options.api_port)
+    api_port = free_port_near(options.api_port)
     api_url = f"http://127.0.0.1:{api_port}"
     launcher.start("api", "-m", "twostep.cli", "api", "--port", str(api_port))
-    metrics_ports = _free_port_near(9101), _free_port_near(9102)
+    metrics_ports = free_port_near(9101), free_port_near(9102)
     launcher.start("worker", "-m", "twostep.cli", "worker", "--metrics-port", str(metrics_ports[0]))
     launcher.start("beat", "-m", "twostep.cli", "beat", "--metrics-port", str(metrics_ports[1]))
     flower_url = None
     if options.flower:
-        flower_port = _free_port_near(5555)
+        flower_port = free_port_near(5555)
         flower_url = f"http://127.0.0.1:{flower_port}"
         launcher.start("flower", "-m", "twostep.cli", "flower", "--port", str(flower_port))
     if sandbox_url:
-        _wait_http(f"{sandbox_url}/healthz", "sandbox", launcher, interrupted)
-    _wait_http(f"{api_url}/readyz", "api", launcher, interrupted)
-    _wait_worker(env["TWOSTEP_REDIS_URL"], launcher, interrupted)
+        wait_http(f"{sandbox_url}/healthz", "sandbox", launcher, interrupted)
+    wait_http(f"{api_url}/readyz", "api", launcher, interrupted)
+    wait_worker(env["TWOSTEP_REDIS_URL"], launcher, interrupted)
     site_url = None
     if options.example:  # once the API answers: the site's webhook endpoint is made through it
         site = _ExampleSite(options.example_port, data_dir, api_url, api_key, sandbox_url)
@@ -198,11 +158,11 @@ def _start_all(
     )
 
 
-def _start_redis(launcher: _Launcher, data_dir: Path) -> str:
+def _start_redis(launcher: Launcher, data_dir: Path) -> str:
     env = launcher.env
     if env.get("TWOSTEP_REDIS_URL"):
         return f"Redis from TWOSTEP_REDIS_URL ({masked_url(env['TWOSTEP_REDIS_URL'])})"
-    port = _free_port()
+    port = free_port()
     env["TWOSTEP_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     server = shutil.which("redis-server")
     if server:
@@ -216,7 +176,7 @@ def _start_redis(launcher: _Launcher, data_dir: Path) -> str:
             f"embedded Redis (fakeredis) on port {port}: no redis-server on PATH. It works but "
             "is slow (~10 jobs/s); install Redis for anything beyond a try-out"
         )
-    _wait_tcp(port, "redis", launcher)
+    wait_tcp(port, "redis", launcher)
     return note
 
 
@@ -252,14 +212,14 @@ class _ExampleSite:
 
 
 def _start_example_site(
-    launcher: _Launcher, site: _ExampleSite, interrupted: Callable[[], bool]
+    launcher: Launcher, site: _ExampleSite, interrupted: Callable[[], bool]
 ) -> str | None:
     """The login site, a client of the API with a key of its own (the scopes it needs and no
     more), told of account changes by a webhook endpoint; its data beside twostep's. Its URL
     once it answers (None if interrupted first)."""
     if interrupted():
         return None
-    site_port = _free_port_near(site.port)
+    site_port = free_port_near(site.port)
     site_url = f"http://127.0.0.1:{site_port}"
     key_file = site.data_dir / "login-site-api-key"
     env = {
@@ -279,7 +239,7 @@ def _start_example_site(
         "login site", "-m", "examples.login_site", "--port", str(site_port),
         env=env, cwd=_REPOSITORY,
     )  # fmt: skip
-    _wait_http(f"{site_url}/login", "login site", launcher, interrupted)
+    wait_http(f"{site_url}/login", "login site", launcher, interrupted)
     return site_url
 
 
@@ -305,7 +265,7 @@ def _site_webhook_secret(site: _ExampleSite, url: str) -> str | None:
             answer = http.post("/v1/webhook-endpoints", json={"url": url}).raise_for_status()
             created = answer.json()
     except (httpx.HTTPError, KeyError, ValueError) as error:
-        _say(f"the login site gets no security notices: no webhook endpoint ({error})")
+        say(f"the login site gets no security notices: no webhook endpoint ({error})")
         return None
     saved_file.write_text(json.dumps({k: created[k] for k in ("id", "url", "secret")}) + "\n")
     saved_file.chmod(0o600)
@@ -345,69 +305,6 @@ def _saved_or_new_key(
     return plaintext
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _free_port_near(preferred: int) -> int:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            port = _free_port()
-            _say(f"port {preferred} is taken; using {port}")
-            return port
-
-
-def _wait_tcp(port: int, name: str, launcher: _Launcher) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT
-    while time.monotonic() < deadline:
-        with (
-            contextlib.suppress(OSError),
-            socket.create_connection(("127.0.0.1", port), timeout=0.5),
-        ):
-            return
-        _fail_if_exited(launcher)
-        time.sleep(0.1)
-    raise _StartFailed(f"{name} did not open port {port} within {_START_TIMEOUT:.0f}s")
-
-
-def _wait_http(url: str, name: str, launcher: _Launcher, interrupted: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT
-    while time.monotonic() < deadline:
-        if interrupted():
-            return
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        _fail_if_exited(launcher)
-        time.sleep(0.2)
-    raise _StartFailed(f"{name} was not ready at {url} within {_START_TIMEOUT:.0f}s")
-
-
-def _wait_worker(redis_url: str, launcher: _Launcher, interrupted: Callable[[], bool]) -> None:
-    app = make_celery(Settings(redis_url=redis_url), main="twostep.dev")
-    deadline = time.monotonic() + _START_TIMEOUT
-    try:
-        while time.monotonic() < deadline and not interrupted():
-            if app.control.ping(timeout=0.5):
-                return
-            _fail_if_exited(launcher)
-        if not interrupted():
-            raise _StartFailed(f"no worker answered within {_START_TIMEOUT:.0f}s")
-    finally:
-        app.close()
-
-
-def _fail_if_exited(launcher: _Launcher) -> None:
-    exited = launcher.first_exited()
-    if exited is not None:
-        raise _StartFailed(f"{exited.name} exited with code {exited.process.returncode}")
-
-
 def masked_url(url: str) -> str:
     """A URL fit to print: its password, if any, replaced by ***."""
     parts = urlsplit(url)
@@ -416,11 +313,6 @@ def masked_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = f"{parts.username}:" if parts.username else ":"
     return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
-
-
-def _say(text: str) -> None:
-    sys.stderr.write(f"twostep dev: {text}\n")
-    sys.stderr.flush()
 
 
 @dataclass(frozen=True)

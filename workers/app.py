@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from celery import Celery, Task, signals
 
+from shared.bootstrap import Core
 from shared.kit import metrics
+from shared.kit.attempts import RetryLater
 from shared.kit.jobs import (
     CHECK_CODE,
     CLOSE_VERIFICATION,
@@ -42,6 +45,14 @@ _IN_BEAT = threading.Event()
 
 def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
     app = make_celery(settings, main="twostep.worker")
+    _schedule_sweeps(app, settings)
+    holder = ContextHolder(settings, app)
+    _register_tasks(app, holder)
+    _connect_lifecycle(app, settings, holder)
+    return app, holder
+
+
+def _schedule_sweeps(app: Celery, settings: Settings) -> None:
     app.conf.beat_scheduler = "celery.beat:Scheduler"
     app.conf.beat_schedule = {
         "sweep": {
@@ -56,60 +67,54 @@ def create_worker_app(settings: Settings) -> tuple[Celery, ContextHolder]:
             "options": {"queue": SWEEP_QUEUE, "expires": _RETENTION_INTERVAL_SECONDS},
         },
     }
-    holder = ContextHolder(settings, app)
 
+
+def _register_tasks(app: Celery, holder: ContextHolder) -> None:
     @app.task(name=SEND_CODE, bind=True, max_retries=None, shared=False)
     def send_code(self: Task[Any, Any], verification_id: str) -> str:
         row_id = uuid.UUID(verification_id)
-        outcome = holder.get().run(
-            lambda services: services.code_jobs.send_code(row_id), _request_id_of(self)
-        )
-        if outcome is not None:
-            raise self.retry(countdown=outcome.countdown)
-        return "done"
+        return _run_or_retry(self, holder, lambda core: core.code_jobs.send_code(row_id))
 
     @app.task(name=CHECK_CODE, bind=True, max_retries=None, shared=False)
     def check_code(self: Task[Any, Any], check_id: str) -> str:
         row_id = uuid.UUID(check_id)
-        outcome = holder.get().run(
-            lambda services: services.code_jobs.check_code(row_id), _request_id_of(self)
-        )
-        if outcome is not None:
-            raise self.retry(countdown=outcome.countdown)
-        return "done"
+        return _run_or_retry(self, holder, lambda core: core.code_jobs.check_code(row_id))
 
     @app.task(name=CLOSE_VERIFICATION, bind=True, max_retries=None, shared=False)
     def close_verification(self: Task[Any, Any], verification_id: str) -> str:
         row_id, attempt = uuid.UUID(verification_id), self.request.retries
-        outcome = holder.get().run(
-            lambda services: services.code_jobs.close_verification(row_id, attempt),
-            _request_id_of(self),
+        return _run_or_retry(
+            self, holder, lambda core: core.code_jobs.close_verification(row_id, attempt)
         )
-        if outcome is not None:
-            raise self.retry(countdown=outcome.countdown)
-        return "done"
 
     @app.task(name=DELIVER_WEBHOOK, bind=True, shared=False)
     def deliver_webhook(self: Task[Any, Any], delivery_id: str) -> str:
         # Retries are the row's: the sweeper publishes it again when its next attempt is due.
         row_id = uuid.UUID(delivery_id)
-        holder.get().run(
-            lambda services: services.webhook_sender.attempt(row_id), _request_id_of(self)
-        )
+        holder.get().run(lambda core: core.webhook_sender.attempt(row_id), _request_id_of(self))
         return "done"
 
     @app.task(name=SWEEP, shared=False)
     def sweep() -> str:
-        holder.get().run(lambda services: services.sweep())
+        holder.get().run(lambda core: core.sweep())
         return "done"
 
     @app.task(name=RETAIN, shared=False)
     def retain() -> str:
-        holder.get().run(lambda services: services.retention.run())
+        holder.get().run(lambda core: core.retention.run())
         return "done"
 
-    _connect_lifecycle(app, settings, holder)
-    return app, holder
+
+def _run_or_retry(
+    task: Task[Any, Any],
+    holder: ContextHolder,
+    job: Callable[[Core], Awaitable[RetryLater | None]],
+) -> str:
+    """Run the job; "try again later" becomes a Celery retry after its countdown."""
+    outcome = holder.get().run(job, _request_id_of(task))
+    if outcome is not None:
+        raise task.retry(countdown=outcome.countdown)
+    return "done"
 
 
 def _connect_lifecycle(app: Celery, settings: Settings, holder: ContextHolder) -> None:

@@ -21,7 +21,6 @@ from api.deps import (
     parse_id,
 )
 from api.openapi import KEYED, problems
-from api.routes.verifications import IdempotencyKey
 from api.schemas import (
     ChallengeCreate,
     EventOut,
@@ -59,7 +58,6 @@ async def enroll_factor(
     api_key: UsersKey,
     two_step: TwoStepDep,
     answer_once: AnswerOnceDep,
-    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Start enrolling a phone: it is stored unverified and sent a code. Approving that code
     (a check on the returned verification) verifies it and turns two-step on — unless the phone
@@ -86,7 +84,6 @@ async def enroll_factor(
 
     answered = await answer_once(
         api_key,
-        idempotency_key,
         ("POST", f"/v1/users/{user_id}/factors", body.model_dump(mode="json")),
         enroll,
     )
@@ -136,7 +133,6 @@ async def start_challenge(
     two_step: TwoStepDep,
     answer_once: AnswerOnceDep,
     body: Annotated[ChallengeCreate | None, Body()] = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Login: send a code to the user's verified phone. `409 no_verified_factor` when
     two-step is off. The user may log in only once a check on it is `approved`."""
@@ -154,7 +150,6 @@ async def start_challenge(
 
     answered = await answer_once(
         api_key,
-        idempotency_key,
         ("POST", f"/v1/users/{user_id}/challenges", request.model_dump(mode="json")),
         challenge,
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from api.deps import (
@@ -12,8 +12,7 @@ from api.deps import (
     UowDep,
     VerificationsDep,
     VerifyKey,
-    WaitingDep,
-    WaitSeconds,
+    WaitDep,
     parse_id,
 )
 from api.openapi import KEYED, problems
@@ -24,24 +23,13 @@ from api.schemas import (
     VerificationCreate,
     VerificationOut,
 )
-from shared.tenants.idempotency import KEY_PATTERN, StoredAnswer
+from shared.tenants.idempotency import StoredAnswer
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.service import VerificationRequest
 from shared.verifications.views import check_view, verification_view
 from shared.verifications.waiting import check_decided
 
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"], responses=KEYED)
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Repeat a request with the same key (for 24 h) to get the first answer again, "
-        "with no second effect. 1 to 255 printable ASCII characters, no spaces.",
-        # Checked where the key is used (shared.tenants.idempotency), by this very pattern.
-        json_schema_extra={"pattern": KEY_PATTERN},
-    ),
-]
 
 
 def _verification_location(answer: dict[str, Any]) -> str:
@@ -63,7 +51,6 @@ async def create_verification(
     api_key: VerifyKey,
     verifications: VerificationsDep,
     answer_once: AnswerOnceDep,
-    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Ask for a code to be sent. Answers at once with status `queued`; a worker sends it."""
 
@@ -83,7 +70,6 @@ async def create_verification(
 
     answered = await answer_once(
         api_key,
-        idempotency_key,
         ("POST", "/v1/verifications", body.model_dump(mode="json")),
         send,
     )
@@ -92,12 +78,10 @@ async def create_verification(
 
 @router.get("/{verification_id}", response_model=VerificationOut, responses=problems(403, 404, 422))
 async def read_verification(
-    verification_id: ResourceId, api_key: VerifyKey, waiting: WaitingDep, wait: WaitSeconds = 0
+    verification_id: ResourceId, api_key: VerifyKey, wait: WaitDep
 ) -> JSONResponse:
     """The verification; with `?wait=S`, once it is sent (`pending`) or over, at most S s."""
-    view = await waiting.verification(
-        api_key.tenant_id, parse_id(verification_id, "verification"), wait
-    )
+    view = await wait.verification(api_key.tenant_id, parse_id(verification_id, "verification"))
     return JSONResponse(view)
 
 
@@ -154,10 +138,8 @@ async def create_check(
     body: CheckCreate,
     api_key: VerifyKey,
     verifications: VerificationsDep,
-    waiting: WaitingDep,
     answer_once: AnswerOnceDep,
-    idempotency_key: IdempotencyKey = None,
-    wait: WaitSeconds = 0,
+    wait: WaitDep,
 ) -> JSONResponse:
     """Hand over the code the user typed. Answers `202` with status `queued` at once, or with
     `?wait=S` `200` with the decided check as soon as it is decided (`202` if it is not within
@@ -170,13 +152,12 @@ async def create_check(
 
     answered = await answer_once(
         api_key,
-        idempotency_key,
         ("POST", f"/v1/verifications/{parsed_id}/checks", body.model_dump(mode="json")),
         check,
     )
-    if wait > 0 and answered.answer.body.get("status") == "queued":
+    if wait.seconds > 0 and answered.answer.body.get("status") == "queued":
         check_id = uuid.UUID(str(answered.answer.body["id"]))
-        current = await waiting.check(api_key.tenant_id, parsed_id, check_id, wait)
+        current = await wait.check(api_key.tenant_id, parsed_id, check_id)
         if check_decided(current):
             location = {"Location": _check_location(current)}
             return JSONResponse(current, status_code=200, headers=location)
@@ -192,14 +173,10 @@ async def read_check(
     verification_id: ResourceId,
     check_id: ResourceId,
     api_key: VerifyKey,
-    waiting: WaitingDep,
-    wait: WaitSeconds = 0,
+    wait: WaitDep,
 ) -> JSONResponse:
     """The check; with `?wait=S`, once it is decided, at most S s."""
-    view = await waiting.check(
-        api_key.tenant_id,
-        parse_id(verification_id, "verification"),
-        parse_id(check_id, "check"),
-        wait,
+    view = await wait.check(
+        api_key.tenant_id, parse_id(verification_id, "verification"), parse_id(check_id, "check")
     )
     return JSONResponse(view)

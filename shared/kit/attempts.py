@@ -228,6 +228,7 @@ async def claim(
     row = await job.rows(uow).claim(job.row_id, now=now, until=until)
     if row is None:
         job.log.info(f"{job.kind}.skipped", reason="not claimable")
+        metrics.JOBS_SKIPPED.labels(job.kind).inc()
         return False
     job.took(row, now)
     if and_read is not None:

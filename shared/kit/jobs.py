@@ -98,22 +98,7 @@ class JobQueue(Protocol):
 def make_celery(settings: Settings, main: str = "twostep") -> Celery:
     """A Celery app configured for twostep, with no tasks registered (producers need none)."""
     app = Celery(main, broker=settings.redis_url, set_as_current=False)
-    visibility_timeout = settings.broker_visibility_timeout_seconds
-    transport_options: dict[str, object] = {
-        "visibility_timeout": visibility_timeout,
-        # kombu's default sweep of unacknowledged messages runs only every ~100 s.
-        "unacked_restore_interval": 10,
-        "unacked_restore_throttle": 1,
-        # Without these a publish to a vanished Redis can wait forever.
-        "socket_timeout": 5,
-        "socket_connect_timeout": 5,
-        "health_check_interval": 25,
-        "retry_on_timeout": True,
-    }
-    if settings.redis_key_prefix:
-        transport_options["global_keyprefix"] = settings.redis_key_prefix
     if is_sentinel_url(settings.redis_url):
-        transport_options["master_name"] = settings.redis_sentinel_master
         app.conf.broker_transport = SENTINEL_TRANSPORT
     app.conf.update(
         task_serializer="json",
@@ -129,8 +114,8 @@ def make_celery(settings: Settings, main: str = "twostep") -> Celery:
         task_store_errors_even_if_ignored=False,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=5,
-        broker_transport_options=transport_options,
-        visibility_timeout=visibility_timeout,
+        broker_transport_options=_transport_options(settings),
+        visibility_timeout=settings.broker_visibility_timeout_seconds,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_soft_shutdown_timeout=15,
         worker_enable_soft_shutdown_on_idle=True,
@@ -147,6 +132,25 @@ def make_celery(settings: Settings, main: str = "twostep") -> Celery:
         enable_utc=True,
     )
     return app
+
+
+def _transport_options(settings: Settings) -> dict[str, object]:
+    options: dict[str, object] = {
+        "visibility_timeout": settings.broker_visibility_timeout_seconds,
+        # kombu's default sweep of unacknowledged messages runs only every ~100 s.
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 1,
+        # Without these a publish to a vanished Redis can wait forever.
+        "socket_timeout": 5,
+        "socket_connect_timeout": 5,
+        "health_check_interval": 25,
+        "retry_on_timeout": True,
+    }
+    if settings.redis_key_prefix:
+        options["global_keyprefix"] = settings.redis_key_prefix
+    if is_sentinel_url(settings.redis_url):
+        options["master_name"] = settings.redis_sentinel_master
+    return options
 
 
 # Publishes at once per process: each holds one of Celery's pooled producers (a connection).

@@ -40,6 +40,23 @@ def _redact(
     return event_dict
 
 
+# Chatty at INFO (a line per task received, per task done, per beat tick; our own events say
+# what happened), and the Twilio SDK puts numbers in its request lines.
+_QUIETER = {
+    "celery.app.trace": logging.WARNING,
+    "celery.worker.strategy": logging.WARNING,
+    "celery.beat": logging.WARNING,
+    "twilio": logging.WARNING,
+    "twostep.twilio_sdk": logging.WARNING,
+    "httpx": logging.WARNING,
+    "urllib3": logging.WARNING,
+    "uvicorn.access": logging.WARNING,
+    "alembic.runtime.migration": logging.WARNING,
+    # At DEBUG the driver logs every statement with its parameters.
+    "aiosqlite": logging.INFO,
+}
+
+
 def configure_logging(
     level: str = "INFO", fmt: str = "console", process: str | None = None
 ) -> None:
@@ -80,21 +97,7 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Chatty at INFO (a line per task received, per task done, per beat tick; our own events say
-    # what happened), and the Twilio SDK puts numbers in its request lines.
-    for name, floor in (
-        ("celery.app.trace", logging.WARNING),
-        ("celery.worker.strategy", logging.WARNING),
-        ("celery.beat", logging.WARNING),
-        ("twilio", logging.WARNING),
-        ("twostep.twilio_sdk", logging.WARNING),
-        ("httpx", logging.WARNING),
-        ("urllib3", logging.WARNING),
-        ("uvicorn.access", logging.WARNING),
-        ("alembic.runtime.migration", logging.WARNING),
-        # At DEBUG the driver logs every statement with its parameters.
-        ("aiosqlite", logging.INFO),
-    ):
+    for name, floor in _QUIETER.items():
         logging.getLogger(name).setLevel(max(floor, logging.getLevelName(level)))
 
 

@@ -88,6 +88,11 @@ PROVIDER_THROTTLE_REQUEUES = Counter(
 JOB_RETRIES = Counter(
     "twostep_job_retries_total", "Jobs put back for a retry after a transient error", ["job"]
 )
+JOBS_SKIPPED = Counter(
+    "twostep_jobs_skipped_total",
+    "Jobs that found their row done or held by another worker: a duplicate delivery, harmless",
+    ["job"],
+)
 RECONCILIATIONS = Counter(
     "twostep_reconciliations_total",
     "Lost answers resolved without a second provider action: a send found already made "

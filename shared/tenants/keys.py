@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Sequence
 from cachetools import TTLCache
 
 from shared.errors import Conflict, InsufficientScope, InvalidInput, NotFound, Unauthorized
-from shared.kit.clock import utcnow
 from shared.tenants.domain import ALL_SCOPES, DEFAULT_TENANT, Scope
 from shared.tenants.models import ApiKey
 from shared.unit_of_work import UnitOfWork
@@ -71,7 +70,7 @@ async def create_api_key(
     chosen = parse_scopes(scopes)
     if await uow.api_keys.get_by_name(name) is not None:
         raise Conflict(f"an API key named {name!r} exists already")
-    now = utcnow()
+    now = uow.clock.now()
     owner = await uow.tenants.get_or_create(tenant, now)
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
@@ -96,7 +95,7 @@ async def revoke_api_key(uow: UnitOfWork, name: str) -> ApiKey:
     key = await uow.api_keys.get_by_name(name)
     if key is None:
         raise NotFound(f"no API key named {name!r}")
-    await uow.api_keys.revoke(key.id, utcnow())
+    await uow.api_keys.revoke(key.id, uow.clock.now())
     return key
 
 

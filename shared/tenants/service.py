@@ -23,7 +23,6 @@ from shared.errors import (
     ProviderError,
     ProviderTransientError,
 )
-from shared.kit.clock import utcnow
 from shared.kit.settings import Settings
 from shared.tenants.domain import DEFAULT_TENANT
 from shared.tenants.models import Tenant
@@ -129,7 +128,7 @@ async def create_tenant(uow: UnitOfWork, tenant: NewTenant, service: ProviderSer
         verify_service_sid=service.sid,
         line_type_check=tenant.line_type_check,
         sim_swap_check=tenant.sim_swap_check,
-        created_at=utcnow(),
+        created_at=uow.clock.now(),
     )
     await uow.tenants.add(row)
     return row

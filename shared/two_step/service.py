@@ -106,7 +106,7 @@ class TwoStep:
             EventType.FACTOR_ENROLLMENT_STARTED,
             factor,
             api_key.id,
-            client_ip=verification.client_ip,
+            through=verification,
         )
         return factor, verification
 
@@ -183,8 +183,7 @@ class TwoStep:
             EventType.CHALLENGE_REQUESTED,
             factor,
             api_key.id,
-            client_ip=verification.client_ip,
-            verification_id=verification.id,
+            through=verification,
         )
         return verification
 
@@ -272,17 +271,17 @@ async def _record_factor(
     factor: Factor,
     api_key_id: uuid.UUID | None,
     *,
-    client_ip: str | None = None,
-    verification_id: uuid.UUID | None = None,
+    through: Verification | None = None,
     **detail: str,
 ) -> None:
+    """Record what happened to a factor; ``through``: the verification the request made."""
     subject = Subject(
         tenant_id=factor.tenant_id,
         user_id=factor.user_id,
         api_key_id=api_key_id,
-        client_ip=client_ip,
+        client_ip=through.client_ip if through else None,
         phone_e164=factor.phone_e164,
-        verification_id=verification_id or factor.enrollment_verification_id,
+        verification_id=through.id if through else factor.enrollment_verification_id,
         factor_id=factor.id,
     )
     await audit.record(uow, event_type, subject, **detail)

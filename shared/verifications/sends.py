@@ -32,6 +32,7 @@ from shared.verifications.domain import (
 from shared.verifications.events import record_for
 from shared.verifications.models import Verification
 from shared.verifications.repository import VerificationRepository
+from shared.verifications.send_rows import SentCode
 from shared.verifications.views import change_of
 from shared.verify.port import ProviderVerification
 
@@ -173,15 +174,8 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
             expires_at = max(
                 answer.created_at + jobs.settings.code_lifetime, now + timedelta(seconds=30)
             )
-            sent = await uow.verifications.record_sent(
-                self.row_id,
-                self.token,
-                provider_sid=answer.sid,
-                provider_service_sid=self.service,
-                channel=self.channel,
-                expires_at=expires_at,
-                now=now,
-            )
+            code = SentCode(answer.sid, self.service, self.channel, expires_at)
+            sent = await uow.verifications.record_sent(self.row_id, self.token, code, now)
             if sent is None:
                 self.log.warning("send.outcome_dropped", note="taken over or ended meanwhile")
             else:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -68,6 +68,17 @@ _PERMANENT_FOR_NUMBER: dict[int, ErrorCode] = {
 _NEVER_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
+class _SdkRequest(TypedDict, total=False):
+    """What the SDK passes its HTTP client's ``request`` besides the method and URL."""
+
+    params: dict[str, object] | None
+    data: dict[str, object] | None
+    headers: dict[str, str] | None
+    auth: tuple[str, str] | None
+    timeout: float | None
+    allow_redirects: bool
+
+
 class _AiohttpTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio ships no types
     """The SDK's asynchronous HTTP client: pooled connections, connect and read timeouts, and
     optionally every ``*.twilio.com`` URL sent to another base URL (the sandbox)."""
@@ -100,29 +111,22 @@ class _AiohttpTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio shi
             )
         return self._session
 
-    async def request(
-        self,
-        method: str,
-        uri: str,
-        params: dict[str, object] | None = None,
-        data: dict[str, object] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ARG002 - the SDK's signature; ours are set above
-        allow_redirects: bool = False,  # noqa: ARG002 - Twilio's API does not redirect
-    ) -> Response:
+    async def request(self, method: str, uri: str, **options: Unpack[_SdkRequest]) -> Response:
+        # The SDK's timeout and redirect options are ignored: ours are set above, and Twilio's
+        # API does not redirect.
         if self._base_url is not None:
             parts = urlsplit(uri)
             if parts.hostname and parts.hostname.endswith("twilio.com"):
                 uri = self._base_url + urlunsplit(("", "", parts.path, parts.query, ""))
-        headers = dict(headers or {})
+        headers = dict(options.get("headers") or {})
+        auth = options.get("auth")
         if auth is not None:
             headers["Authorization"] = aiohttp.encode_basic_auth(*auth)
         async with self._open().request(
             method,
             uri,
-            params=params,  # type: ignore[arg-type]
-            data=data,
+            params=options.get("params"),  # type: ignore[arg-type]
+            data=options.get("data"),
             headers=headers,
             allow_redirects=False,
         ) as answer:

@@ -182,7 +182,7 @@ def test_refused_numbers_fail_with_their_reason_after_one_call(
     refused = [f"{prefix}{digit}" for digit in range(10)]
     cluster.create(refused, tag)
     cluster.wait_settled(tag, len(refused), timeout=30, settled=FINAL)
-    time.sleep(2)  # room for any (wrong) retry or reconciliation to show up
+    cluster.wait_quiet(timeout=30)  # any (wrong) retry or reconciliation would have run by now
     rows = cluster.rows(tag)
     stats = sandbox_figures(cluster)
     report(

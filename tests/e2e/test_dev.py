@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,12 +62,22 @@ def twostep_dev(tmp_path: Path, env: dict[str, str], *options: str) -> Iterator[
     finally:
         returncode = _interrupt(process)
     assert returncode == 0, "".join(output)[-3000:]
-    time.sleep(0.5)
-    still_running = [
-        child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE
-    ]
-    assert still_running == [], f"left behind: {still_running}"
+
+    # A zombie (exited, not yet reaped by whoever inherited it) counts as gone.
+    def still_running() -> list[psutil.Process]:
+        return [child for child in children if _alive(child)]
+
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: not still_running(), timeout=10, what="dev's processes to exit")
+    assert still_running() == [], f"left behind: {still_running()}"
     assert "stopped" in "".join(output)
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _interrupt(process: subprocess.Popen[str]) -> int:

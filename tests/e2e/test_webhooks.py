@@ -114,24 +114,28 @@ def test_a_receiver_down_for_a_while_gets_each_event_once_and_a_hanging_one_slow
         secret = endpoints[0].json()["secret"]
         assert secret not in http.get("/v1/webhook-endpoints").text
         logins = [login_with_a_wrong_code(http, system) for _ in range(3)]
-        time.sleep(2)  # the first tries find nobody listening
+        wanted = {"verification.pending", "check.rejected", "verification.approved"}
+        expected = len(logins) * len(wanted)
+        down, hanging = (endpoint.json()["id"] for endpoint in endpoints)
+        # Every event's first try has found nobody listening before the receiver comes up.
+        wait_until(
+            lambda: sum(bool(d["last_error"]) for d in deliveries_to(http, down)) == expected,
+            timeout=40,
+            what=f"a first try of each of the {expected} deliveries",
+        )
         up = ThreadedServer(receiver.app(), port=down_port).start()
         try:
-            wanted = {"verification.pending", "check.rejected", "verification.approved"}
-            expected = len(logins) * len(wanted)
+            # A delivered row is never tried again (a claim needs a queued one): once all are
+            # delivered, what the receiver counted is all it will ever get.
             wait_until(
-                lambda: len({h["twostep-event-id"] for h, _ in receiver.received}) >= expected,
+                lambda: (
+                    [d["status"] for d in deliveries_to(http, down)] == ["delivered"] * expected
+                ),
                 timeout=40,
-                what=f"{expected} events at the receiver",
+                what=f"{expected} deliveries delivered",
             )
-            time.sleep(3)  # would a second copy of any of them come?
-            deliveries = http.get(
-                "/v1/webhook-deliveries",
-                params={"endpoint_id": endpoints[0].json()["id"], "limit": 200},
-            ).json()["deliveries"]
-            slow_attempts = http.get(
-                "/v1/webhook-deliveries", params={"endpoint_id": endpoints[1].json()["id"]}
-            ).json()["deliveries"]
+            deliveries = deliveries_to(http, down)
+            slow_attempts = deliveries_to(http, hanging)
         finally:
             up.stop()
             slow_server.stop()
@@ -163,6 +167,12 @@ def test_a_receiver_down_for_a_while_gets_each_event_once_and_a_hanging_one_slow
     assert all(d["status"] == "delivered" for d in deliveries) and retried
     assert all(seconds < 5 for _, seconds in logins), "a login waited on a webhook"
     assert slow_attempts and all(d["status"] == "queued" for d in slow_attempts)
+
+
+def deliveries_to(http: httpx.Client, endpoint_id: str) -> list[dict[str, Any]]:
+    page = http.get("/v1/webhook-deliveries", params={"endpoint_id": endpoint_id, "limit": 200})
+    deliveries: list[dict[str, Any]] = page.json()["deliveries"]
+    return deliveries
 
 
 class _Later:

@@ -1,0 +1,204 @@
+"""A verification's send, as a job row: the first one (queued → sending → pending) or a re-send
+of a pending one, which stays pending while a worker holds it. Every status it sets is the
+lifecycle's (``VERIFICATION_LIFECYCLE``), built into SQL here."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, update
+from sqlalchemy.sql import Executable
+
+from shared.errors import AttemptError, ErrorCode
+from shared.kit.db.repository import (
+    NO_ERROR,
+    NOW,
+    RELEASED,
+    JobRows,
+    When,
+    column_param,
+    error_columns,
+    prepared,
+)
+from shared.kit.db.transitions import completed_at_after, may_make, status_after
+from shared.verifications.domain import VERIFICATION_LIFECYCLE as LIFECYCLE
+from shared.verifications.domain import Channel, VerificationMove, VerificationStatus
+from shared.verifications.models import Verification
+
+Move = VerificationMove
+
+
+def may(move: VerificationMove) -> ColumnElement[bool]:
+    """Verifications ``move`` may start from (the lifecycle's table, in SQL)."""
+    return may_make(Verification.status, LIFECYCLE, move)
+
+
+def after(move: VerificationMove) -> ColumnElement[Any]:
+    """The status ``move`` leaves a verification in (one value, or a CASE)."""
+    return status_after(Verification.status, LIFECYCLE, move)
+
+
+_TAKEN_OVER = AttemptError(
+    ErrorCode.SUPERSEDED, "a newer verification to the same number took its place"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SentCode:
+    """The provider's verification a send made, by the channel it went, valid until then."""
+
+    provider_sid: str
+    provider_service_sid: str
+    channel: Channel
+    expires_at: datetime
+
+
+class SendRows(JobRows[Verification]):
+    """Claims, retries and outcomes of a verification's send."""
+
+    model = Verification
+    lifecycle = LIFECYCLE
+
+    @classmethod
+    def _claimable(cls, now: When) -> ColumnElement[bool]:
+        # A pending verification has a job only while a re-send is asked for.
+        v = Verification
+        resend_or_first = or_(v.status != VerificationStatus.PENDING, v.resend_channel.is_not(None))
+        return and_(super()._claimable(now), resend_or_first)
+
+    @prepared
+    def _record_sent(cls) -> Executable:
+        v = Verification
+        return (
+            update(v)
+            .where(cls._held(Move.SENT))
+            .values(
+                status=after(Move.SENT),
+                provider_sid=column_param(v, "provider_sid"),
+                provider_service_sid=column_param(v, "provider_service_sid"),
+                provider_open=True,
+                channel=column_param(v, "channel"),
+                resend_channel=None,
+                send_attempts=v.send_attempts + 1,
+                expires_at=column_param(v, "expires_at"),
+                provider_call_started_at=None,
+                updated_at=NOW,
+                **NO_ERROR,
+                **RELEASED,
+            )
+            .returning(v)
+            .execution_options(populate_existing=True)
+        )
+
+    async def record_sent(
+        self,
+        verification_id: uuid.UUID,
+        token: uuid.UUID,
+        sent: SentCode,
+        now: datetime,
+    ) -> Verification | None:
+        """The provider took the send: the verification is pending and checkable. Should the
+        provider have answered with a verification another pending one holds (its number was
+        sent to twice before either was superseded), this one takes it over."""
+        await self._write(
+            update(Verification)
+            .where(
+                Verification.provider_sid == sent.provider_sid,
+                may(Move.TAKE_OVER),
+                Verification.id != verification_id,
+            )
+            .values(
+                status=after(Move.TAKE_OVER),
+                provider_open=False,  # the provider's verification is the new holder's now
+                completed_at=now,
+                updated_at=now,
+                **error_columns(_TAKEN_OVER),
+            )
+        )
+        pending: Verification | None = await self._prepared_one(
+            self._record_sent,
+            row_id=verification_id,
+            token=token,
+            provider_sid=sent.provider_sid,
+            provider_service_sid=sent.provider_service_sid,
+            channel=sent.channel,
+            expires_at=sent.expires_at,
+            now=now,
+        )
+        return pending
+
+    async def give_up_send(
+        self,
+        verification_id: uuid.UUID,
+        token: uuid.UUID,
+        *,
+        error: AttemptError,
+        now: datetime,
+        superseded: bool = False,
+    ) -> Verification | None:
+        """A first send that cannot be made fails the verification; a re-send that cannot be
+        made is dropped, and the code sent first still works — unless the verification was
+        superseded, which ends it (canceled) either way."""
+        move = Move.SUPERSEDE if superseded else Move.GIVE_UP_SEND
+        return await self._update_one(
+            update(Verification)
+            .where(
+                Verification.id == verification_id,
+                Verification.claim_token == token,
+                may(move),
+            )
+            .values(
+                status=after(move),
+                completed_at=completed_at_after(Verification.status, LIFECYCLE, move, now),
+                resend_channel=None,
+                provider_call_started_at=None,
+                updated_at=now,
+                **error_columns(error),
+                **RELEASED,
+            ),
+            Verification,
+        )
+
+    async def request_resend(
+        self,
+        verification_id: uuid.UUID,
+        channel: Channel,
+        *,
+        now: datetime,
+        deadline: datetime,
+        next_look: datetime,
+    ) -> Verification | None:
+        return await self._update_one(
+            update(Verification)
+            .where(
+                Verification.id == verification_id,
+                may(Move.ASK_RESEND),
+                Verification.resend_channel.is_(None),
+            )
+            .values(
+                status=after(Move.ASK_RESEND),
+                resend_channel=channel,
+                deadline_at=deadline,
+                next_attempt_at=next_look,
+                enqueue_count=Verification.enqueue_count + 1,
+                provider_attempts=0,
+                updated_at=now,
+            ),
+            Verification,
+        )
+
+    async def drop_late_resends(self, now: datetime) -> int:
+        """A re-send nobody managed before its deadline is dropped; the first code still works."""
+        return await self._write(
+            update(Verification)
+            .where(
+                may(Move.DROP_RESEND),
+                Verification.resend_channel.is_not(None),
+                Verification.deadline_at <= now,
+                self._unclaimed_or_stale(now),
+            )
+            .values(status=after(Move.DROP_RESEND), resend_channel=None, updated_at=now, **RELEASED)
+        )
