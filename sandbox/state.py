@@ -21,7 +21,7 @@ from sandbox.services import Service, ServiceRegistry, ServiceStore
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CHANNELS = frozenset({"sms", "call", "email", "whatsapp"})
-# "More than 5 sends to the same entity within 10 minutes" is 60203 (reference §2).
+# "More than 5 sends to the same entity within 10 minutes" is 60203 (sandbox/README.md).
 MAX_SENDS = 5
 SEND_WINDOW = timedelta(minutes=10)
 MAX_CHECKS = 5
@@ -297,7 +297,7 @@ class VerifyState:
         if status == "approved":
             self.attempts.convert(verification.sid, now)
             # Choice: an approval ends the send limit's count for that number ("cleared by
-            # completing the check", reference §2); a cancel or an expiry does not.
+            # completing the check", sandbox/README.md); a cancel or an expiry does not.
             self._sends.pop(key, None)
         if status != "canceled":
             # Deleted on Twilio; keep memory bounded under long benchmark runs.

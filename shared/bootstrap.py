@@ -1,6 +1,7 @@
-"""The composition root: the one place that knows the concrete adapters (cosmicpython's
-``bootstrap``). Every process — the API, a worker, beat, the command line, ``twostep dev`` —
-builds its core here, and tests build theirs here too, with fakes passed in.
+"""The composition root (cosmicpython's ``bootstrap``): every process that does twostep's work —
+the API, a worker, the command line, ``twostep dev`` — builds its core here, and tests build
+theirs here too, with fakes passed in. (Beat only publishes; a worker's start-up check and
+``twostep tenants create`` make a short-lived Twilio client of their own to ask one question.)
 
 Adapters are parameters with production defaults; a process's own parts (a worker's provider
 client and senders, the API's waiters and key cache) are built on first use, so each process

@@ -1,4 +1,4 @@
-"""``twostep``: one command line for every process of the system (architecture §6)."""
+"""``twostep``: one command line for every process of the system (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,22 @@ from twostep.common import load_settings, run_in_unit_of_work, run_with_core, wi
 from twostep.tenants_cli import ensure_tenant, tenants
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """``twostep bench`` is loaded only when asked for: its code lives in ``benchmarks/`` (a load
+    generator is not a service), and no other command should import it."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), "bench"])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "bench":
+            from benchmarks.bench import bench_command
+
+            return bench_command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="twostep")
 def main() -> None:
     """twostep: two-step verification for login servers, over Twilio Verify."""
@@ -347,15 +362,6 @@ def dev(
     )
     sys.exit(run_dev(options))
 
-
-def _attach_bench() -> None:
-    """``twostep bench``: its code lives in ``benchmarks/`` (a load generator is not a service)."""
-    from benchmarks.bench import bench_command
-
-    main.add_command(bench_command)
-
-
-_attach_bench()
 
 if __name__ == "__main__":
     main()

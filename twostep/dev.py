@@ -4,8 +4,8 @@ SQLite in ``.twostep/``, a Redis (``TWOSTEP_REDIS_URL``, else a ``redis-server``
 port, else an embedded one), the sandbox standing in for Twilio, then the API, a worker and beat.
 With ``--example``, also the reference login site (``examples/login_site``, run from the
 repository: it is not installed with twostep). Children run in their own process groups so that
-Ctrl-C reaches only this launcher, which then stops them in order: the login site and the API
-first (no new work), then beat, worker, sandbox, Redis.
+Ctrl-C reaches only this launcher, which then stops them in the reverse of the order they
+started in: the login site and Flower, beat, the worker, the API, the sandbox, Redis.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ OTHER_VARIABLES = (
         "TWOSTEP_SANDBOX_STATE_FILE",
         "unset",
         "a JSON file where the sandbox keeps the services it made (one per tenant) across "
-        "restarts; `twostep dev` sets it in its data directory",
+        "restarts (`twostep dev` passes `--state-file`, in its data directory)",
         "sandbox/server.py",
     ),
 )
@@ -154,8 +154,8 @@ def render() -> str:
             )
         parts.append("\n".join(rows) + "\n")
     parts.append(
-        "## Read outside the settings\n\nBy `twostep flower` and the sandbox, which do not load "
-        "the settings object.\n"
+        "## Read outside the settings\n\nBy `twostep flower` and the sandbox, which read these "
+        "themselves.\n"
     )
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     rows.extend(

@@ -7,7 +7,6 @@ import asyncio
 import click
 
 from shared.errors import ProviderError, TwostepError
-from shared.kit.clock import utcnow
 from shared.kit.settings import SANDBOX_SERVICE_SID, Settings
 from shared.kit.startup import Misconfigured
 from shared.tenants.domain import DEFAULT_TENANT
@@ -23,7 +22,6 @@ from shared.tenants.service import (
 )
 from shared.unit_of_work import UnitOfWork
 from shared.verify.port import ProviderService
-from shared.verify.twilio import TwilioVerifyClient
 from twostep.common import load_settings, run_in_unit_of_work
 
 
@@ -33,7 +31,7 @@ def ensure_tenant(settings: Settings, tenant: NewTenant) -> tuple[Tenant, bool]:
 
     async def existing(uow: UnitOfWork) -> Tenant | None:
         if tenant.name == DEFAULT_TENANT:
-            return await uow.tenants.get_or_create(DEFAULT_TENANT, utcnow())
+            return await uow.tenants.get_or_create(DEFAULT_TENANT, uow.clock.now())
         return await uow.tenants.get_by_name(tenant.name)
 
     found = run_in_unit_of_work(settings, existing)
@@ -44,6 +42,9 @@ def ensure_tenant(settings: Settings, tenant: NewTenant) -> tuple[Tenant, bool]:
 
 
 async def _provision(settings: Settings, tenant: NewTenant) -> ProviderService:
+    # Only here does the command line call Twilio: no other command loads its SDK.
+    from shared.verify.twilio import TwilioVerifyClient
+
     try:
         client = TwilioVerifyClient(settings, max_connections=1)
     except Misconfigured as exc:

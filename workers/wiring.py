@@ -23,13 +23,12 @@ from celery import Celery
 from shared.bootstrap import Adapters, Core, bootstrap
 from shared.kit.settings import Settings
 from shared.kit.tracing import traced
-from shared.kit.warm_up import warm_up
 
 T = TypeVar("T")
 
 
 class WorkerContext:
-    """The worker's event loop thread and the services on it."""
+    """The worker's event loop thread and the core on it."""
 
     def __init__(self, settings: Settings, app: Celery, node: str) -> None:
         self._portal_manager: AbstractContextManager[BlockingPortal] = start_blocking_portal(
@@ -37,22 +36,22 @@ class WorkerContext:
         )
         self._portal = self._portal_manager.__enter__()
         try:
-            self.services = self._portal.call(_built, settings, app)
-            self._portal.call(warm_up, self.services.database, app)
+            self.core = self._portal.call(_built, settings, app)
+            self._portal.call(self.core.warm_up)
         except BaseException:
             self._portal_manager.__exit__(None, None, None)
             raise
-        self._heartbeat = self._portal.start_task_soon(self.services.fleet.heartbeat_forever, node)
+        self._heartbeat = self._portal.start_task_soon(self.core.fleet.heartbeat_forever, node)
 
     def run(self, job: Callable[[Core], Awaitable[T]], request_id: str | None = None) -> T:
         """Run a job on the loop, from any thread, and wait for its answer; its log lines carry
         the id of the request that caused it."""
-        return self._portal.call(_traced, job, self.services, request_id)
+        return self._portal.call(_traced, job, self.core, request_id)
 
     def close(self) -> None:
         self._heartbeat.cancel()
         try:
-            self._portal.call(self.services.close)
+            self._portal.call(self.core.close)
         finally:
             self._portal_manager.__exit__(None, None, None)
 
@@ -64,11 +63,11 @@ async def _built(settings: Settings, app: Celery) -> Core:
 
 async def _traced(
     job: Callable[[Core], Awaitable[T]],
-    services: Core,
+    core: Core,
     request_id: str | None,
 ) -> T:
     with traced(request_id):
-        return await job(services)
+        return await job(core)
 
 
 class ContextHolder:

@@ -25,7 +25,8 @@ _EVENT_COLUMNS = tuple(column.key for column in Event.__table__.columns if colum
 
 
 class EventRepository(Repository):
-    """Append and read; there is deliberately no way to change or remove an event."""
+    """Append and read; there is deliberately no way to change an event, and the only removal
+    is retention's, of events older than the retention period."""
 
     @prepared
     def _append(cls) -> Executable:

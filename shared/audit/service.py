@@ -10,12 +10,9 @@ from typing import Any
 
 from shared.audit.domain import EventType
 from shared.audit.models import Event
-from shared.kit.changes import Announcement
 from shared.kit.phone import mask_e164
-from shared.limits.ports import Lock
 from shared.tenants.models import ApiKey
 from shared.unit_of_work import UnitOfWork
-from shared.webhooks.domain import WebhookEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,23 +55,3 @@ async def record(uow: UnitOfWork, event_type: EventType, subject: Subject, **det
             detail={key: value for key, value in detail.items() if value is not None},
         )
     )
-
-
-async def record_lock(uow: UnitOfWork, subject: Subject, lock: Lock) -> None:
-    """A wrong code caused a lock: recorded, and a user told of it (``user.locked``)."""
-    detail = lock_detail(lock)
-    await record(uow, EventType.USER_LOCKED, subject, **detail)
-    if subject.user_id is not None:
-        announce(uow, subject.tenant_id, WebhookEvent.USER_LOCKED, subject.user_id, **detail)
-
-
-def lock_detail(lock: Lock) -> dict[str, Any]:
-    """How an event records a lock: its length, or that it lasts until released."""
-    return {"hard": True} if lock.hard else {"seconds": lock.seconds}
-
-
-def announce(
-    uow: UnitOfWork, tenant_id: uuid.UUID, event: WebhookEvent, user_id: str, **data: Any
-) -> None:
-    """Tell the tenant's webhook endpoints of something that happened to a user's account."""
-    uow.announce(Announcement(tenant_id, event, {"user_id": user_id, **data}))

@@ -17,7 +17,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as redis
 import structlog
@@ -34,7 +34,8 @@ class Change:
     row_id: uuid.UUID
     # The row as the API shows it after the change, or None: then a waiter reads it.
     view: dict[str, Any] | None = None
-    kind: Literal["verification", "check"] | None = None
+    # What the row is ("verification", "check"): which webhook event the change may be.
+    kind: str | None = None
     # Whose row it is (for the webhooks it causes), when the writer knows.
     tenant_id: uuid.UUID | None = None
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
-import structlog
 from celery import Celery
 
 from shared.kit.broker import SENTINEL_TRANSPORT
@@ -46,8 +45,6 @@ ROUTES = {
     RETAIN: SWEEP_QUEUE,
     DELIVER_WEBHOOK: WEBHOOK_QUEUE,
 }
-
-log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

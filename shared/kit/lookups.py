@@ -18,7 +18,7 @@ def user_lookup(keyring: Keyring, tenant_id: uuid.UUID, user_id: str) -> str:
 
 
 def client_lookup(keyring: Keyring, tenant_id: uuid.UUID, network: str) -> str:
-    """Of the network a client is counted by (``shared.network.counted_network``)."""
+    """Of the network a client is counted by (``shared.kit.network.counted_network``)."""
     return keyring.blind_index("client", str(tenant_id), network)
 
 

@@ -137,11 +137,12 @@ WORKERS_ALIVE = Gauge(
     multiprocess_mode="max",
 )
 
-# --- beat
-BEAT_SENT = Counter("twostep_beat_sent_total", "Periodic jobs beat published, by job", ["job"])
 SWEEP_REPUBLISHED = Counter(
     "twostep_sweep_republished_total", "Jobs the sweeper published again, by job", ["job"]
 )
+
+# --- beat
+BEAT_SENT = Counter("twostep_beat_sent_total", "Periodic jobs beat published, by job", ["job"])
 
 
 def _start_at_zero() -> None:
@@ -151,6 +152,7 @@ def _start_at_zero() -> None:
         RECONCILIATIONS.labels(job=job)
     for job in ("send", "check", "webhook"):
         JOB_RETRIES.labels(job=job)
+        JOBS_SKIPPED.labels(job=job)
     for job in ("send", "check", "webhook"):
         SWEEP_REPUBLISHED.labels(job=job)
     for kind in ("timed", "hard"):
@@ -165,7 +167,7 @@ def _start_at_zero() -> None:
     for limit in (
         "per_destination", "per_user", "per_client_ip", "per_api_key", "per_api_key_daily",
         "per_country", "global_daily", "resend_cooldown", "user_lockout", "destination_lockout",
-        "recovery_code_sets",
+        "recovery_code_sets", "client_lockout",
     ):  # fmt: skip
         LIMIT_REFUSALS.labels(limit=limit)
 

@@ -1,4 +1,4 @@
-"""Client IP addresses as limits must see them.
+"""Addresses: client IPs as limits must see them, and whether a URL stays on this machine.
 
 ``::ffff:203.0.113.9`` is ``203.0.113.9``: one client must not count twice by writing its address
 two ways. An IPv6 client usually holds a whole /64 (SLAAC, privacy addresses), so it is counted
@@ -8,6 +8,7 @@ per /64, not per address: otherwise one host has 2^64 fresh addresses to try fro
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import urlsplit
 
 from shared.errors import InvalidInput
 
@@ -31,3 +32,13 @@ def counted_network(address: str) -> str:
     if isinstance(parsed, ipaddress.IPv4Address):
         return str(parsed)
     return str(ipaddress.IPv6Network(f"{parsed}/{IPV6_COUNTED_PREFIX}", strict=False))
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

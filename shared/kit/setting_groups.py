@@ -59,7 +59,8 @@ class Storage(SettingGroup):
     )
     redis_url: str = Field(
         "redis://localhost:6379/0",
-        description="broker, typed codes in flight, limits, lockouts, the throttle, decisions' "
+        description="broker, typed codes in flight, limits, lockouts, the provider gate, "
+        "decisions' "
         "notifications; `sentinel://h1:26379;sentinel://h2:26379;sentinel://h3:26379/0` for a "
         "primary watched by Redis Sentinel (the primary's password in the first part: "
         "`sentinel://:pw@h1:26379;…`; the sentinels themselves without one)",

@@ -1,6 +1,6 @@
 """The one settings object. Every process reads its configuration here, once, from the environment.
 
-Names are those of the architecture's §6: ``TWOSTEP_*`` for ours, ``TWILIO_*`` for Twilio's.
+Names (docs/configuration.md): ``TWOSTEP_*`` for ours, ``TWILIO_*`` for Twilio's.
 Durations are seconds (floats) so that ``TWOSTEP_SEND_DEADLINE_SECONDS=90`` reads naturally.
 The fields, each with its description, are declared by group in ``shared.kit.setting_groups``;
 here they come together with their validators and what is derived from them.

@@ -10,7 +10,6 @@ URL: the sandbox (or whatever listens there) must never receive them.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from typing import Literal
 from urllib.parse import urlsplit
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import make_url
 
 from shared.kit.crypto import DEVELOPMENT_DATA_KEY, DEVELOPMENT_LOOKUP_KEY
+from shared.kit.network import is_loopback_url
 from shared.kit.settings import SANDBOX_ACCOUNT_SID, Settings
 
 Process = Literal["api", "worker", "beat", "flower", "migrate", "keys"]
@@ -73,16 +73,6 @@ def flower_auth_problems(settings: Settings, basic_auth: str) -> list[str]:
         f"TWOSTEP_FLOWER_BASIC_AUTH needs a password of {_MIN_FLOWER_PASSWORD} characters or "
         "more that is not a placeholder"
     ]
-
-
-def is_loopback_url(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def has_real_twilio_credentials(settings: Settings) -> bool:

@@ -1,11 +1,11 @@
 """Abuse protection: limits shared by every process, counted in Redis, failing closed.
 
-Every key is of one tenant and names people only by keyed hashes (``shared.lookups``): a Redis
+Every key is of one tenant and names people only by keyed hashes (``shared.kit.lookups``): a Redis
 dump holds no phone number, user id or IP address. The one exception is the deployment-wide
 daily cap, which is the operator's and counts every tenant's sends.
 
-Three ports and their Redis adapters, each decision one atomic Lua call on Redis's own clock
-(so the processes' clocks do not matter, and a decision costs one round trip):
+Ports (``ports.py``) and their Redis adapters, each decision one atomic Lua call on Redis's
+own clock (so the processes' clocks do not matter, and a decision costs one round trip):
 
 - ``SendLimits`` — before anything is enqueued, a send must pass every limit: per destination,
   per user, per client IP (IPv6 per /64), per API key per minute and per day, per destination
@@ -29,6 +29,8 @@ Three ports and their Redis adapters, each decision one atomic Lua call on Redis
   caps the fleet's rate (the account's limit) and a set of leased slots caps how many calls are
   in flight at once (Twilio answers 20429 past its concurrency). A slot a dead worker held
   frees itself when its lease runs out.
+- ``ActionLimit`` — a plain count per user of an action that must stay rare (new sets of
+  recovery codes).
 
 If Redis cannot be reached every one of them raises ``ServiceUnavailable``: no limit is ever
 skipped.

@@ -10,11 +10,8 @@ from enum import StrEnum
 from typing import Protocol
 
 import redis.asyncio as redis
-import structlog
 
 from shared.errors import ServiceUnavailable
-
-log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

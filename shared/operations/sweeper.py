@@ -1,4 +1,4 @@
-"""The outbox sweeper: SQL is the truth, Redis may forget.
+"""The sweeper: SQL is the truth, Redis may forget.
 
 Every period it re-publishes jobs whose rows stayed queued too long or whose worker's claim
 went stale (a lost message, a killed worker), fails rows past their deadline, expires pending

@@ -24,7 +24,6 @@ from shared.errors import (
     ProviderTransientError,
 )
 from shared.kit.settings import Settings
-from shared.tenants.domain import DEFAULT_TENANT
 from shared.tenants.models import Tenant
 from shared.unit_of_work import UnitOfWork
 from shared.verify.port import ProviderService, VerifyServices
@@ -192,7 +191,3 @@ class TenantDirectory:
             raise NotFound(f"no tenant {tenant_id}")
         profile = self._known[tenant_id] = profile_of(tenant, self._settings, self._default_service)
         return profile
-
-
-def is_default(tenant: Tenant) -> bool:
-    return tenant.name == DEFAULT_TENANT

@@ -1,4 +1,4 @@
-"""A factor's states (architecture §3): enrolled, verified by a first right code, disabled."""
+"""A factor's states (docs/two-step.md): enrolled, verified by a first right code, disabled."""
 
 from __future__ import annotations
 

@@ -25,7 +25,9 @@ from shared.tenants.models import ApiKey
 from shared.two_step.models import RecoveryCode
 from shared.two_step.users import validate_user_id
 from shared.unit_of_work import Repositories, UnitOfWork
+from shared.verifications.events import record_lock
 from shared.webhooks.domain import WebhookEvent
+from shared.webhooks.outbox import announce
 
 RECOVERY_CODES_PER_SET = 10
 # Crockford's base32: no I, L, O or U, so a code read aloud or typed by hand survives.
@@ -81,7 +83,7 @@ class RecoveryCodes:
             Subject.of_request(api_key, user_id),
             count=len(codes),
         )
-        audit.announce(
+        announce(
             uow, api_key.tenant_id, WebhookEvent.RECOVERY_CODES_GENERATED, user_id, count=len(codes)
         )
         return [_shown(code) for code in codes]
@@ -115,9 +117,7 @@ class RecoveryCodes:
                 Subject.of_request(api_key, user_id, client_ip=ip),
                 left=left,
             )
-            audit.announce(
-                uow, api_key.tenant_id, WebhookEvent.RECOVERY_CODE_USED, user_id, left=left
-            )
+            announce(uow, api_key.tenant_id, WebhookEvent.RECOVERY_CODE_USED, user_id, left=left)
             return True
         # A wrong code, or a right one spent by a racing request a moment ago.
         lock = await lockout.settle(
@@ -133,7 +133,7 @@ async def _record_rejection(
     subject = Subject.of_request(api_key, user_id, client_ip=client_ip)
     await audit.record(uow, EventType.RECOVERY_CODE_REJECTED, subject)
     if lock is not None:
-        await audit.record_lock(uow, subject, lock)
+        await record_lock(uow, subject, lock)
 
 
 def _new_recovery_codes() -> list[str]:

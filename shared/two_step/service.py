@@ -1,4 +1,4 @@
-"""Two-step authentication for a login server's users (the seed article's two flows).
+"""Two-step authentication for a login server's users (docs/two-step.md: enrolment and login).
 
 Enrolment: a phone is stored *unverified* and a verification starts; only its approval verifies
 the factor and turns 2SA on, so a typo never locks anyone out. A new phone replaces the old one
@@ -42,6 +42,7 @@ from shared.verifications.models import Verification
 from shared.verifications.service import VerificationRequest, Verifications
 from shared.verifications.views import change_of
 from shared.webhooks.domain import WebhookEvent
+from shared.webhooks.outbox import announce
 
 log = structlog.get_logger(__name__)
 
@@ -209,7 +210,7 @@ class TwoStep:
             Subject.of_request(api_key, user_id, phone_e164=e164, client_ip=ip),
         )
         if user_id is not None:
-            audit.announce(uow, api_key.tenant_id, WebhookEvent.USER_UNLOCKED, user_id)
+            announce(uow, api_key.tenant_id, WebhookEvent.USER_UNLOCKED, user_id)
 
     async def list_events(
         self, uow: UnitOfWork, api_key: ApiKey, user_id: str, *, before: int | None, limit: int

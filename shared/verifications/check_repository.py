@@ -8,7 +8,6 @@ from datetime import datetime
 from sqlalchemy import (
     Uuid,
     bindparam,
-    func,
     select,
     update,
 )
@@ -53,15 +52,6 @@ class CheckRepository(JobRows[VerificationCheck]):
             tenant_id=tenant_id,
         )
         return found
-
-    async def provider_calls_for(self, verification_id: uuid.UUID) -> int:
-        """Provider calls made for a verification's checks, retries included."""
-        total = await self.session.scalar(
-            select(func.coalesce(func.sum(VerificationCheck.provider_attempts), 0)).where(
-                VerificationCheck.verification_id == verification_id
-            )
-        )
-        return int(total or 0)
 
     @prepared
     def _finish(cls) -> Executable:

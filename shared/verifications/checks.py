@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.audit import service as audit
 from shared.audit.domain import EventType
 from shared.errors import (
     AttemptError,
@@ -23,11 +22,11 @@ from shared.kit import metrics
 from shared.kit.attempts import error_of
 from shared.limits.ports import Outcome
 from shared.unit_of_work import UnitOfWork
-from shared.verifications.attempt import VerificationAttempt
 from shared.verifications.check_repository import CheckRepository
 from shared.verifications.domain import CheckStatus, VerificationMove, VerificationStatus
-from shared.verifications.events import record_for, subject_of
+from shared.verifications.events import record_for, record_lock, subject_of
 from shared.verifications.models import Verification, VerificationCheck
+from shared.verifications.provider_attempt import VerificationAttempt
 from shared.verifications.service import guesser_of
 from shared.verifications.views import change_of
 from shared.verify.port import ProviderCheck
@@ -44,9 +43,9 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         return uow.checks
 
     async def begin(self) -> bool:
-        jobs = self.jobs
-        code = await jobs.stash.get(self.row_id)
-        now = jobs.clock.now()
+        calls = self.calls
+        code = await calls.stash.get(self.row_id)
+        now = calls.clock.now()
         if not await self._claim(now, and_read=self._read_verification):
             return False
         refusal = _refusal(self.claimed, self.verification, code, now)
@@ -55,9 +54,9 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
             self.code = code
             self.service = await self._service_of(self.verification)
             return True
-        async with jobs.uow_factory() as uow:
+        async with calls.uow_factory() as uow:
             await self._refuse_in(uow, *refusal, now=now)
-        await jobs.stash.discard(self.row_id)
+        await calls.stash.discard(self.row_id)
         await self._settle_guess(Outcome.VOID)
         return False
 
@@ -65,7 +64,7 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         if verification.provider_service_sid is not None:
             return verification.provider_service_sid
         # Sent before verifications remembered their service: the tenant's.
-        return (await self.jobs.tenants.profile(verification.tenant_id)).service_sid
+        return (await self.calls.tenants.profile(verification.tenant_id)).service_sid
 
     async def _read_verification(self, uow: UnitOfWork) -> None:
         verification = await uow.verifications.get(self.claimed.verification_id)
@@ -87,21 +86,23 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         self.log.info("check.refused", status=status.value, reason=error.reason.value)
 
     async def call(self) -> ProviderCheck:
-        jobs, code = self.jobs, self.code
+        calls, code = self.calls, self.code
         sid = self.verification.provider_sid
         assert sid is not None  # _refusal refuses a verification that was never sent
         try:
-            return await jobs.through_gate(lambda: jobs.verify.check_code(self.service, sid, code))
+            return await calls.through_gate(
+                lambda: calls.verify.check_code(self.service, sid, code)
+            )
         except ProviderFinalError as exc:
             if self._answer_may_be_lost(exc) and await self._approved_by_the_lost_call():
                 return ProviderCheck(approved=True)
             raise
 
     async def answered(self, answer: ProviderCheck) -> None:
-        jobs = self.jobs
+        calls = self.calls
         status = CheckStatus.APPROVED if answer.approved else CheckStatus.REJECTED
-        async with jobs.uow_factory() as uow:
-            now = jobs.clock.now()
+        async with calls.uow_factory() as uow:
+            now = calls.clock.now()
             finished = await uow.checks.finish(
                 self.row_id, self.token, status=status, error=None, now=now
             )
@@ -115,12 +116,12 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
             else:
                 used_up = await self._reject(uow, now)
         metrics.TIME_TO_DECISION.observe((now - self.claimed.created_at).total_seconds())
-        await jobs.stash.discard(self.row_id)
+        await calls.stash.discard(self.row_id)
         self.log.info("check.answered", approved=answer.approved)
         if used_up:
             # Twilio keeps a verification pending after its last wrong check: a new one to the
             # number would get its code again, with no check left.
-            await jobs.close_at_provider(self.verification, quietly=True)
+            await calls.close_at_provider(self.verification, quietly=True)
 
     async def _approve(self, uow: UnitOfWork, now: datetime) -> None:
         verification = self.verification
@@ -128,7 +129,7 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         if approved is not None:
             uow.notify_after_commit(change_of(approved))
             await record_for(uow, EventType.VERIFICATION_APPROVED, verification)
-            for listener in self.jobs.on_approved:
+            for listener in self.calls.on_approved:
                 await listener(uow, verification, now)
 
     async def _reject(self, uow: UnitOfWork, now: datetime) -> bool:
@@ -139,7 +140,7 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         await record_for(
             uow, EventType.CHECK_REJECTED, verification, attempt=current.check_attempts
         )
-        if current.check_attempts < self.jobs.settings.max_check_attempts:
+        if current.check_attempts < self.calls.settings.max_check_attempts:
             return False
         used_up = await uow.verifications.end_pending(
             verification.id,
@@ -158,10 +159,10 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
 
     async def refused(self, exc: ProviderError) -> None:
         check_status, verification_move = _ending_for(exc)
-        jobs, verification = self.jobs, self.verification
+        calls, verification = self.calls, self.verification
         error = error_of(exc)
-        async with jobs.uow_factory() as uow:
-            now = jobs.clock.now()
+        async with calls.uow_factory() as uow:
+            now = calls.clock.now()
             finished = await uow.checks.finish(
                 self.row_id, self.token, status=check_status, error=error, now=now
             )
@@ -179,7 +180,7 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
                 uow.notify_after_commit(change_of(ended))
                 if max_attempts:
                     await record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
-        await jobs.stash.discard(self.row_id)
+        await calls.stash.discard(self.row_id)
         self.log.info("check.ended", reason=exc.reason.value, provider_code=exc.provider_code)
 
     def _answer_may_be_lost(self, exc: ProviderError) -> bool:
@@ -193,12 +194,14 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         )
 
     async def _approved_by_the_lost_call(self) -> bool:
-        jobs, sid = self.jobs, self.verification.provider_sid
+        calls, sid = self.calls, self.verification.provider_sid
         assert sid is not None
         try:
-            approved = await jobs.through_gate(lambda: jobs.verify.was_approved(self.service, sid))
+            approved = await calls.through_gate(
+                lambda: calls.verify.was_approved(self.service, sid)
+            )
         except ProviderTransientError as exc:
-            # Still unknown: the skeleton retries the check, which looks again.
+            # Still unknown: the attempt engine retries the check, which looks again.
             exc.ambiguous = True
             raise
         if approved:
@@ -207,17 +210,17 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         return approved
 
     async def give_up(self, error: AttemptError) -> None:
-        async with self.jobs.uow_factory() as uow:
+        async with self.calls.uow_factory() as uow:
             failed = await uow.checks.finish(
                 self.row_id,
                 self.token,
                 status=CheckStatus.FAILED,
                 error=error,
-                now=self.jobs.clock.now(),
+                now=self.calls.clock.now(),
             )
             if failed is not None:
                 uow.notify_after_commit(change_of(failed))
-        await self.jobs.stash.discard(self.row_id)
+        await self.calls.stash.discard(self.row_id)
         await self._settle_guess(Outcome.VOID)
 
     def _settle_before_waking(self, uow: UnitOfWork, outcome: Outcome) -> None:
@@ -232,7 +235,7 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
     async def _settle_guess(self, outcome: Outcome) -> None:
         """Settle the failure this check reserved in the lockout when it was accepted."""
         try:
-            lock = await self.jobs.lockout.settle(
+            lock = await self.calls.lockout.settle(
                 guesser_of(self.verification), str(self.row_id), outcome
             )
         except ServiceUnavailable:
@@ -242,8 +245,8 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
             return
         if lock is not None:
             self.log.warning("user.locked", seconds=lock.seconds, hard=lock.hard)
-            async with self.jobs.uow_factory() as uow:
-                await audit.record_lock(uow, subject_of(self.verification), lock)
+            async with self.calls.uow_factory() as uow:
+                await record_lock(uow, subject_of(self.verification), lock)
 
 
 def _refusal(

@@ -16,8 +16,6 @@ from shared.verifications.sends import Send
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["CodeJobs", "RetryLater"]
-
 
 class CodeJobs(ProviderCalls):
     """Built once per worker process."""

@@ -1,4 +1,5 @@
-"""A verification's and a check's states and words (architecture §3). Pure: no I/O."""
+"""A verification's and a check's states, words and lifecycles (docs/architecture.md, "States").
+Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ class VerificationMove(StrEnum):
 _Q, _S, _P = VerificationStatus.QUEUED, VerificationStatus.SENDING, VerificationStatus.PENDING
 _CANCELED = VerificationStatus.CANCELED
 
-# Architecture §3, as the one table the repository's compare-and-set statements are built from.
+# docs/architecture.md's states, as the one table the repositories' compare-and-set statements
+# are built from.
 VERIFICATION_LIFECYCLE = Lifecycle[VerificationStatus](
     moves={
         # A re-send is claimed, released and sent while the verification stays pending.

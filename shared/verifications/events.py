@@ -7,8 +7,11 @@ from typing import Any
 
 from shared.audit.domain import EventType
 from shared.audit.service import Subject, record
+from shared.limits.ports import Lock
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.models import Verification
+from shared.webhooks.domain import WebhookEvent
+from shared.webhooks.outbox import announce
 
 
 def subject_of(verification: Verification, api_key_id: uuid.UUID | None = None) -> Subject:
@@ -34,3 +37,16 @@ async def record_for(
     """An event about a verification, attributed to whoever asked for it (or ``api_key_id``)."""
     subject = subject_of(verification, api_key_id)
     await record(uow, event_type, subject, purpose=verification.purpose.value, **detail)
+
+
+async def record_lock(uow: UnitOfWork, subject: Subject, lock: Lock) -> None:
+    """A wrong code caused a lock: recorded, and a user told of it (``user.locked``)."""
+    detail = lock_detail(lock)
+    await record(uow, EventType.USER_LOCKED, subject, **detail)
+    if subject.user_id is not None:
+        announce(uow, subject.tenant_id, WebhookEvent.USER_LOCKED, subject.user_id, **detail)
+
+
+def lock_detail(lock: Lock) -> dict[str, Any]:
+    """How an event records a lock: its length, or that it lasts until released."""
+    return {"hard": True} if lock.hard else {"seconds": lock.seconds}

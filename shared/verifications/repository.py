@@ -169,7 +169,9 @@ class VerificationRepository(SendRows):
         self, verification_ids: Sequence[uuid.UUID], error: AttemptError, now: datetime
     ) -> list[Verification]:
         """End verifications a newer one to their number takes the place of; returns those it
-        ended (one being sent is left to its worker)."""
+        ended. The caller waits out calls in flight first (``Wait``); should a worker claim one
+        meanwhile, its outcome no longer lands here, and the newer send, answered with the
+        provider's verification that call made, takes it over (``record_sent``)."""
         v = Verification
         ended = await self._write_returning(
             update(v)

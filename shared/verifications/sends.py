@@ -22,7 +22,6 @@ from shared.kit import metrics
 from shared.kit.attempts import Wait, error_of
 from shared.tenants.service import TenantProfile
 from shared.unit_of_work import UnitOfWork
-from shared.verifications.attempt import VerificationAttempt
 from shared.verifications.domain import (
     OPEN_VERIFICATION_STATUSES,
     Channel,
@@ -31,6 +30,8 @@ from shared.verifications.domain import (
 )
 from shared.verifications.events import record_for
 from shared.verifications.models import Verification
+from shared.verifications.provider_attempt import VerificationAttempt
+from shared.verifications.provider_calls import PROVIDER_LIFETIME
 from shared.verifications.repository import VerificationRepository
 from shared.verifications.send_rows import SentCode
 from shared.verifications.views import change_of
@@ -56,8 +57,8 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
         return uow.verifications
 
     async def begin(self) -> bool:
-        jobs = self.jobs
-        now = jobs.clock.now()
+        calls = self.calls
+        now = calls.clock.now()
         if not await self._claim(now, and_read=self._read_others):
             return False
         if now >= self.claimed.deadline_at:
@@ -70,12 +71,12 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
             await self._end(_SUPERSEDED, EventType.VERIFICATION_SUPERSEDED)
             self.log.info("send.superseded", resend=self.resend)
             return False
-        self.profile = await jobs.tenants.profile(self.claimed.tenant_id)
+        self.profile = await calls.tenants.profile(self.claimed.tenant_id)
         return True
 
     async def _read_others(self, uow: UnitOfWork) -> None:
         self.others = await uow.verifications.others_to_destination(
-            self.claimed, since=self.claimed.created_at - _PROVIDER_LIFETIME
+            self.claimed, since=self.claimed.created_at - PROVIDER_LIFETIME
         )
 
     def _open_others(self) -> list[Verification]:
@@ -94,7 +95,7 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
         return self.claimed.provider_service_sid or self.profile.service_sid
 
     async def call(self) -> ProviderVerification:
-        jobs, row = self.jobs, self.claimed
+        calls, row = self.calls, self.claimed
         await self._clear_the_number()
         if self.lost_call_at is not None:
             existing = await self._sent_by_the_lost_call(self.lost_call_at)
@@ -102,8 +103,8 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
                 return existing
         if not self.resend:
             await self._check_the_number()
-        return await jobs.through_gate(
-            lambda: jobs.verify.start_verification(
+        return await calls.through_gate(
+            lambda: calls.verify.start_verification(
                 self.service, row.to_e164, self.channel, row.locale
             )
         )
@@ -111,7 +112,7 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
     async def _clear_the_number(self) -> None:
         """End the earlier verifications to the number, here and at the provider, before a
         send can be answered with one of them."""
-        now = self.jobs.clock.now()
+        now = self.calls.clock.now()
         in_flight = [
             other
             for other in self.others
@@ -121,19 +122,19 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
             raise Wait(_IN_FLIGHT_WAIT_SECONDS, "another call on the number is in flight")
         superseded = [other.id for other in self._open_others()]
         if superseded:
-            async with self.jobs.uow_factory() as uow:
+            async with self.calls.uow_factory() as uow:
                 for ended in await uow.verifications.supersede(superseded, _SUPERSEDED, now):
                     await record_for(uow, EventType.VERIFICATION_SUPERSEDED, ended)
                     uow.notify_after_commit(change_of(ended))
         for other in self.others:
             if other.provider_open and other.provider_sid is not None:
-                await self.jobs.close_at_provider(other)
+                await self.calls.close_at_provider(other)
 
     async def _sent_by_the_lost_call(self, lost_call_at: datetime) -> ProviderVerification | None:
-        jobs, to = self.jobs, self.claimed.to_e164
+        calls, to = self.calls, self.claimed.to_e164
         try:
-            existing = await jobs.through_gate(
-                lambda: jobs.verify.find_pending_verification(self.service, to)
+            existing = await calls.through_gate(
+                lambda: calls.verify.find_pending_verification(self.service, to)
             )
         except ProviderTransientError as exc:
             # We still do not know whether the lost call went out: keep looking next time.
@@ -159,20 +160,20 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
         )
         if not (line_type or sim_swap):
             return
-        refusal = await self.jobs.numbers.refusal(
-            row, line_type=line_type, sim_swap=sim_swap, through=self.jobs.through_gate
+        refusal = await self.calls.numbers.refusal(
+            row, line_type=line_type, sim_swap=sim_swap, through=self.calls.through_gate
         )
         if refusal is not None:
             self.log.warning("send.number_refused", reason=refusal.reason.value)
             raise refusal
 
     async def answered(self, answer: ProviderVerification) -> None:
-        jobs = self.jobs
-        async with jobs.uow_factory() as uow:
-            now = jobs.clock.now()  # once it is our turn to write: when the row changes
+        calls = self.calls
+        async with calls.uow_factory() as uow:
+            now = calls.clock.now()  # once it is our turn to write: when the row changes
             # Never in the past: a clock far behind ours must not make the code useless at once.
             expires_at = max(
-                answer.created_at + jobs.settings.code_lifetime, now + timedelta(seconds=30)
+                answer.created_at + calls.settings.code_lifetime, now + timedelta(seconds=30)
             )
             code = SentCode(answer.sid, self.service, self.channel, expires_at)
             sent = await uow.verifications.record_sent(self.row_id, self.token, code, now)
@@ -196,10 +197,10 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
         self.log.info("send.pending", attempts=self.claimed.provider_attempts, resend=self.resend)
 
     async def _close_dropped(self, answer: ProviderVerification) -> None:
-        async with self.jobs.uow_factory.reading() as read:
+        async with self.calls.uow_factory.reading() as read:
             holder = await read.verifications.pending_with_sid(answer.sid)
         if holder is None:  # nobody else was answered with it either
-            await self.jobs.cancel_quietly(self.service, answer.sid, self.row_id)
+            await self.calls.cancel_quietly(self.service, answer.sid, self.row_id)
 
     async def refused(self, exc: ProviderError) -> None:
         await self._end(error_of(exc), None)
@@ -217,12 +218,12 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
         """A first send that cannot (or must not) be made ends the verification; a re-send
         that cannot be made is dropped, and the code sent first still works."""
         superseded = error.reason is ErrorCode.SUPERSEDED
-        async with self.jobs.uow_factory() as uow:
+        async with self.calls.uow_factory() as uow:
             ended = await uow.verifications.give_up_send(
                 self.row_id,
                 self.token,
                 error=error,
-                now=self.jobs.clock.now(),
+                now=self.calls.clock.now(),
                 superseded=superseded,
             )
             if ended is not None:
@@ -234,10 +235,6 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
                     )
                 await record_for(uow, event, self.claimed, reason=error.reason.value)
                 uow.notify_after_commit(change_of(ended))
-
-
-# Twilio Verify's longest code lifetime: an earlier verification older than this is over there.
-_PROVIDER_LIFETIME = timedelta(minutes=10, seconds=30)
 
 
 def _is_newer(other: Verification, than: Verification) -> bool:

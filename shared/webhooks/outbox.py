@@ -37,6 +37,14 @@ def event_of(change: Change) -> WebhookEvent | None:
     return _CHECK_EVENTS.get(status) if change.kind == "check" else None
 
 
+def announce(
+    uow: UnitOfWork, tenant_id: uuid.UUID, event: WebhookEvent, user_id: str, **data: object
+) -> None:
+    """Tell the tenant's webhook endpoints of something that happened to a user's account
+    (ASVS 2.2.3, 2.5.5): written with the change, as every delivery is."""
+    uow.announce(Announcement(tenant_id, event, {"user_id": user_id, **data}))
+
+
 class WebhookOutbox:
     """Turns a unit of work's changes into deliveries for its tenants' endpoints."""
 

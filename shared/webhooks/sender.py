@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
-import structlog
-
 from shared.errors import AttemptError, ErrorCode, ProviderError, ProviderTransientError
 from shared.kit import metrics
 from shared.kit.attempts import Attempt, Attempts, RetryPolicy, claim
@@ -22,8 +20,6 @@ from shared.webhooks.domain import DeliveryStatus
 from shared.webhooks.models import WebhookDelivery, WebhookEndpoint
 from shared.webhooks.repository import WebhookDeliveryRepository
 from shared.webhooks.signatures import SIGNATURE_HEADER, sign
-
-log = structlog.get_logger(__name__)
 
 
 def body_of(payload: dict[str, Any]) -> bytes:

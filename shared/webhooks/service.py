@@ -21,20 +21,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-import structlog
-
 from shared.errors import InvalidInput, NotFound
 from shared.kit.clock import Clock
 from shared.kit.jobs import Job
+from shared.kit.network import is_loopback_url
 from shared.kit.settings import Settings
-from shared.kit.startup import is_loopback_url
 from shared.tenants.models import ApiKey
 from shared.unit_of_work import UnitOfWork
 from shared.webhooks.domain import WebhookEvent
 from shared.webhooks.http import is_ip_literal, is_public_address
 from shared.webhooks.models import WebhookDelivery, WebhookEndpoint
-
-log = structlog.get_logger(__name__)
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, like the API keys' tsk_
 

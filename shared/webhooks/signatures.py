@@ -1,6 +1,6 @@
 """Webhook signatures: ``Twostep-Signature: t=<unix seconds>,v1=<hex>``, where each ``v1`` is
 HMAC-SHA256 of ``"<t>.<raw body>"`` under one of the endpoint's secrets (two during a secret's
-rotation). The verifier here is the one docs/webhooks.md shows receivers, word for word."""
+rotation). The verifier here does what the one docs/webhooks.md shows receivers does."""
 
 from __future__ import annotations
 

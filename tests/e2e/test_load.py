@@ -1,7 +1,7 @@
 """Under load, with real processes: hundreds of login-server calls at once against one API
 process, a thousand long-polls held by one API process, hundreds of provider calls in flight
 from one worker process. Each scenario prints its figures; timing bounds are generous (a busy
-two-core machine must pass), the figures are what the README quotes."""
+two-core machine must pass), the figures are what docs/performance.md quotes."""
 
 from __future__ import annotations
 

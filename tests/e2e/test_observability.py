@@ -1,5 +1,5 @@
 """What ops see, against the real processes: Flower with its basic auth, the metrics of every
-process (every metric the README documents, where it says), and one request id followed from
+process (every metric docs/operations.md documents, where it says), and one request id followed from
 the API's log to the worker's Twilio call and its outcome."""
 
 from __future__ import annotations

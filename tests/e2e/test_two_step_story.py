@@ -1,6 +1,6 @@
-"""The seed article's whole story, over HTTP, against the real processes: a typo'd phone that
-cannot lock anyone out, enrolment, a login with a wrong code, a retry and a new code by call,
-a user without 2SA, disabling, recovery codes — and the audit trail of every step."""
+"""The whole two-step story (docs/two-step.md), over HTTP, against the real processes: a typo'd
+phone that cannot lock anyone out, enrolment, a login with a wrong code, a retry and a new code
+by call, a user without 2SA, disabling, recovery codes — and the audit trail of every step."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from shared.errors import (
     ProviderTransientError,
     VerificationNotPending,
 )
+from shared.kit.attempts import RetryLater
 from shared.kit.changes import Change
 from shared.kit.clock import utcnow
 from shared.kit.jobs import PublishFailed
@@ -27,7 +28,6 @@ from shared.limits.ports import Guards, Guesser, SendRequest
 from shared.tenants.domain import DEFAULT_TENANT
 from shared.tenants.models import ApiKey
 from shared.unit_of_work import UnitOfWork
-from shared.verifications.code_jobs import RetryLater
 from shared.verifications.domain import CheckStatus, VerificationStatus
 from shared.verifications.models import Verification, VerificationCheck
 from shared.verifications.service import VerificationRequest

@@ -1,4 +1,4 @@
-"""The dependency rule of the architecture (§2), checked on real imports."""
+"""The dependency rule of the layout (CONTRIBUTING.md), checked on real imports."""
 
 from __future__ import annotations
 

@@ -12,12 +12,12 @@ import pytest
 
 from shared.audit.domain import EventType
 from shared.errors import ErrorCode, InvalidInput, ProviderTransientError
+from shared.kit.attempts import RetryLater
 from shared.kit.changes import Change
 from shared.kit.jobs import CLOSE_VERIFICATION
 from shared.tenants.keys import create_api_key
 from shared.tenants.models import ApiKey
 from shared.tenants.service import NewTenant, create_tenant, provision_service
-from shared.verifications.code_jobs import RetryLater
 from shared.verifications.domain import CheckStatus, Purpose, VerificationStatus
 from shared.verifications.service import VerificationRequest
 from tests.unit.test_code_jobs import TO, events, load, load_check, pending, queued, submit

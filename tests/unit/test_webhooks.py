@@ -26,7 +26,7 @@ from tests.unit.world import MakeWorld, World
 
 def change(tenant: uuid.UUID, kind: str, status: str) -> Change:
     view = {"id": str(uuid.uuid4()), "status": status, "to": "+1415•••••23"}
-    return Change(uuid.uuid4(), view, kind, tenant)  # type: ignore[arg-type]
+    return Change(uuid.uuid4(), view, kind, tenant)
 
 
 def test_which_changes_are_events() -> None:

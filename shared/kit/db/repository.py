@@ -151,7 +151,8 @@ class Repository:
 
 
 class JobRows(Repository, Generic[Claimable]):
-    """Claims, retries and the sweeper's operations, shared by the two kinds of job rows."""
+    """Claims, retries and the sweeper's operations, shared by the three kinds of job rows
+    (a send, a check, a webhook delivery)."""
 
     model: type[Claimable]
     # Where the row's claim, release and time-out may start and what they leave it in.

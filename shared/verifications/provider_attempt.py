@@ -18,13 +18,15 @@ Answer = TypeVar("Answer")
 
 
 class VerificationAttempt(Attempt[UnitOfWork, Row, Answer]):
-    def __init__(self, jobs: ProviderCalls, row_id: uuid.UUID) -> None:
+    """A send's or a check's attempt: the engine's ``Attempt`` with the worker's provider calls."""
+
+    def __init__(self, calls: ProviderCalls, row_id: uuid.UUID) -> None:
         super().__init__(row_id)
-        self.jobs = jobs
+        self.calls = calls
 
     async def _claim(
         self, now: datetime, and_read: Callable[[UnitOfWork], Awaitable[None]] | None = None
     ) -> bool:
-        jobs = self.jobs
-        async with jobs.uow_factory.single_statements() as uow:
-            return await claim(self, uow, now, now + jobs.settings.claim_lease, and_read)
+        calls = self.calls
+        async with calls.uow_factory.single_statements() as uow:
+            return await claim(self, uow, now, now + calls.settings.claim_lease, and_read)
