@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import ipaddress
 import json
 import secrets
@@ -59,6 +60,7 @@ class Sandbox:
         self.state = state or VerifyState()
         self.faults = faults or Faults()
         self.stats = Stats()
+        self._all_gathered = asyncio.Event()
         self.account_sid = account_sid or DEFAULT_ACCOUNT_SID
         self.auth_token = auth_token or DEFAULT_AUTH_TOKEN
         self.state.services.ensure_default(self.account_sid)
@@ -93,11 +95,25 @@ class Sandbox:
             stats.in_flight += 1
             stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
             try:
+                if operation == "CreateVerification":
+                    await self._gathered()
                 return await self._answer(request, handler)
             finally:
                 stats.in_flight -= 1
 
         return endpoint
+
+    async def _gathered(self) -> None:
+        """With ``gather``, sends wait until that many requests are in flight together (at most
+        ``hang_seconds``); from then on none waits."""
+        wanted = self.faults.gather
+        if not wanted or self._all_gathered.is_set():
+            return
+        if self.stats.in_flight >= wanted:
+            self._all_gathered.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_gathered.wait(), self.faults.hang_seconds)
 
     async def _answer(self, request: Request, handler: Handler) -> Response:
         delay = self.faults.latency_seconds()
@@ -259,6 +275,7 @@ class Sandbox:
             if not isinstance(data, dict):
                 raise ValueError("a JSON object is expected")
             self.faults = Faults.from_json(data)
+            self._all_gathered = asyncio.Event()
         except (ValueError, TypeError) as exc:
             return _problem(400, str(exc))
         return JSONResponse(self.faults.to_json())
@@ -267,6 +284,7 @@ class Sandbox:
         self.state.reset()
         self.faults = Faults()
         self.stats = Stats()
+        self._all_gathered = asyncio.Event()
         return JSONResponse({"status": "reset"})
 
     async def read_clock(self, _request: Request) -> Response:

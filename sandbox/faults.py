@@ -84,6 +84,9 @@ class Faults:
     throttle_rate: float = 0.0
     timeout_rate: float = 0.0
     hang_seconds: float = 30.0
+    # Hold every send until this many requests are in flight at once (at most hang_seconds):
+    # shows a client's concurrency, however fast the machine it runs on.
+    gather: int = 0
     number_rules: list[NumberRule] = field(
         default_factory=lambda: [NumberRule(**rule) for rule in DEFAULT_NUMBER_RULES]
     )
@@ -103,6 +106,8 @@ class Faults:
             raise ValueError("error_status must be a 5xx status")
         if self.latency_ms < 0 or self.jitter_ms < 0 or self.hang_seconds < 0:
             raise ValueError("latency_ms, jitter_ms and hang_seconds must not be negative")
+        if self.gather < 0:
+            raise ValueError("gather must not be negative")
         if self.jitter_ms > self.latency_ms:
             raise ValueError("jitter_ms must not exceed latency_ms")
         for rule in self.number_rules:

@@ -199,6 +199,18 @@ class Cluster:
         )
         return time.monotonic() - started
 
+    def wait_progress(self, tag: str, *, pending: int, timeout: float) -> Counter[str]:
+        """Wait until at least ``pending`` rows are pending while others are still being sent
+        (a worker mid-call); returns the statuses then."""
+
+        def progressed() -> Counter[str] | None:
+            statuses = self.statuses(tag)
+            return statuses if statuses["pending"] >= pending and statuses["sending"] else None
+
+        return wait_until(
+            progressed, timeout=timeout, interval=0.1, what=f"{pending} pending, calls in flight"
+        )
+
     def wait_quiet(self, *, timeout: float) -> None:
         """Wait until no job waits in a queue or runs, and the sandbox is answering nothing.
 

@@ -26,16 +26,18 @@ def test_workers_stopped_mid_flight_lose_nothing_and_send_once(
     cluster.start_sandbox({"latency_ms": 300, "jitter_ms": 100})
     cluster.start_api()
     cluster.start_beat()
-    worker = cluster.start_worker()
     tag = f"chaos-{how}"
-    started = time.monotonic()
     total = cluster.scaled(500)
-    ids = cluster.create(cluster_numbers(total), tag)
-    kills = 0
+    ids = cluster.create(cluster_numbers(total), tag)  # all waiting when the worker starts
+    started = time.monotonic()
+    worker = cluster.start_worker()
+    kills, pending = 0, 0
     mid_call = []
     for _ in range(2):
-        time.sleep(1.5)
-        at_the_kill = cluster.statuses(tag)
+        # Each stop comes once another tenth is sent and calls are in flight, however fast or
+        # busy the machine is: never before the worker got going, never after it was done.
+        at_the_kill = cluster.wait_progress(tag, pending=pending + total // 10, timeout=60)
+        pending = at_the_kill["pending"]
         assert at_the_kill["pending"] < total, "the kill came too late to hit anything"
         mid_call.append(at_the_kill["sending"])
         if how == "SIGKILL":

@@ -211,17 +211,21 @@ def test_one_worker_keeps_hundreds_of_provider_calls_in_flight(
         TWOSTEP_PROVIDER_RATE="5000",
         TWOSTEP_PROVIDER_BURST="500",
         TWOSTEP_PROVIDER_MAX_IN_FLIGHT="1000",
-        TWOSTEP_TWILIO_READ_TIMEOUT_SECONDS="5",
-        TWOSTEP_SEND_DEADLINE_SECONDS="60",
+        TWOSTEP_TWILIO_READ_TIMEOUT_SECONDS="40",
+        TWOSTEP_SEND_DEADLINE_SECONDS="90",
     )
-    cluster.start_sandbox({"latency_ms": 2000})
+    total = cluster.scaled(500)
+    # Answers are held until 400 calls are in flight at once (the sandbox's gather): reaching
+    # it shows the worker's concurrency, whatever else keeps this machine's cores busy. The
+    # held calls are let go after 30 s at the latest, and the assertion below then fails.
+    gather = 0 if cluster.redis.embedded else 400
+    cluster.start_sandbox({"latency_ms": 2000, "gather": gather, "hang_seconds": 30})
     cluster.start_api()
     tag = "in-flight"
-    total = cluster.scaled(500)
     cluster.create(cluster_numbers(total), tag)  # queued: the worker finds them all waiting
     worker = cluster.start_worker()
     started = time.monotonic()
-    took = cluster.wait_settled(tag, total, timeout=90, settled={"pending"} | FINAL)
+    took = cluster.wait_settled(tag, total, timeout=120, settled={"pending"} | FINAL)
     process = psutil.Process(worker.pid)
     with cluster.sandbox() as sandbox:
         stats = sandbox.stats()
@@ -235,5 +239,5 @@ def test_one_worker_keeps_hundreds_of_provider_calls_in_flight(
         statuses=dict(cluster.statuses(tag)),
     )
     assert cluster.statuses(tag) == {"pending": total}
-    if not cluster.redis.embedded:
-        assert stats["peak_in_flight"] >= 400
+    if gather:
+        assert stats["peak_in_flight"] >= gather
