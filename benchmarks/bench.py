@@ -35,6 +35,7 @@ from sqlalchemy import make_url
 
 from benchmarks.database import DEFAULT_POSTGRES_URL, bench_database, wait_settled
 from benchmarks.processes import BenchError, ProcessMeter, Supervisor, Target, Usage, say
+from benchmarks.profile import Profiler
 from benchmarks.report import (
     ProcessFigures,
     SandboxFigures,
@@ -74,6 +75,9 @@ class Scenario:
 
 SCENARIOS = (
     Scenario("healthy", "latency 200±50 ms", _JITTERY, 50, 400, 20, 80),
+    # Twilio healthy, more users than the inline app has threads: it is bound by its thread pool,
+    # twostep by what a login costs it.
+    Scenario("busy", "latency 200±50 ms, 200 users", _JITTERY, 200, 1000, 100, 300),
     Scenario("slow", "latency 2000 ms", {"latency_ms": 2000}, 100, 200, 40, 40),
     Scenario(
         "faulty",
@@ -123,6 +127,7 @@ class BenchOptions:
     json_path: str = "bench-results.json"
     log_dir: str | None = None
     keep_logs: bool = False
+    profile: str | None = None  # a directory: py-spy profiles of twostep's processes go there
 
 
 @dataclass(frozen=True)
@@ -216,25 +221,35 @@ def _run_all(options: BenchOptions, planned: list[Planned], results: list[Scenar
         Supervisor(log_dir) as supervisor,
     ):
         running = start_all(supervisor, database_url, options.workers, run_id)
-        sandbox = SandboxControl(running.sandbox_url)
+        bench = _Bench(running, SandboxControl(running.sandbox_url), database_url)
         try:
             warm_up = _sized(WARM_UP, options.quick)
-            _run_scenario(running, sandbox, warm_up, database_url, 0)
+            _run_scenario(bench, warm_up, 0)
+            profiled = dataclasses.replace(bench, profile_dir=options.profile)
             offset = warm_up.logins
             for item in planned:
-                results.append(_run_scenario(running, sandbox, item, database_url, offset))
+                results.append(_run_scenario(profiled, item, offset))
                 offset += item.logins  # user ids stay unique across scenarios
         finally:
-            sandbox.close()
+            bench.sandbox.close()
         say("stopping everything…")
 
 
-def _run_scenario(
-    running: Running, sandbox: SandboxControl, item: Planned, database_url: str, offset: int
-) -> ScenarioResult:
+@dataclass(frozen=True)
+class _Bench:
+    """What every scenario of one run shares: the processes, the sandbox and the database."""
+
+    running: Running
+    sandbox: SandboxControl
+    database_url: str
+    profile_dir: str | None = None
+
+
+def _run_scenario(bench: _Bench, item: Planned, offset: int) -> ScenarioResult:
     scenario = item.scenario
+    running, sandbox = bench.running, bench.sandbox
     say(f"{scenario.name}: {scenario.description}; {item.users} users, {item.logins} logins")
-    twostep = _twostep_side(running, sandbox, item, database_url, offset)
+    twostep = _twostep_side(bench, item, offset)
     storm, usage = _storm(
         sandbox, Inline(running.inline_url, running.sandbox_url), running.inline_targets(), item
     )
@@ -252,12 +267,13 @@ def _run_scenario(
     )
 
 
-def _twostep_side(
-    running: Running, sandbox: SandboxControl, item: Planned, database_url: str, offset: int
-) -> SideResult:
+def _twostep_side(bench: _Bench, item: Planned, offset: int) -> SideResult:
+    running, sandbox, database_url = bench.running, bench.sandbox, bench.database_url
     system = Twostep(running.api_url, running.api_key, running.sandbox_url, user_offset=offset)
     counted = read_counters(running.redis_url, database_url)
-    storm, usage = _storm(sandbox, system, running.twostep_targets(), item)
+    profiling = _profiler(running, item, bench.profile_dir)
+    with profiling or contextlib.nullcontext():
+        storm, usage = _storm(sandbox, system, running.twostep_targets(), item)
     # Requests the users gave up on may still be queued in the API: let it work through them
     # first, so that their rows count here and their SMS do not land in the inline side's stats.
     drained = wait_quiet(system.health_url, item.scenario.name)
@@ -273,7 +289,16 @@ def _twostep_side(
         store_cost=cost_per_login(
             counted, read_counters(running.redis_url, database_url, settle=True), storm.succeeded
         ),
+        profiles=profiling.profiles if profiling else [],
     )
+
+
+def _profiler(running: Running, item: Planned, directory: str | None) -> Profiler | None:
+    if directory is None:
+        return None
+    own = set(twostep_process_names(running.workers))
+    targets = [target for target in running.twostep_targets() if target.name in own]
+    return Profiler(targets, Path(directory), item.scenario.name)
 
 
 def _storm(
@@ -393,6 +418,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 )
 @click.option("--log-dir", type=click.Path(file_okay=False), help="keep process logs here")
 @click.option("--keep-logs", is_flag=True, help="keep the temporary log directory")
+@click.option(
+    "--profile",
+    type=click.Path(file_okay=False),
+    help="py-spy twostep's processes during their storms; collapsed stacks and a summary by "
+    "package go here",
+)
 def bench_command(**values: Any) -> None:
     """Login storm: twostep against an inline Twilio integration, on this machine.
 

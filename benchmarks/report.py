@@ -7,12 +7,13 @@ import dataclasses
 import json
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from benchmarks.profile import Profile
 from benchmarks.store_cost import StoreCost
 from benchmarks.storm import Percentiles, StormFigures
 
@@ -45,6 +46,7 @@ class SideResult:
     settle_seconds: float | None = None
     drain_seconds: float | None = None  # until the API answered promptly again after the storm
     store_cost: StoreCost | None = None  # twostep only
+    profiles: list[Profile] = field(default_factory=list)  # twostep only, with --profile
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,12 @@ class ScenarioResult:
     twostep: SideResult
     inline: SideResult
     ratio: float | None  # twostep logins/s ÷ inline logins/s
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        """CPU per login in twostep's own processes ÷ in the inline app, in this run."""
+        ours, theirs = self.twostep.own_cpu_ms_per_login, self.inline.own_cpu_ms_per_login
+        return round(ours / theirs, 1) if ours is not None and theirs else None
 
 
 def machine(db: str, workers: int) -> dict[str, Any]:
@@ -190,6 +198,15 @@ def _store_cost(side: SideResult) -> list[str]:
     return [f"  stores/login  {side.side}: Redis {cost.redis_commands_per_login} commands{sql}"]
 
 
+def _profiles(side: SideResult) -> list[str]:
+    lines = []
+    for profile in side.profiles:
+        biggest = list(profile.by_package.items())[:8]
+        top = ", ".join(f"{name} {share:.0%}" for name, share in biggest)
+        lines.append(f"  py-spy {profile.process} ({profile.samples} samples): {top}")
+    return lines
+
+
 def scenario_block(result: ScenarioResult) -> list[str]:
     ratio = "—" if result.ratio is None else f"{result.ratio:.2f}x"
     return [
@@ -198,7 +215,8 @@ def scenario_block(result: ScenarioResult) -> list[str]:
         _row([title for title, _ in _COLUMNS]),
         _side_row(result.twostep),
         _side_row(result.inline),
-        f"  ratio twostep/inline logins/s: {ratio}",
+        f"  ratio twostep/inline logins/s: {ratio}; CPU per login: "
+        + ("—" if result.cpu_ratio is None else f"{result.cpu_ratio}x the inline app's"),
         f"  CPU ms/login  {_per_process(result.twostep, 'cpu')}",
         f"                {_per_process(result.inline, 'cpu')}",
         f"  peak RSS MiB  {_per_process(result.twostep, 'rss')}",
@@ -206,6 +224,7 @@ def scenario_block(result: ScenarioResult) -> list[str]:
         f"  failed        {_failures(result.twostep)}",
         f"                {_failures(result.inline)}",
         *_store_cost(result.twostep),
+        *_profiles(result.twostep),
         *_cheap_errors(result),
         *_resent(result),
     ]

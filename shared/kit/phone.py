@@ -43,14 +43,21 @@ def parse_phone(raw: str, default_region: str | None = None) -> PhoneNumber:
     return PhoneNumber(e164=e164, region=region)
 
 
+def _country_code(e164: str) -> str:
+    """The calling code an E.164 number starts with. Calling codes are prefix-free (ITU-T
+    E.164), so the first of 1, 2 or 3 digits that is one is it; a table look-up, where a parse
+    of the whole number would cost ~20 µs each time a number is shown."""
+    for length in (1, 2, 3):
+        if int(e164[1 : 1 + length]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return e164[1 : 1 + length]
+    return e164[1:2]
+
+
 def mask_e164(e164: str) -> str:
     """``+14155550123`` → ``+1415•••••23``: country and area stay readable, the line does not."""
     if not _E164_SHAPE.match(e164):
         return MASK * 4
-    try:
-        country_code = str(phonenumbers.parse(e164).country_code)
-    except phonenumbers.NumberParseException:
-        country_code = e164[1:2]
+    country_code = _country_code(e164)
     national = e164[1 + len(country_code) :]
     shown_head = national[:3] if len(national) > 7 else national[:1]
     shown_tail = national[-2:]

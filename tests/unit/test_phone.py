@@ -1,3 +1,4 @@
+import phonenumbers
 import pytest
 
 from shared.errors import InvalidPhoneNumber
@@ -42,3 +43,10 @@ class TestMask:
 
     def test_garbage_is_fully_masked(self) -> None:
         assert mask_e164("not a number") == "••••"
+
+    def test_the_calling_code_kept_is_the_one_a_parse_finds(self) -> None:
+        for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            number = f"+{code}{'2' * (12 - len(str(code)))}"
+            parsed = str(phonenumbers.parse(number).country_code)
+            national = number[1 + len(parsed) :]
+            assert mask_e164(number).startswith(f"+{parsed}{national[:3]}•"), number
