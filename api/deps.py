@@ -25,7 +25,7 @@ from shared.two_step.service import TwoStep
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.service import Verifications
 from shared.verifications.views import View
-from shared.verifications.waiting import MAX_WAIT_SECONDS, Waiting
+from shared.verifications.waiting import MAX_WAIT_SECONDS, Waiting, Written
 from shared.webhooks.service import Webhooks
 
 
@@ -83,9 +83,16 @@ class WaitUpTo:
         return await self.waiting.verification(tenant_id, verification_id, self.seconds)
 
     async def check(
-        self, tenant_id: uuid.UUID, verification_id: uuid.UUID, check_id: uuid.UUID
+        self,
+        tenant_id: uuid.UUID,
+        verification_id: uuid.UUID,
+        check_id: uuid.UUID,
+        written: Written | None = None,
     ) -> View:
-        return await self.waiting.check(tenant_id, verification_id, check_id, self.seconds)
+        return await self.waiting.check(tenant_id, verification_id, check_id, self.seconds, written)
+
+    def mark(self) -> int | None:
+        return self.waiting.mark()
 
 
 async def _wait(core: CoreDep, wait: WaitSeconds = 0) -> WaitUpTo:

@@ -195,7 +195,12 @@ def _store_cost(side: SideResult) -> list[str]:
         if cost.sql_transactions_per_login is not None
         else ""
     )
-    return [f"  stores/login  {side.side}: Redis {cost.redis_commands_per_login} commands{sql}"]
+    top = ", ".join(f"{name} {n}" for name, n in cost.redis_top_commands.items())
+    return [
+        f"  stores/login  {side.side}: Redis {cost.redis_round_trips_per_login} round trips, "
+        f"{cost.redis_commands_per_login} commands{sql}",
+        f"                Redis commands: {top}",
+    ]
 
 
 def _profiles(side: SideResult) -> list[str]:

@@ -23,7 +23,7 @@ from shared.kit.changes import ChangeFeed, ChangeListener, RedisChangeFeed, chan
 from shared.kit.clock import Clock, SystemClock
 from shared.kit.crypto import Keyring, keyring_of
 from shared.kit.db.session import AfterCommit, Database
-from shared.kit.jobs import CeleryJobQueue, JobQueue, make_celery
+from shared.kit.jobs import CeleryJobQueue, JobQueue, RedisJobQueue, make_celery
 from shared.kit.redis_client import make_redis, make_subscriber
 from shared.kit.settings import Settings
 from shared.kit.warm_up import warm_up
@@ -191,7 +191,13 @@ class Core:
 
     async def warm_up(self) -> None:
         """Open the pools before the first burst (the broker's only if jobs go to it)."""
-        await warm_up(self.database, self.celery if self.adapters.jobs is None else None)
+        to_broker = self.adapters.jobs is None
+        through_celery = to_broker and self.settings.task_events
+        await warm_up(
+            self.database,
+            self.celery if through_celery else None,
+            self.redis if to_broker and not through_celery else None,
+        )
 
     async def sweep(self) -> None:
         """A sweep, then what ops read of it: its time, the queues and the workers alive."""
@@ -214,6 +220,14 @@ class Core:
             self.celery.close()
 
 
+def _job_queue(settings: Settings, celery: Celery, client: redis.Redis) -> JobQueue:
+    """Jobs go straight to kombu's queues, unless Celery's task-sent events are wanted
+    (TWOSTEP_TASK_EVENTS): only Celery's own client sends those."""
+    if settings.task_events:
+        return CeleryJobQueue(celery)
+    return RedisJobQueue(celery, client, key_prefix=settings.redis_key_prefix)
+
+
 def bootstrap(
     settings: Settings, adapters: Adapters | None = None, *, main: str = "twostep"
 ) -> Core:
@@ -233,7 +247,7 @@ def bootstrap(
     uow_factory = UnitOfWorkFactory(
         database,
         AfterCommit(
-            jobs=adapters.jobs or CeleryJobQueue(celery),
+            jobs=adapters.jobs or _job_queue(settings, celery, client),
             changes=changes,
             outbox=WebhookOutbox(settings, clock),
         ),

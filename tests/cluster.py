@@ -22,7 +22,8 @@ from sqlalchemy import Engine, or_, select, text
 from sqlalchemy.orm import Session
 
 from shared.kit.db.migrate import migration_engine, upgrade
-from shared.kit.jobs import ALL_QUEUES
+from shared.kit.jobs import ALL_QUEUES, make_celery
+from shared.kit.settings import Settings
 from shared.verifications.models import Verification
 from tests.conftest import POSTGRES_URL
 from tests.support import (
@@ -214,23 +215,40 @@ class Cluster:
     def wait_quiet(self, *, timeout: float) -> None:
         """Wait until no job waits in a queue or runs, and the sandbox is answering nothing.
 
-        Workers acknowledge a job only once it has run (``task_acks_late``): until then its
-        message sits in kombu's ``unacked`` hash. An empty broker therefore means no job is
-        running either, and with every row final none will be published again: what the
-        sandbox has counted by then is all it will ever count."""
+        A worker takes a job off its queue as it reserves it, so the queues say nothing of the
+        jobs the workers hold: each worker is asked (Celery's remote control, as Flower asks)
+        what it runs, holds reserved and holds for a later retry. With every row final none
+        will be published again: what the sandbox has counted by then is all it will count."""
         client, sandbox = self.redis_client(), self.sandbox()
         prefix = self.env.get("TWOSTEP_REDIS_KEY_PREFIX", "")
+        app = make_celery(
+            Settings(redis_url=self.env["TWOSTEP_REDIS_URL"], redis_key_prefix=prefix),
+            main="twostep.test",
+        )
+
+        def held_by_workers() -> int | None:
+            inspector = app.control.inspect(timeout=1.0)
+            answers = [inspector.active(), inspector.reserved(), inspector.scheduled()]
+            if any(answer is None for answer in answers):
+                return None  # a worker that does not answer may be busy
+            return sum(
+                len(jobs)
+                for answer in answers
+                for jobs in cast(dict[str, list[Any]], answer).values()
+            )
 
         def quiet() -> bool:
             waiting = sum(cast(int, client.llen(f"{prefix}{queue}")) for queue in ALL_QUEUES)
-            running = cast(int, client.hlen(f"{prefix}unacked"))
-            return waiting == running == 0 and sandbox.stats()["in_flight"] == 0
+            if waiting or sandbox.stats()["in_flight"]:
+                return False
+            return held_by_workers() == 0
 
         try:
             wait_until(quiet, timeout=timeout, what="no job queued or running")
         finally:
             client.close()
             sandbox.http.close()
+            app.close()
 
     def logs(self) -> str:
         return "\n".join(process.log() for process in self.processes.values())

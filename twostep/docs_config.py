@@ -88,9 +88,9 @@ stale.
 """
 
 _OUTRO = """\
-The broker's visibility timeout is derived, not set: it is longer than the longest deadline plus
-one Twilio call, so a job waiting out a retry is never handed to a second worker. A dead worker's
-jobs come back sooner through the sweeper.
+The broker has no visibility timeout to set: a job lost with a dead worker (SIGKILL, a lost
+machine) is published again by the sweeper once its row's claim or its next look has passed
+(`TWOSTEP_REQUEUE_AFTER_SECONDS`, `TWOSTEP_CLAIM_LEASE_SECONDS`).
 """
 
 

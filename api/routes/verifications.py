@@ -27,7 +27,7 @@ from shared.tenants.idempotency import StoredAnswer
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.service import VerificationRequest
 from shared.verifications.views import check_view, verification_view
-from shared.verifications.waiting import check_decided
+from shared.verifications.waiting import Written, check_decided
 
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"], responses=KEYED)
 
@@ -150,6 +150,7 @@ async def create_check(
         created = await verifications.submit_check(uow, api_key, parsed_id, body.code)
         return StoredAnswer(202, check_view(created))
 
+    mark = wait.mark()
     answered = await answer_once(
         api_key,
         ("POST", f"/v1/verifications/{parsed_id}/checks", body.model_dump(mode="json")),
@@ -157,7 +158,9 @@ async def create_check(
     )
     if wait.seconds > 0 and answered.answer.body.get("status") == "queued":
         check_id = uuid.UUID(str(answered.answer.body["id"]))
-        current = await wait.check(api_key.tenant_id, parsed_id, check_id)
+        # What this request wrote is known; a replayed answer may be long out of date.
+        written = None if answered.replayed else Written(answered.answer.body, mark)
+        current = await wait.check(api_key.tenant_id, parsed_id, check_id, written)
         if check_decided(current):
             location = {"Location": _check_location(current)}
             return JSONResponse(current, status_code=200, headers=location)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,6 +28,10 @@ from shared.kit import metrics
 log = structlog.get_logger(__name__)
 
 _RECONNECT_DELAY_SECONDS = 1.0
+# Rows whose last notice a listener remembers: a few seconds of a busy API's notices, enough for
+# a request that wrote a row and enqueued its job to find the job's answer if it came before
+# the request started waiting.
+_RECENT_NOTICES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,10 @@ class RedisChangeFeed:
         await self._publish_all(keys=[self._channel], args=notices)
 
 
+class MaybeMissed(Exception):
+    """The listener was not subscribed all along: a notice may have been lost. Read the row."""
+
+
 class TooManyWaiters(Exception):
     """This process holds as many waiters as it may; the caller answers without waiting."""
 
@@ -109,6 +118,10 @@ class ChangeListener:
         self._count = 0
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self._recent: OrderedDict[uuid.UUID, dict[str, Any]] = OrderedDict()
+        # Counts the subscriptions this listener has made: while it is unchanged and connected,
+        # no notice was missed.
+        self._subscriptions = 0
 
     @property
     def waiting(self) -> int:
@@ -125,6 +138,17 @@ class ChangeListener:
                 await self._task
             self._task = None
         await self._redis.aclose()
+
+    def mark(self) -> int | None:
+        """Where the listener stands now; None when it is not subscribed (notices are lost)."""
+        return self._subscriptions if self.connected.is_set() else None
+
+    def heard_since(self, mark: int | None, row_id: uuid.UUID) -> dict[str, Any] | None:
+        """The last notice's row for ``row_id`` if no notice can have been missed since
+        ``mark`` (raises ``MaybeMissed`` otherwise); None if none came."""
+        if mark is None or mark != self.mark():
+            raise MaybeMissed
+        return self._recent.get(row_id)
 
     @contextlib.asynccontextmanager
     async def watch(self, row_id: uuid.UUID) -> AsyncIterator[Waiter]:
@@ -155,8 +179,19 @@ class ChangeListener:
             log.warning("changes.unreadable_notice")
             return
         view = notice.get("view")
+        view = view if isinstance(view, dict) else None
+        self._remember(row_id, view)
         for waiter in self._waiters.get(row_id, ()):
-            waiter.wake(view if isinstance(view, dict) else None)
+            waiter.wake(view)
+
+    def _remember(self, row_id: uuid.UUID, view: dict[str, Any] | None) -> None:
+        if view is None:  # a change without its row: what was remembered is stale
+            self._recent.pop(row_id, None)
+            return
+        self._recent[row_id] = view
+        self._recent.move_to_end(row_id)
+        if len(self._recent) > _RECENT_NOTICES:
+            self._recent.popitem(last=False)
 
     def _wake_everyone(self) -> None:
         for waiters in self._waiters.values():
@@ -171,6 +206,7 @@ class ChangeListener:
                 raise
             except Exception as exc:  # the connection dropped: notices may have been missed
                 self.connected.clear()
+                self._recent.clear()
                 self._wake_everyone()
                 log.warning("changes.listener_disconnected", error=repr(exc))
                 await asyncio.sleep(_RECONNECT_DELAY_SECONDS)
@@ -178,6 +214,7 @@ class ChangeListener:
     async def _consume(self) -> None:
         async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
             await pubsub.subscribe(self._channel)
+            self._subscriptions += 1
             self.connected.set()
             # Anything published while we were not subscribed is lost: let waiters re-read.
             self._wake_everyone()

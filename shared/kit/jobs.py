@@ -6,15 +6,19 @@ bodies. Arguments are row ids and nothing else: no phone number, no code, ever.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
+import redis.asyncio as redis
 from celery import Celery
+from redis.exceptions import RedisError
 
 from shared.kit.broker import SENTINEL_TRANSPORT
 from shared.kit.redis_client import is_sentinel_url
@@ -112,7 +116,6 @@ def make_celery(settings: Settings, main: str = "twostep") -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=5,
         broker_transport_options=_transport_options(settings),
-        visibility_timeout=settings.broker_visibility_timeout_seconds,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_soft_shutdown_timeout=15,
         worker_enable_soft_shutdown_on_idle=True,
@@ -133,10 +136,12 @@ def make_celery(settings: Settings, main: str = "twostep") -> Celery:
 
 def _transport_options(settings: Settings) -> dict[str, object]:
     options: dict[str, object] = {
-        "visibility_timeout": settings.broker_visibility_timeout_seconds,
-        # kombu's default sweep of unacknowledged messages runs only every ~100 s.
-        "unacked_restore_interval": 10,
-        "unacked_restore_throttle": 1,
+        # kombu's ack emulation keeps each job a worker holds in Redis too (4 round trips a job)
+        # to hand it to another worker once a visibility timeout has passed. twostep does not
+        # need it: a job lost with its worker is published again by the sweeper from the row's
+        # claim, well before any visibility timeout; a warm shutdown still puts back what the
+        # worker held but had not started (kombu's in-memory QoS).
+        "ack_emulation": False,
         # Without these a publish to a vanished Redis can wait forever.
         "socket_timeout": 5,
         "socket_connect_timeout": 5,
@@ -166,6 +171,68 @@ def connect_publisher(app: Celery) -> None:
             producer.connection.ensure_connection(max_retries=1)
             for queue in ALL_QUEUES:
                 producer.maybe_declare(app.amqp.queues[queue])
+
+
+class RedisJobQueue:
+    """Publishes straight onto kombu's Redis queues from the event loop: one LPUSH per job, all
+    of a commit's jobs in one pipeline. The message is Celery's own (built by
+    ``app.amqp.as_task_v2``, the worker cannot tell it apart from ``send_task``'s) in kombu's
+    Redis envelope; what it saves is Celery's blocking client: a thread hop per commit, a
+    producer checkout and the exchange's binding lookup per job.
+
+    Celery's ``task-sent`` event is not sent: with ``TWOSTEP_TASK_EVENTS`` on, bootstrap uses
+    ``CeleryJobQueue``."""
+
+    def __init__(self, app: Celery, client: redis.Redis, *, key_prefix: str = "") -> None:
+        self._app = app
+        self._client = client
+        self._key_prefix = key_prefix  # kombu's global_keyprefix: TWOSTEP_REDIS_KEY_PREFIX
+
+    async def publish(self, jobs: Sequence[Job]) -> None:
+        headers = job_headers(current_request_id())
+        pipe = self._client.pipeline(transaction=False)
+        for job in jobs:
+            pipe.lpush(self._key_prefix + ROUTES[job.name], self.envelope(job, headers))
+        try:
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # The client has already retried a lost connection once (redis_client.make_redis).
+            names = ", ".join(job.name for job in jobs)
+            raise PublishFailed(f"{names}: {type(exc).__name__}") from exc
+
+    def envelope(self, job: Job, headers: dict[str, object]) -> str:
+        """The JSON kombu's Redis transport keeps in a queue's list for this job."""
+        task_id = str(uuid.uuid4())
+        entity_id = str(job.entity_id)
+        message = self._app.amqp.as_task_v2(
+            task_id,
+            job.name,
+            args=(entity_id,),
+            kwargs={},
+            reply_to=self._app.thread_oid,
+            # As send_task leaves it (Celery types it bool): task_ignore_result decides.
+            ignore_result=None,  # type: ignore[arg-type]
+            argsrepr=repr([entity_id]),  # what saferepr writes for send_task's list, cheaper
+            kwargsrepr="{}",
+        )
+        body = json.dumps(message.body).encode()
+        properties: dict[str, Any] = {
+            **message.properties,
+            "delivery_mode": 2,  # persistent, as Celery's default queues declare
+            "delivery_info": {"exchange": "", "routing_key": ROUTES[job.name]},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        }
+        return json.dumps(
+            {
+                "body": base64.b64encode(body).decode(),
+                "content-encoding": "utf-8",
+                "content-type": "application/json",
+                "headers": {**message.headers, **headers},
+                "properties": properties,
+            }
+        )
 
 
 class CeleryJobQueue:

@@ -227,19 +227,6 @@ class Settings(
     def requeue_after(self) -> timedelta:
         return timedelta(seconds=self.requeue_after_seconds)
 
-    @property
-    def broker_visibility_timeout_seconds(self) -> int:
-        """Longer than any job can legitimately stay unacknowledged.
-
-        Retries wait in the worker's memory unacknowledged until their countdown ends, and every
-        retry happens before the deadline, so a visibility timeout past the longest deadline
-        (plus one provider call) never hands a job to a second worker while the first still
-        holds it. A dead worker's jobs come back sooner through the sweeper, not through this.
-        """
-        longest = max(self.send_deadline_seconds, self.check_deadline_seconds)
-        one_call = self.twilio_connect_timeout_seconds + self.twilio_read_timeout_seconds
-        return int(longest + one_call + self.claim_lease_seconds + 60)
-
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -150,6 +150,11 @@ def test_a_thousand_long_polls_are_held_cheaply_and_woken_by_the_commit(
     held: list[int] = []
     with NoticeClock(cluster) as noticed:
         answers = asyncio.run(hold_then_release())
+        # A waiter that read its row between the worker's commit and its notice has answered
+        # before the notice was out: wait for the last notices too.
+        wait_until(
+            lambda: noticed.at.keys() >= set(ids), timeout=30, what="every row's change notice"
+        )
     written = {str(row["id"]): row["updated_at"].timestamp() for row in cluster.rows("waiters")}
     after_notice_ms = sorted((at - noticed.at[row_id]) * 1000 for row_id, at, _ in answers)
     after_write_ms = sorted((at - written[row_id]) * 1000 for row_id, at, _ in answers)

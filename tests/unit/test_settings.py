@@ -36,11 +36,6 @@ def test_reads_the_environment_names_of_the_contract(monkeypatch: pytest.MonkeyP
     assert settings.send_deadline_seconds == 90
 
 
-def test_visibility_timeout_outlasts_every_retry_window() -> None:
-    settings = Settings(send_deadline_seconds=300, check_deadline_seconds=60)
-    assert settings.broker_visibility_timeout_seconds > 300 + settings.twilio_read_timeout_seconds
-
-
 @pytest.mark.parametrize(
     "name", ["send_deadline_seconds", "claim_lease_seconds", "code_lifetime_seconds"]
 )
