@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.idempotency import AnswerOnce, KeyedAnswerOnce
 from shared.bootstrap import Core
 from shared.errors import NotFound
+from shared.kit.changes import Mark
 from shared.kit.settings import Settings
 from shared.tenants.domain import Scope
 from shared.tenants.idempotency import KEY_PATTERN
@@ -91,7 +92,7 @@ class WaitUpTo:
     ) -> View:
         return await self.waiting.check(tenant_id, verification_id, check_id, self.seconds, written)
 
-    def mark(self) -> int | None:
+    def mark(self) -> Mark | None:
         return self.waiting.mark()
 
 

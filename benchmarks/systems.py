@@ -108,15 +108,7 @@ def start_all(supervisor: Supervisor, database_url: str, workers: int, run_id: s
     )
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     inline = _start_inline(supervisor, inline_port, sandbox_url)
-    env = child_env(
-        TWOSTEP_DATABASE_URL=database_url,
-        TWOSTEP_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-        TWOSTEP_TWILIO_BASE_URL=sandbox_url,
-        # Keys of this run's own: personal data is encrypted as in production.
-        TWOSTEP_DATA_KEYS=generate_data_key(),
-        TWOSTEP_LOOKUP_KEY=secrets.token_urlsafe(32),
-        **TWOSTEP_TUNING,
-    )
+    env = _twostep_env(database_url, f"redis://127.0.0.1:{redis_port}/0", sandbox_url)
     say("migrating the database and creating an API key…")
     api_key = _prepare_database(env, supervisor, f"bench-{run_id}")
     say(f"starting twostep: api, {workers} worker(s), beat…")
@@ -145,6 +137,18 @@ def start_all(supervisor: Supervisor, database_url: str, workers: int, run_id: s
         workers=workers,
         postgres_database=_postgres_database(database_url),
         redis_url=env["TWOSTEP_REDIS_URL"],
+    )
+
+
+def _twostep_env(database_url: str, redis_url: str, sandbox_url: str) -> dict[str, str]:
+    return child_env(
+        TWOSTEP_DATABASE_URL=database_url,
+        TWOSTEP_REDIS_URL=redis_url,
+        TWOSTEP_TWILIO_BASE_URL=sandbox_url,
+        # Keys of this run's own: personal data is encrypted as in production.
+        TWOSTEP_DATA_KEYS=generate_data_key(),
+        TWOSTEP_LOOKUP_KEY=secrets.token_urlsafe(32),
+        **TWOSTEP_TUNING,
     )
 
 

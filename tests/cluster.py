@@ -228,8 +228,13 @@ class Cluster:
 
         def held_by_workers() -> int | None:
             inspector = app.control.inspect(timeout=1.0)
-            answers = [inspector.active(), inspector.reserved(), inspector.scheduled()]
-            if any(answer is None for answer in answers):
+            alive = inspector.ping() or {}
+            # A job moves from scheduled (a retry's countdown) to reserved to running: asked in
+            # that order, a job moving meanwhile is seen at least once.
+            answers = [inspector.scheduled(), inspector.reserved(), inspector.active()]
+            if not alive or any(
+                answer is None or answer.keys() != alive.keys() for answer in answers
+            ):
                 return None  # a worker that does not answer may be busy
             return sum(
                 len(jobs)
@@ -237,11 +242,14 @@ class Cluster:
                 for jobs in cast(dict[str, list[Any]], answer).values()
             )
 
+        quiet_looks = 0
+
         def quiet() -> bool:
+            nonlocal quiet_looks
             waiting = sum(cast(int, client.llen(f"{prefix}{queue}")) for queue in ALL_QUEUES)
-            if waiting or sandbox.stats()["in_flight"]:
-                return False
-            return held_by_workers() == 0
+            calm = not waiting and not sandbox.stats()["in_flight"] and held_by_workers() == 0
+            quiet_looks = quiet_looks + 1 if calm else 0
+            return quiet_looks >= 2  # twice running: nothing was between two places at once
 
         try:
             wait_until(quiet, timeout=timeout, what="no job queued or running")

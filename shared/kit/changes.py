@@ -18,7 +18,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import redis.asyncio as redis
 import structlog
@@ -86,6 +86,17 @@ class MaybeMissed(Exception):
     """The listener was not subscribed all along: a notice may have been lost. Read the row."""
 
 
+class Mark(NamedTuple):
+    """Where a listener stood: its subscription and the last notice it had heard."""
+
+    subscription: int
+    notice: int
+
+
+# Remembered for a row whose last notice carried no row: it changed, how is unknown.
+_UNKNOWN: dict[str, Any] = {}
+
+
 class TooManyWaiters(Exception):
     """This process holds as many waiters as it may; the caller answers without waiting."""
 
@@ -118,7 +129,11 @@ class ChangeListener:
         self._count = 0
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
-        self._recent: OrderedDict[uuid.UUID, dict[str, Any]] = OrderedDict()
+        # Row id → (the notice's number, its row). Numbers count the notices heard; a notice
+        # forgotten to make room is one a waiter can no longer find here.
+        self._recent: OrderedDict[uuid.UUID, tuple[int, dict[str, Any]]] = OrderedDict()
+        self._notices = 0
+        self._forgotten_through = 0
         # Counts the subscriptions this listener has made: while it is unchanged and connected,
         # no notice was missed.
         self._subscriptions = 0
@@ -139,16 +154,27 @@ class ChangeListener:
             self._task = None
         await self._redis.aclose()
 
-    def mark(self) -> int | None:
+    def mark(self) -> Mark | None:
         """Where the listener stands now; None when it is not subscribed (notices are lost)."""
-        return self._subscriptions if self.connected.is_set() else None
+        if not self.connected.is_set():
+            return None
+        return Mark(self._subscriptions, self._notices)
 
-    def heard_since(self, mark: int | None, row_id: uuid.UUID) -> dict[str, Any] | None:
-        """The last notice's row for ``row_id`` if no notice can have been missed since
-        ``mark`` (raises ``MaybeMissed`` otherwise); None if none came."""
-        if mark is None or mark != self.mark():
+    def heard_since(self, mark: Mark | None, row_id: uuid.UUID) -> dict[str, Any] | None:
+        """The row as the last notice for ``row_id`` since ``mark`` left it; None if none came.
+        Raises ``MaybeMissed`` if one may have come unseen: the listener was not subscribed all
+        along, or has forgotten notices heard since, or the row's notice carried no row."""
+        now = self.mark()
+        if mark is None or now is None or mark.subscription != now.subscription:
             raise MaybeMissed
-        return self._recent.get(row_id)
+        if self._forgotten_through > mark.notice:
+            raise MaybeMissed
+        number, view = self._recent.get(row_id, (0, None))
+        if number <= mark.notice:
+            return None
+        if view is _UNKNOWN:
+            raise MaybeMissed
+        return view
 
     @contextlib.asynccontextmanager
     async def watch(self, row_id: uuid.UUID) -> AsyncIterator[Waiter]:
@@ -185,13 +211,12 @@ class ChangeListener:
             waiter.wake(view)
 
     def _remember(self, row_id: uuid.UUID, view: dict[str, Any] | None) -> None:
-        if view is None:  # a change without its row: what was remembered is stale
-            self._recent.pop(row_id, None)
-            return
-        self._recent[row_id] = view
+        self._notices += 1
+        self._recent[row_id] = (self._notices, _UNKNOWN if view is None else view)
         self._recent.move_to_end(row_id)
         if len(self._recent) > _RECENT_NOTICES:
-            self._recent.popitem(last=False)
+            _, (number, _) = self._recent.popitem(last=False)
+            self._forgotten_through = number
 
     def _wake_everyone(self) -> None:
         for waiters in self._waiters.values():

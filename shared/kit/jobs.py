@@ -18,7 +18,6 @@ from typing import Any, Protocol
 import anyio
 import redis.asyncio as redis
 from celery import Celery
-from redis.exceptions import RedisError
 
 from shared.kit.broker import SENTINEL_TRANSPORT
 from shared.kit.redis_client import is_sentinel_url
@@ -195,7 +194,7 @@ class RedisJobQueue:
             pipe.lpush(self._key_prefix + ROUTES[job.name], self.envelope(job, headers))
         try:
             await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # RedisError mostly; whatever it is, the rows stay queued
             # The client has already retried a lost connection once (redis_client.make_redis).
             names = ", ".join(job.name for job in jobs)
             raise PublishFailed(f"{names}: {type(exc).__name__}") from exc

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from shared.kit.changes import ChangeListener, MaybeMissed, TooManyWaiters, Waiter
+from shared.kit.changes import ChangeListener, Mark, MaybeMissed, TooManyWaiters, Waiter
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.domain import CheckStatus, VerificationStatus
 from shared.verifications.service import Verifications
@@ -40,7 +40,7 @@ class Written:
     before the write: a waiter starts from it instead of reading the row back."""
 
     view: View
-    mark: int | None
+    mark: Mark | None
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class Waiting:
 
         return await self._until(check_id, read, check_decided, seconds, written)
 
-    def mark(self) -> int | None:
+    def mark(self) -> Mark | None:
         """Taken before a write the request will wait on (see ``Written``)."""
         return self.listener.mark() if self.listener is not None else None
 

@@ -12,7 +12,8 @@ from typing import Any, cast
 import pytest
 import redis.asyncio as redis
 
-from shared.kit.changes import Change, ChangeListener, RedisChangeFeed
+from shared.kit import changes
+from shared.kit.changes import Change, ChangeListener, Mark, RedisChangeFeed
 from shared.kit.redis_client import make_redis, make_subscriber
 from shared.kit.settings import Settings
 from shared.unit_of_work import UnitOfWork
@@ -55,11 +56,18 @@ def _waiting(listener: ChangeListener) -> Waiting:
     return Waiting(_no_reads, cast(Verifications, None), listener)
 
 
+async def _first_look(waiting: Waiting, check_id: uuid.UUID, written: Written | None) -> None:
+    """Wait up to 30 s on a check nobody answers: a waiter that must read does so at once, not
+    at the deadline (the read raises ReadTheDatabase; waiting on instead times out here)."""
+    async with asyncio.timeout(3):
+        await waiting.check(TENANT, VERIFICATION, check_id, 30, written)
+
+
 def _check(check_id: uuid.UUID, status: str) -> dict[str, Any]:
     return {"id": str(check_id), "verification_id": str(VERIFICATION), "status": status}
 
 
-async def _heard(listener: ChangeListener, mark: int | None, check_id: uuid.UUID) -> None:
+async def _heard(listener: ChangeListener, mark: Mark | None, check_id: uuid.UUID) -> None:
     async with asyncio.timeout(10):
         while listener.heard_since(mark, check_id) is None:
             await asyncio.sleep(0.01)
@@ -100,10 +108,32 @@ async def test_a_listener_that_may_have_missed_a_notice_makes_the_waiter_read(
     listener: ChangeListener,
 ) -> None:
     waiting, check_id = _waiting(listener), uuid.uuid4()
-    before_a_reconnect = cast(int, waiting.mark()) - 1
+    now = cast(Mark, waiting.mark())
+    before_a_reconnect = Mark(now.subscription - 1, now.notice)
     written = Written(_check(check_id, "queued"), before_a_reconnect)
 
     with pytest.raises(ReadTheDatabase):
-        await waiting.check(TENANT, VERIFICATION, check_id, 5, written)
+        await _first_look(waiting, check_id, written)
     with pytest.raises(ReadTheDatabase):  # a request that wrote nothing reads first
-        await waiting.check(TENANT, VERIFICATION, check_id, 5)
+        await _first_look(waiting, check_id, None)
+
+
+async def test_a_notice_the_listener_has_forgotten_makes_the_waiter_read(
+    listener: ChangeListener, feed: RedisChangeFeed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(changes, "_RECENT_NOTICES", 2)
+    waiting, check_id = _waiting(listener), uuid.uuid4()
+    mark = waiting.mark()
+    written = Written(_check(check_id, "queued"), mark)
+    others = [uuid.uuid4() for _ in range(2)]
+    await feed.publish(
+        [Change(check_id, _check(check_id, "approved"))]
+        + [Change(other, _check(other, "queued")) for other in others]
+    )
+    heard = cast(Mark, mark).notice + 3
+    async with asyncio.timeout(10):  # the row's own notice made room for the other two
+        while cast(Mark, listener.mark()).notice < heard:
+            await asyncio.sleep(0.01)
+
+    with pytest.raises(ReadTheDatabase):
+        await _first_look(waiting, check_id, written)
