@@ -88,6 +88,8 @@ class Core:
     uow_factory: UnitOfWorkFactory
     guards: Guards
     stash: CodeStash
+    # What publishes jobs to the broker; None when an adapter takes the jobs instead.
+    publisher: CeleryJobQueue | RedisJobQueue | None
     adapters: Adapters = field(repr=False)
 
     # --- what every process's use cases are
@@ -191,13 +193,7 @@ class Core:
 
     async def warm_up(self) -> None:
         """Open the pools before the first burst (the broker's only if jobs go to it)."""
-        to_broker = self.adapters.jobs is None
-        through_celery = to_broker and self.settings.task_events
-        await warm_up(
-            self.database,
-            self.celery if through_celery else None,
-            self.redis if to_broker and not through_celery else None,
-        )
+        await warm_up(self.database, self.publisher)
 
     async def sweep(self) -> None:
         """A sweep, then what ops read of it: its time, the queues and the workers alive."""
@@ -220,7 +216,9 @@ class Core:
             self.celery.close()
 
 
-def _job_queue(settings: Settings, celery: Celery, client: redis.Redis) -> JobQueue:
+def _job_queue(
+    settings: Settings, celery: Celery, client: redis.Redis
+) -> CeleryJobQueue | RedisJobQueue:
     """Jobs go straight to kombu's queues, unless Celery's task-sent events are wanted
     (TWOSTEP_TASK_EVENTS): only Celery's own client sends those."""
     if settings.task_events:
@@ -244,10 +242,11 @@ def bootstrap(
     changes = adapters.changes or CountedChangeFeed(
         RedisChangeFeed(client, changes_channel(settings.redis_key_prefix))
     )
+    publisher = None if adapters.jobs else _job_queue(settings, celery, client)
     uow_factory = UnitOfWorkFactory(
         database,
         AfterCommit(
-            jobs=adapters.jobs or _job_queue(settings, celery, client),
+            jobs=adapters.jobs or publisher,
             changes=changes,
             outbox=WebhookOutbox(settings, clock),
         ),
@@ -271,5 +270,6 @@ def bootstrap(
         uow_factory=uow_factory,
         guards=guards,
         stash=stash,
+        publisher=publisher,
         adapters=adapters,
     )

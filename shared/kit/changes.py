@@ -83,7 +83,7 @@ class RedisChangeFeed:
 
 
 class MaybeMissed(Exception):
-    """The listener was not subscribed all along: a notice may have been lost. Read the row."""
+    """A notice may have come unseen (see ``ChangeListener.heard_since``): read the row."""
 
 
 class Mark(NamedTuple):

@@ -187,6 +187,10 @@ class RedisJobQueue:
         self._client = client
         self._key_prefix = key_prefix  # kombu's global_keyprefix: TWOSTEP_REDIS_KEY_PREFIX
 
+    async def connect(self) -> None:
+        """Open a connection before the first burst of publishes needs one."""
+        await self._client.ping()  # type: ignore[misc]  # redis-py types it sync or async
+
     async def publish(self, jobs: Sequence[Job]) -> None:
         headers = job_headers(current_request_id())
         pipe = self._client.pipeline(transaction=False)
@@ -241,6 +245,10 @@ class CeleryJobQueue:
     def __init__(self, app: Celery, *, threads: int = PUBLISHING_THREADS) -> None:
         self._app = app
         self._threads = anyio.CapacityLimiter(threads)
+
+    async def connect(self) -> None:
+        """Connect each publishing thread's producer (``connect_publisher``)."""
+        await anyio.to_thread.run_sync(connect_publisher, self._app)
 
     async def publish(self, jobs: Sequence[Job]) -> None:
         headers = job_headers(current_request_id())

@@ -11,32 +11,24 @@ from __future__ import annotations
 import asyncio
 import time
 
-import anyio
-import redis.asyncio as redis
 import structlog
-from celery import Celery
 
 from shared.kit.db.session import Database
-from shared.kit.jobs import connect_publisher
+from shared.kit.jobs import CeleryJobQueue, RedisJobQueue
 
 log = structlog.get_logger(__name__)
 
 WARM_UP_TIMEOUT_SECONDS = 10.0
 
 
-async def warm_up(
-    database: Database, publisher: Celery | None, broker: redis.Redis | None = None
-) -> None:
-    """``publisher``: Celery's client, when jobs go through it; ``broker``: the Redis client
-    they are pushed with otherwise."""
+async def warm_up(database: Database, publisher: CeleryJobQueue | RedisJobQueue | None) -> None:
+    """``publisher``: what publishes the process's jobs to the broker, if anything does."""
     started = time.monotonic()
     try:
         async with asyncio.timeout(WARM_UP_TIMEOUT_SECONDS):
             await database.warm_up()
             if publisher is not None:
-                await anyio.to_thread.run_sync(connect_publisher, publisher)
-            if broker is not None:
-                await broker.ping()  # type: ignore[misc]  # redis-py types it sync or async
+                await publisher.connect()
     except Exception as exc:  # whatever is down is reported where it is used
         log.warning("warm_up.failed", error=repr(exc))
         return

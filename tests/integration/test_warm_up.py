@@ -11,7 +11,7 @@ from sqlalchemy.pool import QueuePool
 from structlog.testing import capture_logs
 
 from shared.kit.db.session import Database
-from shared.kit.jobs import ALL_QUEUES, make_celery
+from shared.kit.jobs import ALL_QUEUES, CeleryJobQueue, make_celery
 from shared.kit.settings import Settings
 from shared.kit.warm_up import WARM_UP_TIMEOUT_SECONDS, warm_up
 from tests.conftest import make_settings
@@ -30,7 +30,7 @@ async def test_warming_up_opens_every_database_connection_and_declares_the_queue
     broker = redis_py.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
         with capture_logs() as logs:
-            await warm_up(database, publisher)
+            await warm_up(database, CeleryJobQueue(publisher))
         opened = [engine.pool for engine in database.engines]
         assert all(isinstance(pool, QueuePool) for pool in opened)
         # Opened and given back: waiting in the pool for the first requests.
