@@ -36,7 +36,7 @@ class EventRepository(Repository):
     async def append(self, event: Event) -> None:
         """Insert an event as a plain statement: no session bookkeeping for a row nobody reads
         back in the same transaction."""
-        await self.session.execute(
+        await self._execute(
             self._append, {column: getattr(event, column) for column in _EVENT_COLUMNS}
         )
 

@@ -46,6 +46,7 @@ class CheckRepository(JobRows[VerificationCheck]):
         self, tenant_id: uuid.UUID, verification_id: uuid.UUID, check_id: uuid.UUID
     ) -> VerificationCheck | None:
         found: VerificationCheck | None = await self._prepared_one(
+            VerificationCheck,
             self._of_verification,
             row_id=check_id,
             verification_id=verification_id,
@@ -68,7 +69,6 @@ class CheckRepository(JobRows[VerificationCheck]):
                 **RELEASED,
             )
             .returning(c)
-            .execution_options(populate_existing=True)
         )
 
     async def finish(
@@ -82,6 +82,7 @@ class CheckRepository(JobRows[VerificationCheck]):
     ) -> VerificationCheck | None:
         """Record a check's final status (and why, unless it was simply answered)."""
         finished: VerificationCheck | None = await self._prepared_one(
+            VerificationCheck,
             self._finish,
             row_id=check_id,
             token=token,

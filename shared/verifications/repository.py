@@ -120,6 +120,7 @@ class VerificationRepository(SendRows):
         """End a pending verification by ``move`` (approved, used up, expired);
         ``provider_open``: whether the provider may still hold it open."""
         ended: Verification | None = await self._prepared_one(
+            Verification,
             self._ending[move],
             row_id=verification_id,
             provider_open=provider_open,
@@ -143,7 +144,6 @@ class VerificationRepository(SendRows):
                 **ERROR,
             )
             .returning(v)
-            .execution_options(populate_existing=True)
             for move in (Move.APPROVE, Move.USE_UP, Move.EXPIRE)
         }
 
@@ -153,8 +153,8 @@ class VerificationRepository(SendRows):
         """The tenant's other verifications to the same number made since ``since``: those not
         over here, and those the provider may still hold open."""
         v = Verification
-        return (
-            await self.session.scalars(
+        found = (
+            await self._execute(
                 select(v).where(
                     v.tenant_id == verification.tenant_id,
                     v.destination_lookup == verification.destination_lookup,
@@ -164,6 +164,7 @@ class VerificationRepository(SendRows):
                 )
             )
         ).all()
+        return [v(**row._mapping) for row in found]
 
     async def supersede(
         self, verification_ids: Sequence[uuid.UUID], error: AttemptError, now: datetime
@@ -185,9 +186,8 @@ class VerificationRepository(SendRows):
                 **RELEASED,
             )
             .returning(v)
-            .execution_options(populate_existing=True)
         )
-        return [row for (row,) in ended]
+        return [v(**row._mapping) for row in ended]
 
     async def provider_closed(self, verification_ids: Sequence[uuid.UUID]) -> None:
         """The provider holds these no longer (canceled there, or over by its own clock)."""
@@ -198,12 +198,15 @@ class VerificationRepository(SendRows):
         )
 
     async def pending_with_sid(self, provider_sid: str) -> Verification | None:
-        return await self.session.scalar(
-            select(Verification).where(
-                Verification.provider_sid == provider_sid,
-                Verification.status == VerificationStatus.PENDING,
+        row = (
+            await self._execute(
+                select(Verification).where(
+                    Verification.provider_sid == provider_sid,
+                    Verification.status == VerificationStatus.PENDING,
+                )
             )
-        )
+        ).first()
+        return None if row is None else Verification(**row._mapping)
 
     async def expire_pending(self, now: datetime) -> list[Verification]:
         expired = await self._write_returning(
@@ -216,9 +219,8 @@ class VerificationRepository(SendRows):
                 updated_at=now,
             )
             .returning(Verification)
-            .execution_options(populate_existing=True)
         )
-        return [row for (row,) in expired]
+        return [Verification(**row._mapping) for row in expired]
 
     async def oldest_not_final(
         self,

@@ -90,7 +90,6 @@ class SendRows(JobRows[Verification]):
                 **RELEASED,
             )
             .returning(v)
-            .execution_options(populate_existing=True)
         )
 
     async def record_sent(
@@ -119,6 +118,7 @@ class SendRows(JobRows[Verification]):
             )
         )
         pending: Verification | None = await self._prepared_one(
+            Verification,
             self._record_sent,
             row_id=verification_id,
             token=token,

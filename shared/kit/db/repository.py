@@ -112,39 +112,40 @@ def column_param(model: type[Any], column: str) -> BindParameter[Any]:
 
 
 class Repository:
+    """Statements run as SQLAlchemy Core on the unit of work's connection: the ORM's execution
+    (its bulk UPDATE machinery, loading into the identity map) costs more CPU than the statement's
+    round trip, and the rows these repositories hand out are read, never changed and flushed.
+    Their entities are built from the returned columns."""
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def _execute(self, statement: Executable, values: dict[str, Any] | None = None) -> Any:
+        connection = await self.session.connection()
+        return await connection.execute(statement, values)
+
     async def _write(self, statement: Update | Delete) -> int:
         """Run an UPDATE or DELETE; returns how many rows it changed."""
-        result: Any = await self.session.execute(
-            statement, execution_options={"synchronize_session": False}
-        )
-        return int(result.rowcount)
+        return int((await self._execute(statement)).rowcount)
 
     async def _write_returning(self, statement: Update) -> Sequence[Any]:
-        result = await self.session.execute(
-            statement, execution_options={"synchronize_session": False}
-        )
-        return result.all()
+        rows: Sequence[Any] = (await self._execute(statement)).all()
+        return rows
 
     async def _update_one(self, statement: Update, model: type[T]) -> T | None:
         """Run an UPDATE of at most one row; returns the row as it is now, or None if it
         matched nothing."""
-        rows = await self._write_returning(
-            statement.returning(model).execution_options(populate_existing=True)
-        )
-        return rows[0][0] if rows else None
+        row = (await self._execute(statement.returning(model))).first()
+        return None if row is None else model(**row._mapping)
 
     async def _run_prepared(self, statement: Executable, **values: Any) -> Any:
         """Run a prepared statement with its parameters' values; returns the result."""
-        return await self.session.execute(
-            statement, values, execution_options={"synchronize_session": False}
-        )
+        return await self._execute(statement, values)
 
-    async def _prepared_one(self, statement: Executable, **values: Any) -> Any:
-        """The one row (an entity) a prepared statement returns, or None."""
-        return (await self._run_prepared(statement, **values)).scalars().first()
+    async def _prepared_one(self, model: type[T], statement: Executable, **values: Any) -> T | None:
+        """The one row of ``model`` a prepared statement returns (all its columns), or None."""
+        row = (await self._run_prepared(statement, **values)).first()
+        return None if row is None else model(**row._mapping)
 
     async def _prepared_count(self, statement: Executable, **values: Any) -> int:
         return int((await self._run_prepared(statement, **values)).rowcount)
@@ -166,36 +167,28 @@ class JobRows(Repository, Generic[Claimable]):
     async def insert(self, row: Claimable) -> None:
         """Insert a new row, as a plain statement: no session bookkeeping for it."""
         columns = self.model.__table__.columns
-        await self.session.execute(
+        await self._execute(
             self._insert, {column.key: getattr(row, column.key) for column in columns}
         )
 
     @prepared
     def _by_id(cls) -> Executable:
-        return (
-            select(cls.model)
-            .where(cls.model.id == ROW_ID)
-            .execution_options(populate_existing=True)
-        )
+        return select(cls.model).where(cls.model.id == ROW_ID)
 
     async def get(self, row_id: uuid.UUID) -> Claimable | None:
         """Any tenant's row: for the workers and the sweeper, which act on ids they were given."""
-        found: Claimable | None = await self._prepared_one(self._by_id, row_id=row_id)
+        found: Claimable | None = await self._prepared_one(self.model, self._by_id, row_id=row_id)
         return found
 
     @prepared
     def _of_tenant(cls) -> Executable:
         m = cls.model
-        return (
-            select(m)
-            .where(m.id == ROW_ID, m.tenant_id == TENANT_ID)
-            .execution_options(populate_existing=True)
-        )
+        return select(m).where(m.id == ROW_ID, m.tenant_id == TENANT_ID)
 
     async def get_of_tenant(self, tenant_id: uuid.UUID, row_id: uuid.UUID) -> Claimable | None:
         """The row only if it is this tenant's: another tenant's id is simply not found."""
         found: Claimable | None = await self._prepared_one(
-            self._of_tenant, row_id=row_id, tenant_id=tenant_id
+            self.model, self._of_tenant, row_id=row_id, tenant_id=tenant_id
         )
         return found
 
@@ -234,7 +227,6 @@ class JobRows(Repository, Generic[Claimable]):
                 updated_at=NOW,
             )
             .returning(m)
-            .execution_options(populate_existing=True)
         )
 
     async def claim(self, row_id: uuid.UUID, *, now: datetime, until: datetime) -> Claimable | None:
@@ -246,7 +238,7 @@ class JobRows(Repository, Generic[Claimable]):
         sweeper's next look.
         """
         claimed: Claimable | None = await self._prepared_one(
-            self._claim, row_id=row_id, now=now, until=until, token=uuid.uuid4()
+            self.model, self._claim, row_id=row_id, now=now, until=until, token=uuid.uuid4()
         )
         return claimed
 
@@ -333,13 +325,17 @@ class JobRows(Repository, Generic[Claimable]):
         """
         m = self.model
         candidates = (
-            await self.session.scalars(
-                select(m.id)
-                .where(m.next_attempt_at <= now, self._claimable(now))
-                .order_by(m.next_attempt_at)
-                .limit(limit)
+            (
+                await self._execute(
+                    select(m.id)
+                    .where(m.next_attempt_at <= now, self._claimable(now))
+                    .order_by(m.next_attempt_at)
+                    .limit(limit)
+                )
             )
-        ).all()
+            .scalars()
+            .all()
+        )
         if not candidates:
             return []
         taken = await self._write_returning(
@@ -373,6 +369,5 @@ class JobRows(Repository, Generic[Claimable]):
                 **RELEASED,
             )
             .returning(m)
-            .execution_options(populate_existing=True)
         )
-        return [row for (row,) in failed]
+        return [m(**row._mapping) for row in failed]
