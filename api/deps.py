@@ -80,8 +80,10 @@ class WaitUpTo:
     waiting: Waiting
     seconds: float
 
-    async def verification(self, tenant_id: uuid.UUID, verification_id: uuid.UUID) -> View:
-        return await self.waiting.verification(tenant_id, verification_id, self.seconds)
+    async def verification(
+        self, tenant_id: uuid.UUID, verification_id: uuid.UUID, written: Written | None = None
+    ) -> View:
+        return await self.waiting.verification(tenant_id, verification_id, self.seconds, written)
 
     async def check(
         self,

@@ -50,6 +50,8 @@ TWOSTEP_TUNING = {
     "TWOSTEP_LIMIT_GLOBAL_DAILY": "100000000 per day",
     # Production mode, as deployed: the storm's numbers are American.
     "TWOSTEP_ALLOWED_COUNTRIES": "US",
+    # Logs as deployed (docs/operations.md): a JSON line each, not the console's colours.
+    "TWOSTEP_LOG_FORMAT": "json",
     # Workers share the host: no metrics ports to collide on.
     "TWOSTEP_WORKER_METRICS_PORT": "0",
     "TWOSTEP_BEAT_METRICS_PORT": "0",

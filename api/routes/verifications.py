@@ -27,7 +27,7 @@ from shared.tenants.idempotency import StoredAnswer
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.service import VerificationRequest
 from shared.verifications.views import check_view, verification_view
-from shared.verifications.waiting import Written, check_decided
+from shared.verifications.waiting import Written, check_decided, verification_settled
 
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"], responses=KEYED)
 
@@ -44,15 +44,21 @@ def _check_location(answer: dict[str, Any]) -> str:
     "",
     status_code=202,
     response_model=VerificationOut,
-    responses=problems(403, 409, 413, 415, 422, 429),
+    responses={
+        200: {"model": VerificationOut, "description": "Sent (or over) within `?wait=`"},
+        **problems(403, 409, 413, 415, 422, 429),
+    },
 )
 async def create_verification(
     body: VerificationCreate,
     api_key: VerifyKey,
     verifications: VerificationsDep,
     answer_once: AnswerOnceDep,
+    wait: WaitDep,
 ) -> JSONResponse:
-    """Ask for a code to be sent. Answers at once with status `queued`; a worker sends it."""
+    """Ask for a code to be sent. Answers `202` with status `queued` at once (a worker sends
+    it), or with `?wait=S` `200` as soon as it is sent (`pending`) or over (`202` if it is not
+    within S seconds): one call where a login server would otherwise create, then long-poll."""
 
     async def send(uow: UnitOfWork) -> StoredAnswer:
         verification = await verifications.request(
@@ -68,11 +74,20 @@ async def create_verification(
         )
         return StoredAnswer(202, verification_view(verification))
 
+    mark = wait.mark()
     answered = await answer_once(
         api_key,
         ("POST", "/v1/verifications", body.model_dump(mode="json")),
         send,
     )
+    if wait.seconds > 0 and not verification_settled(answered.answer.body):
+        verification_id = uuid.UUID(str(answered.answer.body["id"]))
+        # What this request wrote is known; a replayed answer may be long out of date.
+        written = None if answered.replayed else Written(answered.answer.body, mark)
+        current = await wait.verification(api_key.tenant_id, verification_id, written)
+        if verification_settled(current):
+            location = {"Location": _verification_location(current)}
+            return JSONResponse(current, status_code=200, headers=location)
     return answered.response(_verification_location)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -108,6 +108,11 @@ class Attempt(ABC, Generic[U, Row, Answer]):
 
     @abstractmethod
     def rows(self, uow: U) -> JobRows[Row]: ...
+
+    async def claim_row(self, uow: U, now: datetime, until: datetime) -> Row | None:
+        """Claim the row in ``uow`` (its repository's ``claim``); an attempt that needs more
+        than its row may read it in the same statement."""
+        return await self.rows(uow).claim(self.row_id, now=now, until=until)
 
     @abstractmethod
     async def begin(self) -> bool:
@@ -216,21 +221,13 @@ class Attempts(Generic[U]):
         return RetryLater(countdown=delay) if released and self.policy.through_queue else None
 
 
-async def claim(
-    job: Attempt[U, Row, Any],
-    uow: U,
-    now: datetime,
-    until: datetime,
-    and_read: Callable[[U], Awaitable[None]] | None = None,
-) -> bool:
+async def claim(job: Attempt[U, Row, Any], uow: U, now: datetime, until: datetime) -> bool:
     """Claim the job's row in ``uow`` (one statement, committed on its own, so a crash leaves
-    the claim and its call marker behind), then ``and_read`` what else the attempt needs."""
-    row = await job.rows(uow).claim(job.row_id, now=now, until=until)
+    the claim and its call marker behind), with whatever else the attempt reads with it."""
+    row = await job.claim_row(uow, now, until)
     if row is None:
         job.log.info(f"{job.kind}.skipped", reason="not claimable")
         metrics.JOBS_SKIPPED.labels(job.kind).inc()
         return False
     job.took(row, now)
-    if and_read is not None:
-        await and_read(uow)
     return True

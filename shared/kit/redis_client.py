@@ -1,5 +1,10 @@
 """Redis clients (asyncio). Every process shares one bounded pool per purpose.
 
+Commands that tasks of one event loop issue in the same turn of the loop go to Redis together, in
+one pipeline (``CoalescingRedis``): under load, the limits, the stash, the gate and the notices of
+many requests cost one round trip where they cost one each. redis-py has no such mode (its issue
+#3767); ioredis and node-redis call it auto-pipelining.
+
 ``TWOSTEP_REDIS_URL`` is a plain ``redis://`` URL or, for a primary watched by Redis Sentinel, a
 list of sentinels as kombu writes it — ``sentinel://h1:26379;sentinel://h2:26379/0`` (with
 ``TWOSTEP_REDIS_SENTINEL_MASTER`` naming the primary). Through Sentinel a client asks where the
@@ -8,6 +13,8 @@ primary is before it connects, and again after a failover.
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +35,78 @@ class _BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool
     use, as a plain pool does here, instead of failing."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    args: tuple[Any, ...]
+    options: dict[str, Any]
+    answer: asyncio.Future[Any]
+
+
+# Commands that wait on the server, or change the connection they run on: never batched.
+_ALONE = frozenset({"BLPOP", "BRPOP", "BLMOVE", "BZPOPMIN", "BZPOPMAX", "WAIT", "SELECT", "WATCH"})
+
+
+class CoalescingRedis(redis.Redis):
+    """A client whose commands, issued in one turn of the event loop, are sent together in one
+    pipeline at the start of the next; each caller gets its own command's answer or error, as
+    it would alone. A turn with one command sends it as a plain command. Pipelines and pub/sub
+    are the client's own, unchanged."""
+
+    _pending: list[_Pending] | None = None
+    _sending: set[asyncio.Task[None]] | None = None
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if str(args[0]).upper() in _ALONE:
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        loop = asyncio.get_running_loop()
+        if self._pending is None:
+            self._pending = []
+            loop.call_soon(self._send_pending)
+        answer: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(_Pending(args, options, answer))
+        return await answer
+
+    def _send_pending(self) -> None:
+        batch, self._pending = self._pending or [], None
+        if self._sending is None:
+            self._sending = set()
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        # The loop keeps only a weak reference to a task.
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[_Pending]) -> None:
+        waiting = [pending for pending in batch if not pending.answer.done()]
+        try:
+            if len(waiting) == 1:
+                alone = waiting[0]
+                command = super().execute_command(*alone.args, **alone.options)  # type: ignore[no-untyped-call]
+                _answer(alone, await command)
+            elif waiting:
+                pipe = self.pipeline(transaction=False)
+                for pending in waiting:
+                    pipe.execute_command(*pending.args, **pending.options)
+                # Each command's error is its own answer; a lost connection is everyone's.
+                answers = await pipe.execute(raise_on_error=False)
+                for pending, answer in zip(waiting, answers, strict=True):
+                    _answer(pending, answer)
+        except Exception as exc:
+            for pending in waiting:
+                _answer(pending, exc)
+        finally:
+            for pending in waiting:
+                pending.answer.cancel()  # nothing left unanswered (cancelled itself, say)
+
+
+def _answer(pending: _Pending, answer: Any) -> None:
+    if pending.answer.done():
+        return
+    if isinstance(answer, Exception):
+        pending.answer.set_exception(answer)
+    else:
+        pending.answer.set_result(answer)
+
+
 def make_redis(
     url: str, *, sentinel_master: str = "mymaster", timeout: float = 2.0, max_connections: int = 64
 ) -> redis.Redis:
@@ -44,12 +123,13 @@ def make_redis(
     if is_sentinel_url(url):
         client: redis.Redis = _sentinel(url, timeout).master_for(
             sentinel_master,
+            redis_class=CoalescingRedis,
             connection_pool_class=_BlockingSentinelPool,
             **_master_options(url),
             **options,
         )
         return client
-    return redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(url, **options))
+    return CoalescingRedis.from_pool(redis.BlockingConnectionPool.from_url(url, **options))
 
 
 def make_subscriber(

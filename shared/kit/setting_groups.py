@@ -55,7 +55,7 @@ class Storage(SettingGroup):
 
     database_url: str = Field(
         "sqlite:///twostep.db",
-        description="SQLAlchemy URL; `postgresql://…` uses psycopg 3",
+        description="SQLAlchemy URL; `postgresql://…` runs on asyncpg (migrations: psycopg 3)",
     )
     redis_url: str = Field(
         "redis://localhost:6379/0",

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    LABEL_STYLE_TABLENAME_PLUS_COL,
     Uuid,
     bindparam,
     select,
@@ -23,10 +24,12 @@ from shared.kit.db.repository import (
     JobRows,
     column_param,
     error_columns,
+    joined,
     prepared,
 )
 from shared.verifications.domain import CHECK_LIFECYCLE, CheckStatus
-from shared.verifications.models import VerificationCheck
+from shared.verifications.models import Verification, VerificationCheck
+from shared.verifications.repository import VerificationRepository
 
 
 class CheckRepository(JobRows[VerificationCheck]):
@@ -40,6 +43,34 @@ class CheckRepository(JobRows[VerificationCheck]):
             c.id == ROW_ID,
             c.verification_id == bindparam("verification_id", type_=Uuid()),
             c.tenant_id == TENANT_ID,
+        )
+
+    @prepared
+    def _claim_with_verification(cls) -> Executable:
+        claimed = cls._claim.cte("claimed")  # type: ignore[attr-defined]  # an UPDATE … RETURNING
+        verifications = Verification.__table__
+        return (
+            select(claimed, verifications)
+            .join(verifications, verifications.c.id == claimed.c.verification_id)
+            .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
+        )
+
+    async def claim_with_verification(
+        self, check_id: uuid.UUID, *, now: datetime, until: datetime
+    ) -> tuple[VerificationCheck, Verification] | None:
+        """Claim the check (as ``claim``) and read its verification: in one statement where
+        the database can (``_can_claim_with_reads``)."""
+        if not await self._can_claim_with_reads():
+            check = await self.claim(check_id, now=now, until=until)
+            if check is None:
+                return None
+            verification = await VerificationRepository(self.session).get(check.verification_id)
+            return None if verification is None else (check, verification)
+        rows = await self._claiming(self._claim_with_verification, check_id, now=now, until=until)
+        if not rows:
+            return None
+        return joined(rows[0], "claimed", VerificationCheck), joined(
+            rows[0], "verifications", Verification
         )
 
     async def get_for_verification(

@@ -7,6 +7,7 @@ Verify Attempts API), which says whether it was approved. Nothing is approved by
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from shared.audit.domain import EventType
@@ -46,7 +47,7 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         calls = self.calls
         code = await calls.stash.get(self.row_id)
         now = calls.clock.now()
-        if not await self._claim(now, and_read=self._read_verification):
+        if not await self._claim(now):
             return False
         refusal = _refusal(self.claimed, self.verification, code, now)
         if refusal is None:
@@ -56,8 +57,7 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
             return True
         async with calls.uow_factory() as uow:
             await self._refuse_in(uow, *refusal, now=now)
-        await calls.stash.discard(self.row_id)
-        await self._settle_guess(Outcome.VOID)
+        await self._settle_and_forget(Outcome.VOID)
         return False
 
     async def _service_of(self, verification: Verification) -> str:
@@ -66,11 +66,16 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         # Sent before verifications remembered their service: the tenant's.
         return (await self.calls.tenants.profile(verification.tenant_id)).service_sid
 
-    async def _read_verification(self, uow: UnitOfWork) -> None:
-        verification = await uow.verifications.get(self.claimed.verification_id)
-        assert verification is not None
-        self.verification = verification
-        self.log = self.log.bind(verification_id=str(verification.id))
+    async def claim_row(
+        self, uow: UnitOfWork, now: datetime, until: datetime
+    ) -> VerificationCheck | None:
+        """The check, claimed, and its verification, read in the same statement."""
+        claimed = await uow.checks.claim_with_verification(self.row_id, now=now, until=until)
+        if claimed is None:
+            return None
+        check, self.verification = claimed
+        self.log = self.log.bind(verification_id=str(self.verification.id))
+        return check
 
     async def _refuse_in(
         self, uow: UnitOfWork, status: CheckStatus, error: AttemptError, *, now: datetime
@@ -116,7 +121,6 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
             else:
                 used_up = await self._reject(uow, now)
         metrics.TIME_TO_DECISION.observe((now - self.claimed.created_at).total_seconds())
-        await calls.stash.discard(self.row_id)
         self.log.info("check.answered", approved=answer.approved)
         if used_up:
             # Twilio keeps a verification pending after its last wrong check: a new one to the
@@ -180,7 +184,6 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
                 uow.notify_after_commit(change_of(ended))
                 if max_attempts:
                     await record_for(uow, EventType.VERIFICATION_MAX_ATTEMPTS, verification)
-        await calls.stash.discard(self.row_id)
         self.log.info("check.ended", reason=exc.reason.value, provider_code=exc.provider_code)
 
     def _answer_may_be_lost(self, exc: ProviderError) -> bool:
@@ -220,17 +223,29 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
             )
             if failed is not None:
                 uow.notify_after_commit(change_of(failed))
-        await self.calls.stash.discard(self.row_id)
-        await self._settle_guess(Outcome.VOID)
+        await self._settle_and_forget(Outcome.VOID)
 
     def _settle_before_waking(self, uow: UnitOfWork, outcome: Outcome) -> None:
         """Once the outcome commits, count it in the lockout before anyone waiting on the check
         is woken: whoever reads the answer finds a lock it caused already in force."""
 
         async def settle() -> None:
-            await self._settle_guess(outcome)
+            await self._settle_and_forget(outcome)
 
         uow.after_commit(settle)
+
+    async def _settle_and_forget(self, outcome: Outcome) -> None:
+        """Settle the guess and drop the code, which nothing needs any more: together, in one
+        round trip. A code Redis failed to drop expires with its check."""
+        settled, dropped = await asyncio.gather(
+            self._settle_guess(outcome),
+            self.calls.stash.discard(self.row_id),
+            return_exceptions=True,
+        )
+        if isinstance(dropped, Exception):
+            self.log.warning("check.code_not_dropped", error=type(dropped).__name__)
+        if isinstance(settled, BaseException):
+            raise settled
 
     async def _settle_guess(self, outcome: Outcome) -> None:
         """Settle the failure this check reserved in the lockout when it was accepted."""

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
 
@@ -24,9 +23,7 @@ class VerificationAttempt(Attempt[UnitOfWork, Row, Answer]):
         super().__init__(row_id)
         self.calls = calls
 
-    async def _claim(
-        self, now: datetime, and_read: Callable[[UnitOfWork], Awaitable[None]] | None = None
-    ) -> bool:
+    async def _claim(self, now: datetime) -> bool:
         calls = self.calls
         async with calls.uow_factory.single_statements() as uow:
-            return await claim(self, uow, now, now + calls.settings.claim_lease, and_read)
+            return await claim(self, uow, now, now + calls.settings.claim_lease)

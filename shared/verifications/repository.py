@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import (
+    LABEL_STYLE_TABLENAME_PLUS_COL,
+    Interval,
+    and_,
     bindparam,
     delete,
     or_,
@@ -24,6 +27,7 @@ from shared.kit.db.repository import (
     ROW_ID,
     column_param,
     error_columns,
+    joined,
     prepared,
 )
 from shared.verifications.domain import (
@@ -146,6 +150,51 @@ class VerificationRepository(SendRows):
             .returning(v)
             for move in (Move.APPROVE, Move.USE_UP, Move.EXPIRE)
         }
+
+    @prepared
+    def _claim_with_others(cls) -> Executable:
+        claimed = cls._claim.cte("claimed")  # type: ignore[attr-defined]  # an UPDATE … RETURNING
+        others = Verification.__table__.alias("others")
+        lookback = bindparam("lookback", type_=Interval())
+        return (
+            select(claimed, others)
+            .select_from(
+                claimed.outerjoin(
+                    others,
+                    and_(
+                        others.c.tenant_id == claimed.c.tenant_id,
+                        others.c.destination_lookup == claimed.c.destination_lookup,
+                        others.c.id != claimed.c.id,
+                        others.c.created_at >= claimed.c.created_at - lookback,
+                        or_(
+                            others.c.status.in_(OPEN_VERIFICATION_STATUSES),
+                            others.c.provider_open.is_(True),
+                        ),
+                    ),
+                )
+            )
+            .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
+        )
+
+    async def claim_with_others(
+        self, verification_id: uuid.UUID, *, now: datetime, until: datetime, lookback: timedelta
+    ) -> tuple[Verification, Sequence[Verification]] | None:
+        """Claim the verification's send (as ``claim``) and read the tenant's others to the
+        same number (as ``others_to_destination``, made at most ``lookback`` before it): in one
+        statement where the database can (``_can_claim_with_reads``)."""
+        if not await self._can_claim_with_reads():
+            claimed = await self.claim(verification_id, now=now, until=until)
+            if claimed is None:
+                return None
+            since = claimed.created_at - lookback
+            return claimed, await self.others_to_destination(claimed, since=since)
+        rows = await self._claiming(
+            self._claim_with_others, verification_id, now=now, until=until, lookback=lookback
+        )
+        if not rows:
+            return None
+        others = [joined(row, "others", Verification) for row in rows if row.others_id is not None]
+        return joined(rows[0], "claimed", Verification), others
 
     async def others_to_destination(
         self, verification: Verification, *, since: datetime

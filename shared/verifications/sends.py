@@ -59,7 +59,7 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
     async def begin(self) -> bool:
         calls = self.calls
         now = calls.clock.now()
-        if not await self._claim(now, and_read=self._read_others):
+        if not await self._claim(now):
             return False
         if now >= self.claimed.deadline_at:
             await self.give_up(
@@ -74,10 +74,18 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
         self.profile = await calls.tenants.profile(self.claimed.tenant_id)
         return True
 
-    async def _read_others(self, uow: UnitOfWork) -> None:
-        self.others = await uow.verifications.others_to_destination(
-            self.claimed, since=self.claimed.created_at - PROVIDER_LIFETIME
+    async def claim_row(
+        self, uow: UnitOfWork, now: datetime, until: datetime
+    ) -> Verification | None:
+        """The verification, claimed, and the tenant's others to its number, read in the same
+        statement."""
+        claimed = await uow.verifications.claim_with_others(
+            self.row_id, now=now, until=until, lookback=PROVIDER_LIFETIME
         )
+        if claimed is None:
+            return None
+        verification, self.others = claimed
+        return verification
 
     def _open_others(self) -> list[Verification]:
         return [other for other in self.others if other.status in OPEN_VERIFICATION_STATUSES]

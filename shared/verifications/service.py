@@ -9,7 +9,7 @@ Every read names the caller's tenant: another tenant's id is not found, exactly 
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import re
 import uuid
 from dataclasses import dataclass
@@ -231,17 +231,22 @@ class Verifications:
         check_id = uuid.uuid4()
         guesser = guesser_of(verification)
         ttl = int(self.settings.check_deadline_seconds) + 60
-        await self.guards.lockout.reserve(guesser, str(check_id), ttl)
         try:
-            # Stashed before the row exists: a check row never exists without its code.
-            await self.stash.put(check_id, code, ttl_seconds=ttl)
+            # Together, in one round trip; the code is stashed before the row exists: a check
+            # row never exists without its code.
+            await asyncio.gather(
+                self.guards.lockout.reserve(guesser, str(check_id), ttl),
+                self.stash.put(check_id, code, ttl_seconds=ttl),
+            )
             return await self._take_attempt(uow, verification, check_id)
         except BaseException:
-            # No check was made: neither its code nor its reservation may outlive it.
-            with contextlib.suppress(Exception):
-                await self.stash.discard(check_id)
-            with contextlib.suppress(Exception):
-                await self.guards.lockout.settle(guesser, str(check_id), Outcome.VOID)
+            # No check was made: neither its code nor its reservation (if it was made) may
+            # outlive it.
+            await asyncio.gather(
+                self.stash.discard(check_id),
+                self.guards.lockout.settle(guesser, str(check_id), Outcome.VOID),
+                return_exceptions=True,
+            )
             raise
 
     async def _take_attempt(

@@ -50,13 +50,17 @@ class Waiting:
     listener: ChangeListener | None
 
     async def verification(
-        self, tenant_id: uuid.UUID, verification_id: uuid.UUID, seconds: float
+        self,
+        tenant_id: uuid.UUID,
+        verification_id: uuid.UUID,
+        seconds: float,
+        written: Written | None = None,
     ) -> View:
         async def read(uow: UnitOfWork) -> View:
             verification = await self.verifications.get(uow, tenant_id, verification_id)
             return verification_view(verification)
 
-        return await self._until(verification_id, read, verification_settled, seconds)
+        return await self._until(verification_id, read, verification_settled, seconds, written)
 
     async def check(
         self,

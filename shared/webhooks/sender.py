@@ -7,6 +7,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
 
@@ -76,7 +77,7 @@ class _Attempt(Attempt[UnitOfWork, WebhookDelivery, int]):
         now = sender.clock.now()
         async with sender.uow_factory.single_statements() as uow:
             until = now + sender.settings.claim_lease
-            if not await claim(self, uow, now, until, self._read_endpoint):
+            if not await claim(self, uow, now, until):
                 return False  # delivered, given up, or another worker has it
         endpoint = self.endpoint
         if endpoint is None or endpoint.deleted_at is not None or now >= self.claimed.deadline_at:
@@ -85,8 +86,14 @@ class _Attempt(Attempt[UnitOfWork, WebhookDelivery, int]):
             return False
         return True
 
-    async def _read_endpoint(self, uow: UnitOfWork) -> None:
-        self.endpoint = await uow.webhook_endpoints.get(self.claimed.endpoint_id)
+    async def claim_row(
+        self, uow: UnitOfWork, now: datetime, until: datetime
+    ) -> WebhookDelivery | None:
+        """The delivery, claimed, then its endpoint."""
+        delivery = await uow.webhook_deliveries.claim(self.row_id, now=now, until=until)
+        if delivery is not None:
+            self.endpoint = await uow.webhook_endpoints.get(delivery.endpoint_id)
+        return delivery
 
     async def call(self) -> int:
         """POST it, signed; a 2xx is the answer, anything else (or nothing) is retried."""

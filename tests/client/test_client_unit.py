@@ -242,6 +242,18 @@ def test_a_long_wait_is_held_requests_of_at_most_thirty_seconds(clock: Clock) ->
     assert [r.extensions["timeout"]["read"] for r in script.requests] == [40.0, 25.0]
 
 
+def test_a_verification_asked_for_with_a_wait_is_held_until_it_is_sent() -> None:
+    script = Script(httpx.Response(200, json={**VERIFICATION, "status": "pending"}))
+    with script.client() as client:
+        verification = client.start_verification("+14155550123", wait=45)
+    assert verification.sent
+    (request,) = script.requests
+    # One request, held at most 30 s (the API's cap), its read timeout covering the wait.
+    assert (request.method, request.url.params["wait"]) == ("POST", "30.0")
+    assert request.extensions["timeout"]["read"] == pytest.approx(40.0, abs=0.5)
+    assert "Idempotency-Key" in request.headers
+
+
 def test_a_retried_long_poll_waits_only_for_what_is_left(clock: Clock) -> None:
     def lost_after_twenty_seconds(request: httpx.Request) -> httpx.Response:
         clock.now += 20

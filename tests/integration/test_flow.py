@@ -92,6 +92,31 @@ async def test_a_waiter_is_woken_by_the_workers_commit_not_by_its_timeout(
     assert 0.3 <= took < 10, f"answered after {took:.2f}s: woken by the timeout, not the commit"
 
 
+async def test_a_create_that_waits_answers_once_the_code_is_sent(
+    api: httpx.AsyncClient, worker: Celery, sandbox: SandboxClient
+) -> None:
+    sandbox.set_faults(latency_ms=300)
+    to = random_phone()
+    started = time.monotonic()
+    created = await api.post("/v1/verifications", params={"wait": 20}, json={"to": to})
+    took = time.monotonic() - started
+    assert created.status_code == 200, created.text
+    body = created.json()
+    assert body["status"] == "pending" and body["send_attempts"] == 1
+    assert created.headers["Location"] == f"/v1/verifications/{body['id']}"
+    assert 0.3 <= took < 10, f"answered after {took:.2f}s: woken by the timeout, not the commit"
+    assert sandbox.sends_to(to) == 1
+
+
+async def test_a_create_whose_wait_runs_out_answers_202_as_it_is(api: httpx.AsyncClient) -> None:
+    # No worker: nothing sends the code.
+    started = time.monotonic()
+    created = await api.post("/v1/verifications", params={"wait": 1}, json={"to": random_phone()})
+    took = time.monotonic() - started
+    assert created.status_code == 202 and created.json()["status"] == "queued"
+    assert 0.9 <= took < 5
+
+
 async def test_a_wait_that_nothing_ends_answers_at_its_timeout_with_the_current_state(
     api: httpx.AsyncClient,
 ) -> None:

@@ -111,6 +111,14 @@ def column_param(model: type[Any], column: str) -> BindParameter[Any]:
     return bindparam(column, type_=model.__table__.c[column].type)
 
 
+def joined(row: Any, label: str, model: type[T]) -> T:
+    """The ``model`` a row of a joined SELECT holds, its columns labelled ``<label>_<column>``
+    (``LABEL_STYLE_TABLENAME_PLUS_COL``)."""
+    mapping = row._mapping
+    columns = model.__table__.columns  # type: ignore[attr-defined]  # mapped classes have one
+    return model(**{column.key: mapping[f"{label}_{column.name}"] for column in columns})
+
+
 class Repository:
     """Statements run as SQLAlchemy Core on the unit of work's connection: the ORM's execution
     (its bulk UPDATE machinery, loading into the identity map) costs more CPU than the statement's
@@ -228,6 +236,27 @@ class JobRows(Repository, Generic[Claimable]):
             )
             .returning(m)
         )
+
+    async def _can_claim_with_reads(self) -> bool:
+        """Whether a claim and what is read with it can be one statement (the claim's UPDATE in
+        a WITH): on PostgreSQL; SQLite's WITH takes no UPDATE."""
+        return (await self.session.connection()).dialect.name == "postgresql"
+
+    async def _claiming(
+        self,
+        statement: Executable,
+        row_id: uuid.UUID,
+        *,
+        now: datetime,
+        until: datetime,
+        **values: Any,
+    ) -> Sequence[Any]:
+        """The rows of a statement built around ``_claim`` (in a WITH), with a new claim."""
+        result = await self._run_prepared(
+            statement, row_id=row_id, now=now, until=until, token=uuid.uuid4(), **values
+        )
+        rows: Sequence[Any] = result.all()
+        return rows
 
     async def claim(self, row_id: uuid.UUID, *, now: datetime, until: datetime) -> Claimable | None:
         """Take the row for one attempt and mark a provider call as started, in one statement.

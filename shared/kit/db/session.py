@@ -67,7 +67,9 @@ class Database:
             writing = _sessions(writer)
             return cls(writing, _sessions(reader), writing, (writer, reader), connections=1)
         engine = create_async_engine(
-            url.set(drivername="postgresql+psycopg"),
+            # asyncpg: a statement costs a quarter less CPU than through psycopg's async
+            # connection (its protocol is compiled; psycopg's waits are Python generators).
+            url.set(drivername="postgresql+asyncpg"),
             pool_size=pool_size,
             # Connections open as they are needed and stay: an overflow connection would be
             # closed at the end of each burst and opened again at the next, a PostgreSQL
@@ -77,7 +79,7 @@ class Database:
             pool_recycle=1800,
         )
         # A unit of work that only reads needs no transaction: each SELECT is one round trip
-        # instead of three (BEGIN, SELECT, COMMIT). Same pool; psycopg's autocommit is a flag.
+        # instead of three (BEGIN, SELECT, COMMIT). Same pool; the driver's autocommit is a flag.
         autocommit = _sessions(engine.execution_options(isolation_level="AUTOCOMMIT"))
         return cls(_sessions(engine), autocommit, autocommit, (engine,), connections=pool_size)
 

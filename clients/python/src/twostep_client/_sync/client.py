@@ -97,8 +97,11 @@ class TwostepClient:
         user_id: str | None = None,
         client_ip: str | None = None,
         idempotency_key: str | None = None,
+        wait: float = 0.0,
     ) -> Verification:
-        """Ask for a code to ``to`` (E.164). Answers at once, ``queued``: a worker sends it."""
+        """Ask for a code to ``to`` (E.164). Answers at once, ``queued`` (a worker sends it), or
+        with ``wait``, once it is sent (``pending``) or over, at most ``wait`` seconds (at most
+        30): one call instead of this and ``wait_for_verification``."""
         body = without_none(
             to=to, channel=channel, locale=locale, user_id=user_id, client_ip=client_ip
         )
@@ -109,6 +112,7 @@ class TwostepClient:
                 Verification.from_json,
                 body=body,
                 idempotency_key=idempotency_key or new_idempotency_key(),
+                wait=min(max(0.0, wait), MAX_WAIT_SECONDS),
             )
         )
 
