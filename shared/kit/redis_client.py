@@ -43,14 +43,24 @@ class _Pending:
 
 
 # Commands that wait on the server, or change the connection they run on: never batched.
-_ALONE = frozenset({"BLPOP", "BRPOP", "BLMOVE", "BZPOPMIN", "BZPOPMAX", "WAIT", "SELECT", "WATCH"})
+_ALONE = frozenset(
+    {
+        "BLPOP", "BRPOP", "BLMOVE", "BLMPOP", "BRPOPLPUSH", "BZPOPMIN", "BZPOPMAX", "BZMPOP",
+        "XREAD", "XREADGROUP", "WAIT", "WAITAOF", "SELECT", "WATCH", "MULTI", "EXEC",
+        "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR",
+    }
+)  # fmt: skip
 
 
 class CoalescingRedis(redis.Redis):
-    """A client whose commands, issued in one turn of the event loop, are sent together in one
-    pipeline at the start of the next; each caller gets its own command's answer or error, as
-    it would alone. A turn with one command sends it as a plain command. Pipelines and pub/sub
-    are the client's own, unchanged."""
+    """A client whose commands, issued in one turn of the event loop, are written together at
+    the start of the next, their replies read in order on the same connection; each caller
+    gets its own command's answer or error, as it would alone. A turn with one command sends it
+    as a plain command. Pipelines and pub/sub are the client's own, unchanged.
+
+    A connection lost midway costs only the commands whose replies did not come: those are sent
+    once more on a new connection (as the client's retry would each of them), and a command
+    whose reply came is never sent again. redis-py's own pipeline would resend them all."""
 
     _pending: list[_Pending] | None = None
     _sending: set[asyncio.Task[None]] | None = None
@@ -83,19 +93,41 @@ class CoalescingRedis(redis.Redis):
                 command = super().execute_command(*alone.args, **alone.options)  # type: ignore[no-untyped-call]
                 _answer(alone, await command)
             elif waiting:
-                pipe = self.pipeline(transaction=False)
-                for pending in waiting:
-                    pipe.execute_command(*pending.args, **pending.options)
-                # Each command's error is its own answer; a lost connection is everyone's.
-                answers = await pipe.execute(raise_on_error=False)
-                for pending, answer in zip(waiting, answers, strict=True):
-                    _answer(pending, answer)
+                try:
+                    await self._send_together(waiting)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    await self._send_together([p for p in waiting if not p.answer.done()])
         except Exception as exc:
             for pending in waiting:
                 _answer(pending, exc)
         finally:
             for pending in waiting:
-                pending.answer.cancel()  # nothing left unanswered (cancelled itself, say)
+                # Nobody is left waiting forever, even if this task itself is cancelled.
+                _answer(pending, redis.ConnectionError("the command's batch was not sent"))
+
+    async def _send_together(self, batch: list[_Pending]) -> None:
+        """One write for the batch, then each reply, in order, to its caller."""
+        pool = self.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(
+                connection.pack_commands([pending.args for pending in batch])
+            )
+            for pending in batch:
+                try:
+                    # parse_response takes its options apart: a copy, for a second try.
+                    options = dict(pending.options)
+                    _answer(
+                        pending, await self.parse_response(connection, pending.args[0], **options)
+                    )
+                except redis.ResponseError as error:  # this command's alone
+                    _answer(pending, error)
+        except BaseException:
+            # Replies may be left unread on it: nobody else may use it.
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
 
 
 def _answer(pending: _Pending, answer: Any) -> None:

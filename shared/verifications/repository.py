@@ -200,7 +200,10 @@ class VerificationRepository(SendRows):
         self, verification: Verification, *, since: datetime
     ) -> Sequence[Verification]:
         """The tenant's other verifications to the same number made since ``since``: those not
-        over here, and those the provider may still hold open."""
+        over here, and those the provider may still hold open. None for a verification made
+        before numbers had a look-up key: nothing says which are to its number."""
+        if verification.destination_lookup is None:
+            return []
         v = Verification
         found = (
             await self._execute(

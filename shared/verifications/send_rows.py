@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, update
+from sqlalchemy import ColumnElement, and_, bindparam, or_, update
 from sqlalchemy.sql import Executable
 
 from shared.errors import AttemptError, ErrorCode
@@ -17,6 +17,7 @@ from shared.kit.db.repository import (
     NO_ERROR,
     NOW,
     RELEASED,
+    ROW_ID,
     JobRows,
     When,
     column_param,
@@ -70,6 +71,25 @@ class SendRows(JobRows[Verification]):
         return and_(super()._claimable(now), resend_or_first)
 
     @prepared
+    def _take_over(cls) -> Executable:
+        v = Verification
+        return (
+            update(v)
+            .where(
+                v.provider_sid == bindparam("held_sid", type_=v.__table__.c.provider_sid.type),
+                may(Move.TAKE_OVER),
+                v.id != ROW_ID,
+            )
+            .values(
+                status=after(Move.TAKE_OVER),
+                provider_open=False,  # the provider's verification is the new holder's now
+                completed_at=NOW,
+                updated_at=NOW,
+                **error_columns(_TAKEN_OVER),
+            )
+        )
+
+    @prepared
     def _record_sent(cls) -> Executable:
         v = Verification
         return (
@@ -102,20 +122,8 @@ class SendRows(JobRows[Verification]):
         """The provider took the send: the verification is pending and checkable. Should the
         provider have answered with a verification another pending one holds (its number was
         sent to twice before either was superseded), this one takes it over."""
-        await self._write(
-            update(Verification)
-            .where(
-                Verification.provider_sid == sent.provider_sid,
-                may(Move.TAKE_OVER),
-                Verification.id != verification_id,
-            )
-            .values(
-                status=after(Move.TAKE_OVER),
-                provider_open=False,  # the provider's verification is the new holder's now
-                completed_at=now,
-                updated_at=now,
-                **error_columns(_TAKEN_OVER),
-            )
+        await self._prepared_count(
+            self._take_over, row_id=verification_id, held_sid=sent.provider_sid, now=now
         )
         pending: Verification | None = await self._prepared_one(
             Verification,

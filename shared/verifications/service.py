@@ -234,10 +234,13 @@ class Verifications:
         try:
             # Together, in one round trip; the code is stashed before the row exists: a check
             # row never exists without its code.
-            await asyncio.gather(
+            for outcome in await asyncio.gather(
                 self.guards.lockout.reserve(guesser, str(check_id), ttl),
                 self.stash.put(check_id, code, ttl_seconds=ttl),
-            )
+                return_exceptions=True,  # both over before any undoing below
+            ):
+                if isinstance(outcome, BaseException):
+                    raise outcome
             return await self._take_attempt(uow, verification, check_id)
         except BaseException:
             # No check was made: neither its code nor its reservation (if it was made) may

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
-from shared.kit.redis_client import make_redis
+from shared.kit.redis_client import CoalescingRedis, make_redis
 
 
 @pytest.fixture
@@ -103,3 +103,27 @@ async def test_a_lost_connection_fails_every_caller_of_the_batch() -> None:
     finally:
         await nowhere.aclose()
     assert all(isinstance(answer, redis.ConnectionError) for answer in answers), answers
+
+
+async def test_a_connection_lost_midway_sends_again_only_the_commands_without_a_reply(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, third = _key(), _key(), _key()
+    replies = 0
+    parse = CoalescingRedis.parse_response
+
+    async def lost_at_the_second_reply(
+        self: redis.Redis, connection: Any, *args: Any, **kw: Any
+    ) -> Any:
+        nonlocal replies
+        replies += 1
+        if replies == 2:
+            raise redis.ConnectionError("lost")
+        return await parse(self, connection, *args, **kw)
+
+    monkeypatch.setattr(CoalescingRedis, "parse_response", lost_at_the_second_reply)
+    answers = await asyncio.gather(client.incr(first), client.incr(second), client.incr(third))
+    # All three ran once; the two whose replies were lost ran once more (as a plain client's
+    # retry would run each), the one whose reply came did not.
+    assert list(answers) == [1, 2, 2]
+    assert [await client.get(key) for key in (first, second, third)] == [b"1", b"2", b"2"]
