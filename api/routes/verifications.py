@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
@@ -15,6 +17,7 @@ from api.deps import (
     WaitDep,
     parse_id,
 )
+from api.idempotency import Answered
 from api.openapi import KEYED, problems
 from api.schemas import (
     CheckCreate,
@@ -23,10 +26,11 @@ from api.schemas import (
     VerificationCreate,
     VerificationOut,
 )
+from shared.kit.changes import Mark
 from shared.tenants.idempotency import StoredAnswer
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.service import VerificationRequest
-from shared.verifications.views import check_view, verification_view
+from shared.verifications.views import View, check_view, verification_view
 from shared.verifications.waiting import Written, check_decided, verification_settled
 
 router = APIRouter(prefix="/v1/verifications", tags=["verifications"], responses=KEYED)
@@ -38,6 +42,27 @@ def _verification_location(answer: dict[str, Any]) -> str:
 
 def _check_location(answer: dict[str, Any]) -> str:
     return f"/v1/verifications/{answer['verification_id']}/checks/{answer['id']}"
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A POST that may wait (``?wait=``) for what it wrote to be settled: how to wait for the
+    row, when it is settled, and where it lives."""
+
+    until: Callable[[Written | None], Awaitable[View]]
+    settled: Callable[[View], bool]
+    location: Callable[[dict[str, Any]], str]
+
+    async def answer(self, answered: Answered, seconds: float, mark: Mark | None) -> JSONResponse:
+        """``200`` and the row once it is settled within ``seconds``, else the POST's answer."""
+        if seconds > 0 and not self.settled(answered.answer.body):
+            # What this request wrote is known; a replayed answer may be long out of date.
+            written = None if answered.replayed else Written(answered.answer.body, mark)
+            current = await self.until(written)
+            if self.settled(current):
+                headers = {"Location": self.location(current)}
+                return JSONResponse(current, status_code=200, headers=headers)
+        return answered.response(self.location)
 
 
 @router.post(
@@ -80,15 +105,13 @@ async def create_verification(
         ("POST", "/v1/verifications", body.model_dump(mode="json")),
         send,
     )
-    if wait.seconds > 0 and not verification_settled(answered.answer.body):
+
+    async def until_settled(written: Written | None) -> View:
         verification_id = uuid.UUID(str(answered.answer.body["id"]))
-        # What this request wrote is known; a replayed answer may be long out of date.
-        written = None if answered.replayed else Written(answered.answer.body, mark)
-        current = await wait.verification(api_key.tenant_id, verification_id, written)
-        if verification_settled(current):
-            location = {"Location": _verification_location(current)}
-            return JSONResponse(current, status_code=200, headers=location)
-    return answered.response(_verification_location)
+        return await wait.verification(api_key.tenant_id, verification_id, written)
+
+    held = _Held(until_settled, verification_settled, _verification_location)
+    return await held.answer(answered, wait.seconds, mark)
 
 
 @router.get("/{verification_id}", response_model=VerificationOut, responses=problems(403, 404, 422))
@@ -171,15 +194,14 @@ async def create_check(
         ("POST", f"/v1/verifications/{parsed_id}/checks", body.model_dump(mode="json")),
         check,
     )
-    if wait.seconds > 0 and answered.answer.body.get("status") == "queued":
+
+    async def until_decided(written: Written | None) -> View:
         check_id = uuid.UUID(str(answered.answer.body["id"]))
-        # What this request wrote is known; a replayed answer may be long out of date.
-        written = None if answered.replayed else Written(answered.answer.body, mark)
-        current = await wait.check(api_key.tenant_id, parsed_id, check_id, written)
-        if check_decided(current):
-            location = {"Location": _check_location(current)}
-            return JSONResponse(current, status_code=200, headers=location)
-    return answered.response(_check_location)
+        return await wait.check(api_key.tenant_id, parsed_id, check_id, written)
+
+    return await _Held(until_decided, check_decided, _check_location).answer(
+        answered, wait.seconds, mark
+    )
 
 
 @router.get(

@@ -66,7 +66,9 @@ class CheckRepository(JobRows[VerificationCheck]):
                 return None
             verification = await VerificationRepository(self.session).get(check.verification_id)
             return None if verification is None else (check, verification)
-        rows = await self._claiming(self._claim_with_verification, check_id, now=now, until=until)
+        rows = await self._claiming(
+            self._claim_with_verification, row_id=check_id, now=now, until=until
+        )
         if not rows:
             return None
         return joined(rows[0], "claimed", VerificationCheck), joined(

@@ -189,7 +189,7 @@ class VerificationRepository(SendRows):
             since = claimed.created_at - lookback
             return claimed, await self.others_to_destination(claimed, since=since)
         rows = await self._claiming(
-            self._claim_with_others, verification_id, now=now, until=until, lookback=lookback
+            self._claim_with_others, row_id=verification_id, now=now, until=until, lookback=lookback
         )
         if not rows:
             return None
@@ -205,18 +205,16 @@ class VerificationRepository(SendRows):
         if verification.destination_lookup is None:
             return []
         v = Verification
-        found = (
-            await self._execute(
-                select(v).where(
-                    v.tenant_id == verification.tenant_id,
-                    v.destination_lookup == verification.destination_lookup,
-                    v.id != verification.id,
-                    v.created_at >= since,
-                    or_(v.status.in_(OPEN_VERIFICATION_STATUSES), v.provider_open.is_(True)),
-                )
-            )
-        ).all()
-        return [v(**row._mapping) for row in found]
+        return await self._entities(
+            v,
+            select(v).where(
+                v.tenant_id == verification.tenant_id,
+                v.destination_lookup == verification.destination_lookup,
+                v.id != verification.id,
+                v.created_at >= since,
+                or_(v.status.in_(OPEN_VERIFICATION_STATUSES), v.provider_open.is_(True)),
+            ),
+        )
 
     async def supersede(
         self, verification_ids: Sequence[uuid.UUID], error: AttemptError, now: datetime
@@ -226,7 +224,8 @@ class VerificationRepository(SendRows):
         meanwhile, its outcome no longer lands here, and the newer send, answered with the
         provider's verification that call made, takes it over (``record_sent``)."""
         v = Verification
-        ended = await self._write_returning(
+        return await self._entities(
+            v,
             update(v)
             .where(v.id.in_(verification_ids), may(Move.SUPERSEDE))
             .values(
@@ -237,9 +236,8 @@ class VerificationRepository(SendRows):
                 **error_columns(error),
                 **RELEASED,
             )
-            .returning(v)
+            .returning(v),
         )
-        return [v(**row._mapping) for row in ended]
 
     async def provider_closed(self, verification_ids: Sequence[uuid.UUID]) -> None:
         """The provider holds these no longer (canceled there, or over by its own clock)."""
@@ -250,18 +248,17 @@ class VerificationRepository(SendRows):
         )
 
     async def pending_with_sid(self, provider_sid: str) -> Verification | None:
-        row = (
-            await self._execute(
-                select(Verification).where(
-                    Verification.provider_sid == provider_sid,
-                    Verification.status == VerificationStatus.PENDING,
-                )
-            )
-        ).first()
-        return None if row is None else Verification(**row._mapping)
+        return await self._prepared_one(
+            Verification,
+            select(Verification).where(
+                Verification.provider_sid == provider_sid,
+                Verification.status == VerificationStatus.PENDING,
+            ),
+        )
 
     async def expire_pending(self, now: datetime) -> list[Verification]:
-        expired = await self._write_returning(
+        return await self._entities(
+            Verification,
             update(Verification)
             .where(may(Move.EXPIRE), Verification.expires_at <= now)
             .values(
@@ -270,9 +267,8 @@ class VerificationRepository(SendRows):
                 completed_at=now,
                 updated_at=now,
             )
-            .returning(Verification)
+            .returning(Verification),
         )
-        return [Verification(**row._mapping) for row in expired]
 
     async def oldest_not_final(
         self,

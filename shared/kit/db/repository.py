@@ -140,18 +140,21 @@ class Repository:
         rows: Sequence[Any] = (await self._execute(statement)).all()
         return rows
 
+    async def _entities(self, model: type[T], statement: Executable, **values: Any) -> list[T]:
+        """Every row of ``model`` a statement returns (all its columns)."""
+        return [model(**row._mapping) for row in await self._run_prepared(statement, **values)]
+
     async def _update_one(self, statement: Update, model: type[T]) -> T | None:
         """Run an UPDATE of at most one row; returns the row as it is now, or None if it
         matched nothing."""
-        row = (await self._execute(statement.returning(model))).first()
-        return None if row is None else model(**row._mapping)
+        return await self._prepared_one(model, statement.returning(model))
 
     async def _run_prepared(self, statement: Executable, **values: Any) -> Any:
         """Run a prepared statement with its parameters' values; returns the result."""
         return await self._execute(statement, values)
 
     async def _prepared_one(self, model: type[T], statement: Executable, **values: Any) -> T | None:
-        """The one row of ``model`` a prepared statement returns (all its columns), or None."""
+        """The one row of ``model`` a statement returns (all its columns), or None."""
         row = (await self._run_prepared(statement, **values)).first()
         return None if row is None else model(**row._mapping)
 
@@ -242,20 +245,11 @@ class JobRows(Repository, Generic[Claimable]):
         a WITH): on PostgreSQL; SQLite's WITH takes no UPDATE."""
         return (await self.session.connection()).dialect.name == "postgresql"
 
-    async def _claiming(
-        self,
-        statement: Executable,
-        row_id: uuid.UUID,
-        *,
-        now: datetime,
-        until: datetime,
-        **values: Any,
-    ) -> Sequence[Any]:
+    async def _claiming(self, statement: Executable, **values: Any) -> Sequence[Any]:
         """The rows of a statement built around ``_claim`` (in a WITH), with a new claim."""
-        result = await self._run_prepared(
-            statement, row_id=row_id, now=now, until=until, token=uuid.uuid4(), **values
-        )
-        rows: Sequence[Any] = result.all()
+        rows: Sequence[Any] = (
+            await self._run_prepared(statement, token=uuid.uuid4(), **values)
+        ).all()
         return rows
 
     async def claim(self, row_id: uuid.UUID, *, now: datetime, until: datetime) -> Claimable | None:
@@ -383,7 +377,8 @@ class JobRows(Repository, Generic[Claimable]):
     async def fail_past_deadline(self, now: datetime, error: AttemptError) -> list[Claimable]:
         """Give up on rows nobody is working on whose deadline has passed; returns them."""
         m, lifecycle = self.model, self.lifecycle
-        failed = await self._write_returning(
+        return await self._entities(
+            m,
             update(m)
             .where(
                 m.deadline_at <= now,
@@ -397,6 +392,5 @@ class JobRows(Repository, Generic[Claimable]):
                 **error_columns(error),
                 **RELEASED,
             )
-            .returning(m)
+            .returning(m),
         )
-        return [m(**row._mapping) for row in failed]
