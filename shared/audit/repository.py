@@ -15,10 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import Executable
 
 from shared.audit.models import Event
-from shared.kit.db.repository import (
-    Repository,
-    prepared,
-)
+from shared.kit.db.repository import Repository, prepared, values_of
 from shared.tenants.models import ApiKey
 
 _EVENT_COLUMNS = tuple(column.key for column in Event.__table__.columns if column.key != "id")
@@ -31,13 +28,15 @@ class EventRepository(Repository):
     @prepared
     def _append(cls) -> Executable:
         table: Table = Event.__table__  # type: ignore[assignment]  # mapped classes have one
-        return insert(table)
+        columns = values_of(table)
+        del columns["id"]  # numbered by the database
+        return insert(table).values(columns)
 
     async def append(self, event: Event) -> None:
         """Insert an event as a plain statement: no session bookkeeping for a row nobody reads
         back in the same transaction."""
-        await self._execute(
-            self._append, {column: getattr(event, column) for column in _EVENT_COLUMNS}
+        await self._run_prepared(
+            self._append, **{column: getattr(event, column) for column in _EVENT_COLUMNS}
         )
 
     async def page_for_user(

@@ -30,6 +30,7 @@ from shared.kit.db.repository import (
     joined,
     prepared,
 )
+from shared.kit.db.transitions import one_of
 from shared.verifications.domain import (
     OPEN_VERIFICATION_STATUSES,
     VerificationMove,
@@ -167,7 +168,7 @@ class VerificationRepository(SendRows):
                         others.c.id != claimed.c.id,
                         others.c.created_at >= claimed.c.created_at - lookback,
                         or_(
-                            others.c.status.in_(OPEN_VERIFICATION_STATUSES),
+                            one_of(others.c.status, OPEN_VERIFICATION_STATUSES),
                             others.c.provider_open.is_(True),
                         ),
                     ),
@@ -193,7 +194,7 @@ class VerificationRepository(SendRows):
         )
         if not rows:
             return None
-        others = [joined(row, "others", Verification) for row in rows if row.others_id is not None]
+        others = [joined(row, "others", Verification) for row in rows if row["others_id"]]
         return joined(rows[0], "claimed", Verification), others
 
     async def others_to_destination(

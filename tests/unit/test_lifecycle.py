@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 import pytest
-from sqlalchemy import ColumnElement, create_mock_engine, update
+from sqlalchemy import ColumnElement, create_mock_engine, select, update
 from sqlalchemy.engine import Dialect
 
+from shared.kit.db.driver import DriverStatement
 from shared.kit.db.transitions import completed_at_after, may_make, status_after
 from shared.kit.lifecycle import JobMove, Lifecycle
 from shared.verifications.domain import (
@@ -156,8 +157,16 @@ def test_completed_at_is_set_only_where_the_move_ends_the_verification() -> None
     # A first send given up ends the verification; a re-send given up leaves it pending.
     partly = completed_at_after(status, LIFE, VerificationMove.GIVE_UP_SEND, now)
     assert isinstance(partly, ColumnElement)
-    rendered = str(partly.compile(dialect=dialect_of("sqlite://")))
-    assert "WHEN (verifications.status IN (__[POSTCOMPILE_status_1])) THEN" in rendered
-    assert partly.compile().params["status_1"] == ["sending"]
+    compiled = partly.compile(dialect=dialect_of("sqlite://"))
+    # One parameter per status, not a list expanded at each execution of a prepared statement.
+    assert "WHEN (verifications.status IN (?)) THEN" in str(compiled)
+    assert list(compiled.params.values()) == ["sending", now]
     assert completed_at_after(status, LIFE, VerificationMove.CANCEL, now) == now
     assert completed_at_after(status, LIFE, VerificationMove.SENT, now) is None
+
+
+def test_a_prepared_statement_that_would_expand_a_list_is_refused() -> None:
+    table = Verification.__table__
+    statement = select(table.c.id).where(table.c.status.in_(["queued", "pending"]))
+    with pytest.raises(ValueError, match="cannot expand"):
+        DriverStatement.compile(statement, dialect_of("postgresql+asyncpg://"))

@@ -9,7 +9,7 @@ both run these on SQLAlchemy's asyncio extension.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
@@ -28,12 +28,15 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.dml import Delete, Update
 
 from shared.errors import AttemptError
 from shared.kit.db.base import JobRow, UTCDateTime
+from shared.kit.db.driver import DriverStatement, Rows, on_driver
+from shared.kit.db.session import DRIVER
 from shared.kit.db.transitions import may_make, status_after
 from shared.kit.lifecycle import JobMove, Lifecycle
 
@@ -75,7 +78,8 @@ Prepared = TypeVar("Prepared")
 
 class prepared(Generic[Prepared]):
     """A statement a repository class builds once, on first use, and runs with parameters:
-    the work of building it (and of SQLAlchemy's caching key for it) is not redone per call."""
+    the work of building it is not redone per call, and on PostgreSQL it runs on the driver
+    (``shared.kit.db.driver``), compiled once."""
 
     def __init__(self, build: Callable[[Any], Prepared]) -> None:
         self._build = build
@@ -85,7 +89,33 @@ class prepared(Generic[Prepared]):
         statement = self._by_class.get(owner)
         if statement is None:
             statement = self._by_class[owner] = self._build(owner)
+            _PREPARED[id(statement)] = _Compilations(statement)
         return statement
+
+
+class _Compilations:
+    """A prepared statement and what it compiled to for the driver, once per dialect."""
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement  # held: its id stays its own
+        self._by_dialect: dict[str, DriverStatement] = {}
+
+    def for_dialect(self, dialect: Dialect) -> DriverStatement:
+        compiled = self._by_dialect.get(dialect.name)
+        if compiled is None:
+            compiled = self._by_dialect[dialect.name] = DriverStatement.compile(
+                self.statement, dialect
+            )
+        return compiled
+
+
+_PREPARED: dict[int, _Compilations] = {}
+
+
+def values_of(table: Table) -> dict[str, BindParameter[Any]]:
+    """A parameter for each of the table's columns, named and typed after it: the VALUES of a
+    prepared INSERT of whole rows."""
+    return {column.key: bindparam(column.key, type_=column.type) for column in table.columns}
 
 
 def error_columns(error: AttemptError | None) -> dict[str, object]:
@@ -111,19 +141,19 @@ def column_param(model: type[Any], column: str) -> BindParameter[Any]:
     return bindparam(column, type_=model.__table__.c[column].type)
 
 
-def joined(row: Any, label: str, model: type[T]) -> T:
+def joined(row: Mapping[str, Any], label: str, model: type[T]) -> T:
     """The ``model`` a row of a joined SELECT holds, its columns labelled ``<label>_<column>``
     (``LABEL_STYLE_TABLENAME_PLUS_COL``)."""
-    mapping = row._mapping
     columns = model.__table__.columns  # type: ignore[attr-defined]  # mapped classes have one
-    return model(**{column.key: mapping[f"{label}_{column.name}"] for column in columns})
+    return model(**{column.key: row[f"{label}_{column.name}"] for column in columns})
 
 
 class Repository:
-    """Statements run as SQLAlchemy Core on the unit of work's connection: the ORM's execution
-    (its bulk UPDATE machinery, loading into the identity map) costs more CPU than the statement's
-    round trip, and the rows these repositories hand out are read, never changed and flushed.
-    Their entities are built from the returned columns."""
+    """Statements run as SQLAlchemy Core on the unit of work's connection — prepared ones, on
+    PostgreSQL, on its driver connection: the ORM's execution (its bulk UPDATE machinery,
+    loading into the identity map) costs more CPU than the statement's round trip, and the rows
+    these repositories hand out are read, never changed and flushed. Their entities are built
+    from the returned columns."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -142,24 +172,36 @@ class Repository:
 
     async def _entities(self, model: type[T], statement: Executable, **values: Any) -> list[T]:
         """Every row of ``model`` a statement returns (all its columns)."""
-        return [model(**row._mapping) for row in await self._run_prepared(statement, **values)]
+        return [model(**row) for row in await self._run_prepared(statement, **values)]
 
     async def _update_one(self, statement: Update, model: type[T]) -> T | None:
         """Run an UPDATE of at most one row; returns the row as it is now, or None if it
         matched nothing."""
         return await self._prepared_one(model, statement.returning(model))
 
-    async def _run_prepared(self, statement: Executable, **values: Any) -> Any:
-        """Run a prepared statement with its parameters' values; returns the result."""
-        return await self._execute(statement, values)
+    async def _run_prepared(self, statement: Executable, **values: Any) -> Rows:
+        """Run a statement with its parameters' values; returns its rows. A ``prepared`` one
+        runs on the driver where there is one (PostgreSQL)."""
+        session = self.session
+        driver = session.info.get(DRIVER)
+        if driver is None:
+            connection = await session.connection()
+            driver = session.info.get(DRIVER)  # taken as the connection was (PostgreSQL)
+            if driver is None:
+                return Rows.of(await connection.execute(statement, values))
+        compilations = _PREPARED.get(id(statement))
+        if compilations is None:  # built for this call: SQLAlchemy caches its compilation
+            return Rows.of(await self._execute(statement, values))
+        compiled = compilations.for_dialect(session.bind.dialect)  # type: ignore[union-attr]
+        return await on_driver(session, compiled.sql, compiled.run(driver, values))
 
     async def _prepared_one(self, model: type[T], statement: Executable, **values: Any) -> T | None:
         """The one row of ``model`` a statement returns (all its columns), or None."""
         row = (await self._run_prepared(statement, **values)).first()
-        return None if row is None else model(**row._mapping)
+        return None if row is None else model(**row)
 
     async def _prepared_count(self, statement: Executable, **values: Any) -> int:
-        return int((await self._run_prepared(statement, **values)).rowcount)
+        return (await self._run_prepared(statement, **values)).rowcount
 
 
 class JobRows(Repository, Generic[Claimable]):
@@ -173,13 +215,13 @@ class JobRows(Repository, Generic[Claimable]):
     @prepared
     def _insert(cls) -> Executable:
         table: Table = cls.model.__table__  # type: ignore[assignment]  # mapped classes have one
-        return insert(table)
+        return insert(table).values(values_of(table))
 
     async def insert(self, row: Claimable) -> None:
         """Insert a new row, as a plain statement: no session bookkeeping for it."""
         columns = self.model.__table__.columns
-        await self._execute(
-            self._insert, {column.key: getattr(row, column.key) for column in columns}
+        await self._run_prepared(
+            self._insert, **{column.key: getattr(row, column.key) for column in columns}
         )
 
     @prepared
@@ -245,12 +287,9 @@ class JobRows(Repository, Generic[Claimable]):
         a WITH): on PostgreSQL; SQLite's WITH takes no UPDATE."""
         return (await self.session.connection()).dialect.name == "postgresql"
 
-    async def _claiming(self, statement: Executable, **values: Any) -> Sequence[Any]:
+    async def _claiming(self, statement: Executable, **values: Any) -> Rows:
         """The rows of a statement built around ``_claim`` (in a WITH), with a new claim."""
-        rows: Sequence[Any] = (
-            await self._run_prepared(statement, token=uuid.uuid4(), **values)
-        ).all()
-        return rows
+        return await self._run_prepared(statement, token=uuid.uuid4(), **values)
 
     async def claim(self, row_id: uuid.UUID, *, now: datetime, until: datetime) -> Claimable | None:
         """Take the row for one attempt and mark a provider call as started, in one statement.

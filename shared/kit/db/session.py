@@ -19,21 +19,23 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar, cast
 
 import structlog
 from sqlalchemy import event, make_url
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, AdaptedConnection, Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import Pool, QueuePool
 
 from shared.kit.changes import Announcement, Change, ChangeFeed
 from shared.kit.clock import Clock, SystemClock
+from shared.kit.db.driver import DRIVER_ERRORS, as_sqlalchemy_error, on_driver
 from shared.kit.jobs import Job, JobQueue, PublishFailed
 
 log = structlog.get_logger(__name__)
@@ -77,11 +79,14 @@ class Database:
             max_overflow=0,
             pool_timeout=30,
             pool_recycle=1800,
+            # Transactions are begun and ended on the driver (``_DriverTransactions``): a
+            # unit of work that only reads, or is one statement, needs none.
+            isolation_level="AUTOCOMMIT",
         )
-        # A unit of work that only reads needs no transaction: each SELECT is one round trip
-        # instead of three (BEGIN, SELECT, COMMIT). Same pool; the driver's autocommit is a flag.
-        autocommit = _sessions(engine.execution_options(isolation_level="AUTOCOMMIT"))
-        return cls(_sessions(engine), autocommit, autocommit, (engine,), connections=pool_size)
+        event.listen(engine.sync_engine, "reset", _end_abandoned_transaction)
+        plain = _sessions(engine, _DriverSession)
+        writing = _sessions(engine, _DriverTransactions)
+        return cls(writing, plain, plain, (engine,), connections=pool_size)
 
     async def warm_up(self) -> None:
         """Open every pool's connections now, before the process takes traffic, so that the
@@ -101,8 +106,57 @@ def _size_of(pool: Pool) -> int:
     return pool.size() if isinstance(pool, QueuePool) else 1
 
 
-def _sessions(engine: AsyncEngine) -> Sessions:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def _sessions(engine: AsyncEngine, session_class: type[Session] = Session) -> Sessions:
+    return async_sessionmaker(
+        engine, expire_on_commit=False, autoflush=False, sync_session_class=session_class
+    )
+
+
+# Where a PostgreSQL session keeps its connection's driver connection while it holds one, and
+# a writing session the transaction it began there.
+DRIVER = "twostep.driver"
+BEGUN = "twostep.begun"
+
+
+class _DriverSession(Session):
+    """A PostgreSQL session whose prepared statements run on the driver (``driver``)."""
+
+
+class _DriverTransactions(_DriverSession):
+    """A PostgreSQL session that begins a transaction on its connection as it takes one. The
+    engine's connections are in autocommit mode, so the driver's transaction is the only one:
+    SQLAlchemy's statements (the ORM's) and the driver's run in it alike, and the unit of work
+    commits it (``UnitOfWorkBase``)."""
+
+
+@event.listens_for(_DriverSession, "after_begin", propagate=True)
+def _remember_driver(session: Session, _transaction: Any, connection: Connection) -> None:
+    adapted = cast(AdaptedConnection, connection.connection.dbapi_connection)
+    driver = adapted.driver_connection
+    if isinstance(session, _DriverTransactions):
+        try:
+            adapted.run_async(lambda driver: driver.execute("BEGIN"))
+        except DRIVER_ERRORS as error:
+            translated = as_sqlalchemy_error(error, "BEGIN")
+            if translated.connection_invalidated:
+                connection.invalidate()
+            raise translated from error
+        session.info[BEGUN] = driver
+    session.info[DRIVER] = driver
+
+
+@event.listens_for(_DriverSession, "after_transaction_end", propagate=True)
+def _forget_driver(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the connection goes back to the pool
+        session.info.pop(DRIVER, None)
+
+
+def _end_abandoned_transaction(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+    """A connection goes back to the pool: a transaction nobody ended (a unit of work
+    cancelled before its rollback went out) ends here, not in the next borrower's work."""
+    adapted = cast(AdaptedConnection, dbapi_connection)
+    if adapted.driver_connection.is_in_transaction():
+        adapted.run_async(lambda driver: driver.execute("ROLLBACK"))
 
 
 def _sqlite_engine(url: URL, *, pool_size: int, immediate: bool) -> AsyncEngine:
@@ -214,13 +268,14 @@ class UnitOfWorkBase(ABC, Generic[R]):
                 outbox = self._after_commit.outbox
                 if outbox is not None and (self._changes or self._announcements):
                     await outbox.record(self, list(self._changes.values()), self._announcements)
-                await self.session.commit()
+                await self._commit()
                 committed = True
         finally:
             jobs, changes, hooks = self._jobs, self._changes, self._hooks
             self._jobs, self._changes, self._announcements, self._hooks = [], {}, [], []
             try:
                 # Rolls back whatever was not committed; loaded rows stay readable (no expiry).
+                await self._end_begun("ROLLBACK")
                 await self.session.close()
             finally:
                 if self._turns is not None:
@@ -259,7 +314,27 @@ class UnitOfWorkBase(ABC, Generic[R]):
 
     async def rollback(self) -> None:
         self._jobs, self._changes, self._announcements, self._hooks = [], {}, [], []
+        await self._end_begun("ROLLBACK")
         await self.session.rollback()
+
+    async def _commit(self) -> None:
+        session = self.session
+        # The ORM's pending rows first: on PostgreSQL, into the driver's transaction.
+        if session.new or session.dirty or session.deleted:
+            await session.flush()
+        if isinstance(session.sync_session, _DriverSession):
+            # PostgreSQL: the driver's transaction, if one was begun, is the only one; the
+            # session's own commit would have nothing to send, its close gives the connection
+            # back.
+            await self._end_begun("COMMIT")
+        else:
+            await session.commit()
+
+    async def _end_begun(self, ending: str) -> None:
+        """End the transaction begun on the driver, if this session began one (PostgreSQL)."""
+        driver = self.session.info.pop(BEGUN, None)
+        if driver is not None:
+            await on_driver(self.session, ending, driver.execute(ending))
 
     async def _hand_over(self, jobs: list[Job], changes: dict[uuid.UUID, Change]) -> None:
         if jobs:

@@ -3,6 +3,7 @@ row's status changes only as its lifecycle (``shared.kit.lifecycle``) allows, at
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -20,7 +21,13 @@ def may_make(
     status: StatusColumn, lifecycle: Lifecycle[Status], move: StrEnum
 ) -> ColumnElement[bool]:
     """Rows whose status ``move`` may start from."""
-    return status.in_(sorted(lifecycle.starts(move)))
+    return one_of(status, lifecycle.starts(move))
+
+
+def one_of(status: StatusColumn, statuses: Iterable[StrEnum]) -> ColumnElement[bool]:
+    """Rows in one of ``statuses``, each a parameter of its own: an IN over a list would be
+    expanded again at every execution of a prepared statement."""
+    return status.in_([literal(value, status.type) for value in sorted(statuses)])
 
 
 def status_after(
@@ -49,4 +56,4 @@ def completed_at_after(
         return now
     if not ending:
         return None
-    return case((status.in_(ending), now), else_=null())
+    return case((one_of(status, ending), now), else_=null())
