@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 import pytest
-from sqlalchemy import ColumnElement, create_mock_engine, select, update
+from sqlalchemy import ColumnElement, create_mock_engine, update
 from sqlalchemy.engine import Dialect
 
-from shared.kit.db.driver import DriverStatement
 from shared.kit.db.transitions import completed_at_after, may_make, status_after
 from shared.kit.lifecycle import JobMove, Lifecycle
 from shared.verifications.domain import (
@@ -163,10 +162,3 @@ def test_completed_at_is_set_only_where_the_move_ends_the_verification() -> None
     assert list(compiled.params.values()) == ["sending", now]
     assert completed_at_after(status, LIFE, VerificationMove.CANCEL, now) == now
     assert completed_at_after(status, LIFE, VerificationMove.SENT, now) is None
-
-
-def test_a_prepared_statement_that_would_expand_a_list_is_refused() -> None:
-    table = Verification.__table__
-    statement = select(table.c.id).where(table.c.status.in_(["queued", "pending"]))
-    with pytest.raises(ValueError, match="cannot expand"):
-        DriverStatement.compile(statement, dialect_of("postgresql+asyncpg://"))

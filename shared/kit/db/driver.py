@@ -85,6 +85,8 @@ class DriverStatement:
             # An IN over a Python list is expanded at each execution: give its values as
             # separate parameters (``literal``) in a statement that is prepared.
             raise ValueError(f"a prepared statement cannot expand its parameters: {compiled}")
+        if any(bind.callable is not None for bind in binds.values()):
+            raise ValueError(f"a prepared statement's values are given, not computed: {compiled}")
         names: list[str] = list(compiled.positiontup or ())
         return cls(
             sql=compiled.string,
@@ -102,7 +104,7 @@ class DriverStatement:
         arguments = []
         for name, process in self.parameters:
             value = values[name] if name in values else self.carried[name]
-            arguments.append(value if process is None or value is None else process(value))
+            arguments.append(value if process is None else process(value))
         return arguments
 
     async def run(self, driver: asyncpg.Connection, values: Mapping[str, Any]) -> Rows:
@@ -118,7 +120,7 @@ class DriverStatement:
         if len(columns) != len(record):
             raise RuntimeError(f"{len(record)} columns returned where {len(columns)} were named")
         return {
-            key: value if process is None or value is None else process(value)
+            key: value if process is None else process(value)
             for (key, value), process in zip(record.items(), columns, strict=True)
         }
 
