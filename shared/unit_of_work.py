@@ -8,12 +8,14 @@ carries is decided here, where the features meet.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.audit.repository import EventRepository
 from shared.kit.clock import Clock, SystemClock
-from shared.kit.db.session import AfterCommit, Database, Sessions, UnitOfWorkBase
+from shared.kit.db.holds import Hold
+from shared.kit.db.session import AfterCommit, Database, UnitOfWorkBase
 from shared.tenants.repository import ApiKeyRepository, IdempotencyRepository, TenantRepository
 from shared.two_step.repository import FactorRepository, RecoveryCodeRepository
 from shared.verifications.check_repository import CheckRepository
@@ -22,40 +24,45 @@ from shared.webhooks.repository import WebhookDeliveryRepository, WebhookEndpoin
 
 
 class Repositories:
-    """Every repository, over one session."""
+    """Every repository, over one hold on the database."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-        self.tenants = TenantRepository(session)
-        self.api_keys = ApiKeyRepository(session)
-        self.verifications = VerificationRepository(session)
-        self.checks = CheckRepository(session)
-        self.idempotency = IdempotencyRepository(session)
-        self.factors = FactorRepository(session)
-        self.recovery_codes = RecoveryCodeRepository(session)
-        self.events = EventRepository(session)
-        self.webhook_endpoints = WebhookEndpointRepository(session)
-        self.webhook_deliveries = WebhookDeliveryRepository(session)
+    def __init__(self, hold: Hold) -> None:
+        self._hold = hold
+        self.tenants = TenantRepository(hold)
+        self.api_keys = ApiKeyRepository(hold)
+        self.verifications = VerificationRepository(hold)
+        self.checks = CheckRepository(hold)
+        self.idempotency = IdempotencyRepository(hold)
+        self.factors = FactorRepository(hold)
+        self.recovery_codes = RecoveryCodeRepository(hold)
+        self.events = EventRepository(hold)
+        self.webhook_endpoints = WebhookEndpointRepository(hold)
+        self.webhook_deliveries = WebhookDeliveryRepository(hold)
+
+    @property
+    def session(self) -> AsyncSession:
+        """The ORM session, for what no repository says (a health check's SELECT 1)."""
+        return self._hold.session
 
 
 class UnitOfWork(UnitOfWorkBase[Repositories], Repositories):
     def __init__(
         self,
-        sessions: Sessions,
+        holds: Callable[[], Hold],
         after_commit: AfterCommit | None = None,
         *,
-        reads: Sessions | None = None,
+        reads: Callable[[], Hold] | None = None,
         turns: asyncio.Semaphore | None = None,
         clock: Clock | None = None,
     ) -> None:
-        UnitOfWorkBase.__init__(self, sessions, after_commit, reads=reads, turns=turns, clock=clock)
+        UnitOfWorkBase.__init__(self, holds, after_commit, reads=reads, turns=turns, clock=clock)
 
-    def _bind(self, session: AsyncSession) -> None:
-        Repositories.__init__(self, session)
+    def _bind(self, hold: Hold) -> None:
+        Repositories.__init__(self, hold)
 
     @staticmethod
-    def _over(session: AsyncSession) -> Repositories:
-        return Repositories(session)
+    def _over(hold: Hold) -> Repositories:
+        return Repositories(hold)
 
 
 class UnitOfWorkFactory:
@@ -82,9 +89,9 @@ class UnitOfWorkFactory:
     def __call__(self) -> UnitOfWork:
         database = self.database
         return UnitOfWork(
-            database.writer,
+            database.writing,
             self.after_commit,
-            reads=database.reader,
+            reads=database.reading,
             turns=self._turns,
             clock=self.clock,
         )
@@ -92,16 +99,16 @@ class UnitOfWorkFactory:
     def reading(self) -> UnitOfWork:
         """For reads only: on PostgreSQL each statement is its own round trip, with no
         transaction around it."""
-        return UnitOfWork(self.database.reader, clock=self.clock)
+        return UnitOfWork(self.database.reading, clock=self.clock)
 
     def single_statements(self) -> UnitOfWork:
         """For work that is one statement or several independent ones (a claim, then a read):
         on PostgreSQL each commits on its own, saving the BEGIN and COMMIT round trips; on
         SQLite it is an ordinary unit of work."""
         return UnitOfWork(
-            self.database.autocommit,
+            self.database.single,
             self.after_commit,
-            reads=self.database.reader,
+            reads=self.database.reading,
             turns=self._turns,
             clock=self.clock,
         )

@@ -15,7 +15,8 @@ from sqlalchemy import (
 from sqlalchemy.sql import Executable
 
 from shared.audit.models import Event
-from shared.kit.db.repository import Repository, prepared, values_of
+from shared.kit.db.repository import Repository
+from shared.kit.db.statements import prepared, values_of
 from shared.tenants.models import ApiKey
 
 _EVENT_COLUMNS = tuple(column.key for column in Event.__table__.columns if column.key != "id")

@@ -12,9 +12,7 @@ from sqlalchemy import (
     update,
 )
 
-from shared.kit.db.repository import (
-    Repository,
-)
+from shared.kit.db.repository import Repository
 from shared.tenants.models import ApiKey, IdempotencyRecord, Tenant
 
 

@@ -13,9 +13,7 @@ from sqlalchemy import (
     update,
 )
 
-from shared.kit.db.repository import (
-    Repository,
-)
+from shared.kit.db.repository import Repository
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor, RecoveryCode
 

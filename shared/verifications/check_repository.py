@@ -15,13 +15,13 @@ from sqlalchemy import (
 from sqlalchemy.sql import Executable
 
 from shared.errors import AttemptError
-from shared.kit.db.repository import (
+from shared.kit.db.repository import JobRows
+from shared.kit.db.statements import (
     ERROR,
     NOW,
     RELEASED,
     ROW_ID,
     TENANT_ID,
-    JobRows,
     column_param,
     error_columns,
     joined,
@@ -60,11 +60,11 @@ class CheckRepository(JobRows[VerificationCheck]):
     ) -> tuple[VerificationCheck, Verification] | None:
         """Claim the check (as ``claim``) and read its verification: in one statement where
         the database can (``_can_claim_with_reads``)."""
-        if not await self._can_claim_with_reads():
+        if not self._can_claim_with_reads():
             check = await self.claim(check_id, now=now, until=until)
             if check is None:
                 return None
-            verification = await VerificationRepository(self.session).get(check.verification_id)
+            verification = await VerificationRepository(self._hold).get(check.verification_id)
             return None if verification is None else (check, verification)
         rows = await self._claiming(
             self._claim_with_verification, row_id=check_id, now=now, until=until

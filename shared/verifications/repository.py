@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.sql import Executable
 
 from shared.errors import AttemptError
-from shared.kit.db.repository import (
+from shared.kit.db.statements import (
     ERROR,
     NOW,
     RELEASED,
@@ -183,7 +183,7 @@ class VerificationRepository(SendRows):
         """Claim the verification's send (as ``claim``) and read the tenant's others to the
         same number (as ``others_to_destination``, made at most ``lookback`` before it): in one
         statement where the database can (``_can_claim_with_reads``)."""
-        if not await self._can_claim_with_reads():
+        if not self._can_claim_with_reads():
             claimed = await self.claim(verification_id, now=now, until=until)
             if claimed is None:
                 return None

@@ -13,12 +13,12 @@ from sqlalchemy import ColumnElement, and_, bindparam, or_, update
 from sqlalchemy.sql import Executable
 
 from shared.errors import AttemptError, ErrorCode
-from shared.kit.db.repository import (
+from shared.kit.db.repository import JobRows
+from shared.kit.db.statements import (
     NO_ERROR,
     NOW,
     RELEASED,
     ROW_ID,
-    JobRows,
     When,
     column_param,
     error_columns,

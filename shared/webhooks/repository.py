@@ -12,13 +12,8 @@ from sqlalchemy import (
 )
 
 from shared.errors import AttemptError
-from shared.kit.db.repository import (
-    NO_ERROR,
-    RELEASED,
-    JobRows,
-    Repository,
-    error_columns,
-)
+from shared.kit.db.repository import JobRows, Repository
+from shared.kit.db.statements import NO_ERROR, RELEASED, error_columns
 from shared.webhooks.domain import DELIVERY_LIFECYCLE, DeliveryStatus
 from shared.webhooks.models import WebhookDelivery, WebhookEndpoint
 

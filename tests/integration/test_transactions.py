@@ -146,3 +146,33 @@ async def test_a_prepared_insert_that_breaks_a_constraint_is_an_integrity_error(
     with pytest.raises(IntegrityError):
         async with uow_factory() as uow:
             await uow.verifications.insert(copy)
+
+
+@pytest.mark.parametrize("commits", [True, False])
+async def test_the_orm_after_a_prepared_statement_works_in_its_transaction(
+    one_connection: UnitOfWorkFactory, settings: Settings, commits: bool
+) -> None:
+    """The prepared statement takes the connection; the ORM's session, made after, uses it
+    (the pool has only the one) and writes in the same transaction."""
+    async with one_connection() as uow:
+        key, _ = await create_api_key(uow, f"owner-{uuid.uuid4().hex[:8]}")
+    name = f"after-{uuid.uuid4().hex[:8]}"
+    written: list[uuid.UUID] = []
+
+    async def prepared_then_orm() -> None:
+        async with one_connection() as uow:
+            verification = await verifications_of(settings).request(
+                uow, key, VerificationRequest(to=random_phone())
+            )
+            written.append(verification.id)
+            await create_api_key(uow, name)
+            await uow.flush()
+            if not commits:
+                raise Abandoned
+
+    if commits:
+        await prepared_then_orm()
+    else:
+        with pytest.raises(Abandoned):
+            await prepared_then_orm()
+    assert await _exists(one_connection, name, written[0]) == (commits, commits)

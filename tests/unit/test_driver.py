@@ -9,7 +9,8 @@ from sqlalchemy import bindparam, create_mock_engine, select
 from sqlalchemy.engine import Dialect
 
 from shared.kit.db.driver import DriverStatement
-from shared.kit.db.repository import JobRows, Repository, prepared
+from shared.kit.db.repository import JobRows, Repository
+from shared.kit.db.statements import prepared
 from shared.verifications.models import Verification
 
 POSTGRESQL: Dialect = create_mock_engine("postgresql+asyncpg://", executor=print).dialect

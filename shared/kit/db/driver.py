@@ -15,14 +15,13 @@ Statements built per call, and everything on SQLite, run through SQLAlchemy as b
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import CursorResult, Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable, Select
 from sqlalchemy.sql.dml import UpdateBase
 
@@ -142,18 +141,6 @@ def _result_processors(statement: Executable, dialect: Dialect) -> tuple[Process
 def _count_of(status: str) -> int:
     matched = _STATUS_COUNT.match(status)
     return int(matched.group(1)) if matched else -1
-
-
-async def on_driver(session: AsyncSession, sql: str, call: Awaitable[T]) -> T:
-    """Await a call on the session's driver connection; its errors are SQLAlchemy's, and a
-    connection found broken is not given back to the pool."""
-    try:
-        return await call
-    except DRIVER_ERRORS as error:
-        translated = as_sqlalchemy_error(error, sql)
-        if translated.connection_invalidated:
-            await (await session.connection()).invalidate()
-        raise translated from error
 
 
 def as_sqlalchemy_error(error: Exception, sql: str) -> sa_exc.DBAPIError:

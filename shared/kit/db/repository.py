@@ -1,5 +1,6 @@
-"""What every repository shares: prepared statements, typed parameters, and the claims,
-retries and sweeps of job rows (a send, a check, a webhook delivery).
+"""What every repository shares: running its statements (``statements``: prepared ones on the
+driver where there is one), and the claims, retries and sweeps of job rows (a send, a check, a
+webhook delivery).
 
 State changes that race (claims, outcomes, expiry) are single compare-and-set UPDATEs, so they
 are atomic on PostgreSQL and SQLite alike. One data-access layer for the API and the workers:
@@ -9,16 +10,14 @@ both run these on SQLAlchemy's asyncio extension.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import (
-    BindParameter,
     ColumnElement,
     Table,
-    Uuid,
     and_,
     bindparam,
     case,
@@ -28,136 +27,34 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import class_mapper
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.dml import Delete, Update
 
 from shared.errors import AttemptError
 from shared.kit.db.base import JobRow, UTCDateTime
-from shared.kit.db.driver import DriverStatement, Rows, on_driver
-from shared.kit.db.session import DRIVER
+from shared.kit.db.driver import Rows
+from shared.kit.db.holds import Hold
+from shared.kit.db.statements import (
+    ERROR,
+    NOW,
+    RELEASED,
+    ROW_ID,
+    TENANT_ID,
+    TOKEN,
+    UNTIL,
+    When,
+    compilations_of,
+    entity,
+    error_columns,
+    prepared,
+    values_of,
+)
 from shared.kit.db.transitions import may_make, status_after
 from shared.kit.lifecycle import JobMove, Lifecycle
 
 Claimable = TypeVar("Claimable", bound=JobRow)
 T = TypeVar("T")
-S = TypeVar("S", bound=Executable)
-# A moment in a statement: a datetime, or a parameter of a prepared statement.
-When = datetime | BindParameter[datetime]
-
-MESSAGE_LIMIT = 300
-
-
-# The parameters of the prepared statements below, typed: their values go through the same
-# conversions (UTC datetimes on SQLite, UUIDs as hex) as the columns'.
-ROW_ID = bindparam("row_id", type_=Uuid())
-
-
-TENANT_ID = bindparam("tenant_id", type_=Uuid())
-
-
-TOKEN = bindparam("token", type_=Uuid())
-
-
-NOW = bindparam("now", type_=UTCDateTime())
-
-
-UNTIL = bindparam("until", type_=UTCDateTime())
-
-
-ERROR: dict[str, BindParameter[Any]] = {
-    "error_code": bindparam("error_code"),
-    "error_message": bindparam("error_message"),
-    "provider_error_code": bindparam("provider_error_code"),
-}
-
-
-Prepared = TypeVar("Prepared")
-
-
-class prepared(Generic[Prepared]):
-    """A statement a repository class builds once, on first use, and runs with parameters:
-    the work of building it is not redone per call, and on PostgreSQL it runs on the driver
-    (``shared.kit.db.driver``), compiled once."""
-
-    def __init__(self, build: Callable[[Any], Prepared]) -> None:
-        self._build = build
-        self._by_class: dict[type, Prepared] = {}
-
-    def __get__(self, instance: object, owner: type) -> Prepared:
-        statement = self._by_class.get(owner)
-        if statement is None:
-            statement = self._by_class[owner] = self._build(owner)
-            # One statement, or a few of a kind by key (a move's UPDATE per move).
-            for each in statement.values() if isinstance(statement, Mapping) else (statement,):
-                _PREPARED[id(each)] = _Compilations(each)
-        return statement
-
-
-class _Compilations:
-    """A prepared statement and what it compiled to for the driver, once per dialect."""
-
-    def __init__(self, statement: Any) -> None:
-        self.statement = statement  # held: its id stays its own
-        self._by_dialect: dict[str, DriverStatement] = {}
-
-    def for_dialect(self, dialect: Dialect) -> DriverStatement:
-        compiled = self._by_dialect.get(dialect.name)
-        if compiled is None:
-            compiled = self._by_dialect[dialect.name] = DriverStatement.compile(
-                self.statement, dialect
-            )
-        return compiled
-
-
-_PREPARED: dict[int, _Compilations] = {}
-
-
-def values_of(table: Table) -> dict[str, BindParameter[Any]]:
-    """A parameter for each of the table's columns, named and typed after it: the VALUES of a
-    prepared INSERT of whole rows."""
-    return {column.key: bindparam(column.key, type_=column.type) for column in table.columns}
-
-
-def error_columns(error: AttemptError | None) -> dict[str, object]:
-    return {
-        "error_code": error.reason.value if error else None,
-        "error_message": error.message[:MESSAGE_LIMIT] if error else None,
-        "provider_error_code": error.provider_code if error else None,
-    }
-
-
-NO_ERROR: dict[str, object] = {
-    "error_code": None,
-    "error_message": None,
-    "provider_error_code": None,
-}
-
-
-RELEASED: dict[str, object] = {"claimed_until": None, "claim_token": None}
-
-
-def column_param(model: type[Any], column: str) -> BindParameter[Any]:
-    """A parameter named and typed after one of the model's columns."""
-    return bindparam(column, type_=model.__table__.c[column].type)
-
-
-def entity(model: type[T], columns: Mapping[str, Any]) -> T:
-    """A ``model`` holding these column values, as the ORM builds the rows it loads: its mapped
-    constructor sets one attribute at a time through the instrumentation (28 µs for a
-    verification; this, under 2)."""
-    built: T = class_mapper(model).class_manager.new_instance()
-    built.__dict__.update(columns)
-    return built
-
-
-def joined(row: Mapping[str, Any], label: str, model: type[T]) -> T:
-    """The ``model`` a row of a joined SELECT holds, its columns labelled ``<label>_<column>``
-    (``LABEL_STYLE_TABLENAME_PLUS_COL``)."""
-    columns = model.__table__.columns  # type: ignore[attr-defined]  # mapped classes have one
-    return entity(model, {column.key: row[f"{label}_{column.name}"] for column in columns})
 
 
 class Repository:
@@ -167,8 +64,13 @@ class Repository:
     these repositories hand out are read, never changed and flushed. Their entities are built
     from the returned columns."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, hold: Hold) -> None:
+        self._hold = hold
+
+    @property
+    def session(self) -> AsyncSession:
+        """The ORM session, for the statements that are not prepared."""
+        return self._hold.session
 
     async def _execute(self, statement: Executable, values: dict[str, Any] | None = None) -> Any:
         connection = await self.session.connection()
@@ -194,18 +96,13 @@ class Repository:
     async def _run_prepared(self, statement: Executable, **values: Any) -> Rows:
         """Run a statement with its parameters' values; returns its rows. A ``prepared`` one
         runs on the driver where there is one (PostgreSQL)."""
-        session = self.session
-        driver = session.info.get(DRIVER)
-        if driver is None:
-            connection = await session.connection()
-            driver = session.info.get(DRIVER)  # taken as the connection was (PostgreSQL)
-            if driver is None:
-                return Rows.of(await connection.execute(statement, values))
-        compilations = _PREPARED.get(id(statement))
-        if compilations is None:  # built for this call: SQLAlchemy caches its compilation
+        compilations = compilations_of(statement)
+        driver = await self._hold.driver() if compilations is not None else None
+        if compilations is None or driver is None:
+            # SQLite, or built for this call (SQLAlchemy caches its compilation).
             return Rows.of(await self._execute(statement, values))
-        compiled = compilations.for_dialect(session.bind.dialect)  # type: ignore[union-attr]
-        return await on_driver(session, compiled.sql, compiled.run(driver, values))
+        compiled = compilations.for_dialect(self._hold.dialect)
+        return await self._hold.on_driver(compiled.sql, compiled.run(driver, values))
 
     async def _prepared_one(self, model: type[T], statement: Executable, **values: Any) -> T | None:
         """The one row of ``model`` a statement returns (all its columns), or None."""
@@ -294,10 +191,10 @@ class JobRows(Repository, Generic[Claimable]):
             .returning(m)
         )
 
-    async def _can_claim_with_reads(self) -> bool:
+    def _can_claim_with_reads(self) -> bool:
         """Whether a claim and what is read with it can be one statement (the claim's UPDATE in
         a WITH): on PostgreSQL; SQLite's WITH takes no UPDATE."""
-        return (await self.session.connection()).dialect.name == "postgresql"
+        return self._hold.dialect.name == "postgresql"
 
     async def _claiming(self, statement: Executable, **values: Any) -> Rows:
         """The rows of a statement built around ``_claim`` (in a WITH), with a new claim."""

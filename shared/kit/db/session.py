@@ -19,41 +19,46 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Generic, Protocol, Self, TypeVar, cast
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 import structlog
 from sqlalchemy import event, make_url
-from sqlalchemy.engine import URL, AdaptedConnection, Connection
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
-    AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import Pool, QueuePool
 
 from shared.kit.changes import Announcement, Change, ChangeFeed
 from shared.kit.clock import Clock, SystemClock
-from shared.kit.db.driver import DRIVER_ERRORS, as_sqlalchemy_error, on_driver
+from shared.kit.db.holds import (
+    DriverHold,
+    DriverSession,
+    Hold,
+    SessionHold,
+    Sessions,
+    end_abandoned_transaction,
+)
 from shared.kit.jobs import Job, JobQueue, PublishFailed
 
 log = structlog.get_logger(__name__)
 
 R = TypeVar("R")
 
-Sessions = async_sessionmaker[AsyncSession]
-
 
 @dataclass(frozen=True)
 class Database:
-    """A process's engines. ``writer`` is for units of work that change rows, ``reader`` for
-    those that only read (on PostgreSQL both are the same pool)."""
+    """A process's engines, and the holds on them a unit of work takes (``holds``): ``writing``
+    for units of work that change rows, ``reading`` for those that only read, ``single`` for
+    those whose statements each stand alone (on PostgreSQL they commit one by one; on SQLite it
+    is ``writing``)."""
 
-    writer: Sessions
-    reader: Sessions
-    # Every statement commits on its own (PostgreSQL); on SQLite, the writer.
-    autocommit: Sessions
+    writing: Callable[[], Hold]
+    reading: Callable[[], Hold]
+    single: Callable[[], Hold]
     engines: tuple[AsyncEngine, ...] = field(repr=False)
     # How many units of work may write at once: the writing pool's connections.
     connections: int = 1
@@ -66,8 +71,9 @@ class Database:
             # waiting for the pool is an asyncio wait where waiting for its lock is a sleep loop.
             writer = _sqlite_engine(url, pool_size=1, immediate=True)
             reader = _sqlite_engine(url, pool_size=pool_size, immediate=False)
-            writing = _sessions(writer)
-            return cls(writing, _sessions(reader), writing, (writer, reader), connections=1)
+            writing = SessionHold.factory(_sessions(writer), writer)
+            reading = SessionHold.factory(_sessions(reader), reader)
+            return cls(writing, reading, writing, (writer, reader), connections=1)
         engine = create_async_engine(
             # asyncpg: a statement costs a quarter less CPU than through psycopg's async
             # connection (its protocol is compiled; psycopg's waits are Python generators).
@@ -79,14 +85,19 @@ class Database:
             max_overflow=0,
             pool_timeout=30,
             pool_recycle=1800,
-            # Transactions are begun and ended on the driver (``_DriverTransactions``): a
-            # unit of work that only reads, or is one statement, needs none.
+            # Transactions are begun and ended on the driver (``DriverHold``): a unit of work
+            # that only reads, or is one statement, needs none.
             isolation_level="AUTOCOMMIT",
         )
-        event.listen(engine.sync_engine, "reset", _end_abandoned_transaction)
-        plain = _sessions(engine, _DriverSession)
-        writing = _sessions(engine, _DriverTransactions)
-        return cls(writing, plain, plain, (engine,), connections=pool_size)
+        event.listen(engine.sync_engine, "reset", end_abandoned_transaction)
+        sessions = _sessions(engine, DriverSession)
+        return cls(
+            DriverHold.factory(engine, sessions, transaction=True),
+            DriverHold.factory(engine, sessions, transaction=False),
+            DriverHold.factory(engine, sessions, transaction=False),
+            (engine,),
+            connections=pool_size,
+        )
 
     async def warm_up(self) -> None:
         """Open every pool's connections now, before the process takes traffic, so that the
@@ -110,53 +121,6 @@ def _sessions(engine: AsyncEngine, session_class: type[Session] = Session) -> Se
     return async_sessionmaker(
         engine, expire_on_commit=False, autoflush=False, sync_session_class=session_class
     )
-
-
-# Where a PostgreSQL session keeps its connection's driver connection while it holds one, and
-# a writing session the transaction it began there.
-DRIVER = "twostep.driver"
-BEGUN = "twostep.begun"
-
-
-class _DriverSession(Session):
-    """A PostgreSQL session whose prepared statements run on the driver (``driver``)."""
-
-
-class _DriverTransactions(_DriverSession):
-    """A PostgreSQL session that begins a transaction on its connection as it takes one. The
-    engine's connections are in autocommit mode, so the driver's transaction is the only one:
-    SQLAlchemy's statements (the ORM's) and the driver's run in it alike, and the unit of work
-    commits it (``UnitOfWorkBase``)."""
-
-
-@event.listens_for(_DriverSession, "after_begin", propagate=True)
-def _remember_driver(session: Session, _transaction: Any, connection: Connection) -> None:
-    adapted = cast(AdaptedConnection, connection.connection.dbapi_connection)
-    driver = adapted.driver_connection
-    if isinstance(session, _DriverTransactions):
-        try:
-            adapted.run_async(lambda driver: driver.execute("BEGIN"))
-        except DRIVER_ERRORS as error:
-            translated = as_sqlalchemy_error(error, "BEGIN")
-            if translated.connection_invalidated:
-                connection.invalidate()
-            raise translated from error
-        session.info[BEGUN] = driver
-    session.info[DRIVER] = driver
-
-
-@event.listens_for(_DriverSession, "after_transaction_end", propagate=True)
-def _forget_driver(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:  # the connection goes back to the pool
-        session.info.pop(DRIVER, None)
-
-
-def _end_abandoned_transaction(dbapi_connection: Any, _record: Any, _state: Any) -> None:
-    """A connection goes back to the pool: a transaction nobody ended (a unit of work
-    cancelled before its rollback went out) ends here, not in the next borrower's work."""
-    adapted = cast(AdaptedConnection, dbapi_connection)
-    if adapted.driver_connection.is_in_transaction():
-        adapted.run_async(lambda driver: driver.execute("ROLLBACK"))
 
 
 def _sqlite_engine(url: URL, *, pool_size: int, immediate: bool) -> AsyncEngine:
@@ -219,21 +183,20 @@ class UnitOfWorkBase(ABC, Generic[R]):
     (``shared.unit_of_work.UnitOfWork``): this is the transaction, the buffers and the hand-over.
     """
 
-    session: AsyncSession
-
     def __init__(
         self,
-        sessions: Sessions,
+        holds: Callable[[], Hold],
         after_commit: AfterCommit | None = None,
         *,
-        reads: Sessions | None = None,
+        reads: Callable[[], Hold] | None = None,
         turns: asyncio.Semaphore | None = None,
         clock: Clock | None = None,
     ) -> None:
         # The process's clock: what its rows' and events' times are read from.
         self.clock: Clock = clock or SystemClock()
-        self._sessions = sessions
-        self._reads = reads or sessions
+        self._holds = holds
+        self._reads = reads or holds
+        self._taken: Hold | None = None
         self._turns = turns
         self._after_commit = after_commit or AfterCommit()
         self._jobs: list[Job] = []
@@ -244,17 +207,24 @@ class UnitOfWorkBase(ABC, Generic[R]):
     async def __aenter__(self) -> Self:
         if self._turns is not None:
             await self._turns.acquire()
-        self._bind(self._sessions())
+        self._taken = self._holds()
+        self._bind(self._taken)
         return self
 
     @abstractmethod
-    def _bind(self, session: AsyncSession) -> None:
-        """Take ``session`` for this transaction (and build the repositories over it)."""
+    def _bind(self, hold: Hold) -> None:
+        """Take ``hold`` for this transaction (and build the repositories over it)."""
 
     @staticmethod
     @abstractmethod
-    def _over(session: AsyncSession) -> R:
-        """The repositories over another session (for ``reads``)."""
+    def _over(hold: Hold) -> R:
+        """The repositories over another hold (for ``reads``)."""
+
+    @property
+    def _held(self) -> Hold:
+        if self._taken is None:
+            raise RuntimeError("a unit of work is used inside its `async with` block")
+        return self._taken
 
     async def __aexit__(
         self,
@@ -268,15 +238,14 @@ class UnitOfWorkBase(ABC, Generic[R]):
                 outbox = self._after_commit.outbox
                 if outbox is not None and (self._changes or self._announcements):
                     await outbox.record(self, list(self._changes.values()), self._announcements)
-                await self._commit()
+                await self._held.commit()
                 committed = True
         finally:
             jobs, changes, hooks = self._jobs, self._changes, self._hooks
             self._jobs, self._changes, self._announcements, self._hooks = [], {}, [], []
             try:
                 # Rolls back whatever was not committed; loaded rows stay readable (no expiry).
-                await self._end_begun("ROLLBACK")
-                await self.session.close()
+                await self._held.close()
             finally:
                 if self._turns is not None:
                     self._turns.release()
@@ -288,8 +257,11 @@ class UnitOfWorkBase(ABC, Generic[R]):
 
     @contextlib.asynccontextmanager
     async def reads(self) -> AsyncIterator[R]:
-        async with self._reads() as session:
-            yield self._over(session)
+        hold = self._reads()
+        try:
+            yield self._over(hold)
+        finally:
+            await hold.close()
 
     def enqueue_after_commit(self, job: Job) -> None:
         self._jobs.append(job)
@@ -310,31 +282,11 @@ class UnitOfWorkBase(ABC, Generic[R]):
 
     async def flush(self) -> None:
         """Write pending rows now: one another row points to, or to meet a constraint early."""
-        await self.session.flush()
+        await self._held.flush()
 
     async def rollback(self) -> None:
         self._jobs, self._changes, self._announcements, self._hooks = [], {}, [], []
-        await self._end_begun("ROLLBACK")
-        await self.session.rollback()
-
-    async def _commit(self) -> None:
-        session = self.session
-        # The ORM's pending rows first: on PostgreSQL, into the driver's transaction.
-        if session.new or session.dirty or session.deleted:
-            await session.flush()
-        if isinstance(session.sync_session, _DriverSession):
-            # PostgreSQL: the driver's transaction, if one was begun, is the only one; the
-            # session's own commit would have nothing to send, its close gives the connection
-            # back.
-            await self._end_begun("COMMIT")
-        else:
-            await session.commit()
-
-    async def _end_begun(self, ending: str) -> None:
-        """End the transaction begun on the driver, if this session began one (PostgreSQL)."""
-        driver = self.session.info.pop(BEGUN, None)
-        if driver is not None:
-            await on_driver(self.session, ending, driver.execute(ending))
+        await self._held.rollback()
 
     async def _hand_over(self, jobs: list[Job], changes: dict[uuid.UUID, Change]) -> None:
         if jobs:
