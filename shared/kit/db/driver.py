@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
@@ -25,7 +25,6 @@ from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.sql import Executable, Select
 from sqlalchemy.sql.dml import UpdateBase
 
-T = TypeVar("T")
 Processor = Callable[[Any], Any] | None
 # What the driver raises where SQLAlchemy would raise one of its DBAPIErrors.
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
