@@ -8,9 +8,10 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import make_url, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from shared.kit.db.session import AfterCommit, Database
 from shared.kit.settings import Settings
@@ -176,3 +177,27 @@ async def test_the_orm_after_a_prepared_statement_works_in_its_transaction(
         with pytest.raises(Abandoned):
             await prepared_then_orm()
     assert await _exists(one_connection, name, written[0]) == (commits, commits)
+
+
+async def test_a_connection_the_server_dropped_is_not_lent_again(
+    one_connection: UnitOfWorkFactory, settings: Settings
+) -> None:
+    """A unit of work whose connection the server killed fails as the database being
+    unreachable (the API answers 503); the pool's one connection is replaced, not lent again."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to drop a connection")
+    async with one_connection.reading() as uow:
+        backend = await uow.session.scalar(text("SELECT pg_backend_pid()"))
+    url = make_url(settings.database_url).set(drivername="postgresql")
+    killer = await asyncpg.connect(url.render_as_string(hide_password=False))
+    try:
+        assert await killer.fetchval("SELECT pg_terminate_backend($1)", backend)
+    finally:
+        await killer.close()
+    # The killed connection is still the pool's one: the prepared statement finds it dead.
+    with pytest.raises(OperationalError):
+        async with one_connection.reading() as uow:
+            await uow.verifications.get(uuid.uuid4())
+    async with one_connection.reading() as uow:
+        assert await uow.verifications.get(uuid.uuid4()) is None
+        assert await uow.session.scalar(text("SELECT pg_backend_pid()")) != backend
