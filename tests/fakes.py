@@ -357,6 +357,9 @@ class FakeGate:
         return slot
 
     async def leave(self, slot: str, *, failed: bool = False) -> None:
+        self.give_back(slot, failed=failed)
+
+    def give_back(self, slot: str, *, failed: bool = False) -> None:
         self.held.discard(slot)
         self.failed += failed
 

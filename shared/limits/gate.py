@@ -3,11 +3,15 @@ calls in flight."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import time
 
 import redis.asyncio as redis
 
+from shared.errors import ServiceUnavailable
+from shared.kit.redis_client import riding_along
 from shared.kit.settings import Settings
 from shared.limits.ports import (
     redis_or_unavailable,
@@ -73,6 +77,7 @@ class RedisProviderGate:
         # Longer than any one call may take, so a live call never loses its slot.
         one_call = settings.twilio_connect_timeout_seconds + settings.twilio_read_timeout_seconds
         self._lease_ms = int((one_call + 5) * 1000)
+        self._giving_back: set[asyncio.Task[None]] = set()
 
     async def enter(self) -> str | float:
         slot = secrets.token_hex(8)
@@ -99,3 +104,13 @@ class RedisProviderGate:
             await self._leave(
                 keys=[self._in_flight_key, minute], args=[slot, "failed" if failed else "ok"]
             )
+
+    def give_back(self, slot: str, *, failed: bool = False) -> None:
+        task = riding_along(self._leave_quietly(slot, failed=failed))
+        # The loop keeps only a weak reference to a task.
+        self._giving_back.add(task)
+        task.add_done_callback(self._giving_back.discard)
+
+    async def _leave_quietly(self, slot: str, *, failed: bool) -> None:
+        with contextlib.suppress(ServiceUnavailable):  # its lease runs out instead
+            await self.leave(slot, failed=failed)

@@ -128,6 +128,13 @@ class ProviderGate(Protocol):
         5xx, a throttle), which ``twostep status`` reports as its recent error rate."""
         ...
 
+    def give_back(self, slot: str, *, failed: bool = False) -> None:
+        """``leave``, without waiting for it: the slot goes back with the next commands the
+        process sends anyway (the job's change notice, milliseconds later) instead of in a
+        round trip of its own. One that cannot be given back frees itself when its lease runs
+        out."""
+        ...
+
 
 @contextmanager
 def redis_or_unavailable() -> Iterator[None]:

@@ -8,7 +8,6 @@ earlier call's answer was lost looks at the provider before it acts again.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -114,9 +113,7 @@ class ProviderCalls:
             failed = isinstance(exc, ProviderTransientError)  # a refusal is an answer
             raise
         finally:
-            # A slot we cannot give back frees itself when its lease runs out.
-            with contextlib.suppress(ServiceUnavailable):
-                await self.gate.leave(slot, failed=failed)
+            self.gate.give_back(slot, failed=failed)
 
     async def _enter_gate(self) -> str:
         """Wait at the gate in-task while the wait is short; a longer one sends the job back to

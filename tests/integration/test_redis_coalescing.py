@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
-from shared.kit.redis_client import CoalescingRedis, make_redis
+from shared.kit.redis_client import RIDE_AT_MOST_SECONDS, CoalescingRedis, make_redis, riding_along
 
 
 @pytest.fixture
@@ -127,3 +127,35 @@ async def test_a_connection_lost_midway_sends_again_only_the_commands_without_a_
     # retry would run each), the one whose reply came did not.
     assert list(answers) == [1, 2, 2]
     assert [await client.get(key) for key in (first, second, third)] == [b"1", b"2", b"2"]
+
+
+async def _set(client: redis.Redis, key: str, value: str) -> Any:
+    return await client.set(key, value, ex=60)
+
+
+async def test_a_riding_command_goes_with_the_next_batch(
+    client: redis.Redis, observer: redis.Redis
+) -> None:
+    riding, counter = _key(), _key()
+    await cast(Awaitable[bool], client.ping())
+    before = await _replies_sent(observer)
+    rider = riding_along(_set(client, riding, "along"))
+    # Long enough for a command of its own to have gone and come back; shorter than its wait.
+    await asyncio.sleep(RIDE_AT_MOST_SECONDS / 5)
+    assert not rider.done(), "the rider went alone"
+    await client.incr(counter)  # the next batch takes it along
+    assert await rider is True
+    # One reply for the batch, rider included, and one for INFO itself.
+    sent = await _replies_sent(observer) - before
+    assert sent == 2, f"{sent} replies: the rider cost a round trip of its own"
+    assert await client.get(riding) == b"along"
+
+
+async def test_a_riding_command_with_no_company_goes_alone_soon(client: redis.Redis) -> None:
+    riding = _key()
+    await cast(Awaitable[bool], client.ping())
+    started = asyncio.get_running_loop().time()
+    assert await riding_along(_set(client, riding, "alone")) is True
+    waited = asyncio.get_running_loop().time() - started
+    assert waited >= RIDE_AT_MOST_SECONDS * 0.9, "a rider went before its wait for company"
+    assert await client.get(riding) == b"alone"
