@@ -192,6 +192,11 @@ async def test_a_connection_the_server_dropped_is_not_lent_again(
     killer = await asyncpg.connect(url.render_as_string(hide_password=False))
     try:
         assert await killer.fetchval("SELECT pg_terminate_backend($1)", backend)
+        gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $1"
+        for _ in range(100):  # the backend exits a moment after it is told to
+            if await killer.fetchval(gone, backend):
+                break
+            await asyncio.sleep(0.05)
     finally:
         await killer.close()
     # The killed connection is still the pool's one: the prepared statement finds it dead.

@@ -27,7 +27,14 @@ from sqlalchemy.sql.dml import UpdateBase
 
 Processor = Callable[[Any], Any] | None
 # What the driver raises where SQLAlchemy would raise one of its DBAPIErrors.
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    # The protocol caught in a state it cannot leave (a query sent as the server drops the
+    # connection): the connection is done for.
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+)
 
 _STATUS_COUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
 
@@ -150,6 +157,7 @@ def as_sqlalchemy_error(error: Exception, sql: str) -> sa_exc.DBAPIError:
         error,
         asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
+        | asyncpg.exceptions.InternalClientError
         | asyncpg.exceptions.OperatorInterventionError
         | OSError,
     ):
