@@ -194,7 +194,9 @@ class VerificationRepository(SendRows):
         )
         if not rows:
             return None
-        others = [joined(row, "others", Verification) for row in rows if row["others_id"]]
+        others = [
+            joined(row, "others", Verification) for row in rows if row["others_id"] is not None
+        ]
         return joined(rows[0], "claimed", Verification), others
 
     async def others_to_destination(

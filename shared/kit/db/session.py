@@ -91,10 +91,12 @@ class Database:
         )
         event.listen(engine.sync_engine, "reset", end_abandoned_transaction)
         sessions = _sessions(engine, DriverSession)
+        # Reading and standing alone are the same on PostgreSQL: no transaction at all.
+        standalone = DriverHold.factory(engine, sessions, transaction=False)
         return cls(
             DriverHold.factory(engine, sessions, transaction=True),
-            DriverHold.factory(engine, sessions, transaction=False),
-            DriverHold.factory(engine, sessions, transaction=False),
+            standalone,
+            standalone,
             (engine,),
             connections=pool_size,
         )
