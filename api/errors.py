@@ -14,6 +14,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.schemas import UNION_TAGS
 from shared.errors import (
     Conflict,
     CountryNotAllowed,
@@ -108,7 +109,9 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         return _unreadable_body()
     errors = [
         {
-            "field": ".".join(str(part) for part in error["loc"] if part != "body"),
+            "field": ".".join(
+                str(part) for part in error["loc"] if part != "body" and part not in UNION_TAGS
+            ),
             "message": error["msg"],
             "type": error["type"],
         }

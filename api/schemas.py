@@ -1,14 +1,23 @@
-"""What goes over the wire. Phone numbers leave only masked."""
+"""What goes over the wire. Phone numbers and email addresses leave only masked."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+)
 
 from shared.audit.domain import EventType
 from shared.audit.models import Event
@@ -61,12 +70,62 @@ Phone = Annotated[
         description="The phone, in E.164: a + and up to 15 digits, no spaces",
     ),
 ]
+# Validated and normalised by the core (email-validator), as invalid_email_address.
+Email = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=254,
+        examples=["ada@example.com"],
+        description="An email address",
+        json_schema_extra={"format": "email"},
+    ),
+]
+_E164_SHAPE = re.compile(E164_PATTERN)
+
+
+def _e164_unless_email(value: str) -> str:
+    # The channel says which it must be; the core checks that. Here: a phone's shape, exactly.
+    if "@" not in value and not _E164_SHAPE.fullmatch(value):
+        raise ValueError(
+            "a phone number in E.164 (a + and up to 15 digits, no spaces, e.g. +14155550123), "
+            "or an email address for channel email"
+        )
+    return value
+
+
+def _phone_or_email_schema(schema: dict[str, Any]) -> None:
+    schema.pop("maxLength", None)
+    schema["anyOf"] = [
+        {"pattern": E164_PATTERN},
+        {"format": "email", "maxLength": 254, "minLength": 3},
+    ]
+
+
+PhoneOrEmail = Annotated[
+    str,
+    Field(
+        max_length=254,
+        examples=["+14155550123", "ada@example.com"],
+        description="A phone number in E.164 (channels sms, call, whatsapp) or an email "
+        "address (channel email)",
+        json_schema_extra=_phone_or_email_schema,
+    ),
+    AfterValidator(_e164_unless_email),
+]
+
+
+def _to_fits_channel(schema: dict[str, Any]) -> None:
+    # What the server checks, in the document: an address for channel email, else a phone.
+    schema["if"] = {"properties": {"channel": {"const": "email"}}, "required": ["channel"]}
+    schema["then"] = {"properties": {"to": {"format": "email"}}}
+    schema["else"] = {"properties": {"to": {"pattern": E164_PATTERN}}}
 
 
 class VerificationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_to_fits_channel)
 
-    to: Phone
+    to: PhoneOrEmail
     channel: Channel = Channel.SMS
     locale: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,4})?$")
     user_id: UserId | None = None
@@ -119,17 +178,45 @@ class LimitsOut(BaseModel):
     provider_burst: int
 
 
-class FactorCreate(BaseModel):
+class _FactorCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    phone: Phone
-    channel: Channel = Channel.SMS
     replace_existing: bool = Field(
         default=True,
-        description="Once this phone is verified, disable the user's other verified phones "
-        "(a phone change). They stay in force until then.",
+        description="Once this phone (address) is verified, disable the user's other verified "
+        "phones (addresses): a phone change. They stay in force until then.",
     )
     client_ip: IPv4Address | IPv6Address | None = None
+
+
+class PhoneFactorCreate(_FactorCreate):
+    """A phone: its codes by sms (the default), call or whatsapp."""
+
+    phone: Phone
+    channel: Literal[Channel.SMS, Channel.CALL, Channel.WHATSAPP] = Channel.SMS
+
+
+class EmailFactorCreate(_FactorCreate):
+    """An email address: its codes by email."""
+
+    email: Email
+    channel: Literal[Channel.EMAIL] = Channel.EMAIL
+
+
+# Which of a union's kinds a body was taken for: pydantic puts it in an error's location, where
+# ``api.errors`` leaves it out (the field is the body's own, e.g. "phone").
+UNION_TAGS = frozenset({"phone factor", "email factor"})
+
+
+def _factor_kind(body: Any) -> str:
+    return "email factor" if isinstance(body, dict) and "email" in body else "phone factor"
+
+
+FactorCreate = Annotated[
+    Annotated[PhoneFactorCreate, Tag("phone factor")]
+    | Annotated[EmailFactorCreate, Tag("email factor")],
+    Discriminator(_factor_kind),
+]
 
 
 class FactorEnrollmentOut(BaseModel):
@@ -146,7 +233,14 @@ class FactorsOut(BaseModel):
 class ChallengeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    channel: Channel | None = Field(default=None, description="Default: the factor's channel")
+    factor_id: uuid.UUID | None = Field(
+        default=None, description="Which verified factor; default: the latest verified"
+    )
+    channel: Channel | None = Field(
+        default=None,
+        description="Default: the factor's channel; another that reaches it (a phone's call or "
+        "whatsapp instead of sms)",
+    )
     client_ip: IPv4Address | IPv6Address | None = None
 
 
@@ -173,12 +267,14 @@ def _one_or_both(schema: dict[str, Any]) -> None:
 
 
 class LockoutRelease(BaseModel):
-    """A user, a phone number, a client address, or several: at least one of them."""
+    """A user, a phone number or an email address, a client address, or several: at least one
+    of them."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_one_or_both)
 
     user_id: UserId | None = None
     phone: Phone | None = None
+    email: Email | None = None
     client_ip: IPv4Address | IPv6Address | None = None
 
 

@@ -287,6 +287,20 @@ class Sandbox:
         self._all_gathered = asyncio.Event()
         return JSONResponse({"status": "reset"})
 
+    async def set_email_integration(self, request: Request) -> Response:
+        """What adding (or removing) an email integration in Twilio's Console does."""
+        try:
+            data = json.loads(await request.body() or b"{}")
+            enabled = data["enabled"] if isinstance(data, dict) else None
+            if not isinstance(enabled, bool):
+                raise ValueError('{"enabled": true|false} is expected')
+            service = self.state.services.set_email_integration(
+                request.path_params["service_sid"], enabled
+            )
+        except (ValueError, KeyError) as exc:
+            return _problem(400 if not isinstance(exc, KeyError) else 404, str(exc))
+        return JSONResponse({"sid": service.sid, "email_integration": service.email_integration})
+
     async def read_clock(self, _request: Request) -> Response:
         return JSONResponse(clock_json(self.state))
 
@@ -341,6 +355,11 @@ class Sandbox:
             ("/sandbox/faults", "GET", self.read_faults),
             ("/sandbox/faults", "PUT", self.write_faults),
             ("/sandbox/reset", "POST", self.reset),
+            (
+                "/sandbox/services/{service_sid}/email-integration",
+                "PUT",
+                self.set_email_integration,
+            ),
             ("/sandbox/clock", "GET", self.read_clock),
             ("/sandbox/clock", "POST", self.advance_clock),
         ]

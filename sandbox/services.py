@@ -158,6 +158,9 @@ class Service:
     updated_at: datetime
     # Shaped as Twilio answers them: snake_case, grouped settings nested.
     settings: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_SETTINGS))
+    # An email integration (a SendGrid mailer) added to it, as in Twilio's Console; not part of
+    # the Service resource. Without one, a create on channel email is 400 / 60217.
+    email_integration: bool = False
     # Its place in listing order, for page tokens; not persisted (tokens do not outlive us).
     seq: int = field(default=0, compare=False)
 
@@ -185,6 +188,7 @@ class Service:
             "date_created": format_time(self.created_at),
             "date_updated": format_time(self.updated_at),
             "settings": self.settings,
+            "email_integration": self.email_integration,
         }
 
     @classmethod
@@ -198,6 +202,7 @@ class Service:
             created_at=parse_time(record["date_created"]),
             updated_at=parse_time(record["date_updated"]),
             settings=settings,
+            email_integration=bool(record.get("email_integration", False)),
         )
 
 
@@ -291,7 +296,10 @@ class ServiceRegistry:
         if existing is None or existing.account_sid != account_sid:
             now = self.clock.now()
             self._services.pop(DEFAULT_SERVICE_SID, None)
-            self._add(Service(DEFAULT_SERVICE_SID, account_sid, DEFAULT_SERVICE_NAME, now, now))
+            # Ready for every channel, as a service set up for development would be.
+            default = Service(DEFAULT_SERVICE_SID, account_sid, DEFAULT_SERVICE_NAME, now, now)
+            default.email_integration = True
+            self._add(default)
             self._save()
 
     def create(self, account_sid: str, form: Mapping[str, str]) -> Service:
@@ -325,6 +333,14 @@ class ServiceRegistry:
             service.friendly_name = name
         _apply(service.settings, changes)
         service.updated_at = self.clock.now()
+        self._save()
+        return service
+
+    def set_email_integration(self, sid: str, enabled: bool) -> Service:
+        service = self._services.get(sid)
+        if service is None:
+            raise KeyError(f"no service {sid}")
+        service.email_integration = enabled
         self._save()
         return service
 

@@ -116,6 +116,11 @@ class VerifyState:
         shape = _EMAIL if channel == "email" else _E164
         if not shape.match(to):
             raise invalid("To")
+        if channel == "email" and not service.email_integration:
+            # https://www.twilio.com/docs/api/errors/60217
+            raise TwilioError(
+                400, 60217, "Add an email integration before using the Email channel."
+            )
         if custom_code is not None:
             if not service.custom_code_enabled:
                 raise TwilioError(403, 60204, "Service does not support this feature")

@@ -53,6 +53,9 @@ class ErrorCode(StrEnum):
     LINE_TYPE_NOT_ALLOWED = "line_type_not_allowed"
     # Twilio Lookup: the number's SIM changed recently; codes by SMS or call are refused for now.
     SIM_SWAP_DETECTED = "sim_swap_detected"
+    # The Twilio Verify service cannot send on this channel: no email integration (60217), no
+    # WhatsApp sender (68008), or the channel is turned off on it (60223).
+    CHANNEL_NOT_CONFIGURED = "channel_not_configured"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,10 @@ class InvalidInput(TwostepError):
 
 class InvalidPhoneNumber(InvalidInput):
     code = "invalid_phone_number"
+
+
+class InvalidEmailAddress(InvalidInput):
+    code = "invalid_email_address"
 
 
 class IdempotencyKeyReused(InvalidInput):

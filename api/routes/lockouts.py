@@ -20,10 +20,12 @@ router = APIRouter(prefix="/v1/lockouts", tags=["two-step authentication"], resp
 async def release_lockout(
     body: LockoutRelease, uow: UowDep, api_key: AdminKey, two_step: TwoStepDep
 ) -> Response:
-    """Lift the lockout of a user, of a phone number or of a client address (those two lock for
-    verifications made without a user), hard lockouts included (after
+    """Lift the lockout of a user, of a phone number or email address, or of a client address
+    (those lock for verifications made without a user), hard lockouts included (after
     `TWOSTEP_LOCKOUT_HARD_FAILURES` consecutive wrong codes only this lifts them), and forget
     their wrong codes."""
     client_ip = str(body.client_ip) if body.client_ip else None
-    await two_step.release_lockout(uow, api_key, body.user_id, body.phone, client_ip)
+    await two_step.release_lockout(
+        uow, api_key, body.user_id, body.phone, client_ip, email=body.email
+    )
     return Response(status_code=204)

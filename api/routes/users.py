@@ -23,12 +23,14 @@ from api.deps import (
 from api.openapi import KEYED, problems
 from api.schemas import (
     ChallengeCreate,
+    EmailFactorCreate,
     EventOut,
     EventsOut,
     FactorCreate,
     FactorEnrollmentOut,
     FactorOut,
     FactorsOut,
+    PhoneFactorCreate,
     RecoveryCodesOut,
     RedeemCreate,
     RedeemOut,
@@ -59,10 +61,11 @@ async def enroll_factor(
     two_step: TwoStepDep,
     answer_once: AnswerOnceDep,
 ) -> JSONResponse:
-    """Start enrolling a phone: it is stored unverified and sent a code. Approving that code
-    (a check on the returned verification) verifies it and turns two-step on — unless the phone
-    is verified for another user, which is answered the same way and only shows in the factor
-    staying off (`disabled`) after the approval, so that nobody learns who holds which phone."""
+    """Start enrolling a phone (`{"phone"}`: codes by sms, call or whatsapp) or an email
+    address (`{"email"}`): it is stored unverified and sent a code. Approving that code (a check
+    on the returned verification) verifies it and turns two-step on — unless it is verified for
+    another user, which is answered the same way and only shows in the factor staying off
+    (`disabled`) after the approval, so that nobody learns who holds which phone or address."""
 
     async def enroll(uow: UnitOfWork) -> StoredAnswer:
         factor, verification = await two_step.enroll(
@@ -70,7 +73,8 @@ async def enroll_factor(
             api_key,
             user_id,
             Enrollment(
-                phone=body.phone,
+                phone=body.phone if isinstance(body, PhoneFactorCreate) else None,
+                email=body.email if isinstance(body, EmailFactorCreate) else None,
                 channel=body.channel,
                 replace_existing=body.replace_existing,
                 client_ip=str(body.client_ip) if body.client_ip else None,
@@ -116,7 +120,7 @@ async def disable_factor(
     api_key: UsersManageKey,
     two_step: TwoStepDep,
 ) -> Response:
-    """Disable a phone. With no verified phone left, two-step is off."""
+    """Disable a factor. With no verified factor left, two-step is off."""
     await two_step.disable_factor(uow, api_key, user_id, parse_id(factor_id, "factor"))
     return Response(status_code=204)
 
@@ -125,7 +129,7 @@ async def disable_factor(
     "/challenges",
     status_code=202,
     response_model=VerificationOut,
-    responses=problems(403, 409, 413, 415, 422, 429),
+    responses=problems(403, 404, 409, 413, 415, 422, 429),
 )
 async def start_challenge(
     user_id: UserIdPath,
@@ -134,8 +138,10 @@ async def start_challenge(
     answer_once: AnswerOnceDep,
     body: Annotated[ChallengeCreate | None, Body()] = None,
 ) -> JSONResponse:
-    """Login: send a code to the user's verified phone. `409 no_verified_factor` when
-    two-step is off. The user may log in only once a check on it is `approved`."""
+    """Login: send a code to one of the user's verified factors (`factor_id`, else the latest
+    verified), on its channel or `channel`. `409 no_verified_factor` when two-step is off (or
+    the factor named is not verified). The user may log in only once a check on it is
+    `approved`."""
     request = body or ChallengeCreate()
 
     async def challenge(uow: UnitOfWork) -> StoredAnswer:
@@ -145,6 +151,7 @@ async def start_challenge(
             user_id,
             request.channel,
             str(request.client_ip) if request.client_ip else None,
+            factor_id=request.factor_id,
         )
         return StoredAnswer(202, verification_view(verification))
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from shared.kit.crypto import installed
-from shared.kit.lookups import phone_lookup
+from shared.kit.lookups import destination_lookup
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -208,7 +208,7 @@ def _fill_phone_lookups() -> None:
         sa.select(factors.c.id, factors.c.tenant_id, factors.c.phone_e164)
     ).all()
     for factor_id, tenant_id, encrypted in rows:
-        lookup = phone_lookup(keyring, tenant_id, keyring.decrypt(encrypted))
+        lookup = destination_lookup(keyring, tenant_id, keyring.decrypt(encrypted))
         connection.execute(
             factors.update().where(factors.c.id == factor_id).values(phone_lookup=lookup)
         )

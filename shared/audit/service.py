@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.audit.domain import EventType
 from shared.audit.models import Event
-from shared.kit.phone import mask_e164
+from shared.kit.destinations import mask_destination
 from shared.tenants.models import ApiKey
 from shared.unit_of_work import UnitOfWork
 
@@ -23,7 +23,7 @@ class Subject:
     user_id: str | None
     api_key_id: uuid.UUID | None = None
     client_ip: str | None = None
-    phone_e164: str | None = None  # stored masked
+    destination: str | None = None  # stored masked
     verification_id: uuid.UUID | None = None
     factor_id: uuid.UUID | None = None
 
@@ -34,10 +34,10 @@ class Subject:
         user_id: str | None,
         *,
         client_ip: str | None = None,
-        phone_e164: str | None = None,
+        destination: str | None = None,
     ) -> Subject:
         """Caused by a key's request, in the key's tenant."""
-        return cls(api_key.tenant_id, user_id, api_key.id, client_ip, phone_e164)
+        return cls(api_key.tenant_id, user_id, api_key.id, client_ip, destination)
 
 
 async def record(uow: UnitOfWork, event_type: EventType, subject: Subject, **detail: Any) -> None:
@@ -49,7 +49,7 @@ async def record(uow: UnitOfWork, event_type: EventType, subject: Subject, **det
             user_id=subject.user_id,
             api_key_id=subject.api_key_id,
             client_ip=subject.client_ip,
-            destination=mask_e164(subject.phone_e164) if subject.phone_e164 else None,
+            destination=mask_destination(subject.destination) if subject.destination else None,
             verification_id=subject.verification_id,
             factor_id=subject.factor_id,
             detail={key: value for key, value in detail.items() if value is not None},

@@ -15,15 +15,23 @@ from typing import Any
 
 import structlog
 
-from shared.kit.phone import mask_e164
+from shared.kit.destinations import mask_destination
 
 _E164_IN_TEXT = re.compile(r"(?<![\w+])\+[1-9]\d{7,14}(?!\d)")
+# Loose on purpose: what looks like an address is masked, whether or not it is a valid one.
+_EMAIL_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _SECRET_KEYS = frozenset({"code", "codes", "password", "token", "auth_token", "authorization"})
-_PHONE_KEYS = frozenset({"to", "phone", "to_e164", "phone_number"})
+_DESTINATION_KEYS = frozenset(
+    {"to", "phone", "to_e164", "phone_number", "email", "destination", "address"}
+)
 
 
-def mask_phone_numbers(text: str) -> str:
-    return _E164_IN_TEXT.sub(lambda match: mask_e164(match.group(0)), text)
+def mask_destinations(text: str) -> str:
+    """Every phone number and email address in ``text``, masked."""
+    text = _E164_IN_TEXT.sub(lambda match: mask_destination(match.group(0)), text)
+    if "@" not in text:
+        return text
+    return _EMAIL_IN_TEXT.sub(lambda match: mask_destination(match.group(0)), text)
 
 
 def _redact(
@@ -33,10 +41,10 @@ def _redact(
     for key, value in list(event_dict.items()):
         if key in _SECRET_KEYS:
             event_dict[key] = "[redacted]"
-        elif key in _PHONE_KEYS and isinstance(value, str):
-            event_dict[key] = mask_e164(value)
+        elif key in _DESTINATION_KEYS and isinstance(value, str):
+            event_dict[key] = mask_destination(value)
         elif isinstance(value, str):
-            event_dict[key] = mask_phone_numbers(value)
+            event_dict[key] = mask_destinations(value)
     return event_dict
 
 
@@ -116,10 +124,10 @@ def _mask_rendered_event(
 ) -> MutableMapping[str, Any]:
     event = event_dict.get("event")
     if isinstance(event, str):
-        event_dict["event"] = mask_phone_numbers(event)
+        event_dict["event"] = mask_destinations(event)
     exc = event_dict.get("exc_info")
     if exc and not isinstance(exc, str):
-        event_dict["exception"] = mask_phone_numbers(_format_exception(exc))
+        event_dict["exception"] = mask_destinations(_format_exception(exc))
         del event_dict["exc_info"]
     return event_dict
 

@@ -9,8 +9,11 @@ import uuid
 from shared.kit.crypto import Keyring
 
 
-def phone_lookup(keyring: Keyring, tenant_id: uuid.UUID, e164: str) -> str:
-    return keyring.blind_index("phone", str(tenant_id), e164)
+def destination_lookup(keyring: Keyring, tenant_id: uuid.UUID, address: str) -> str:
+    """Of a phone number (E.164) or an email address; the two never collide (only one has an
+    ``@``). Its label is "phone", as when numbers were the only destinations: the hashes
+    already stored still find their rows."""
+    return keyring.blind_index("phone", str(tenant_id), address)
 
 
 def user_lookup(keyring: Keyring, tenant_id: uuid.UUID, user_id: str) -> str:

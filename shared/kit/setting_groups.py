@@ -241,7 +241,8 @@ class AbuseProtection(SettingGroup):
     """
 
     limit_per_destination: RateLimit = Field(
-        "5 per 10 minutes", description="sends to one phone number (Twilio's own limit)"
+        "5 per 10 minutes",
+        description="sends to one phone number or email address (Twilio's own limit)",
     )
     limit_per_user: RateLimit = Field("10 per hour", description="sends for one `user_id`")
     limit_per_client_ip: RateLimit = Field(
@@ -249,14 +250,22 @@ class AbuseProtection(SettingGroup):
     )
     limit_per_api_key: RateLimit = Field("300 per minute", description="sends by one API key")
     limit_per_country: RateLimit = Field(
-        "1000 per day", description="sends to one destination country, per tenant"
+        "1000 per day",
+        description="sends to one destination country, per tenant (SMS, voice and WhatsApp)",
+    )
+    limit_per_email_domain: RateLimit = Field(
+        "1000 per hour",
+        description="email codes to one domain, per tenant: an email address has no country "
+        "and costs no toll, but a flood of codes to one company's inboxes gets the sender "
+        "blocked there; raise it for a domain most users share (a large webmail's)",
     )
     limit_per_api_key_daily: RateLimit = Field(
         "5000 per day", description="sends by one API key in a day"
     )
     limit_global_daily: RateLimit = Field(
         "20000 per day",
-        description="sends of the whole deployment, every tenant's (the Twilio bill's cap)",
+        description="sends by SMS, voice or WhatsApp of the whole deployment, every tenant's "
+        "(the Twilio bill's cap)",
     )
     cap_warning_ratio: Annotated[float, Field(gt=0, le=1)] = Field(
         0.8,

@@ -11,7 +11,7 @@ import redis.asyncio as redis
 from shared.errors import UserLocked
 from shared.kit import metrics
 from shared.kit.crypto import Keyring
-from shared.kit.lookups import client_lookup, phone_lookup, user_lookup
+from shared.kit.lookups import client_lookup, destination_lookup, user_lookup
 from shared.kit.network import counted_network
 from shared.kit.settings import Settings
 from shared.limits.ports import (
@@ -123,7 +123,7 @@ class RedisLockout:
             subjects.append(("user_lockout", lookup))
         if guesser.destination is not None:
             subjects.append(
-                ("destination_lockout", phone_lookup(keyring, tenant, guesser.destination))
+                ("destination_lockout", destination_lookup(keyring, tenant, guesser.destination))
             )
         if guesser.client_ip is not None:
             network = counted_network(guesser.client_ip)

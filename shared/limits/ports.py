@@ -22,8 +22,8 @@ class SendRequest:
 
     tenant_id: uuid.UUID
     api_key_id: uuid.UUID
-    destination: str | None  # E.164
-    region: str | None
+    destination: str | None  # E.164, or an email address
+    region: str | None  # a phone's country; None for an email address
     verification_id: uuid.UUID | None = None
     user_id: str | None = None
     client_ip: str | None = None

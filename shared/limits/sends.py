@@ -13,7 +13,7 @@ from limits import RateLimitItem, RateLimitItemPerDay, parse
 from shared.errors import RateLimited
 from shared.kit import metrics
 from shared.kit.crypto import Keyring
-from shared.kit.lookups import client_lookup, phone_lookup, user_lookup
+from shared.kit.lookups import client_lookup, destination_lookup, user_lookup
 from shared.kit.network import counted_network
 from shared.kit.settings import Settings
 from shared.limits.ports import (
@@ -90,6 +90,7 @@ class RedisSendLimits:
         self._per_api_key = parse(settings.limit_per_api_key)
         self._per_api_key_daily = parse(settings.limit_per_api_key_daily)
         self._per_country = parse(settings.limit_per_country)
+        self._per_email_domain = parse(settings.limit_per_email_domain)
         self._global_daily = parse(settings.limit_global_daily)
         self._cooldown = parse(f"1 per {math.ceil(settings.resend_cooldown_seconds)} seconds")
 
@@ -124,18 +125,31 @@ class RedisSendLimits:
             applied.append(
                 moving("per_user", self._per_user, user_lookup(keyring, tenant, request.user_id))
             )
-        if request.destination is not None and request.region is not None:
+        if request.destination is None:
+            return applied
+        if request.region is not None:  # a phone number: toll fraud's target
             applied += [
                 daily(
                     "per_country", self._country_limit(request.region), f"{tenant}:{request.region}"
                 ),
                 daily("global_daily", self._global_daily, "all"),
-                moving(
-                    "per_destination",
-                    self._per_destination,
-                    phone_lookup(keyring, tenant, request.destination),
-                ),
             ]
+        else:  # an email address
+            domain = request.destination.rpartition("@")[2]
+            applied.append(
+                moving(
+                    "per_email_domain",
+                    self._per_email_domain,
+                    keyring.blind_index("email-domain", str(tenant), domain),
+                )
+            )
+        applied.append(
+            moving(
+                "per_destination",
+                self._per_destination,
+                destination_lookup(keyring, tenant, request.destination),
+            )
+        )
         return applied
 
     async def admit(self, request: SendRequest) -> None:
@@ -177,7 +191,9 @@ class RedisSendLimits:
 
     def describe(self) -> list[LimitInfo]:
         return [
-            LimitInfo("per_destination", str(self._per_destination), "each phone number"),
+            LimitInfo(
+                "per_destination", str(self._per_destination), "each phone number or email address"
+            ),
             LimitInfo("per_user", str(self._per_user), "each user_id"),
             LimitInfo("per_client_ip", str(self._per_client_ip), "each client_ip (IPv6: each /64)"),
             LimitInfo("per_api_key", str(self._per_api_key), "each API key"),
@@ -185,7 +201,12 @@ class RedisSendLimits:
             LimitInfo(
                 "per_country", str(self._per_country), "each destination country, unless capped"
             ),
-            LimitInfo("global_daily", str(self._global_daily), "every send of every tenant"),
+            LimitInfo("per_email_domain", str(self._per_email_domain), "each email domain"),
+            LimitInfo(
+                "global_daily",
+                str(self._global_daily),
+                "every SMS, voice and WhatsApp send of every tenant",
+            ),
             LimitInfo("resend_cooldown", str(self._cooldown), "each verification"),
         ]
 

@@ -15,7 +15,7 @@ from sqlalchemy import Column, String, Table, select, type_coerce, update
 
 from shared.kit.crypto import EncryptedString, Keyring
 from shared.kit.db.base import Base
-from shared.kit.lookups import phone_lookup
+from shared.kit.lookups import destination_lookup
 from shared.two_step.models import Factor
 from shared.unit_of_work import UnitOfWork
 
@@ -44,11 +44,13 @@ def encrypted_columns() -> Iterator[EncryptedColumn]:
 async def rekey(
     uow_factory: Callable[[], UnitOfWork], keyring: Keyring, progress: Progress
 ) -> dict[str, int]:
-    """Returns how many values were rewritten per column (and ``factors.phone_lookup``)."""
+    """Returns how many values were rewritten per column (and ``factors.destination_lookup``)."""
     rewritten = {}
     for encrypted in encrypted_columns():
         rewritten[encrypted.name] = await _rotate_column(uow_factory, keyring, encrypted, progress)
-    rewritten["factors.phone_lookup"] = await _rehash_phones(uow_factory, keyring, progress)
+    rewritten["factors.destination_lookup"] = await _rehash_destinations(
+        uow_factory, keyring, progress
+    )
     return rewritten
 
 
@@ -81,28 +83,28 @@ async def _rotate_column(
         last = rows[-1][0]
 
 
-async def _rehash_phones(
+async def _rehash_destinations(
     uow_factory: Callable[[], UnitOfWork], keyring: Keyring, progress: Progress
 ) -> int:
     done, last = 0, None
     while True:
         async with uow_factory() as uow:
             query = (
-                select(Factor.id, Factor.tenant_id, Factor.phone_e164)
+                select(Factor.id, Factor.tenant_id, Factor.destination)
                 .order_by(Factor.id)
                 .limit(_BATCH)
             )
             if last is not None:
                 query = query.where(Factor.id > last)
             rows = (await uow.session.execute(query)).all()
-            for factor_id, tenant_id, phone in rows:
+            for factor_id, tenant_id, destination in rows:
                 await uow.session.execute(
                     update(Factor)
                     .where(Factor.id == factor_id)
-                    .values(phone_lookup=phone_lookup(keyring, tenant_id, phone))
+                    .values(destination_lookup=destination_lookup(keyring, tenant_id, destination))
                 )
         done += len(rows)
-        progress("factors.phone_lookup", done)
+        progress("factors.destination_lookup", done)
         if len(rows) < _BATCH:
             return done
         last = rows[-1][0]

@@ -1,4 +1,4 @@
-"""A user's factors (phones enrolled for 2SA) and recovery codes."""
+"""A user's factors (phones and email addresses enrolled for 2SA) and recovery codes."""
 
 from __future__ import annotations
 
@@ -20,22 +20,29 @@ from shared.verifications.domain import Channel
 
 
 class Factor(Base):
-    """A user's phone enrolled for two-step authentication."""
+    """A user's phone or email address enrolled for two-step authentication."""
 
     __tablename__ = "factors"
     __table_args__ = (
         Index("ix_factors_tenant_id_user_id", "tenant_id", "user_id"),
-        Index("ix_factors_tenant_id_phone_lookup_status", "tenant_id", "phone_lookup", "status"),
+        Index(
+            "ix_factors_tenant_id_destination_lookup_status",
+            "tenant_id",
+            "destination_lookup",
+            "status",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
     user_id: Mapped[str] = mapped_column(String(128))
-    phone_e164: Mapped[str] = mapped_column(EncryptedString)
-    # Keyed hash of (tenant, phone): "is this phone verified for another user?" without
-    # decrypting every row.
-    phone_lookup: Mapped[str] = mapped_column(String(64))
-    destination_region: Mapped[str] = mapped_column(String(3))
+    # A phone number in E.164 or an email address (``channel`` says which).
+    destination: Mapped[str] = mapped_column(EncryptedString)
+    # Keyed hash of (tenant, destination): "is this phone or address verified for another
+    # user?" without decrypting every row.
+    destination_lookup: Mapped[str] = mapped_column(String(64))
+    # A phone's country; None for an email address.
+    destination_region: Mapped[str | None] = mapped_column(String(3))
     channel: Mapped[Channel] = mapped_column(enum_column(Channel, "factor_channel"))
     status: Mapped[FactorStatus] = mapped_column(enum_column(FactorStatus, "factor_status"))
     # Approving this verification verifies the factor; until then 2SA is as it was.

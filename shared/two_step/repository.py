@@ -16,10 +16,11 @@ from sqlalchemy import (
 from shared.kit.db.repository import Repository
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor, RecoveryCode
+from shared.verifications.domain import Channel
 
 
 class FactorRepository(Repository):
-    """A tenant's users' phones. Every read names the tenant."""
+    """A tenant's users' phones and email addresses. Every read names the tenant."""
 
     def add(self, factor: Factor) -> None:
         self.session.add(factor)
@@ -58,7 +59,7 @@ class FactorRepository(Repository):
             select(Factor.id)
             .where(
                 Factor.tenant_id == factor.tenant_id,
-                Factor.phone_lookup == factor.phone_lookup,
+                Factor.destination_lookup == factor.destination_lookup,
                 Factor.status == FactorStatus.VERIFIED,
                 Factor.user_id != factor.user_id,
             )
@@ -92,7 +93,9 @@ class FactorRepository(Repository):
         )
 
     async def verified_others(self, factor: Factor) -> Sequence[Factor]:
-        """The factor's user's other verified factors."""
+        """The factor's user's other verified factors of its kind: phones for a phone, email
+        addresses for an address (a new phone does not retire the user's email)."""
+        email = Factor.channel == Channel.EMAIL
         return (
             await self.session.scalars(
                 select(Factor).where(
@@ -100,6 +103,7 @@ class FactorRepository(Repository):
                     Factor.user_id == factor.user_id,
                     Factor.status == FactorStatus.VERIFIED,
                     Factor.id != factor.id,
+                    email if factor.channel.reaches_email else ~email,
                 )
             )
         ).all()

@@ -1,12 +1,13 @@
 """Two-step authentication for a login server's users (docs/two-step.md: enrolment and login).
 
-Enrolment: a phone is stored *unverified* and a verification starts; only its approval verifies
-the factor and turns 2SA on, so a typo never locks anyone out. A new phone replaces the old one
-only once it is verified itself. An enrolment answers the same whether or not the phone is
-enrolled elsewhere; a phone verified for another user of the tenant fails only at approval, as
-``factor.enrollment_failed``, so nobody learns which phones are enrolled. Login: a challenge is a
-verification to the user's verified factor; the decision is the verification's, approved only
-after an approved check. Recovery codes are ``recovery.py``'s.
+Enrolment: a phone or email address is stored *unverified* and a verification starts; only its
+approval verifies the factor and turns 2SA on, so a typo never locks anyone out. A new phone
+replaces the user's old phones (a new address their old addresses) only once it is verified
+itself. An enrolment answers the same whether or not the destination is enrolled elsewhere; one
+verified for another user of the tenant fails only at approval, as ``factor.enrollment_failed``,
+so nobody learns which phones or addresses are enrolled. Login: a challenge is a verification to
+one of the user's verified factors (the one named, else the latest verified); the decision is
+the verification's, approved only after an approved check. Recovery codes are ``recovery.py``'s.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from shared.audit.service import Subject
 from shared.errors import InvalidInput, NotFound, NoVerifiedFactor
 from shared.kit.changes import Announcement
 from shared.kit.crypto import Keyring
+from shared.kit.destinations import Destination, parse_destination
 from shared.kit.jobs import Job
-from shared.kit.lookups import phone_lookup
+from shared.kit.lookups import destination_lookup
 from shared.kit.network import normalise_ip
-from shared.kit.phone import parse_phone
 from shared.limits.ports import Guesser, SendRequest
 from shared.tenants.models import ApiKey
 from shared.two_step.domain import FactorStatus
@@ -56,10 +57,27 @@ class FactorList:
 
 @dataclass(frozen=True, slots=True)
 class Enrollment:
-    phone: str
-    channel: Channel = Channel.SMS
+    """A phone (``channel`` sms, call or whatsapp) or an email address (channel email)."""
+
+    phone: str | None = None
+    email: str | None = None
+    channel: Channel | None = None  # default: sms for a phone, email for an address
     replace_existing: bool = True
     client_ip: str | None = None
+
+    def destination(self) -> tuple[Destination, Channel]:
+        """Where the factor's codes go, and by which channel; refuses what does not fit."""
+        if (self.phone is None) == (self.email is None):
+            raise InvalidInput("name either a phone or an email, not both")
+        if self.email is not None:
+            channel = self.channel or Channel.EMAIL
+            if not channel.reaches_email:
+                raise InvalidInput(f"an email address takes channel email, not {channel.value}")
+            return parse_destination(self.email, email=True), channel
+        channel = self.channel or Channel.SMS
+        if channel.reaches_email:
+            raise InvalidInput("a phone takes channel sms, call or whatsapp, not email")
+        return parse_destination(str(self.phone), email=False), channel
 
 
 @dataclass(frozen=True)
@@ -73,15 +91,16 @@ class TwoStep:
     async def enroll(
         self, uow: UnitOfWork, api_key: ApiKey, user_id: str, enrollment: Enrollment
     ) -> tuple[Factor, Verification]:
-        """Store the phone unverified and send it a code; approving that code verifies it."""
+        """Store the phone or address unverified and send it a code; approving that code
+        verifies it."""
         validate_user_id(user_id)
-        parsed = parse_phone(enrollment.phone)
+        destination, channel = enrollment.destination()
         verification = await self.verifications.request(
             uow,
             api_key,
             VerificationRequest(
-                to=parsed.e164,
-                channel=enrollment.channel,
+                to=destination.address,
+                channel=channel,
                 user_id=user_id,
                 client_ip=enrollment.client_ip,
                 purpose=Purpose.ENROLLMENT,
@@ -91,10 +110,12 @@ class TwoStep:
             id=uuid.uuid4(),
             tenant_id=api_key.tenant_id,
             user_id=user_id,
-            phone_e164=parsed.e164,
-            phone_lookup=phone_lookup(self.keyring, api_key.tenant_id, parsed.e164),
-            destination_region=parsed.region,
-            channel=enrollment.channel,
+            destination=destination.address,
+            destination_lookup=destination_lookup(
+                self.keyring, api_key.tenant_id, destination.address
+            ),
+            destination_region=destination.region,
+            channel=channel,
             status=FactorStatus.UNVERIFIED,
             enrollment_verification_id=verification.id,
             replaces_others=enrollment.replace_existing,
@@ -149,12 +170,20 @@ class TwoStep:
         user_id: str,
         channel: Channel | None = None,
         client_ip: str | None = None,
+        factor_id: uuid.UUID | None = None,
     ) -> Verification:
-        """Send a login code to the user's verified factor (its channel, or the one asked for)."""
+        """Send a login code to one of the user's verified factors — the one named, else the
+        latest verified — on its channel or another that reaches it."""
+        validate_user_id(user_id)
         async with uow.reads() as read:
-            factor = await read.factors.latest_verified(
-                api_key.tenant_id, validate_user_id(user_id)
-            )
+            if factor_id is None:
+                factor = await read.factors.latest_verified(api_key.tenant_id, user_id)
+            else:
+                factor = await read.factors.get(api_key.tenant_id, user_id, factor_id)
+                if factor is None:
+                    raise NotFound(f"no factor {factor_id} for this user")
+                if factor.status is not FactorStatus.VERIFIED:
+                    raise NoVerifiedFactor(f"factor {factor_id} is {factor.status.value}")
         if factor is None:
             # Asking whether a user has 2SA costs what a send costs: no free probing.
             await self.verifications.guards.sends.admit(
@@ -168,12 +197,17 @@ class TwoStep:
                 )
             )
             raise NoVerifiedFactor("two-step authentication is not on for this user")
+        channel = channel or factor.channel
+        if channel.reaches_email != factor.channel.reaches_email:
+            raise InvalidInput(
+                f"factor {factor.id} is reached by {factor.channel.value}, not {channel.value}"
+            )
         verification = await self.verifications.request(
             uow,
             api_key,
             VerificationRequest(
-                to=factor.phone_e164,
-                channel=channel or factor.channel,
+                to=factor.destination,
+                channel=channel,
                 user_id=user_id,
                 client_ip=client_ip,
                 purpose=Purpose.LOGIN,
@@ -195,20 +229,28 @@ class TwoStep:
         user_id: str | None,
         phone: str | None,
         client_ip: str | None = None,
+        email: str | None = None,
     ) -> None:
-        """Lift a user's, a number's or a client address's lockout, hard ones included (an
-        admin's decision)."""
-        if user_id is None and phone is None and client_ip is None:
-            raise InvalidInput("name a user_id, a phone or a client_ip")
-        e164 = parse_phone(phone).e164 if phone is not None else None
+        """Lift a user's, a number's, an email address's or a client address's lockout, hard
+        ones included (an admin's decision)."""
+        if user_id is None and phone is None and email is None and client_ip is None:
+            raise InvalidInput("name a user_id, a phone, an email or a client_ip")
+        destinations: list[str | None] = [
+            parse_destination(raw, email=is_email).address
+            for raw, is_email in ((phone, False), (email, True))
+            if raw is not None
+        ]
         ip = normalise_ip(client_ip) if client_ip else None
         user = validate_user_id(user_id) if user_id else None
-        await self.verifications.guards.lockout.release(Guesser(api_key.tenant_id, user, e164, ip))
-        await audit.record(
-            uow,
-            EventType.LOCKOUT_RELEASED,
-            Subject.of_request(api_key, user_id, phone_e164=e164, client_ip=ip),
-        )
+        for destination in destinations or [None]:
+            await self.verifications.guards.lockout.release(
+                Guesser(api_key.tenant_id, user, destination, ip)
+            )
+            await audit.record(
+                uow,
+                EventType.LOCKOUT_RELEASED,
+                Subject.of_request(api_key, user_id, destination=destination, client_ip=ip),
+            )
         if user_id is not None:
             announce(uow, api_key.tenant_id, WebhookEvent.USER_UNLOCKED, user_id)
 
@@ -281,7 +323,7 @@ async def _record_factor(
         user_id=factor.user_id,
         api_key_id=api_key_id,
         client_ip=through.client_ip if through else None,
-        phone_e164=factor.phone_e164,
+        destination=factor.destination,
         verification_id=through.id if through else factor.enrollment_verification_id,
         factor_id=factor.id,
     )

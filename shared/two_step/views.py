@@ -1,4 +1,4 @@
-"""How a factor looks to a login server: its number masked."""
+"""How a factor looks to a login server: its phone number or email address masked."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from shared.kit.phone import mask_e164
+from shared.kit.destinations import mask_destination
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor
 from shared.verifications.domain import Channel
@@ -18,7 +18,10 @@ from shared.verifications.views import View
 class FactorOut(BaseModel):
     id: uuid.UUID
     user_id: str
-    phone: str = Field(description="Masked, e.g. +1415•••••23")
+    phone: str | None = Field(description="Masked, e.g. +1415•••••23; null for an email factor")
+    email: str | None = Field(
+        default=None, description="Masked, e.g. a•••@example.com; null for a phone"
+    )
     channel: Channel
     status: FactorStatus
     created_at: datetime
@@ -29,7 +32,8 @@ class FactorOut(BaseModel):
         return cls(
             id=row.id,
             user_id=row.user_id,
-            phone=mask_e164(row.phone_e164),
+            phone=None if row.channel.reaches_email else mask_destination(row.destination),
+            email=mask_destination(row.destination) if row.channel.reaches_email else None,
             channel=row.channel,
             status=row.status,
             created_at=row.created_at,

@@ -11,6 +11,19 @@ from shared.kit.lifecycle import JobMove, Lifecycle
 class Channel(StrEnum):
     SMS = "sms"
     CALL = "call"
+    WHATSAPP = "whatsapp"
+    EMAIL = "email"
+
+    @property
+    def reaches_email(self) -> bool:
+        """Its destination is an email address; every other channel's is a phone number."""
+        return self is Channel.EMAIL
+
+    @property
+    def is_restricted(self) -> bool:
+        """A code by text or voice call (NIST SP 800-63B 5.1.3.3): the number's line type and
+        SIM swaps are worth checking before it goes out."""
+        return self in (Channel.SMS, Channel.CALL)
 
 
 class Purpose(StrEnum):

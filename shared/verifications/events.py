@@ -21,7 +21,7 @@ def subject_of(verification: Verification, api_key_id: uuid.UUID | None = None) 
         user_id=verification.user_id,
         api_key_id=api_key_id or verification.api_key_id,
         client_ip=verification.client_ip,
-        phone_e164=verification.to_e164,
+        destination=verification.destination,
         verification_id=verification.id,
     )
 

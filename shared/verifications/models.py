@@ -1,7 +1,8 @@
 """Verifications and their checks: job rows a worker claims, calls the provider for, and settles.
 
-No column ever holds a one-time code; task messages carry only these rows' ids. The number is
-stored encrypted, with a keyed hash beside it for look-ups."""
+No column ever holds a one-time code; task messages carry only these rows' ids. The destination
+(a phone number or an email address) is stored encrypted, with a keyed hash beside it for
+look-ups."""
 
 from __future__ import annotations
 
@@ -49,10 +50,12 @@ class Verification(JobRow, Base):
     )
     purpose: Mapped[Purpose] = mapped_column(enum_column(Purpose, "verification_purpose"))
     channel: Mapped[Channel] = mapped_column(enum_column(Channel, "verification_channel"))
-    to_e164: Mapped[str] = mapped_column(EncryptedString)
+    # A phone number in E.164, or an email address for the email channel.
+    destination: Mapped[str] = mapped_column(EncryptedString)
     # Keyed hash of (tenant, destination): the earlier verifications to the same number.
     destination_lookup: Mapped[str | None] = mapped_column(String(64))
-    destination_region: Mapped[str] = mapped_column(String(3))
+    # A phone's country; None for an email address.
+    destination_region: Mapped[str | None] = mapped_column(String(3))
     locale: Mapped[str | None] = mapped_column(String(16))
     user_id: Mapped[str | None] = mapped_column(String(128), index=True)
     client_ip: Mapped[str | None] = mapped_column(EncryptedString)

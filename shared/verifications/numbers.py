@@ -22,7 +22,7 @@ import redis.asyncio as redis
 from shared.errors import ErrorCode, ProviderPermanentError
 from shared.kit.clock import Clock
 from shared.kit.crypto import Keyring
-from shared.kit.lookups import phone_lookup
+from shared.kit.lookups import destination_lookup
 from shared.kit.settings import Settings
 from shared.verifications.models import Verification
 from shared.verify.port import LineFacts, NumberLookup
@@ -75,8 +75,8 @@ class NumberChecks:
     ) -> ProviderPermanentError | None:
         """Why the verification's number may not get its code, or None. Lookup's errors reach
         the caller: a transient one is retried, a permanent one fails the send (closed)."""
-        e164 = verification.to_e164
-        key = phone_lookup(self.keyring, verification.tenant_id, e164)
+        e164 = verification.destination
+        key = destination_lookup(self.keyring, verification.tenant_id, e164)
         known = await self.line_types.get(key) if line_type else None
         ask_line_type = line_type and known is None
         if ask_line_type or sim_swap:

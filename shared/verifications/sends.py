@@ -113,7 +113,7 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
             await self._check_the_number()
         return await calls.through_gate(
             lambda: calls.verify.start_verification(
-                self.service, row.to_e164, self.channel, row.locale
+                self.service, row.destination, self.channel, row.locale
             )
         )
 
@@ -139,7 +139,7 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
                 await self.calls.close_at_provider(other)
 
     async def _sent_by_the_lost_call(self, lost_call_at: datetime) -> ProviderVerification | None:
-        calls, to = self.calls, self.claimed.to_e164
+        calls, to = self.calls, self.claimed.destination
         try:
             existing = await calls.through_gate(
                 lambda: calls.verify.find_pending_verification(self.service, to)
@@ -160,11 +160,14 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
         """Twilio Lookup, where the tenant asked for it: a number that may not get this code
         is refused for good (the verification fails with the reason)."""
         row, profile = self.claimed, self.profile
-        line_type = profile.checks_line_types and row.purpose is Purpose.ENROLLMENT
+        # An email address has no line: nothing to look up.
+        line_type = (
+            profile.checks_line_types
+            and row.purpose is Purpose.ENROLLMENT
+            and not self.channel.reaches_email
+        )
         sim_swap = (
-            profile.checks_sim_swaps
-            and row.purpose is Purpose.LOGIN
-            and self.channel in (Channel.SMS, Channel.CALL)
+            profile.checks_sim_swaps and row.purpose is Purpose.LOGIN and self.channel.is_restricted
         )
         if not (line_type or sim_swap):
             return

@@ -28,10 +28,10 @@ from shared.errors import (
 )
 from shared.kit.clock import Clock
 from shared.kit.crypto import Keyring
+from shared.kit.destinations import Destination, parse_destination
 from shared.kit.jobs import Job
-from shared.kit.lookups import phone_lookup
+from shared.kit.lookups import destination_lookup
 from shared.kit.network import normalise_ip
-from shared.kit.phone import PhoneNumber, parse_phone
 from shared.kit.settings import Settings
 from shared.limits.ports import Guards, Guesser, Outcome, SendRequest
 from shared.tenants.models import ApiKey
@@ -70,25 +70,29 @@ class Verifications:
     async def request(
         self, uow: UnitOfWork, api_key: ApiKey, request: VerificationRequest
     ) -> Verification:
-        phone = self._allowed(parse_phone(request.to))
+        destination = self._allowed(
+            parse_destination(request.to, email=request.channel.reaches_email)
+        )
         client_ip = normalise_ip(request.client_ip) if request.client_ip else None
         verification_id = uuid.uuid4()
         # A locked-out guesser could not check the code: nothing is sent to them.
         await self.guards.lockout.check(
-            Guesser.of(api_key.tenant_id, request.user_id, phone.e164, client_ip)
+            Guesser.of(api_key.tenant_id, request.user_id, destination.address, client_ip)
         )
         await self.guards.sends.admit(
             SendRequest(
                 tenant_id=api_key.tenant_id,
                 api_key_id=api_key.id,
-                destination=phone.e164,
-                region=phone.region,
+                destination=destination.address,
+                region=destination.region,
                 verification_id=verification_id,
                 user_id=request.user_id,
                 client_ip=client_ip,
             )
         )
-        verification = self._new_verification(verification_id, phone, api_key, request, client_ip)
+        verification = self._new_verification(
+            verification_id, destination, api_key, request, client_ip
+        )
         await uow.verifications.insert(verification)
         await record_for(
             uow, EventType.VERIFICATION_REQUESTED, verification, channel=request.channel.value
@@ -102,19 +106,18 @@ class Verifications:
         )
         return verification
 
-    def _allowed(self, phone: PhoneNumber) -> PhoneNumber:
-        allowed = self.settings.allowed_countries
-        if allowed is not None and phone.region not in allowed:
+    def _allowed(self, destination: Destination) -> Destination:
+        allowed, region = self.settings.allowed_countries, destination.region
+        if allowed is not None and region is not None and region not in allowed:
             raise CountryNotAllowed(
-                f"codes are not sent to numbers of {phone.region} "
-                f"(allowed: {', '.join(sorted(allowed))})"
+                f"codes are not sent to numbers of {region} (allowed: {', '.join(sorted(allowed))})"
             )
-        return phone
+        return destination
 
     def _new_verification(
         self,
         verification_id: uuid.UUID,
-        phone: PhoneNumber,
+        destination: Destination,
         api_key: ApiKey,
         request: VerificationRequest,
         client_ip: str | None,
@@ -126,9 +129,11 @@ class Verifications:
             status=VerificationStatus.QUEUED,
             purpose=request.purpose,
             channel=request.channel,
-            to_e164=phone.e164,
-            destination_lookup=phone_lookup(self.keyring, api_key.tenant_id, phone.e164),
-            destination_region=phone.region,
+            destination=destination.address,
+            destination_lookup=destination_lookup(
+                self.keyring, api_key.tenant_id, destination.address
+            ),
+            destination_region=destination.region,
             locale=request.locale,
             user_id=request.user_id,
             client_ip=client_ip,
@@ -169,6 +174,11 @@ class Verifications:
             raise _not_pending(verification)
         if verification.resend_channel is not None:
             return verification
+        if channel is not None and channel.reaches_email != verification.channel.reaches_email:
+            raise InvalidInput(
+                f"a code sent by {verification.channel.value} cannot be sent again by "
+                f"{channel.value}: {_reachable_by(verification.channel)}"
+            )
         # A locked-out guesser could not check the code: it is not sent again either.
         await self.guards.lockout.check(guesser_of(verification))
         await self.guards.sends.admit(_send_again(verification, api_key))
@@ -321,7 +331,7 @@ def _send_again(verification: Verification, api_key: ApiKey) -> SendRequest:
     return SendRequest(
         tenant_id=verification.tenant_id,
         api_key_id=api_key.id,
-        destination=verification.to_e164,
+        destination=verification.destination,
         region=verification.destination_region,
         verification_id=verification.id,
         user_id=verification.user_id,
@@ -335,9 +345,16 @@ def guesser_of(verification: Verification) -> Guesser:
     return Guesser.of(
         verification.tenant_id,
         verification.user_id,
-        verification.to_e164,
+        verification.destination,
         verification.client_ip,
     )
+
+
+def _reachable_by(channel: Channel) -> str:
+    """The channels a verification's destination can be reached by, for a refusal's words."""
+    if channel.reaches_email:
+        return "an email address takes only email"
+    return "a phone number takes sms, call or whatsapp"
 
 
 def _not_pending(verification: Verification) -> VerificationNotPending:

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shared.kit.changes import Change
-from shared.kit.phone import mask_e164
+from shared.kit.destinations import mask_destination
 from shared.verifications.domain import Channel, CheckStatus, Purpose, VerificationStatus
 from shared.verifications.models import Verification, VerificationCheck
 
@@ -28,7 +28,7 @@ class VerificationOut(BaseModel):
     id: uuid.UUID
     status: VerificationStatus
     channel: Channel
-    to: str = Field(description="Masked, e.g. +1415•••••23")
+    to: str = Field(description="Masked, e.g. +1415•••••23 or a•••@example.com")
     purpose: Purpose
     user_id: str | None
     send_attempts: int
@@ -44,7 +44,7 @@ class VerificationOut(BaseModel):
             id=row.id,
             status=row.status,
             channel=row.channel,
-            to=mask_e164(row.to_e164),
+            to=mask_destination(row.destination),
             purpose=row.purpose,
             user_id=row.user_id,
             send_attempts=row.send_attempts,

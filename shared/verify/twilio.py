@@ -63,6 +63,9 @@ _PERMANENT_FOR_NUMBER: dict[int, ErrorCode] = {
     60205: ErrorCode.LANDLINE_NOT_SUPPORTED,
     60410: ErrorCode.FRAUD_BLOCKED,
     60605: ErrorCode.COUNTRY_BLOCKED,
+    60217: ErrorCode.CHANNEL_NOT_CONFIGURED,
+    60223: ErrorCode.CHANNEL_NOT_CONFIGURED,
+    68008: ErrorCode.CHANNEL_NOT_CONFIGURED,
 }
 # Failures that happen before a request leaves this process: the provider never saw it.
 _NEVER_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from twostep_client import (
+    InvalidEmailAddress,
     InvalidPhoneNumber,
     MaxAttemptsReached,
     NotFound,
@@ -99,6 +100,37 @@ def test_enrol_then_log_in_with_every_turn_a_user_takes(
     assert not client.list_factors(user).two_step_enabled
     with pytest.raises(NoVerifiedFactor):
         client.start_challenge(user)
+
+
+def test_an_email_factor_beside_a_phone_and_a_choice_at_sign_in(
+    connect: Any, client_system: System
+) -> None:
+    client, inbox = connect(), client_system.sandbox
+    user, phone = f"client-{uuid.uuid4().hex[:8]}", random_phone()
+    address = f"{user}@example.com"
+    with pytest.raises(InvalidEmailAddress):
+        client.enroll_factor(user, email="ada@")
+    factors = {}
+    for to, enrolment in (
+        (phone, client.enroll_factor(user, phone)),
+        (address, client.enroll_factor(user, email=address.upper())),
+    ):
+        sent(client, enrolment.verification)
+        assert client.check(enrolment.verification.id, inbox.latest_code(to), wait=WAIT).approved
+        factors[to] = enrolment.factor
+    assert factors[address].email == "c•••@example.com" and factors[address].phone is None
+    assert len(client.list_factors(user).verified) == 2  # an address does not retire a phone
+
+    by_email = sent(client, client.start_challenge(user, factor_id=factors[address].id))
+    assert by_email.channel == "email"
+    assert client.check(by_email.id, inbox.latest_code(address), wait=WAIT).approved
+    # Switched to the phone, by WhatsApp.
+    by_whatsapp = sent(
+        client, client.start_challenge(user, factor_id=factors[phone].id, channel="whatsapp")
+    )
+    assert by_whatsapp.channel == "whatsapp"
+    assert client.check(by_whatsapp.id, inbox.latest_code(phone), wait=WAIT).approved
+    assert all(address not in str(event) for event in client.events(user, limit=200).events)
 
 
 def test_wrong_codes_lock_the_user_out_until_an_admin_lifts_it(

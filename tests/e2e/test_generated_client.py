@@ -102,7 +102,7 @@ def test_a_generated_client_enrols_a_phone_and_logs_in(
     with client as api:
         # Enrolment: the phone is stored unverified and sent a code; its approval turns 2SA on.
         enrolment = generated.enroll_factor.sync_detailed(
-            user_id, client=api, body=models.FactorCreate(phone=phone)
+            user_id, client=api, body=models.PhoneFactorCreate(phone=phone)
         )
         assert enrolment.status_code == 202
         enrolled = enrolment.parsed

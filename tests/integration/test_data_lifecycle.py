@@ -16,7 +16,7 @@ from shared.kit import crypto
 from shared.kit.clock import SystemClock, utcnow
 from shared.kit.crypto import Keyring, UnreadableData, generate_data_key, keyring_of
 from shared.kit.db.session import AfterCommit, Database
-from shared.kit.lookups import phone_lookup
+from shared.kit.lookups import destination_lookup
 from shared.kit.settings import Settings
 from shared.operations.rekey import rekey
 from shared.operations.retention import Retention
@@ -120,19 +120,21 @@ async def test_rekey_moves_every_value_to_the_new_key_and_every_hash_to_the_new_
     crypto.install(after)
     seen: list[tuple[str, int]] = []
     rewritten = await rekey(uow_factory, after, lambda column, done: seen.append((column, done)))
-    assert rewritten["verifications.to_e164"] >= 1 and rewritten["factors.phone_lookup"] >= 1
-    assert {column for column, _ in seen} >= {"verifications.to_e164", "events.client_ip"}
+    assert (
+        rewritten["verifications.destination"] >= 1 and rewritten["factors.destination_lookup"] >= 1
+    )
+    assert {column for column, _ in seen} >= {"verifications.destination", "events.client_ip"}
 
     only_new = Keyring([new_key], "the-new-lookup-secret")
     crypto.install(only_new)
     async with uow_factory() as uow:
         read = await uow.verifications.get(verification.id)
-        assert read is not None and (read.to_e164, read.client_ip) == (phone, "198.51.100.4")
+        assert read is not None and (read.destination, read.client_ip) == (phone, "198.51.100.4")
         stored = await uow.factors.get(key.tenant_id, factor.user_id, factor.id)
-        assert stored is not None and stored.phone_e164 == phone
-        assert stored.phone_lookup == phone_lookup(only_new, key.tenant_id, phone)
+        assert stored is not None and stored.destination == phone
+        assert stored.destination_lookup == destination_lookup(only_new, key.tenant_id, phone)
         raw = await uow.session.scalar(
-            select(type_coerce(Verification.to_e164, String())).where(
+            select(type_coerce(Verification.destination, String())).where(
                 Verification.id == verification.id
             )
         )

@@ -78,7 +78,7 @@ async def test_a_code_is_sent_checked_and_approved(
     again = await api.post(f"{path}/checks", json={"code": code})
     assert again.status_code == 409 and again.json()["code"] == "verification_not_pending"
     assert sandbox.sends_to(to) == 1
-    await assert_no_column_holds(uow_factory, [code, wrong, to[2:]], only_in={"to_e164": to})
+    await assert_no_column_holds(uow_factory, [code, wrong, to[2:]], only_in={"destination": to})
 
 
 async def test_a_waiter_is_woken_by_the_workers_commit_not_by_its_timeout(

@@ -41,7 +41,7 @@ async def client(redis_url: str) -> AsyncIterator[redis.Redis]:
 
 
 def send(to: str, *, user: str | None = None, ip: str | None = None, key: uuid.UUID | None = None,
-         verification: uuid.UUID | None = None, region: str = "US",
+         verification: uuid.UUID | None = None, region: str | None = "US",
          tenant: uuid.UUID = TENANT) -> SendRequest:  # fmt: skip
     return SendRequest(
         tenant_id=tenant,
@@ -122,6 +122,32 @@ async def test_each_other_limit_refuses_the_third(redis_url: str, client: redis.
         await limits.admit(request_of())
         await limits.admit(request_of())
         assert (await refusal(limits, request_of())).limit == limit
+
+
+async def test_email_codes_count_per_domain_and_per_address_never_per_country(
+    redis_url: str, client: redis.Redis
+) -> None:
+    limits = limits_of(
+        Settings(
+            redis_url=redis_url,
+            limit_per_email_domain="3 per hour",
+            limit_per_destination="2 per 10 minutes",
+            limit_global_daily="1 per day",  # the SMS bill's cap: email sends do not count
+        ),
+        client,
+    )
+    domain = f"{uuid.uuid4().hex[:8]}.example.com"
+    ada, grace = f"ada@{domain}", f"grace@{domain}"
+    await limits.admit(send(ada, region=None))
+    await limits.admit(send(ada, region=None))
+    assert (await refusal(limits, send(ada, region=None))).limit == "per_destination"
+    await limits.admit(send(grace, region=None))
+    assert (await refusal(limits, send(f"alan@{domain}", region=None))).limit == (
+        "per_email_domain"
+    )
+    await limits.admit(send(f"ada@other-{domain}", region=None))  # another domain
+    names = {limit.name for limit in limits.describe()}
+    assert {"per_email_domain", "per_destination", "global_daily"} <= names
 
 
 async def test_a_verification_cannot_be_sent_again_within_the_cooldown(

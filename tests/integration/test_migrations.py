@@ -15,7 +15,7 @@ from sqlalchemy import Engine, MetaData, insert, inspect, text
 
 from shared.kit.crypto import installed
 from shared.kit.db.migrate import alembic_config, current_revision_is_head, migration_engine
-from shared.kit.lookups import phone_lookup
+from shared.kit.lookups import destination_lookup
 from shared.tables import METADATA
 from tests.conftest import BACKENDS, POSTGRES_URL
 from tests.support import postgres_database
@@ -72,7 +72,7 @@ def test_existing_rows_move_into_the_default_tenant_encrypted_and_back(
         stack.callback(engine.dispose)
         ids = _insert_single_tenant_rows(engine)
 
-        command.upgrade(config, "head")
+        command.upgrade(config, "0007")
         keyring = installed()
         with engine.connect() as connection:
             (tenant_id, name), *others = connection.execute(text("SELECT id, name FROM tenants"))
@@ -93,7 +93,15 @@ def test_existing_rows_move_into_the_default_tenant_encrypted_and_back(
         assert PHONE not in (to, phone) and IP not in (ip, event_ip)
         assert keyring.decrypt(to) == keyring.decrypt(phone) == PHONE
         assert keyring.decrypt(ip) == keyring.decrypt(str(event_ip)) == IP
-        assert lookup == phone_lookup(keyring, uuid.UUID(str(tenant_id)), PHONE)
+        assert lookup == destination_lookup(keyring, uuid.UUID(str(tenant_id)), PHONE)
+
+        # 0008 renames the columns (a destination may be an email address); the values stay.
+        command.upgrade(config, "head")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT destination FROM verifications")).one() == (to,)
+            assert connection.execute(
+                text("SELECT destination, destination_lookup FROM factors")
+            ).one() == (phone, lookup)
 
         command.downgrade(config, "0004")
         with engine.connect() as connection:

@@ -134,7 +134,7 @@ async def test_a_row_read_by_a_prepared_statement_is_the_row_the_orm_reads(
     assert _columns(prepared) == _columns(orm)
     # Types too: enums as enums, the number decrypted, times aware and in UTC.
     assert prepared.status is VerificationStatus.QUEUED and prepared.channel is Channel.SMS
-    assert prepared.to_e164.startswith("+")
+    assert prepared.destination.startswith("+")
     assert prepared.created_at.utcoffset() is not None
     assert isinstance(prepared.id, uuid.UUID) and type(prepared.id) is type(orm.id)
 

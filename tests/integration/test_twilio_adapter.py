@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -128,6 +129,23 @@ async def test_refused_numbers_are_permanent_errors(
         await client.start_verification(S, to, Channel.SMS, None)
     assert (refused.value.provider_code, refused.value.reason) == (code, reason)
     assert to not in str(refused.value)
+
+
+async def test_email_goes_through_a_service_with_an_email_integration_only(
+    client: TwilioVerifyClient,
+) -> None:
+    address = f"ada-{uuid.uuid4().hex[:8]}@example.com"
+    sent = await client.start_verification(S, address, Channel.EMAIL, None)
+    assert sent.channel == "email"
+    # A service made through the API has none, as at Twilio (60217): the send fails for good.
+    bare = await client.create_service(f"bare {uuid.uuid4().hex[:6]}", 6)
+    with pytest.raises(ProviderPermanentError) as refused:
+        await client.start_verification(bare.sid, address, Channel.EMAIL, None)
+    assert (refused.value.provider_code, refused.value.reason) == (
+        60217,
+        ErrorCode.CHANNEL_NOT_CONFIGURED,
+    )
+    assert address not in str(refused.value)
 
 
 async def test_injected_failures_are_transient(

@@ -587,8 +587,11 @@ class TestTheDocument:
     def test_the_servers_rules_are_in_the_document(self, document: dict[str, Any]) -> None:
         schemas = document["components"]["schemas"]
         e164 = r"^\+[1-9][0-9]{1,14}$"
-        assert schemas["VerificationCreate"]["properties"]["to"]["pattern"] == e164
-        assert schemas["FactorCreate"]["properties"]["phone"]["pattern"] == e164
+        # A phone in E.164 (sms, call, whatsapp) or an email address (email).
+        to = schemas["VerificationCreate"]["properties"]["to"]
+        assert {"pattern": e164} in to["anyOf"] and to["anyOf"][1]["format"] == "email"
+        assert schemas["PhoneFactorCreate"]["properties"]["phone"]["pattern"] == e164
+        assert schemas["EmailFactorCreate"]["properties"]["email"]["format"] == "email"
         assert schemas["LockoutRelease"]["properties"]["phone"]["pattern"] == e164
         assert schemas["LockoutRelease"]["minProperties"] == 1
         assert schemas["CheckCreate"]["properties"]["code"]["pattern"] == "^[0-9A-Za-z]{4,10}$"

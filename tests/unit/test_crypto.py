@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from sandbox.app import Sandbox, create_sandbox_app
 from shared.errors import InvalidInput
 from shared.kit.crypto import Keyring, UnreadableData, generate_data_key
-from shared.kit.lookups import phone_lookup, user_lookup
+from shared.kit.lookups import destination_lookup, user_lookup
 from shared.kit.network import counted_network, normalise_ip
 from twostep.dev import masked_url
 
@@ -35,12 +35,12 @@ def test_a_new_key_goes_first_old_values_still_read_and_rotate_to_it() -> None:
 
 def test_keyed_hashes_depend_on_the_secret_the_tenant_and_the_kind() -> None:
     keyring, tenant = Keyring([generate_data_key()], "secret-one"), uuid.uuid4()
-    same = phone_lookup(keyring, tenant, "+14155550123")
-    assert same == phone_lookup(keyring, tenant, "+14155550123")
-    assert same != phone_lookup(keyring, uuid.uuid4(), "+14155550123")
+    same = destination_lookup(keyring, tenant, "+14155550123")
+    assert same == destination_lookup(keyring, tenant, "+14155550123")
+    assert same != destination_lookup(keyring, uuid.uuid4(), "+14155550123")
     assert same != user_lookup(keyring, tenant, "+14155550123")
     other_secret = Keyring([generate_data_key()], "secret-two")
-    assert same != phone_lookup(other_secret, tenant, "+14155550123")
+    assert same != destination_lookup(other_secret, tenant, "+14155550123")
 
 
 @pytest.mark.parametrize(

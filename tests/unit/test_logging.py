@@ -5,15 +5,21 @@ import logging
 import pytest
 import structlog
 
-from shared.kit.logging import configure_logging, mask_phone_numbers
+from shared.kit.logging import configure_logging, mask_destinations
 
 
 def test_numbers_in_free_text_are_masked() -> None:
     text = "sent to +14155550123 and +442079460958, id 1234567890123, ts 2026-11-29"
-    masked = mask_phone_numbers(text)
+    masked = mask_destinations(text)
     assert "+14155550123" not in masked and "+442079460958" not in masked
     assert "+1415•••••23" in masked
     assert "1234567890123" in masked and "2026-11-29" in masked
+
+
+def test_email_addresses_in_free_text_are_masked() -> None:
+    masked = mask_destinations("sent to Ada.Lovelace@example.com (ada@example.org) at 10:00")
+    assert "Lovelace" not in masked and "ada@" not in masked
+    assert "A•••@example.com" in masked and "a•••@example.org" in masked
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])

@@ -24,6 +24,9 @@ from shared.verify.twilio import classify_twilio_error
         (403, 60205, ProviderPermanentError, ErrorCode.LANDLINE_NOT_SUPPORTED, None),
         (403, 60410, ProviderPermanentError, ErrorCode.FRAUD_BLOCKED, None),
         (403, 60605, ProviderPermanentError, ErrorCode.COUNTRY_BLOCKED, None),
+        (400, 60217, ProviderPermanentError, ErrorCode.CHANNEL_NOT_CONFIGURED, None),
+        (400, 60223, ProviderPermanentError, ErrorCode.CHANNEL_NOT_CONFIGURED, None),
+        (400, 68008, ProviderPermanentError, ErrorCode.CHANNEL_NOT_CONFIGURED, None),
         (401, 20003, ProviderPermanentError, ErrorCode.PROVIDER_REJECTED, None),
     ],
 )

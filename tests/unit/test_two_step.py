@@ -129,7 +129,7 @@ class TestChallenge:
         await approve(world, verification.id)
         async with world.uow_factory() as uow:
             login = await world.two_step.start_challenge(uow, world.key, USER, Channel.CALL)
-        assert (login.purpose, login.to_e164, login.channel, login.user_id) == (
+        assert (login.purpose, login.destination, login.channel, login.user_id) == (
             Purpose.LOGIN,
             PHONE,
             Channel.CALL,

@@ -7,6 +7,7 @@ server can catch as broadly or as narrowly as it likes::
       ApiError                      an answer with a problem (.status, .code, .detail, .body)
         InvalidRequest              422
           InvalidPhoneNumber
+          InvalidEmailAddress
           IdempotencyKeyReused
         Unauthorized                401
         Forbidden                   403
@@ -67,6 +68,10 @@ class InvalidRequest(ApiError):
 
 class InvalidPhoneNumber(InvalidRequest):
     code = "invalid_phone_number"
+
+
+class InvalidEmailAddress(InvalidRequest):
+    code = "invalid_email_address"
 
 
 class IdempotencyKeyReused(InvalidRequest):
@@ -159,6 +164,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
     for error in (
         InvalidRequest,
         InvalidPhoneNumber,
+        InvalidEmailAddress,
         IdempotencyKeyReused,
         Unauthorized,
         Forbidden,

@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 from twostep_client._errors import UnexpectedAnswer
 
-Channel = Literal["sms", "call"]
+Channel = Literal["sms", "call", "whatsapp", "email"]
 VerificationStatus = Literal[
     "queued",
     "sending",
@@ -163,22 +163,25 @@ class Check:
 
 @dataclass(frozen=True)
 class Factor:
-    """A user's phone for two-step: ``verified`` once its enrolment code was approved."""
+    """A user's phone or email address for two-step: ``verified`` once its enrolment code was
+    approved. ``phone`` and ``email`` are masked; one of them is None."""
 
     id: str
     user_id: str
-    phone: str  # masked
+    phone: str | None
     channel: Channel
     status: FactorStatus
     created_at: datetime
     verified_at: datetime | None
+    email: str | None = None
 
     @classmethod
     def from_json(cls, body: Json) -> Factor:
         return cls(
             id=str(body["id"]),
             user_id=str(body["user_id"]),
-            phone=str(body["phone"]),
+            phone=_optional_str(body.get("phone")),
+            email=_optional_str(body.get("email")),
             channel=_word(body["channel"], _CHANNELS),
             status=_word(body["status"], _FACTOR_STATUSES),
             created_at=_time(body["created_at"]),
@@ -188,7 +191,8 @@ class Factor:
 
 @dataclass(frozen=True)
 class Enrollment:
-    """A phone being enrolled: check a code against ``verification`` to verify ``factor``."""
+    """A phone or address being enrolled: check a code against ``verification`` to verify
+    ``factor``."""
 
     factor: Factor
     verification: Verification

@@ -199,17 +199,25 @@ class TwostepClient:
     def enroll_factor(
         self,
         user_id: str,
-        phone: str,
+        phone: str | None = None,
         *,
-        channel: Channel = "sms",
+        email: str | None = None,
+        channel: Channel | None = None,
         replace_existing: bool = True,
         client_ip: str | None = None,
         idempotency_key: str | None = None,
     ) -> Enrollment:
-        """Start enrolling ``phone``: it is sent a code; approving a check on
-        ``enrollment.verification`` turns two-step on. A typo only fails the check."""
+        """Start enrolling ``phone`` (codes by ``"sms"``, ``"call"`` or ``"whatsapp"``) or
+        ``email``: it is sent a code; approving a check on ``enrollment.verification`` turns
+        two-step on. A typo only fails the check."""
+        if (phone is None) == (email is None):
+            raise ValueError("enroll_factor needs a phone or an email, not both")
         body = without_none(
-            phone=phone, channel=channel, replace_existing=replace_existing, client_ip=client_ip
+            phone=phone,
+            email=email,
+            channel=channel,
+            replace_existing=replace_existing,
+            client_ip=client_ip,
         )
         return self._send(
             Call(
@@ -225,7 +233,7 @@ class TwostepClient:
         return self._send(Call("GET", f"/v1/users/{segment(user_id)}/factors", Factors.from_json))
 
     def remove_factor(self, user_id: str, factor_id: str) -> None:
-        """Disable a phone; with no verified phone left, two-step is off."""
+        """Disable a factor; with no verified factor left, two-step is off."""
         self._send(
             Call("DELETE", f"/v1/users/{segment(user_id)}/factors/{segment(factor_id)}", nothing)
         )
@@ -234,18 +242,20 @@ class TwostepClient:
         self,
         user_id: str,
         *,
+        factor_id: str | None = None,
         channel: Channel | None = None,
         client_ip: str | None = None,
         idempotency_key: str | None = None,
     ) -> Verification:
-        """Login: send a code to the user's verified phone (``NoVerifiedFactor`` when two-step
-        is off). Let the user in only once a check on it is approved."""
+        """Login: send a code to one of the user's verified factors — ``factor_id``, else the
+        latest verified — on its channel or ``channel`` (``NoVerifiedFactor`` when two-step is
+        off). Let the user in only once a check on it is approved."""
         return self._send(
             Call(
                 "POST",
                 f"/v1/users/{segment(user_id)}/challenges",
                 Verification.from_json,
-                body=without_none(channel=channel, client_ip=client_ip),
+                body=without_none(factor_id=factor_id, channel=channel, client_ip=client_ip),
                 idempotency_key=idempotency_key or new_idempotency_key(),
             )
         )
@@ -293,18 +303,19 @@ class TwostepClient:
         user_id: str | None = None,
         phone: str | None = None,
         client_ip: str | None = None,
+        email: str | None = None,
     ) -> None:
         """Lift a lockout, hard ones included (an ``admin`` key's decision). Wrong codes lock
         out the user a verification was started for; a verification started without a user
         locks its number and the client address that asked for it."""
-        if user_id is None and phone is None and client_ip is None:
-            raise ValueError("release_lockout needs a user_id, a phone or a client_ip")
+        if user_id is None and phone is None and email is None and client_ip is None:
+            raise ValueError("release_lockout needs a user_id, a phone, an email or a client_ip")
         self._send(
             Call(
                 "POST",
                 "/v1/lockouts/release",
                 nothing,
-                body=without_none(user_id=user_id, phone=phone, client_ip=client_ip),
+                body=without_none(user_id=user_id, phone=phone, email=email, client_ip=client_ip),
             )
         )
 
