@@ -1,5 +1,6 @@
-"""The second step of a sign-in: a code to the user's phone (again, or by call), or a
-recovery code instead. Until it is passed, the session holds only the sign-in in progress."""
+"""The second step of a sign-in: a code to the user's phone (again, or by call) or email, a
+switch from one to the other, or a recovery code instead. Until it is passed, the session holds
+only the sign-in in progress."""
 
 from __future__ import annotations
 
@@ -36,8 +37,13 @@ NEW_CODE = "Use “Send the code again” below to get a new one."
 
 
 async def begin_second_step(site: Site, request: Request, user_id: str) -> None:
-    """The password was right and two-step is on: remember that much, and send a code."""
-    start_session(request, login={"user": user_id, "since": time.time()})
+    """The password was right and two-step is on: remember that much and the user's factors
+    (the page offers each), and send a code to the latest verified one."""
+    factors: dict[str, str] = {}
+    with contextlib.suppress(TwostepError):  # then only the default factor is offered
+        for factor in (await site.twostep.list_factors(user_id)).verified:
+            factors["email" if factor.channel == "email" else "phone"] = factor.id
+    start_session(request, login={"user": user_id, "since": time.time(), "factors": factors})
     await send_code(site, request, request.session["login"], channel=None)
 
 
@@ -61,6 +67,8 @@ async def send_code(
     login.update(verification=verification.id, to=verification.to, channel=channel)
     if channel == "call":
         flash(request, "info", f"We're calling {verification.to} to read out your code.")
+    elif channel == "email" and earlier is not None:
+        flash(request, "info", f"We emailed a code to {verification.to}.")
     elif earlier is not None:
         same = verification.id == earlier
         flash(request, "info", f"We sent {'the' if same else 'a new'} code to {verification.to}.")
@@ -69,12 +77,21 @@ async def send_code(
 async def _resend_or_start(
     twostep: AsyncTwostepClient, login: dict[str, Any], channel: Channel | None, ip: str | None
 ) -> Verification:
-    if login.get("verification"):
+    switching = channel is not None and _kind(channel) != _kind(login.get("channel"))
+    if login.get("verification") and not switching:
         try:
             return await twostep.resend(login["verification"], channel=channel)
         except VerificationNotPending:
             pass  # expired, used up or canceled: a new code instead
-    return await twostep.start_challenge(login["user"], channel=channel, client_ip=ip)
+    factor_id = login.get("factors", {}).get(_kind(channel)) if switching else None
+    return await twostep.start_challenge(
+        login["user"], factor_id=factor_id, channel=channel, client_ip=ip
+    )
+
+
+def _kind(channel: str | None) -> str:
+    """Which of the user's factors a channel reaches: the phone's or the email address's."""
+    return "email" if channel == "email" else "phone"
 
 
 def pending(request: Request) -> dict[str, Any] | None:
@@ -129,7 +146,8 @@ class SecondStepPages:
         form = await read_form(request)
         if pending(request) is None:
             return _start_over(request)
-        channel: Channel = "call" if form.get("channel") == "call" else "sms"
+        asked = form.get("channel")
+        channel: Channel = "call" if asked == "call" else "email" if asked == "email" else "sms"
         await send_code(self.site, request, request.session["login"], channel=channel)
         return redirect("/login/code")
 

@@ -48,6 +48,7 @@ class SettingsPages:
             Route("/settings", self.settings, methods=["GET"]),
             Route("/settings/two-step", self.enrol_form, methods=["GET"]),
             Route("/settings/two-step/phone", self.enrol_phone, methods=["POST"]),
+            Route("/settings/two-step/email", self.enrol_email, methods=["POST"]),
             Route("/settings/two-step/code", self.enrol_code, methods=["POST"]),
             Route("/settings/two-step/restart", self.enrol_restart, methods=["POST"]),
             Route("/settings/two-step/off", self.turn_off, methods=["POST"]),
@@ -76,7 +77,8 @@ class SettingsPages:
             "settings.html",
             user=user,
             factors=factors,
-            phone=factors.verified[0].phone if factors and factors.verified else None,
+            phone=_verified(factors, "phone"),
+            email=_verified(factors, "email"),
             events=[(words.when(event), words.event(event), event) for event in events],
             notices=[(n, words.moment(n.occurred_at), words.notice(n.type, n.data)) for n in kept],
         )
@@ -171,6 +173,34 @@ class SettingsPages:
         }
         return redirect("/settings/two-step")
 
+    async def enrol_email(self, request: Request) -> Response:
+        """Codes by email too, to the account's own address: a second factor beside the phone
+        (twostep keeps both; a new address would retire only an older address). No proof asked:
+        the codes go where the account's mail already goes, to nobody new."""
+        await read_form(request)
+        user = await self._user(request)
+        if user is None:
+            return redirect("/login")
+        twostep = self.site.twostep
+        try:
+            enrollment = await twostep.enroll_factor(
+                user.id, email=user.email, client_ip=client_ip(request)
+            )
+            verification = await once_sent(twostep, enrollment.verification)
+        except TwostepError as error:
+            flash(request, "error", words.refusal(error, new_code=""))
+            return redirect("/settings")
+        if verification.status == "failed":
+            flash(request, "error", words.send_failure(verification))
+            return redirect("/settings")
+        request.session["enrol"] = {
+            "verification": verification.id,
+            "factor": enrollment.factor.id,
+            "to": enrollment.factor.email,
+            "kind": "email",
+        }
+        return redirect("/settings/two-step")
+
     def _phone_again(self, request: Request, phone: str, changing: bool, error: str) -> Response:
         # The number goes back into the form the user typed it in, and nowhere else.
         return self.site.render(
@@ -195,10 +225,15 @@ class SettingsPages:
         except TwostepError:
             flash(request, "error", words.UNAVAILABLE)
             return redirect("/settings")
+        email = enrol.get("kind") == "email"
         if not any(f.id == enrol["factor"] and f.status == "verified" for f in factors.factors):
             # twostep does not say why (e.g. the phone is another account's), and neither do we.
-            flash(request, "error", "This phone can't be used for two-step verification.")
-            return redirect("/settings/two-step")
+            what = "This address" if email else "This phone"
+            flash(request, "error", f"{what} can't be used for two-step verification.")
+            return redirect("/settings" if email else "/settings/two-step")
+        if email:
+            flash(request, "success", f"Your codes can now also go to {enrol['to']}.")
+            return redirect("/settings")
         if enrol.get("changing"):
             flash(request, "success", f"Your phone is changed: codes now go to {enrol['to']}.")
             return redirect("/settings")
@@ -210,7 +245,8 @@ class SettingsPages:
         if enrol is not None:
             with contextlib.suppress(TwostepError):  # its code must not turn 2SA on later
                 await self.site.twostep.cancel(enrol["verification"])
-        return redirect("/settings/two-step")
+        email = enrol is not None and enrol.get("kind") == "email"
+        return redirect("/settings" if email else "/settings/two-step")
 
     async def turn_off(self, request: Request) -> Response:
         form, user = await read_form(request), await self._user(request)
@@ -296,3 +332,12 @@ def as_e164(typed: str) -> str:
     (+14155550123): the spaces, dots, dashes and brackets go; anything else is left for
     twostep to refuse, with the message for an invalid number."""
     return re.sub(r"[\s().-]", "", typed)
+
+
+def _verified(factors: Factors | None, kind: str) -> str | None:
+    """The masked phone (``kind`` "phone") or address ("email") codes go to, if verified."""
+    for factor in factors.verified if factors else ():
+        shown = factor.email if kind == "email" else factor.phone
+        if shown is not None:
+            return shown
+    return None

@@ -155,11 +155,11 @@ _EVENTS = {
     "verification.canceled": "Code canceled",
     "verification.max_attempts_reached": "Too many tries for a code",
     "check.rejected": "Wrong code entered",
-    "factor.enrollment_started": "Phone being added for two-step verification",
-    "factor.verified": "Two-step verification turned on",
-    "factor.replaced": "Phone replaced",
-    "factor.disabled": "Phone removed from two-step verification",
-    "factor.enrollment_failed": "Phone could not be added",
+    "factor.enrollment_started": "Phone or email being added for two-step verification",
+    "factor.verified": "Phone or email added for two-step verification",
+    "factor.replaced": "Phone or email replaced",
+    "factor.disabled": "Phone or email removed from two-step verification",
+    "factor.enrollment_failed": "Phone or email could not be added",
     "challenge.requested": "Sign-in code requested",
     "user.locked": "Locked after too many wrong codes",
     "lockout.released": "Lock lifted",
@@ -183,11 +183,14 @@ def when(item: Event) -> str:
 
 def notice(kind: str, data: dict[str, Any]) -> str:
     """A security notice from twostep's webhooks, as the user reads it."""
-    phone = str(data.get("phone") or "a phone")
+    if data.get("email"):
+        what = f"email address ({data['email']})"
+    else:
+        what = f"phone ({data.get('phone') or 'number hidden'})"
     if kind == "factor.added":
-        return f"A new phone ({phone}) was added to your account"
+        return f"A new {what} was added to your account"
     if kind == "factor.removed":
-        return f"A phone ({phone}) was removed from your account"
+        return f"A {what} was removed from your account"
     if kind == "recovery_codes.generated":
         return "New recovery codes were made for your account; the earlier ones stopped working"
     if kind == "recovery_code.used":

@@ -101,7 +101,8 @@ RECONCILIATIONS = Counter(
 )
 TIME_TO_PENDING = Histogram(
     "twostep_time_to_pending_seconds",
-    "From a verification's request to its code sent (first sends only)",
+    "From a verification's request to its code sent (first sends only), by channel",
+    ["channel"],
     buckets=_FLOW_BUCKETS,
 )
 TIME_TO_DECISION = Histogram(

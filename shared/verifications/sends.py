@@ -204,7 +204,9 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
             await self._close_dropped(answer)
             return
         if not self.resend:
-            metrics.TIME_TO_PENDING.observe((now - self.claimed.created_at).total_seconds())
+            metrics.TIME_TO_PENDING.labels(channel=self.channel.value).observe(
+                (now - self.claimed.created_at).total_seconds()
+            )
         self.log.info("send.pending", attempts=self.claimed.provider_attempts, resend=self.resend)
 
     async def _close_dropped(self, answer: ProviderVerification) -> None:

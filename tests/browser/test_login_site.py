@@ -123,6 +123,48 @@ def test_the_login_site_story(
         context.close()
 
 
+@pytest.mark.slow
+def test_codes_by_email_too_and_a_switch_at_sign_in(
+    browser: Browser, login_site: LoginSite, fast_system: System, artifacts: Path
+) -> None:
+    """A phone first, then the account's email as a second factor; a sign-in that starts by
+    email (the latest verified), switches to a text, and back; the address masked throughout."""
+    context = new_context(browser)
+    try:
+        me = Visitor(context.new_page(), login_site.url, artifacts / "email", random_phone())
+        me.artifacts.mkdir(parents=True, exist_ok=True)
+        email = f"grace-{uuid.uuid4().hex[:8]}@example.com"
+        sign_up_and_enrol(me, fast_system, email)
+        me.page.get_by_role("link", name="I've saved my codes").click()
+        me.press("Email my codes too")
+        me.says("Check your email")
+        me.says("g•••@example.com")
+        me.enter_code(fast_system.sandbox.latest_code(email))
+        me.says("Your codes can now also go to g•••@example.com")
+        me.says(re.compile(r"we send a code to \+1\d{3}•+\d{2} or g•••@example\.com"))
+        me.shot("email-too")
+        me.sign_out()
+
+        me.sign_in(email)
+        me.says("We emailed a code to g•••@example.com")
+        assert email not in me.page.inner_text("body")  # before the sign-in: masked only
+        by_email = fast_system.sandbox.latest_code(email)
+        me.shot("sign-in-by-email")
+        me.press("Text me instead")
+        me.says("We sent a code by text message to")
+        by_text = fast_system.sandbox.latest_code(me.phone)
+        me.press("Email me instead")  # and back: a new code by email
+        me.says("We emailed a code to g•••@example.com")
+        me.enter_code(by_text)  # the text's code is no longer the one asked for
+        me.says("That code isn't right")
+        latest = fast_system.sandbox.latest_code(email)
+        me.enter_code(latest)
+        me.says("You're signed in.")
+        assert len({by_email, by_text, latest}) == 3  # each switch: a new code
+    finally:
+        context.close()
+
+
 def sign_up_and_enrol(me: Visitor, system: System, email: str) -> None:
     me.go("/signup")
     me.fill("Email", email)
