@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from sandbox.attempts import FILTERS, AttemptFilter
 from sandbox.common import TwilioError
+from sandbox.factor_routes import FactorRoutes
 from sandbox.faults import Faults
 from sandbox.lookup import lookup_json, parse_fields, verification_lookup
 from sandbox.paging import PageRequest, envelope, select
@@ -348,6 +349,7 @@ class Sandbox:
             (service, "GET", "FetchService", self.fetch_service),
             (service, "POST", "UpdateService", self.update_service),
             (service, "DELETE", "DeleteService", self.delete_service),
+            *FactorRoutes(self, self.state.factors).routes(),
         ]
         own: list[tuple[str, str, Endpoint]] = [
             ("/sandbox/messages", "GET", self.list_messages),

@@ -16,6 +16,7 @@ from typing import Any
 
 from sandbox.attempts import ATTEMPTS_KEPT, AttemptLog
 from sandbox.common import Clock, TwilioError, invalid, is_sid, new_sid, not_found
+from sandbox.factors import Factors
 from sandbox.services import Service, ServiceRegistry, ServiceStore
 
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -97,6 +98,7 @@ class VerifyState:
         # (service sid, to) -> times of its sends in the last SEND_WINDOW, least recent first.
         self._sends: OrderedDict[tuple[str, str], deque[datetime]] = OrderedDict()
         self.messages: deque[Message] = deque(maxlen=MESSAGES_KEPT)
+        self.factors = Factors(self.clock)
 
     # --- verifications
 
@@ -241,6 +243,7 @@ class VerifyState:
         self._pending.clear()
         self._sends.clear()
         self.messages.clear()
+        self.factors.reset()
         self.clock.offset = timedelta(0)
 
     # --- internals

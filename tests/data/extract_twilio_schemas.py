@@ -32,6 +32,9 @@ VERIFY_ROOTS = (
     "verify.v2.service.verification",
     "verify.v2.service.verification_check",
     "verify.v2.verification_attempt",
+    "verify.v2.service.entity.new_factor",
+    "verify.v2.service.entity.factor",
+    "verify.v2.service.entity.challenge",
 )
 # Inline list wrappers: (path, method) of the operation whose 200 answer they are.
 VERIFY_LISTS = (("/v2/Services", "get"), ("/v2/Attempts", "get"))

@@ -117,6 +117,12 @@ def schema_for(exchange: Exchange) -> str | None:
         return "verify.v2.verification_attempt"
     if path == "/v2/Services" and exchange.method == "GET":
         return "ListServiceResponse"
+    if "/Entities/" in path:
+        if "/Challenges" in path:
+            return "verify.v2.service.entity.challenge"
+        if path.endswith("/Factors"):
+            return "verify.v2.service.entity.new_factor"
+        return "verify.v2.service.entity.factor"
     if path.endswith("/VerificationCheck"):
         return "verify.v2.service.verification_check"
     if "/Verifications" in path:
