@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -19,6 +20,7 @@ from shared.errors import (
     Conflict,
     CountryNotAllowed,
     InsufficientScope,
+    InvalidEmailAddress,
     InvalidInput,
     InvalidPhoneNumber,
     NotFound,
@@ -45,7 +47,9 @@ _STATUS_BY_ERROR: list[tuple[type[TwostepError], int]] = [
 # What Starlette and FastAPI raise themselves, besides the 400 of a body that is not UTF-8: an
 # unknown path, an unknown method. Every code the API sends is in docs/api.md's table of errors.
 _CODE_BY_STATUS = {404: "not_found", 405: "method_not_allowed"}
-_PHONE_FIELDS = frozenset({"to", "phone"})
+_DESTINATION_FIELDS = frozenset({"to", "phone", "email"})
+# Errors about the field's presence, not its value.
+_NOT_ITS_VALUE = frozenset({"missing", "extra_forbidden"})
 _UNREADABLE = "the body is not valid JSON (UTF-8)"
 
 
@@ -121,11 +125,21 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         f"{error['field']}: {error['message']}" if error["field"] else error["message"]
         for error in errors
     )
-    # A phone number of the wrong shape or type is as invalid as one no country has.
-    code = "invalid_request"
-    if errors and all(e["field"] in _PHONE_FIELDS and e["type"] != "missing" for e in errors):
-        code = InvalidPhoneNumber.code
+    code = _destination_code(exc.errors(), errors)
     return problem(422, code, detail or "the request is not valid", errors=errors)
+
+
+def _destination_code(raw: Sequence[Any], errors: list[dict[str, str]]) -> str:
+    """A phone number or an email address of the wrong shape or type is as invalid as one no
+    country or mailbox has: ``invalid_phone_number`` / ``invalid_email_address``."""
+    kinds = set()
+    for error, seen in zip(errors, raw, strict=True):
+        if error["field"] not in _DESTINATION_FIELDS or error["type"] in _NOT_ITS_VALUE:
+            return "invalid_request"
+        typed = seen.get("input")
+        email = error["field"] == "email" or (isinstance(typed, str) and "@" in typed)
+        kinds.add(InvalidEmailAddress.code if email else InvalidPhoneNumber.code)
+    return kinds.pop() if len(kinds) == 1 else "invalid_request"
 
 
 def _unreadable_body() -> JSONResponse:

@@ -122,11 +122,15 @@ def _to_fits_channel(schema: dict[str, Any]) -> None:
     schema["else"] = {"properties": {"to": {"pattern": E164_PATTERN}}}
 
 
+# The channels a code is sent by (an authenticator app's, totp, comes from a challenge).
+SendingChannel = Literal["sms", "call", "whatsapp", "email"]
+
+
 class VerificationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_to_fits_channel)
 
     to: PhoneOrEmail
-    channel: Channel = Channel.SMS
+    channel: SendingChannel = "sms"
     locale: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,4})?$")
     user_id: UserId | None = None
     client_ip: IPv4Address | IPv6Address | None = Field(
@@ -137,7 +141,7 @@ class VerificationCreate(BaseModel):
 class ResendCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    channel: Channel | None = Field(
+    channel: SendingChannel | None = Field(
         default=None, description="Send the same code again on this channel (e.g. by call)"
     )
 
@@ -193,28 +197,44 @@ class PhoneFactorCreate(_FactorCreate):
     """A phone: its codes by sms (the default), call or whatsapp."""
 
     phone: Phone
-    channel: Literal[Channel.SMS, Channel.CALL, Channel.WHATSAPP] = Channel.SMS
+    channel: Literal["sms", "call", "whatsapp"] = "sms"
 
 
 class EmailFactorCreate(_FactorCreate):
     """An email address: its codes by email."""
 
     email: Email
-    channel: Literal[Channel.EMAIL] = Channel.EMAIL
+    channel: Literal["email"] = "email"
+
+
+class AppFactorCreate(_FactorCreate):
+    """An authenticator app (TOTP): the answer carries its `otpauth_uri` once."""
+
+    type: Literal["totp"]
+    label: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The account name the app shows beside your tenant's name; default: the "
+        "user id",
+    )
 
 
 # Which of a union's kinds a body was taken for: pydantic puts it in an error's location, where
 # ``api.errors`` leaves it out (the field is the body's own, e.g. "phone").
-UNION_TAGS = frozenset({"phone factor", "email factor"})
+UNION_TAGS = frozenset({"phone factor", "email factor", "app factor"})
 
 
 def _factor_kind(body: Any) -> str:
+    if isinstance(body, dict) and "type" in body:
+        return "app factor"
     return "email factor" if isinstance(body, dict) and "email" in body else "phone factor"
 
 
 FactorCreate = Annotated[
     Annotated[PhoneFactorCreate, Tag("phone factor")]
-    | Annotated[EmailFactorCreate, Tag("email factor")],
+    | Annotated[EmailFactorCreate, Tag("email factor")]
+    | Annotated[AppFactorCreate, Tag("app factor")],
     Discriminator(_factor_kind),
 ]
 
@@ -222,6 +242,11 @@ FactorCreate = Annotated[
 class FactorEnrollmentOut(BaseModel):
     factor: FactorOut
     verification: VerificationOut
+    otpauth_uri: str | None = Field(
+        default=None,
+        description="An authenticator app's key URI (show it as a QR code), in this answer "
+        "only: twostep keeps no copy. Null for a phone or an address",
+    )
 
 
 class FactorsOut(BaseModel):

@@ -293,6 +293,9 @@ class ServiceRegistry:
         """The default service, for ``account_sid``; one loaded from the state file is kept."""
         self.default_account = account_sid
         existing = self._services.get(DEFAULT_SERVICE_SID)
+        if existing is not None:
+            # Ready for email whatever an older state file says (it predates the setting).
+            existing.email_integration = True
         if existing is None or existing.account_sid != account_sid:
             now = self.clock.now()
             self._services.pop(DEFAULT_SERVICE_SID, None)

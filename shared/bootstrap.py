@@ -168,6 +168,7 @@ class Core:
             clock=self.clock,
             tenants=TenantDirectory(self.uow_factory.reading, settings, verify.default_service),
             numbers=NumberChecks(verify, line_types, self.keyring, settings, self.clock),
+            keyring=self.keyring,
             on_approved=(approved,),
         )
 

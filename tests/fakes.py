@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import pyotp
+
 from shared.errors import (
     ErrorCode,
     ProviderError,
@@ -69,6 +71,7 @@ class FakeChangeFeed:
 @dataclass
 class FakeCodeStash:
     codes: dict[uuid.UUID, str] = field(default_factory=dict)
+    claimed: set[str] = field(default_factory=set)
 
     async def put(self, check_id: uuid.UUID, code: str, ttl_seconds: int) -> None:
         assert ttl_seconds > 0
@@ -80,6 +83,12 @@ class FakeCodeStash:
     async def discard(self, *check_ids: uuid.UUID) -> None:
         for check_id in check_ids:
             self.codes.pop(check_id, None)
+
+    async def claim_once(self, name: str, ttl_seconds: int) -> bool:
+        assert ttl_seconds > 0
+        first = name not in self.claimed
+        self.claimed.add(name)
+        return first
 
 
 @dataclass
@@ -115,6 +124,7 @@ class FakeVerifyClient:
         }
         self.line_types: dict[str, str] = {}
         self.swapped_at: dict[str, datetime] = {}
+        self.totp_factors: dict[str, list[str | bool]] = {}  # sid -> [secret, verified]
         self._lose_next_answer = False
 
     def lose_next_answer(self) -> None:
@@ -211,6 +221,45 @@ class FakeVerifyClient:
         self.calls.append(("attempts", verification_sid))
         self._scripted()
         return verification_sid in self.approved
+
+    async def create_totp_factor(
+        self,
+        service: str,  # noqa: ARG002 - the port's signature
+        identity: str,
+        friendly_name: str,  # noqa: ARG002
+        secret: str,
+    ) -> str:
+        self.calls.append(("create_factor", identity))
+        self._scripted()
+        sid = "YF" + secrets.token_hex(16)
+        self.totp_factors[sid] = [secret, False]
+        return sid
+
+    async def verify_totp_factor(
+        self,
+        service: str,  # noqa: ARG002 - the port's signature
+        identity: str,  # noqa: ARG002
+        factor_sid: str,
+        code: str,
+    ) -> ProviderCheck:
+        self.calls.append(("verify_factor", factor_sid))
+        self._scripted()
+        factor = self.totp_factors[factor_sid]
+        factor[1] = bool(factor[1]) or pyotp.TOTP(str(factor[0])).verify(code, valid_window=1)
+        return ProviderCheck(approved=bool(factor[1]))
+
+    async def check_totp(
+        self,
+        service: str,  # noqa: ARG002 - the port's signature
+        identity: str,  # noqa: ARG002
+        factor_sid: str,
+        code: str,
+    ) -> ProviderCheck:
+        self.calls.append(("challenge", factor_sid))
+        self._scripted()
+        secret, verified = self.totp_factors[factor_sid]
+        assert verified, "a challenge of an unverified factor (Twilio: 60318)"
+        return ProviderCheck(approved=pyotp.TOTP(str(secret)).verify(code, valid_window=1))
 
     async def create_service(self, friendly_name: str, code_length: int) -> ProviderService:
         self.calls.append(("create_service", friendly_name))

@@ -330,3 +330,13 @@ def documented_metrics() -> dict[str, set[str]]:
         for name in re.findall(r"`(twostep_[a-z_]+)", cells[0]):
             documented[name] = sources
     return documented
+
+
+def early_in_a_totp_step(interval: int = 30, needed: float = 20.0) -> float:
+    """A moment with at least ``needed`` seconds left in its TOTP step (sleeping into the next
+    step if there are fewer): codes made at it for steps -1, 0 and +1 stay valid, at a skew of
+    one step, for that long, however slow the machine."""
+    left = interval - time.time() % interval
+    if left < needed:
+        time.sleep(left + 0.2)
+    return time.time()

@@ -20,8 +20,10 @@ from api.deps import (
     UsersManageKey,
     parse_id,
 )
+from api.idempotency import KeyedAnswerOnce
 from api.openapi import KEYED, problems
 from api.schemas import (
+    AppFactorCreate,
     ChallengeCreate,
     EmailFactorCreate,
     EventOut,
@@ -37,9 +39,12 @@ from api.schemas import (
     UserIdPath,
     VerificationOut,
 )
+from shared.kit.network import normalise_ip
 from shared.tenants.idempotency import StoredAnswer
-from shared.two_step.service import Enrollment
+from shared.tenants.models import ApiKey
+from shared.two_step.service import AppEnrollment, Enrollment, TwoStep
 from shared.unit_of_work import UnitOfWork
+from shared.verifications.domain import Channel
 from shared.verifications.views import verification_view
 
 router = APIRouter(prefix="/v1/users/{user_id}", tags=["two-step authentication"], responses=KEYED)
@@ -67,6 +72,9 @@ async def enroll_factor(
     another user, which is answered the same way and only shows in the factor staying off
     (`disabled`) after the approval, so that nobody learns who holds which phone or address."""
 
+    if isinstance(body, AppFactorCreate):
+        return await _enroll_app(user_id, body, api_key, two_step, answer_once)
+
     async def enroll(uow: UnitOfWork) -> StoredAnswer:
         factor, verification = await two_step.enroll(
             uow,
@@ -75,7 +83,7 @@ async def enroll_factor(
             Enrollment(
                 phone=body.phone if isinstance(body, PhoneFactorCreate) else None,
                 email=body.email if isinstance(body, EmailFactorCreate) else None,
-                channel=body.channel,
+                channel=Channel(body.channel),
                 replace_existing=body.replace_existing,
                 client_ip=str(body.client_ip) if body.client_ip else None,
             ),
@@ -91,6 +99,38 @@ async def enroll_factor(
         ("POST", f"/v1/users/{user_id}/factors", body.model_dump(mode="json")),
         enroll,
     )
+    return answered.response(lambda answer: f"/v1/verifications/{answer['verification']['id']}")
+
+
+async def _enroll_app(
+    user_id: str,
+    body: AppFactorCreate,
+    api_key: ApiKey,
+    two_step: TwoStep,
+    answer_once: KeyedAnswerOnce,
+) -> JSONResponse:
+    """Never replayed from a stored answer, whatever the Idempotency-Key: the answer holds the
+    app's secret, of which twostep keeps no copy. A repeat enrols another (unverified) app."""
+
+    async def enroll(uow: UnitOfWork) -> StoredAnswer:
+        factor, verification, uri = await two_step.enroll_app(
+            uow,
+            api_key,
+            user_id,
+            AppEnrollment(
+                label=body.label,
+                replace_existing=body.replace_existing,
+                client_ip=normalise_ip(str(body.client_ip)) if body.client_ip else None,
+            ),
+        )
+        answer = FactorEnrollmentOut(
+            factor=FactorOut.from_row(factor),
+            verification=VerificationOut.from_row(verification),
+            otpauth_uri=uri,
+        )
+        return StoredAnswer(202, answer.model_dump(mode="json"))
+
+    answered = await answer_once.once(api_key, None, ("POST", "", {}), enroll)
     return answered.response(lambda answer: f"/v1/verifications/{answer['verification']['id']}")
 
 

@@ -29,6 +29,7 @@ from api.schemas import (
 from shared.kit.changes import Mark
 from shared.tenants.idempotency import StoredAnswer
 from shared.unit_of_work import UnitOfWork
+from shared.verifications.domain import Channel
 from shared.verifications.service import VerificationRequest
 from shared.verifications.views import View, check_view, verification_view
 from shared.verifications.waiting import Written, check_decided, verification_settled
@@ -91,7 +92,7 @@ async def create_verification(
             api_key,
             VerificationRequest(
                 to=body.to,
-                channel=body.channel,
+                channel=Channel(body.channel),
                 locale=body.locale,
                 user_id=body.user_id,
                 client_ip=str(body.client_ip) if body.client_ip else None,
@@ -141,7 +142,10 @@ async def resend_verification(
     The verification stays `pending` and checkable; a re-send already waiting is not doubled.
     """
     verification = await verifications.resend(
-        uow, api_key, parse_id(verification_id, "verification"), body.channel if body else None
+        uow,
+        api_key,
+        parse_id(verification_id, "verification"),
+        Channel(body.channel) if body and body.channel else None,
     )
     return JSONResponse(verification_view(verification), status_code=202)
 

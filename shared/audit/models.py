@@ -52,7 +52,8 @@ class Event(Base):
     user_id: Mapped[str | None] = mapped_column(String(128))
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id"))
     client_ip: Mapped[str | None] = mapped_column(EncryptedString)
-    destination: Mapped[str | None] = mapped_column(String(24))  # masked, e.g. +1415•••••23
+    # Masked: +1415•••••23, or a•••@ and a domain of up to 253 characters.
+    destination: Mapped[str | None] = mapped_column(String(260))
     verification_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     factor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

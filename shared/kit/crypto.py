@@ -105,8 +105,13 @@ class EncryptedString(TypeDecorator[str]):
     Never compare such a column in SQL: every encryption differs. Search its blind index.
     """
 
-    impl = String(255)
+    impl = String
     cache_ok = True
+
+    def __init__(self, length: int = 255) -> None:
+        # A Fernet token is about 4/3 of (its plaintext + 73 bytes): 255 holds 120 bytes, an
+        # email address (254) needs 512.
+        super().__init__(length)
 
     def process_bind_param(self, value: str | None, _dialect: Dialect) -> str | None:
         return None if value is None else installed().encrypt(value)

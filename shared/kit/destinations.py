@@ -12,6 +12,8 @@ from shared.kit.phone import MASK, mask_e164, parse_phone
 
 # RFC 5321's limit on a forward path; what Twilio's email channel takes is no longer.
 _EMAIL_MAX_LENGTH = 254
+# Its column, encrypted (a Fernet token of 254 bytes is 420 characters).
+DESTINATION_SEALED_LENGTH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,23 @@ def parse_email(raw: str) -> str:
     except EmailNotValidError as exc:
         raise InvalidEmailAddress(f"not an email address ({exc}); e.g. ada@example.com") from exc
     return checked.normalized.lower()
+
+
+# Mailbox providers that ignore dots in a local part (a.da@ and ada@ are one inbox).
+_DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def mailbox_of(address: str) -> str:
+    """The inbox an address reaches, for counting and looking up (never for sending): a
+    ``+tag`` dropped, and a Gmail address's dots. ``ada+1@`` and ``ada+2@`` are one inbox, so
+    one per-address limit, one lockout, one owner. A phone number is itself."""
+    if "@" not in address:
+        return address
+    local, _, domain = address.rpartition("@")
+    local = local.split("+", 1)[0] or local
+    if domain in _DOTLESS_DOMAINS:
+        local, domain = local.replace(".", "") or local, _DOTLESS_DOMAINS[domain]
+    return f"{local}@{domain}"
 
 
 def mask_destination(address: str) -> str:

@@ -19,7 +19,7 @@ from shared.kit.destinations import mask_destination
 
 _E164_IN_TEXT = re.compile(r"(?<![\w+])\+[1-9]\d{7,14}(?!\d)")
 # Loose on purpose: what looks like an address is masked, whether or not it is a valid one.
-_EMAIL_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_EMAIL_IN_TEXT = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 _SECRET_KEYS = frozenset({"code", "codes", "password", "token", "auth_token", "authorization"})
 _DESTINATION_KEYS = frozenset(
     {"to", "phone", "to_e164", "phone_number", "email", "destination", "address"}

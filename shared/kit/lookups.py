@@ -7,13 +7,15 @@ from __future__ import annotations
 import uuid
 
 from shared.kit.crypto import Keyring
+from shared.kit.destinations import mailbox_of
 
 
 def destination_lookup(keyring: Keyring, tenant_id: uuid.UUID, address: str) -> str:
-    """Of a phone number (E.164) or an email address; the two never collide (only one has an
-    ``@``). Its label is "phone", as when numbers were the only destinations: the hashes
-    already stored still find their rows."""
-    return keyring.blind_index("phone", str(tenant_id), address)
+    """Of a phone number (E.164) or an email address's inbox (``mailbox_of``: aliases of one
+    inbox are one destination); the two never collide (only one has an ``@``). Its label is
+    "phone", as when numbers were the only destinations: the hashes already stored still find
+    their rows."""
+    return keyring.blind_index("phone", str(tenant_id), mailbox_of(address))
 
 
 def user_lookup(keyring: Keyring, tenant_id: uuid.UUID, user_id: str) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.kit.crypto import EncryptedString
 from shared.kit.db.base import Base, enum_column
+from shared.kit.destinations import DESTINATION_SEALED_LENGTH
 from shared.two_step.domain import FactorStatus
 from shared.verifications.domain import Channel
 
@@ -37,7 +38,7 @@ class Factor(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
     user_id: Mapped[str] = mapped_column(String(128))
     # A phone number in E.164 or an email address (``channel`` says which).
-    destination: Mapped[str] = mapped_column(EncryptedString)
+    destination: Mapped[str] = mapped_column(EncryptedString(DESTINATION_SEALED_LENGTH))
     # Keyed hash of (tenant, destination): "is this phone or address verified for another
     # user?" without decrypting every row.
     destination_lookup: Mapped[str] = mapped_column(String(64))

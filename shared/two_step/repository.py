@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import (
     delete,
     func,
     select,
+    true,
     update,
 )
 
@@ -41,13 +42,17 @@ class FactorRepository(Repository):
             )
         ).all()
 
-    async def latest_verified(self, tenant_id: uuid.UUID, user_id: str) -> Factor | None:
+    async def latest_verified(
+        self, tenant_id: uuid.UUID, user_id: str, channels: Collection[Channel] | None = None
+    ) -> Factor | None:
+        """The user's latest verified factor (of those ``channels`` reach, if named)."""
         return await self.session.scalar(
             select(Factor)
             .where(
                 Factor.tenant_id == tenant_id,
                 Factor.user_id == user_id,
                 Factor.status == FactorStatus.VERIFIED,
+                Factor.channel.in_(sorted(channels)) if channels else true(),
             )
             .order_by(Factor.verified_at.desc())
             .limit(1)
@@ -72,6 +77,16 @@ class FactorRepository(Repository):
             select(Factor).where(Factor.enrollment_verification_id == verification_id)
         )
 
+    async def set_destination_of_enrollment(
+        self, verification_id: uuid.UUID, destination: str
+    ) -> None:
+        """An app's factor learns its SID at Twilio, made at its enrolment's first code."""
+        await self._write(
+            update(Factor)
+            .where(Factor.enrollment_verification_id == verification_id)
+            .values(destination=destination)
+        )
+
     async def verify(self, factor_id: uuid.UUID, now: datetime) -> bool:
         return (
             await self._write(
@@ -94,8 +109,8 @@ class FactorRepository(Repository):
 
     async def verified_others(self, factor: Factor) -> Sequence[Factor]:
         """The factor's user's other verified factors of its kind: phones for a phone, email
-        addresses for an address (a new phone does not retire the user's email)."""
-        email = Factor.channel == Channel.EMAIL
+        addresses for an address, apps for an app (a new phone does not retire the user's
+        email)."""
         return (
             await self.session.scalars(
                 select(Factor).where(
@@ -103,7 +118,7 @@ class FactorRepository(Repository):
                     Factor.user_id == factor.user_id,
                     Factor.status == FactorStatus.VERIFIED,
                     Factor.id != factor.id,
-                    email if factor.channel.reaches_email else ~email,
+                    Factor.channel.in_(sorted(factor.channel.of_kind())),
                 )
             )
         ).all()

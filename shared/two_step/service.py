@@ -41,6 +41,7 @@ from shared.unit_of_work import UnitOfWork
 from shared.verifications.domain import Channel, Purpose
 from shared.verifications.models import Verification
 from shared.verifications.service import VerificationRequest, Verifications
+from shared.verifications.totp import AppCodeRequest, new_secret
 from shared.verifications.views import change_of
 from shared.webhooks.domain import WebhookEvent
 from shared.webhooks.outbox import announce
@@ -78,6 +79,16 @@ class Enrollment:
         if channel.reaches_email:
             raise InvalidInput("a phone takes channel sms, call or whatsapp, not email")
         return parse_destination(str(self.phone), email=False), channel
+
+
+@dataclass(frozen=True, slots=True)
+class AppEnrollment:
+    """An authenticator app (TOTP). ``label``: the account name the app shows (default: the
+    user id), beside the tenant's display name as issuer."""
+
+    label: str | None = None
+    replace_existing: bool = True
+    client_ip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,43 @@ class TwoStep:
         )
         return factor, verification
 
+    async def enroll_app(
+        self, uow: UnitOfWork, api_key: ApiKey, user_id: str, enrollment: AppEnrollment
+    ) -> tuple[Factor, Verification, str]:
+        """An authenticator app: a new secret, answered once as its ``otpauth://`` URI, and a
+        verification ``pending`` at once; the app's first right code verifies the factor."""
+        validate_user_id(user_id)
+        tenant = await uow.tenants.get(api_key.tenant_id)
+        issuer = tenant.display_name if tenant is not None else "twostep"
+        made = new_secret(issuer, enrollment.label or user_id)
+        verification = await self.verifications.request_from_app(
+            uow,
+            api_key,
+            AppCodeRequest(user_id, Purpose.ENROLLMENT, client_ip=enrollment.client_ip),
+        )
+        ttl = int(self.verifications.settings.code_lifetime_seconds) + 60
+        await self.verifications.stash.put(verification.id, made.secret, ttl_seconds=ttl)
+        factor = Factor(
+            id=uuid.uuid4(),
+            tenant_id=api_key.tenant_id,
+            user_id=user_id,
+            destination="",  # the factor's SID at Twilio, once made there
+            # Unique per factor: an app is nobody else's, so never "in use by another user".
+            destination_lookup=self.keyring.blind_index("totp-factor", str(verification.id)),
+            destination_region=None,
+            channel=Channel.TOTP,
+            status=FactorStatus.UNVERIFIED,
+            enrollment_verification_id=verification.id,
+            replaces_others=enrollment.replace_existing,
+            created_at=verification.created_at,
+            updated_at=verification.created_at,
+        )
+        uow.factors.add(factor)
+        await _record_factor(
+            uow, EventType.FACTOR_ENROLLMENT_STARTED, factor, api_key.id, through=verification
+        )
+        return factor, verification, made.otpauth_uri
+
     async def list_factors(self, uow: UnitOfWork, api_key: ApiKey, user_id: str) -> FactorList:
         validate_user_id(user_id)
         factors = await uow.factors.list_for_user(api_key.tenant_id, user_id)
@@ -177,7 +225,9 @@ class TwoStep:
         validate_user_id(user_id)
         async with uow.reads() as read:
             if factor_id is None:
-                factor = await read.factors.latest_verified(api_key.tenant_id, user_id)
+                # "Email me instead" names a channel: the latest factor it reaches.
+                reached = channel.of_kind() if channel is not None else None
+                factor = await read.factors.latest_verified(api_key.tenant_id, user_id, reached)
             else:
                 factor = await read.factors.get(api_key.tenant_id, user_id, factor_id)
                 if factor is None:
@@ -198,10 +248,25 @@ class TwoStep:
             )
             raise NoVerifiedFactor("two-step authentication is not on for this user")
         channel = channel or factor.channel
-        if channel.reaches_email != factor.channel.reaches_email:
+        if channel.kind is not factor.channel.kind:
             raise InvalidInput(
                 f"factor {factor.id} is reached by {factor.channel.value}, not {channel.value}"
             )
+        if not channel.sends_code:
+            verification = await self.verifications.request_from_app(
+                uow,
+                api_key,
+                AppCodeRequest(
+                    user_id,
+                    Purpose.LOGIN,
+                    factor_sid=factor.destination,
+                    client_ip=normalise_ip(client_ip) if client_ip else None,
+                ),
+            )
+            await _record_factor(
+                uow, EventType.CHALLENGE_REQUESTED, factor, api_key.id, through=verification
+            )
+            return verification
         verification = await self.verifications.request(
             uow,
             api_key,
@@ -279,9 +344,9 @@ async def on_verification_approved(
             EventType.FACTOR_ENROLLMENT_FAILED,
             factor,
             verification.api_key_id,
-            reason="phone_in_use",
+            reason=f"{factor.channel.kind.value}_in_use",
         )
-        log.info("factor.enrollment_failed", factor_id=str(factor.id), reason="phone in use")
+        log.info("factor.enrollment_failed", factor_id=str(factor.id), reason="in use")
         return
     await uow.factors.verify(factor.id, now)
     await _record_factor(uow, EventType.FACTOR_VERIFIED, factor, verification.api_key_id)

@@ -11,16 +11,17 @@ from pydantic import BaseModel, Field
 from shared.kit.destinations import mask_destination
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor
-from shared.verifications.domain import Channel
+from shared.verifications.domain import Channel, FactorKind
 from shared.verifications.views import View
 
 
 class FactorOut(BaseModel):
     id: uuid.UUID
     user_id: str
-    phone: str | None = Field(description="Masked, e.g. +1415•••••23; null for an email factor")
+    type: FactorKind = Field(description="phone, email, or totp (an authenticator app)")
+    phone: str | None = Field(description="Masked, e.g. +1415•••••23; null but for a phone")
     email: str | None = Field(
-        default=None, description="Masked, e.g. a•••@example.com; null for a phone"
+        default=None, description="Masked, e.g. a•••@example.com; null but for an address"
     )
     channel: Channel
     status: FactorStatus
@@ -29,11 +30,13 @@ class FactorOut(BaseModel):
 
     @classmethod
     def from_row(cls, row: Factor) -> FactorOut:
+        kind = row.channel.kind
         return cls(
             id=row.id,
             user_id=row.user_id,
-            phone=None if row.channel.reaches_email else mask_destination(row.destination),
-            email=mask_destination(row.destination) if row.channel.reaches_email else None,
+            type=row.channel.kind,
+            phone=mask_destination(row.destination) if kind is FactorKind.PHONE else None,
+            email=mask_destination(row.destination) if kind is FactorKind.EMAIL else None,
             channel=row.channel,
             status=row.status,
             created_at=row.created_at,

@@ -24,11 +24,17 @@ from shared.kit.attempts import error_of
 from shared.limits.ports import Outcome
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.check_repository import CheckRepository
-from shared.verifications.domain import CheckStatus, VerificationMove, VerificationStatus
+from shared.verifications.domain import (
+    CheckStatus,
+    Purpose,
+    VerificationMove,
+    VerificationStatus,
+)
 from shared.verifications.events import record_for, record_lock, subject_of
 from shared.verifications.models import Verification, VerificationCheck
 from shared.verifications.provider_attempt import VerificationAttempt
 from shared.verifications.service import guesser_of
+from shared.verifications.totp import CODE_VALID_SECONDS, code_use, entity_of
 from shared.verifications.views import change_of
 from shared.verify.port import ProviderCheck
 
@@ -91,6 +97,8 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         self.log.info("check.refused", status=status.value, reason=error.reason.value)
 
     async def call(self) -> ProviderCheck:
+        if not self.verification.channel.sends_code:
+            return await self._app_call()
         calls, code = self.calls, self.code
         sid = self.verification.provider_sid
         assert sid is not None  # _refusal refuses a verification that was never sent
@@ -102,6 +110,47 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
             if self._answer_may_be_lost(exc) and await self._approved_by_the_lost_call():
                 return ProviderCheck(approved=True)
             raise
+
+    async def _app_call(self) -> ProviderCheck:
+        """An authenticator app's code: the enrolment's first one verifies the factor (made at
+        Twilio now if it is not yet), a login's answers a challenge of it. Approved once."""
+        calls, verification, code = self.calls, self.verification, self.code
+        entity = entity_of(calls.keyring, verification.tenant_id, str(verification.user_id))
+        factor_sid = verification.destination or await self._make_factor(entity)
+        verify = calls.verify
+        if verification.purpose is Purpose.ENROLLMENT:
+            answer = await calls.through_gate(
+                lambda: verify.verify_totp_factor(self.service, entity, factor_sid, code)
+            )
+        else:
+            answer = await calls.through_gate(
+                lambda: verify.check_totp(self.service, entity, factor_sid, code)
+            )
+        use = code_use(calls.keyring, factor_sid, code)
+        if answer.approved and not await calls.stash.claim_once(use, CODE_VALID_SECONDS):
+            self.log.warning("check.code_replayed")
+            return ProviderCheck(approved=False)
+        return answer
+
+    async def _make_factor(self, entity: str) -> str:
+        """The enrolment's factor, made at Twilio with the secret the user was shown; the
+        secret is dropped as soon as Twilio holds it."""
+        calls, verification = self.calls, self.verification
+        secret = await calls.stash.get(verification.id)
+        if secret is None:
+            raise ProviderFinalError(
+                "the enrolment's secret is gone (expired): enrol the app again",
+                reason=ErrorCode.VERIFICATION_EXPIRED,
+            )
+        sid = await calls.through_gate(
+            lambda: calls.verify.create_totp_factor(self.service, entity, "twostep", secret)
+        )
+        async with calls.uow_factory() as uow:
+            await uow.verifications.set_destination(verification.id, sid)
+            await uow.factors.set_destination_of_enrollment(verification.id, sid)
+        await calls.stash.discard(verification.id)
+        verification.destination = sid
+        return sid
 
     async def answered(self, answer: ProviderCheck) -> None:
         calls = self.calls
@@ -272,7 +321,9 @@ def _refusal(
         return CheckStatus.FAILED, AttemptError(
             ErrorCode.PROVIDER_UNAVAILABLE, "not checked before the check deadline"
         )
-    if verification.status is not VerificationStatus.PENDING or verification.provider_sid is None:
+    # An app's code is never sent: its verification has no provider SID.
+    never_sent = verification.provider_sid is None and verification.channel.sends_code
+    if verification.status is not VerificationStatus.PENDING or never_sent:
         if verification.status is VerificationStatus.MAX_ATTEMPTS_REACHED:
             return CheckStatus.MAX_ATTEMPTS_REACHED, AttemptError(
                 ErrorCode.MAX_CHECK_ATTEMPTS_REACHED, "the verification used all its checks"

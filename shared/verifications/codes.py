@@ -4,7 +4,8 @@ A code must never reach the database, a log line, a task message or Flower, so t
 here, under the check's id, for no longer than the check can take; the job carries only the id.
 It is stored encrypted under the data keys (a Redis dump shows no code) and deleted on every
 path that ends the check. If Redis loses it, the check ends ``failed`` with ``code_unavailable``
-and no attempt is spent at the provider: the user types the code again.
+and no attempt is spent at the provider: the user types the code again. An authenticator app's
+new secret waits here too, under its enrolment's id, until the worker hands it to Twilio.
 """
 
 from __future__ import annotations
@@ -26,12 +27,18 @@ class CodeStash(Protocol):
 
     async def discard(self, *check_ids: uuid.UUID) -> None: ...
 
+    async def claim_once(self, name: str, ttl_seconds: int) -> bool:
+        """True the first time ``name`` is claimed within ``ttl_seconds``, False after (an
+        authenticator app's code approved once is not approved again)."""
+        ...
+
 
 class RedisCodeStash:
     def __init__(self, client: redis.Redis, key_prefix: str, keyring: Keyring) -> None:
         self._redis = client
         self._keyring = keyring
         self._key = key_prefix + "check-code:{}"
+        self._used = key_prefix + "code-used:{}"
 
     async def put(self, check_id: uuid.UUID, code: str, ttl_seconds: int) -> None:
         sealed = self._keyring.encrypt(code)
@@ -49,6 +56,9 @@ class RedisCodeStash:
     async def discard(self, *check_ids: uuid.UUID) -> None:
         if check_ids:
             await self._redis.delete(*self._keys(check_ids))
+
+    async def claim_once(self, name: str, ttl_seconds: int) -> bool:
+        return bool(await self._redis.set(self._used.format(name), 1, nx=True, ex=ttl_seconds))
 
     def _keys(self, check_ids: Iterable[uuid.UUID]) -> list[str]:
         return [self._key.format(check_id) for check_id in check_ids]

@@ -8,16 +8,40 @@ from enum import StrEnum
 from shared.kit.lifecycle import JobMove, Lifecycle
 
 
+class FactorKind(StrEnum):
+    """What a channel reaches: a phone number, an email address, or an authenticator app."""
+
+    PHONE = "phone"
+    EMAIL = "email"
+    TOTP = "totp"
+
+
 class Channel(StrEnum):
     SMS = "sms"
     CALL = "call"
     WHATSAPP = "whatsapp"
     EMAIL = "email"
+    # An authenticator app's code (Twilio Verify's TOTP factors): nothing is sent.
+    TOTP = "totp"
+
+    @property
+    def kind(self) -> FactorKind:
+        if self is Channel.EMAIL:
+            return FactorKind.EMAIL
+        return FactorKind.TOTP if self is Channel.TOTP else FactorKind.PHONE
 
     @property
     def reaches_email(self) -> bool:
-        """Its destination is an email address; every other channel's is a phone number."""
         return self is Channel.EMAIL
+
+    def of_kind(self) -> frozenset[Channel]:
+        """Every channel that reaches what this one reaches."""
+        return frozenset(channel for channel in Channel if channel.kind is self.kind)
+
+    @property
+    def sends_code(self) -> bool:
+        """A code goes out to a destination; an authenticator app makes its own."""
+        return self is not Channel.TOTP
 
     @property
     def is_restricted(self) -> bool:

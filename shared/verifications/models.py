@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.kit.crypto import EncryptedString
 from shared.kit.db.base import Base, JobRow, enum_column
+from shared.kit.destinations import DESTINATION_SEALED_LENGTH
 from shared.verifications.domain import Channel, CheckStatus, Purpose, VerificationStatus
 
 
@@ -51,7 +52,7 @@ class Verification(JobRow, Base):
     purpose: Mapped[Purpose] = mapped_column(enum_column(Purpose, "verification_purpose"))
     channel: Mapped[Channel] = mapped_column(enum_column(Channel, "verification_channel"))
     # A phone number in E.164, or an email address for the email channel.
-    destination: Mapped[str] = mapped_column(EncryptedString)
+    destination: Mapped[str] = mapped_column(EncryptedString(DESTINATION_SEALED_LENGTH))
     # Keyed hash of (tenant, destination): the earlier verifications to the same number.
     destination_lookup: Mapped[str | None] = mapped_column(String(64))
     # A phone's country; None for an email address.

@@ -22,6 +22,7 @@ from shared.errors import ProviderError, ProviderTransientError, ServiceUnavaila
 from shared.kit import metrics
 from shared.kit.attempts import Attempts, RetryPolicy, Wait
 from shared.kit.clock import Clock
+from shared.kit.crypto import Keyring
 from shared.kit.settings import Settings
 from shared.limits.ports import Lockout, ProviderGate
 from shared.tenants.service import TenantDirectory
@@ -29,7 +30,7 @@ from shared.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from shared.verifications.codes import CodeStash
 from shared.verifications.models import Verification
 from shared.verifications.numbers import NumberChecks
-from shared.verify.port import VerifyClient
+from shared.verify.port import CodeProvider
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +50,7 @@ class ProviderCalls:
     provider's ports behind the fleet-wide gate, and who hears of an approval."""
 
     uow_factory: UnitOfWorkFactory
-    verify: VerifyClient
+    verify: CodeProvider
     stash: CodeStash
     gate: ProviderGate
     lockout: Lockout
@@ -57,6 +58,7 @@ class ProviderCalls:
     clock: Clock
     tenants: TenantDirectory
     numbers: NumberChecks
+    keyring: Keyring
     # Called in the transaction that approves a verification (an enrolment verifies its
     # factor: shared.two_step): verifications know nothing of who listens.
     on_approved: Sequence[ApprovalListener] = ()

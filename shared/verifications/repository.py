@@ -250,6 +250,14 @@ class VerificationRepository(SendRows):
             .values(provider_open=False)
         )
 
+    async def set_destination(self, verification_id: uuid.UUID, destination: str) -> None:
+        """An app's verification learns its factor's SID, made at its first code."""
+        await self._write(
+            update(Verification)
+            .where(Verification.id == verification_id)
+            .values(destination=destination)
+        )
+
     async def pending_with_sid(self, provider_sid: str) -> Verification | None:
         return await self._prepared_one(
             Verification,

@@ -40,6 +40,7 @@ from shared.verifications.codes import CodeStash
 from shared.verifications.domain import Channel, CheckStatus, Purpose, VerificationStatus
 from shared.verifications.events import record_for
 from shared.verifications.models import Verification, VerificationCheck
+from shared.verifications.totp import AppCodeRequest, app_verification
 from shared.verifications.views import change_of
 
 log = structlog.get_logger(__name__)
@@ -70,6 +71,8 @@ class Verifications:
     async def request(
         self, uow: UnitOfWork, api_key: ApiKey, request: VerificationRequest
     ) -> Verification:
+        if not request.channel.sends_code:
+            raise InvalidInput("an authenticator app's code is not sent: enrol the app instead")
         destination = self._allowed(
             parse_destination(request.to, email=request.channel.reaches_email)
         )
@@ -103,6 +106,23 @@ class Verifications:
             verification_id=str(verification.id),
             channel=request.channel.value,
             purpose=request.purpose.value,
+        )
+        return verification
+
+    async def request_from_app(
+        self, uow: UnitOfWork, api_key: ApiKey, request: AppCodeRequest
+    ) -> Verification:
+        """A verification of an authenticator app's code: nothing to send, so no send limit
+        and no job; ``pending`` at once, and checked like any other."""
+        await self.guards.lockout.check(
+            Guesser.of(api_key.tenant_id, request.user_id, None, request.client_ip)
+        )
+        verification = app_verification(
+            uuid.uuid4(), api_key, request, self.clock.now(), self.settings
+        )
+        await uow.verifications.insert(verification)
+        await record_for(
+            uow, EventType.VERIFICATION_REQUESTED, verification, channel=Channel.TOTP.value
         )
         return verification
 
@@ -172,13 +192,15 @@ class Verifications:
             verification = await self.get(read, api_key.tenant_id, verification_id)
         if verification.status is not VerificationStatus.PENDING:
             raise _not_pending(verification)
-        if verification.resend_channel is not None:
-            return verification
-        if channel is not None and channel.reaches_email != verification.channel.reaches_email:
+        if not verification.channel.sends_code:
+            raise InvalidInput("an authenticator app's code is not sent: it makes its own")
+        if channel is not None and channel.kind is not verification.channel.kind:
             raise InvalidInput(
                 f"a code sent by {verification.channel.value} cannot be sent again by "
                 f"{channel.value}: {_reachable_by(verification.channel)}"
             )
+        if verification.resend_channel is not None:
+            return verification
         # A locked-out guesser could not check the code: it is not sent again either.
         await self.guards.lockout.check(guesser_of(verification))
         await self.guards.sends.admit(_send_again(verification, api_key))
@@ -352,9 +374,7 @@ def guesser_of(verification: Verification) -> Guesser:
 
 def _reachable_by(channel: Channel) -> str:
     """The channels a verification's destination can be reached by, for a refusal's words."""
-    if channel.reaches_email:
-        return "an email address takes only email"
-    return "a phone number takes sms, call or whatsapp"
+    return f"its {channel.kind.value} takes {', '.join(sorted(channel.of_kind()))}"
 
 
 def _not_pending(verification: Verification) -> VerificationNotPending:

@@ -79,6 +79,33 @@ class VerifyClient(Protocol):
     async def close(self) -> None: ...
 
 
+class TotpFactors(Protocol):
+    """Authenticator apps through Twilio Verify's Factors API: a factor per user (its *entity*,
+    ``identity``, never personal data) made with the secret twostep showed the user once."""
+
+    async def create_totp_factor(
+        self, service: str, identity: str, friendly_name: str, secret: str
+    ) -> str:
+        """Make an unverified TOTP factor with ``secret`` (base32); its SID."""
+        ...
+
+    async def verify_totp_factor(
+        self, service: str, identity: str, factor_sid: str, code: str
+    ) -> ProviderCheck:
+        """The factor's first right code verifies it; a wrong one leaves it unverified."""
+        ...
+
+    async def check_totp(
+        self, service: str, identity: str, factor_sid: str, code: str
+    ) -> ProviderCheck:
+        """A challenge of a verified factor, answered with ``code`` at once."""
+        ...
+
+
+class CodeProvider(VerifyClient, TotpFactors, Protocol):
+    """What checking codes needs: sent codes' verifications and authenticator apps' factors."""
+
+
 class VerifyServices(Protocol):
     """Verify services themselves: one per tenant, made when the tenant is."""
 
@@ -93,7 +120,7 @@ class NumberLookup(Protocol):
         ...
 
 
-class VerifyProvider(VerifyClient, VerifyServices, NumberLookup, Protocol):
+class VerifyProvider(VerifyClient, TotpFactors, VerifyServices, NumberLookup, Protocol):
     """Every port, as one adapter (``TwilioVerifyClient``, or a fake) implements them: what a
     worker holds. ``default_service`` is the deployment's own Verify service."""
 

@@ -43,6 +43,7 @@ from shared.kit.settings import (
 )
 from shared.kit.startup import Misconfigured, has_real_twilio_credentials
 from shared.verify.port import LineFacts, ProviderCheck, ProviderService, ProviderVerification
+from shared.verify.twilio_totp import TwilioTotpFactors
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +55,9 @@ _sdk_logger.setLevel(logging.WARNING)
 _TRANSIENT_CODES = frozenset({20429, 20500, 20503})
 _FINAL_FOR_VERIFICATION: dict[int, ErrorCode] = {
     60202: ErrorCode.MAX_CHECK_ATTEMPTS_REACHED,
+    # TOTP: five wrong codes on a challenge (60308) or on a factor being verified (60310).
+    60308: ErrorCode.MAX_CHECK_ATTEMPTS_REACHED,
+    60310: ErrorCode.MAX_CHECK_ATTEMPTS_REACHED,
     60203: ErrorCode.MAX_SEND_ATTEMPTS_REACHED,
     60212: ErrorCode.PROVIDER_REJECTED,
     20404: ErrorCode.VERIFICATION_EXPIRED,
@@ -140,10 +144,11 @@ class _AiohttpTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio shi
             await self._session.close()
 
 
-class TwilioVerifyClient:
+class TwilioVerifyClient(TwilioTotpFactors):
     """Every port of ``shared.verify.port``, on one SDK client and one pool of connections."""
 
     def __init__(self, settings: Settings, *, max_connections: int | None = None) -> None:
+        self._observed = _observed
         account_sid, auth_token, self.default_service = _credentials(settings)
         self._http = _AiohttpTwilioClient(
             base_url=settings.twilio_base_url,

@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+import pyotp
 import pytest
 from twostep_client import (
     InvalidEmailAddress,
@@ -24,7 +25,7 @@ from twostep_client import (
 
 from tests.client.conftest import RESEND_COOLDOWN_SECONDS
 from tests.e2e.conftest import System
-from tests.support import random_phone
+from tests.support import early_in_a_totp_step, random_phone
 
 LANDLINE = "+14155550201"  # the sandbox's Lookup says landline (and its Verify refuses SMS)
 WAIT = 20.0
@@ -131,6 +132,26 @@ def test_an_email_factor_beside_a_phone_and_a_choice_at_sign_in(
     assert by_whatsapp.channel == "whatsapp"
     assert client.check(by_whatsapp.id, inbox.latest_code(phone), wait=WAIT).approved
     assert all(address not in str(event) for event in client.events(user, limit=200).events)
+
+
+def test_an_authenticator_app_enrolled_then_a_login_with_it(
+    connect: Any, client_system: System
+) -> None:
+    client = connect()
+    user = f"client-{uuid.uuid4().hex[:8]}"
+    enrolment = client.enroll_app(user, label="grace")
+    assert enrolment.otpauth_uri and enrolment.factor.type == "totp"
+    assert enrolment.verification.status == "pending"  # nothing to send
+    totp = pyotp.parse_uri(enrolment.otpauth_uri)
+    assert isinstance(totp, pyotp.TOTP)
+    now = early_in_a_totp_step(totp.interval)
+    assert client.check(enrolment.verification.id, totp.at(now), wait=WAIT).approved
+    assert client.list_factors(user).two_step_enabled
+    login = client.start_challenge(user)
+    assert login.channel == "totp" and login.status == "pending"
+    # The enrolment's code again: refused (a code is good once); the next step's is not.
+    assert client.check(login.id, totp.at(now), wait=WAIT).status == "rejected"
+    assert client.check(login.id, totp.at(now + totp.interval), wait=WAIT).approved
 
 
 def test_wrong_codes_lock_the_user_out_until_an_admin_lifts_it(

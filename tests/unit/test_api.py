@@ -171,6 +171,22 @@ class TestCreate:
         assert_problem(api.post("/v1/verifications", json={"to": to}), 422, "invalid_phone_number")
         assert fakes.jobs.published == []
 
+    @pytest.mark.parametrize(
+        ("path", "body", "code"),
+        [
+            ("/v1/verifications", {"to": "a" * 250 + "@b.co", "channel": "email"}, "email"),
+            ("/v1/users/u-1/factors", {"email": "a" * 300}, "email"),
+            ("/v1/users/u-1/factors", {"email": "ada@example.com", "phone": "+14155550123"}, None),
+            ("/v1/users/u-1/factors", {"email": "ada@example.com", "channel": "sms"}, None),
+        ],
+    )
+    def test_a_bad_address_is_invalid_email_address_and_a_bad_shape_invalid_request(
+        self, api: TestClient, path: str, body: dict[str, Any], code: str | None
+    ) -> None:
+        expected = "invalid_email_address" if code else "invalid_request"
+        problem = assert_problem(api.post(path, json=body), 422, expected)
+        assert "<Channel." not in problem["detail"]
+
     def test_a_number_of_the_wrong_type_is_invalid_phone_number(self, api: TestClient) -> None:
         assert_problem(api.post("/v1/verifications", json={"to": 12}), 422, "invalid_phone_number")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import InvalidEmailAddress, InvalidPhoneNumber
-from shared.kit.destinations import mask_destination, parse_destination
+from shared.kit.destinations import mailbox_of, mask_destination, parse_destination
 from shared.verifications.domain import Channel
 
 
@@ -51,3 +51,17 @@ def test_masks_hide_the_mailbox_and_the_line(address: str, masked: str) -> None:
 def test_only_sms_and_call_are_restricted_and_only_email_reaches_an_address() -> None:
     assert {c for c in Channel if c.is_restricted} == {Channel.SMS, Channel.CALL}
     assert {c for c in Channel if c.reaches_email} == {Channel.EMAIL}
+
+
+@pytest.mark.parametrize(
+    ("address", "inbox"),
+    [
+        ("ada+2fa@example.org", "ada@example.org"),
+        ("a.da+x@googlemail.com", "ada@gmail.com"),
+        ("a.da@example.org", "a.da@example.org"),  # dots matter elsewhere
+        ("+tag@example.org", "+tag@example.org"),  # nothing before the tag: kept as is
+        ("+14155550123", "+14155550123"),
+    ],
+)
+def test_aliases_of_one_inbox_are_one_destination(address: str, inbox: str) -> None:
+    assert mailbox_of(address) == inbox

@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 from twostep_client._errors import UnexpectedAnswer
 
-Channel = Literal["sms", "call", "whatsapp", "email"]
+Channel = Literal["sms", "call", "whatsapp", "email", "totp"]
 VerificationStatus = Literal[
     "queued",
     "sending",
@@ -23,6 +23,7 @@ VerificationStatus = Literal[
 ]
 CheckStatus = Literal["queued", "approved", "rejected", "expired", "max_attempts_reached", "failed"]
 FactorStatus = Literal["unverified", "verified", "disabled"]
+FactorType = Literal["phone", "email", "totp"]
 Purpose = Literal["standalone", "enrollment", "login"]
 
 Json = dict[str, Any]
@@ -32,6 +33,7 @@ _CHANNELS: tuple[Channel, ...] = get_args(Channel)
 _VERIFICATION_STATUSES: tuple[VerificationStatus, ...] = get_args(VerificationStatus)
 _CHECK_STATUSES: tuple[CheckStatus, ...] = get_args(CheckStatus)
 _FACTOR_STATUSES: tuple[FactorStatus, ...] = get_args(FactorStatus)
+_FACTOR_TYPES: tuple[FactorType, ...] = get_args(FactorType)
 _PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
 _REDEMPTIONS: tuple[Literal["approved", "rejected"], ...] = ("approved", "rejected")
 
@@ -174,10 +176,12 @@ class Factor:
     created_at: datetime
     verified_at: datetime | None
     email: str | None = None
+    type: FactorType = "phone"
 
     @classmethod
     def from_json(cls, body: Json) -> Factor:
         return cls(
+            type=_word(body.get("type", "phone"), _FACTOR_TYPES),
             id=str(body["id"]),
             user_id=str(body["user_id"]),
             phone=_optional_str(body.get("phone")),
@@ -191,17 +195,20 @@ class Factor:
 
 @dataclass(frozen=True)
 class Enrollment:
-    """A phone or address being enrolled: check a code against ``verification`` to verify
-    ``factor``."""
+    """A phone, address or authenticator app being enrolled: check a code against
+    ``verification`` to verify ``factor``. ``otpauth_uri``: an app's key URI (show it as a QR
+    code), in this answer only."""
 
     factor: Factor
     verification: Verification
+    otpauth_uri: str | None = None
 
     @classmethod
     def from_json(cls, body: Json) -> Enrollment:
         return cls(
             factor=Factor.from_json(body["factor"]),
             verification=Verification.from_json(body["verification"]),
+            otpauth_uri=_optional_str(body.get("otpauth_uri")),
         )
 
 

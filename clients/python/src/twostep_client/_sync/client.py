@@ -229,6 +229,31 @@ class TwostepClient:
             )
         )
 
+    def enroll_app(
+        self,
+        user_id: str,
+        *,
+        label: str | None = None,
+        replace_existing: bool = True,
+        client_ip: str | None = None,
+    ) -> Enrollment:
+        """Start enrolling an authenticator app (TOTP): show ``enrollment.otpauth_uri`` as a QR
+        code, once (twostep keeps no copy); the app's first code, checked against
+        ``enrollment.verification``, verifies it. Not repeated on a lost answer: a repeat would
+        enrol another app."""
+        body = without_none(
+            type="totp", label=label, replace_existing=replace_existing, client_ip=client_ip
+        )
+        return self._send(
+            Call(
+                "POST",
+                f"/v1/users/{segment(user_id)}/factors",
+                Enrollment.from_json,
+                body=body,
+                repeatable=False,
+            )
+        )
+
     def list_factors(self, user_id: str) -> Factors:
         return self._send(Call("GET", f"/v1/users/{segment(user_id)}/factors", Factors.from_json))
 
