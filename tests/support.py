@@ -209,6 +209,12 @@ class SandboxClient:
             auth=("AC" + "0" * 32, "sandbox"),
         ).raise_for_status()
 
+    def clock_offset(self) -> float:
+        """How far the sandbox's clock is ahead of this machine's (tests move it)."""
+        response = self.http.get("/sandbox/clock")
+        response.raise_for_status()
+        return float(response.json()["offset_seconds"])
+
     def advance_clock(self, seconds: float) -> None:
         self.http.post("/sandbox/clock", json={"advance_seconds": seconds}).raise_for_status()
 
@@ -332,11 +338,12 @@ def documented_metrics() -> dict[str, set[str]]:
     return documented
 
 
-def early_in_a_totp_step(interval: int = 30, needed: float = 20.0) -> float:
-    """A moment with at least ``needed`` seconds left in its TOTP step (sleeping into the next
-    step if there are fewer): codes made at it for steps -1, 0 and +1 stay valid, at a skew of
-    one step, for that long, however slow the machine."""
-    left = interval - time.time() % interval
+def early_in_a_totp_step(interval: int = 30, needed: float = 20.0, offset: float = 0.0) -> float:
+    """A moment, on a clock ``offset`` seconds ahead of this machine's (the sandbox's), with
+    at least ``needed`` seconds left in its TOTP step (sleeping into the next step if there are
+    fewer): codes made at it for steps -1, 0 and +1 stay valid, at a skew of one step, for that
+    long, however slow the machine."""
+    left = interval - (time.time() + offset) % interval
     if left < needed:
         time.sleep(left + 0.2)
-    return time.time()
+    return time.time() + offset

@@ -24,6 +24,7 @@ from twostep_client import AsyncTwostepClient
 from examples.login_site.accounts import AccountPages
 from examples.login_site.config import SiteConfig
 from examples.login_site.confirming import ConfirmPages
+from examples.login_site.extra_factors import ExtraFactorPages
 from examples.login_site.notices import WEBHOOK_PATH, Notices, WebhookReceiver
 from examples.login_site.second_step import SecondStepPages
 from examples.login_site.sessions import SessionMiddleware, SessionStore
@@ -122,6 +123,7 @@ def create_app(config: SiteConfig, twostep: AsyncTwostepClient | None = None) ->
             *AccountPages(site).routes(),
             *SecondStepPages(site).routes(),
             *settings.routes(),
+            *ExtraFactorPages(site).routes(),
             *ConfirmPages(site, carry_on=settings.carry_on).routes(),
             *WebhookReceiver(site.notices, config.webhook_secrets).routes(),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

@@ -29,7 +29,7 @@ from examples.login_site.web import (
     redirect,
 )
 
-Action = Literal["phone", "two-step-off", "recovery-codes", "password"]
+Action = Literal["phone", "app", "two-step-off", "recovery-codes", "password"]
 CarryOn = Callable[[Request, User, dict[str, Any]], Awaitable[Response]]
 # A change asked for and not confirmed within this long is dropped: ask again.
 PENDING_SECONDS = 600
@@ -41,6 +41,7 @@ def what(action: str, *, two_step_on: bool) -> str:
     if action == "phone":
         return "change your phone" if two_step_on else "turn on two-step verification"
     return {
+        "app": "set up an authenticator app",
         "two-step-off": "turn off two-step verification",
         "recovery-codes": "make new recovery codes",
         "password": "change your password",

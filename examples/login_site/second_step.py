@@ -31,6 +31,8 @@ from examples.login_site.web import (
     start_session,
 )
 
+# What a "send" button may ask for: a phone's text (the default) or call, an email, the app.
+_CHANNELS: dict[str, Channel] = {"call": "call", "email": "email", "totp": "totp"}
 # A password is good for this long without its second step; then the sign-in starts over.
 PENDING_SECONDS = 600
 NEW_CODE = "Use “Send the code again” below to get a new one."
@@ -42,7 +44,7 @@ async def begin_second_step(site: Site, request: Request, user_id: str) -> None:
     factors: dict[str, str] = {}
     with contextlib.suppress(TwostepError):  # then only the default factor is offered
         for factor in (await site.twostep.list_factors(user_id)).verified:
-            factors["email" if factor.channel == "email" else "phone"] = factor.id
+            factors[factor.type] = factor.id
     start_session(request, login={"user": user_id, "since": time.time(), "factors": factors})
     await send_code(site, request, request.session["login"], channel=None)
 
@@ -69,6 +71,8 @@ async def send_code(
         flash(request, "info", f"We're calling {verification.to} to read out your code.")
     elif channel == "email" and earlier is not None:
         flash(request, "info", f"We emailed a code to {verification.to}.")
+    elif channel == "totp" and earlier is not None:
+        flash(request, "info", "Enter the code your authenticator app shows.")
     elif earlier is not None:
         same = verification.id == earlier
         flash(request, "info", f"We sent {'the' if same else 'a new'} code to {verification.to}.")
@@ -90,8 +94,8 @@ async def _resend_or_start(
 
 
 def _kind(channel: str | None) -> str:
-    """Which of the user's factors a channel reaches: the phone's or the email address's."""
-    return "email" if channel == "email" else "phone"
+    """Which of the user's factors a channel reaches: the phone, the address or the app."""
+    return channel if channel in ("email", "totp") else "phone"
 
 
 def pending(request: Request) -> dict[str, Any] | None:
@@ -147,7 +151,7 @@ class SecondStepPages:
         if pending(request) is None:
             return _start_over(request)
         asked = form.get("channel")
-        channel: Channel = "call" if asked == "call" else "email" if asked == "email" else "sms"
+        channel = _CHANNELS.get(asked or "", "sms")
         await send_code(self.site, request, request.session["login"], channel=channel)
         return redirect("/login/code")
 

@@ -48,7 +48,6 @@ class SettingsPages:
             Route("/settings", self.settings, methods=["GET"]),
             Route("/settings/two-step", self.enrol_form, methods=["GET"]),
             Route("/settings/two-step/phone", self.enrol_phone, methods=["POST"]),
-            Route("/settings/two-step/email", self.enrol_email, methods=["POST"]),
             Route("/settings/two-step/code", self.enrol_code, methods=["POST"]),
             Route("/settings/two-step/restart", self.enrol_restart, methods=["POST"]),
             Route("/settings/two-step/off", self.turn_off, methods=["POST"]),
@@ -79,6 +78,7 @@ class SettingsPages:
             factors=factors,
             phone=_verified(factors, "phone"),
             email=_verified(factors, "email"),
+            app=any(f.type == "totp" for f in factors.verified) if factors else False,
             events=[(words.when(event), words.event(event), event) for event in events],
             notices=[(n, words.moment(n.occurred_at), words.notice(n.type, n.data)) for n in kept],
         )
@@ -92,6 +92,10 @@ class SettingsPages:
             return await self._show_recovery_codes(request, user, "Your new recovery codes")
         if action == "password":
             return await self._set_password(request, user, str(pending["password_hash"]))
+        if action == "app":
+            # Its QR code answers the button only: pressed again, now that it is confirmed.
+            flash(request, "info", "Thanks. Now set up your authenticator app.")
+            return redirect("/settings")
         return redirect("/settings/two-step")
 
     async def _factors(self, request: Request, user: User) -> Factors | None:
@@ -173,34 +177,6 @@ class SettingsPages:
         }
         return redirect("/settings/two-step")
 
-    async def enrol_email(self, request: Request) -> Response:
-        """Codes by email too, to the account's own address: a second factor beside the phone
-        (twostep keeps both; a new address would retire only an older address). No proof asked:
-        the codes go where the account's mail already goes, to nobody new."""
-        await read_form(request)
-        user = await self._user(request)
-        if user is None:
-            return redirect("/login")
-        twostep = self.site.twostep
-        try:
-            enrollment = await twostep.enroll_factor(
-                user.id, email=user.email, client_ip=client_ip(request)
-            )
-            verification = await once_sent(twostep, enrollment.verification)
-        except TwostepError as error:
-            flash(request, "error", words.refusal(error, new_code=""))
-            return redirect("/settings")
-        if verification.status == "failed":
-            flash(request, "error", words.send_failure(verification))
-            return redirect("/settings")
-        request.session["enrol"] = {
-            "verification": verification.id,
-            "factor": enrollment.factor.id,
-            "to": enrollment.factor.email,
-            "kind": "email",
-        }
-        return redirect("/settings/two-step")
-
     def _phone_again(self, request: Request, phone: str, changing: bool, error: str) -> Response:
         # The number goes back into the form the user typed it in, and nowhere else.
         return self.site.render(
@@ -225,14 +201,15 @@ class SettingsPages:
         except TwostepError:
             flash(request, "error", words.UNAVAILABLE)
             return redirect("/settings")
-        email = enrol.get("kind") == "email"
+        kind = enrol.get("kind", "phone")
         if not any(f.id == enrol["factor"] and f.status == "verified" for f in factors.factors):
             # twostep does not say why (e.g. the phone is another account's), and neither do we.
-            what = "This address" if email else "This phone"
+            what = {"email": "This address", "totp": "This app"}.get(kind, "This phone")
             flash(request, "error", f"{what} can't be used for two-step verification.")
-            return redirect("/settings" if email else "/settings/two-step")
-        if email:
-            flash(request, "success", f"Your codes can now also go to {enrol['to']}.")
+            return redirect("/settings" if kind != "phone" else "/settings/two-step")
+        if kind != "phone":
+            where = "come from" if kind == "totp" else "go to"
+            flash(request, "success", f"Your codes can now also {where} {enrol['to']}.")
             return redirect("/settings")
         if enrol.get("changing"):
             flash(request, "success", f"Your phone is changed: codes now go to {enrol['to']}.")
@@ -245,8 +222,8 @@ class SettingsPages:
         if enrol is not None:
             with contextlib.suppress(TwostepError):  # its code must not turn 2SA on later
                 await self.site.twostep.cancel(enrol["verification"])
-        email = enrol is not None and enrol.get("kind") == "email"
-        return redirect("/settings" if email else "/settings/two-step")
+        extra = enrol is not None and enrol.get("kind", "phone") != "phone"
+        return redirect("/settings" if extra else "/settings/two-step")
 
     async def turn_off(self, request: Request) -> Response:
         form, user = await read_form(request), await self._user(request)

@@ -155,11 +155,11 @@ _EVENTS = {
     "verification.canceled": "Code canceled",
     "verification.max_attempts_reached": "Too many tries for a code",
     "check.rejected": "Wrong code entered",
-    "factor.enrollment_started": "Phone or email being added for two-step verification",
-    "factor.verified": "Phone or email added for two-step verification",
-    "factor.replaced": "Phone or email replaced",
-    "factor.disabled": "Phone or email removed from two-step verification",
-    "factor.enrollment_failed": "Phone or email could not be added",
+    "factor.enrollment_started": "Phone being added for two-step verification",
+    "factor.verified": "Two-step verification turned on",
+    "factor.replaced": "Phone replaced",
+    "factor.disabled": "Phone removed from two-step verification",
+    "factor.enrollment_failed": "Phone could not be added",
     "challenge.requested": "Sign-in code requested",
     "user.locked": "Locked after too many wrong codes",
     "lockout.released": "Lock lifted",
@@ -170,7 +170,20 @@ _EVENTS = {
 
 
 def event(item: Event) -> str:
-    return _EVENTS.get(item.type, item.type)
+    words = _EVENTS.get(item.type, item.type)
+    if not item.type.startswith("factor."):
+        return words
+    # A factor's events name what it is: its destination, masked, says.
+    shown = item.destination or ""
+    if "@" in shown:
+        return words.replace("Phone", "Email address").replace(
+            "Two-step verification turned on", "Email address added for two-step verification"
+        )
+    if not shown.startswith("+"):
+        return words.replace("Phone", "Authenticator app").replace(
+            "Two-step verification turned on", "Authenticator app added for two-step verification"
+        )
+    return words
 
 
 def worth_showing(item: Event) -> bool:

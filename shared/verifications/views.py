@@ -28,7 +28,10 @@ class VerificationOut(BaseModel):
     id: uuid.UUID
     status: VerificationStatus
     channel: Channel
-    to: str = Field(description="Masked, e.g. +1415•••••23 or a•••@example.com")
+    to: str = Field(
+        description="Masked, e.g. +1415•••••23 or a•••@example.com; for channel totp, "
+        '"authenticator app"'
+    )
     purpose: Purpose
     user_id: str | None
     send_attempts: int
@@ -44,7 +47,7 @@ class VerificationOut(BaseModel):
             id=row.id,
             status=row.status,
             channel=row.channel,
-            to=mask_destination(row.destination),
+            to=mask_destination(row.destination) if row.channel.sends_code else "authenticator app",
             purpose=row.purpose,
             user_id=row.user_id,
             send_attempts=row.send_attempts,

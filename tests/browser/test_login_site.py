@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pyotp
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.browser.conftest import RESEND_COOLDOWN_SECONDS, LoginSite, running_login_site
 from tests.e2e.conftest import System
-from tests.support import random_phone, wait_until
+from tests.support import early_in_a_totp_step, random_phone, wait_until
 
 LANDLINE = "+14155550201"  # the sandbox answers it as Twilio answers a landline
 PASSWORD = "correct horse battery staple"
@@ -161,6 +162,56 @@ def test_codes_by_email_too_and_a_switch_at_sign_in(
         me.enter_code(latest)
         me.says("You're signed in.")
         assert len({by_email, by_text, latest}) == 3  # each switch: a new code
+    finally:
+        context.close()
+
+
+@pytest.mark.slow
+def test_an_authenticator_app_set_up_from_its_qr_code_and_used_once_per_code(
+    browser: Browser, login_site: LoginSite, fast_system: System, artifacts: Path
+) -> None:
+    """The app's secret read off the page (as a user types it), its codes made here with
+    pyotp; a sign-in by the app, a wrong code, a code used twice refused, a text instead."""
+    context = new_context(browser)
+    try:
+        me = Visitor(context.new_page(), login_site.url, artifacts / "app", random_phone())
+        me.artifacts.mkdir(parents=True, exist_ok=True)
+        email = f"alan-{uuid.uuid4().hex[:8]}@example.com"
+        sign_up_and_enrol(me, fast_system, email)
+        me.page.get_by_role("link", name="I've saved my codes").click()
+        me.press("Set up an authenticator app")
+        # Whoever holds the app can sign in: a code to the phone first.
+        me.says("To set up an authenticator app")
+        me.enter_code(fast_system.sandbox.latest_code(me.phone), "Confirm")
+        me.says("Now set up your authenticator app")
+        me.press("Set up an authenticator app")
+        me.says("Set up your authenticator app")
+        expect(me.page.locator("figure.qr svg")).to_have_count(1)
+        me.shot("app-qr-code")
+        totp = pyotp.TOTP(me.page.locator("#totp-secret").inner_text())
+        # Codes as the sandbox's clock makes them (earlier stories moved it ahead).
+        now = early_in_a_totp_step(totp.interval, offset=fast_system.sandbox.clock_offset())
+        me.enter_code(totp.at(now))
+        me.says("Your codes can now also come from your authenticator app")
+        me.says("Your authenticator app makes sign-in codes too")
+        me.sign_out()
+
+        me.sign_in(email)  # the latest factor verified: the app
+        me.says("Open your authenticator app and enter the code it shows")
+        me.shot("sign-in-by-app")
+        me.enter_code(wrong(totp.at(now + totp.interval)))
+        me.says("That code isn't right")
+        me.enter_code(totp.at(now + totp.interval))
+        me.says("You're signed in.")
+        me.sign_out()
+
+        me.sign_in(email)
+        me.enter_code(totp.at(now + totp.interval))  # the same code again
+        me.says("That code isn't right")
+        me.press("Text me instead")
+        me.says("We sent a code by text message to")
+        me.enter_code(fast_system.sandbox.latest_code(me.phone))
+        me.says("You're signed in.")
     finally:
         context.close()
 

@@ -144,7 +144,7 @@ def test_an_authenticator_app_enrolled_then_a_login_with_it(
     assert enrolment.verification.status == "pending"  # nothing to send
     totp = pyotp.parse_uri(enrolment.otpauth_uri)
     assert isinstance(totp, pyotp.TOTP)
-    now = early_in_a_totp_step(totp.interval)
+    now = early_in_a_totp_step(totp.interval, offset=client_system.sandbox.clock_offset())
     assert client.check(enrolment.verification.id, totp.at(now), wait=WAIT).approved
     assert client.list_factors(user).two_step_enabled
     login = client.start_challenge(user)
