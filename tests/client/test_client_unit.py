@@ -386,8 +386,8 @@ def test_the_servers_own_shapes_read_as_the_clients_types() -> None:
     failure = ErrorOut(code="landline_not_supported", message="60205", provider_code=60205)
     verification = VerificationOut.model_validate({**VERIFICATION, "error": failure})
     factor = FactorOut.model_validate(
-        {"id": CHECK_ID, "user_id": "42", "phone": "+1415•••••23", "channel": "call",
-         "status": "verified", "created_at": now, "verified_at": now}
+        {"id": CHECK_ID, "user_id": "42", "type": "phone", "phone": "+1415•••••23",
+         "channel": "call", "status": "verified", "created_at": now, "verified_at": now}
     )  # fmt: skip
     event = EventOut.model_validate(
         {"id": 7, "type": "user.locked", "occurred_at": now, "user_id": "42", "api_key": "login",
