@@ -223,17 +223,8 @@ class TwoStep:
         """Send a login code to one of the user's verified factors — the one named, else the
         latest verified — on its channel or another that reaches it."""
         validate_user_id(user_id)
-        async with uow.reads() as read:
-            if factor_id is None:
-                # "Email me instead" names a channel: the latest factor it reaches.
-                reached = channel.of_kind() if channel is not None else None
-                factor = await read.factors.latest_verified(api_key.tenant_id, user_id, reached)
-            else:
-                factor = await read.factors.get(api_key.tenant_id, user_id, factor_id)
-                if factor is None:
-                    raise NotFound(f"no factor {factor_id} for this user")
-                if factor.status is not FactorStatus.VERIFIED:
-                    raise NoVerifiedFactor(f"factor {factor_id} is {factor.status.value}")
+        factor = await self._challenged_factor(uow, api_key, user_id, channel, factor_id)
+        ip = normalise_ip(client_ip) if client_ip else None
         if factor is None:
             # Asking whether a user has 2SA costs what a send costs: no free probing.
             await self.verifications.guards.sends.admit(
@@ -243,7 +234,7 @@ class TwoStep:
                     destination=None,
                     region=None,
                     user_id=user_id,
-                    client_ip=normalise_ip(client_ip) if client_ip else None,
+                    client_ip=ip,
                 )
             )
             raise NoVerifiedFactor("two-step authentication is not on for this user")
@@ -252,40 +243,50 @@ class TwoStep:
             raise InvalidInput(
                 f"factor {factor.id} is reached by {factor.channel.value}, not {channel.value}"
             )
-        if not channel.sends_code:
-            verification = await self.verifications.request_from_app(
+        verifications = self.verifications
+        if channel.sends_code:
+            verification = await verifications.request(
                 uow,
                 api_key,
-                AppCodeRequest(
-                    user_id,
-                    Purpose.LOGIN,
-                    factor_sid=factor.destination,
-                    client_ip=normalise_ip(client_ip) if client_ip else None,
+                VerificationRequest(
+                    to=factor.destination,
+                    channel=channel,
+                    user_id=user_id,
+                    client_ip=client_ip,
+                    purpose=Purpose.LOGIN,
                 ),
             )
-            await _record_factor(
-                uow, EventType.CHALLENGE_REQUESTED, factor, api_key.id, through=verification
+        else:
+            verification = await verifications.request_from_app(
+                uow,
+                api_key,
+                AppCodeRequest(user_id, Purpose.LOGIN, factor.destination, ip),
             )
-            return verification
-        verification = await self.verifications.request(
-            uow,
-            api_key,
-            VerificationRequest(
-                to=factor.destination,
-                channel=channel,
-                user_id=user_id,
-                client_ip=client_ip,
-                purpose=Purpose.LOGIN,
-            ),
-        )
         await _record_factor(
-            uow,
-            EventType.CHALLENGE_REQUESTED,
-            factor,
-            api_key.id,
-            through=verification,
+            uow, EventType.CHALLENGE_REQUESTED, factor, api_key.id, through=verification
         )
         return verification
+
+    async def _challenged_factor(
+        self,
+        uow: UnitOfWork,
+        api_key: ApiKey,
+        user_id: str,
+        channel: Channel | None,
+        factor_id: uuid.UUID | None,
+    ) -> Factor | None:
+        """The factor named (it must be verified), else the latest verified one ``channel``
+        reaches ("email me instead"), else the latest verified one; None: 2SA is off."""
+        async with uow.reads() as read:
+            if factor_id is None:
+                reached = channel.of_kind() if channel is not None else None
+                return await read.factors.latest_verified(api_key.tenant_id, user_id, reached)
+            factor = await read.factors.get(api_key.tenant_id, user_id, factor_id)
+        if factor is None:
+            raise NotFound(f"no factor {factor_id} for this user")
+        if factor.status is not FactorStatus.VERIFIED:
+            raise NoVerifiedFactor(f"factor {factor_id} is {factor.status.value}")
+        return factor
 
     async def release_lockout(
         self,
