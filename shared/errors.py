@@ -111,6 +111,13 @@ class VerificationNotPending(Conflict):
     code = "verification_not_pending"
 
 
+class ChannelMismatch(Conflict):
+    """A re-send on a channel that cannot reach the verification's destination: its state (what
+    it was sent to), not the request's shape, refuses it."""
+
+    code = "channel_mismatch"
+
+
 class NoVerifiedFactor(Conflict):
     code = "no_verified_factor"
 

@@ -19,6 +19,7 @@ import structlog
 
 from shared.audit.domain import EventType
 from shared.errors import (
+    ChannelMismatch,
     CheckAttemptsExhausted,
     CountryNotAllowed,
     InvalidInput,
@@ -193,9 +194,9 @@ class Verifications:
         if verification.status is not VerificationStatus.PENDING:
             raise _not_pending(verification)
         if not verification.channel.sends_code:
-            raise InvalidInput("an authenticator app's code is not sent: it makes its own")
+            raise ChannelMismatch("an authenticator app's code is not sent: it makes its own")
         if channel is not None and channel.kind is not verification.channel.kind:
-            raise InvalidInput(
+            raise ChannelMismatch(
                 f"a code sent by {verification.channel.value} cannot be sent again by "
                 f"{channel.value}: {_reachable_by(verification.channel)}"
             )

@@ -484,6 +484,18 @@ class TestResendAndCancel:
             "invalid_request",
         )
 
+    def test_a_resend_on_a_channel_that_cannot_reach_the_destination_is_a_conflict(
+        self, api: TestClient, fakes: ApiFakes
+    ) -> None:
+        created = api.post(
+            "/v1/verifications", json={"to": "ada@example.com", "channel": "email"}
+        ).json()
+        make_pending(api, created["id"])
+        fakes.jobs.published.clear()
+        response = api.post(f"/v1/verifications/{created['id']}/resend", json={"channel": "call"})
+        assert_problem(response, 409, "channel_mismatch")
+        assert "email" in response.json()["detail"] and not fakes.jobs.published
+
     def test_a_cancel_of_a_canceled_verification_answers_it_again(self, api: TestClient) -> None:
         verification_id = self._pending(api)
         first = api.post(f"/v1/verifications/{verification_id}/cancel")

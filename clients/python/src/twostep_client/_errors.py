@@ -110,6 +110,10 @@ class NoVerifiedFactor(Conflict):
     code = "no_verified_factor"
 
 
+class ChannelMismatch(Conflict):
+    code = "channel_mismatch"
+
+
 class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
@@ -174,6 +178,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
         Conflict,
         VerificationNotPending,
         NoVerifiedFactor,
+        ChannelMismatch,
         PayloadTooLarge,
         UnsupportedMediaType,
         RateLimited,

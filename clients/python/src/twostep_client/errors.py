@@ -2,6 +2,7 @@
 
 from twostep_client._errors import (
     ApiError,
+    ChannelMismatch,
     Conflict,
     CountryNotAllowed,
     Forbidden,
@@ -28,6 +29,7 @@ from twostep_client._errors import (
 
 __all__ = [
     "ApiError",
+    "ChannelMismatch",
     "Conflict",
     "CountryNotAllowed",
     "Forbidden",
