@@ -118,6 +118,10 @@ class ChannelMismatch(Conflict):
     code = "channel_mismatch"
 
 
+class LastStrongFactor(Conflict):
+    code = "last_strong_factor"
+
+
 class NoVerifiedFactor(Conflict):
     code = "no_verified_factor"
 

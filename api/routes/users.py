@@ -43,9 +43,9 @@ from shared.kit.network import normalise_ip
 from shared.tenants.idempotency import StoredAnswer
 from shared.tenants.models import ApiKey
 from shared.two_step.service import AppEnrollment, Enrollment, TwoStep
+from shared.two_step.views import ChallengeOut, challenge_view
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.domain import Channel
-from shared.verifications.views import verification_view
 
 router = APIRouter(prefix="/v1/users/{user_id}", tags=["two-step authentication"], responses=KEYED)
 
@@ -151,7 +151,7 @@ async def list_factors(
     "/factors/{factor_id}",
     status_code=204,
     response_class=Response,
-    responses=problems(403, 404, 422),
+    responses=problems(403, 404, 409, 422),
 )
 async def disable_factor(
     user_id: UserIdPath,
@@ -159,16 +159,25 @@ async def disable_factor(
     uow: UowDep,
     api_key: UsersManageKey,
     two_step: TwoStepDep,
+    allow_downgrade: Annotated[
+        bool,
+        Query(
+            description="Disable the user's last authenticator app even though only weaker "
+            "factors (codes by text, call or email) are left; without it, `409 last_strong_factor`"
+        ),
+    ] = False,
 ) -> Response:
     """Disable a factor. With no verified factor left, two-step is off."""
-    await two_step.disable_factor(uow, api_key, user_id, parse_id(factor_id, "factor"))
+    await two_step.disable_factor(
+        uow, api_key, user_id, parse_id(factor_id, "factor"), allow_downgrade=allow_downgrade
+    )
     return Response(status_code=204)
 
 
 @router.post(
     "/challenges",
     status_code=202,
-    response_model=VerificationOut,
+    response_model=ChallengeOut,
     responses=problems(403, 404, 409, 413, 415, 422, 429),
 )
 async def start_challenge(
@@ -178,14 +187,15 @@ async def start_challenge(
     answer_once: AnswerOnceDep,
     body: Annotated[ChallengeCreate | None, Body()] = None,
 ) -> JSONResponse:
-    """Login: send a code to one of the user's verified factors (`factor_id`, else the latest
-    verified), on its channel or `channel`. `409 no_verified_factor` when two-step is off (or
-    the factor named is not verified). The user may log in only once a check on it is
-    `approved`."""
+    """Login: send a code to one of the user's verified factors (`factor_id`, else the preferred:
+    an authenticator app before a phone or an address, then the latest verified), on its channel
+    or `channel`; the answer names the factor and lists the others the login page can offer.
+    `409 no_verified_factor` when two-step is off (or the factor named is not verified). The
+    user may log in only once a check on it is `approved`."""
     request = body or ChallengeCreate()
 
     async def challenge(uow: UnitOfWork) -> StoredAnswer:
-        verification = await two_step.start_challenge(
+        challenge = await two_step.start_challenge(
             uow,
             api_key,
             user_id,
@@ -193,7 +203,7 @@ async def start_challenge(
             str(request.client_ip) if request.client_ip else None,
             factor_id=request.factor_id,
         )
-        return StoredAnswer(202, verification_view(verification))
+        return StoredAnswer(202, challenge_view(challenge))
 
     answered = await answer_once(
         api_key,

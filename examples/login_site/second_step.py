@@ -39,13 +39,9 @@ NEW_CODE = "Use “Send the code again” below to get a new one."
 
 
 async def begin_second_step(site: Site, request: Request, user_id: str) -> None:
-    """The password was right and two-step is on: remember that much and the user's factors
-    (the page offers each), and send a code to the latest verified one."""
-    factors: dict[str, str] = {}
-    with contextlib.suppress(TwostepError):  # then only the default factor is offered
-        for factor in (await site.twostep.list_factors(user_id)).verified:
-            factors[factor.type] = factor.id
-    start_session(request, login={"user": user_id, "since": time.time(), "factors": factors})
+    """The password was right and two-step is on: remember that much, and send a code to the
+    user's preferred factor (twostep's answer names the others: the page offers each)."""
+    start_session(request, login={"user": user_id, "since": time.time(), "factors": {}})
     await send_code(site, request, request.session["login"], channel=None)
 
 
@@ -87,10 +83,15 @@ async def _resend_or_start(
             return await twostep.resend(login["verification"], channel=channel)
         except VerificationNotPending:
             pass  # expired, used up or canceled: a new code instead
-    factor_id = login.get("factors", {}).get(_kind(channel)) if switching else None
-    return await twostep.start_challenge(
+    factors: dict[str, str] = login.setdefault("factors", {})
+    factor_id = factors.get(_kind(channel)) if switching else None
+    challenge = await twostep.start_challenge(
         login["user"], factor_id=factor_id, channel=channel, client_ip=ip
     )
+    factors[_kind(challenge.channel)] = challenge.factor_id
+    for other in challenge.alternatives:  # preferred first: the first of each kind is offered
+        factors.setdefault(other.type, other.id)
+    return challenge
 
 
 def _kind(channel: str | None) -> str:

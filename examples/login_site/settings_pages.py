@@ -243,7 +243,8 @@ class SettingsPages:
     async def _turn_off(self, request: Request, user: User) -> Response:
         try:
             for factor in (await self.site.twostep.list_factors(user.id)).verified:
-                await self.site.twostep.remove_factor(user.id, factor.id)
+                # The user agreed: password and a second step just now (``_ask_first``).
+                await self.site.twostep.remove_factor(user.id, factor.id, allow_downgrade=True)
         except TwostepError as error:
             log.warning("cannot turn two-step off: %s", problem(error))
             flash(request, "error", words.UNAVAILABLE)

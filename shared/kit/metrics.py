@@ -107,13 +107,21 @@ TIME_TO_PENDING = Histogram(
 )
 TIME_TO_DECISION = Histogram(
     "twostep_time_to_decision_seconds",
-    "From a check's submission to its decision",
+    "From a check's submission to its decision, by channel (totp: an authenticator app)",
+    ["channel"],
     buckets=_FLOW_BUCKETS,
 )
 VERIFICATIONS_FINAL = Counter(
     "twostep_verifications_final_total",
-    "Verifications that reached a final state, by state (counted where they reached it)",
-    ["status"],
+    "Verifications that reached a final state, by state and channel (counted where they "
+    "reached it)",
+    ["status", "channel"],
+)
+FACTOR_CHANGES = Counter(
+    "twostep_factor_changes_total",
+    "Users' factors verified, disabled, replaced or failed at enrolment, by type (phone, "
+    "email, totp)",
+    ["type", "change"],
 )
 WEBHOOK_DELIVERIES = Counter(
     "twostep_webhook_deliveries_total",

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import (
     delete,
     func,
     select,
-    true,
     update,
 )
 
 from shared.kit.db.repository import Repository
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor, RecoveryCode
-from shared.verifications.domain import Channel
 
 
 class FactorRepository(Repository):
@@ -42,21 +40,17 @@ class FactorRepository(Repository):
             )
         ).all()
 
-    async def latest_verified(
-        self, tenant_id: uuid.UUID, user_id: str, channels: Collection[Channel] | None = None
-    ) -> Factor | None:
-        """The user's latest verified factor (of those ``channels`` reach, if named)."""
-        return await self.session.scalar(
-            select(Factor)
-            .where(
-                Factor.tenant_id == tenant_id,
-                Factor.user_id == user_id,
-                Factor.status == FactorStatus.VERIFIED,
-                Factor.channel.in_(sorted(channels)) if channels else true(),
+    async def verified_for_user(self, tenant_id: uuid.UUID, user_id: str) -> Sequence[Factor]:
+        """The user's verified factors: a handful at most, chosen among in ``choice``."""
+        return (
+            await self.session.scalars(
+                select(Factor).where(
+                    Factor.tenant_id == tenant_id,
+                    Factor.user_id == user_id,
+                    Factor.status == FactorStatus.VERIFIED,
+                )
             )
-            .order_by(Factor.verified_at.desc())
-            .limit(1)
-        )
+        ).all()
 
     async def verified_for_another_user(self, factor: Factor) -> bool:
         """Whether the factor's phone is verified for another user of its tenant."""

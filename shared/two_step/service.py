@@ -6,7 +6,7 @@ replaces the user's old phones (a new address their old addresses) only once it 
 itself. An enrolment answers the same whether or not the destination is enrolled elsewhere; one
 verified for another user of the tenant fails only at approval, as ``factor.enrollment_failed``,
 so nobody learns which phones or addresses are enrolled. Login: a challenge is a verification to
-one of the user's verified factors (the one named, else the latest verified); the decision is
+one of the user's verified factors (the one named, else the preferred: ``choice``); the decision is
 the verification's, approved only after an approved check. Recovery codes are ``recovery.py``'s.
 """
 
@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import structlog
 
@@ -24,8 +23,7 @@ from shared.audit import service as audit
 from shared.audit.domain import EventType
 from shared.audit.models import Event
 from shared.audit.service import Subject
-from shared.errors import InvalidInput, NotFound, NoVerifiedFactor
-from shared.kit.changes import Announcement
+from shared.errors import ChannelMismatch, InvalidInput, NotFound, NoVerifiedFactor
 from shared.kit.crypto import Keyring
 from shared.kit.destinations import Destination, parse_destination
 from shared.kit.jobs import Job
@@ -33,10 +31,11 @@ from shared.kit.lookups import destination_lookup
 from shared.kit.network import normalise_ip
 from shared.limits.ports import Guesser, SendRequest
 from shared.tenants.models import ApiKey
+from shared.two_step.choice import Challenge, Choice, choose, refuse_losing_the_last_strong
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor
+from shared.two_step.records import announce_factor, record_factor
 from shared.two_step.users import validate_user_id
-from shared.two_step.views import factor_view
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.domain import Channel, Purpose
 from shared.verifications.models import Verification
@@ -134,7 +133,7 @@ class TwoStep:
             updated_at=verification.created_at,
         )
         uow.factors.add(factor)
-        await _record_factor(
+        await record_factor(
             uow,
             EventType.FACTOR_ENROLLMENT_STARTED,
             factor,
@@ -175,7 +174,7 @@ class TwoStep:
             updated_at=verification.created_at,
         )
         uow.factors.add(factor)
-        await _record_factor(
+        await record_factor(
             uow, EventType.FACTOR_ENROLLMENT_STARTED, factor, api_key.id, through=verification
         )
         return factor, verification, made.otpauth_uri
@@ -187,15 +186,24 @@ class TwoStep:
         return FactorList(user_id, enabled, factors)
 
     async def disable_factor(
-        self, uow: UnitOfWork, api_key: ApiKey, user_id: str, factor_id: uuid.UUID
+        self,
+        uow: UnitOfWork,
+        api_key: ApiKey,
+        user_id: str,
+        factor_id: uuid.UUID,
+        *,
+        allow_downgrade: bool = False,
     ) -> Factor:
         """Disable a factor; a pending enrolment for it is canceled too. Disabling twice is
-        fine."""
+        fine; disabling the last strong one only when ``allow_downgrade``."""
         factor = await uow.factors.get(api_key.tenant_id, validate_user_id(user_id), factor_id)
         if factor is None:
             raise NotFound(f"no factor {factor_id} for this user")
         if factor.status is FactorStatus.DISABLED:
             return factor
+        if not allow_downgrade:
+            verified = await uow.factors.verified_for_user(factor.tenant_id, factor.user_id)
+            refuse_losing_the_last_strong(factor, verified)
         now = self.verifications.clock.now()
         await uow.factors.disable(factor.id, now)
         if factor.enrollment_verification_id is not None:
@@ -206,9 +214,9 @@ class TwoStep:
                 uow.notify_after_commit(change_of(canceled))
                 if canceled.provider_open:  # over here, so over at Twilio too
                     uow.enqueue_after_commit(Job.close_verification(canceled.id))
-        await _record_factor(uow, EventType.FACTOR_DISABLED, factor, api_key.id)
+        await record_factor(uow, EventType.FACTOR_DISABLED, factor, api_key.id)
         if factor.status is FactorStatus.VERIFIED:
-            _announce_factor(uow, WebhookEvent.FACTOR_REMOVED, factor, FactorStatus.DISABLED)
+            announce_factor(uow, WebhookEvent.FACTOR_REMOVED, factor, FactorStatus.DISABLED)
         return factor
 
     async def start_challenge(
@@ -219,13 +227,13 @@ class TwoStep:
         channel: Channel | None = None,
         client_ip: str | None = None,
         factor_id: uuid.UUID | None = None,
-    ) -> Verification:
+    ) -> Challenge:
         """Send a login code to one of the user's verified factors — the one named, else the
-        latest verified — on its channel or another that reaches it."""
+        preferred one (``choice``) — on its channel or another that reaches it."""
         validate_user_id(user_id)
-        factor = await self._challenged_factor(uow, api_key, user_id, channel, factor_id)
+        choice = await self._choice(uow, api_key, user_id, channel, factor_id)
         ip = normalise_ip(client_ip) if client_ip else None
-        if factor is None:
+        if choice is None:
             # Asking whether a user has 2SA costs what a send costs: no free probing.
             await self.verifications.guards.sends.admit(
                 SendRequest(
@@ -238,9 +246,10 @@ class TwoStep:
                 )
             )
             raise NoVerifiedFactor("two-step authentication is not on for this user")
+        factor = choice.factor
         channel = channel or factor.channel
         if channel.kind is not factor.channel.kind:
-            raise InvalidInput(
+            raise ChannelMismatch(
                 f"factor {factor.id} is reached by {factor.channel.value}, not {channel.value}"
             )
         verifications = self.verifications
@@ -262,31 +271,27 @@ class TwoStep:
                 api_key,
                 AppCodeRequest(user_id, Purpose.LOGIN, factor.destination, ip),
             )
-        await _record_factor(
+        await record_factor(
             uow, EventType.CHALLENGE_REQUESTED, factor, api_key.id, through=verification
         )
-        return verification
+        return Challenge(verification, choice)
 
-    async def _challenged_factor(
+    async def _choice(
         self,
         uow: UnitOfWork,
         api_key: ApiKey,
         user_id: str,
         channel: Channel | None,
         factor_id: uuid.UUID | None,
-    ) -> Factor | None:
-        """The factor named (it must be verified), else the latest verified one ``channel``
-        reaches ("email me instead"), else the latest verified one; None: 2SA is off."""
+    ) -> Choice | None:
         async with uow.reads() as read:
-            if factor_id is None:
-                reached = channel.of_kind() if channel is not None else None
-                return await read.factors.latest_verified(api_key.tenant_id, user_id, reached)
-            factor = await read.factors.get(api_key.tenant_id, user_id, factor_id)
-        if factor is None:
-            raise NotFound(f"no factor {factor_id} for this user")
-        if factor.status is not FactorStatus.VERIFIED:
-            raise NoVerifiedFactor(f"factor {factor_id} is {factor.status.value}")
-        return factor
+            verified = await read.factors.verified_for_user(api_key.tenant_id, user_id)
+            named = next((f for f in verified if f.id == factor_id), None)
+            if factor_id is not None and named is None:
+                named = await read.factors.get(api_key.tenant_id, user_id, factor_id)
+                if named is None:
+                    raise NotFound(f"no factor {factor_id} for this user")
+        return choose(verified, channel, named)
 
     async def release_lockout(
         self,
@@ -340,7 +345,7 @@ async def on_verification_approved(
         return
     if one_user_per_phone and await uow.factors.verified_for_another_user(factor):
         await uow.factors.disable(factor.id, now)
-        await _record_factor(
+        await record_factor(
             uow,
             EventType.FACTOR_ENROLLMENT_FAILED,
             factor,
@@ -350,47 +355,12 @@ async def on_verification_approved(
         log.info("factor.enrollment_failed", factor_id=str(factor.id), reason="in use")
         return
     await uow.factors.verify(factor.id, now)
-    await _record_factor(uow, EventType.FACTOR_VERIFIED, factor, verification.api_key_id)
-    _announce_factor(uow, WebhookEvent.FACTOR_ADDED, factor, FactorStatus.VERIFIED, now)
+    await record_factor(uow, EventType.FACTOR_VERIFIED, factor, verification.api_key_id)
+    announce_factor(uow, WebhookEvent.FACTOR_ADDED, factor, FactorStatus.VERIFIED, now)
     if factor.replaces_others:
         for old in await uow.factors.verified_others(factor):
             await uow.factors.disable(old.id, now)
-            await _record_factor(
+            await record_factor(
                 uow, EventType.FACTOR_REPLACED, old, verification.api_key_id, by=str(factor.id)
             )
-            _announce_factor(uow, WebhookEvent.FACTOR_REMOVED, old, FactorStatus.DISABLED)
-
-
-def _announce_factor(
-    uow: UnitOfWork,
-    event: WebhookEvent,
-    factor: Factor,
-    status: FactorStatus,
-    verified_at: datetime | None = None,
-) -> None:
-    changed: dict[str, Any] = {"status": status}
-    if verified_at is not None:
-        changed["verified_at"] = verified_at
-    uow.announce(Announcement(factor.tenant_id, event, factor_view(factor, **changed)))
-
-
-async def _record_factor(
-    uow: UnitOfWork,
-    event_type: EventType,
-    factor: Factor,
-    api_key_id: uuid.UUID | None,
-    *,
-    through: Verification | None = None,
-    **detail: str,
-) -> None:
-    """Record what happened to a factor; ``through``: the verification the request made."""
-    subject = Subject(
-        tenant_id=factor.tenant_id,
-        user_id=factor.user_id,
-        api_key_id=api_key_id,
-        client_ip=through.client_ip if through else None,
-        destination=factor.destination,
-        verification_id=through.id if through else factor.enrollment_verification_id,
-        factor_id=factor.id,
-    )
-    await audit.record(uow, event_type, subject, **detail)
+            announce_factor(uow, WebhookEvent.FACTOR_REMOVED, old, FactorStatus.DISABLED)

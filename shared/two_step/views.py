@@ -1,4 +1,5 @@
-"""How a factor looks to a login server: its phone number or email address masked."""
+"""How a factor and a login challenge look to a login server: phone numbers and email addresses
+masked."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shared.kit.destinations import mask_destination
+from shared.two_step.choice import Challenge
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor
 from shared.verifications.domain import Channel, FactorKind
-from shared.verifications.views import View
+from shared.verifications.views import VerificationOut, View, verification_view
 
 
 class FactorOut(BaseModel):
@@ -47,3 +49,24 @@ class FactorOut(BaseModel):
 def factor_view(row: Factor, **now: Any) -> View:
     """The factor as the API shows it; ``now``: what a statement just changed in it."""
     return FactorOut.from_row(row).model_copy(update=now).model_dump(mode="json")
+
+
+class ChallengeOut(VerificationOut):
+    """A login challenge: its verification, the factor it went to and the others to offer."""
+
+    factor_id: uuid.UUID = Field(description="The factor the code went to (or is made by)")
+    alternatives: list[FactorOut] = Field(
+        description="The user's other verified factors, preferred first: what the login page "
+        "can offer instead (a new challenge naming one's `factor_id`)"
+    )
+
+
+def challenge_view(challenge: Challenge) -> View:
+    choice = challenge.choice
+    return {
+        **verification_view(challenge.verification),
+        "factor_id": str(choice.factor.id),
+        "alternatives": [
+            FactorOut.from_row(factor).model_dump(mode="json") for factor in choice.alternatives
+        ],
+    }

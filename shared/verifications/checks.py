@@ -169,7 +169,9 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
                 await self._approve(uow, now)
             else:
                 used_up = await self._reject(uow, now)
-        metrics.TIME_TO_DECISION.observe((now - self.claimed.created_at).total_seconds())
+        metrics.TIME_TO_DECISION.labels(channel=self.verification.channel.value).observe(
+            (now - self.claimed.created_at).total_seconds()
+        )
         self.log.info("check.answered", approved=answer.approved)
         if used_up:
             # Twilio keeps a verification pending after its last wrong check: a new one to the

@@ -15,6 +15,12 @@ class FactorKind(StrEnum):
     EMAIL = "email"
     TOTP = "totp"
 
+    @property
+    def is_strong(self) -> bool:
+        """Its code does not travel through a network others can read or divert: NIST SP
+        800-63B restricts codes to a phone (5.1.3.3) and rules out email for them (5.1.3.1)."""
+        return self is FactorKind.TOTP
+
 
 class Channel(StrEnum):
     SMS = "sms"

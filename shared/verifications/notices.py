@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from shared.kit import metrics
 from shared.kit.changes import Change, ChangeFeed
-from shared.verifications.domain import FINAL_VERIFICATION_STATUSES
+from shared.verifications.domain import FINAL_VERIFICATION_STATUSES, Channel
 
 _FINAL = frozenset(status.value for status in FINAL_VERIFICATION_STATUSES)
 
@@ -24,10 +24,12 @@ class CountedChangeFeed:
             if change.kind == "verification" and change.view is not None:
                 status = change.view["status"]
                 if status in _FINAL:
-                    metrics.VERIFICATIONS_FINAL.labels(status=status).inc()
+                    channel = change.view["channel"]
+                    metrics.VERIFICATIONS_FINAL.labels(status=status, channel=channel).inc()
         await self._feed.publish(changes)
 
 
 # Exported from the start, at zero: a rate over a series that does not exist yet is no rate.
 for _status in FINAL_VERIFICATION_STATUSES:
-    metrics.VERIFICATIONS_FINAL.labels(status=_status.value)
+    for _channel in Channel:
+        metrics.VERIFICATIONS_FINAL.labels(status=_status.value, channel=_channel.value)

@@ -13,6 +13,7 @@ import pytest
 from twostep_client import (
     InvalidEmailAddress,
     InvalidPhoneNumber,
+    LastStrongFactor,
     MaxAttemptsReached,
     NotFound,
     NoVerifiedFactor,
@@ -149,9 +150,16 @@ def test_an_authenticator_app_enrolled_then_a_login_with_it(
     assert client.list_factors(user).two_step_enabled
     login = client.start_challenge(user)
     assert login.channel == "totp" and login.status == "pending"
+    assert login.factor_id == enrolment.factor.id and login.alternatives == ()
     # The enrolment's code again: refused (a code is good once); the next step's is not.
     assert client.check(login.id, totp.at(now), wait=WAIT).status == "rejected"
     assert client.check(login.id, totp.at(now + totp.interval), wait=WAIT).approved
+    # The user's only app, and so the last strong factor: removed only when asked explicitly.
+    with pytest.raises(LastStrongFactor):
+        client.remove_factor(user, enrolment.factor.id)
+    assert client.list_factors(user).two_step_enabled
+    client.remove_factor(user, enrolment.factor.id, allow_downgrade=True)
+    assert not client.list_factors(user).two_step_enabled
 
 
 def test_wrong_codes_lock_the_user_out_until_an_admin_lifts_it(

@@ -53,9 +53,9 @@ def test_a_code_by_email_and_one_by_whatsapp(system: System) -> None:
     pending = client.call("POST", "/v1/verifications", 202, json={"to": phone})
     client.settled(pending["id"], "pending")
     resend = client.call(
-        "POST", f"/v1/verifications/{pending['id']}/resend", 422, json={"channel": "email"}
+        "POST", f"/v1/verifications/{pending['id']}/resend", 409, json={"channel": "email"}
     )
-    assert resend["code"] == "invalid_request"
+    assert resend["code"] == "channel_mismatch"
     assert client.sandbox.sends_to(address) == 1
 
     # The longest address there is (254), on a long domain: stored encrypted, masked, sent.
@@ -102,9 +102,9 @@ def test_an_email_factor_beside_a_phone_and_a_login_on_each(system: System) -> N
     assert client.check(login["id"], client.sandbox.latest_code(phone)) == "approved"
 
     wrong_channel = client.call(
-        "POST", challenges, 422, json={"factor_id": email_factor["id"], "channel": "sms"}
+        "POST", challenges, 409, json={"factor_id": email_factor["id"], "channel": "sms"}
     )
-    assert wrong_channel["code"] == "invalid_request"
+    assert wrong_channel["code"] == "channel_mismatch"
     unknown = client.call("POST", challenges, 404, json={"factor_id": str(uuid.uuid4())})
     assert unknown["code"] == "not_found"
 

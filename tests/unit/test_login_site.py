@@ -55,7 +55,8 @@ class FakeTwostep:
             return httpx.Response(204)
         if found := re.fullmatch(r"/v1/users/(\w+)/challenges", path):
             self.challenges.append(found[1])
-            return httpx.Response(202, json=self._verification(f"v{next(self.ids)}"))
+            challenge = {"factor_id": "f1", "alternatives": []}
+            return httpx.Response(202, json=self._verification(f"v{next(self.ids)}") | challenge)
         if found := re.fullmatch(r"/v1/verifications/(\w+)", path):
             return httpx.Response(200, json=self._verification(found[1]))
         if found := re.fullmatch(r"/v1/verifications/(\w+)/checks", path):

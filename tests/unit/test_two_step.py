@@ -128,7 +128,9 @@ class TestChallenge:
         _factor, verification = await enroll(world)
         await approve(world, verification.id)
         async with world.uow_factory() as uow:
-            login = await world.two_step.start_challenge(uow, world.key, USER, Channel.CALL)
+            challenge = await world.two_step.start_challenge(uow, world.key, USER, Channel.CALL)
+        login = challenge.verification
+        assert challenge.choice.alternatives == []
         assert (login.purpose, login.destination, login.channel, login.user_id) == (
             Purpose.LOGIN,
             PHONE,

@@ -16,6 +16,7 @@
 from twostep_client import errors
 from twostep_client._async.client import AsyncTwostepClient
 from twostep_client._models import (
+    Challenge,
     Channel,
     Check,
     CheckStatus,
@@ -41,6 +42,7 @@ from twostep_client.errors import *  # noqa: F403 - every exception, as errors._
 
 __all__ = [
     "AsyncTwostepClient",
+    "Challenge",
     "Channel",
     "Check",
     "CheckStatus",

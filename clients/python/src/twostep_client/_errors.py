@@ -114,6 +114,10 @@ class ChannelMismatch(Conflict):
     code = "channel_mismatch"
 
 
+class LastStrongFactor(Conflict):
+    code = "last_strong_factor"
+
+
 class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
@@ -179,6 +183,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
         VerificationNotPending,
         NoVerifiedFactor,
         ChannelMismatch,
+        LastStrongFactor,
         PayloadTooLarge,
         UnsupportedMediaType,
         RateLimited,

@@ -4,7 +4,7 @@ as something the types say it cannot be."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal, TypeVar, get_args
 
@@ -190,6 +190,25 @@ class Factor:
             status=_word(body["status"], _FACTOR_STATUSES),
             created_at=_time(body["created_at"]),
             verified_at=_optional_time(body.get("verified_at")),
+        )
+
+
+@dataclass(frozen=True)
+class Challenge(Verification):
+    """A login challenge's verification, the factor it went to, and the user's other verified
+    factors, preferred first: what the login page can offer instead (a new challenge naming
+    one's ``id`` as ``factor_id``)."""
+
+    factor_id: str
+    alternatives: tuple[Factor, ...]
+
+    @classmethod
+    def from_json(cls, body: Json) -> Challenge:
+        verification = Verification.from_json(body)
+        return cls(
+            **{field.name: getattr(verification, field.name) for field in fields(Verification)},
+            factor_id=str(body["factor_id"]),
+            alternatives=tuple(Factor.from_json(factor) for factor in body["alternatives"]),
         )
 
 

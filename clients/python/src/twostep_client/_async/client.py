@@ -23,6 +23,7 @@ from twostep_client._calls import (
 )
 from twostep_client._errors import TwostepConnectionError
 from twostep_client._models import (
+    Challenge,
     Channel,
     Check,
     Enrollment,
@@ -258,10 +259,19 @@ class AsyncTwostepClient:
             Call("GET", f"/v1/users/{segment(user_id)}/factors", Factors.from_json)
         )
 
-    async def remove_factor(self, user_id: str, factor_id: str) -> None:
-        """Disable a factor; with no verified factor left, two-step is off."""
+    async def remove_factor(
+        self, user_id: str, factor_id: str, *, allow_downgrade: bool = False
+    ) -> None:
+        """Disable a factor; with no verified factor left, two-step is off. The user's last
+        authenticator app goes only with ``allow_downgrade`` (``LastStrongFactor`` without):
+        ask the user first."""
         await self._send(
-            Call("DELETE", f"/v1/users/{segment(user_id)}/factors/{segment(factor_id)}", nothing)
+            Call(
+                "DELETE",
+                f"/v1/users/{segment(user_id)}/factors/{segment(factor_id)}",
+                nothing,
+                params={"allow_downgrade": "true"} if allow_downgrade else {},
+            )
         )
 
     async def start_challenge(
@@ -272,15 +282,16 @@ class AsyncTwostepClient:
         channel: Channel | None = None,
         client_ip: str | None = None,
         idempotency_key: str | None = None,
-    ) -> Verification:
+    ) -> Challenge:
         """Login: send a code to one of the user's verified factors — ``factor_id``, else the
-        latest verified — on its channel or ``channel`` (``NoVerifiedFactor`` when two-step is
-        off). Let the user in only once a check on it is approved."""
+        preferred (an authenticator app first, then the latest verified) — on its channel or
+        ``channel`` (``NoVerifiedFactor`` when two-step is off); ``alternatives`` are the
+        others to offer. Let the user in only once a check on it is approved."""
         return await self._send(
             Call(
                 "POST",
                 f"/v1/users/{segment(user_id)}/challenges",
-                Verification.from_json,
+                Challenge.from_json,
                 body=without_none(factor_id=factor_id, channel=channel, client_ip=client_ip),
                 idempotency_key=idempotency_key or new_idempotency_key(),
             )
