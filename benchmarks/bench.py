@@ -55,6 +55,7 @@ from benchmarks.systems import (
     twostep_process_names,
     wait_quiet,
 )
+from benchmarks.totp import InlineApp, TwostepApp
 
 _JITTERY = {"latency_ms": 200, "jitter_ms": 50}
 
@@ -71,6 +72,9 @@ class Scenario:
     # Users start evenly over this many seconds, as load arrives in practice; the herd is the
     # scenario where they do not.
     ramp_seconds: float = 1.0
+    # What the second step is: a code by "sms", or an authenticator app's ("totp"; each user
+    # enrolled before the storm and logging in once).
+    factor: str = "sms"
 
 
 SCENARIOS = (
@@ -103,6 +107,10 @@ SCENARIOS = (
         200,
         200,
         ramp_seconds=0.0,
+    ),
+    # No SMS round trip: each side is bound by what a login costs it.
+    Scenario(
+        "totp", "authenticator apps, latency 200±50 ms", _JITTERY, 50, 400, 20, 80, factor="totp"
     ),
 )
 SCENARIO_NAMES = tuple(scenario.name for scenario in SCENARIOS)
@@ -221,7 +229,7 @@ def _run_all(options: BenchOptions, planned: list[Planned], results: list[Scenar
         Supervisor(log_dir) as supervisor,
     ):
         running = start_all(supervisor, database_url, options.workers, run_id)
-        bench = _Bench(running, SandboxControl(running.sandbox_url), database_url)
+        bench = _Bench(running, SandboxControl(running.sandbox_url), database_url, run_id)
         try:
             warm_up = _sized(WARM_UP, options.quick)
             _run_scenario(bench, warm_up, 0)
@@ -242,6 +250,7 @@ class _Bench:
     running: Running
     sandbox: SandboxControl
     database_url: str
+    run_id: str
     profile_dir: str | None = None
 
 
@@ -249,10 +258,10 @@ def _run_scenario(bench: _Bench, item: Planned, offset: int) -> ScenarioResult:
     scenario = item.scenario
     running, sandbox = bench.running, bench.sandbox
     say(f"{scenario.name}: {scenario.description}; {item.users} users, {item.logins} logins")
-    twostep = _twostep_side(bench, item, offset)
-    storm, usage = _storm(
-        sandbox, Inline(running.inline_url, running.sandbox_url), running.inline_targets(), item
-    )
+    twostep_system, inline_system = _systems(bench, item, offset)
+    twostep = _twostep_side(bench, item, offset, twostep_system)
+    _ready(sandbox, inline_system, item)
+    storm, usage = _storm(inline_system, running.inline_targets(), item)
     inline = _side("inline", storm, usage, sandbox.stats(), ["inline"])
     slower = inline.storm.logins_per_second
     return ScenarioResult(
@@ -267,13 +276,26 @@ def _run_scenario(bench: _Bench, item: Planned, offset: int) -> ScenarioResult:
     )
 
 
-def _twostep_side(bench: _Bench, item: Planned, offset: int) -> SideResult:
+def _systems(bench: _Bench, item: Planned, offset: int) -> tuple[System, System]:
+    running = bench.running
+    api, key, sandbox_url = running.api_url, running.api_key, running.sandbox_url
+    if item.scenario.factor == "totp":
+        return (
+            TwostepApp(api, key, sandbox_url, user_offset=offset),
+            InlineApp(running.inline_url, sandbox_url, f"{bench.run_id}-{offset}"),
+        )
+    return Twostep(api, key, sandbox_url, user_offset=offset), Inline(
+        running.inline_url, sandbox_url
+    )
+
+
+def _twostep_side(bench: _Bench, item: Planned, offset: int, system: System) -> SideResult:
     running, sandbox, database_url = bench.running, bench.sandbox, bench.database_url
-    system = Twostep(running.api_url, running.api_key, running.sandbox_url, user_offset=offset)
+    _ready(sandbox, system, item)
     counted = read_counters(running.redis_url, database_url)
     profiling = _profiler(running, item, bench.profile_dir)
     with profiling or contextlib.nullcontext():
-        storm, usage = _storm(sandbox, system, running.twostep_targets(), item)
+        storm, usage = _storm(system, running.twostep_targets(), item)
     # Requests the users gave up on may still be queued in the API: let it work through them
     # first, so that their rows count here and their SMS do not land in the inline side's stats.
     drained = wait_quiet(system.health_url, item.scenario.name)
@@ -301,10 +323,15 @@ def _profiler(running: Running, item: Planned, directory: str | None) -> Profile
     return Profiler(targets, Path(directory), item.scenario.name)
 
 
-def _storm(
-    sandbox: SandboxControl, system: System, targets: list[Target], item: Planned
-) -> tuple[StormFigures, dict[str, Usage]]:
+def _ready(sandbox: SandboxControl, system: System, item: Planned) -> None:
+    """A clean sandbox with the scenario's faults, then the side's users (untimed, unmetered)."""
     sandbox.prepare(item.scenario.faults)
+    asyncio.run(system.prepare(item.logins))
+
+
+def _storm(
+    system: System, targets: list[Target], item: Planned
+) -> tuple[StormFigures, dict[str, Usage]]:
     label = f"{item.scenario.name}: {system.name}"
     say(f"{label} storm…")
     with ProcessMeter(targets) as meter:

@@ -97,6 +97,57 @@ def login_check(body: CheckBody) -> dict[str, str] | JSONResponse:
     return {"status": str(check.status)}
 
 
+class AppFactorBody(BaseModel):
+    entity: str
+
+
+class AppCodeBody(BaseModel):
+    entity: str
+    factor_sid: str
+    code: str
+
+
+@app.post("/factors/totp", response_model=None)
+def enrol_app(body: AppFactorBody) -> dict[str, str] | JSONResponse:
+    """An authenticator app made at Twilio: its secret goes back to the login page."""
+    try:
+        factor = verify.entities(body.entity).new_factors.create(
+            friendly_name=body.entity, factor_type="totp"
+        )
+    except TwilioRestException as exc:
+        return _twilio_failed(exc)
+    except requests.RequestException as exc:
+        return _timed_out(exc)
+    return {"factor_sid": str(factor.sid), "secret": str(factor.binding["secret"])}
+
+
+@app.post("/factors/totp/verify", response_model=None)
+def verify_app(body: AppCodeBody) -> dict[str, str] | JSONResponse:
+    try:
+        factor = (
+            verify.entities(body.entity).factors(body.factor_sid).update(auth_payload=body.code)
+        )
+    except TwilioRestException as exc:
+        return _twilio_failed(exc)
+    except requests.RequestException as exc:
+        return _timed_out(exc)
+    return {"status": str(factor.status)}
+
+
+@app.post("/login/totp", response_model=None)
+def login_totp(body: AppCodeBody) -> dict[str, str] | JSONResponse:
+    """An authenticator app's code checked inside the login request: one Twilio call."""
+    try:
+        challenge = verify.entities(body.entity).challenges.create(
+            factor_sid=body.factor_sid, auth_payload=body.code
+        )
+    except TwilioRestException as exc:
+        return _twilio_failed(exc)
+    except requests.RequestException as exc:
+        return _timed_out(exc)
+    return {"status": str(challenge.status)}
+
+
 @app.get("/healthz")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}

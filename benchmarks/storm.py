@@ -123,6 +123,9 @@ class System(Protocol):
     def health_url(self) -> str:
         """A cheap request of the system under test, for the prober."""
 
+    async def prepare(self, logins: int) -> None:
+        """Before the storm, untimed and unmetered: what the users need to exist."""
+
     async def login(self, http: aiohttp.ClientSession, number: int, record: Recorder) -> None:
         """Log one user in; raise ``LoginFailed`` with the reason if it does not succeed."""
 
@@ -168,6 +171,9 @@ class Twostep:
     def health_url(self) -> str:
         return f"{self.api_url}/healthz"
 
+    async def prepare(self, logins: int) -> None:
+        """Nothing: a code by SMS needs only a phone number, made up at each login."""
+
     async def login(self, http: aiohttp.ClientSession, number: int, record: Recorder) -> None:
         to = random_phone()
         auth = {"Authorization": f"Bearer {self.api_key}"}
@@ -187,7 +193,9 @@ class Twostep:
         url = f"{base}/{verification['id']}"
         if verification["status"] in _UNDECIDED:
             early = time.monotonic() - started < WAIT_SECONDS / 2
-            verification = await _poll(http, record, "read_verification", url, auth, early=early)
+            verification = await poll_decided(
+                http, record, "read_verification", url, auth, early=early
+            )
         if verification["status"] != "pending":
             error = (verification.get("error") or {}).get("code")
             raise LoginFailed(f"verification {verification['status']} {error or ''}".strip())
@@ -200,7 +208,7 @@ class Twostep:
         if check["status"] == "queued":
             early = time.monotonic() - started < WAIT_SECONDS / 2
             check_url = f"{url}/checks/{check['id']}"
-            check = await _poll(http, record, "read_check", check_url, auth, early=early)
+            check = await poll_decided(http, record, "read_check", check_url, auth, early=early)
         if check["status"] != "approved":
             raise LoginFailed(f"check {check['status']}")
 
@@ -209,7 +217,7 @@ _WAIT = {"wait": str(WAIT_SECONDS)}
 _UNDECIDED = frozenset({"queued", "sending"})
 
 
-async def _poll(
+async def poll_decided(
     http: aiohttp.ClientSession,
     record: Recorder,
     kind: str,
@@ -243,6 +251,9 @@ class Inline:
     @property
     def health_url(self) -> str:
         return f"{self.url}/healthz"
+
+    async def prepare(self, logins: int) -> None:
+        """Nothing: a code by SMS needs only a phone number, made up at each login."""
 
     async def login(self, http: aiohttp.ClientSession, number: int, record: Recorder) -> None:
         del number  # the baseline keeps no user ids
