@@ -2,17 +2,20 @@
 right code, and challenges checked with a code (``AuthPayload``). Codes are RFC 6238's, computed
 by ``pyotp`` on the sandbox's clock with the factor's time step, code length, algorithm and skew.
 
-Twilio's rules (https://www.twilio.com/docs/verify/quickstarts/totp and its error pages): a
-factor is ``unverified`` until a right code; 5 wrong codes on a factor are 429 / 60310 and on a
-challenge 429 / 60308; a challenge to an unverified factor is 403 / 60318; a challenge lives 5
-minutes unless ``ExpirationDate`` says otherwise. Twilio does not refuse a code used before
-(choice, as Twilio: a replay within the code's validity is approved again; twostep refuses it).
+Twilio's rules (https://www.twilio.com/docs/verify/quickstarts/totp, /docs/verify/api/entity and
+the error pages): an entity's identity is 8 to 64 dash-separated alphanumerics, anything else is
+400 / 60200 where a factor would make the entity; a factor is ``unverified`` until a right code;
+5 wrong codes on a factor are 429 / 60310 and on a challenge 429 / 60308; a challenge to an
+unverified factor is 403 / 60318; a challenge lives 5 minutes unless ``ExpirationDate`` says
+otherwise. Twilio does not refuse a code used before (choice, as Twilio: a replay within the
+code's validity is approved again; twostep refuses it).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +32,9 @@ CHALLENGE_LIFETIME = timedelta(minutes=5)
 DEFAULT_CONFIG = {"alg": "sha1", "skew": 1, "code_length": 6, "time_step": 30}
 _ALGORITHMS = ("sha1", "sha256", "sha512")
 _RANGES = {"time_step": (20, 60), "skew": (0, 2), "code_length": (3, 8)}
+# ASCII letters, digits and dashes (where Twilio allows a dash is not documented: anywhere here),
+# so an identity is also always safe, unescaped, in the ``url`` of the answers (``format: uri``).
+_IDENTITY = re.compile(r"[A-Za-z0-9-]{8,64}")
 
 
 @dataclass
@@ -77,12 +83,12 @@ class Factors:
         self.clock = clock
         self._factors: dict[str, Factor] = {}
         self._challenges: dict[str, Challenge] = {}
-        self._entities: dict[tuple[str, str], str] = {}  # (service, identity) -> YE sid
+        self.entities: dict[tuple[str, str], str] = {}  # (service, identity) -> YE sid
 
     def reset(self) -> None:
         self._factors.clear()
         self._challenges.clear()
-        self._entities.clear()
+        self.entities.clear()
 
     def create(self, service: Service, identity: str, form: dict[str, str]) -> Factor:
         name, kind = form.get("FriendlyName"), form.get("FactorType")
@@ -92,10 +98,14 @@ class Factors:
             )
         if not kind:
             raise TwilioError(400, 20001, "Missing required parameter FactorType in the post body")
-        if kind != "totp" or len(name) > 64 or not 8 <= len(identity) <= 64:
-            raise invalid("FactorType" if kind != "totp" else "FriendlyName")
+        if kind != "totp":
+            raise invalid("FactorType")
+        if len(name) > 64:
+            raise invalid("FriendlyName")
+        if not _IDENTITY.fullmatch(identity):
+            raise invalid("Identity")
         now = self.clock.now()
-        entity = self._entities.setdefault((service.sid, identity), new_sid("YE"))
+        entity = self.entities.setdefault((service.sid, identity), new_sid("YE"))
         factor = Factor(
             sid=new_sid("YF"),
             service_sid=service.sid,

@@ -10,7 +10,16 @@ writes, beside this file:
   under their titles, every schema they refer to (at the same JSON pointers, so ``$ref``s
   resolve), and the inline error schema Twilio declares for a 429 on Create Verification;
 - ``twilio_lookups_v2_schemas.json``: Lookup v2's ``LookupResponse`` and what it refers to, and
-  Twilio's own example answers of ``GET /v2/PhoneNumbers/{PhoneNumber}`` (``x-examples``).
+  Twilio's own example answers of ``GET /v2/PhoneNumbers/{PhoneNumber}`` (``x-examples``);
+- ``twilio_verify_v2_factors_openapi.json``: a trimmed but runnable OpenAPI document of the
+  Factors API operations the sandbox serves (``FACTOR_OPERATIONS``: TOTP factors and their
+  challenges), for schemathesis (``tests/sandbox/test_twilio_openapi.py``). Each operation is
+  Twilio's own (parameters, request body and its examples, success answer's schema, security)
+  less its description, answer examples and CORS answer headers; beside it only the schemas
+  those refer to. One thing is added, listed in ``info.x-added``: Twilio documents only success
+  answers, so every operation gets a ``default`` answer of Twilio's error body (the schema
+  Twilio itself declares for a 429 on Create Verification), against which schemathesis checks
+  the sandbox's refusals too.
 
 Twilio's Lookup description types as non-null fields its own examples answer ``null`` (every
 unrequested package, ``validation_errors`` of a valid number, ``error_code``...), so under
@@ -39,6 +48,19 @@ VERIFY_ROOTS = (
 # Inline list wrappers: (path, method) of the operation whose 200 answer they are.
 VERIFY_LISTS = (("/v2/Services", "get"), ("/v2/Attempts", "get"))
 LOOKUP_OPERATION = ("/v2/PhoneNumbers/{PhoneNumber}", "get")
+# The sandbox's Factors routes (``sandbox/factor_routes.py``), by Twilio's operationId; Twilio's
+# Entities, list and Notifications operations are not served, so not kept.
+FACTOR_OPERATIONS = (
+    "CreateNewFactor",
+    "FetchFactor",
+    "UpdateFactor",
+    "DeleteFactor",
+    "CreateChallenge",
+    "FetchChallenge",
+    "UpdateChallenge",
+)
+# What an operation keeps of Twilio's description; an answer keeps its description and schema.
+_OPERATION_KEYS = ("operationId", "summary", "tags", "parameters", "requestBody", "security")
 COMMIT = "d50069b44ea8cd23141385bdb6db48f16ff75bb5"
 HERE = Path(__file__).parent
 
@@ -89,11 +111,60 @@ def verify_subset(spec: dict[str, Any]) -> dict[str, Any]:
     for path, method in VERIFY_LISTS:
         schema = _answer(spec, path, method)["schema"]
         lists[schema["title"]] = schema
-    create = spec["paths"]["/v2/Services/{ServiceSid}/Verifications"]["post"]
-    error_429 = create["responses"]["429"]["content"]["application/json"]["schema"]
     schemas = _closure(spec["components"]["schemas"], list(VERIFY_ROOTS), lists)
     source = f"twilio/twilio-oai spec/json/twilio_verify_v2.json at {COMMIT}"
-    return _document(spec, source, {**schemas, "twilio.error": error_429})
+    return _document(spec, source, {**schemas, "twilio.error": _error_schema(spec)})
+
+
+def _error_schema(spec: dict[str, Any]) -> dict[str, Any]:
+    """The one error body Twilio's Verify description declares (a 429 on Create Verification)."""
+    create = spec["paths"]["/v2/Services/{ServiceSid}/Verifications"]["post"]
+    schema: dict[str, Any] = create["responses"]["429"]["content"]["application/json"]["schema"]
+    return schema
+
+
+def _trimmed_operation(operation: dict[str, Any]) -> dict[str, Any]:
+    kept = {key: operation[key] for key in _OPERATION_KEYS if key in operation}
+    responses: dict[str, Any] = {}
+    for status, answer in operation["responses"].items():
+        responses[status] = {"description": answer["description"]}
+        if "content" in answer:
+            responses[status]["content"] = {
+                media: {"schema": body["schema"]} for media, body in answer["content"].items()
+            }
+    responses["default"] = {
+        "description": "Twilio's error body (added: see info.x-added)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/twilio.error"}}},
+    }
+    kept["responses"] = responses
+    return kept
+
+
+def factors_openapi(spec: dict[str, Any]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    found = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if isinstance(operation, dict) and operation.get("operationId") in FACTOR_OPERATIONS:
+                paths.setdefault(path, {})[method] = _trimmed_operation(operation)
+                found.append(operation["operationId"])
+    if sorted(found) != sorted(FACTOR_OPERATIONS):
+        raise SystemExit(f"expected the operations {FACTOR_OPERATIONS}, found {found}")
+    extra = {"twilio.error": _error_schema(spec)}
+    roots = sorted({ref.rsplit("/", 1)[1] for ref in _refs(paths)} - set(extra))
+    schemas = _closure(spec["components"]["schemas"], roots, extra)
+    source = f"twilio/twilio-oai spec/json/twilio_verify_v2.json at {COMMIT}"
+    document = _document(spec, source, schemas)
+    document["info"]["version"] = spec["info"]["version"]
+    document["info"]["x-operations"] = list(FACTOR_OPERATIONS)
+    document["info"]["x-added"] = [
+        "responses.default of every operation: Twilio's error body, components.schemas."
+        "twilio.error (Twilio declares it inline, for a 429 on Create Verification only)"
+    ]
+    document["paths"] = dict(sorted(paths.items()))
+    document["security"] = spec["security"]
+    document["components"]["securitySchemes"] = spec["components"]["securitySchemes"]
+    return {key: document[key] for key in ("openapi", "info", "security", "paths", "components")}
 
 
 def _mark_nullable(
@@ -133,9 +204,11 @@ def lookups_subset(spec: dict[str, Any]) -> dict[str, Any]:
 def main(verify_path: str, lookups_path: str | None = None) -> None:
     verify = Path(verify_path)
     lookups = Path(lookups_path) if lookups_path else verify.with_name("twilio_lookups_v2.json")
+    verify_spec = json.loads(verify.read_text())
     for name, subset in (
-        ("twilio_verify_v2_schemas.json", verify_subset(json.loads(verify.read_text()))),
+        ("twilio_verify_v2_schemas.json", verify_subset(verify_spec)),
         ("twilio_lookups_v2_schemas.json", lookups_subset(json.loads(lookups.read_text()))),
+        ("twilio_verify_v2_factors_openapi.json", factors_openapi(verify_spec)),
     ):
         out = HERE / name
         out.write_text(json.dumps(subset, indent=1, sort_keys=False) + "\n")
