@@ -30,6 +30,7 @@ from sandbox.factor_routes import FactorRoutes
 from sandbox.faults import Faults
 from sandbox.lookup import lookup_json, parse_fields, verification_lookup
 from sandbox.paging import PageRequest, envelope, select
+from sandbox.passkey_routes import PasskeyRoutes
 from sandbox.services import Service
 from sandbox.state import VerifyState
 from sandbox.stats import Stats
@@ -350,6 +351,7 @@ class Sandbox:
             (service, "POST", "UpdateService", self.update_service),
             (service, "DELETE", "DeleteService", self.delete_service),
             *FactorRoutes(self, self.state.factors).routes(),
+            *PasskeyRoutes(self, self.state.passkeys).routes(),
         ]
         own: list[tuple[str, str, Endpoint]] = [
             ("/sandbox/messages", "GET", self.list_messages),

@@ -6,8 +6,8 @@ Twilio's rules (https://www.twilio.com/docs/verify/quickstarts/totp, /docs/verif
 the error pages): an entity's identity is 8 to 64 dash-separated alphanumerics, anything else is
 400 / 60200 where a factor would make the entity; a factor is ``unverified`` until a right code;
 5 wrong codes on a factor are 429 / 60310 and on a challenge 429 / 60308; a challenge to an
-unverified factor is 403 / 60318; a challenge lives 5 minutes unless ``ExpirationDate`` says
-otherwise. Twilio does not refuse a code used before (choice, as Twilio: a replay within the
+unverified factor is 403 / 60318; a challenge lives 5 minutes (``ExpirationDate`` is not
+honoured). Twilio does not refuse a code used before (choice, as Twilio: a replay within the
 code's validity is approved again; twostep refuses it).
 """
 
@@ -34,7 +34,7 @@ _ALGORITHMS = ("sha1", "sha256", "sha512")
 _RANGES = {"time_step": (20, 60), "skew": (0, 2), "code_length": (3, 8)}
 # ASCII letters, digits and dashes (where Twilio allows a dash is not documented: anywhere here),
 # so an identity is also always safe, unescaped, in the ``url`` of the answers (``format: uri``).
-_IDENTITY = re.compile(r"[A-Za-z0-9-]{8,64}")
+IDENTITY = re.compile(r"[A-Za-z0-9-]{8,64}")
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Factors:
             raise invalid("FactorType")
         if len(name) > 64:
             raise invalid("FriendlyName")
-        if not _IDENTITY.fullmatch(identity):
+        if not IDENTITY.fullmatch(identity):
             raise invalid("Identity")
         now = self.clock.now()
         entity = self.entities.setdefault((service.sid, identity), new_sid("YE"))

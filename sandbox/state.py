@@ -17,6 +17,7 @@ from typing import Any
 from sandbox.attempts import ATTEMPTS_KEPT, AttemptLog
 from sandbox.common import Clock, TwilioError, invalid, is_sid, new_sid, not_found
 from sandbox.factors import Factors
+from sandbox.passkeys import Passkeys
 from sandbox.services import Service, ServiceRegistry, ServiceStore
 
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -99,6 +100,7 @@ class VerifyState:
         self._sends: OrderedDict[tuple[str, str], deque[datetime]] = OrderedDict()
         self.messages: deque[Message] = deque(maxlen=MESSAGES_KEPT)
         self.factors = Factors(self.clock)
+        self.passkeys = Passkeys(self.clock, self.factors.entities)
 
     # --- verifications
 
@@ -244,6 +246,7 @@ class VerifyState:
         self._sends.clear()
         self.messages.clear()
         self.factors.reset()
+        self.passkeys.reset()
         self.clock.offset = timedelta(0)
 
     # --- internals

@@ -7,7 +7,8 @@ writes, beside this file:
 
 - ``twilio_verify_v2_schemas.json``: the response schemas of the Verify operations the sandbox
   serves, the inline list wrappers (``ListServiceResponse``, ``ListVerificationAttemptResponse``)
-  under their titles, every schema they refer to (at the same JSON pointers, so ``$ref``s
+  under their titles, Verify Passkeys' inline answers under ``passkeys.{operationId}``, every
+  schema they refer to (at the same JSON pointers, so ``$ref``s
   resolve), and the inline error schema Twilio declares for a 429 on Create Verification;
 - ``twilio_lookups_v2_schemas.json``: Lookup v2's ``LookupResponse`` and what it refers to, and
   Twilio's own example answers of ``GET /v2/PhoneNumbers/{PhoneNumber}`` (``x-examples``);
@@ -48,6 +49,9 @@ VERIFY_ROOTS = (
 # Inline list wrappers: (path, method) of the operation whose 200 answer they are.
 VERIFY_LISTS = (("/v2/Services", "get"), ("/v2/Attempts", "get"))
 LOOKUP_OPERATION = ("/v2/PhoneNumbers/{PhoneNumber}", "get")
+# Verify Passkeys' answers are inline and untitled in Twilio's description: kept under
+# ``passkeys.`` and their operationId.
+PASSKEY_OPERATIONS = ("Factors", "VerifyFactor", "Challenges", "ApproveChallenge")
 # The sandbox's Factors routes (``sandbox/factor_routes.py``), by Twilio's operationId; Twilio's
 # Entities, list and Notifications operations are not served, so not kept.
 FACTOR_OPERATIONS = (
@@ -111,6 +115,12 @@ def verify_subset(spec: dict[str, Any]) -> dict[str, Any]:
     for path, method in VERIFY_LISTS:
         schema = _answer(spec, path, method)["schema"]
         lists[schema["title"]] = schema
+    for name in PASSKEY_OPERATIONS:
+        operation = spec["paths"][f"/v2/Services/{{ServiceSid}}/Passkeys/{name}"]["post"]
+        [(_status, answer)] = operation["responses"].items()
+        lists[f"passkeys.{operation['operationId']}"] = answer["content"]["application/json"][
+            "schema"
+        ]
     schemas = _closure(spec["components"]["schemas"], list(VERIFY_ROOTS), lists)
     source = f"twilio/twilio-oai spec/json/twilio_verify_v2.json at {COMMIT}"
     return _document(spec, source, {**schemas, "twilio.error": _error_schema(spec)})

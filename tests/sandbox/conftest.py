@@ -102,6 +102,14 @@ class RecordingHttpClient(TwilioHttpClient):  # type: ignore[misc]
         return response
 
 
+_PASSKEY_ANSWERS = {
+    "Factors": "passkeys.CreateNewFactorPasskey",
+    "VerifyFactor": "passkeys.UpdatePasskeysFactor",
+    "Challenges": "passkeys.CreateChallengePasskeys",
+    "ApproveChallenge": "passkeys.UpdateChallengePasskeys",
+}
+
+
 def schema_for(exchange: Exchange) -> str | None:
     """The schema of an answer; None for DELETE's empty 204."""
     path = exchange.path
@@ -117,6 +125,8 @@ def schema_for(exchange: Exchange) -> str | None:
         return "verify.v2.verification_attempt"
     if path == "/v2/Services" and exchange.method == "GET":
         return "ListServiceResponse"
+    if "/Passkeys/" in path:
+        return _PASSKEY_ANSWERS[path.rsplit("/", 1)[1]]
     if "/Entities/" in path:
         if "/Challenges" in path:
             return "verify.v2.service.entity.challenge"
