@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,64 @@ class TotpFactors(Protocol):
         self, service: str, identity: str, factor_sid: str, code: str
     ) -> ProviderCheck:
         """A challenge of a verified factor, answered with ``code`` at once."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RelyingParty:
+    """The site passkeys belong to (WebAuthn's RP): its domain, its name as authenticators show
+    it, and the exact origins its pages are served from."""
+
+    id: str
+    name: str
+    origins: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PasskeyOptions:
+    """A factor's or a challenge's SID and the WebAuthn options for the browser (the
+    ``publicKey`` member of ``navigator.credentials.create()``'s or ``get()``'s argument, as
+    JSON: base64url for binary fields)."""
+
+    sid: str
+    options: dict[str, Any]
+
+
+class PasskeyFactors(Protocol):
+    """Passkeys through Twilio Verify Passkeys: WebAuthn verified by Twilio, for a factor per
+    passkey of a user's entity (``identity``, never personal data)."""
+
+    async def configure_passkeys(self, service: str, relying_party: RelyingParty) -> None:
+        """Set the service's relying party (a challenge needs it) and its criteria: a platform
+        or roaming authenticator, a discoverable credential preferred, user verification
+        required (a fingerprint, a face or a PIN)."""
+        ...
+
+    async def create_passkey_factor(
+        self, service: str, identity: str, friendly_name: str
+    ) -> PasskeyOptions:
+        """An unverified factor and its creation options."""
+        ...
+
+    async def verify_passkey_factor(
+        self, service: str, factor_sid: str, credential: dict[str, Any]
+    ) -> ProviderCheck:
+        """The browser's attestation (``PublicKeyCredential`` as JSON): approved when it
+        verifies ``factor_sid``; one that does not verify is ``approved=False``."""
+        ...
+
+    async def create_passkey_challenge(
+        self, service: str, identity: str, factor_sid: str
+    ) -> PasskeyOptions:
+        """A challenge of a verified passkey and its request options."""
+        ...
+
+    async def approve_passkey_challenge(
+        self, service: str, challenge_sid: str, assertion: dict[str, Any]
+    ) -> ProviderCheck:
+        """The browser's assertion: approved only when it approves ``challenge_sid`` itself (one
+        signed for another challenge approves nothing here); one that does not verify is
+        ``approved=False``."""
         ...
 
 

@@ -43,6 +43,7 @@ from shared.kit.settings import (
 )
 from shared.kit.startup import Misconfigured, has_real_twilio_credentials
 from shared.verify.port import LineFacts, ProviderCheck, ProviderService, ProviderVerification
+from shared.verify.twilio_passkeys import TwilioPasskeyFactors
 from shared.verify.twilio_totp import TwilioTotpFactors
 
 log = structlog.get_logger(__name__)
@@ -129,11 +130,15 @@ class _AiohttpTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio shi
         auth = options.get("auth")
         if auth is not None:
             headers["Authorization"] = aiohttp.encode_basic_auth(*auth)
+        # Verify Passkeys takes JSON bodies; the rest of Twilio's API, forms.
+        body = options.get("data")
+        as_json = headers.get("Content-Type") == "application/json"
         async with self._open().request(
             method,
             uri,
             params=options.get("params"),  # type: ignore[arg-type]
-            data=options.get("data"),
+            data=None if as_json else body,
+            json=body if as_json else None,
             headers=headers,
             allow_redirects=False,
         ) as answer:
@@ -144,7 +149,7 @@ class _AiohttpTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio shi
             await self._session.close()
 
 
-class TwilioVerifyClient(TwilioTotpFactors):
+class TwilioVerifyClient(TwilioTotpFactors, TwilioPasskeyFactors):
     """Every port of ``shared.verify.port``, on one SDK client and one pool of connections."""
 
     def __init__(self, settings: Settings, *, max_connections: int | None = None) -> None:
