@@ -10,7 +10,8 @@ from celery.contrib.testing.worker import start_worker
 from api.app import create_app
 from shared.kit.jobs import ALL_QUEUES
 from shared.kit.settings import Settings
-from tests.support import ThreadedServer
+from shared.verify.twilio import TwilioVerifyClient
+from tests.support import SandboxClient, ThreadedServer
 from workers.app import create_worker_app
 
 
@@ -44,3 +45,13 @@ async def api(api_url: str, api_key: str) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {api_key}"}
     async with httpx.AsyncClient(base_url=api_url, headers=headers, timeout=40) as client:
         yield client
+
+
+@pytest.fixture
+async def twilio_adapter(sandbox: SandboxClient) -> AsyncIterator[TwilioVerifyClient]:
+    """The Twilio adapter, pointed at the shared sandbox, with a short read timeout."""
+    adapter = TwilioVerifyClient(
+        Settings(twilio_base_url=sandbox.url, twilio_read_timeout_seconds=1.0, worker_concurrency=2)
+    )
+    yield adapter
+    await adapter.close()

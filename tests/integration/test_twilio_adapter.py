@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -24,12 +23,8 @@ S = SANDBOX_SERVICE_SID
 
 
 @pytest.fixture
-async def client(sandbox: SandboxClient) -> AsyncIterator[TwilioVerifyClient]:
-    adapter = TwilioVerifyClient(
-        Settings(twilio_base_url=sandbox.url, twilio_read_timeout_seconds=1.0, worker_concurrency=2)
-    )
-    yield adapter
-    await adapter.close()
+def client(twilio_adapter: TwilioVerifyClient) -> TwilioVerifyClient:
+    return twilio_adapter
 
 
 async def test_start_find_and_check(client: TwilioVerifyClient, sandbox: SandboxClient) -> None:

@@ -4,15 +4,11 @@ and misdirected answers are rejected checks, never provider failures."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from shared.errors import ProviderPermanentError
-from shared.kit.settings import Settings
 from shared.verify.port import RelyingParty
 from shared.verify.twilio import TwilioVerifyClient
-from tests.support import SandboxClient
 from tests.webauthn_device import Authenticator
 
 ORIGIN = "https://login.example.com"
@@ -20,12 +16,8 @@ SITE = RelyingParty(id="example.com", name="Lantern", origins=(ORIGIN,))
 
 
 @pytest.fixture
-async def client(sandbox: SandboxClient) -> AsyncIterator[TwilioVerifyClient]:
-    adapter = TwilioVerifyClient(
-        Settings(twilio_base_url=sandbox.url, twilio_read_timeout_seconds=2.0, worker_concurrency=2)
-    )
-    yield adapter
-    await adapter.close()
+def client(twilio_adapter: TwilioVerifyClient) -> TwilioVerifyClient:
+    return twilio_adapter
 
 
 @pytest.fixture
