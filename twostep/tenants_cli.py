@@ -11,6 +11,7 @@ from shared.kit.settings import SANDBOX_SERVICE_SID, Settings
 from shared.kit.startup import Misconfigured
 from shared.tenants.domain import DEFAULT_TENANT
 from shared.tenants.models import Tenant
+from shared.tenants.passkeys import relying_party, relying_party_of
 from shared.tenants.service import (
     NewTenant,
     attach_service,
@@ -19,9 +20,10 @@ from shared.tenants.service import (
     list_tenants,
     profile_of,
     provision_service,
+    set_relying_party,
 )
 from shared.unit_of_work import UnitOfWork
-from shared.verify.port import ProviderService
+from shared.verify.port import ProviderService, RelyingParty
 from twostep.common import load_settings, run_in_unit_of_work
 
 
@@ -121,6 +123,49 @@ def tenants_set_service(name: str, service_sid: str | None, display_name: str | 
     click.echo(_describe(tenant, settings))
 
 
+@tenants.command("passkeys")
+@click.argument("name")
+@click.option(
+    "--rp-id", required=True, help="the login site's domain, the passkeys' scope: example.com"
+)
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    required=True,
+    help="an origin the login pages are served from, on the RP id or below it: "
+    "https://login.example.com (repeatable; http only for localhost)",
+)
+def tenants_passkeys(name: str, rp_id: str, origins: tuple[str, ...]) -> None:
+    """Let the tenant's users register passkeys for its login site: the relying party is
+    checked, set on the tenant's Verify service, then remembered."""
+    settings = load_settings("tenants")
+    tenant = run_in_unit_of_work(settings, lambda uow: get_tenant(uow, name))
+    try:
+        site = relying_party(rp_id, origins, tenant.display_name)
+    except TwostepError as exc:
+        raise click.ClickException(exc.detail) from exc
+    service = profile_of(tenant, settings, _default_service(settings)).service_sid
+    asyncio.run(_configure_passkeys(settings, service, site))
+    tenant = run_in_unit_of_work(settings, lambda uow: set_relying_party(uow, tenant, site))
+    click.echo(_describe(tenant, settings))
+
+
+async def _configure_passkeys(settings: Settings, service: str, site: RelyingParty) -> None:
+    from shared.verify.twilio import TwilioVerifyClient
+
+    try:
+        client = TwilioVerifyClient(settings, max_connections=1)
+    except Misconfigured as exc:
+        raise click.ClickException(f"cannot reach the tenant's Verify service: {exc}") from exc
+    try:
+        await client.configure_passkeys(service, site)
+    except ProviderError as exc:
+        raise click.ClickException(f"Twilio refused the relying party: {exc}") from exc
+    finally:
+        await client.close()
+
+
 @tenants.command("list")
 def tenants_list() -> None:
     """Every tenant and the Verify service it sends through."""
@@ -139,11 +184,14 @@ def tenants_show(name: str) -> None:
     )
 
 
-def _describe(tenant: Tenant, settings: Settings) -> str:
-    default_service = settings.twilio_verify_service_sid or (
+def _default_service(settings: Settings) -> str:
+    return settings.twilio_verify_service_sid or (
         SANDBOX_SERVICE_SID if settings.uses_sandbox else "TWILIO_VERIFY_SERVICE_SID"
     )
-    profile = profile_of(tenant, settings, default_service)
+
+
+def _describe(tenant: Tenant, settings: Settings) -> str:
+    profile = profile_of(tenant, settings, _default_service(settings))
     if tenant.verify_service_sid is not None:
         service = tenant.verify_service_sid
     elif tenant.name == DEFAULT_TENANT:
@@ -155,7 +203,9 @@ def _describe(tenant: Tenant, settings: Settings) -> str:
         )
     asked = (("line type", profile.checks_line_types), ("SIM swap", profile.checks_sim_swaps))
     checks = [name for name, on in asked if on]
+    site = relying_party_of(tenant)
+    passkeys = f"{site.id} ({', '.join(site.origins)})" if site else "off"
     return (
         f"{tenant.name:<24} {tenant.display_name!r:<32} service {service}; "
-        f"number checks: {', '.join(checks) or 'none'}"
+        f"number checks: {', '.join(checks) or 'none'}; passkeys: {passkeys}"
     )

@@ -33,6 +33,10 @@ class Tenant(Base):
     # Its choice of number checks through Twilio Lookup; None: the deployment's default.
     line_type_check: Mapped[bool | None]
     sim_swap_check: Mapped[bool | None]
+    # Its login site as WebAuthn's relying party (``shared.tenants.passkeys``); None: no
+    # passkeys until it is set.
+    passkey_rp_id: Mapped[str | None] = mapped_column(String(253))
+    passkey_origins: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime]
 
 

@@ -45,6 +45,13 @@ class TenantRepository(Repository):
             .values(verify_service_sid=service_sid, display_name=display_name)
         )
 
+    async def set_relying_party(self, tenant_id: uuid.UUID, rp_id: str, origins: list[str]) -> None:
+        await self._write(
+            update(Tenant)
+            .where(Tenant.id == tenant_id)
+            .values(passkey_rp_id=rp_id, passkey_origins=origins)
+        )
+
     async def names(self) -> dict[uuid.UUID, str]:
         return {t.id: t.name for t in (await self.session.scalars(select(Tenant))).all()}
 

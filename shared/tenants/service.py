@@ -26,7 +26,7 @@ from shared.errors import (
 from shared.kit.settings import Settings
 from shared.tenants.models import Tenant
 from shared.unit_of_work import UnitOfWork
-from shared.verify.port import ProviderService, VerifyServices
+from shared.verify.port import ProviderService, RelyingParty, VerifyServices
 
 MIN_CODE_LENGTH = 6
 TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -139,6 +139,13 @@ async def attach_service(uow: UnitOfWork, name: str, service: ProviderService) -
     tenant = await get_tenant(uow, name)
     await uow.tenants.set_service(tenant.id, service.sid, service.friendly_name[:30])
     tenant.verify_service_sid, tenant.display_name = service.sid, service.friendly_name[:30]
+    return tenant
+
+
+async def set_relying_party(uow: UnitOfWork, tenant: Tenant, site: RelyingParty) -> Tenant:
+    """Remember the tenant's relying party, once its Verify service took it."""
+    await uow.tenants.set_relying_party(tenant.id, site.id, list(site.origins))
+    tenant.passkey_rp_id, tenant.passkey_origins = site.id, list(site.origins)
     return tenant
 
 

@@ -40,6 +40,17 @@ class System:
 
     def run(self, *argv: str) -> str:
         """A one-shot command (migrate, keys …); returns its standard output."""
+        result = self._command(argv)
+        assert result.returncode == 0, f"twostep {' '.join(argv)} failed:\n{result.stderr}"
+        return result.stdout
+
+    def run_failing(self, *argv: str) -> str:
+        """A one-shot command that must fail; returns what it said on standard error."""
+        result = self._command(argv)
+        assert result.returncode != 0, f"twostep {' '.join(argv)} succeeded:\n{result.stdout}"
+        return result.stderr
+
+    def _command(self, argv: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "twostep.cli", *argv],
             env=self.env,
@@ -50,8 +61,7 @@ class System:
         )
         with (self.log_dir / "commands.log").open("a") as log:
             log.write(result.stdout + result.stderr)
-        assert result.returncode == 0, f"twostep {' '.join(argv)} failed:\n{result.stderr}"
-        return result.stdout
+        return result
 
     def logs(self) -> str:
         commands = self.log_dir / "commands.log"

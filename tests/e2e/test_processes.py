@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from sqlalchemy import MetaData, create_engine, select
 
+from sandbox.app import DEFAULT_ACCOUNT_SID
 from tests.e2e.conftest import System
 from tests.support import random_phone, wait_until
 
@@ -138,3 +139,36 @@ def test_the_keys_commands(system: System) -> None:
     )
     assert time.monotonic() - revoked_at <= 5 + 1
     assert "revoked" in system.run("keys", "list")
+
+
+def test_a_tenants_passkeys_are_set_on_its_own_verify_service(system: System) -> None:
+    """``twostep tenants passkeys``: the relying party checked, set on the tenant's own Verify
+    service at the sandbox (a challenge needs it there), then shown; a bad one changes nothing."""
+    name = f"acme-{uuid.uuid4().hex[:8]}"
+    created = system.run("tenants", "create", name, "--display-name", "Acme")
+    assert "passkeys: off" in created
+    service = re.search(r"service (VA[0-9a-f]{32})", created)
+    assert service is not None, created
+    shown = system.run(
+        "tenants", "passkeys", name, "--rp-id", "example.com",
+        "--origin", "https://login.example.com",
+    )  # fmt: skip
+    assert "passkeys: example.com (https://login.example.com)" in shown
+    at_twilio = httpx.get(
+        f"{system.sandbox_url}/v2/Services/{service[1]}", auth=(DEFAULT_ACCOUNT_SID, "sandbox")
+    ).json()["passkeys"]
+    assert at_twilio["relying_party"] == {
+        "id": "example.com",
+        "name": "Acme",
+        "origins": ["https://login.example.com"],
+    }
+    assert at_twilio["user_verification"] == "required"
+
+    refused = system.run_failing(
+        "tenants", "passkeys", name, "--rp-id", "example.com",
+        "--origin", "https://example.com.evil.test",
+    )  # fmt: skip
+    assert "is not on example.com" in refused
+    assert "passkeys: example.com (https://login.example.com)" in system.run(
+        "tenants", "show", name
+    )
