@@ -127,8 +127,9 @@ def test_a_generated_client_enrols_a_phone_and_logs_in(
         )
         assert challenge.status_code == 202
         login = challenge.parsed
-        assert isinstance(login, models.VerificationOut)
+        assert isinstance(login, models.ChallengeOut)  # a verification, its factor, the others
         assert login.purpose is models.Purpose.LOGIN and login.user_id == user_id
+        assert login.factor_id == factors.factors[0].id and login.alternatives == []
         _wait_until_pending(generated, api, login.id)
         code = system.sandbox.latest_code(phone)
         wrong = "000000" if code != "000000" else "111111"
