@@ -41,7 +41,8 @@ _SAYS = {
     "is not allowed (`country_not_allowed`)",
     404: "No such id for this key's tenant, or not an id at all (`not_found`)",
     409: "Not possible in the current state (`verification_not_pending`, "
-    "`no_verified_factor`, `channel_mismatch`, `last_strong_factor`), or a request with this "
+    "`no_verified_factor`, `factor_not_verified`, `channel_mismatch`, `last_strong_factor`), "
+    "or a request with this "
     "`Idempotency-Key` is still in progress (`conflict`)",
     413: "The body is over the size limit (`payload_too_large`)",
     415: "The body is not JSON, or there is none (`unsupported_media_type`)",

@@ -112,14 +112,18 @@ class VerificationNotPending(Conflict):
 
 
 class ChannelMismatch(Conflict):
-    """A re-send on a channel that cannot reach the verification's destination: its state (what
-    it was sent to), not the request's shape, refuses it."""
+    """A re-send or a challenge on a channel that cannot reach the destination or the user's
+    factors: their state (what they are), not the request's shape, refuses it."""
 
     code = "channel_mismatch"
 
 
 class LastStrongFactor(Conflict):
     code = "last_strong_factor"
+
+
+class FactorNotVerified(Conflict):
+    code = "factor_not_verified"
 
 
 class NoVerifiedFactor(Conflict):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -23,8 +25,13 @@ from shared.tenants.service import (
     set_relying_party,
 )
 from shared.unit_of_work import UnitOfWork
-from shared.verify.port import ProviderService, RelyingParty
+from shared.verify.port import ProviderService
 from twostep.common import load_settings, run_in_unit_of_work
+
+if TYPE_CHECKING:
+    from shared.verify.twilio import TwilioVerifyClient
+
+T = TypeVar("T")
 
 
 def ensure_tenant(settings: Settings, tenant: NewTenant) -> tuple[Tenant, bool]:
@@ -44,19 +51,30 @@ def ensure_tenant(settings: Settings, tenant: NewTenant) -> tuple[Tenant, bool]:
 
 
 async def _provision(settings: Settings, tenant: NewTenant) -> ProviderService:
-    # Only here does the command line call Twilio: no other command loads its SDK.
+    return await _with_twilio(
+        settings,
+        "make the tenant's Verify service",
+        lambda client: provision_service(client, tenant),
+    )
+
+
+async def _with_twilio(
+    settings: Settings, what: str, call: Callable[[TwilioVerifyClient], Awaitable[T]]
+) -> T:
+    """``call`` on a Twilio client of its own, its refusals one line each."""
+    # Only the tenants commands call Twilio: no other command loads its SDK.
     from shared.verify.twilio import TwilioVerifyClient
 
     try:
         client = TwilioVerifyClient(settings, max_connections=1)
     except Misconfigured as exc:
-        raise click.ClickException(f"cannot make the tenant's Verify service: {exc}") from exc
+        raise click.ClickException(f"cannot {what}: {exc}") from exc
     try:
-        return await provision_service(client, tenant)
+        return await call(client)
     except TwostepError as exc:
         raise click.ClickException(exc.detail) from exc
     except ProviderError as exc:
-        raise click.ClickException(f"Twilio refused the tenant's Verify service: {exc}") from exc
+        raise click.ClickException(f"Twilio refused to {what}: {exc}") from exc
     finally:
         await client.close()
 
@@ -141,29 +159,26 @@ def tenants_passkeys(name: str, rp_id: str, origins: tuple[str, ...]) -> None:
     checked, set on the tenant's Verify service, then remembered."""
     settings = load_settings("tenants")
     tenant = run_in_unit_of_work(settings, lambda uow: get_tenant(uow, name))
+    if tenant.verify_service_sid is None and tenant.name != DEFAULT_TENANT:
+        # It shares the deployment's service: its relying party would be the default tenant's.
+        raise click.ClickException(
+            f"{name} sends through the default tenant's Verify service; give it its own first: "
+            f"twostep tenants set-service {name}"
+        )
     try:
         site = relying_party(rp_id, origins, tenant.display_name)
     except TwostepError as exc:
         raise click.ClickException(exc.detail) from exc
     service = profile_of(tenant, settings, _default_service(settings)).service_sid
-    asyncio.run(_configure_passkeys(settings, service, site))
+    asyncio.run(
+        _with_twilio(
+            settings,
+            "set the relying party",
+            lambda client: client.configure_passkeys(service, site),
+        )
+    )
     tenant = run_in_unit_of_work(settings, lambda uow: set_relying_party(uow, tenant, site))
     click.echo(_describe(tenant, settings))
-
-
-async def _configure_passkeys(settings: Settings, service: str, site: RelyingParty) -> None:
-    from shared.verify.twilio import TwilioVerifyClient
-
-    try:
-        client = TwilioVerifyClient(settings, max_connections=1)
-    except Misconfigured as exc:
-        raise click.ClickException(f"cannot reach the tenant's Verify service: {exc}") from exc
-    try:
-        await client.configure_passkeys(service, site)
-    except ProviderError as exc:
-        raise click.ClickException(f"Twilio refused the relying party: {exc}") from exc
-    finally:
-        await client.close()
 
 
 @tenants.command("list")

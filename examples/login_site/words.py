@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from twostep_client import (
+    ChannelMismatch,
     Check,
     CountryNotAllowed,
     Event,
+    FactorNotVerified,
     InvalidPhoneNumber,
     MaxAttemptsReached,
     NoVerifiedFactor,
@@ -61,6 +63,8 @@ def refusal(error: TwostepError, *, new_code: str) -> str:
         return "We can't send codes to numbers in that country. Please use another number."
     if isinstance(error, NoVerifiedFactor):
         return "Two-step verification is off for this account."
+    if isinstance(error, ChannelMismatch | FactorNotVerified):
+        return "That way of getting a code is no longer set up. Please choose another one."
     return UNAVAILABLE
 
 

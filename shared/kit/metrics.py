@@ -119,8 +119,8 @@ VERIFICATIONS_FINAL = Counter(
 )
 FACTOR_CHANGES = Counter(
     "twostep_factor_changes_total",
-    "Users' factors verified, disabled, replaced or failed at enrolment, by type (phone, "
-    "email, totp)",
+    "Users' factors by type (phone, email, totp) and change (enrollment_started, verified, "
+    "enrollment_failed, replaced, disabled)",
     ["type", "change"],
 )
 WEBHOOK_DELIVERIES = Counter(

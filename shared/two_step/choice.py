@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.errors import LastStrongFactor, NoVerifiedFactor
+from shared.errors import ChannelMismatch, FactorNotVerified, LastStrongFactor
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor
 from shared.verifications.domain import Channel
@@ -41,13 +41,23 @@ def choose(
     verified: Sequence[Factor], channel: Channel | None, named: Factor | None = None
 ) -> Choice | None:
     """The factor ``named`` (it must be verified), else the preferred one ``channel`` reaches
-    ("email me instead"), else the preferred one; None: two-step is off for the user."""
+    ("email me instead"), else the preferred one; None only when two-step is off for the user:
+    a factor named that is no longer verified, or a channel none of the user's factors takes,
+    is a refusal of its own, never mistaken for "two-step is off"."""
     if named is not None and named.status is not FactorStatus.VERIFIED:
-        raise NoVerifiedFactor(f"factor {named.id} is {named.status.value}")
+        raise FactorNotVerified(
+            f"factor {named.id} is {named.status.value}: challenge one of the user's verified "
+            "factors (GET …/factors)"
+        )
+    if not verified:
+        return None
     reached = [f for f in verified if channel is None or f.channel.kind is channel.kind]
     factor = named or max(reached, key=_preference, default=None)
     if factor is None:
-        return None
+        kinds = sorted({f.channel.kind.value for f in verified})
+        raise ChannelMismatch(
+            f"none of the user's factors is reached by {channel}: they are {', '.join(kinds)}"
+        )
     others = sorted((f for f in verified if f.id != factor.id), key=_preference, reverse=True)
     return Choice(factor, others)
 
@@ -59,7 +69,8 @@ def refuse_losing_the_last_strong(factor: Factor, verified: Sequence[Factor]) ->
         return
     if any(f.id != factor.id and f.channel.kind.is_strong for f in verified):
         return
+    left = "only weaker ones are left" if len(verified) > 1 else "two-step would be off"
     raise LastStrongFactor(
-        f"factor {factor.id} is the user's last {factor.channel.kind.value} factor, and what "
-        "is left is weaker: ask again with ?allow_downgrade=true once the user agreed"
+        f"factor {factor.id} is the user's last {factor.channel.kind.value} factor and "
+        f"{left}: ask again with ?allow_downgrade=true once the user agreed"
     )

@@ -16,6 +16,7 @@ from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor
 from shared.two_step.views import factor_view
 from shared.unit_of_work import UnitOfWork
+from shared.verifications.domain import FactorKind
 from shared.verifications.models import Verification
 from shared.webhooks.domain import WebhookEvent
 
@@ -64,3 +65,10 @@ def _count_after_commit(uow: UnitOfWork, factor: Factor, change: str) -> None:
         counter.inc()
 
     uow.after_commit(count)
+
+
+# Exported from the start, at zero: a rate over a series that does not exist yet is no rate.
+for _kind in FactorKind:
+    for _event in EventType:
+        if _event.value.startswith("factor."):
+            metrics.FACTOR_CHANGES.labels(type=_kind.value, change=_event.value[len("factor.") :])

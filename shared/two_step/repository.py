@@ -40,17 +40,18 @@ class FactorRepository(Repository):
             )
         ).all()
 
-    async def verified_for_user(self, tenant_id: uuid.UUID, user_id: str) -> Sequence[Factor]:
-        """The user's verified factors: a handful at most, chosen among in ``choice``."""
-        return (
-            await self.session.scalars(
-                select(Factor).where(
-                    Factor.tenant_id == tenant_id,
-                    Factor.user_id == user_id,
-                    Factor.status == FactorStatus.VERIFIED,
-                )
-            )
-        ).all()
+    async def verified_for_user(
+        self, tenant_id: uuid.UUID, user_id: str, *, for_update: bool = False
+    ) -> Sequence[Factor]:
+        """The user's verified factors: a handful at most, chosen among in ``choice``.
+        ``for_update``: locked until the transaction ends (PostgreSQL), so that two removals
+        at once cannot each count on the factor the other removes."""
+        query = select(Factor).where(
+            Factor.tenant_id == tenant_id,
+            Factor.user_id == user_id,
+            Factor.status == FactorStatus.VERIFIED,
+        )
+        return (await self.session.scalars(query.with_for_update() if for_update else query)).all()
 
     async def verified_for_another_user(self, factor: Factor) -> bool:
         """Whether the factor's phone is verified for another user of its tenant."""

@@ -202,7 +202,9 @@ class TwoStep:
         if factor.status is FactorStatus.DISABLED:
             return factor
         if not allow_downgrade:
-            verified = await uow.factors.verified_for_user(factor.tenant_id, factor.user_id)
+            verified = await uow.factors.verified_for_user(
+                factor.tenant_id, factor.user_id, for_update=True
+            )
             refuse_losing_the_last_strong(factor, verified)
         now = self.verifications.clock.now()
         await uow.factors.disable(factor.id, now)

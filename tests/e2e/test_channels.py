@@ -110,7 +110,7 @@ def test_an_email_factor_beside_a_phone_and_a_login_on_each(system: System) -> N
 
     client.call("DELETE", f"{factors_path}/{email_factor['id']}", 204)
     gone = client.call("POST", challenges, 409, json={"factor_id": email_factor["id"]})
-    assert gone["code"] == "no_verified_factor"
+    assert gone["code"] == "factor_not_verified"  # two-step is still on: the phone
     assert client.call("POST", challenges, 202, json={})["channel"] == "sms"
 
 

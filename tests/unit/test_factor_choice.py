@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.errors import LastStrongFactor, NoVerifiedFactor
+from shared.errors import ChannelMismatch, FactorNotVerified, LastStrongFactor
 from shared.two_step.choice import choose, refuse_losing_the_last_strong
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor
@@ -42,19 +42,22 @@ def test_a_channel_picks_the_preferred_factor_it_reaches() -> None:
     choice = choose([old, app, new], Channel.CALL)
     assert choice is not None and choice.factor is new
     assert list(choice.alternatives) == [app, old]
-    assert choose([old, new], Channel.EMAIL) is None
+    # Two-step is on: a channel none of the factors takes is its own refusal, never "off".
+    with pytest.raises(ChannelMismatch, match="phone"):
+        choose([old, new], Channel.EMAIL)
 
 
 def test_a_named_factor_is_taken_as_it_is_and_must_be_verified() -> None:
     app, phone = factor(Channel.TOTP, 1), factor(Channel.SMS, 2)
     choice = choose([app, phone], None, named=phone)
     assert choice is not None and choice.factor is phone and list(choice.alternatives) == [app]
-    with pytest.raises(NoVerifiedFactor):
+    with pytest.raises(FactorNotVerified):
         choose([app], None, named=factor(Channel.SMS, 3, FactorStatus.UNVERIFIED))
 
 
 def test_no_verified_factor_is_no_choice() -> None:
     assert choose([], None) is None
+    assert choose([], Channel.EMAIL) is None
 
 
 def test_the_last_app_goes_only_when_asked_explicitly() -> None:

@@ -118,6 +118,10 @@ class LastStrongFactor(Conflict):
     code = "last_strong_factor"
 
 
+class FactorNotVerified(Conflict):
+    code = "factor_not_verified"
+
+
 class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
@@ -184,6 +188,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
         NoVerifiedFactor,
         ChannelMismatch,
         LastStrongFactor,
+        FactorNotVerified,
         PayloadTooLarge,
         UnsupportedMediaType,
         RateLimited,
