@@ -28,7 +28,7 @@ class Choice:
 
 
 @dataclass(frozen=True)
-class Challenge:
+class LoginChallenge:
     verification: Verification
     choice: Choice
 

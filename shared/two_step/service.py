@@ -31,7 +31,7 @@ from shared.kit.lookups import destination_lookup
 from shared.kit.network import normalise_ip
 from shared.limits.ports import Guesser, SendRequest
 from shared.tenants.models import ApiKey
-from shared.two_step.choice import Challenge, Choice, choose, refuse_losing_the_last_strong
+from shared.two_step.choice import Choice, LoginChallenge, choose, refuse_losing_the_last_strong
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor
 from shared.two_step.records import announce_factor, record_factor
@@ -229,7 +229,7 @@ class TwoStep:
         channel: Channel | None = None,
         client_ip: str | None = None,
         factor_id: uuid.UUID | None = None,
-    ) -> Challenge:
+    ) -> LoginChallenge:
         """Send a login code to one of the user's verified factors — the one named, else the
         preferred one (``choice``) — on its channel or another that reaches it."""
         validate_user_id(user_id)
@@ -254,29 +254,33 @@ class TwoStep:
             raise ChannelMismatch(
                 f"factor {factor.id} is reached by {factor.channel.value}, not {channel.value}"
             )
-        verifications = self.verifications
-        if channel.sends_code:
-            verification = await verifications.request(
-                uow,
-                api_key,
-                VerificationRequest(
-                    to=factor.destination,
-                    channel=channel,
-                    user_id=user_id,
-                    client_ip=client_ip,
-                    purpose=Purpose.LOGIN,
-                ),
-            )
-        else:
-            verification = await verifications.request_from_app(
-                uow,
-                api_key,
-                AppCodeRequest(user_id, Purpose.LOGIN, factor.destination, ip),
-            )
+        verification = await self._login_verification(uow, api_key, factor, channel, client_ip)
         await record_factor(
             uow, EventType.CHALLENGE_REQUESTED, factor, api_key.id, through=verification
         )
-        return Challenge(verification, choice)
+        return LoginChallenge(verification, choice)
+
+    async def _login_verification(
+        self,
+        uow: UnitOfWork,
+        api_key: ApiKey,
+        factor: Factor,
+        channel: Channel,
+        client_ip: str | None,
+    ) -> Verification:
+        """A code sent to the factor on ``channel``, or an authenticator app's (nothing sent)."""
+        if channel.sends_code:
+            request = VerificationRequest(
+                to=factor.destination,
+                channel=channel,
+                user_id=factor.user_id,
+                client_ip=client_ip,
+                purpose=Purpose.LOGIN,
+            )
+            return await self.verifications.request(uow, api_key, request)
+        ip = normalise_ip(client_ip) if client_ip else None
+        app = AppCodeRequest(factor.user_id, Purpose.LOGIN, factor.destination, ip)
+        return await self.verifications.request_from_app(uow, api_key, app)
 
     async def _choice(
         self,
@@ -286,6 +290,7 @@ class TwoStep:
         channel: Channel | None,
         factor_id: uuid.UUID | None,
     ) -> Choice | None:
+        """Which of the user's verified factors (``choice``); None: two-step is off."""
         async with uow.reads() as read:
             verified = await read.factors.verified_for_user(api_key.tenant_id, user_id)
             named = next((f for f in verified if f.id == factor_id), None)

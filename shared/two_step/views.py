@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shared.kit.destinations import mask_destination
-from shared.two_step.choice import Challenge
+from shared.two_step.choice import LoginChallenge
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor
 from shared.verifications.domain import Channel, FactorKind
@@ -61,7 +61,7 @@ class ChallengeOut(VerificationOut):
     )
 
 
-def challenge_view(challenge: Challenge) -> View:
+def challenge_view(challenge: LoginChallenge) -> View:
     choice = challenge.choice
     return {
         **verification_view(challenge.verification),
