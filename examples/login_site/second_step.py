@@ -42,7 +42,12 @@ async def begin_second_step(site: Site, request: Request, user_id: str) -> None:
     """The password was right and two-step is on: remember that much, and send a code to the
     user's preferred factor (twostep's answer names the others: the page offers each)."""
     start_session(request, login={"user": user_id, "since": time.time(), "factors": {}})
-    await send_code(site, request, request.session["login"], channel=None)
+    login = request.session["login"]
+    await send_code(site, request, login, channel=None)
+    if not login["factors"]:  # the challenge was refused: the page still offers every factor
+        with contextlib.suppress(TwostepError):
+            for factor in (await site.twostep.list_factors(user_id)).verified:
+                login["factors"].setdefault(factor.type, factor.id)
 
 
 async def send_code(

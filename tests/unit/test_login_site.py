@@ -43,6 +43,8 @@ class FakeTwostep:
 
     def __init__(self) -> None:
         self.verified: set[str] = set()  # users with two-step on
+        self.with_email: set[str] = set()  # of those, users with an email address too
+        self.locked: set[str] = set()  # users whose challenges are refused (a lockout)
         self.challenges: list[str] = []
         self.ids = itertools.count(1)
 
@@ -55,6 +57,9 @@ class FakeTwostep:
             return httpx.Response(204)
         if found := re.fullmatch(r"/v1/users/(\w+)/challenges", path):
             self.challenges.append(found[1])
+            if found[1] in self.locked:
+                problem = {"code": "user_locked", "detail": "locked", "limit": "user_lockout"}
+                return httpx.Response(429, json=problem, headers={"Retry-After": "60"})
             challenge = {"factor_id": "f1", "alternatives": []}
             return httpx.Response(202, json=self._verification(f"v{next(self.ids)}") | challenge)
         if found := re.fullmatch(r"/v1/verifications/(\w+)", path):
@@ -78,7 +83,11 @@ class FakeTwostep:
         on = user_id in self.verified
         factor = {"id": "f1", "user_id": user_id, "phone": "+1415•••••23", "channel": "sms"}
         factor |= {"status": "verified", "created_at": _now(), "verified_at": _now()}
-        body = {"user_id": user_id, "two_step_enabled": on, "factors": [factor] if on else []}
+        factors = [factor] if on else []
+        if on and user_id in self.with_email:
+            email = {"id": "f2", "type": "email", "phone": None, "email": "a•••@example.com"}
+            factors.append(factor | email | {"channel": "email"})
+        body = {"user_id": user_id, "two_step_enabled": on, "factors": factors}
         return httpx.Response(200, json=body)
 
     def _verification(self, verification_id: str) -> dict[str, Any]:
@@ -347,6 +356,23 @@ def test_turning_two_step_off_without_a_recent_second_step_asks_for_a_code(
         done = _post(client, "/confirm", "/confirm", code=CODE)
         assert done.headers["location"] == "/settings" and user not in twostep.verified
         assert "Two-step verification is off." in _text(client.get("/settings"))
+
+
+def test_a_refused_first_challenge_still_offers_the_users_other_factors(
+    tmp_path: Path, twostep: FakeTwostep
+) -> None:
+    with _client(_config(tmp_path), twostep) as client:
+        _sign_up(client)
+        _post(client, "/settings", "/logout")
+        user = _user_id(tmp_path)
+        twostep.verified.add(user)
+        twostep.with_email.add(user)
+        twostep.locked.add(user)
+        signed_in = _post(client, "/login", "/login", email="ada@example.com", password=PASSWORD)
+        assert signed_in.headers["location"] == "/login/code" and twostep.challenges == [user]
+        page = _text(client.get("/login/code"))
+        assert "you can try again in 60 seconds" in page  # the refusal, said
+        assert "Email me instead" in page  # and the way round it, learned from the factors
 
 
 def test_a_recovery_code_confirms_too(tmp_path: Path, twostep: FakeTwostep) -> None:
