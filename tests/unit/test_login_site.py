@@ -81,7 +81,9 @@ class FakeTwostep:
 
     def _factors(self, user_id: str) -> httpx.Response:
         on = user_id in self.verified
-        factor = {"id": "f1", "user_id": user_id, "phone": "+1415•••••23", "channel": "sms"}
+        factor: dict[str, Any] = {
+            "id": "f1", "user_id": user_id, "phone": "+1415•••••23", "channel": "sms"
+        }  # fmt: skip
         factor |= {"status": "verified", "created_at": _now(), "verified_at": _now()}
         factors = [factor] if on else []
         if on and user_id in self.with_email:
