@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from webauthn import (
     generate_authentication_options,
@@ -38,7 +39,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from sandbox.common import Clock, TwilioError, format_time, new_sid
+from sandbox.common import Clock, TwilioError, new_sid
 from sandbox.factors import IDENTITY
 from sandbox.services import Service
 
@@ -95,6 +96,10 @@ class PasskeyChallenge:
     responded_at: datetime | None = None
     options: str = "{}"  # the request options (JSON), in every answer about it
 
+    @property
+    def service_sid(self) -> str:
+        return self.service.sid
+
 
 class Passkeys:
     """Every service's passkey factors and challenges."""
@@ -144,7 +149,7 @@ class Passkeys:
             (
                 f
                 for f in self._factors.values()
-                if f.service_sid == service.sid and f.challenge == challenge
+                if (f.service_sid, f.challenge) == (service.sid, challenge)
             ),
             None,
         )
@@ -208,7 +213,7 @@ class Passkeys:
             (
                 c
                 for c in self._challenges.values()
-                if c.service.sid == service.sid and c.challenge == signed
+                if (c.service.sid, c.challenge) == (service.sid, signed)
             ),
             None,
         )
@@ -238,6 +243,21 @@ class Passkeys:
             for f in self._factors.values()
             if (f.service_sid, f.entity_sid, f.status) == (service.sid, entity, "verified")
         ]
+
+
+class _Signable(Protocol):
+    service_sid: str
+    challenge: bytes
+
+
+S = TypeVar("S", bound=_Signable)
+
+
+def _signed_for(items: Iterable[S], service: Service, challenge: bytes) -> S | None:
+    """The factor or challenge of ``service`` whose challenge the browser signed."""
+    return next(
+        (i for i in items if (i.service_sid, i.challenge) == (service.sid, challenge)), None
+    )
 
 
 def _signing_factor(challenge: PasskeyChallenge, body: dict[str, Any]) -> PasskeyFactor:
@@ -339,55 +359,6 @@ def _request_options(challenge: PasskeyChallenge, service: Service) -> str:
         user_verification=UserVerificationRequirement(verification),
     )
     return options_to_json(options)
-
-
-def factor_json(factor: PasskeyFactor, base_url: str, options: str | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "sid": factor.sid,
-        "account_sid": factor.account_sid,
-        "service_sid": factor.service_sid,
-        "entity_sid": factor.entity_sid,
-        "identity": factor.identity,
-        "date_created": format_time(factor.created_at),
-        "date_updated": format_time(factor.updated_at),
-        "friendly_name": factor.friendly_name,
-        "status": factor.status,
-        "factor_type": "passkeys",
-        "config": {"relying_party": factor.relying_party.to_json(), **factor.criteria},
-        "metadata": None,
-        "url": f"{base_url}/v2/Services/{factor.service_sid}/Entities/{factor.identity}"
-        f"/Factors/{factor.sid}",
-    }
-    if options is not None:  # only the creation's answer
-        answer["binding"] = None
-        answer["options"] = {"publicKey": json.loads(options)}
-    return answer
-
-
-def challenge_json(challenge: PasskeyChallenge, base_url: str) -> dict[str, Any]:
-    url = f"{base_url}/v2/Services/{challenge.service.sid}/Entities/{challenge.identity}"
-    named = challenge.factor or (challenge.allowed[0] if len(challenge.allowed) == 1 else None)
-    return {
-        "sid": challenge.sid,
-        "account_sid": challenge.service.account_sid,
-        "service_sid": challenge.service.sid,
-        "entity_sid": challenge.entity_sid,
-        "identity": challenge.identity,
-        "factor_sid": named.sid if named else None,
-        "date_created": format_time(challenge.created_at),
-        "date_updated": format_time(challenge.responded_at or challenge.created_at),
-        "date_responded": format_time(challenge.responded_at) if challenge.responded_at else None,
-        "expiration_date": format_time(challenge.expires_at),
-        "status": challenge.status,
-        "responded_reason": "none",
-        "details": None,
-        "hidden_details": None,
-        "metadata": None,
-        "factor_type": "passkeys",
-        "url": f"{url}/Challenges/{challenge.sid}",
-        "links": {"notifications": f"{url}/Challenges/{challenge.sid}/Notifications"},
-        "options": {"publicKey": json.loads(challenge.options)},
-    }
 
 
 def _object(value: Any) -> dict[str, Any]:
