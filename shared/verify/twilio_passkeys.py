@@ -5,7 +5,7 @@ or assertion it refuses (60311, 60324) is a rejected check, not a provider failu
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -56,15 +56,10 @@ class TwilioPasskeyFactors(ABC):
         self, service: str, factor_sid: str, credential: dict[str, Any]
     ) -> ProviderCheck:
         request = NewVerifyFactorList.VerifyPasskeysFactorRequest(credential)
-        try:
-            with self._observed("verify_passkey", "verify passkey factor"):
-                instance = await self._service(service).new_verify_factors.update_async(request)
-        except ProviderPermanentError as exc:
-            if exc.provider_code in _REFUSED:
-                return ProviderCheck(approved=False)
-            raise
-        verified = str(instance.sid) == factor_sid and str(instance.status) == "verified"
-        return ProviderCheck(approved=verified)
+        answer = self._service(service).new_verify_factors.update_async(request)
+        return await self._decided(
+            answer, ("verify_passkey", "verify passkey factor"), (factor_sid, "verified")
+        )
 
     async def create_passkey_challenge(
         self, service: str, identity: str, factor_sid: str
@@ -80,12 +75,21 @@ class TwilioPasskeyFactors(ABC):
         self, service: str, challenge_sid: str, assertion: dict[str, Any]
     ) -> ProviderCheck:
         request = ApproveChallengeList.ApprovePasskeysChallengeRequest(assertion)
+        answer = self._service(service).approve_challenge.update_async(request)
+        return await self._decided(
+            answer, ("approve_passkey", "approve passkey challenge"), (challenge_sid, "approved")
+        )
+
+    async def _decided(
+        self, answer: Awaitable[Any], observed: tuple[str, str], wanted: tuple[str, str]
+    ) -> ProviderCheck:
+        """Approved when Twilio's answer is the resource asked about (``wanted``: its SID) in
+        the state asked for; a refusal of the browser's answer (60311, 60324) is not."""
         try:
-            with self._observed("approve_passkey", "approve passkey challenge"):
-                instance = await self._service(service).approve_challenge.update_async(request)
+            with self._observed(*observed):
+                instance = await answer
         except ProviderPermanentError as exc:
             if exc.provider_code in _REFUSED:
                 return ProviderCheck(approved=False)
             raise
-        approved = str(instance.sid) == challenge_sid and str(instance.status) == "approved"
-        return ProviderCheck(approved=approved)
+        return ProviderCheck(approved=(str(instance.sid), str(instance.status)) == wanted)
