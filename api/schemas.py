@@ -146,7 +146,21 @@ class ResendCreate(BaseModel):
     )
 
 
-class CheckCreate(BaseModel):
+class PublicKeyCredentialIn(BaseModel):
+    """The browser's answer to a passkey's options: the `PublicKeyCredential` as JSON (its
+    `toJSON()`), binary fields base64url. Twilio verifies it; twostep only carries it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1, max_length=1024)
+    rawId: str = Field(min_length=1, max_length=1024)
+    type: Literal["public-key"]
+    response: dict[str, Any]
+
+
+class CodeCheckCreate(BaseModel):
+    """A code the user typed."""
+
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(
@@ -155,6 +169,26 @@ class CheckCreate(BaseModel):
         description="The code the user typed: 4 to 10 letters or digits, nothing else "
         "(Twilio Verify's codes are 4 to 10 digits)",
     )
+
+
+class CredentialCheckCreate(BaseModel):
+    """A passkey's answer: the browser's credential (an attestation at enrolment, an assertion
+    at login)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    credential: PublicKeyCredentialIn
+
+
+def _check_kind(body: Any) -> str:
+    return "passkey check" if isinstance(body, dict) and "credential" in body else "code check"
+
+
+CheckCreate = Annotated[
+    Annotated[CodeCheckCreate, Tag("code check")]
+    | Annotated[CredentialCheckCreate, Tag("passkey check")],
+    Discriminator(_check_kind),
+]
 
 
 class SendLimitOut(BaseModel):
@@ -207,34 +241,53 @@ class EmailFactorCreate(_FactorCreate):
     channel: Literal["email"] = "email"
 
 
-class AppFactorCreate(_FactorCreate):
-    """An authenticator app (TOTP): the answer carries its `otpauth_uri` once."""
-
-    type: Literal["totp"]
+class _AuthenticatorFactorCreate(_FactorCreate):
     label: str | None = Field(
         default=None,
         min_length=1,
         max_length=64,
-        description="The account name the app shows beside your tenant's name; default: the "
-        "user id",
+        description="The account name the app, the browser or the authenticator shows beside "
+        "your tenant's name; default: the user id",
+    )
+
+
+class AppFactorCreate(_AuthenticatorFactorCreate):
+    """An authenticator app (TOTP): the answer carries its `otpauth_uri` once."""
+
+    type: Literal["totp"]
+
+
+class PasskeyFactorCreate(_AuthenticatorFactorCreate):
+    """A passkey (WebAuthn): its verification carries the browser's `creation_options` once
+    `pending` (`GET /v1/verifications/{id}?wait=10`); the browser's credential, as a check,
+    verifies it. The tenant's relying party must be set (`twostep tenants passkeys`)."""
+
+    type: Literal["passkey"]
+    replace_existing: bool = Field(
+        default=False,
+        description="Once verified, disable the user's other passkeys; by default a user keeps "
+        "one per device",
     )
 
 
 # Which of a union's kinds a body was taken for: pydantic puts it in an error's location, where
 # ``api.errors`` leaves it out (the field is the body's own, e.g. "phone").
-UNION_TAGS = frozenset({"phone factor", "email factor", "app factor"})
+UNION_TAGS = frozenset(
+    {"phone factor", "email factor", "app factor", "passkey factor", "code check", "passkey check"}
+)
 
 
 def _factor_kind(body: Any) -> str:
     if isinstance(body, dict) and "type" in body:
-        return "app factor"
+        return "passkey factor" if body["type"] == "passkey" else "app factor"
     return "email factor" if isinstance(body, dict) and "email" in body else "phone factor"
 
 
 FactorCreate = Annotated[
     Annotated[PhoneFactorCreate, Tag("phone factor")]
     | Annotated[EmailFactorCreate, Tag("email factor")]
-    | Annotated[AppFactorCreate, Tag("app factor")],
+    | Annotated[AppFactorCreate, Tag("app factor")]
+    | Annotated[PasskeyFactorCreate, Tag("passkey factor")],
     Discriminator(_factor_kind),
 ]
 

@@ -37,8 +37,9 @@ from shared.operations.sweeper import Sweeper
 from shared.tenants.idempotency import KeyLocks, RedisKeyLocks
 from shared.tenants.keys import ApiKeyCache
 from shared.tenants.service import TenantDirectory
+from shared.two_step.approvals import on_verification_approved
 from shared.two_step.recovery import RecoveryCodes
-from shared.two_step.service import TwoStep, on_verification_approved
+from shared.two_step.service import TwoStep
 from shared.unit_of_work import UnitOfWorkFactory
 from shared.verifications.code_jobs import CodeJobs
 from shared.verifications.codes import CodeStash, RedisCodeStash

@@ -12,6 +12,7 @@
       Conflict                        the resource is not in a state that allows this
         VerificationNotPending
         NoVerifiedFactor              a login challenge for a user without 2SA
+        PasskeysNotSetUp              the tenant has no relying party (twostep tenants passkeys)
       CountryNotAllowed               the destination's country is not on the allow-list
       RateLimited                     a limit refused the request: .limit, .retry_after
         CheckAttemptsExhausted        every check a verification allows has been used
@@ -128,6 +129,10 @@ class FactorNotVerified(Conflict):
 
 class NoVerifiedFactor(Conflict):
     code = "no_verified_factor"
+
+
+class PasskeysNotSetUp(Conflict):
+    code = "passkeys_not_set_up"
 
 
 class CountryNotAllowed(TwostepError):

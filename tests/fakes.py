@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pyotp
 
@@ -24,7 +25,14 @@ from shared.errors import (
 from shared.kit.changes import Change
 from shared.kit.jobs import Job
 from shared.limits.ports import Guards, Guesser, LimitInfo, Lock, Outcome, SendRequest
-from shared.verify.port import LineFacts, ProviderCheck, ProviderService, ProviderVerification
+from shared.verify.port import (
+    LineFacts,
+    PasskeyOptions,
+    ProviderCheck,
+    ProviderService,
+    ProviderVerification,
+    RelyingParty,
+)
 
 
 class FakeClock:
@@ -125,6 +133,10 @@ class FakeVerifyClient:
         self.line_types: dict[str, str] = {}
         self.swapped_at: dict[str, datetime] = {}
         self.totp_factors: dict[str, list[str | bool]] = {}  # sid -> [secret, verified]
+        # Passkeys: a credential "signs" options by carrying their challenge (``sign``).
+        self.passkey_factors: dict[str, bool] = {}  # sid -> verified
+        self.passkey_challenges: dict[str, tuple[str, str]] = {}  # YC sid -> (YF sid, challenge)
+        self._passkey_options: dict[str, str] = {}  # YF sid -> its creation challenge
         self._lose_next_answer = False
 
     def lose_next_answer(self) -> None:
@@ -260,6 +272,79 @@ class FakeVerifyClient:
         secret, verified = self.totp_factors[factor_sid]
         assert verified, "a challenge of an unverified factor (Twilio: 60318)"
         return ProviderCheck(approved=pyotp.TOTP(str(secret)).verify(code, valid_window=1))
+
+    @staticmethod
+    def sign(options: dict[str, Any], *, tampered: bool = False) -> dict[str, Any]:
+        """A browser's credential for ``options``, as this fake checks them; ``tampered``: one
+        signed for something else."""
+        challenge = "not-" + options["challenge"] if tampered else options["challenge"]
+        return {
+            "id": "cred",
+            "rawId": "cred",
+            "type": "public-key",
+            "response": {"clientDataJSON": challenge},
+        }
+
+    async def configure_passkeys(
+        self,
+        service: str,  # noqa: ARG002 - the port's signature
+        relying_party: RelyingParty,
+    ) -> None:
+        self.calls.append(("configure_passkeys", relying_party.id))
+        self._scripted()
+
+    async def create_passkey_factor(
+        self,
+        service: str,  # noqa: ARG002 - the port's signature
+        identity: str,
+        friendly_name: str,
+    ) -> PasskeyOptions:
+        self.calls.append(("create_passkey", identity))
+        self._scripted()
+        sid, challenge = "YF" + secrets.token_hex(16), secrets.token_urlsafe(16)
+        self.passkey_factors[sid] = False
+        self._passkey_options[sid] = challenge
+        self._answer_lost("create passkey factor")
+        return PasskeyOptions(sid, {"challenge": challenge, "user": {"name": friendly_name}})
+
+    async def verify_passkey_factor(
+        self,
+        service: str,  # noqa: ARG002 - the port's signature
+        factor_sid: str,
+        credential: dict[str, Any],
+    ) -> ProviderCheck:
+        self.calls.append(("verify_passkey", factor_sid))
+        self._scripted()
+        signed = credential["response"]["clientDataJSON"] == self._passkey_options[factor_sid]
+        self.passkey_factors[factor_sid] = self.passkey_factors[factor_sid] or signed
+        return ProviderCheck(approved=signed)
+
+    async def create_passkey_challenge(
+        self,
+        service: str,  # noqa: ARG002 - the port's signature
+        identity: str,  # noqa: ARG002
+        factor_sid: str,
+    ) -> PasskeyOptions:
+        self.calls.append(("passkey_challenge", factor_sid))
+        self._scripted()
+        assert self.passkey_factors[factor_sid], "a challenge of an unverified passkey (60318)"
+        sid, challenge = "YC" + secrets.token_hex(16), secrets.token_urlsafe(16)
+        self.passkey_challenges[sid] = (factor_sid, challenge)
+        return PasskeyOptions(sid, {"challenge": challenge})
+
+    async def approve_passkey_challenge(
+        self,
+        service: str,  # noqa: ARG002 - the port's signature
+        challenge_sid: str,
+        assertion: dict[str, Any],
+    ) -> ProviderCheck:
+        self.calls.append(("approve_passkey", challenge_sid))
+        self._scripted()
+        _factor, challenge = self.passkey_challenges[challenge_sid]
+        approved = assertion["response"]["clientDataJSON"] == challenge
+        if approved:  # once: a challenge approved is over
+            del self.passkey_challenges[challenge_sid]
+        return ProviderCheck(approved=approved)
 
     async def create_service(self, friendly_name: str, code_length: int) -> ProviderService:
         self.calls.append(("create_service", friendly_name))

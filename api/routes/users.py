@@ -32,6 +32,7 @@ from api.schemas import (
     FactorEnrollmentOut,
     FactorOut,
     FactorsOut,
+    PasskeyFactorCreate,
     PhoneFactorCreate,
     RecoveryCodesOut,
     RedeemCreate,
@@ -66,8 +67,11 @@ async def enroll_factor(
     two_step: TwoStepDep,
     answer_once: AnswerOnceDep,
 ) -> JSONResponse:
-    """Start enrolling a phone (`{"phone"}`: codes by sms, call or whatsapp) or an email
-    address (`{"email"}`): it is stored unverified and sent a code. Approving that code (a check
+    """Start enrolling a phone (`{"phone"}`: codes by sms, call or whatsapp), an email
+    address (`{"email"}`), an authenticator app (`{"type": "totp"}`: its `otpauth_uri` in the
+    answer) or a passkey (`{"type": "passkey"}`: the browser's `creation_options` on the
+    verification once it is `pending`, `GET /v1/verifications/{id}?wait=10`). A phone or an
+    address is stored unverified and sent a code. Approving that code (a check
     on the returned verification) verifies it and turns two-step on — unless it is verified for
     another user, which is answered the same way and only shows in the factor staying off
     (`disabled`) after the approval, so that nobody learns who holds which phone or address."""
@@ -76,18 +80,12 @@ async def enroll_factor(
         return await _enroll_app(user_id, body, api_key, two_step, answer_once)
 
     async def enroll(uow: UnitOfWork) -> StoredAnswer:
-        factor, verification = await two_step.enroll(
-            uow,
-            api_key,
-            user_id,
-            Enrollment(
-                phone=body.phone if isinstance(body, PhoneFactorCreate) else None,
-                email=body.email if isinstance(body, EmailFactorCreate) else None,
-                channel=Channel(body.channel),
-                replace_existing=body.replace_existing,
-                client_ip=str(body.client_ip) if body.client_ip else None,
-            ),
-        )
+        if isinstance(body, PasskeyFactorCreate):
+            factor, verification = await two_step.enroll_passkey(
+                uow, api_key, user_id, _authenticator_enrollment(body)
+            )
+        else:
+            factor, verification = await two_step.enroll(uow, api_key, user_id, _enrollment(body))
         answer = FactorEnrollmentOut(
             factor=FactorOut.from_row(factor),
             verification=VerificationOut.from_row(verification),
@@ -102,6 +100,16 @@ async def enroll_factor(
     return answered.response(lambda answer: f"/v1/verifications/{answer['verification']['id']}")
 
 
+def _enrollment(body: PhoneFactorCreate | EmailFactorCreate) -> Enrollment:
+    return Enrollment(
+        phone=body.phone if isinstance(body, PhoneFactorCreate) else None,
+        email=body.email if isinstance(body, EmailFactorCreate) else None,
+        channel=Channel(body.channel),
+        replace_existing=body.replace_existing,
+        client_ip=str(body.client_ip) if body.client_ip else None,
+    )
+
+
 async def _enroll_app(
     user_id: str,
     body: AppFactorCreate,
@@ -114,14 +122,7 @@ async def _enroll_app(
 
     async def enroll(uow: UnitOfWork) -> StoredAnswer:
         factor, verification, uri = await two_step.enroll_app(
-            uow,
-            api_key,
-            user_id,
-            AppEnrollment(
-                label=body.label,
-                replace_existing=body.replace_existing,
-                client_ip=normalise_ip(str(body.client_ip)) if body.client_ip else None,
-            ),
+            uow, api_key, user_id, _authenticator_enrollment(body)
         )
         answer = FactorEnrollmentOut(
             factor=FactorOut.from_row(factor),
@@ -132,6 +133,14 @@ async def _enroll_app(
 
     answered = await answer_once.once(api_key, None, ("POST", "", {}), enroll)
     return answered.response(lambda answer: f"/v1/verifications/{answer['verification']['id']}")
+
+
+def _authenticator_enrollment(body: AppFactorCreate | PasskeyFactorCreate) -> AppEnrollment:
+    return AppEnrollment(
+        label=body.label,
+        replace_existing=body.replace_existing,
+        client_ip=normalise_ip(str(body.client_ip)) if body.client_ip else None,
+    )
 
 
 @router.get("/factors", response_model=FactorsOut, responses=problems(403, 422))

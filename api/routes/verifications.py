@@ -22,6 +22,7 @@ from api.openapi import KEYED, problems
 from api.schemas import (
     CheckCreate,
     CheckOut,
+    CodeCheckCreate,
     ResendCreate,
     VerificationCreate,
     VerificationOut,
@@ -183,13 +184,18 @@ async def create_check(
     answer_once: AnswerOnceDep,
     wait: WaitDep,
 ) -> JSONResponse:
-    """Hand over the code the user typed. Answers `202` with status `queued` at once, or with
-    `?wait=S` `200` with the decided check as soon as it is decided (`202` if it is not within
-    S seconds)."""
+    """Hand over the code the user typed (`{"code"}`), or for a passkey the browser's credential
+    (`{"credential"}`). Answers `202` with status `queued` at once, or with `?wait=S` `200` with
+    the decided check as soon as it is decided (`202` if it is not within S seconds)."""
     parsed_id = parse_id(verification_id, "verification")
+    answer = (
+        body.code
+        if isinstance(body, CodeCheckCreate)
+        else body.credential.model_dump(mode="json", by_alias=True)
+    )
 
     async def check(uow: UnitOfWork) -> StoredAnswer:
-        created = await verifications.submit_check(uow, api_key, parsed_id, body.code)
+        created = await verifications.submit_check(uow, api_key, parsed_id, answer)
         return StoredAnswer(202, check_view(created))
 
     mark = wait.mark()

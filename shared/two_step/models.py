@@ -21,7 +21,8 @@ from shared.verifications.domain import Channel
 
 
 class Factor(Base):
-    """A user's phone or email address enrolled for two-step authentication."""
+    """A user's phone, email address, authenticator app or passkey enrolled for two-step
+    authentication."""
 
     __tablename__ = "factors"
     __table_args__ = (
@@ -45,6 +46,9 @@ class Factor(Base):
     # A phone's country; None for an email address.
     destination_region: Mapped[str | None] = mapped_column(String(3))
     channel: Mapped[Channel] = mapped_column(enum_column(Channel, "factor_channel"))
+    # The name the user knows an app or a passkey by ("Ada's phone"); None for a phone or an
+    # address, whose masked destination says which it is.
+    label: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[FactorStatus] = mapped_column(enum_column(FactorStatus, "factor_status"))
     # Approving this verification verifies the factor; until then 2SA is as it was.
     enrollment_verification_id: Mapped[uuid.UUID | None] = mapped_column(

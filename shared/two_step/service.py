@@ -15,15 +15,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-
-import structlog
 
 from shared.audit import service as audit
 from shared.audit.domain import EventType
 from shared.audit.models import Event
 from shared.audit.service import Subject
-from shared.errors import ChannelMismatch, InvalidInput, NotFound, NoVerifiedFactor
+from shared.errors import (
+    ChannelMismatch,
+    InvalidInput,
+    NotFound,
+    NoVerifiedFactor,
+    PasskeysNotSetUp,
+)
 from shared.kit.crypto import Keyring
 from shared.kit.destinations import Destination, parse_destination
 from shared.kit.jobs import Job
@@ -31,6 +34,7 @@ from shared.kit.lookups import destination_lookup
 from shared.kit.network import normalise_ip
 from shared.limits.ports import Guesser, SendRequest
 from shared.tenants.models import ApiKey
+from shared.tenants.passkeys import relying_party_of
 from shared.two_step.choice import Choice, LoginChallenge, choose, refuse_losing_the_last_strong
 from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor
@@ -40,12 +44,10 @@ from shared.unit_of_work import UnitOfWork
 from shared.verifications.domain import Channel, Purpose
 from shared.verifications.models import Verification
 from shared.verifications.service import VerificationRequest, Verifications
-from shared.verifications.totp import AppCodeRequest, new_secret
+from shared.verifications.totp import AuthenticatorRequest, new_secret
 from shared.verifications.views import change_of
 from shared.webhooks.domain import WebhookEvent
 from shared.webhooks.outbox import announce
-
-log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +84,8 @@ class Enrollment:
 
 @dataclass(frozen=True, slots=True)
 class AppEnrollment:
-    """An authenticator app (TOTP). ``label``: the account name the app shows (default: the
-    user id), beside the tenant's display name as issuer."""
+    """An authenticator app (TOTP) or a passkey. ``label``: the account name the app or the
+    authenticator shows (default: the user id), beside the tenant's display name."""
 
     label: str | None = None
     replace_existing: bool = True
@@ -151,22 +153,58 @@ class TwoStep:
         tenant = await uow.tenants.get(api_key.tenant_id)
         issuer = tenant.display_name if tenant is not None else "twostep"
         made = new_secret(issuer, enrollment.label or user_id)
-        verification = await self.verifications.request_from_app(
-            uow,
-            api_key,
-            AppCodeRequest(user_id, Purpose.ENROLLMENT, client_ip=enrollment.client_ip),
+        factor, verification = await self._enroll_authenticator(
+            uow, api_key, user_id, enrollment, Channel.TOTP
         )
         ttl = int(self.verifications.settings.code_lifetime_seconds) + 60
         await self.verifications.stash.put(verification.id, made.secret, ttl_seconds=ttl)
+        return factor, verification, made.otpauth_uri
+
+    async def enroll_passkey(
+        self, uow: UnitOfWork, api_key: ApiKey, user_id: str, enrollment: AppEnrollment
+    ) -> tuple[Factor, Verification]:
+        """A passkey: a verification ``queued`` until a worker has Twilio's creation options
+        for the browser (on the verification once ``pending``); the browser's attestation,
+        checked like a code, verifies the factor."""
+        validate_user_id(user_id)
+        tenant = await uow.tenants.get(api_key.tenant_id)
+        if tenant is None or relying_party_of(tenant) is None:
+            raise PasskeysNotSetUp(
+                "passkeys need the login site's domain and origins first: "
+                "twostep tenants passkeys TENANT --rp-id DOMAIN --origin https://…"
+            )
+        return await self._enroll_authenticator(uow, api_key, user_id, enrollment, Channel.PASSKEY)
+
+    async def _enroll_authenticator(
+        self,
+        uow: UnitOfWork,
+        api_key: ApiKey,
+        user_id: str,
+        enrollment: AppEnrollment,
+        channel: Channel,
+    ) -> tuple[Factor, Verification]:
+        """An app's or a passkey's factor, unverified, and the verification that verifies it;
+        its Twilio factor (its SID, the factor's destination) is made by a worker later."""
+        verification = await self.verifications.request_from_authenticator(
+            uow,
+            api_key,
+            AuthenticatorRequest(
+                user_id, Purpose.ENROLLMENT, client_ip=enrollment.client_ip, channel=channel
+            ),
+        )
         factor = Factor(
             id=uuid.uuid4(),
             tenant_id=api_key.tenant_id,
             user_id=user_id,
             destination="",  # the factor's SID at Twilio, once made there
-            # Unique per factor: an app is nobody else's, so never "in use by another user".
-            destination_lookup=self.keyring.blind_index("totp-factor", str(verification.id)),
+            # Unique per factor: an app or a passkey is nobody else's, never "in use by another
+            # user".
+            destination_lookup=self.keyring.blind_index(
+                f"{channel.value}-factor", str(verification.id)
+            ),
             destination_region=None,
-            channel=Channel.TOTP,
+            channel=channel,
+            label=enrollment.label,
             status=FactorStatus.UNVERIFIED,
             enrollment_verification_id=verification.id,
             replaces_others=enrollment.replace_existing,
@@ -177,7 +215,7 @@ class TwoStep:
         await record_factor(
             uow, EventType.FACTOR_ENROLLMENT_STARTED, factor, api_key.id, through=verification
         )
-        return factor, verification, made.otpauth_uri
+        return factor, verification
 
     async def list_factors(self, uow: UnitOfWork, api_key: ApiKey, user_id: str) -> FactorList:
         validate_user_id(user_id)
@@ -268,7 +306,8 @@ class TwoStep:
         channel: Channel,
         client_ip: str | None,
     ) -> Verification:
-        """A code sent to the factor on ``channel``, or an authenticator app's (nothing sent)."""
+        """A code sent to the factor on ``channel``, or an authenticator's answer: an app's code
+        or a passkey's signature (nothing sent)."""
         if channel.sends_code:
             request = VerificationRequest(
                 to=factor.destination,
@@ -279,8 +318,10 @@ class TwoStep:
             )
             return await self.verifications.request(uow, api_key, request)
         ip = normalise_ip(client_ip) if client_ip else None
-        app = AppCodeRequest(factor.user_id, Purpose.LOGIN, factor.destination, ip)
-        return await self.verifications.request_from_app(uow, api_key, app)
+        answer = AuthenticatorRequest(
+            factor.user_id, Purpose.LOGIN, factor.destination, ip, channel=channel
+        )
+        return await self.verifications.request_from_authenticator(uow, api_key, answer)
 
     async def _choice(
         self,
@@ -338,36 +379,3 @@ class TwoStep:
         return await uow.events.page_for_user(
             api_key.tenant_id, validate_user_id(user_id), before=before, limit=limit
         )
-
-
-async def on_verification_approved(
-    uow: UnitOfWork, verification: Verification, now: datetime, *, one_user_per_phone: bool
-) -> None:
-    """Called in the transaction that approves a verification: an enrolment's approval
-    verifies its factor (and retires the phone it replaces)."""
-    if verification.purpose is not Purpose.ENROLLMENT:
-        return
-    factor = await uow.factors.by_enrollment(verification.id)
-    if factor is None or factor.status is not FactorStatus.UNVERIFIED:
-        return
-    if one_user_per_phone and await uow.factors.verified_for_another_user(factor):
-        await uow.factors.disable(factor.id, now)
-        await record_factor(
-            uow,
-            EventType.FACTOR_ENROLLMENT_FAILED,
-            factor,
-            verification.api_key_id,
-            reason=f"{factor.channel.kind.value}_in_use",
-        )
-        log.info("factor.enrollment_failed", factor_id=str(factor.id), reason="in use")
-        return
-    await uow.factors.verify(factor.id, now)
-    await record_factor(uow, EventType.FACTOR_VERIFIED, factor, verification.api_key_id)
-    announce_factor(uow, WebhookEvent.FACTOR_ADDED, factor, FactorStatus.VERIFIED, now)
-    if factor.replaces_others:
-        for old in await uow.factors.verified_others(factor):
-            await uow.factors.disable(old.id, now)
-            await record_factor(
-                uow, EventType.FACTOR_REPLACED, old, verification.api_key_id, by=str(factor.id)
-            )
-            announce_factor(uow, WebhookEvent.FACTOR_REMOVED, old, FactorStatus.DISABLED)

@@ -20,7 +20,12 @@ from shared.verifications.views import VerificationOut, View, verification_view
 class FactorOut(BaseModel):
     id: uuid.UUID
     user_id: str
-    type: FactorKind = Field(description="phone, email, or totp (an authenticator app)")
+    type: FactorKind = Field(
+        description="phone, email, totp (an authenticator app) or passkey (WebAuthn)"
+    )
+    label: str | None = Field(
+        default=None, description="An app's or a passkey's name, as enrolled; null otherwise"
+    )
     phone: str | None = Field(description="Masked, e.g. +1415•••••23; null but for a phone")
     email: str | None = Field(
         default=None, description="Masked, e.g. a•••@example.com; null but for an address"
@@ -37,6 +42,7 @@ class FactorOut(BaseModel):
             id=row.id,
             user_id=row.user_id,
             type=row.channel.kind,
+            label=row.label,
             phone=mask_destination(row.destination) if kind is FactorKind.PHONE else None,
             email=mask_destination(row.destination) if kind is FactorKind.EMAIL else None,
             channel=row.channel,

@@ -32,6 +32,7 @@ from shared.verifications.domain import (
 )
 from shared.verifications.events import record_for, record_lock, subject_of
 from shared.verifications.models import Verification, VerificationCheck
+from shared.verifications.passkeys import check_credential
 from shared.verifications.provider_attempt import VerificationAttempt
 from shared.verifications.service import guesser_of
 from shared.verifications.totp import CODE_VALID_SECONDS, code_use, entity_of
@@ -97,6 +98,8 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
         self.log.info("check.refused", status=status.value, reason=error.reason.value)
 
     async def call(self) -> ProviderCheck:
+        if self.verification.channel.takes_credential:
+            return await check_credential(self.calls, self.verification, self.service, self.code)
         if not self.verification.channel.sends_code:
             return await self._app_call()
         calls, code = self.calls, self.code
@@ -324,7 +327,7 @@ def _refusal(
             ErrorCode.PROVIDER_UNAVAILABLE, "not checked before the check deadline"
         )
     # An app's code is never sent: its verification has no provider SID.
-    never_sent = verification.provider_sid is None and verification.channel.sends_code
+    never_sent = verification.provider_sid is None and verification.channel.starts_at_provider
     if verification.status is not VerificationStatus.PENDING or never_sent:
         if verification.status is VerificationStatus.MAX_ATTEMPTS_REACHED:
             return CheckStatus.MAX_ATTEMPTS_REACHED, AttemptError(

@@ -9,17 +9,20 @@ from shared.kit.lifecycle import JobMove, Lifecycle
 
 
 class FactorKind(StrEnum):
-    """What a channel reaches: a phone number, an email address, or an authenticator app."""
+    """What a channel reaches: a phone number, an email address, an authenticator app, or a
+    passkey (WebAuthn)."""
 
     PHONE = "phone"
     EMAIL = "email"
     TOTP = "totp"
+    PASSKEY = "passkey"
 
     @property
     def is_strong(self) -> bool:
-        """Its code does not travel through a network others can read or divert: NIST SP
-        800-63B restricts codes to a phone (5.1.3.3) and rules out email for them (5.1.3.1)."""
-        return self is FactorKind.TOTP
+        """Nothing it answers with travels through a network others can read or divert: NIST
+        SP 800-63B restricts codes to a phone (5.1.3.3) and rules out email for them (5.1.3.1);
+        a passkey's signature is bound to the site's origin besides."""
+        return self in (FactorKind.TOTP, FactorKind.PASSKEY)
 
 
 class Channel(StrEnum):
@@ -29,12 +32,12 @@ class Channel(StrEnum):
     EMAIL = "email"
     # An authenticator app's code (Twilio Verify's TOTP factors): nothing is sent.
     TOTP = "totp"
+    # A passkey's signature (Twilio Verify Passkeys): the browser signs WebAuthn options.
+    PASSKEY = "passkey"
 
     @property
     def kind(self) -> FactorKind:
-        if self is Channel.EMAIL:
-            return FactorKind.EMAIL
-        return FactorKind.TOTP if self is Channel.TOTP else FactorKind.PHONE
+        return _KINDS.get(self, FactorKind.PHONE)
 
     @property
     def reaches_email(self) -> bool:
@@ -46,7 +49,19 @@ class Channel(StrEnum):
 
     @property
     def sends_code(self) -> bool:
-        """A code goes out to a destination; an authenticator app makes its own."""
+        """A code goes out to a destination; an authenticator app makes its own, and a passkey
+        answers with a signature instead."""
+        return self not in (Channel.TOTP, Channel.PASSKEY)
+
+    @property
+    def takes_credential(self) -> bool:
+        """Checked with the browser's ``PublicKeyCredential``, not a code."""
+        return self is Channel.PASSKEY
+
+    @property
+    def starts_at_provider(self) -> bool:
+        """A worker starts it at the provider before it can be checked (a code sent, a
+        passkey's options made); an authenticator app's is checkable at once."""
         return self is not Channel.TOTP
 
     @property
@@ -54,6 +69,13 @@ class Channel(StrEnum):
         """A code by text or voice call (NIST SP 800-63B 5.1.3.3): the number's line type and
         SIM swaps are worth checking before it goes out."""
         return self in (Channel.SMS, Channel.CALL)
+
+
+_KINDS = {
+    Channel.EMAIL: FactorKind.EMAIL,
+    Channel.TOTP: FactorKind.TOTP,
+    Channel.PASSKEY: FactorKind.PASSKEY,
+}
 
 
 class Purpose(StrEnum):

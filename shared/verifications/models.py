@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     ForeignKey,
     Index,
     String,
@@ -74,6 +76,9 @@ class Verification(JobRow, Base):
     # Set while a re-send of a pending verification waits for a worker (the same code again,
     # possibly on another channel); the verification stays pending and checkable meanwhile.
     resend_channel: Mapped[Channel | None] = mapped_column(enum_column(Channel, "resend_channel"))
+    # A passkey's WebAuthn options for the browser, as Twilio made them (creation options at
+    # enrolment, request options at login): public by design, bound to one ceremony.
+    passkey_options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class VerificationCheck(JobRow, Base):

@@ -49,12 +49,19 @@ _TAKEN_OVER = AttemptError(
 
 @dataclass(frozen=True, slots=True)
 class SentCode:
-    """The provider's verification a send made, by the channel it went, valid until then."""
+    """The provider's verification a send made, by the channel it went, valid until then; or
+    a passkey's ceremony (its factor's or challenge's SID, and its options for the browser),
+    which there is nothing to cancel of at the provider."""
 
     provider_sid: str
     provider_service_sid: str
     channel: Channel
     expires_at: datetime
+    passkey_options: dict[str, Any] | None = None
+
+    @property
+    def open_at_provider(self) -> bool:
+        return self.passkey_options is None
 
 
 class SendRows(JobRows[Verification]):
@@ -99,7 +106,8 @@ class SendRows(JobRows[Verification]):
                 status=after(Move.SENT),
                 provider_sid=column_param(v, "provider_sid"),
                 provider_service_sid=column_param(v, "provider_service_sid"),
-                provider_open=True,
+                provider_open=column_param(v, "provider_open"),
+                passkey_options=column_param(v, "passkey_options"),
                 channel=column_param(v, "channel"),
                 resend_channel=None,
                 send_attempts=v.send_attempts + 1,
@@ -134,6 +142,8 @@ class SendRows(JobRows[Verification]):
             provider_service_sid=sent.provider_service_sid,
             channel=sent.channel,
             expires_at=sent.expires_at,
+            provider_open=sent.open_at_provider,
+            passkey_options=sent.passkey_options,
             now=now,
         )
         return pending

@@ -30,6 +30,7 @@ from shared.verifications.domain import (
 )
 from shared.verifications.events import record_for
 from shared.verifications.models import Verification
+from shared.verifications.passkeys import begin_ceremony
 from shared.verifications.provider_attempt import VerificationAttempt
 from shared.verifications.provider_calls import PROVIDER_LIFETIME
 from shared.verifications.repository import VerificationRepository
@@ -104,6 +105,8 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
 
     async def call(self) -> ProviderVerification:
         calls, row = self.calls, self.claimed
+        if row.channel.takes_credential:
+            return await begin_ceremony(calls, row, self.service, await self._label())
         await self._clear_the_number()
         if self.lost_call_at is not None:
             existing = await self._sent_by_the_lost_call(self.lost_call_at)
@@ -116,6 +119,15 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
                 self.service, row.destination, self.channel, row.locale
             )
         )
+
+    async def _label(self) -> str:
+        """What the authenticator shows a passkey being made as: the name it was enrolled with,
+        else the user id."""
+        if self.claimed.purpose is not Purpose.ENROLLMENT:
+            return ""
+        async with self.calls.uow_factory.reading() as read:
+            factor = await read.factors.by_enrollment(self.row_id)
+        return (factor.label if factor else None) or str(self.claimed.user_id)
 
     async def _clear_the_number(self) -> None:
         """End the earlier verifications to the number, here and at the provider, before a
@@ -186,8 +198,12 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
             expires_at = max(
                 answer.created_at + calls.settings.code_lifetime, now + timedelta(seconds=30)
             )
-            code = SentCode(answer.sid, self.service, self.channel, expires_at)
+            code = SentCode(
+                answer.sid, self.service, self.channel, expires_at, answer.passkey_options
+            )
             sent = await uow.verifications.record_sent(self.row_id, self.token, code, now)
+            if sent is not None and self._makes_a_passkey:
+                await _remember_the_factor(uow, sent, answer.sid)
             if sent is None:
                 self.log.warning("send.outcome_dropped", note="taken over or ended meanwhile")
             else:
@@ -209,7 +225,13 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
             )
         self.log.info("send.pending", attempts=self.claimed.provider_attempts, resend=self.resend)
 
+    @property
+    def _makes_a_passkey(self) -> bool:
+        return self.channel.takes_credential and self.claimed.purpose is Purpose.ENROLLMENT
+
     async def _close_dropped(self, answer: ProviderVerification) -> None:
+        if answer.passkey_options is not None:
+            return  # a passkey's factor or challenge: nothing to cancel at Twilio
         async with self.calls.uow_factory.reading() as read:
             holder = await read.verifications.pending_with_sid(answer.sid)
         if holder is None:  # nobody else was answered with it either
@@ -248,6 +270,13 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
                     )
                 await record_for(uow, event, self.claimed, reason=error.reason.value)
                 uow.notify_after_commit(change_of(ended))
+
+
+async def _remember_the_factor(uow: UnitOfWork, sent: Verification, factor_sid: str) -> None:
+    """A passkey's enrolment made its factor at Twilio: the factor is reached by its SID."""
+    await uow.verifications.set_destination(sent.id, factor_sid)
+    await uow.factors.set_destination_of_enrollment(sent.id, factor_sid)
+    sent.destination = factor_sid
 
 
 def _is_newer(other: Verification, than: Verification) -> bool:

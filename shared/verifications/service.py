@@ -14,6 +14,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import structlog
 
@@ -41,7 +42,8 @@ from shared.verifications.codes import CodeStash
 from shared.verifications.domain import Channel, CheckStatus, Purpose, VerificationStatus
 from shared.verifications.events import record_for
 from shared.verifications.models import Verification, VerificationCheck
-from shared.verifications.totp import AppCodeRequest, app_verification
+from shared.verifications.passkeys import credential_text
+from shared.verifications.totp import AuthenticatorRequest, authenticator_verification
 from shared.verifications.views import change_of
 
 log = structlog.get_logger(__name__)
@@ -110,21 +112,24 @@ class Verifications:
         )
         return verification
 
-    async def request_from_app(
-        self, uow: UnitOfWork, api_key: ApiKey, request: AppCodeRequest
+    async def request_from_authenticator(
+        self, uow: UnitOfWork, api_key: ApiKey, request: AuthenticatorRequest
     ) -> Verification:
-        """A verification of an authenticator app's code: nothing to send, so no send limit
-        and no job; ``pending`` at once, and checked like any other."""
+        """A verification of an authenticator's answer — an app's code, a passkey's signature:
+        nothing is sent, so no send limit. An app's is ``pending`` at once; a passkey's once a
+        worker has Twilio's options for the browser. Checked like any other."""
         await self.guards.lockout.check(
             Guesser.of(api_key.tenant_id, request.user_id, None, request.client_ip)
         )
-        verification = app_verification(
+        verification = authenticator_verification(
             uuid.uuid4(), api_key, request, self.clock.now(), self.settings
         )
         await uow.verifications.insert(verification)
         await record_for(
-            uow, EventType.VERIFICATION_REQUESTED, verification, channel=Channel.TOTP.value
+            uow, EventType.VERIFICATION_REQUESTED, verification, channel=request.channel.value
         )
+        if request.channel.starts_at_provider:
+            uow.enqueue_after_commit(Job.send_code(verification.id))
         return verification
 
     def _allowed(self, destination: Destination) -> Destination:
@@ -194,7 +199,10 @@ class Verifications:
         if verification.status is not VerificationStatus.PENDING:
             raise _not_pending(verification)
         if not verification.channel.sends_code:
-            raise ChannelMismatch("an authenticator app's code is not sent: it makes its own")
+            raise ChannelMismatch(
+                f"a {verification.channel.value} verification sends nothing: only a sent code "
+                "can be sent again (start a new challenge instead)"
+            )
         if channel is not None and channel.kind is not verification.channel.kind:
             raise ChannelMismatch(
                 f"a code sent by {verification.channel.value} cannot be sent again by "
@@ -249,18 +257,25 @@ class Verifications:
         return canceled
 
     async def submit_check(
-        self, uow: UnitOfWork, api_key: ApiKey, verification_id: uuid.UUID, code: str
+        self,
+        uow: UnitOfWork,
+        api_key: ApiKey,
+        verification_id: uuid.UUID,
+        answer: str | dict[str, Any],
     ) -> VerificationCheck:
-        """Accept a code for checking: the check reserves its failure in the lockout first (so
-        parallel guesses cannot outrun it), the code waits in the stash, the attempt is taken."""
-        code = code.strip()
-        if not _CODE_SHAPE.match(code):
-            raise InvalidInput("a code is 4 to 10 letters or digits")
+        """Accept a code (or, for a passkey, the browser's credential) for checking: the check
+        reserves its failure in the lockout first (so parallel guesses cannot outrun it), the
+        answer waits in the stash, the attempt is taken."""
+        if isinstance(answer, str):
+            answer = answer.strip()
+            if not _CODE_SHAPE.match(answer):
+                raise InvalidInput("a code is 4 to 10 letters or digits")
         async with uow.reads() as read:
             verification = await self.get(read, api_key.tenant_id, verification_id)
         refusal = self._check_refusal(verification)
         if refusal is not None:
             raise refusal
+        code = _stashed_answer(verification, answer)
         check_id = uuid.uuid4()
         guesser = guesser_of(verification)
         ttl = int(self.settings.check_deadline_seconds) + 60
@@ -371,6 +386,22 @@ def guesser_of(verification: Verification) -> Guesser:
         verification.destination,
         verification.client_ip,
     )
+
+
+def _stashed_answer(verification: Verification, answer: str | dict[str, Any]) -> str:
+    """The answer as it waits for the worker, if it is the kind the verification takes: a
+    passkey's the browser's credential, every other a code."""
+    if verification.channel.takes_credential:
+        if isinstance(answer, str):
+            raise ChannelMismatch(
+                "a passkey verification is checked with the browser's credential, not a code"
+            )
+        return credential_text(answer)
+    if not isinstance(answer, str):
+        raise ChannelMismatch(
+            f"a {verification.channel.value} verification is checked with a code, not a credential"
+        )
+    return answer
 
 
 def _reachable_by(channel: Channel) -> str:

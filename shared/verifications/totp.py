@@ -62,22 +62,26 @@ def code_use(keyring: Keyring, factor_sid: str, code: str) -> str:
 CODE_VALID_SECONDS = (2 * SKEW_STEPS + 1) * TIME_STEP_SECONDS
 
 
-def app_verification(
+def authenticator_verification(
     verification_id: uuid.UUID,
     api_key: ApiKey,
-    request: AppCodeRequest,
+    request: AuthenticatorRequest,
     now: datetime,
     settings: Settings,
 ) -> Verification:
-    """A verification of an app's code: ``pending`` at once, to be checked, never sent. Its
-    destination is the Twilio factor's SID, or empty while the factor is not made yet (an
-    enrolment before its first code)."""
+    """A verification of an app's code (``pending`` at once, to be checked, never sent) or of a
+    passkey's signature (``queued`` until a worker has its options from Twilio). Its destination
+    is the Twilio factor's SID, or empty while the factor is not made yet (an enrolment)."""
     return Verification(
         id=verification_id,
         tenant_id=api_key.tenant_id,
-        status=VerificationStatus.PENDING,
+        status=(
+            VerificationStatus.QUEUED
+            if request.channel.starts_at_provider
+            else VerificationStatus.PENDING
+        ),
         purpose=request.purpose,
-        channel=Channel.TOTP,
+        channel=request.channel,
         destination=request.factor_sid or "",
         destination_lookup=None,
         destination_region=None,
@@ -88,7 +92,7 @@ def app_verification(
         check_attempts=0,
         provider_open=False,
         provider_attempts=0,
-        enqueue_count=0,
+        enqueue_count=1 if request.channel.starts_at_provider else 0,
         next_attempt_at=now + settings.requeue_after,
         expires_at=now + settings.code_lifetime,
         created_at=now,
@@ -98,8 +102,11 @@ def app_verification(
 
 
 @dataclass(frozen=True, slots=True)
-class AppCodeRequest:
+class AuthenticatorRequest:
+    """An app's code (channel totp) or a passkey's signature (channel passkey) to verify."""
+
     user_id: str
     purpose: Purpose
-    factor_sid: str | None = None  # None: an enrolment, whose factor is made at its first code
+    factor_sid: str | None = None  # None: an enrolment, whose factor is made at Twilio later
     client_ip: str | None = None
+    channel: Channel = Channel.TOTP

@@ -30,7 +30,7 @@ class VerificationOut(BaseModel):
     channel: Channel
     to: str = Field(
         description="Masked, e.g. +1415•••••23 or a•••@example.com; for channel totp, "
-        '"authenticator app"'
+        '"authenticator app"; for channel passkey, "passkey"'
     )
     purpose: Purpose
     user_id: str | None
@@ -40,14 +40,29 @@ class VerificationOut(BaseModel):
     updated_at: datetime
     expires_at: datetime | None
     error: ErrorOut | None
+    creation_options: dict[str, Any] | None = Field(
+        default=None,
+        description="A passkey's enrolment, while pending: the WebAuthn "
+        "`PublicKeyCredentialCreationOptions` for `navigator.credentials.create({publicKey})` "
+        "(as JSON, binary fields base64url, e.g. for `PublicKeyCredential."
+        "parseCreationOptionsFromJSON`); null otherwise",
+    )
+    request_options: dict[str, Any] | None = Field(
+        default=None,
+        description="A passkey's login challenge, while pending: the WebAuthn "
+        "`PublicKeyCredentialRequestOptions` for `navigator.credentials.get({publicKey})`, as "
+        "JSON; null otherwise",
+    )
 
     @classmethod
     def from_row(cls, row: Verification) -> VerificationOut:
+        options = row.passkey_options if row.status is VerificationStatus.PENDING else None
+        enrolling = row.purpose is Purpose.ENROLLMENT
         return cls(
             id=row.id,
             status=row.status,
             channel=row.channel,
-            to=mask_destination(row.destination) if row.channel.sends_code else "authenticator app",
+            to=_shown(row),
             purpose=row.purpose,
             user_id=row.user_id,
             send_attempts=row.send_attempts,
@@ -58,7 +73,16 @@ class VerificationOut(BaseModel):
             error=_error(
                 row.status.is_final, row.error_code, row.error_message, row.provider_error_code
             ),
+            creation_options=options if enrolling else None,
+            request_options=None if enrolling else options,
         )
+
+
+def _shown(row: Verification) -> str:
+    """Where the verification goes, as a login server may show it."""
+    if row.channel.sends_code:
+        return mask_destination(row.destination)
+    return "passkey" if row.channel.takes_credential else "authenticator app"
 
 
 class CheckOut(BaseModel):

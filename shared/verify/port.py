@@ -24,6 +24,9 @@ class ProviderVerification:
     created_at: datetime
     send_attempts: int
     last_sent_at: datetime | None
+    # A passkey's ceremony (a factor or a challenge SID above): its WebAuthn options for the
+    # browser. None for a code.
+    passkey_options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +163,9 @@ class PasskeyFactors(Protocol):
         ...
 
 
-class CodeProvider(VerifyClient, TotpFactors, Protocol):
-    """What checking codes needs: sent codes' verifications and authenticator apps' factors."""
+class CodeProvider(VerifyClient, TotpFactors, PasskeyFactors, Protocol):
+    """What sending and checking needs: sent codes' verifications, authenticator apps' factors
+    and passkeys."""
 
 
 class VerifyServices(Protocol):
@@ -178,7 +182,9 @@ class NumberLookup(Protocol):
         ...
 
 
-class VerifyProvider(VerifyClient, TotpFactors, VerifyServices, NumberLookup, Protocol):
+class VerifyProvider(
+    VerifyClient, TotpFactors, PasskeyFactors, VerifyServices, NumberLookup, Protocol
+):
     """Every port, as one adapter (``TwilioVerifyClient``, or a fake) implements them: what a
     worker holds. ``default_service`` is the deployment's own Verify service."""
 

@@ -622,7 +622,7 @@ class TestTheDocument:
         assert schemas["EmailFactorCreate"]["properties"]["email"]["format"] == "email"
         assert schemas["LockoutRelease"]["properties"]["phone"]["pattern"] == e164
         assert schemas["LockoutRelease"]["minProperties"] == 1
-        assert schemas["CheckCreate"]["properties"]["code"]["pattern"] == "^[0-9A-Za-z]{4,10}$"
+        assert schemas["CodeCheckCreate"]["properties"]["code"]["pattern"] == "^[0-9A-Za-z]{4,10}$"
         url = schemas["WebhookEndpointCreate"]["properties"]["url"]["pattern"]
         assert url.startswith("^https://")  # production: https only
         parameters = [
