@@ -27,9 +27,11 @@ from twostep_client import (
 from tests.client.conftest import RESEND_COOLDOWN_SECONDS
 from tests.e2e.conftest import System
 from tests.support import early_in_a_totp_step, random_phone
+from tests.webauthn_device import Authenticator
 
 LANDLINE = "+14155550201"  # the sandbox's Lookup says landline (and its Verify refuses SMS)
 WAIT = 20.0
+RP_ID, ORIGIN = "localhost", "http://localhost:8000"
 
 
 def wrong(code: str) -> str:
@@ -160,6 +162,36 @@ def test_an_authenticator_app_enrolled_then_a_login_with_it(
     assert client.list_factors(user).two_step_enabled
     client.remove_factor(user, enrolment.factor.id, allow_downgrade=True)
     assert not client.list_factors(user).two_step_enabled
+
+
+def test_a_passkey_registered_then_a_login_with_it(connect: Any, client_system: System) -> None:
+    """The browser's part played by a software authenticator, as ``navigator.credentials``
+    would answer; the sandbox verifies its WebAuthn."""
+    client = connect()
+    user = f"client-{uuid.uuid4().hex[:8]}"
+    client_system.run("tenants", "passkeys", "default", "--rp-id", RP_ID, "--origin", ORIGIN)
+    device = Authenticator()
+    enrolment = client.enroll_passkey(user, label="Ada's phone", wait=WAIT)
+    assert enrolment.factor.type == "passkey" and enrolment.verification.sent
+    options = enrolment.verification.creation_options
+    assert options is not None and options["rp"]["id"] == RP_ID
+    attestation = device.register(options, ORIGIN)
+    assert client.check_passkey(enrolment.verification.id, attestation, wait=WAIT).approved
+    [factor] = client.list_factors(user).factors
+    assert (factor.type, factor.status, factor.label) == ("passkey", "verified", "Ada's phone")
+
+    login = client.start_challenge(user, wait=WAIT)
+    assert (login.channel, login.status, login.factor_id) == ("passkey", "pending", factor.id)
+    assert login.request_options is not None
+    tampered = device.sign_in(login.request_options, "https://evil.example")
+    assert client.check_passkey(login.id, tampered, wait=WAIT).status == "rejected"
+    assertion = device.sign_in(login.request_options, ORIGIN)
+    assert client.check_passkey(login.id, assertion, wait=WAIT).approved
+    with pytest.raises(LastStrongFactor):
+        client.remove_factor(user, factor.id)
+    client.remove_factor(user, factor.id, allow_downgrade=True)
+    with pytest.raises(NoVerifiedFactor):
+        client.start_challenge(user)
 
 
 def test_wrong_codes_lock_the_user_out_until_an_admin_lifts_it(

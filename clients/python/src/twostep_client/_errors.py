@@ -122,6 +122,12 @@ class FactorNotVerified(Conflict):
     code = "factor_not_verified"
 
 
+class PasskeysNotSetUp(Conflict):
+    """The tenant's login site is not the relying party yet: ``twostep tenants passkeys``."""
+
+    code = "passkeys_not_set_up"
+
+
 class PayloadTooLarge(ApiError):
     code = "payload_too_large"
 
@@ -189,6 +195,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
         ChannelMismatch,
         LastStrongFactor,
         FactorNotVerified,
+        PasskeysNotSetUp,
         PayloadTooLarge,
         UnsupportedMediaType,
         RateLimited,

@@ -4,13 +4,13 @@ as something the types say it cannot be."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal, TypeVar, get_args
 
 from twostep_client._errors import UnexpectedAnswer
 
-Channel = Literal["sms", "call", "whatsapp", "email", "totp"]
+Channel = Literal["sms", "call", "whatsapp", "email", "totp", "passkey"]
 VerificationStatus = Literal[
     "queued",
     "sending",
@@ -23,7 +23,7 @@ VerificationStatus = Literal[
 ]
 CheckStatus = Literal["queued", "approved", "rejected", "expired", "max_attempts_reached", "failed"]
 FactorStatus = Literal["unverified", "verified", "disabled"]
-FactorType = Literal["phone", "email", "totp"]
+FactorType = Literal["phone", "email", "totp", "passkey"]
 Purpose = Literal["standalone", "enrollment", "login"]
 
 Json = dict[str, Any]
@@ -58,6 +58,14 @@ def _optional_time(value: Any) -> datetime | None:
 
 def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _optional_object(value: Any) -> Json | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise UnexpectedAnswer(f"{value!r} is not an object")
+    return value
 
 
 def _optional_int(value: Any) -> int | None:
@@ -99,6 +107,10 @@ class Verification:
     updated_at: datetime
     expires_at: datetime | None
     error: Failure | None
+    # A passkey's, while pending: the WebAuthn options for the browser (``publicKey`` of
+    # ``navigator.credentials.create()`` at enrolment, of ``.get()`` at login), as JSON.
+    creation_options: Json | None = field(default=None, kw_only=True)
+    request_options: Json | None = field(default=None, kw_only=True)
 
     @property
     def sent(self) -> bool:
@@ -129,6 +141,8 @@ class Verification:
             updated_at=_time(body["updated_at"]),
             expires_at=_optional_time(body.get("expires_at")),
             error=Failure.from_json(body.get("error")),
+            creation_options=_optional_object(body.get("creation_options")),
+            request_options=_optional_object(body.get("request_options")),
         )
 
 
@@ -165,8 +179,9 @@ class Check:
 
 @dataclass(frozen=True)
 class Factor:
-    """A user's phone or email address for two-step: ``verified`` once its enrolment code was
-    approved. ``phone`` and ``email`` are masked; one of them is None."""
+    """A user's phone, email address, authenticator app or passkey for two-step: ``verified``
+    once its enrolment was approved. ``phone`` and ``email`` are masked, None but for a phone
+    or an address; ``label`` is an app's or a passkey's name."""
 
     id: str
     user_id: str
@@ -177,10 +192,12 @@ class Factor:
     verified_at: datetime | None
     email: str | None = None
     type: FactorType = "phone"
+    label: str | None = None
 
     @classmethod
     def from_json(cls, body: Json) -> Factor:
         return cls(
+            label=_optional_str(body.get("label")),
             type=_word(body.get("type", "phone"), _FACTOR_TYPES),
             id=str(body["id"]),
             user_id=str(body["user_id"]),
@@ -214,9 +231,10 @@ class Challenge(Verification):
 
 @dataclass(frozen=True)
 class Enrollment:
-    """A phone, address or authenticator app being enrolled: check a code against
-    ``verification`` to verify ``factor``. ``otpauth_uri``: an app's key URI (show it as a QR
-    code), in this answer only."""
+    """A phone, address, authenticator app or passkey being enrolled: check a code (or the
+    browser's credential) against ``verification`` to verify ``factor``. ``otpauth_uri``: an
+    app's key URI (show it as a QR code), in this answer only; a passkey's options are
+    ``verification.creation_options``."""
 
     factor: Factor
     verification: Verification

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import fields, replace
 from time import monotonic
 from types import TracebackType
 from typing import TypeVar
@@ -169,13 +170,31 @@ class AsyncTwostepClient:
         """Hand over the code the user typed: the check as soon as it is decided (``approved``,
         ``rejected``, …), or still ``queued`` (``not check.decided``: say "try again", not
         "wrong code") if that takes more than ``wait`` seconds; ``wait=0`` answers at once."""
+        return await self._check(verification_id, {"code": code}, wait, idempotency_key)
+
+    async def check_passkey(
+        self,
+        verification_id: str,
+        credential: Json,
+        *,
+        wait: float = 10.0,
+        idempotency_key: str | None = None,
+    ) -> Check:
+        """Hand over the browser's answer to a passkey's options (its ``PublicKeyCredential``
+        as JSON, e.g. ``credential.toJSON()``): checked like a code, ``approved`` only when
+        Twilio verified its signature, origin and challenge."""
+        return await self._check(verification_id, {"credential": credential}, wait, idempotency_key)
+
+    async def _check(
+        self, verification_id: str, body: Json, wait: float, idempotency_key: str | None
+    ) -> Check:
         started = monotonic()
         check = await self._send(
             Call(
                 "POST",
                 f"/v1/verifications/{segment(verification_id)}/checks",
                 Check.from_json,
-                body={"code": code},
+                body=body,
                 idempotency_key=idempotency_key or new_idempotency_key(),
                 wait=min(max(0.0, wait), MAX_WAIT_SECONDS),
             )
@@ -254,6 +273,38 @@ class AsyncTwostepClient:
             )
         )
 
+    async def enroll_passkey(
+        self,
+        user_id: str,
+        *,
+        label: str | None = None,
+        replace_existing: bool = False,
+        client_ip: str | None = None,
+        wait: float = 10.0,
+        idempotency_key: str | None = None,
+    ) -> Enrollment:
+        """Start enrolling a passkey: hand ``enrollment.verification.creation_options`` to the
+        browser (``navigator.credentials.create({publicKey})``), then its credential to
+        ``check_passkey``. A worker has the options made at Twilio: this waits up to ``wait``
+        seconds for them (``None`` if it took longer: ``wait_for_verification`` again).
+        ``PasskeysNotSetUp`` until the tenant's login site is the relying party."""
+        body = without_none(
+            type="passkey", label=label, replace_existing=replace_existing, client_ip=client_ip
+        )
+        enrollment = await self._send(
+            Call(
+                "POST",
+                f"/v1/users/{segment(user_id)}/factors",
+                Enrollment.from_json,
+                body=body,
+                idempotency_key=idempotency_key or new_idempotency_key(),
+            )
+        )
+        if not enrollment.verification.in_flight or wait <= 0:
+            return enrollment
+        ready = await self.wait_for_verification(enrollment.verification.id, timeout=wait)
+        return replace(enrollment, verification=ready)
+
     async def list_factors(self, user_id: str) -> Factors:
         return await self._send(
             Call("GET", f"/v1/users/{segment(user_id)}/factors", Factors.from_json)
@@ -282,12 +333,15 @@ class AsyncTwostepClient:
         channel: Channel | None = None,
         client_ip: str | None = None,
         idempotency_key: str | None = None,
+        wait: float = 10.0,
     ) -> Challenge:
         """Login: send a code to one of the user's verified factors — ``factor_id``, else the
-        preferred (an authenticator app first, then the latest verified) — on its channel or
-        ``channel`` (``NoVerifiedFactor`` when two-step is off); ``alternatives`` are the
-        others to offer. Let the user in only once a check on it is approved."""
-        return await self._send(
+        preferred (a passkey or an authenticator app first, then the latest verified) — on its
+        channel or ``channel`` (``NoVerifiedFactor`` when two-step is off); ``alternatives``
+        are the others to offer. Let the user in only once a check on it is approved. A
+        passkey's ``request_options`` are made by a worker: this waits up to ``wait`` seconds
+        for them."""
+        challenge = await self._send(
             Call(
                 "POST",
                 f"/v1/users/{segment(user_id)}/challenges",
@@ -296,6 +350,10 @@ class AsyncTwostepClient:
                 idempotency_key=idempotency_key or new_idempotency_key(),
             )
         )
+        if challenge.channel != "passkey" or not challenge.in_flight or wait <= 0:
+            return challenge
+        ready = await self.wait_for_verification(challenge.id, timeout=wait)
+        return replace(challenge, **{f.name: getattr(ready, f.name) for f in fields(Verification)})
 
     async def generate_recovery_codes(self, user_id: str) -> tuple[str, ...]:
         """Ten new one-time codes, replacing the user's earlier set. Show them once."""
