@@ -31,7 +31,7 @@ from shared.kit import crypto
 from shared.kit.crypto import keyring_of
 from shared.kit.db.migrate import upgrade
 from shared.kit.settings import Settings
-from shared.tenants.domain import ALL_SCOPES, Scope
+from shared.tenants.domain import ALL_SCOPES, DEFAULT_TENANT, Scope
 from shared.tenants.keys import authenticate, create_api_key
 from shared.unit_of_work import UnitOfWork
 from twostep.children import redis_server_argv
@@ -46,6 +46,7 @@ from twostep.launcher import (
     wait_tcp,
     wait_worker,
 )
+from twostep.tenants_cli import set_passkeys
 
 # The repository this twostep runs from, when it is installed editable (pip install -e .).
 _REPOSITORY = Path(__file__).resolve().parent.parent
@@ -240,7 +241,12 @@ def _start_example_site(
         env=env, cwd=_REPOSITORY,
     )  # fmt: skip
     wait_http(f"{site_url}/login", "login site", launcher, interrupted)
-    return site_url
+    # Browsers take passkeys from a domain only (localhost, not 127.0.0.1): the site is opened
+    # as localhost, its relying party (on the sandbox only: never a real service's).
+    browsed_url = f"http://localhost:{site_port}"
+    if site.sandbox_url:
+        set_passkeys(_settings_of(launcher.env), DEFAULT_TENANT, "localhost", [browsed_url])
+    return browsed_url
 
 
 _SITE_SCOPES = frozenset({Scope.VERIFY, Scope.USERS, Scope.USERS_MANAGE})

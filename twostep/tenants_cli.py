@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import click
@@ -157,7 +157,13 @@ def tenants_set_service(name: str, service_sid: str | None, display_name: str | 
 def tenants_passkeys(name: str, rp_id: str, origins: tuple[str, ...]) -> None:
     """Let the tenant's users register passkeys for its login site: the relying party is
     checked, set on the tenant's Verify service, then remembered."""
-    settings = load_settings("tenants")
+    tenant = set_passkeys(load_settings("tenants"), name, rp_id, origins)
+    click.echo(_describe(tenant, load_settings("tenants")))
+
+
+def set_passkeys(settings: Settings, name: str, rp_id: str, origins: Sequence[str]) -> Tenant:
+    """The tenant, its relying party checked, set at Twilio, then remembered; refusals as
+    ``click.ClickException``."""
     tenant = run_in_unit_of_work(settings, lambda uow: get_tenant(uow, name))
     if tenant.verify_service_sid is None and tenant.name != DEFAULT_TENANT:
         # It shares the deployment's service: its relying party would be the default tenant's.
@@ -177,8 +183,7 @@ def tenants_passkeys(name: str, rp_id: str, origins: tuple[str, ...]) -> None:
             lambda client: client.configure_passkeys(service, site),
         )
     )
-    tenant = run_in_unit_of_work(settings, lambda uow: set_relying_party(uow, tenant, site))
-    click.echo(_describe(tenant, settings))
+    return run_in_unit_of_work(settings, lambda uow: set_relying_party(uow, tenant, site))
 
 
 @tenants.command("list")

@@ -19,6 +19,8 @@ import httpx
 import psutil
 import pytest
 
+from sandbox.app import DEFAULT_ACCOUNT_SID
+from shared.kit.settings import SANDBOX_SERVICE_SID
 from tests.support import REPO, SandboxClient, base_env, free_port, random_phone, wait_until
 from twostep import dev
 
@@ -32,7 +34,7 @@ class Dev:
     children: list[psutil.Process]
 
     def url(self, name: str) -> str:
-        found = re.search(rf"{name}\s+(http://127\.0\.0\.1:\d+)", self.banner)
+        found = re.search(rf"{name}\s+(http://(?:127\.0\.0\.1|localhost):\d+)", self.banner)
         assert found, self.banner
         return found.group(1)
 
@@ -125,13 +127,20 @@ def test_dev_example_serves_the_login_site(tmp_path: Path) -> None:
     port = str(free_port())
     with twostep_dev(tmp_path, base_env(), "--example", "--example-port", port) as running:
         site = running.url("login site")
-        assert site.endswith(f":{port}")
+        # Opened as localhost: browsers take passkeys from a domain, never from an address.
+        assert site == f"http://localhost:{port}"
         assert len(running.children) >= 6  # the login site besides the five
         page = httpx.get(f"{site}/login")
         assert page.status_code == 200
         assert "<h1>Sign in</h1>" in page.text and 'name="csrf_token"' in page.text
         # It is a client of this API, with the dev key: the site's data sits beside twostep's.
         assert (tmp_path / "data" / "login-site.db").exists()
+        # Its passkeys' relying party is set on the sandbox's service.
+        service = httpx.get(
+            f"{running.url('sandbox')}/v2/Services/{SANDBOX_SERVICE_SID}",
+            auth=(DEFAULT_ACCOUNT_SID, "sandbox"),
+        ).json()
+        assert service["passkeys"]["relying_party"]["origins"] == [site]
 
 
 def test_dev_example_says_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
