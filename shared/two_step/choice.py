@@ -1,9 +1,10 @@
 """Which of a user's verified factors a login challenge goes to, and what the login page can
 offer instead ("use your authenticator app", "text me instead", "email me"). Pure: no I/O.
 
-The preferred factor is the strongest, then the latest verified: an authenticator app before a
-phone or an email address, because its code costs no message, cannot be intercepted on its way
-and cannot be pumped. A login server that keeps its users' own choice names the factor instead.
+The preferred factor is the strongest, then the latest verified: a passkey, whose signature
+cannot be phished, then an authenticator app, then a phone or an email address — an app's code
+costs no message, cannot be intercepted on its way and cannot be pumped. A login server that
+keeps its users' own choice names the factor instead.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ class LoginChallenge:
     choice: Choice
 
 
-def _preference(factor: Factor) -> tuple[bool, datetime]:
-    return factor.channel.kind.is_strong, factor.verified_at or factor.created_at
+def _preference(factor: Factor) -> tuple[int, datetime]:
+    return factor.channel.kind.strength, factor.verified_at or factor.created_at
 
 
 def choose(
@@ -63,8 +64,9 @@ def choose(
 
 
 def refuse_losing_the_last_strong(factor: Factor, verified: Sequence[Factor]) -> None:
-    """Disabling the user's last authenticator app leaves only codes sent through networks
-    others can read: a downgrade the login server asks for explicitly, once its user agreed."""
+    """Disabling the user's last passkey or authenticator app leaves only codes sent through
+    networks others can read: a downgrade the login server asks for explicitly, once its user
+    agreed."""
     if factor.status is not FactorStatus.VERIFIED or not factor.channel.kind.is_strong:
         return
     if any(f.id != factor.id and f.channel.kind.is_strong for f in verified):

@@ -24,6 +24,13 @@ class FactorKind(StrEnum):
         a passkey's signature is bound to the site's origin besides."""
         return self in (FactorKind.TOTP, FactorKind.PASSKEY)
 
+    @property
+    def strength(self) -> int:
+        """How the kinds rank for a login: a passkey first (it cannot be phished: its signature
+        names the site's origin, where an app's code can be relayed by a look-alike page), then
+        an app, then codes sent."""
+        return {FactorKind.PASSKEY: 2, FactorKind.TOTP: 1}.get(self, 0)
+
 
 class Channel(StrEnum):
     SMS = "sms"

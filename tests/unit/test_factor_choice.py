@@ -37,6 +37,21 @@ def test_an_app_is_preferred_to_a_newer_phone_and_the_rest_is_offered_preferred_
     assert choice.factor is app and list(choice.alternatives) == [phone, email]
 
 
+def test_a_passkey_is_preferred_to_a_newer_app_and_a_passkey_or_an_app_is_strong() -> None:
+    passkey, app, phone = (
+        factor(Channel.PASSKEY, 1),
+        factor(Channel.TOTP, 4),
+        factor(Channel.SMS, 5),
+    )
+    choice = choose([phone, app, passkey], None)
+    assert choice is not None
+    assert choice.factor is passkey and list(choice.alternatives) == [app, phone]
+    # With an app left, the passkey is not the last strong factor; the app, then, is.
+    refuse_losing_the_last_strong(passkey, [passkey, app, phone])
+    with pytest.raises(LastStrongFactor, match="last totp factor"):
+        refuse_losing_the_last_strong(app, [app, phone])
+
+
 def test_a_channel_picks_the_preferred_factor_it_reaches() -> None:
     app, old, new = factor(Channel.TOTP, 5), factor(Channel.SMS, 1), factor(Channel.WHATSAPP, 2)
     choice = choose([old, app, new], Channel.CALL)
