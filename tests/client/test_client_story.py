@@ -24,10 +24,10 @@ from twostep_client import (
     VerificationNotPending,
 )
 
+from sandbox.authenticator import Authenticator
 from tests.client.conftest import RESEND_COOLDOWN_SECONDS
 from tests.e2e.conftest import System
 from tests.support import early_in_a_totp_step, random_phone
-from tests.webauthn_device import Authenticator
 
 LANDLINE = "+14155550201"  # the sandbox's Lookup says landline (and its Verify refuses SMS)
 WAIT = 20.0

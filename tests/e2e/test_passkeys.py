@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from sandbox.authenticator import Authenticator
 from tests.e2e.conftest import System
 from tests.e2e.test_two_step_story import Client
-from tests.webauthn_device import Authenticator
 
 RP_ID, ORIGIN = "localhost", "http://localhost:8000"
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox.authenticator import Authenticator
 from shared.errors import ProviderPermanentError
 from shared.verify.port import RelyingParty
 from shared.verify.twilio import TwilioVerifyClient
-from tests.webauthn_device import Authenticator
 
 ORIGIN = "https://login.example.com"
 SITE = RelyingParty(id="example.com", name="Lantern", origins=(ORIGIN,))

@@ -1,6 +1,6 @@
 """Twilio Verify Passkeys through the real ``twilio`` SDK against the sandbox, which verifies
 WebAuthn for real (py_webauthn): a passkey registered and used by a software authenticator
-(``tests/webauthn_device.py``), and every tampered answer refused as Twilio refuses it."""
+(``sandbox/authenticator.py``), and every tampered answer refused as Twilio refuses it."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from twilio.rest.verify.v2.service.new_challenge import NewChallengeList
 from twilio.rest.verify.v2.service.new_factor import NewFactorList
 from twilio.rest.verify.v2.service.new_verify_factor import NewVerifyFactorList
 
+from sandbox.authenticator import Authenticator, b64url
 from tests.sandbox.conftest import twilio_error
-from tests.webauthn_device import Authenticator, b64url
 
 ORIGIN = "https://login.example.com"
 RP_ID = "example.com"

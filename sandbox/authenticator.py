@@ -1,6 +1,8 @@
-"""A passkey authenticator in Python, for tests: what a browser's ``navigator.credentials``
-answers, built by the rules of WebAuthn Level 2 (§6.1 authenticator data, §6.5 attestation
-objects, §8.2 ``packed`` self attestation, §8.7 ``none``) with an ES256 key of its own.
+"""A passkey authenticator in Python, standing in for the user's device as the sandbox does for
+Twilio: what a browser's ``navigator.credentials`` answers, for passkeys without a browser
+(tests, ``twostep bench --scenario passkey``, a script against ``twostep dev``). Built by the
+rules of WebAuthn Level 2 (§6.1 authenticator data, §6.5 attestation objects, §8.2 ``packed``
+self attestation, §8.7 ``none``) with an ES256 key of its own.
 
 Every answer can be tampered with as an attacker would: another origin, another challenge, a
 replayed signature counter, no user verification.
