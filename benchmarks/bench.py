@@ -34,6 +34,7 @@ import click
 from sqlalchemy import make_url
 
 from benchmarks.database import DEFAULT_POSTGRES_URL, bench_database, wait_settled
+from benchmarks.passkeys import InlinePasskeys, TwostepPasskeys
 from benchmarks.processes import BenchError, ProcessMeter, Supervisor, Target, Usage, say
 from benchmarks.profile import Profiler
 from benchmarks.report import (
@@ -72,8 +73,8 @@ class Scenario:
     # Users start evenly over this many seconds, as load arrives in practice; the herd is the
     # scenario where they do not.
     ramp_seconds: float = 1.0
-    # What the second step is: a code by "sms", or an authenticator app's ("totp"; each user
-    # enrolled before the storm and logging in once).
+    # What the second step is: a code by "sms", an authenticator app's ("totp") or a passkey's
+    # signature ("passkey"); each user of the last two enrolled before the storm.
     factor: str = "sms"
 
 
@@ -111,6 +112,18 @@ SCENARIOS = (
     # No SMS round trip: each side is bound by what a login costs it.
     Scenario(
         "totp", "authenticator apps, latency 200±50 ms", _JITTERY, 50, 400, 20, 80, factor="totp"
+    ),
+    # Two Twilio calls per login (the options, then the approval), a signature verified in each.
+    Scenario("passkey", "passkeys, latency 200±50 ms", _JITTERY, 50, 400, 20, 80, factor="passkey"),
+    Scenario(
+        "passkey-slow",
+        "passkeys, latency 2000 ms",
+        {"latency_ms": 2000},
+        100,
+        200,
+        40,
+        40,
+        factor="passkey",
     ),
 )
 SCENARIO_NAMES = tuple(scenario.name for scenario in SCENARIOS)
@@ -279,10 +292,16 @@ def _run_scenario(bench: _Bench, item: Planned, offset: int) -> ScenarioResult:
 def _systems(bench: _Bench, item: Planned, offset: int) -> tuple[System, System]:
     running = bench.running
     api, key, sandbox_url = running.api_url, running.api_key, running.sandbox_url
+    run_id = f"{bench.run_id}-{offset}"
     if item.scenario.factor == "totp":
         return (
             TwostepApp(api, key, sandbox_url, user_offset=offset),
-            InlineApp(running.inline_url, sandbox_url, f"{bench.run_id}-{offset}"),
+            InlineApp(running.inline_url, sandbox_url, run_id),
+        )
+    if item.scenario.factor == "passkey":
+        return (
+            TwostepPasskeys(api, key, sandbox_url, user_offset=offset),
+            InlinePasskeys(running.inline_url, sandbox_url, run_id),
         )
     return Twostep(api, key, sandbox_url, user_offset=offset), Inline(
         running.inline_url, sandbox_url

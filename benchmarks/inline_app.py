@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -24,6 +24,12 @@ from pydantic import BaseModel
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
+from twilio.rest.verify.v2.service.approve_challenge import ApproveChallengeList
+from twilio.rest.verify.v2.service.new_challenge import NewChallengeList
+from twilio.rest.verify.v2.service.new_factor import NewFactorList
+from twilio.rest.verify.v2.service.new_verify_factor import NewVerifyFactorList
+
+Answer = TypeVar("Answer", dict[str, str], dict[str, Any])
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "sandbox"  # noqa: S105  # the sandbox's development credentials, its only ones
@@ -76,7 +82,7 @@ def _timed_out(exc: requests.RequestException) -> JSONResponse:
     return JSONResponse({"error": "twilio_unreachable", "detail": type(exc).__name__}, 504)
 
 
-def _answered(call: Callable[[], dict[str, str]]) -> dict[str, str] | JSONResponse:
+def _answered(call: Callable[[], Answer]) -> Answer | JSONResponse:
     """``call``'s answer, or Twilio's refusal or silence as the baseline answers them."""
     try:
         return call()
@@ -142,6 +148,64 @@ def login_totp(body: AppCodeBody) -> dict[str, str] | JSONResponse:
             )
         }
     )
+
+
+class PasskeyFactorBody(BaseModel):
+    entity: str
+
+
+class CredentialBody(BaseModel):
+    credential: dict[str, Any]
+
+
+class AssertionBody(CredentialBody):
+    challenge_sid: str
+
+
+@app.post("/factors/passkey", response_model=None)
+def enrol_passkey(body: PasskeyFactorBody) -> dict[str, Any] | JSONResponse:
+    """A passkey's factor made at Twilio: its creation options go back to the login page."""
+    request = NewFactorList.CreateNewPasskeysFactorRequest(
+        {"friendly_name": body.entity, "identity": body.entity}
+    )
+
+    def enrol() -> dict[str, Any]:
+        factor = verify.new_factors.create(request)
+        return {"factor_sid": str(factor.sid), "options": factor.options["publicKey"]}
+
+    return _answered(enrol)
+
+
+@app.post("/factors/passkey/verify", response_model=None)
+def verify_passkey(body: CredentialBody) -> dict[str, Any] | JSONResponse:
+    request = NewVerifyFactorList.VerifyPasskeysFactorRequest(body.credential)
+    return _answered(lambda: {"status": str(verify.new_verify_factors.update(request).status)})
+
+
+@app.post("/login/passkey/start", response_model=None)
+def login_passkey_start(body: PasskeyFactorBody) -> dict[str, Any] | JSONResponse:
+    """A challenge of the user's passkey, made inside the login request: one Twilio call."""
+    request = NewChallengeList.CreatePasskeysChallengeRequest({"identity": body.entity})
+
+    def start() -> dict[str, Any]:
+        challenge = verify.new_challenge().create(request)
+        return {"challenge_sid": str(challenge.sid), "options": challenge.options["publicKey"]}
+
+    return _answered(start)
+
+
+@app.post("/login/passkey/finish", response_model=None)
+def login_passkey_finish(body: AssertionBody) -> dict[str, Any] | JSONResponse:
+    """The browser's assertion approved inside the login request: one Twilio call. Approved
+    only when Twilio's answer is this challenge's."""
+    request = ApproveChallengeList.ApprovePasskeysChallengeRequest(body.credential)
+
+    def finish() -> dict[str, Any]:
+        approved = verify.approve_challenge.update(request)
+        mine = str(approved.sid) == body.challenge_sid
+        return {"status": str(approved.status) if mine else "rejected"}
+
+    return _answered(finish)
 
 
 @app.get("/healthz")

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from sqlalchemy import make_url
 
+from benchmarks.passkeys import ORIGIN, RP_ID
 from benchmarks.processes import (
     BenchError,
     Child,
@@ -129,6 +130,10 @@ def start_all(supervisor: Supervisor, database_url: str, workers: int, run_id: s
     for worker in worker_children:
         wait_for(log_contains(worker, "ready."), worker, '"ready." in its log')
     wait_for(beat.alive, beat, "process")
+    # The passkey scenarios' relying party: the tenant's, in twostep's database (the sandbox
+    # forgets it at each reset: ``benchmarks.passkeys`` sets it there again).
+    passkeys = ("tenants", "passkeys", "default", "--rp-id", RP_ID, "--origin", ORIGIN)
+    run_to_end("tenants-passkeys", twostep_argv(*passkeys), env, supervisor.log_dir)
     say("everything is up")
     return Running(
         sandbox_url=sandbox_url,

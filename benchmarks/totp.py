@@ -54,7 +54,12 @@ async def sandbox_clock_offset(http: aiohttp.ClientSession, sandbox_url: str) ->
         return float((await response.json())["offset_seconds"])
 
 
-async def enrol_all(label: str, count: int, enrol: Callable[[int], Awaitable[None]]) -> None:
+async def enrol_all(
+    label: str,
+    count: int,
+    enrol: Callable[[int], Awaitable[None]],
+    what: str = "authenticator apps",
+) -> None:
     """``enrol`` each user number below ``count``, a few at a time; any failure stops the run."""
     gate = asyncio.Semaphore(_ENROLLING_AT_ONCE)
     started = time.monotonic()
@@ -64,10 +69,10 @@ async def enrol_all(label: str, count: int, enrol: Callable[[int], Awaitable[Non
             await enrol(number)
 
     await asyncio.gather(*(one(number) for number in range(count)))
-    say(f"{label}: {count} authenticator apps enrolled in {time.monotonic() - started:.1f} s")
+    say(f"{label}: {count} {what} enrolled in {time.monotonic() - started:.1f} s")
 
 
-def _session() -> aiohttp.ClientSession:
+def session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
 
 
@@ -91,7 +96,7 @@ class TwostepApp:
         return f"bench-{self.user_offset + number}"
 
     async def prepare(self, logins: int) -> None:
-        async with _session() as http:
+        async with session() as http:
             offset = await sandbox_clock_offset(http, self.sandbox_url)
             record = Recorder()
 
@@ -100,7 +105,8 @@ class TwostepApp:
                 made = await self._call(http, record, "enrol", path, {"type": "totp"})
                 uri = str(made["otpauth_uri"])
                 codes = AppCodes(parse_qs(urlsplit(uri).query)["secret"][0], offset)
-                await self._checked(http, record, made["verification"]["id"], codes.fresh())
+                verification_id = made["verification"]["id"]
+                await self._checked(http, record, verification_id, {"code": codes.fresh()})
                 self.apps[number] = codes
 
             await enrol_all("twostep", logins, enrol)
@@ -110,7 +116,7 @@ class TwostepApp:
         challenge = await self._call(http, record, "create", path, {})
         if challenge["status"] != "pending":
             raise LoginFailed(f"challenge {challenge['status']}")
-        await self._checked(http, record, challenge["id"], self.apps[number].fresh())
+        await self._checked(http, record, challenge["id"], {"code": self.apps[number].fresh()})
 
     async def _call(
         self, http: aiohttp.ClientSession, record: Recorder, kind: str, path: str, body: Any
@@ -120,13 +126,17 @@ class TwostepApp:
         return expect(response, kind, (200, 202))
 
     async def _checked(
-        self, http: aiohttp.ClientSession, record: Recorder, verification_id: str, code: str
+        self,
+        http: aiohttp.ClientSession,
+        record: Recorder,
+        verification_id: str,
+        answer: dict[str, Any],
     ) -> None:
         url = f"{self.api_url}/v1/verifications/{verification_id}/checks"
         auth = {"Authorization": f"Bearer {self.api_key}"}
         started = time.monotonic()
         response = await record.call(
-            http, "check", "POST", url, params={"wait": str(WAIT_SECONDS)}, json={"code": code},
+            http, "check", "POST", url, params={"wait": str(WAIT_SECONDS)}, json=answer,
             headers=auth,
         )  # fmt: skip
         check = expect(response, "check", (200, 202))
@@ -155,7 +165,7 @@ class InlineApp:
         return f"{self.url}/healthz"
 
     async def prepare(self, logins: int) -> None:
-        async with _session() as http:
+        async with session() as http:
             offset = await sandbox_clock_offset(http, self.sandbox_url)
             record = Recorder()
 
