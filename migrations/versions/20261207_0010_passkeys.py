@@ -1,7 +1,7 @@
 """Passkeys (Twilio Verify Passkeys): channel ``passkey`` for verifications and factors, and a
-verification's WebAuthn options for the browser (``passkey_options``, NULL for codes); a
-factor's ``label``, the name its user knows an app or a passkey by (NULL for phones and
-addresses).
+verification's WebAuthn options for the browser (``passkey_options``, JSON, encrypted; NULL
+for codes); a factor's ``label``, the name its user knows an app or a passkey by (encrypted;
+NULL for phones and addresses).
 
 Downgrading refuses while any row uses the passkey channel: the older revision could not read
 them, and dropping them would lose verifications and factors silently.
@@ -34,10 +34,10 @@ _CHANNEL_COLUMNS = (
 
 def upgrade() -> None:
     with op.batch_alter_table("verifications") as batch_op:
-        batch_op.add_column(sa.Column("passkey_options", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("passkey_options", sa.String(), nullable=True))
         _allow_channels(batch_op, "verifications", _CHANNELS)
     with op.batch_alter_table("factors") as batch_op:
-        batch_op.add_column(sa.Column("label", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("label", sa.String(length=512), nullable=True))
         _allow_channels(batch_op, "factors", _CHANNELS)
 
 

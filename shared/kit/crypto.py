@@ -108,9 +108,9 @@ class EncryptedString(TypeDecorator[str]):
     impl = String
     cache_ok = True
 
-    def __init__(self, length: int = 255) -> None:
+    def __init__(self, length: int | None = 255) -> None:
         # A Fernet token is about 4/3 of (its plaintext + 73 bytes): 255 holds 120 bytes, an
-        # email address (254) needs 512.
+        # email address (254) needs 512. None: unbounded (TEXT).
         super().__init__(length)
 
     def process_bind_param(self, value: str | None, _dialect: Dialect) -> str | None:

@@ -48,7 +48,7 @@ class Factor(Base):
     channel: Mapped[Channel] = mapped_column(enum_column(Channel, "factor_channel"))
     # The name the user knows an app or a passkey by ("Ada's phone"); None for a phone or an
     # address, whose masked destination says which it is.
-    label: Mapped[str | None] = mapped_column(String(64))
+    label: Mapped[str | None] = mapped_column(EncryptedString(512))
     status: Mapped[FactorStatus] = mapped_column(enum_column(FactorStatus, "factor_status"))
     # Approving this verification verifies the factor; until then 2SA is as it was.
     enrollment_verification_id: Mapped[uuid.UUID | None] = mapped_column(

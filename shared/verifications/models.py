@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
-    JSON,
     ForeignKey,
     Index,
     String,
@@ -76,9 +74,10 @@ class Verification(JobRow, Base):
     # Set while a re-send of a pending verification waits for a worker (the same code again,
     # possibly on another channel); the verification stays pending and checkable meanwhile.
     resend_channel: Mapped[Channel | None] = mapped_column(enum_column(Channel, "resend_channel"))
-    # A passkey's WebAuthn options for the browser, as Twilio made them (creation options at
-    # enrolment, request options at login): public by design, bound to one ceremony.
-    passkey_options: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # A passkey's WebAuthn options for the browser as JSON, as Twilio made them (creation
+    # options at enrolment, request options at login). Encrypted: they carry the name the user
+    # knows the passkey by.
+    passkey_options: Mapped[str | None] = mapped_column(EncryptedString(None))
 
 
 class VerificationCheck(JobRow, Base):

@@ -57,7 +57,7 @@ class SentCode:
     provider_service_sid: str
     channel: Channel
     expires_at: datetime
-    passkey_options: dict[str, Any] | None = None
+    passkey_options: str | None = None  # JSON
 
     @property
     def open_at_provider(self) -> bool:

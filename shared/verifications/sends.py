@@ -13,6 +13,7 @@ line type; at an SMS or voice login, whether its SIM changed lately.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -198,8 +199,13 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
             expires_at = max(
                 answer.created_at + calls.settings.code_lifetime, now + timedelta(seconds=30)
             )
+            options = answer.passkey_options
             code = SentCode(
-                answer.sid, self.service, self.channel, expires_at, answer.passkey_options
+                answer.sid,
+                self.service,
+                self.channel,
+                expires_at,
+                json.dumps(options) if options is not None else None,
             )
             sent = await uow.verifications.record_sent(self.row_id, self.token, code, now)
             if sent is not None and self._makes_a_passkey:

@@ -4,6 +4,7 @@ never leaves at all."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -56,7 +57,8 @@ class VerificationOut(BaseModel):
 
     @classmethod
     def from_row(cls, row: Verification) -> VerificationOut:
-        options = row.passkey_options if row.status is VerificationStatus.PENDING else None
+        sealed = row.passkey_options if row.status is VerificationStatus.PENDING else None
+        options = json.loads(sealed) if sealed is not None else None
         enrolling = row.purpose is Purpose.ENROLLMENT
         return cls(
             id=row.id,
