@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -16,6 +18,7 @@ from shared.kit import crypto
 from shared.kit.jobs import ALL_QUEUES
 from shared.kit.settings import Settings
 from shared.kit.startup import Misconfigured, flower_auth_problems
+from shared.operations.status import ALIVE_SECONDS
 from shared.tenants.domain import ALL_SCOPES, DEFAULT_TENANT
 from shared.tenants.keys import create_api_key, list_api_keys, parse_scopes, revoke_api_key
 from shared.tenants.service import NewTenant
@@ -208,12 +211,28 @@ def sandbox(host: str, port: int, allow_remote: bool, state_file: str | None) ->
 
 
 @main.command()
-def migrate() -> None:
+@click.option(
+    "--wait-for",
+    "wait_seconds",
+    type=click.FloatRange(min=0),
+    help="migrate nothing: wait up to this many seconds for the schema to be brought up to "
+    "date by another (a deployment's migration job), exit 1 if it is not (an init container)",
+)
+def migrate(wait_seconds: float | None) -> None:
     """Bring the database schema up to date (alembic upgrade head)."""
-    from shared.kit.db.migrate import upgrade
+    from shared.kit.db.migrate import current_revision_is_head, upgrade
 
     settings = with_keyring(load_settings("migrate", checked="migrate"))
-    upgrade(settings.database_url)
+    if wait_seconds is None:
+        upgrade(settings.database_url)
+        click.echo("database schema is up to date")
+        return
+    deadline = time.monotonic() + wait_seconds
+    while not current_revision_is_head(settings.database_url):
+        if time.monotonic() >= deadline:
+            click.echo(f"the database schema is not up to date after {wait_seconds:g} s", err=True)
+            sys.exit(1)
+        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
     click.echo("database schema is up to date")
 
 
@@ -299,10 +318,21 @@ def keys_revoke(name: str) -> None:
 
 
 @main.command()
-def status() -> None:
+@click.option(
+    "--worker",
+    "node",
+    help="only whether this worker is alive (its heartbeat is recent): exit 0 if so, 1 if not; "
+    "%h stands for this host's name, as in `twostep worker --name worker@%h` (a container's "
+    "liveness probe)",
+)
+def status(node: str | None) -> None:
     """Queues and their oldest job, workers alive, the sweeper's last run, the provider's
     error rate over five minutes, the oldest verifications still in flight."""
     from twostep.status_report import render
+
+    if node is not None:
+        _worker_alive(node.replace("%h", socket.gethostname()))
+        return
 
     async def gather(core: Core) -> str:
         async with core.uow_factory.reading() as uow:
@@ -312,6 +342,22 @@ def status() -> None:
         click.echo(run_with_core(load_settings("status"), gather))
     except OSError as exc:
         raise click.ClickException(f"cannot read the fleet's state: {exc}") from exc
+
+
+def _worker_alive(node: str) -> None:
+    """Exit 0 when ``node``'s heartbeat is recent, else 1 with a line saying so."""
+
+    async def seen(core: Core) -> float | None:
+        return await core.fleet.seen_seconds_ago(node)
+
+    try:
+        ago = run_with_core(load_settings("status"), seen)
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {node}'s heartbeat: {exc}") from exc
+    if ago is None:
+        click.echo(f"{node}: no heartbeat in {ALIVE_SECONDS:.0f} s", err=True)
+        sys.exit(1)
+    click.echo(f"{node}: alive, seen {ago:.1f} s ago")
 
 
 @main.command()

@@ -113,6 +113,12 @@ class Fleet:
                 alive.append(WorkerState(name, max(0.0, now - float(raw))))
         return sorted(alive, key=lambda worker: worker.name)
 
+    async def seen_seconds_ago(self, node: str) -> float | None:
+        """How long ago the worker ``node`` sent its heartbeat; None: not within
+        ``ALIVE_SECONDS`` (or never)."""
+        raw = await self._redis.get(f"{self._heartbeats}{node}")
+        return None if raw is None else max(0.0, time.time() - float(raw))
+
     async def sweeper_seconds_ago(self) -> float | None:
         raw = await self._redis.get(self._sweeper)
         return None if raw is None else max(0.0, time.time() - float(raw))
