@@ -150,12 +150,18 @@ class PublicKeyCredentialIn(BaseModel):
     """The browser's answer to a passkey's options: the `PublicKeyCredential` as JSON (its
     `toJSON()`), binary fields base64url. Twilio verifies it; twostep only carries it."""
 
-    model_config = ConfigDict(extra="allow")
+    # What else a browser adds is left out: Twilio reads only these.
+    model_config = ConfigDict(extra="ignore")
 
     id: str = Field(min_length=1, max_length=1024)
     rawId: str = Field(min_length=1, max_length=1024)
     type: Literal["public-key"]
-    response: dict[str, Any]
+    # Strings (base64url), a list of them (transports) or null (userHandle): nothing deeper.
+    response: dict[str, str | list[str] | None]
+    authenticatorAttachment: str | None = None
+    clientExtensionResults: dict[str, bool | str | int | dict[str, bool | str | int]] = Field(
+        default_factory=dict
+    )
 
 
 class CodeCheckCreate(BaseModel):

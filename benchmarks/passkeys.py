@@ -21,7 +21,7 @@ from benchmarks.totp import InlineApp, TwostepApp, enrol_all, session
 from sandbox.authenticator import Authenticator
 
 RP_ID, ORIGIN = "localhost", "http://localhost:8000"
-_SANDBOX_CREDENTIALS = aiohttp.BasicAuth("AC" + "0" * 32, "sandbox")
+_SANDBOX_AUTH = {"Authorization": aiohttp.encode_basic_auth("AC" + "0" * 32, "sandbox")}
 _RELYING_PARTY = {
     "Passkeys.RelyingParty.Id": RP_ID,
     "Passkeys.RelyingParty.Name": "bench",
@@ -36,7 +36,7 @@ async def set_relying_party(http: aiohttp.ClientSession, sandbox_url: str, servi
     """What ``twostep tenants passkeys`` sets on a Verify service, set again on the sandbox's
     (a reset makes its default service afresh)."""
     url = f"{sandbox_url}/v2/Services/{service}"
-    async with http.post(url, data=_RELYING_PARTY, auth=_SANDBOX_CREDENTIALS) as response:
+    async with http.post(url, data=_RELYING_PARTY, headers=_SANDBOX_AUTH) as response:
         response.raise_for_status()
 
 

@@ -191,7 +191,7 @@ async def create_check(
     answer = (
         body.code
         if isinstance(body, CodeCheckCreate)
-        else body.credential.model_dump(mode="json", by_alias=True)
+        else body.credential.model_dump(mode="json", exclude_defaults=True)
     )
 
     async def check(uow: UnitOfWork) -> StoredAnswer:

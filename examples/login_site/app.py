@@ -21,11 +21,13 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from twostep_client import AsyncTwostepClient
 
+from examples.login_site import words
 from examples.login_site.accounts import AccountPages
 from examples.login_site.config import SiteConfig
 from examples.login_site.confirming import ConfirmPages
 from examples.login_site.extra_factors import ExtraFactorPages
 from examples.login_site.notices import WEBHOOK_PATH, Notices, WebhookReceiver
+from examples.login_site.passkey_pages import PasskeyPages
 from examples.login_site.second_step import SecondStepPages
 from examples.login_site.sessions import SessionMiddleware, SessionStore
 from examples.login_site.settings_pages import SettingsPages
@@ -36,12 +38,13 @@ from examples.login_site.web import Site, csrf_token
 HERE = Path(__file__).resolve().parent
 
 # Pages carry codes, phone numbers (masked) and recovery codes: never cached, never framed.
-# No script at all, so the policy can forbid every one.
+# One script, the site's own file for the passkey buttons (static/passkeys.js): no inline
+# script, nothing from elsewhere, and it posts forms only (no fetch, so no connect-src).
 _HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
+        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
@@ -74,6 +77,8 @@ def _page_globals(request: Request) -> dict[str, Any]:
     return {
         "csrf_field": Markup('<input type="hidden" name="csrf_token" value="{}">').format(token),
         "signed_in": "user" in request.session,
+        "passkey_errors": words.PASSKEY_BROWSER_ERRORS,
+        "passkey_script_off": words.PASSKEY_SCRIPT_OFF,
     }
 
 
@@ -124,6 +129,7 @@ def create_app(config: SiteConfig, twostep: AsyncTwostepClient | None = None) ->
             *SecondStepPages(site).routes(),
             *settings.routes(),
             *ExtraFactorPages(site).routes(),
+            *PasskeyPages(site).routes(),
             *ConfirmPages(site, carry_on=settings.carry_on).routes(),
             *WebhookReceiver(site.notices, config.webhook_secrets).routes(),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

@@ -19,7 +19,7 @@ from twostep_client import Channel, TwostepError
 from examples.login_site import words
 from examples.login_site.second_step import send_code
 from examples.login_site.store import User
-from examples.login_site.verifying import check_code
+from examples.login_site.verifying import check_code, check_credential, passkey_button
 from examples.login_site.web import (
     Site,
     check_password,
@@ -29,7 +29,9 @@ from examples.login_site.web import (
     redirect,
 )
 
-Action = Literal["phone", "app", "two-step-off", "recovery-codes", "password"]
+Action = Literal[
+    "phone", "app", "passkey", "passkey-remove", "two-step-off", "recovery-codes", "password"
+]
 CarryOn = Callable[[Request, User, dict[str, Any]], Awaitable[Response]]
 # A change asked for and not confirmed within this long is dropped: ask again.
 PENDING_SECONDS = 600
@@ -42,6 +44,8 @@ def what(action: str, *, two_step_on: bool) -> str:
         return "change your phone" if two_step_on else "turn on two-step verification"
     return {
         "app": "set up an authenticator app",
+        "passkey": "add a passkey",
+        "passkey-remove": "remove a passkey",
         "two-step-off": "turn off two-step verification",
         "recovery-codes": "make new recovery codes",
         "password": "change your password",
@@ -97,7 +101,12 @@ class ConfirmPages:
             return redirect("/settings")
         pending = waiting[1]
         doing = what(pending["action"], two_step_on=bool(pending["two_step"]))
-        return self.site.render(request, "confirm.html", confirm=pending, what=doing)
+        passkey = await passkey_button(
+            self.site.twostep, pending, action="/confirm", button="Confirm with a passkey"
+        )
+        return self.site.render(
+            request, "confirm.html", confirm=pending, what=doing, passkey=passkey
+        )
 
     async def check(self, request: Request) -> Response:
         form, waiting = await read_form(request), await self._pending(request)
@@ -107,9 +116,13 @@ class ConfirmPages:
         if not pending.get("verification"):
             flash(request, "error", "Ask for a code first.")
             return redirect("/confirm")
-        outcome = await check_code(
-            self.site.twostep, pending["verification"], form.get("code", ""), new_code=NEW_CODE
-        )
+        twostep, verification = self.site.twostep, pending["verification"]
+        if pending.get("channel") == "passkey":  # the passkey's answer, from its button's script
+            outcome = await check_credential(twostep, verification, form)
+        else:
+            outcome = await check_code(
+                twostep, verification, form.get("code", ""), new_code=NEW_CODE
+            )
         if not outcome.approved:
             flash(request, "error", outcome.message)
             return redirect("/confirm")

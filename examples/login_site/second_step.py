@@ -1,6 +1,7 @@
-"""The second step of a sign-in: a code to the user's phone (again, or by call) or email, a
-switch from one to the other, or a recovery code instead. Until it is passed, the session holds
-only the sign-in in progress."""
+"""The second step of a sign-in: a code to the user's phone (again, or by call) or email, the
+authenticator app's code, the passkey's answer (its button's script posts it), a switch from one
+to another, or a recovery code instead. Until it is passed, the session holds only the sign-in in
+progress."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from twostep_client import (
 )
 
 from examples.login_site import words
-from examples.login_site.verifying import check_code, once_sent
+from examples.login_site.verifying import check_code, check_credential, once_sent, passkey_button
 from examples.login_site.web import (
     Site,
     client_ip,
@@ -31,8 +32,14 @@ from examples.login_site.web import (
     start_session,
 )
 
-# What a "send" button may ask for: a phone's text (the default) or call, an email, the app.
-_CHANNELS: dict[str, Channel] = {"call": "call", "email": "email", "totp": "totp"}
+# What a "send" button may ask for: a phone's text (the default) or call, an email, the app,
+# the passkey.
+_CHANNELS: dict[str, Channel] = {
+    "call": "call",
+    "email": "email",
+    "totp": "totp",
+    "passkey": "passkey",
+}
 # A password is good for this long without its second step; then the sign-in starts over.
 PENDING_SECONDS = 600
 NEW_CODE = "Use “Send the code again” below to get a new one."
@@ -74,7 +81,7 @@ async def send_code(
         flash(request, "info", f"We emailed a code to {verification.to}.")
     elif channel == "totp" and earlier is not None:
         flash(request, "info", "Enter the code your authenticator app shows.")
-    elif earlier is not None:
+    elif earlier is not None and channel != "passkey":  # a passkey's: nothing was sent
         same = verification.id == earlier
         flash(request, "info", f"We sent {'the' if same else 'a new'} code to {verification.to}.")
 
@@ -83,7 +90,8 @@ async def _resend_or_start(
     twostep: AsyncTwostepClient, login: dict[str, Any], channel: Channel | None, ip: str | None
 ) -> Verification:
     switching = channel is not None and _kind(channel) != _kind(login.get("channel"))
-    if login.get("verification") and not switching:
+    # A passkey's verification sends nothing to send again: a new challenge instead.
+    if login.get("verification") and not switching and login.get("channel") != "passkey":
         try:
             return await twostep.resend(login["verification"], channel=channel)
         except VerificationNotPending:
@@ -100,8 +108,9 @@ async def _resend_or_start(
 
 
 def _kind(channel: str | None) -> str:
-    """Which of the user's factors a channel reaches: the phone, the address or the app."""
-    return channel if channel in ("email", "totp") else "phone"
+    """Which of the user's factors a channel reaches: the phone, the address, the app or the
+    passkey (``Factor.type``)."""
+    return channel if channel in ("email", "totp", "passkey") else "phone"
 
 
 def pending(request: Request) -> dict[str, Any] | None:
@@ -134,7 +143,10 @@ class SecondStepPages:
         login = pending(request)
         if login is None:
             return _start_over(request)
-        return self.site.render(request, "second_step.html", login=login)
+        passkey = await passkey_button(
+            self.site.twostep, login, action="/login/code", button="Sign in with a passkey"
+        )
+        return self.site.render(request, "second_step.html", login=login, passkey=passkey)
 
     async def check(self, request: Request) -> Response:
         form = await read_form(request)
@@ -144,9 +156,13 @@ class SecondStepPages:
         if not login.get("verification"):
             flash(request, "error", "Ask for a code first.")
             return redirect("/login/code")
-        outcome = await check_code(
-            self.site.twostep, login["verification"], form.get("code", ""), new_code=NEW_CODE
-        )
+        twostep, verification = self.site.twostep, login["verification"]
+        if login.get("channel") == "passkey":  # the passkey's answer, from its button's script
+            outcome = await check_credential(twostep, verification, form)
+        else:
+            outcome = await check_code(
+                twostep, verification, form.get("code", ""), new_code=NEW_CODE
+            )
         if not outcome.approved:
             flash(request, "error", outcome.message)
             return redirect("/login/code")

@@ -20,6 +20,7 @@ from twostep_client import Event, Factors, TwostepError
 from examples.login_site import words
 from examples.login_site.accounts import password_problem
 from examples.login_site.confirming import Action, confirm_first
+from examples.login_site.passkey_pages import remove_passkey, start_enrolment
 from examples.login_site.store import User, hash_password
 from examples.login_site.verifying import check_code, once_sent, problem
 from examples.login_site.web import (
@@ -71,6 +72,7 @@ class SettingsPages:
         except TwostepError as error:
             log.warning("cannot read a user's two-step settings: %s", problem(error))
         kept = await run_in_threadpool(self.site.notices.recent, user.id)
+        kinds = {f.id: f.type for f in factors.factors} if factors else {}
         return self.site.render(
             request,
             "settings.html",
@@ -79,7 +81,8 @@ class SettingsPages:
             phone=_verified(factors, "phone"),
             email=_verified(factors, "email"),
             app=any(f.type == "totp" for f in factors.verified) if factors else False,
-            events=[(words.when(event), words.event(event), event) for event in events],
+            passkeys=[f for f in factors.verified if f.type == "passkey"] if factors else [],
+            events=[(words.when(event), words.event(event, kinds), event) for event in events],
             notices=[(n, words.moment(n.occurred_at), words.notice(n.type, n.data)) for n in kept],
         )
 
@@ -96,6 +99,10 @@ class SettingsPages:
             # Its QR code answers the button only: pressed again, now that it is confirmed.
             flash(request, "info", "Thanks. Now set up your authenticator app.")
             return redirect("/settings")
+        if action == "passkey":
+            return await start_enrolment(self.site, request, user, str(pending["label"]))
+        if action == "passkey-remove":
+            return await remove_passkey(self.site, request, user, str(pending["factor"]))
         return redirect("/settings/two-step")
 
     async def _factors(self, request: Request, user: User) -> Factors | None:

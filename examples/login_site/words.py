@@ -4,6 +4,7 @@ an exception's text, a code or a full phone number in front of anyone."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from twostep_client import (
     InvalidPhoneNumber,
     MaxAttemptsReached,
     NoVerifiedFactor,
+    PasskeysNotSetUp,
     RateLimited,
     TwostepError,
     UserLocked,
@@ -65,7 +67,59 @@ def refusal(error: TwostepError, *, new_code: str) -> str:
         return "Two-step verification is off for this account."
     if isinstance(error, ChannelMismatch | FactorNotVerified):
         return "That way of getting a code is no longer set up. Please choose another one."
+    if isinstance(error, PasskeysNotSetUp):
+        return PASSKEYS_NOT_SET_UP
     return UNAVAILABLE
+
+
+# Passkeys: what the page's script shows when the browser refuses (by the DOMException's name,
+# else "other"), and what the server says of the credential it posted.
+PASSKEYS_NOT_SET_UP = "Passkeys aren't available on this site yet. Please use another way."
+PASSKEY_SCRIPT_OFF = "Passkeys need JavaScript, which is off in this browser."
+PASSKEY_NEEDS_SCRIPT = f"{PASSKEY_SCRIPT_OFF} Please use another way."
+PASSKEY_BROWSER_ERRORS = {
+    "create": {
+        "NotAllowedError": "No passkey was made: it was canceled, or it took too long. "
+        "Press “Create the passkey” to try again.",
+        "InvalidStateError": "This device already has a passkey for your account.",
+        "SecurityError": "Passkeys can't be made on this address of the site.",
+        "other": "This browser can't make a passkey here. You can still sign in with your codes.",
+    },
+    "get": {
+        "NotAllowedError": "Your passkey wasn't used: it was canceled, or this device has no "
+        "passkey for your account. Try again, or use another way below.",
+        "SecurityError": "Passkeys can't be used on this address of the site. "
+        "Please use another way below.",
+        "other": "This browser can't use a passkey here. Please use another way below.",
+    },
+}
+
+
+def passkey_refused(check: Check) -> str:
+    """A passkey's answer that did not pass: at sign-in, to confirm, or when adding one."""
+    if check.status == "rejected":
+        return "That passkey wasn't accepted. Try again, or use another way."
+    if check.status == "queued":
+        return "We're still checking your passkey. Please try again in a moment."
+    if check.status == "max_attempts_reached":
+        return "Too many tries with a passkey. Please use another way."
+    return "We couldn't check your passkey just now. Please try again in a moment."
+
+
+def passkey_not_pending(status: VerificationStatus) -> str:
+    if status in ("queued", "sending"):
+        return "Your passkey request is still being prepared. Please try again in a moment."
+    if status == "max_attempts_reached":
+        return "Too many tries with a passkey. Please use another way."
+    return "That passkey request has ended. Please start again."
+
+
+def passkey_added(label: str) -> str:
+    return f"Your passkey “{label}” is added: you can sign in with it."
+
+
+def passkey_removed(label: str) -> str:
+    return f"Your passkey “{label}” is removed: it no longer signs you in."
 
 
 def too_many_passwords(seconds: float) -> str:
@@ -139,6 +193,8 @@ def send_failure(verification: Verification) -> str:
             "Your phone's SIM card was changed recently, so for your security we can't send it "
             "codes for a few days. Use a recovery code instead."
         )
+    if verification.channel == "passkey":
+        return "We couldn't start a sign-in with your passkey just now. Please use another way."
     if reason == "invalid_phone_number":
         return "That number doesn't exist. Check it, with its country code."
     if reason in ("country_blocked", "fraud_blocked", "provider_rejected"):
@@ -173,21 +229,23 @@ _EVENTS = {
 }
 
 
-def event(item: Event) -> str:
+_FACTOR_NAMES = {"email": "Email address", "totp": "Authenticator app", "passkey": "Passkey"}
+
+
+def event(item: Event, kinds: Mapping[str, str] | None = None) -> str:
+    """``kinds``: the user's factors' types by id (``Factor.type``), where known."""
     words = _EVENTS.get(item.type, item.type)
     if not item.type.startswith("factor."):
         return words
-    # A factor's events name what it is: its destination, masked, says.
+    # A factor's events name what it is: its type, else its destination (masked) says.
     shown = item.destination or ""
-    if "@" in shown:
-        return words.replace("Phone", "Email address").replace(
-            "Two-step verification turned on", "Email address added for two-step verification"
-        )
-    if not shown.startswith("+"):
-        return words.replace("Phone", "Authenticator app").replace(
-            "Two-step verification turned on", "Authenticator app added for two-step verification"
-        )
-    return words
+    guessed = "email" if "@" in shown else "phone" if shown.startswith("+") else "totp"
+    name = _FACTOR_NAMES.get((kinds or {}).get(item.factor_id or "") or guessed)
+    if name is None:
+        return words
+    return words.replace("Phone", name).replace(
+        "Two-step verification turned on", f"{name} added for two-step verification"
+    )
 
 
 def worth_showing(item: Event) -> bool:
@@ -202,12 +260,16 @@ def notice(kind: str, data: dict[str, Any]) -> str:
     """A security notice from twostep's webhooks, as the user reads it."""
     if data.get("email"):
         what = f"email address ({data['email']})"
+    elif data.get("type") == "passkey":
+        what = f"passkey (“{data.get('label') or 'unnamed'}”)"
+    elif data.get("type") == "totp":
+        what = "authenticator app"
     else:
         what = f"phone ({data.get('phone') or 'number hidden'})"
     if kind == "factor.added":
         return f"A new {what} was added to your account"
     if kind == "factor.removed":
-        return f"A {what} was removed from your account"
+        return f"{'An' if what[0] in 'aeiou' else 'A'} {what} was removed from your account"
     if kind == "recovery_codes.generated":
         return "New recovery codes were made for your account; the earlier ones stopped working"
     if kind == "recovery_code.used":

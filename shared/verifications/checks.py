@@ -35,7 +35,12 @@ from shared.verifications.models import Verification, VerificationCheck
 from shared.verifications.passkeys import check_credential
 from shared.verifications.provider_attempt import VerificationAttempt
 from shared.verifications.service import guesser_of
-from shared.verifications.totp import CODE_VALID_SECONDS, code_use, entity_of
+from shared.verifications.totp import (
+    CODE_VALID_SECONDS,
+    code_use,
+    entity_of,
+    remember_factor,
+)
 from shared.verifications.views import change_of
 from shared.verify.port import ProviderCheck
 
@@ -99,7 +104,16 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
 
     async def call(self) -> ProviderCheck:
         if self.verification.channel.takes_credential:
-            return await check_credential(self.calls, self.verification, self.service, self.code)
+            answer = await check_credential(self.calls, self.verification, self.service, self.code)
+            if not answer.approved and self.lost_call_at is not None:
+                # The lost call may have approved it, and Twilio refuses a signature twice: no
+                # word on this one. The check fails (no wrong guess); the user signs a new one.
+                raise ProviderFinalError(
+                    "an earlier try's answer was lost and Twilio took the signature then: "
+                    "start a new challenge",
+                    reason=ErrorCode.PROVIDER_UNAVAILABLE,
+                )
+            return answer
         if not self.verification.channel.sends_code:
             return await self._app_call()
         calls, code = self.calls, self.code
@@ -149,8 +163,7 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
             lambda: calls.verify.create_totp_factor(self.service, entity, "twostep", secret)
         )
         async with calls.uow_factory() as uow:
-            await uow.verifications.set_destination(verification.id, sid)
-            await uow.factors.set_destination_of_enrollment(verification.id, sid)
+            await remember_factor(uow, verification.id, sid)
         await calls.stash.discard(verification.id)
         verification.destination = sid
         return sid

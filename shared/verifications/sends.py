@@ -36,6 +36,7 @@ from shared.verifications.provider_attempt import VerificationAttempt
 from shared.verifications.provider_calls import PROVIDER_LIFETIME
 from shared.verifications.repository import VerificationRepository
 from shared.verifications.send_rows import SentCode
+from shared.verifications.totp import remember_factor
 from shared.verifications.views import change_of
 from shared.verify.port import ProviderVerification
 
@@ -128,7 +129,8 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
             return ""
         async with self.calls.uow_factory.reading() as read:
             factor = await read.factors.by_enrollment(self.row_id)
-        return (factor.label if factor else None) or str(self.claimed.user_id)
+        # Twilio takes 64 characters at most; a user id may hold 128.
+        return ((factor.label if factor else None) or str(self.claimed.user_id))[:64]
 
     async def _clear_the_number(self) -> None:
         """End the earlier verifications to the number, here and at the provider, before a
@@ -209,7 +211,8 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
             )
             sent = await uow.verifications.record_sent(self.row_id, self.token, code, now)
             if sent is not None and self._makes_a_passkey:
-                await _remember_the_factor(uow, sent, answer.sid)
+                await remember_factor(uow, sent.id, answer.sid)
+                sent.destination = answer.sid
             if sent is None:
                 self.log.warning("send.outcome_dropped", note="taken over or ended meanwhile")
             else:
@@ -276,13 +279,6 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
                     )
                 await record_for(uow, event, self.claimed, reason=error.reason.value)
                 uow.notify_after_commit(change_of(ended))
-
-
-async def _remember_the_factor(uow: UnitOfWork, sent: Verification, factor_sid: str) -> None:
-    """A passkey's enrolment made its factor at Twilio: the factor is reached by its SID."""
-    await uow.verifications.set_destination(sent.id, factor_sid)
-    await uow.factors.set_destination_of_enrollment(sent.id, factor_sid)
-    sent.destination = factor_sid
 
 
 def _is_newer(other: Verification, than: Verification) -> bool:

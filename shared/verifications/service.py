@@ -115,14 +115,29 @@ class Verifications:
     async def request_from_authenticator(
         self, uow: UnitOfWork, api_key: ApiKey, request: AuthenticatorRequest
     ) -> Verification:
-        """A verification of an authenticator's answer — an app's code, a passkey's signature:
-        nothing is sent, so no send limit. An app's is ``pending`` at once; a passkey's once a
-        worker has Twilio's options for the browser. Checked like any other."""
+        """A verification of an authenticator's answer — an app's code, a passkey's signature.
+        An app's is ``pending`` at once and costs no call until it is checked; a passkey's is
+        ``pending`` once a worker has Twilio's options for the browser, a call to Twilio that
+        counts as a send does (per user, client address, key, and in all), though no message
+        goes anywhere. Checked like any other."""
         await self.guards.lockout.check(
             Guesser.of(api_key.tenant_id, request.user_id, None, request.client_ip)
         )
+        verification_id = uuid.uuid4()
+        if request.channel.starts_at_provider:
+            await self.guards.sends.admit(
+                SendRequest(
+                    tenant_id=api_key.tenant_id,
+                    api_key_id=api_key.id,
+                    destination=None,
+                    region=None,
+                    verification_id=verification_id,
+                    user_id=request.user_id,
+                    client_ip=request.client_ip,
+                )
+            )
         verification = authenticator_verification(
-            uuid.uuid4(), api_key, request, self.clock.now(), self.settings
+            verification_id, api_key, request, self.clock.now(), self.settings
         )
         await uow.verifications.insert(verification)
         await record_for(

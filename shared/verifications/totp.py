@@ -21,6 +21,7 @@ import pyotp
 from shared.kit.crypto import Keyring
 from shared.kit.settings import Settings
 from shared.tenants.models import ApiKey
+from shared.unit_of_work import UnitOfWork
 from shared.verifications.domain import Channel, Purpose, VerificationStatus
 from shared.verifications.models import Verification
 
@@ -45,6 +46,13 @@ def new_secret(issuer: str, account: str) -> NewSecret:
         name=account, issuer_name=issuer
     )
     return NewSecret(secret, uri)
+
+
+async def remember_factor(uow: UnitOfWork, verification_id: uuid.UUID, factor_sid: str) -> None:
+    """An enrolment's factor was made at Twilio (an app's at its first code, a passkey's with
+    its options): the verification and the factor are reached by its SID from now on."""
+    await uow.verifications.set_destination(verification_id, factor_sid)
+    await uow.factors.set_destination_of_enrollment(verification_id, factor_sid)
 
 
 def entity_of(keyring: Keyring, tenant_id: uuid.UUID, user_id: str) -> str:

@@ -37,6 +37,11 @@ def event_of(change: Change) -> WebhookEvent | None:
     return _CHECK_EVENTS.get(status) if change.kind == "check" else None
 
 
+# What the API answers but a delivery never carries: its payload waits in SQL in clear, and a
+# passkey's options and an app's or a passkey's name are what the user calls their device.
+_KEPT_BACK = frozenset({"creation_options", "request_options", "label"})
+
+
 def announce(
     uow: UnitOfWork, tenant_id: uuid.UUID, event: WebhookEvent, user_id: str, **data: object
 ) -> None:
@@ -93,7 +98,7 @@ class WebhookOutbox:
                 "id": str(event_id),
                 "type": event.value,
                 "created_at": now.isoformat().replace("+00:00", "Z"),
-                "data": announcement.data,
+                "data": {k: v for k, v in announcement.data.items() if k not in _KEPT_BACK},
             },
             status=DeliveryStatus.QUEUED,
             provider_attempts=0,

@@ -22,7 +22,13 @@ import httpx
 import httpx2
 import pytest
 from starlette.testclient import TestClient
-from twostep_client import AsyncTwostepClient, MaxAttemptsReached, RateLimited, UserLocked
+from twostep_client import (
+    AsyncTwostepClient,
+    Event,
+    MaxAttemptsReached,
+    RateLimited,
+    UserLocked,
+)
 
 from examples.login_site import words
 from examples.login_site.app import create_app
@@ -487,6 +493,12 @@ def test_without_a_secret_the_receiver_is_off(tmp_path: Path, twostep: FakeTwost
     ("kind", "data", "said"),
     [
         ("factor.removed", {"phone": "+1415•••••23"}, "A phone (+1415•••••23) was removed"),
+        (
+            "factor.added",
+            {"type": "passkey", "label": "Ada's laptop"},
+            "A new passkey (“Ada's laptop”) was added",
+        ),
+        ("factor.removed", {"type": "totp"}, "An authenticator app was removed"),
         ("recovery_codes.generated", {"count": 10}, "New recovery codes were made"),
         ("user.locked", {"seconds": 300}, "locked for 5 minutes after too many wrong codes"),
         ("user.unlocked", {}, "Your account was unlocked"),
@@ -514,6 +526,8 @@ def test_pages_are_never_cached_framed_or_scripted(unreachable: TestClient) -> N
     assert page.headers["cache-control"] == "no-store"
     policy = page.headers["content-security-policy"]
     assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    # The passkey buttons' script, the site's own file, and no other: never inline.
+    assert "script-src 'self';" in policy and "unsafe" not in policy
     assert "<script" not in page.text
     assert 'autocomplete="current-password"' in page.text
 
@@ -554,6 +568,42 @@ def test_refusals_say_what_to_do_and_how_long_to_wait() -> None:
 )  # fmt: skip
 def test_waits_read_as_people_say_them(seconds: float | None, said: str) -> None:
     assert words.wait(seconds) == said
+
+
+@pytest.mark.parametrize(
+    ("posted", "taken"),
+    [
+        ("", False),  # the script did not run: JavaScript off
+        ("not json", False),
+        ('["a list"]', False),
+        ('{"id": "x"}', False),  # no response: not a PublicKeyCredential
+        ('{"id": "x", "response": {"clientDataJSON": "e30"}}', True),
+        ('{"id": "x", "response": {"clientDataJSON": "' + "e" * 70_000 + '"}}', False),
+    ],
+)
+def test_a_posted_passkey_credential_is_taken_only_when_it_looks_like_one(
+    posted: str, taken: bool
+) -> None:
+    from examples.login_site.verifying import credential_of
+
+    assert (credential_of({"credential": posted}) is not None) is taken
+
+
+def test_a_factors_events_name_it_by_its_type() -> None:
+    def factor_event(kind: str, destination: str) -> Event:
+        return Event.from_json(
+            {"id": 1, "type": kind, "occurred_at": _now(), "destination": destination,
+             "factor_id": "f1", "detail": {}}
+        )  # fmt: skip
+
+    verified = factor_event("factor.verified", "YF••••12")
+    assert words.event(verified) == "Authenticator app added for two-step verification"
+    passkey = words.event(verified, {"f1": "passkey"})
+    assert passkey == "Passkey added for two-step verification"
+    removed = words.event(factor_event("factor.disabled", "YF••••12"), {"f1": "passkey"})
+    assert removed == "Passkey removed from two-step verification"
+    phone = words.event(factor_event("factor.disabled", "+1415•••••23"))
+    assert phone == "Phone removed from two-step verification"
 
 
 def test_a_phone_number_as_people_type_it_goes_to_twostep_as_e164() -> None:

@@ -150,3 +150,36 @@ async def test_twilio_down_retries_the_start(world: World) -> None:
     assert retry is not None
     world.clock.advance(retry.countdown + 1)
     assert (await started(world, verification.id)).creation_options is not None
+
+
+async def test_each_ceremony_is_admitted_by_the_send_limits_as_a_send_without_destination(
+    world: World,
+) -> None:
+    """Making options is a call to Twilio: a flood of enrolments or challenges meets the limits
+    per user, address and key, as codes do (no destination: nothing goes to one)."""
+    _factor, verification = await enrolled(world)
+    [admitted] = world.sends.admitted
+    assert (admitted.verification_id, admitted.user_id, admitted.destination) == (
+        verification.id,
+        USER,
+        None,
+    )
+
+
+async def test_webhooks_carry_neither_the_options_nor_the_label(world: World) -> None:
+    """A delivery's payload waits in SQL in clear: what names the user's device stays out."""
+    async with world.uow_factory() as uow:
+        await world.webhooks.create(uow, world.key, "https://example.com/all", None)
+    factor, verification = await enrolled(world)
+    options = (await started(world, verification.id)).creation_options
+    assert options is not None and await answered(world, verification.id, options) == "approved"
+    async with world.uow_factory() as uow:
+        rows = await uow.webhook_deliveries.page(
+            world.key.tenant_id, endpoint_id=None, status=None, limit=50
+        )
+    kinds = {row.payload["type"] for row in rows}
+    assert {"verification.pending", "factor.added"} <= kinds
+    for row in rows:
+        assert not {"creation_options", "request_options", "label"} & set(row.payload["data"])
+        assert "Ada's phone" not in str(row.payload)
+    assert factor.label == "Ada's phone"

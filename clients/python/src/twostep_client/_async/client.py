@@ -314,8 +314,8 @@ class AsyncTwostepClient:
         self, user_id: str, factor_id: str, *, allow_downgrade: bool = False
     ) -> None:
         """Disable a factor; with no verified factor left, two-step is off. The user's last
-        authenticator app goes only with ``allow_downgrade`` (``LastStrongFactor`` without):
-        ask the user first."""
+        strong factor (a passkey or an authenticator app) goes only with ``allow_downgrade``
+        (``LastStrongFactor`` without): ask the user first."""
         await self._send(
             Call(
                 "DELETE",

@@ -311,8 +311,8 @@ class TwostepClient:
 
     def remove_factor(self, user_id: str, factor_id: str, *, allow_downgrade: bool = False) -> None:
         """Disable a factor; with no verified factor left, two-step is off. The user's last
-        authenticator app goes only with ``allow_downgrade`` (``LastStrongFactor`` without):
-        ask the user first."""
+        strong factor (a passkey or an authenticator app) goes only with ``allow_downgrade``
+        (``LastStrongFactor`` without): ask the user first."""
         self._send(
             Call(
                 "DELETE",
