@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from api.deps import AdminKey, ReadingUowDep, ResourceId, UowDep, WebhooksDep, parse_id
 from api.openapi import KEYED, problems
-from api.schemas import (
+from api.webhook_schemas import (
     WebhookDeliveriesOut,
     WebhookDeliveryOut,
     WebhookEndpointCreate,

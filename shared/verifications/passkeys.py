@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import InvalidInput
+from shared.errors import ChannelMismatch, InvalidInput
 from shared.verifications.domain import Purpose
 from shared.verifications.models import Verification
 from shared.verifications.totp import entity_of
@@ -87,3 +87,19 @@ def credential_text(credential: dict[str, Any]) -> str:
     if len(text) > MAX_CREDENTIAL_CHARACTERS:
         raise InvalidInput(f"a credential is at most {MAX_CREDENTIAL_CHARACTERS} characters")
     return text
+
+
+def stashed_answer(verification: Verification, answer: str | dict[str, Any]) -> str:
+    """The answer as it waits for the worker, if it is the kind the verification takes: a
+    passkey's the browser's credential, every other a code."""
+    if verification.channel.takes_credential:
+        if isinstance(answer, str):
+            raise ChannelMismatch(
+                "a passkey verification is checked with the browser's credential, not a code"
+            )
+        return credential_text(answer)
+    if not isinstance(answer, str):
+        raise ChannelMismatch(
+            f"a {verification.channel.value} verification is checked with a code, not a credential"
+        )
+    return answer

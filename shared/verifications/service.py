@@ -42,7 +42,7 @@ from shared.verifications.codes import CodeStash
 from shared.verifications.domain import Channel, CheckStatus, Purpose, VerificationStatus
 from shared.verifications.events import record_for
 from shared.verifications.models import Verification, VerificationCheck
-from shared.verifications.passkeys import credential_text
+from shared.verifications.passkeys import stashed_answer
 from shared.verifications.totp import AuthenticatorRequest, authenticator_verification
 from shared.verifications.views import change_of
 
@@ -290,7 +290,7 @@ class Verifications:
         refusal = self._check_refusal(verification)
         if refusal is not None:
             raise refusal
-        code = _stashed_answer(verification, answer)
+        code = stashed_answer(verification, answer)
         check_id = uuid.uuid4()
         guesser = guesser_of(verification)
         ttl = int(self.settings.check_deadline_seconds) + 60
@@ -401,22 +401,6 @@ def guesser_of(verification: Verification) -> Guesser:
         verification.destination,
         verification.client_ip,
     )
-
-
-def _stashed_answer(verification: Verification, answer: str | dict[str, Any]) -> str:
-    """The answer as it waits for the worker, if it is the kind the verification takes: a
-    passkey's the browser's credential, every other a code."""
-    if verification.channel.takes_credential:
-        if isinstance(answer, str):
-            raise ChannelMismatch(
-                "a passkey verification is checked with the browser's credential, not a code"
-            )
-        return credential_text(answer)
-    if not isinstance(answer, str):
-        raise ChannelMismatch(
-            f"a {verification.channel.value} verification is checked with a code, not a credential"
-        )
-    return answer
 
 
 def _reachable_by(channel: Channel) -> str:
