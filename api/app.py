@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from api.deps import ApiKeyDep
+from api.draining import drain_when_stopped
 from api.errors import install_error_handlers
 from api.idempotency import AnswerOnce
 from api.middleware import BodyLimit, NoStore, RequestObserver
@@ -33,10 +34,12 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
         app.state.answer_once = AnswerOnce.of(core)
         if core.listener is not None:
             core.listener.start()
+        restore_signals = drain_when_stopped(core.listener)
         await core.warm_up()
         try:
             yield
         finally:
+            restore_signals()
             await core.close()
 
     public_docs = settings.docs_public

@@ -137,6 +137,8 @@ class ChangeListener:
         # Counts the subscriptions this listener has made: while it is unchanged and connected,
         # no notice was missed.
         self._subscriptions = 0
+        # Set when the process is told to stop: no request waits any more.
+        self.draining = False
 
     @property
     def waiting(self) -> int:
@@ -153,6 +155,14 @@ class ChangeListener:
                 await self._task
             self._task = None
         await self._redis.aclose()
+
+    def drain(self) -> None:
+        """The process is stopping: every held wait answers now with the row as it is (the
+        client asks again, of another process), and none waits from here on."""
+        self.draining = True
+        for waiters in list(self._waiters.values()):
+            for waiter in list(waiters):
+                waiter.wake(None)
 
     def mark(self) -> Mark | None:
         """Where the listener stands now; None when it is not subscribed (notices are lost)."""

@@ -102,14 +102,14 @@ class Waiting:
         seconds: float,
         written: Written | None = None,
     ) -> View:
-        if seconds <= 0 or self.listener is None:
+        if seconds <= 0 or self.listener is None or self.listener.draining:
             return await self._read(read)
         deadline = asyncio.get_running_loop().time() + min(seconds, MAX_WAIT_SECONDS)
         try:
             async with self.listener.watch(row_id) as waiter:
                 # A notice during the read wakes the first wait.
                 view = self._known(row_id, written) or await self._read(read)
-                while not done(view) and await _woken(waiter, deadline):
+                while not done(view) and await _woken(waiter, deadline, self.listener):
                     # A notice carries the row as it is now: no read. One without it (notices
                     # may have been lost) or the deadline: read the database.
                     noticed = waiter.view
@@ -120,10 +120,11 @@ class Waiting:
             return await self._read(read)
 
 
-async def _woken(waiter: Waiter, deadline: float) -> bool:
-    """Wait for a notice until the deadline; False once the deadline has passed."""
+async def _woken(waiter: Waiter, deadline: float, listener: ChangeListener) -> bool:
+    """Wait for a notice until the deadline; False once the deadline has passed, or once the
+    process is stopping (the last read answers)."""
     remaining = deadline - asyncio.get_running_loop().time()
-    if remaining <= 0:
+    if remaining <= 0 or listener.draining:
         return False
     try:
         async with asyncio.timeout(remaining):
