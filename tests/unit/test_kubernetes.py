@@ -101,6 +101,18 @@ def test_every_object_validates_against_the_kubernetes_schemas(
     assert not any(c["args"][0] == "sandbox" for _, c in containers(objects))
 
 
+def test_every_container_runs_the_image_the_dockerfile_builds(
+    objects: list[dict[str, Any]],
+) -> None:
+    """One image for every process, whose entry point is the ``twostep`` command: a
+    container's ``args`` are a twostep command line."""
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["twostep"]' in dockerfile
+    images = {container["image"] for _, container in containers(objects)}
+    assert len(images) == 1 and next(iter(images)).startswith("ghcr.io/example/twostep:")
+    assert all("command" not in container for _, container in containers(objects))
+
+
 def test_every_process_has_what_production_requires(
     objects: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
