@@ -116,7 +116,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
             "field": ".".join(
                 str(part) for part in error["loc"] if part != "body" and part not in UNION_TAGS
             ),
-            "message": error["msg"],
+            "message": _said(error),
             "type": error["type"],
         }
         for error in exc.errors()
@@ -127,6 +127,25 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     )
     code = _destination_code(exc.errors(), errors)
     return problem(422, code, detail or "the request is not valid", errors=errors)
+
+
+_E164 = (
+    "not a phone number in E.164: a +, the country code and the number, no spaces or "
+    "punctuation (e.g. +14155550123)"
+)
+_A_CODE = "a code is 4 to 10 letters or digits (a space or a dash between them is fine)"
+
+
+def _said(error: Any) -> str:
+    """Pydantic's words, but for a pattern a newcomer cannot read at a glance: what is wanted."""
+    if error["type"] != "string_pattern_mismatch" or not error["loc"]:
+        return str(error["msg"]).removeprefix("Value error, ")
+    field, typed = error["loc"][-1], error.get("input")
+    if field == "code":
+        return _A_CODE
+    if field in ("to", "phone") and not (isinstance(typed, str) and "@" in typed):
+        return _E164
+    return str(error["msg"])
 
 
 def _destination_code(raw: Sequence[Any], errors: list[dict[str, str]]) -> str:

@@ -162,16 +162,21 @@ class PublicKeyCredentialIn(BaseModel):
     )
 
 
+# 4 to 10 letters or digits, each but the last maybe followed by one space or dash.
+CODE_PATTERN = r"^(?:[0-9A-Za-z][ -]?){3,9}[0-9A-Za-z]$"
+
+
 class CodeCheckCreate(BaseModel):
     """A code the user typed."""
 
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(
-        pattern=r"^[0-9A-Za-z]{4,10}$",
-        examples=["123456"],
-        description="The code the user typed: 4 to 10 letters or digits, nothing else "
-        "(Twilio Verify's codes are 4 to 10 digits)",
+        pattern=CODE_PATTERN,
+        examples=["123456", "123 456"],
+        description="The code the user typed: 4 to 10 letters or digits (Twilio Verify's codes "
+        "are 4 to 10 digits); a space or a dash between two of them is left out, as users type "
+        "them",
     )
 
 

@@ -220,12 +220,20 @@ def sandbox(host: str, port: int, allow_remote: bool, state_file: str | None) ->
 )
 def migrate(wait_seconds: float | None) -> None:
     """Bring the database schema up to date (alembic upgrade head)."""
-    from shared.kit.db.migrate import current_revision_is_head, upgrade
+    from sqlalchemy.exc import OperationalError
+
+    from shared.kit.db.migrate import current_revision_is_head, current_revisions, upgrade
 
     settings = with_keyring(load_settings("migrate", checked="migrate"))
     if wait_seconds is None:
-        upgrade(settings.database_url)
-        click.echo("database schema is up to date")
+        try:
+            before = current_revisions(settings.database_url)
+            upgrade(settings.database_url)
+            after = current_revisions(settings.database_url)
+        except (OperationalError, OSError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise click.ClickException(f"cannot reach the database: {reason}") from None
+        click.echo(_migrated(before, after))
         return
     deadline = time.monotonic() + wait_seconds
     while not current_revision_is_head(settings.database_url):
@@ -342,6 +350,15 @@ def status(node: str | None) -> None:
         click.echo(run_with_core(load_settings("status"), gather))
     except OSError as exc:
         raise click.ClickException(f"cannot read the fleet's state: {exc}") from exc
+
+
+def _migrated(before: set[str], after: set[str]) -> str:
+    """What ``migrate`` did, in one line."""
+    now = ", ".join(sorted(after))
+    if before == after:
+        return f"database schema is up to date (already at {now})"
+    was = ", ".join(sorted(before)) or "an empty database"
+    return f"database schema is up to date: migrated from {was} to {now}"
 
 
 def _worker_alive(node: str) -> None:

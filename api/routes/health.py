@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import Annotated, cast
 
@@ -12,10 +13,26 @@ from sqlalchemy.exc import SQLAlchemyError
 from api.deps import AdminKey, CoreDep
 from api.errors import problem
 from api.openapi import problems
+from shared.kit.db.migrate import current_revision_is_head
 from shared.kit.metrics import exposition
 from shared.operations.status import ALIVE_SECONDS, WorkerState
 
 router = APIRouter(tags=["operations"])
+
+# Databases seen at this code's head by this process: a schema does not go back, so each is
+# looked at (a connection and a query of its own) only until it is.
+_AT_HEAD: set[str] = set()
+
+
+async def _schema_at_head(database_url: str) -> bool:
+    if database_url not in _AT_HEAD:
+        try:
+            at_head = await asyncio.to_thread(current_revision_is_head, database_url)
+        except (SQLAlchemyError, OSError):
+            return True  # unreachable: said as such, not as a schema behind
+        if at_head:
+            _AT_HEAD.add(database_url)
+    return database_url in _AT_HEAD
 
 
 @router.get("/healthz")
@@ -55,6 +72,8 @@ async def readyz(
     except (redis.RedisError, OSError):
         unreachable.append("redis")
     failing = [f"{', '.join(unreachable)} unreachable"] if unreachable else []
+    if "database" not in unreachable and not await _schema_at_head(core.settings.database_url):
+        failing.append("the database schema is behind this code: run twostep migrate")
     if require_worker and not workers and "redis" not in unreachable:
         failing.append(f"no worker heartbeat in {ALIVE_SECONDS:.0f} s")
     if failing:

@@ -36,7 +36,12 @@ class Deployment(SettingGroup):
     """The kind of deployment.
 
     Production refuses what is only fit for a laptop: development keys, no country allow-list,
-    a Twilio base URL off loopback (`shared/kit/startup.py`).
+    a Twilio base URL off loopback, no explicit `TWOSTEP_DATABASE_URL` or `TWOSTEP_REDIS_URL`
+    (their defaults are a laptop's: `./twostep.db`, Redis db 0 on localhost)
+    (`shared/kit/startup.py`). A setting that cannot be read stops every command with one line
+    per variable, naming it and what is wrong, never echoing its value. `/readyz` says not
+    ready while the database's schema is behind the code; `twostep migrate` says what it
+    migrated, and one line when the database is unreachable.
     """
 
     environment: Environment = Field(

@@ -8,11 +8,13 @@ here they come together with their validators and what is derived from them.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from functools import lru_cache
 
 from cryptography.fernet import Fernet
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.kit.setting_groups import (
@@ -107,13 +109,17 @@ class Settings(
     @field_validator("data_keys")
     @classmethod
     def _fernet_keys(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
-        for key in keys:
+        for number, key in enumerate(keys, 1):
             try:
+                # Strictly: base64 decoding skips what is not of its alphabet, so "OLD;NEW"
+                # would pass as OLD alone.
+                if not _FERNET_KEY.fullmatch(key.get_secret_value()):
+                    raise ValueError("not 44 characters of URL-safe base64")
                 Fernet(key.get_secret_value().encode())
             except ValueError as exc:
                 raise ValueError(
-                    "each data key is a Fernet key: 32 url-safe base64 bytes "
-                    "(make one with: twostep keys generate-data-key)"
+                    f"key {number} is not a data key: 44 characters of URL-safe base64, as "
+                    "twostep keys generate-data-key prints them; separate keys with commas"
                 ) from exc
         return keys
 
@@ -228,6 +234,43 @@ class Settings(
         return timedelta(seconds=self.requeue_after_seconds)
 
 
+_FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
+
+
+class InvalidSettings(ValueError):
+    """The environment holds settings that cannot be read: one line per variable, naming it and
+    what is wrong, never its value (it may be a secret)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(f"  - {problem}" for problem in problems))
+        self.problems = problems
+
+
+def read_settings() -> Settings:
+    """The settings from the environment, or ``InvalidSettings`` saying what to fix."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise InvalidSettings([_problem(error) for error in exc.errors()]) from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{_variable(field)}: {message}"
+
+
+def _variable(field: str) -> str:
+    """The environment variable a field is read from."""
+    known = Settings.model_fields.get(field)
+    alias = known.validation_alias if known is not None else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    if field.isupper():  # the loc of an aliased field is its alias already
+        return field
+    return f"{Settings.model_config.get('env_prefix', '')}{field.upper()}"
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return read_settings()

@@ -124,7 +124,16 @@ def _secret_problems(settings: Settings) -> list[str]:
 
 
 def _storage_problems(settings: Settings) -> list[str]:
-    problems = []
+    # Unset, each would be a default meant for a laptop (./twostep.db, Redis db 0 on localhost):
+    # the process would start, say it is ready, and fail every request.
+    problems = [
+        f"{variable} is not set: production names its {what} explicitly"
+        for field, variable, what in (
+            ("database_url", "TWOSTEP_DATABASE_URL", "database"),
+            ("redis_url", "TWOSTEP_REDIS_URL", "Redis"),
+        )
+        if field not in settings.model_fields_set
+    ]
     database = make_url(settings.database_url)
     if database.get_backend_name() != "sqlite":
         local = database.host in (None, "") or _is_loopback_host(database.host)

@@ -164,7 +164,8 @@ class RedisSendLimits:
             limit = applied[refused - 1]
             metrics.LIMIT_REFUSALS.labels(limit=limit.name).inc()
             raise RateLimited(
-                f"too many sends ({limit.name.replace('_', ' ')}: {limit.item}); try again later",
+                f"too many sends ({limit.name.replace('_', ' ')}: {limit.item}); try again later "
+                f"(the limit is {setting_of(limit.name)})",
                 limit=limit.name,
                 retry_after=math.ceil(wait_ms / 1000),
             )
@@ -230,7 +231,15 @@ class RedisActionLimit:
         if int(answer[0]):
             metrics.LIMIT_REFUSALS.labels(limit=self._name).inc()
             raise RateLimited(
-                f"too many requests ({self._name.replace('_', ' ')}: {item}); try again later",
+                f"too many requests ({self._name.replace('_', ' ')}: {item}); try again later "
+                f"(the limit is {setting_of(self._name)})",
                 limit=self._name,
                 retry_after=math.ceil(int(answer[1]) / 1000),
             )
+
+
+def setting_of(limit: str) -> str:
+    """The setting that sets a limit, for a refusal to name (a developer raises it there)."""
+    if limit == "resend_cooldown":
+        return "TWOSTEP_RESEND_COOLDOWN_SECONDS"
+    return f"TWOSTEP_LIMIT_{limit.upper()}"

@@ -39,7 +39,13 @@ from shared.limits.ports import Guards, Guesser, Outcome, SendRequest
 from shared.tenants.models import ApiKey
 from shared.unit_of_work import Repositories, UnitOfWork
 from shared.verifications.codes import CodeStash
-from shared.verifications.domain import Channel, CheckStatus, Purpose, VerificationStatus
+from shared.verifications.domain import (
+    OPEN_VERIFICATION_STATUSES,
+    Channel,
+    CheckStatus,
+    Purpose,
+    VerificationStatus,
+)
 from shared.verifications.events import record_for
 from shared.verifications.models import Verification, VerificationCheck
 from shared.verifications.passkeys import stashed_answer
@@ -49,6 +55,8 @@ from shared.verifications.views import change_of
 log = structlog.get_logger(__name__)
 
 _CODE_SHAPE = re.compile(r"^[0-9A-Za-z]{4,10}$")
+# What users type between a code's characters, as they read it out ("123 456", "123-456").
+_TYPED_BETWEEN = re.compile(r"[ -]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +290,7 @@ class Verifications:
         reserves its failure in the lockout first (so parallel guesses cannot outrun it), the
         answer waits in the stash, the attempt is taken."""
         if isinstance(answer, str):
-            answer = answer.strip()
+            answer = _TYPED_BETWEEN.sub("", answer.strip())
             if not _CODE_SHAPE.match(answer):
                 raise InvalidInput("a code is 4 to 10 letters or digits")
         async with uow.reads() as read:
@@ -409,6 +417,8 @@ def _reachable_by(channel: Channel) -> str:
 
 
 def _not_pending(verification: Verification) -> VerificationNotPending:
-    return VerificationNotPending(
-        f"verification {verification.id} is {verification.status.value}, not pending"
-    )
+    said = f"verification {verification.id} is {verification.status.value}, not pending"
+    if verification.status in OPEN_VERIFICATION_STATUSES:
+        # Not sent yet: it will be, in a moment.
+        said += f": wait until it is (GET /v1/verifications/{verification.id}?wait=30)"
+    return VerificationNotPending(said)

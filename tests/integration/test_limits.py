@@ -19,7 +19,7 @@ from shared.kit.settings import Settings
 from shared.limits.gate import RedisProviderGate
 from shared.limits.lockout import RedisLockout
 from shared.limits.ports import Guesser, Outcome, SendRequest
-from shared.limits.sends import RedisSendLimits
+from shared.limits.sends import RedisSendLimits, setting_of
 from tests.support import free_port, random_phone
 
 TENANT = uuid.uuid4()
@@ -73,6 +73,9 @@ async def test_the_sixth_send_to_a_number_within_ten_minutes_is_refused(
     refused = await refusal(limits, send(to))
     assert (refused.code, refused.limit) == ("rate_limited", "per_destination")
     assert 590 <= refused.retry_after <= 600
+    # The refusal names the setting a developer raises (and nothing of the number's).
+    assert "(the limit is TWOSTEP_LIMIT_PER_DESTINATION)" in refused.detail
+    assert to not in refused.detail
     assert (
         REGISTRY.get_sample_value("twostep_limit_refusals_total", {"limit": "per_destination"})
         == before + 1
@@ -121,7 +124,11 @@ async def test_each_other_limit_refuses_the_third(redis_url: str, client: redis.
     for limit, request_of in cases.items():
         await limits.admit(request_of())
         await limits.admit(request_of())
-        assert (await refusal(limits, request_of())).limit == limit
+        refused = await refusal(limits, request_of())
+        assert refused.limit == limit
+        setting = setting_of(limit)
+        assert setting in refused.detail
+        assert setting.removeprefix("TWOSTEP_").lower() in Settings.model_fields
 
 
 async def test_email_codes_count_per_domain_and_per_address_never_per_country(

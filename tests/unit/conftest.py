@@ -43,6 +43,8 @@ def unit_settings(tmp_path: Path, migrated_template: Path) -> Settings:
     shutil.copy(migrated_template, path)
     return Settings(
         database_url=f"sqlite:///{path}",
+        # Production names its stores: nothing here talks to Redis (fakes stand behind it).
+        redis_url="redis://127.0.0.1:6379/0",
         twilio_base_url="http://127.0.0.1:9",
         # Production (the default) wants an allow-list: the API refuses to start without one.
         allowed_countries=TEST_COUNTRIES,

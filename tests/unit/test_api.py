@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from api.app import create_app
+from api.schemas import CODE_PATTERN
 from shared.bootstrap import Adapters, Core
 from shared.kit.jobs import SEND_CODE
 from shared.kit.redis_client import make_redis
@@ -326,7 +328,37 @@ class TestRead:
     def test_a_check_on_a_queued_verification_is_409(self, api: TestClient) -> None:
         created = api.post("/v1/verifications", json={"to": "+14155550123"}).json()
         response = api.post(f"/v1/verifications/{created['id']}/checks", json={"code": "123456"})
-        assert_problem(response, 409, "verification_not_pending")
+        detail = assert_problem(response, 409, "verification_not_pending")["detail"]
+        # What to do: wait for the send, in one request.
+        assert f"wait until it is (GET /v1/verifications/{created['id']}?wait=30)" in detail
+
+    @pytest.mark.parametrize("typed", ["4155550123", "+1 415 555 0123", "(415) 555-0123"])
+    def test_a_phone_not_in_e164_is_answered_with_what_is(
+        self, api: TestClient, typed: str
+    ) -> None:
+        sent = assert_problem(
+            api.post("/v1/verifications", json={"to": typed}), 422, "invalid_phone_number"
+        )
+        assert sent["detail"].startswith("to: a phone number in E.164 (a + and up to 15 digits")
+        enrolled = api.post("/v1/users/ada/factors", json={"phone": typed})
+        assert assert_problem(enrolled, 422, "invalid_phone_number")["detail"] == (
+            "phone: not a phone number in E.164: a +, the country code and the number, no "
+            "spaces or punctuation (e.g. +14155550123)"
+        )
+
+    def test_a_code_of_the_wrong_shape_is_answered_with_the_shape(self, api: TestClient) -> None:
+        created = api.post("/v1/verifications", json={"to": "+14155550123"}).json()
+        path = f"/v1/verifications/{created['id']}/checks"
+        for typed in ("12", "123_456", "123  456", "12345678901"):
+            detail = assert_problem(api.post(path, json={"code": typed}), 422, "invalid_request")
+            assert (
+                detail["detail"] == "code: a code is 4 to 10 letters or digits (a space or a "
+                "dash between them is fine)"
+            ), typed
+        # A space or a dash between, as users type codes, is the code: refused here only as
+        # not sent yet.
+        for typed in ("123 456", "123-456"):
+            assert_problem(api.post(path, json={"code": typed}), 409, "verification_not_pending")
 
     def test_wrong_method_is_405(self, api: TestClient) -> None:
         assert_problem(api.delete("/v1/verifications"), 405, "method_not_allowed")
@@ -347,6 +379,21 @@ def test_health_and_readiness(api: TestClient) -> None:
     in_app(api, a_worker_beats)
     answer = api.get("/readyz", params={"require_worker": "true"}).json()
     assert answer["workers"] == 1 and 0 <= answer["last_heartbeat_seconds"] < 5
+
+
+def test_readiness_fails_while_the_schema_is_behind_the_code(
+    api: TestClient, tmp_path: Path
+) -> None:
+    """An unmigrated database answers SELECT 1: only its schema says requests would fail."""
+    behind = f"sqlite:///{tmp_path / 'never-migrated.db'}"
+
+    async def read_an_unmigrated_schema(core: Core) -> None:
+        core.settings = core.settings.model_copy(update={"database_url": behind})
+
+    in_app(api, read_an_unmigrated_schema)
+    response = api.get("/readyz")
+    detail = assert_problem(response, 503, "service_unavailable")["detail"]
+    assert "schema is behind this code: run twostep migrate" in detail
 
 
 def test_readiness_fails_when_redis_is_gone(api: TestClient) -> None:
@@ -537,14 +584,16 @@ def test_metrics_are_served_at_metrics(api: TestClient, fakes: ApiFakes) -> None
 class TestTheDocumentsRules:
     """What the OpenAPI document says of an input is what the server does with it."""
 
-    @pytest.mark.parametrize("code", ["12", "123", "12345678901", " 123456", "12 34", "१२३४"])
+    @pytest.mark.parametrize(
+        "code", ["12", "123", "12345678901", " 123456", "12  34", "12_34", "-1234", "१२३४"]
+    )
     def test_a_code_is_4_to_10_letters_or_digits(self, api: TestClient, code: str) -> None:
         created = api.post("/v1/verifications", json={"to": "+14155550123"}).json()
         make_pending(api, created["id"])
         response = api.post(f"/v1/verifications/{created['id']}/checks", json={"code": code})
         assert_problem(response, 422, "invalid_request")
 
-    @pytest.mark.parametrize("code", ["1234", "ABCD12", "1234567890"])
+    @pytest.mark.parametrize("code", ["1234", "ABCD12", "1234567890", "123 456", "123-456"])
     def test_letters_and_digits_are_checked(self, api: TestClient, code: str) -> None:
         created = api.post("/v1/verifications", json={"to": "+14155550123"}).json()
         make_pending(api, created["id"])
@@ -622,7 +671,7 @@ class TestTheDocument:
         assert schemas["EmailFactorCreate"]["properties"]["email"]["format"] == "email"
         assert schemas["LockoutRelease"]["properties"]["phone"]["pattern"] == e164
         assert schemas["LockoutRelease"]["minProperties"] == 1
-        assert schemas["CodeCheckCreate"]["properties"]["code"]["pattern"] == "^[0-9A-Za-z]{4,10}$"
+        assert schemas["CodeCheckCreate"]["properties"]["code"]["pattern"] == CODE_PATTERN
         url = schemas["WebhookEndpointCreate"]["properties"]["url"]["pattern"]
         assert url.startswith("^https://")  # production: https only
         parameters = [

@@ -420,9 +420,16 @@ class TestCheckCode:
         with pytest.raises(VerificationNotPending):
             await submit(world, verification_id, "123456")
         verification_id = await pending(world, "+14155550124")
-        for bad in ("12", "12345678901", "12 34", "\uff11\uff12\uff13\uff14"):
+        for bad in ("12", "12345678901", "1 2", "\uff11\uff12\uff13\uff14"):
             with pytest.raises(InvalidInput):
                 await submit(world, verification_id, bad)
+
+    async def test_a_code_typed_with_a_space_or_a_dash_is_the_code(self, world: World) -> None:
+        verification_id = await pending(world)
+        code = world.verify.sent_codes[TO]
+        check_id = await submit(world, verification_id, f"{code[:3]} {code[3:]}")
+        assert await world.code_jobs.check_code(check_id) is None
+        assert (await load_check(world, check_id)).status is CheckStatus.APPROVED
 
 
 class TestALostCheckAnswer:

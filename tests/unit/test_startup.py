@@ -12,7 +12,7 @@ from shared.kit.crypto import (
     generate_data_key,
     keyring_of,
 )
-from shared.kit.settings import MissingSecrets, Settings
+from shared.kit.settings import InvalidSettings, MissingSecrets, Settings, read_settings
 from shared.kit.startup import flower_auth_problems, startup_problems
 
 SECRETS = {"data_keys": generate_data_key(), "lookup_key": "k" * 40}
@@ -23,8 +23,11 @@ TWILIO = {
 }
 
 
+STORES = {"database_url": "sqlite:///twostep.db", "redis_url": "redis://127.0.0.1:6379/0"}
+
+
 def settings(**values: Any) -> Settings:
-    return Settings(**{"allowed_countries": "US", **SECRETS, **values})
+    return Settings(**{"allowed_countries": "US", **SECRETS, **STORES, **values})
 
 
 def test_a_complete_production_configuration_starts() -> None:
@@ -102,3 +105,36 @@ def test_flower_needs_a_real_password_in_production() -> None:
     assert flower_auth_problems(settings(), "ops:short")
     assert flower_auth_problems(settings(), "ops:a-long-and-real-password") == []
     assert flower_auth_problems(settings(environment="development"), "ops:admin") == []
+
+
+def test_production_names_its_database_and_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset, the defaults are a laptop's (./twostep.db, Redis db 0 on localhost): the process
+    would start, say it is ready and fail every request. Production refuses to start instead."""
+    monkeypatch.delenv("TWOSTEP_DATABASE_URL", raising=False)
+    monkeypatch.delenv("TWOSTEP_REDIS_URL", raising=False)
+    bare: dict[str, Any] = {"allowed_countries": "US", **SECRETS}
+    assert startup_problems(Settings(**bare), "api") == [
+        "TWOSTEP_DATABASE_URL is not set: production names its database explicitly",
+        "TWOSTEP_REDIS_URL is not set: production names its Redis explicitly",
+    ]
+    assert startup_problems(Settings(environment="development"), "api") == []
+
+
+def test_settings_that_cannot_be_read_name_the_variable_and_echo_no_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    old, new = generate_data_key(), generate_data_key()
+    monkeypatch.setenv("TWOSTEP_DATA_KEYS", f"{old};{new}")  # the wrong separator: no key
+    monkeypatch.setenv("TWOSTEP_MAX_BODY_BYTES", "lots")
+    with pytest.raises(InvalidSettings) as refused:
+        read_settings()
+    assert sorted(refused.value.problems) == [
+        "TWOSTEP_DATA_KEYS: key 1 is not a data key: 44 characters of URL-safe base64, as "
+        "twostep keys generate-data-key prints them; separate keys with commas",
+        "TWOSTEP_MAX_BODY_BYTES: Input should be a valid integer, unable to parse string as an "
+        "integer",
+    ]
+    assert old not in str(refused.value) and new not in str(refused.value)
+    monkeypatch.setenv("TWOSTEP_DATA_KEYS", f"{new},{old}")
+    monkeypatch.delenv("TWOSTEP_MAX_BODY_BYTES")
+    assert len(read_settings().data_keys) == 2

@@ -47,15 +47,23 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 
 def current_revision_is_head(database_url: str) -> bool:
-    from alembic.runtime.migration import MigrationContext
+    return current_revisions(database_url) == head_revisions(database_url)
+
+
+def head_revisions(database_url: str) -> set[str]:
+    """The revisions this code's migrations end at."""
     from alembic.script import ScriptDirectory
 
-    config = alembic_config(database_url)
-    heads = set(ScriptDirectory.from_config(config).get_heads())
+    return set(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
+
+
+def current_revisions(database_url: str) -> set[str]:
+    """The revisions the database is at (none: never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
     engine = migration_engine(database_url)
     try:
         with engine.connect() as connection:
-            current = set(MigrationContext.configure(connection).get_current_heads())
+            return set(MigrationContext.configure(connection).get_current_heads())
     finally:
         engine.dispose()
-    return current == heads
