@@ -331,3 +331,13 @@ def test_the_readme_is_a_front_door_whose_links_lead_somewhere() -> None:
             continue
         for target in re.findall(r"\]\(((?!https?://)[^)#]+)(?:#[^)]*)?\)", text):
             assert (REPO / Path(name).parent / target).exists(), f"{name}: {target}"
+
+
+def test_compose_workers_serve_metrics_where_prometheus_reaches_them() -> None:
+    """Inside a container, 127.0.0.1 is the container's own: Prometheus on the compose network
+    would find nothing there."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    for name in ("worker", "webhooks", "beat"):
+        environment = compose["services"][name]["environment"]
+        assert environment["TWOSTEP_METRICS_HOST"] == "0.0.0.0", name
+
