@@ -16,6 +16,7 @@ from api.middleware import BodyLimit, NoStore, RequestObserver
 from api.openapi import install_schema
 from api.routes import health, limits, lockouts, users, verifications, webhooks
 from shared.bootstrap import Adapters, bootstrap
+from shared.kit.logging import configure_logging
 from shared.kit.settings import Settings, get_settings
 from shared.kit.startup import ensure_startable
 
@@ -26,6 +27,9 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
     does: an app made by any server (``uvicorn api.app:create_app``) is checked the same way."""
     settings = settings or get_settings()
     ensure_startable(settings, "api")
+    # Each of `twostep api --workers N`'s processes imports the app afresh: logging as
+    # configured there, or its lines come out in a process-wide default.
+    configure_logging(settings.log_level, settings.log_format, process="api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ fits the longest wait — instead of holding each until its ``wait`` runs out.""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import time
@@ -68,3 +69,23 @@ def test_an_api_told_to_stop_answers_its_held_long_polls_at_once(system: System)
 def _exited(api: ServiceProcess, since: float) -> float:
     api.process.wait(timeout=40)
     return time.monotonic() - since
+
+
+def test_every_process_of_a_multiprocess_api_logs_as_configured(system: System) -> None:
+    """`twostep api --workers 2`, as compose runs it: each serving process imports the app
+    afresh, and logs JSON as TWOSTEP_LOG_FORMAT says, like the one that started them."""
+    port = free_port()
+    api = system.start("api-multi", "api", "--port", str(port), "--workers", "2")
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{url}/readyz", process=api)
+    auth = {"Authorization": f"Bearer {system.api_key}"}
+    for _ in range(8):  # both processes take some
+        sent = httpx.post(f"{url}/v1/verifications", json={"to": random_phone()}, headers=auth)
+        assert sent.status_code == 202, sent.text
+    requested = wait_until(
+        lambda: [line for line in api.log().splitlines() if "verification.requested" in line],
+        timeout=10,
+        what="the requests logged",
+    )
+    assert len(requested) == 8
+    assert {json.loads(line)["process"] for line in requested} == {"api"}  # every one JSON
