@@ -140,7 +140,7 @@ def test_a_generated_client_enrols_a_phone_and_logs_in(
 
         # The error answers are typed too: a check on a decided verification is a Problem.
         refused = generated.create_check.sync_detailed(
-            login.id, client=api, body=models.CheckCreate(code=code)
+            login.id, client=api, body=models.CodeCheckCreate(code=code)
         )
         assert refused.status_code == 409 and isinstance(refused.parsed, models.Problem)
         assert refused.parsed.code == "verification_not_pending"
@@ -157,7 +157,7 @@ def _wait_until_pending(generated: SimpleNamespace, api: Any, verification_id: u
 def _check(generated: SimpleNamespace, api: Any, verification_id: uuid.UUID, code: str) -> Any:
     """A check, answered once it is decided (``?wait=``): 200 and the decided check."""
     answer = generated.create_check.sync_detailed(
-        verification_id, client=api, body=generated.models.CheckCreate(code=code), wait=30
+        verification_id, client=api, body=generated.models.CodeCheckCreate(code=code), wait=30
     )
     assert answer.status_code == 200, answer.content
     assert isinstance(answer.parsed, generated.models.CheckOut)

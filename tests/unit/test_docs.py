@@ -340,4 +340,3 @@ def test_compose_workers_serve_metrics_where_prometheus_reaches_them() -> None:
     for name in ("worker", "webhooks", "beat"):
         environment = compose["services"][name]["environment"]
         assert environment["TWOSTEP_METRICS_HOST"] == "0.0.0.0", name
-
