@@ -27,9 +27,6 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
     does: an app made by any server (``uvicorn api.app:create_app``) is checked the same way."""
     settings = settings or get_settings()
     ensure_startable(settings, "api")
-    # Each of `twostep api --workers N`'s processes imports the app afresh: logging as
-    # configured there, or its lines come out in a process-wide default.
-    configure_logging(settings.log_level, settings.log_format, process="api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,6 +73,15 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObserver)
     return app
+
+
+def served_app() -> FastAPI:
+    """The app as ``twostep api`` serves it (uvicorn's factory): each of ``--workers N``'s
+    processes imports it afresh, so each configures logging as the settings say — else its lines
+    come out in structlog's default console format, whatever TWOSTEP_LOG_FORMAT says."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format, process="api")
+    return create_app(settings)
 
 
 def _serve_schema_to_key_holders(app: FastAPI) -> None:

@@ -60,7 +60,7 @@ def api(host: str, port: int, workers: int) -> None:
         # Several processes answer /metrics in turn: each must show them all.
         _multiprocess_metrics_dir()
     uvicorn.run(
-        "api.app:create_app",
+        "api.app:served_app",
         factory=True,
         host=host,
         port=port,
