@@ -7,11 +7,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import redis.asyncio as redis
 
 from shared.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from shared.tenants.models import ApiKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,18 @@ class SendRequest:
     verification_id: uuid.UUID | None = None
     user_id: str | None = None
     client_ip: str | None = None
+
+    @classmethod
+    def to_nobody(
+        cls,
+        api_key: ApiKey,
+        user_id: str | None,
+        client_ip: str | None,
+        verification_id: uuid.UUID | None = None,
+    ) -> SendRequest:
+        """A request that sends no message but costs what a send does: counted per user,
+        client address, key and in all, never per destination or country."""
+        return cls(api_key.tenant_id, api_key.id, None, None, verification_id, user_id, client_ip)
 
 
 @dataclass(frozen=True, slots=True)

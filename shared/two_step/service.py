@@ -275,16 +275,7 @@ class TwoStep:
         ip = normalise_ip(client_ip) if client_ip else None
         if choice is None:
             # Asking whether a user has 2SA costs what a send costs: no free probing.
-            await self.verifications.guards.sends.admit(
-                SendRequest(
-                    tenant_id=api_key.tenant_id,
-                    api_key_id=api_key.id,
-                    destination=None,
-                    region=None,
-                    user_id=user_id,
-                    client_ip=ip,
-                )
-            )
+            await self.verifications.guards.sends.admit(SendRequest.to_nobody(api_key, user_id, ip))
             raise NoVerifiedFactor("two-step authentication is not on for this user")
         factor = choice.factor
         channel = channel or factor.channel

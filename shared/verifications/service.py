@@ -134,15 +134,7 @@ class Verifications:
         verification_id = uuid.uuid4()
         if request.channel.starts_at_provider:
             await self.guards.sends.admit(
-                SendRequest(
-                    tenant_id=api_key.tenant_id,
-                    api_key_id=api_key.id,
-                    destination=None,
-                    region=None,
-                    verification_id=verification_id,
-                    user_id=request.user_id,
-                    client_ip=request.client_ip,
-                )
+                SendRequest.to_nobody(api_key, request.user_id, request.client_ip, verification_id)
             )
         verification = authenticator_verification(
             verification_id, api_key, request, self.clock.now(), self.settings
