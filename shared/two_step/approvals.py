@@ -8,7 +8,7 @@ from datetime import datetime
 import structlog
 
 from shared.audit.domain import EventType
-from shared.two_step.domain import FactorStatus
+from shared.two_step.domain import DisabledReason, FactorStatus
 from shared.two_step.records import announce_factor, record_factor
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.domain import Purpose
@@ -29,7 +29,7 @@ async def on_verification_approved(
     if factor is None or factor.status is not FactorStatus.UNVERIFIED:
         return
     if one_user_per_phone and await uow.factors.verified_for_another_user(factor):
-        await uow.factors.disable(factor.id, now)
+        await uow.factors.disable(factor.id, now, DisabledReason.IN_USE)
         await record_factor(
             uow,
             EventType.FACTOR_ENROLLMENT_FAILED,
@@ -41,11 +41,19 @@ async def on_verification_approved(
         return
     await uow.factors.verify(factor.id, now)
     await record_factor(uow, EventType.FACTOR_VERIFIED, factor, verification.api_key_id)
-    announce_factor(uow, WebhookEvent.FACTOR_ADDED, factor, FactorStatus.VERIFIED, now)
+    announce_factor(
+        uow, WebhookEvent.FACTOR_ADDED, factor, status=FactorStatus.VERIFIED, verified_at=now
+    )
     if factor.replaces_others:
         for old in await uow.factors.verified_others(factor):
-            await uow.factors.disable(old.id, now)
+            await uow.factors.disable(old.id, now, DisabledReason.REPLACED)
             await record_factor(
                 uow, EventType.FACTOR_REPLACED, old, verification.api_key_id, by=str(factor.id)
             )
-            announce_factor(uow, WebhookEvent.FACTOR_REMOVED, old, FactorStatus.DISABLED)
+            announce_factor(
+                uow,
+                WebhookEvent.FACTOR_REMOVED,
+                old,
+                status=FactorStatus.DISABLED,
+                disabled_reason=DisabledReason.REPLACED,
+            )

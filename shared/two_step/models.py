@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared.kit.crypto import EncryptedString
 from shared.kit.db.base import Base, enum_column
 from shared.kit.destinations import DESTINATION_SEALED_LENGTH
-from shared.two_step.domain import FactorStatus
+from shared.two_step.domain import DisabledReason, FactorStatus
 from shared.verifications.domain import Channel
 
 
@@ -60,6 +60,9 @@ class Factor(Base):
     updated_at: Mapped[datetime]
     verified_at: Mapped[datetime | None]
     disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[DisabledReason | None] = mapped_column(
+        enum_column(DisabledReason, "factor_disabled_reason")
+    )
 
 
 class RecoveryCode(Base):

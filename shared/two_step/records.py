@@ -4,7 +4,6 @@ server, and a metric once it is committed."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 from shared.audit import service as audit
@@ -12,7 +11,6 @@ from shared.audit.domain import EventType
 from shared.audit.service import Subject
 from shared.kit import metrics
 from shared.kit.changes import Announcement
-from shared.two_step.domain import FactorStatus
 from shared.two_step.models import Factor
 from shared.two_step.views import factor_view
 from shared.unit_of_work import UnitOfWork
@@ -21,16 +19,9 @@ from shared.verifications.models import Verification
 from shared.webhooks.domain import WebhookEvent
 
 
-def announce_factor(
-    uow: UnitOfWork,
-    event: WebhookEvent,
-    factor: Factor,
-    status: FactorStatus,
-    verified_at: datetime | None = None,
-) -> None:
-    changed: dict[str, Any] = {"status": status}
-    if verified_at is not None:
-        changed["verified_at"] = verified_at
+def announce_factor(uow: UnitOfWork, event: WebhookEvent, factor: Factor, **changed: Any) -> None:
+    """A webhook event with the factor as it is once this transaction commits: ``changed`` is
+    what the statement just wrote (``status``, ``verified_at``, ``disabled_reason``)."""
     uow.announce(Announcement(factor.tenant_id, event, factor_view(factor, **changed)))
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import (
 )
 
 from shared.kit.db.repository import Repository
-from shared.two_step.domain import FactorStatus
+from shared.two_step.domain import DisabledReason, FactorStatus
 from shared.two_step.models import Factor, RecoveryCode
 
 
@@ -92,12 +92,17 @@ class FactorRepository(Repository):
             == 1
         )
 
-    async def disable(self, factor_id: uuid.UUID, now: datetime) -> bool:
+    async def disable(self, factor_id: uuid.UUID, now: datetime, reason: DisabledReason) -> bool:
         return (
             await self._write(
                 update(Factor)
                 .where(Factor.id == factor_id, Factor.status != FactorStatus.DISABLED)
-                .values(status=FactorStatus.DISABLED, disabled_at=now, updated_at=now)
+                .values(
+                    status=FactorStatus.DISABLED,
+                    disabled_at=now,
+                    disabled_reason=reason,
+                    updated_at=now,
+                )
             )
             == 1
         )

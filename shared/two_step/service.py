@@ -36,7 +36,7 @@ from shared.limits.ports import Guesser, SendRequest
 from shared.tenants.models import ApiKey
 from shared.tenants.passkeys import relying_party_of
 from shared.two_step.choice import Choice, LoginChallenge, choose, refuse_losing_the_last_strong
-from shared.two_step.domain import FactorStatus
+from shared.two_step.domain import DisabledReason, FactorStatus
 from shared.two_step.models import Factor
 from shared.two_step.records import announce_factor, record_factor
 from shared.two_step.users import validate_user_id
@@ -245,7 +245,7 @@ class TwoStep:
             )
             refuse_losing_the_last_strong(factor, verified)
         now = self.verifications.clock.now()
-        await uow.factors.disable(factor.id, now)
+        await uow.factors.disable(factor.id, now, DisabledReason.REMOVED)
         if factor.enrollment_verification_id is not None:
             canceled = await uow.verifications.cancel(
                 factor.tenant_id, factor.enrollment_verification_id, now
@@ -256,7 +256,13 @@ class TwoStep:
                     uow.enqueue_after_commit(Job.close_verification(canceled.id))
         await record_factor(uow, EventType.FACTOR_DISABLED, factor, api_key.id)
         if factor.status is FactorStatus.VERIFIED:
-            announce_factor(uow, WebhookEvent.FACTOR_REMOVED, factor, FactorStatus.DISABLED)
+            announce_factor(
+                uow,
+                WebhookEvent.FACTOR_REMOVED,
+                factor,
+                status=FactorStatus.DISABLED,
+                disabled_reason=DisabledReason.REMOVED,
+            )
         return factor
 
     async def start_challenge(
@@ -276,7 +282,11 @@ class TwoStep:
         if choice is None:
             # Asking whether a user has 2SA costs what a send costs: no free probing.
             await self.verifications.guards.sends.admit(SendRequest.to_nobody(api_key, user_id, ip))
-            raise NoVerifiedFactor("two-step authentication is not on for this user")
+            raise NoVerifiedFactor(
+                "two-step authentication is not on for this user: no factor of theirs is "
+                "verified. Enrol one (POST …/factors); GET …/factors shows each factor's status "
+                "and, for a disabled one, its disabled_reason"
+            )
         factor = choice.factor
         channel = channel or factor.channel
         if channel.kind is not factor.channel.kind:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from shared.kit.destinations import mask_destination
 from shared.two_step.choice import LoginChallenge
-from shared.two_step.domain import FactorStatus
+from shared.two_step.domain import DisabledReason, FactorStatus
 from shared.two_step.models import Factor
 from shared.verifications.domain import Channel, FactorKind
 from shared.verifications.views import VerificationOut, View, verification_view
@@ -32,6 +32,13 @@ class FactorOut(BaseModel):
     )
     channel: Channel
     status: FactorStatus
+    disabled_reason: DisabledReason | None = Field(
+        default=None,
+        description="Why a disabled factor is: `removed` by the login server, `replaced` by a "
+        "newer factor of its kind, or `in_use` — its enrolment's code was approved but the phone "
+        "or address is verified for another user of the tenant (tell the user it cannot be "
+        "used, not why). Null unless disabled",
+    )
     created_at: datetime
     verified_at: datetime | None
 
@@ -47,6 +54,7 @@ class FactorOut(BaseModel):
             email=mask_destination(row.destination) if kind is FactorKind.EMAIL else None,
             channel=row.channel,
             status=row.status,
+            disabled_reason=row.disabled_reason,
             created_at=row.created_at,
             verified_at=row.verified_at,
         )

@@ -369,10 +369,16 @@ def test_an_enrolment_of_another_users_phone_fails_at_approval(system: System) -
     caller.enrol(mallory, phone)
     listed = caller.json("GET", f"/v1/users/{mallory}/factors", 200)
     assert listed["two_step_enabled"] is False
-    assert [f["status"] for f in listed["factors"]] == ["disabled"]
+    # The login server's owner sees why (its end user is to be told only "cannot be used").
+    assert [(f["status"], f["disabled_reason"]) for f in listed["factors"]] == [
+        ("disabled", "in_use")
+    ]
     assert caller.json("GET", f"/v1/users/{alice}/factors", 200)["two_step_enabled"] is True
     events = caller.json("GET", f"/v1/users/{mallory}/events", 200)["events"]
     assert events[0]["type"] == "factor.enrollment_failed"
+    assert events[0]["detail"]["reason"] == "phone_in_use"
+    refused = caller.json("POST", f"/v1/users/{mallory}/challenges", 409)
+    assert refused["code"] == "no_verified_factor" and "disabled_reason" in refused["detail"]
 
 
 def test_recovery_codes_cost_one_hash_per_try_and_are_rate_limited(

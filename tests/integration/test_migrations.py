@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, insert, inspect, text
 
@@ -19,6 +21,26 @@ from shared.kit.lookups import destination_lookup
 from shared.tables import METADATA
 from tests.conftest import BACKENDS, POSTGRES_URL
 from tests.support import postgres_database
+
+
+def _empty_database(stack: contextlib.ExitStack, backend: str, tmp_path: Path) -> str:
+    """A database without a schema: a file for SQLite, a fresh one on the PostgreSQL server."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'migrated.db'}"
+    assert POSTGRES_URL is not None
+    return stack.enter_context(postgres_database(POSTGRES_URL))
+
+
+@contextlib.contextmanager
+def _database_at(backend: str, tmp_path: Path, revision: str) -> Iterator[tuple[Config, Engine]]:
+    """A fresh database migrated to ``revision``: its Alembic configuration and an engine."""
+    with contextlib.ExitStack() as stack:
+        url = _empty_database(stack, backend, tmp_path)
+        config = alembic_config(url)
+        command.upgrade(config, revision)
+        engine = migration_engine(url)
+        stack.callback(engine.dispose)
+        yield config, engine
 
 
 def test_models_and_migrations_agree(database_url: str) -> None:
@@ -36,11 +58,7 @@ def test_models_and_migrations_agree(database_url: str) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_migration_downgrades_and_upgrades_again(backend: str, tmp_path: Path) -> None:
     with contextlib.ExitStack() as stack:
-        if backend == "sqlite":
-            url = f"sqlite:///{tmp_path / 'roundtrip.db'}"
-        else:
-            assert POSTGRES_URL is not None
-            url = stack.enter_context(postgres_database(POSTGRES_URL))
+        url = _empty_database(stack, backend, tmp_path)
         config = alembic_config(url)
         command.upgrade(config, "head")
         command.downgrade(config, "base")
@@ -60,16 +78,7 @@ def test_existing_rows_move_into_the_default_tenant_encrypted_and_back(
     """0005 on a database with data: every row gets the default tenant, every key every scope
     (and, with 0007, ``users:manage``, which took over part of ``admin``), phones and IPs are
     encrypted (and factors their keyed hash); downgrading restores them."""
-    with contextlib.ExitStack() as stack:
-        if backend == "sqlite":
-            url = f"sqlite:///{tmp_path / 'data.db'}"
-        else:
-            assert POSTGRES_URL is not None
-            url = stack.enter_context(postgres_database(POSTGRES_URL))
-        config = alembic_config(url)
-        command.upgrade(config, "0004")
-        engine = migration_engine(url)
-        stack.callback(engine.dispose)
+    with _database_at(backend, tmp_path, "0004") as (config, engine):
         ids = _insert_single_tenant_rows(engine)
 
         command.upgrade(config, "0007")
@@ -173,16 +182,7 @@ def test_verifications_that_shared_a_twilio_verification_keep_only_the_newest(
     """0007 on a database where the flaw had struck: two pending verifications with one Twilio
     SID. The older is canceled (superseded) so that the new unique index can hold; the newer
     keeps it, open at Twilio."""
-    with contextlib.ExitStack() as stack:
-        if backend == "sqlite":
-            url = f"sqlite:///{tmp_path / 'shared.db'}"
-        else:
-            assert POSTGRES_URL is not None
-            url = stack.enter_context(postgres_database(POSTGRES_URL))
-        config = alembic_config(url)
-        command.upgrade(config, "0006")
-        engine = migration_engine(url)
-        stack.callback(engine.dispose)
+    with _database_at(backend, tmp_path, "0006") as (config, engine):
         older, newer = _two_pending_with_one_sid(engine)
         command.upgrade(config, "head")
         query = text("SELECT status, error_code, provider_open FROM verifications WHERE id = :id")
@@ -228,3 +228,57 @@ def _two_pending_with_one_sid(engine: Engine) -> tuple[uuid.UUID, uuid.UUID]:
                 values = {k: v.hex if isinstance(v, uuid.UUID) else v for k, v in values.items()}
             connection.execute(insert(metadata.tables[table]).values(**values))
     return older, newer
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_disabled_factors_take_their_reason_from_the_audit_trail(
+    backend: str, tmp_path: Path
+) -> None:
+    """0011 on a database with disabled factors: each gets the reason its event recorded (an
+    enrolment of a phone in use, a replacement), else ``removed``; others get none."""
+    with _database_at(backend, tmp_path, "0010") as (config, engine):
+        by_event = {
+            "factor.enrollment_failed": "in_use",
+            "factor.replaced": "replaced",
+            "factor.disabled": "removed",
+            None: None,  # still verified
+        }
+        factor_ids = _factors_with_events(engine, list(by_event))
+        command.upgrade(config, "head")
+        query = text("SELECT disabled_reason FROM factors WHERE id = :id")
+        with engine.connect() as connection:
+            reasons = [
+                connection.execute(query, {"id": _id_param(engine, row_id)}).scalar_one()
+                for row_id in factor_ids
+            ]
+        assert reasons == list(by_event.values())
+
+
+def _factors_with_events(engine: Engine, events: list[str | None]) -> list[uuid.UUID]:
+    """A factor per event, as revision 0010 stored them: disabled with that event recorded,
+    or verified (None)."""
+    metadata = MetaData()
+    metadata.reflect(engine)
+    now = datetime.now(UTC)
+    if engine.dialect.name == "sqlite":
+        now = now.replace(tzinfo=None)
+    tenant, factor_ids = uuid.uuid4(), [uuid.uuid4() for _ in events]
+    rows: list[tuple[str, dict[str, object]]] = [
+        ("tenants", {"id": tenant, "name": "t", "display_name": "T", "created_at": now})
+    ]
+    for factor_id, event in zip(factor_ids, events, strict=True):
+        rows.append(("factors", {"id": factor_id, "tenant_id": tenant, "user_id": "42",
+                                 "destination": "sealed", "destination_lookup": "0" * 64,
+                                 "channel": "sms", "replaces_others": True,
+                                 "status": "verified" if event is None else "disabled",
+                                 "created_at": now, "updated_at": now}))  # fmt: skip
+        if event is not None:
+            event_row = {"occurred_at": now, "type": event, "tenant_id": tenant, "user_id": "42",
+                         "factor_id": factor_id, "detail": {}}  # fmt: skip
+            rows.append(("events", event_row))
+    with engine.begin() as connection:
+        for table, values in rows:
+            if engine.dialect.name == "sqlite":
+                values = {k: v.hex if isinstance(v, uuid.UUID) else v for k, v in values.items()}
+            connection.execute(insert(metadata.tables[table]).values(**values))
+    return factor_ids

@@ -15,7 +15,7 @@ from shared.errors import (
     NoVerifiedFactor,
     UserLocked,
 )
-from shared.two_step.domain import FactorStatus
+from shared.two_step.domain import DisabledReason, FactorStatus
 from shared.two_step.models import Factor, RecoveryCode
 from shared.two_step.service import Enrollment, FactorList
 from shared.verifications.domain import CheckStatus, Purpose, VerificationStatus
@@ -83,8 +83,11 @@ class TestEnrolment:
         statuses = {f.id: f.status for f in (await factors(world)).factors}
         assert statuses == {old.id: FactorStatus.VERIFIED, new.id: FactorStatus.UNVERIFIED}
         await approve(world, verification.id, OTHER_PHONE)
-        statuses = {f.id: f.status for f in (await factors(world)).factors}
-        assert statuses == {old.id: FactorStatus.DISABLED, new.id: FactorStatus.VERIFIED}
+        ends = {f.id: (f.status, f.disabled_reason) for f in (await factors(world)).factors}
+        assert ends == {
+            old.id: (FactorStatus.DISABLED, DisabledReason.REPLACED),
+            new.id: (FactorStatus.VERIFIED, None),
+        }
         assert EventType.FACTOR_REPLACED in await event_types(world)
 
     async def test_one_phone_one_account(self, world: World) -> None:
@@ -96,8 +99,14 @@ class TestEnrolment:
         await approve(world, verification.id)
         listed = await factors(world, "mallory")
         assert not listed.two_step_enabled
-        assert [f.status for f in listed.factors] == [FactorStatus.DISABLED]
+        # The login server's owner can tell why; its end user is told only "cannot be used".
+        assert [(f.status, f.disabled_reason) for f in listed.factors] == [
+            (FactorStatus.DISABLED, DisabledReason.IN_USE)
+        ]
         assert EventType.FACTOR_ENROLLMENT_FAILED in await event_types(world, "mallory")
+        async with world.uow_factory() as uow:
+            with pytest.raises(NoVerifiedFactor, match="disabled_reason"):
+                await world.two_step.start_challenge(uow, world.key, "mallory")
         assert [f.id for f in (await factors(world)).factors] == [alices.id]
         assert (await factors(world)).two_step_enabled
 
@@ -108,7 +117,11 @@ class TestEnrolment:
         async with world.uow_factory() as uow:
             await world.two_step.disable_factor(uow, world.key, USER, factor.id)
         assert (await load(world, verification.id)).status is VerificationStatus.CANCELED
-        assert (await factors(world)).factors[0].status is FactorStatus.DISABLED
+        disabled = (await factors(world)).factors[0]
+        assert (disabled.status, disabled.disabled_reason) == (
+            FactorStatus.DISABLED,
+            DisabledReason.REMOVED,
+        )
         async with world.uow_factory() as uow:
             with pytest.raises(NotFound):
                 await world.two_step.disable_factor(uow, world.key, "someone-else", factor.id)

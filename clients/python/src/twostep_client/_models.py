@@ -24,6 +24,7 @@ VerificationStatus = Literal[
 CheckStatus = Literal["queued", "approved", "rejected", "expired", "max_attempts_reached", "failed"]
 FactorStatus = Literal["unverified", "verified", "disabled"]
 FactorType = Literal["phone", "email", "totp", "passkey"]
+DisabledReason = Literal["removed", "replaced", "in_use"]
 Purpose = Literal["standalone", "enrollment", "login"]
 
 Json = dict[str, Any]
@@ -33,6 +34,7 @@ _CHANNELS: tuple[Channel, ...] = get_args(Channel)
 _VERIFICATION_STATUSES: tuple[VerificationStatus, ...] = get_args(VerificationStatus)
 _CHECK_STATUSES: tuple[CheckStatus, ...] = get_args(CheckStatus)
 _FACTOR_STATUSES: tuple[FactorStatus, ...] = get_args(FactorStatus)
+_DISABLED_REASONS: tuple[DisabledReason, ...] = get_args(DisabledReason)
 _FACTOR_TYPES: tuple[FactorType, ...] = get_args(FactorType)
 _PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
 _REDEMPTIONS: tuple[Literal["approved", "rejected"], ...] = ("approved", "rejected")
@@ -46,6 +48,10 @@ def _word(value: object, words: tuple[W, ...]) -> W:
         if value == word:
             return word
     raise UnexpectedAnswer(f"{value!r} is none of {', '.join(words)}: is the client too old?")
+
+
+def _optional_word(value: object, words: tuple[W, ...]) -> W | None:
+    return None if value is None else _word(value, words)
 
 
 def _time(value: Any) -> datetime:
@@ -181,7 +187,10 @@ class Check:
 class Factor:
     """A user's phone, email address, authenticator app or passkey for two-step: ``verified``
     once its enrolment was approved. ``phone`` and ``email`` are masked, None but for a phone
-    or an address; ``label`` is an app's or a passkey's name."""
+    or an address; ``label`` is an app's or a passkey's name. A ``disabled`` factor says why in
+    ``disabled_reason``: ``removed`` (by you), ``replaced`` (by a newer one of its kind) or
+    ``in_use`` (its enrolment's code was approved, but the phone or address is verified for
+    another of your users: tell the user it cannot be used, not why)."""
 
     id: str
     user_id: str
@@ -193,6 +202,7 @@ class Factor:
     email: str | None = None
     type: FactorType = "phone"
     label: str | None = None
+    disabled_reason: DisabledReason | None = None
 
     @classmethod
     def from_json(cls, body: Json) -> Factor:
@@ -207,6 +217,7 @@ class Factor:
             status=_word(body["status"], _FACTOR_STATUSES),
             created_at=_time(body["created_at"]),
             verified_at=_optional_time(body.get("verified_at")),
+            disabled_reason=_optional_word(body.get("disabled_reason"), _DISABLED_REASONS),
         )
 
 
