@@ -47,10 +47,26 @@ _STATUS_BY_ERROR: list[tuple[type[TwostepError], int]] = [
 # What Starlette and FastAPI raise themselves, besides the 400 of a body that is not UTF-8: an
 # unknown path, an unknown method. Every code the API sends is in docs/api.md's table of errors.
 _CODE_BY_STATUS = {404: "not_found", 405: "method_not_allowed"}
+# The codes this module and the middleware write themselves.
+_EDGE_CODES = frozenset(
+    {"invalid_request", "unsupported_media_type", "payload_too_large", "internal_error"}
+)
 _DESTINATION_FIELDS = frozenset({"to", "phone", "email"})
 # Errors about the field's presence, not its value.
 _NOT_ITS_VALUE = frozenset({"missing", "extra_forbidden"})
 _UNREADABLE = "the body is not valid JSON (UTF-8)"
+
+
+def problem_codes() -> list[str]:
+    """Every ``code`` a problem answer can carry, sorted: the core's errors and the edge's own
+    (the OpenAPI document's ``ProblemCode`` enum, and docs/api.md's table of errors)."""
+    codes = set(_EDGE_CODES) | set(_CODE_BY_STATUS.values())
+    pending: list[type[TwostepError]] = list(TwostepError.__subclasses__())
+    while pending:
+        error = pending.pop()
+        codes.add(error.code)
+        pending.extend(error.__subclasses__())
+    return sorted(codes)
 
 
 def problem(

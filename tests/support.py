@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 import phonenumbers
+import pytest
 import uvicorn
 from sqlalchemy import create_engine, make_url, text
 
@@ -347,3 +348,22 @@ def early_in_a_totp_step(interval: int = 30, needed: float = 20.0, offset: float
     if left < needed:
         time.sleep(left + 0.2)
     return time.time() + offset
+
+
+def node_packages(folder: Path, installed: str, what: str) -> Path:
+    """``folder``'s npm packages (its package.json), installed once per machine; ``installed``
+    is a path under node_modules that exists once they are. Without node and npm the test
+    skips, but CI must run it: there it fails."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run {what}: node and npm are not installed")
+        pytest.skip("node and npm are not installed")
+    if not (folder / "node_modules" / installed).exists():
+        command = "ci" if (folder / "package-lock.json").exists() else "install"
+        subprocess.run(
+            ["npm", command, "--no-audit", "--no-fund", "--no-save", "--silent"],
+            cwd=folder,
+            check=True,
+            timeout=300,
+        )
+    return folder / "node_modules"

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Annotated, cast
+from typing import Annotated, Literal, cast
 
 import redis.asyncio as redis
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -35,7 +36,19 @@ async def _schema_at_head(database_url: str) -> bool:
     return database_url in _AT_HEAD
 
 
-@router.get("/healthz")
+class Alive(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    workers: int = Field(description="Workers whose heartbeat is recent (the last 15 s)")
+    last_heartbeat_seconds: float | None = Field(
+        description="Seconds since the latest of their heartbeats; null with no worker"
+    )
+
+
+@router.get("/healthz", response_model=Alive)
 async def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
@@ -49,7 +62,14 @@ async def metrics(_api_key: AdminKey) -> Response:
     return Response(body, media_type=media_type)
 
 
-@router.get("/readyz", response_model=None, responses=problems(422, 503))
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={
+        200: {"model": Ready, "description": "Ready"},
+        **problems(422, 503),
+    },
+)
 async def readyz(
     core: CoreDep,
     require_worker: Annotated[

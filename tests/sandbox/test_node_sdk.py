@@ -9,8 +9,6 @@ and Twilio's refusals (an unverified factor, five wrong codes, an unknown factor
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pyotp
 import pytest
 
-from tests.support import SandboxClient, ThreadedServer
+from tests.support import SandboxClient, ThreadedServer, node_packages
 
 HERE = Path(__file__).resolve().parent / "node_sdk"
 
@@ -28,17 +26,7 @@ HERE = Path(__file__).resolve().parent / "node_sdk"
 @pytest.fixture(scope="module")
 def node_sdk() -> Path:
     """The SDK, installed from npm's registry into the check's own folder (once per machine)."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI must run the Node SDK check: node and npm are not installed")
-        pytest.skip("node and npm are not installed")
-    if not (HERE / "node_modules" / "twilio").exists():
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--no-save", "--silent"],
-            cwd=HERE,
-            check=True,
-            timeout=300,
-        )
+    node_packages(HERE, "twilio", "the Node SDK check")
     return HERE
 
 

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from api.app import create_app
+from api.errors import problem_codes
 from api.schemas import CODE_PATTERN
 from shared.bootstrap import Adapters, Core
 from shared.kit.jobs import SEND_CODE
@@ -661,12 +662,71 @@ class TestTheDocument:
                     retry_after = "Retry-After" in answer.get("headers", {})
                     assert retry_after == (status in ("429", "503")), (method, path, status)
 
+    def test_every_answer_declares_its_headers_and_every_route_405_413_500(
+        self, document: dict[str, Any]
+    ) -> None:
+        headers = document["components"]["headers"]
+        assert headers["X-Request-Id"]["required"] and headers["Cache-Control"]["required"]
+        assert not headers["Idempotent-Replayed"]["required"]
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                answers = operation["responses"]
+                assert {"405", "413", "500"} <= set(answers), (method, path)
+                for status, answer in answers.items():
+                    said = set(answer.get("headers", {}))
+                    if status == "500":
+                        continue
+                    assert "X-Request-Id" in said, (method, path, status)
+                    assert ("Cache-Control" in said) == path.startswith("/v1/"), (path, status)
+                    keyed = any(
+                        p["name"] == "Idempotency-Key" for p in operation.get("parameters", [])
+                    )
+                    replayable = keyed and status.startswith("2")
+                    assert ("Idempotent-Replayed" in said) == replayable, (method, path, status)
+
+    def test_optional_means_optional_and_codes_are_an_enum(self, document: dict[str, Any]) -> None:
+        schemas = document["components"]["schemas"]
+        # A request may leave out what has a default: nothing says it is always there.
+        for name in ("VerificationCreate", "PhoneFactorCreate", "ChallengeCreate"):
+            fields = schemas[name]["properties"]
+            assert not [field for field in fields.values() if "default" in field], name
+        assert (
+            'Default: `"sms"`'
+            in schemas["VerificationCreate"]["properties"]["channel"]["description"]
+        )
+        problem = schemas["Problem"]
+        assert problem["required"] == ["type", "title", "status", "detail", "code"]
+        assert problem["properties"]["limit"] == {
+            "type": "string",
+            "title": "Limit",
+            "description": "On 429 only: which limit refused",
+        }
+        assert schemas["ProblemCode"]["enum"] == problem_codes()
+        assert {"no_verified_factor", "payload_too_large", "method_not_allowed"} <= set(
+            problem_codes()
+        )
+        ready = document["paths"]["/readyz"]["get"]["responses"]["200"]["content"]
+        assert ready["application/json"]["schema"] == {"$ref": "#/components/schemas/Ready"}
+
+    def test_the_answers_carry_the_headers_the_document_declares(self, api: TestClient) -> None:
+        created = api.post("/v1/verifications", json={"to": "+14155550123"})
+        assert created.headers["cache-control"] == "no-store" and created.headers["x-request-id"]
+        assert created.headers["location"] == f"/v1/verifications/{created.json()['id']}"
+        too_large = api.request("GET", "/v1/limits", content=b"x" * 20_000)
+        assert too_large.status_code == 413
+        assert too_large.headers["cache-control"] == "no-store", "413s are no-store too"
+        assert too_large.headers["x-request-id"]
+        not_allowed = api.put("/v1/limits")
+        assert not_allowed.status_code == 405 and not_allowed.headers["allow"] == "GET"
+
     def test_the_servers_rules_are_in_the_document(self, document: dict[str, Any]) -> None:
         schemas = document["components"]["schemas"]
         e164 = r"^\+[1-9][0-9]{1,14}$"
         # A phone in E.164 (sms, call, whatsapp) or an email address (email).
         to = schemas["VerificationCreate"]["properties"]["to"]
-        assert {"pattern": e164} in to["anyOf"] and to["anyOf"][1]["format"] == "email"
+        assert {"type": "string", "pattern": e164} in to["anyOf"] and to["anyOf"][1][
+            "format"
+        ] == "email"
         assert schemas["PhoneFactorCreate"]["properties"]["phone"]["pattern"] == e164
         assert schemas["EmailFactorCreate"]["properties"]["email"]["format"] == "email"
         assert schemas["LockoutRelease"]["properties"]["phone"]["pattern"] == e164
