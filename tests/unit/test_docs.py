@@ -317,7 +317,12 @@ def test_the_site_lists_every_page_once() -> None:
 def test_included_files_exist() -> None:
     for name, text in every_doc().items():
         for included in re.findall(r'^--8<-- "([^"]+)"$', text, re.MULTILINE):
-            assert (REPO / included).is_file(), f"{name} includes {included}"
+            path, _, section = included.partition(":")
+            assert (REPO / path).is_file(), f"{name} includes {included}"
+            if section:  # a part of the file, between its markers
+                marked = (REPO / path).read_text()
+                assert f"--8<-- [start:{section}]" in marked, f"{name} includes {included}"
+                assert f"--8<-- [end:{section}]" in marked, f"{name} includes {included}"
 
 
 def test_the_readme_is_a_front_door_whose_links_lead_somewhere() -> None:

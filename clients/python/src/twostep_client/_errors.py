@@ -16,7 +16,11 @@ server can catch as broadly or as narrowly as it likes::
         NotFound                    404
         Conflict                    409 (a keyed request still in progress: tried again)
           VerificationNotPending
-          NoVerifiedFactor
+          NoVerifiedFactor          two-step is off for the user (list_factors shows why)
+          ChannelMismatch
+          LastStrongFactor
+          FactorNotVerified
+          PasskeysNotSetUp
         PayloadTooLarge             413
         UnsupportedMediaType        415
         RateLimited                 429 (.limit, .retry_after)
@@ -24,6 +28,9 @@ server can catch as broadly or as narrowly as it likes::
           UserLocked
         ServiceUnavailable          503 (.retry_after)
         ServerError                 any other 5xx
+
+Each class's docstring says what its ``code`` means and what to do about it, as the API's
+``detail`` and docs/api.md's table of errors do.
 """
 
 from __future__ import annotations
@@ -48,7 +55,8 @@ class UnexpectedAnswer(TwostepError):
 
 
 class ApiError(TwostepError):
-    """The API answered with a problem (``application/problem+json``)."""
+    """The API answered with a problem (``application/problem+json``): ``.status``, ``.code``,
+    ``.detail`` (what to do, in words) and ``.request_id`` (its ``X-Request-Id``, for the logs)."""
 
     status = 0
     code = "error"
@@ -63,76 +71,137 @@ class ApiError(TwostepError):
 
 
 class InvalidRequest(ApiError):
+    """422 ``invalid_request``: the input is not valid (an unknown field, a bad channel, a code
+    that is not 4 to 10 letters or digits, a body that is not JSON…); ``.detail`` and
+    ``.body["errors"]`` name each field and what it wants. Fix the input: as it is, it fails
+    again."""
+
     code = "invalid_request"
 
 
 class InvalidPhoneNumber(InvalidRequest):
+    """422: a ``to`` or ``phone`` that is not a phone number in E.164 (a ``+``, the country code,
+    no spaces: ``+14155550123``), or one no country's numbering plan has. Ask the user for the
+    number again, in that form."""
+
     code = "invalid_phone_number"
 
 
 class InvalidEmailAddress(InvalidRequest):
+    """422: an ``email`` (or a ``to`` on the ``email`` channel) that is not an email address
+    (``ada@``, ``ada@localhost``). Ask the user for the address again."""
+
     code = "invalid_email_address"
 
 
 class IdempotencyKeyReused(InvalidRequest):
+    """422: an ``Idempotency-Key`` already used for a different request. A key names one
+    request: use a new one (the client makes one per call unless you pass yours)."""
+
     code = "idempotency_key_reused"
 
 
 class Unauthorized(ApiError):
+    """401: no API key, a malformed one, or one unknown or revoked. Give the client a live key
+    (``twostep keys list`` shows which are revoked; ``twostep keys create`` makes one)."""
+
     code = "unauthorized"
 
 
 class Forbidden(ApiError):
+    """403: the request is understood but not allowed (see the two below)."""
+
     code = "forbidden"
 
 
 class InsufficientScope(Forbidden):
+    """403: the key lacks the route's scope (``verify``, ``users``, ``users:manage``, ``admin``;
+    ``.detail`` names it). Use a key that has it: ``twostep keys create NAME --scopes …``."""
+
     code = "insufficient_scope"
 
 
 class CountryNotAllowed(Forbidden):
+    """403: the number's country is not on the API's ``TWOSTEP_ALLOWED_COUNTRIES`` (``.detail``
+    lists those that are). Tell the user codes cannot go to that number, or have the operator
+    add the country."""
+
     code = "country_not_allowed"
 
 
 class NotFound(ApiError):
+    """404: no such verification, check, factor or endpoint for this key's tenant (another
+    tenant's is not found either), an id that is not a UUID, or an unknown path. Check the id
+    you kept and the base URL."""
+
     code = "not_found"
 
 
 class Conflict(ApiError):
+    """409 ``conflict``: a request with the same ``Idempotency-Key`` is still being answered.
+    The client tries again itself; raised once its retries are spent: try again shortly. Also
+    the base of the other 409s below."""
+
     code = "conflict"
 
 
 class VerificationNotPending(Conflict):
+    """409: a check or re-send of a verification that is not ``pending`` (or a cancel of one that
+    is over). Not sent yet: wait for it (``wait_for_verification``); over (approved, expired,
+    canceled, failed…): start a new one. ``.detail`` says which."""
+
     code = "verification_not_pending"
 
 
 class NoVerifiedFactor(Conflict):
+    """409: a login challenge for a user without two-step: none of their factors is verified.
+    So too after enrolling a phone or address already verified for another user of the tenant:
+    its check is approved, but the factor ends ``disabled`` with ``disabled_reason`` "in_use".
+    ``list_factors`` (GET /v1/users/{id}/factors) shows why; tell the user "cannot be used"."""
+
     code = "no_verified_factor"
 
 
 class ChannelMismatch(Conflict):
+    """409: the channel cannot reach the destination or any of the user's factors (``call`` for
+    an email address), a re-send of an app's or a passkey's verification (nothing is sent), or
+    a code for a passkey (a credential for a code). Use a channel ``.detail`` names."""
+
     code = "channel_mismatch"
 
 
 class LastStrongFactor(Conflict):
+    """409: removing the user's last passkey or authenticator app would leave only weaker
+    factors. Ask the user first, then ``remove_factor(…, allow_downgrade=True)``."""
+
     code = "last_strong_factor"
 
 
 class FactorNotVerified(Conflict):
+    """409: a challenge named a factor that is not verified (any more): disabled, replaced or
+    still enrolling. Challenge one ``list_factors`` shows ``verified``, or name none."""
+
     code = "factor_not_verified"
 
 
 class PasskeysNotSetUp(Conflict):
-    """The tenant's login site is not the relying party yet: ``twostep tenants passkeys``."""
+    """409: a passkey enrolment before the tenant's login site is its relying party. Set it once:
+    ``twostep tenants passkeys TENANT --rp-id DOMAIN --origin https://…``."""
 
     code = "passkeys_not_set_up"
 
 
 class PayloadTooLarge(ApiError):
+    """413: a body over the API's ``TWOSTEP_MAX_BODY_BYTES`` (16 KiB by default), refused before
+    it is read. Send a smaller one."""
+
     code = "payload_too_large"
 
 
 class UnsupportedMediaType(ApiError):
+    """415: a body that is not JSON, or none where one is required. This client sends JSON:
+    something between it and the API changed the request."""
+
     code = "unsupported_media_type"
 
 
@@ -145,8 +214,10 @@ class _Retryable(ApiError):
 
 
 class RateLimited(_Retryable):
-    """A limit refused the request; ``limit`` names it (``per_destination``,
-    ``resend_cooldown``, …) and ``retry_after`` says when it lets the next one through."""
+    """429: a limit refused the request, which sent nothing. ``.limit`` names it
+    (``per_destination``, ``resend_cooldown``, …), ``.detail`` the setting that sets it (e.g.
+    ``TWOSTEP_LIMIT_PER_DESTINATION``), ``.retry_after`` when it lets the next one through:
+    tell the user to wait that long."""
 
     code = "rate_limited"
 
@@ -157,23 +228,31 @@ class RateLimited(_Retryable):
 
 
 class MaxAttemptsReached(RateLimited):
-    """Every check the verification allows has been used: start a new verification (a new
+    """429: every check the verification allows has been used: start a new verification (a new
     challenge) rather than wait; ``retry_after`` is only when this one would have expired."""
 
     code = "max_attempts_reached"
 
 
 class UserLocked(RateLimited):
-    """Too many wrong codes for this user or number; ``retry_after`` says for how long."""
+    """429: too many wrong codes; the user, the number or the client address (``.limit``:
+    ``user_lockout``, …) is locked out for ``.retry_after`` seconds. A hard lock (``.detail``
+    says so) lasts until an admin key's ``release_lockout``."""
 
     code = "user_locked"
 
 
 class ServiceUnavailable(_Retryable):
+    """503: the API's database or Redis is unreachable (limits fail closed); nothing was done.
+    Raised once the client's retries are spent: try again after ``.retry_after`` seconds."""
+
     code = "service_unavailable"
 
 
 class ServerError(ApiError):
+    """500 ``internal_error`` (a bug in twostep) or another 5xx, e.g. a proxy's 502. Report it
+    with ``.request_id``: the API's log lines for the request carry it."""
+
     code = "internal_error"
 
 
