@@ -1,7 +1,8 @@
 """The OpenAPI document generates exact TypeScript types, as a login server in TypeScript would
-make them (openapi-typescript, then openapi-fetch): tsc type-checks ``login_server.ts`` — what
-must compile does, and each mistake it marks ``@ts-expect-error`` is caught — and every request
-body the README and the docs show with curl against the route it is sent to."""
+make them (openapi-typescript for openapi-fetch, and @hey-api/openapi-ts's client): tsc
+type-checks ``login_server.ts`` and ``hey_login_server.ts`` — what must compile does, and each
+mistake marked ``@ts-expect-error`` is caught — and every request body the README and the docs
+show with curl, against the route it is sent to."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ def toolchain() -> Path:
 def document() -> dict[str, Any]:
     settings = Settings(environment="development", allowed_countries="US")
     return create_app(settings).openapi()
+
+
+def test_a_login_server_on_hey_apis_client_type_checks(
+    toolchain: Path, document: dict[str, Any]
+) -> None:
+    GENERATED.mkdir(exist_ok=True)
+    (GENERATED / "openapi.json").write_text(json.dumps(document))
+    generated = _run(toolchain / "openapi-ts", "-i", "openapi.json", "-o", "hey")
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    finished = _run(toolchain / "tsc", "-p", "../tsconfig.hey.json")
+    assert finished.returncode == 0, finished.stdout + finished.stderr
 
 
 def test_a_typescript_login_server_and_the_docs_bodies_type_check(
