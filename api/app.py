@@ -67,12 +67,12 @@ def create_app(settings: Settings | None = None, adapters: Adapters | None = Non
     app.include_router(limits.router)
     if not public_docs:
         _serve_schema_to_key_holders(app)
-    # Added last runs first: requests are counted and get their id (413s too), every /v1 answer
-    # is marked no-store (413s too), then the body limit runs before anything reads or
-    # authenticates.
+    # Added last runs first: every /v1 answer is marked no-store, a bug's 500 and a 413 too;
+    # requests are counted and get their id (413s too); then the body limit runs before anything
+    # reads or authenticates.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(NoStore)
     app.add_middleware(RequestObserver)
+    app.add_middleware(NoStore)
     return app
 
 

@@ -216,6 +216,11 @@ async def _redis_error(_request: Request, exc: RedisError) -> JSONResponse:
     )
 
 
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+def bug_answer(exc: Exception) -> JSONResponse:
+    """The answer to a bug: logged with its traceback, answered ``500 internal_error``."""
     log.error("api.unexpected_error", error_type=type(exc).__name__, exc_info=exc)
     return problem(500, "internal_error", "something went wrong on our side")
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    return bug_answer(exc)

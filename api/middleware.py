@@ -7,7 +7,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import PROBLEM_JSON
+from api.errors import PROBLEM_JSON, bug_answer
 from shared.kit import metrics
 from shared.kit.tracing import REQUEST_ID_HEADER, request_id_from, traced
 
@@ -118,8 +118,9 @@ class NoStore:
 
 class RequestObserver:
     """Every request gets an id (the caller's ``X-Request-Id`` if it is a sane token), carried by
-    its log lines and its jobs and answered back in the same header; and it is counted and timed
-    by its route's template (``/v1/verifications/{verification_id}``, never the id itself)."""
+    its log lines and its jobs and answered back in the same header, a bug's 500 included; and it
+    is counted and timed by its route's template (``/v1/verifications/{verification_id}``, never
+    the id itself)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -129,7 +130,7 @@ class RequestObserver:
             await self.app(scope, receive, send)
             return
         request_id = request_id_from(_header(scope, b"x-request-id"))
-        status = 500
+        status = 0
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
@@ -142,12 +143,19 @@ class RequestObserver:
 
         try:
             with traced(request_id):
-                await self.app(scope, receive, send_with_id)
+                try:
+                    await self.app(scope, receive, send_with_id)
+                except Exception as exc:
+                    # A bug is answered here, not by Starlette's outermost layer: so its 500
+                    # carries the request id that finds its log lines.
+                    if status:
+                        raise
+                    await bug_answer(exc)(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             metrics.HTTP_REQUESTS.labels(
-                route=template, method=scope["method"], status=str(status)
+                route=template, method=scope["method"], status=str(status or 500)
             ).inc()
             metrics.HTTP_SECONDS.labels(route=template).observe(time.perf_counter() - started)
 

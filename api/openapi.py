@@ -74,8 +74,8 @@ _PROBLEM_HEADERS = {
 }
 _HEADER_SAYS: dict[str, dict[str, Any]] = {
     "X-Request-Id": {
-        "description": "This request's id: the caller's `X-Request-Id` if it sent a token of "
-        "letters, digits and `-_.:` (at most 128), else a new one. Its log lines and jobs carry it",
+        "description": "This request's id: the caller's `X-Request-Id` if it sent 8 to 64 "
+        "letters, digits and `._:-`, else a new one. Its log lines and jobs carry it",
         "schema": {"type": "string"},
     },
     "Cache-Control": {
@@ -157,7 +157,12 @@ def _add_problems(document: dict[str, Any]) -> None:
         field.update(next(kind for kind in field.pop("anyOf") if kind != {"type": "null"}))
     code = definitions["properties"]["code"]
     definitions["properties"]["code"] = {"$ref": f"{_SCHEMAS}ProblemCode"}
-    schemas["ProblemCode"] = {"type": "string", "enum": problem_codes(), **code}
+    schemas["ProblemCode"] = {
+        **code,
+        "type": "string",
+        "title": "ProblemCode",
+        "enum": problem_codes(),
+    }
     schemas["Problem"] = definitions
     for operation in _operations(document):
         operation["responses"].update(
@@ -179,8 +184,6 @@ def _declare_headers(document: dict[str, Any]) -> None:
                 for parameter in operation.get("parameters", [])
             )
             for status, answer in operation["responses"].items():
-                if status == "500":  # answered outside every middleware: nothing but itself
-                    continue
                 names = ["X-Request-Id"]
                 if path.startswith("/v1/"):
                     names.append("Cache-Control")

@@ -70,7 +70,7 @@ def run_dev(options: DevOptions) -> int:
             say(problem)
             return 1
     data_dir = Path(options.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = os.environ.copy()
     # A laptop: the public development keys, no country allow-list, the sandbox. Production
     # refuses all of that (shared/kit/startup.py).
@@ -306,8 +306,11 @@ def _saved_or_new_key(
 
     plaintext = run_in_unit_of_work(settings, reuse_or_create)
     if plaintext != saved:
-        key_file.write_text(plaintext + "\n")
-        key_file.chmod(0o600)
+        # Made owner-only before a byte is written, and kept so if it was there already.
+        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "w") as written:
+            written.write(plaintext + "\n")
     return plaintext
 
 

@@ -2,8 +2,10 @@
 ``replaced`` by a newer factor of its kind, or ``in_use`` — an enrolment whose phone or address
 is verified for another user of the tenant. NULL for a factor that is not disabled.
 
-Factors disabled before this revision take their reason from the audit trail, which recorded
-each of the three as its own event.
+Factors disabled before this revision take their reason from the audit trail, which records
+each of the three as its own event; one whose event is gone (past TWOSTEP_RETENTION_DAYS) keeps
+NULL: its reason is not known, and guessing "removed" would tell the login server's owner
+something untrue.
 
 Revision ID: 0011
 Revises: 0010
@@ -23,6 +25,7 @@ depends_on: str | Sequence[str] | None = None
 _REASON_BY_EVENT = (
     ("factor.enrollment_failed", "in_use"),
     ("factor.replaced", "replaced"),
+    ("factor.disabled", "removed"),
 )
 
 
@@ -55,7 +58,7 @@ def upgrade() -> None:
             )
             for event, said in _REASON_BY_EVENT
         ),
-        else_="removed",
+        else_=None,
     )
     op.execute(
         factors.update().where(factors.c.status == "disabled").values(disabled_reason=reason)

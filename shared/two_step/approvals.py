@@ -41,9 +41,7 @@ async def on_verification_approved(
         return
     await uow.factors.verify(factor.id, now)
     await record_factor(uow, EventType.FACTOR_VERIFIED, factor, verification.api_key_id)
-    announce_factor(
-        uow, WebhookEvent.FACTOR_ADDED, factor, status=FactorStatus.VERIFIED, verified_at=now
-    )
+    announce_factor(uow, WebhookEvent.FACTOR_ADDED, factor, FactorStatus.VERIFIED, verified_at=now)
     if factor.replaces_others:
         for old in await uow.factors.verified_others(factor):
             await uow.factors.disable(old.id, now, DisabledReason.REPLACED)
@@ -54,6 +52,6 @@ async def on_verification_approved(
                 uow,
                 WebhookEvent.FACTOR_REMOVED,
                 old,
-                status=FactorStatus.DISABLED,
+                FactorStatus.DISABLED,
                 disabled_reason=DisabledReason.REPLACED,
             )

@@ -4,6 +4,7 @@ server, and a metric once it is committed."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from shared.audit import service as audit
@@ -11,6 +12,7 @@ from shared.audit.domain import EventType
 from shared.audit.service import Subject
 from shared.kit import metrics
 from shared.kit.changes import Announcement
+from shared.two_step.domain import DisabledReason, FactorStatus
 from shared.two_step.models import Factor
 from shared.two_step.views import factor_view
 from shared.unit_of_work import UnitOfWork
@@ -19,9 +21,22 @@ from shared.verifications.models import Verification
 from shared.webhooks.domain import WebhookEvent
 
 
-def announce_factor(uow: UnitOfWork, event: WebhookEvent, factor: Factor, **changed: Any) -> None:
-    """A webhook event with the factor as it is once this transaction commits: ``changed`` is
-    what the statement just wrote (``status``, ``verified_at``, ``disabled_reason``)."""
+def announce_factor(
+    uow: UnitOfWork,
+    event: WebhookEvent,
+    factor: Factor,
+    status: FactorStatus,
+    *,
+    verified_at: datetime | None = None,
+    disabled_reason: DisabledReason | None = None,
+) -> None:
+    """A webhook event with the factor as it is once this transaction commits: what the
+    statement that changed it just wrote."""
+    changed: dict[str, Any] = {"status": status}
+    if verified_at is not None:
+        changed["verified_at"] = verified_at
+    if disabled_reason is not None:
+        changed["disabled_reason"] = disabled_reason
     uow.announce(Announcement(factor.tenant_id, event, factor_view(factor, **changed)))
 
 

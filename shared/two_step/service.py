@@ -260,7 +260,7 @@ class TwoStep:
                 uow,
                 WebhookEvent.FACTOR_REMOVED,
                 factor,
-                status=FactorStatus.DISABLED,
+                FactorStatus.DISABLED,
                 disabled_reason=DisabledReason.REMOVED,
             )
         return factor

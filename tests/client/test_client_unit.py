@@ -35,7 +35,7 @@ from twostep_client import (
     webhooks,
 )
 from twostep_client._async import client as async_client
-from twostep_client._models import Enrollment
+from twostep_client._models import Enrollment, Factor
 from twostep_client._sync import client as sync_client
 from twostep_client.errors import ApiError, Conflict, InvalidRequest
 
@@ -404,3 +404,25 @@ def test_the_servers_own_shapes_read_as_the_clients_types() -> None:
     assert Factors.from_json(listed.model_dump(mode="json")).verified[0].id == CHECK_ID
     page = EventsOut(events=[event], next_before=7).model_dump(mode="json")
     assert EventPage.from_json(page).events[0].detail == {"seconds": 60}
+
+
+FACTOR = {
+    "id": "4c7a0b8e-0000-4000-8000-000000000001",
+    "user_id": "42",
+    "type": "phone",
+    "label": None,
+    "phone": "+1415•••••23",
+    "email": None,
+    "channel": "sms",
+    "status": "disabled",
+    "disabled_reason": "in_use",
+    "created_at": "2026-12-07T20:00:00+00:00",
+    "verified_at": None,
+}
+
+
+def test_a_factor_says_why_it_is_disabled_and_a_reason_it_does_not_know_is_an_error() -> None:
+    assert Factor.from_json(FACTOR).disabled_reason == "in_use"
+    assert Factor.from_json({**FACTOR, "disabled_reason": None}).disabled_reason is None
+    with pytest.raises(UnexpectedAnswer):
+        Factor.from_json({**FACTOR, "disabled_reason": "stolen"})

@@ -238,7 +238,8 @@ def test_the_user_hears_of_every_change_to_their_account(
     assert all(event["data"]["user_id"] == user for event in events)
     by_type = {event["type"]: event["data"] for event in events}
     assert by_type["factor.added"]["status"] == "verified"
-    assert by_type["factor.removed"]["status"] == "disabled"
+    removed = by_type["factor.removed"]
+    assert (removed["status"], removed["disabled_reason"]) == ("disabled", "removed")
     assert phone not in json.dumps(events), "numbers leave only masked"
     assert (
         by_type["recovery_codes.generated"]["count"],

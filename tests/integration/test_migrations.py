@@ -235,12 +235,14 @@ def test_disabled_factors_take_their_reason_from_the_audit_trail(
     backend: str, tmp_path: Path
 ) -> None:
     """0011 on a database with disabled factors: each gets the reason its event recorded (an
-    enrolment of a phone in use, a replacement), else ``removed``; others get none."""
+    enrolment of a phone in use, a replacement, a removal); one whose event is gone, and one
+    not disabled, get none."""
     with _database_at(backend, tmp_path, "0010") as (config, engine):
         by_event = {
             "factor.enrollment_failed": "in_use",
             "factor.replaced": "replaced",
             "factor.disabled": "removed",
+            "": None,  # disabled, its event gone with the retention: not known
             None: None,  # still verified
         }
         factor_ids = _factors_with_events(engine, list(by_event))
@@ -255,8 +257,8 @@ def test_disabled_factors_take_their_reason_from_the_audit_trail(
 
 
 def _factors_with_events(engine: Engine, events: list[str | None]) -> list[uuid.UUID]:
-    """A factor per event, as revision 0010 stored them: disabled with that event recorded,
-    or verified (None)."""
+    """A factor per event, as revision 0010 stored them: disabled with that event recorded (none
+    for ""), or verified (None)."""
     metadata = MetaData()
     metadata.reflect(engine)
     now = datetime.now(UTC)
@@ -272,7 +274,7 @@ def _factors_with_events(engine: Engine, events: list[str | None]) -> list[uuid.
                                  "channel": "sms", "replaces_others": True,
                                  "status": "verified" if event is None else "disabled",
                                  "created_at": now, "updated_at": now}))  # fmt: skip
-        if event is not None:
+        if event:
             event_row = {"occurred_at": now, "type": event, "tenant_id": tenant, "user_id": "42",
                          "factor_id": factor_id, "detail": {}}  # fmt: skip
             rows.append(("events", event_row))

@@ -10,6 +10,7 @@ import json
 import re
 import shlex
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,26 +105,42 @@ def _run(*command: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-_CURL = re.compile(r"^\s*(?:\w+=\$\()?curl\b.*$", re.MULTILINE)
+_CURL = re.compile(r"^\s*(?:\w+=\$\()?curl\b")
 _SHELL_VARIABLE = re.compile(r"\$\{?\w+\}?")
+_OTHER_DATA = ("--data", "--data-raw", "--data-binary", "--json", "--form", "-F")
 
 
 def _documented_bodies(document: dict[str, Any]) -> Any:
     """(method, path template, body, where) for each curl with a JSON body to a /v1 route."""
     for markdown in DOCUMENTS:
-        text = markdown.read_text().replace("\\\n", " ")
-        for match in _CURL.finditer(text):
-            line = text[: match.start()].count("\n") + 1
-            arguments = _words(match.group(0))
+        for line, command in _commands(markdown.read_text()):
+            if not _CURL.match(command):
+                continue
+            arguments = _words(command)
+            where = f"{markdown.relative_to(REPO)}:{line}"
+            assert not set(_OTHER_DATA) & set(arguments), f"{where}: a body is sent with -d"
             if "-d" not in arguments or not any("/v1/" in word for word in arguments):
                 continue
             url = next(word for word in arguments if "/v1/" in word)
             method = arguments[arguments.index("-X") + 1] if "-X" in arguments else "POST"
             body = json.loads(_SHELL_VARIABLE.sub("x", arguments[arguments.index("-d") + 1]))
             path = _template(document, url)
-            where = f"{markdown.relative_to(REPO)}:{line}"
             assert path is not None, f"{where}: {url} is no route of the document"
             yield method.lower(), path, body, where
+
+
+def _commands(text: str) -> Iterator[tuple[int, str]]:
+    """Each line of ``text`` with the lines a trailing backslash continues it with, and the
+    number of its first line."""
+    lines = text.splitlines()
+    n = 0
+    while n < len(lines):
+        first, command = n + 1, lines[n]
+        while command.endswith("\\") and n + 1 < len(lines):
+            n += 1
+            command = command[:-1] + " " + lines[n]
+        yield first, command
+        n += 1
 
 
 def _words(command: str) -> list[str]:

@@ -674,8 +674,6 @@ class TestTheDocument:
                 assert {"405", "413", "500"} <= set(answers), (method, path)
                 for status, answer in answers.items():
                     said = set(answer.get("headers", {}))
-                    if status == "500":
-                        continue
                     assert "X-Request-Id" in said, (method, path, status)
                     assert ("Cache-Control" in said) == path.startswith("/v1/"), (path, status)
                     keyed = any(
@@ -718,6 +716,20 @@ class TestTheDocument:
         assert too_large.headers["x-request-id"]
         not_allowed = api.put("/v1/limits")
         assert not_allowed.status_code == 405 and not_allowed.headers["allow"] == "GET"
+
+    def test_a_bugs_500_is_a_problem_with_the_request_id_and_no_store(
+        self, api: TestClient
+    ) -> None:
+        async def broken() -> None:
+            raise RuntimeError("a bug")
+
+        api.app.add_api_route("/v1/broken", broken)  # type: ignore[attr-defined]
+        # Starlette's outermost layer would answer a bare 500, without either header.
+        answer = api.get("/v1/broken", headers={"X-Request-Id": "bug-report-1"})
+        assert answer.status_code == 500 and answer.json()["code"] == "internal_error"
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.headers["x-request-id"] == "bug-report-1"
+        assert answer.headers["cache-control"] == "no-store"
 
     def test_the_servers_rules_are_in_the_document(self, document: dict[str, Any]) -> None:
         schemas = document["components"]["schemas"]

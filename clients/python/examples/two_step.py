@@ -28,13 +28,18 @@ with TwostepClient(URL, API_KEY) as twostep:
     # Enrolment: the phone is stored unverified and sent a code; its approval turns two-step on.
     enrollment = twostep.enroll_factor(USER_ID, PHONE)
     twostep.wait_for_verification(enrollment.verification.id)
-    twostep.check(enrollment.verification.id, code_typed_by_the_user(PHONE))
-    if not twostep.list_factors(USER_ID).two_step_enabled:  # the factor's disabled_reason says why
+    check = twostep.check(enrollment.verification.id, code_typed_by_the_user(PHONE))
+    if not check.approved:
+        sys.exit(f"the code was not accepted: {check.status}")
+    # An approved code verifies the phone, unless it is verified for another of your users: the
+    # factor is then disabled, its disabled_reason "in_use" (the user is told only this much).
+    factor = next(f for f in twostep.list_factors(USER_ID).factors if f.id == enrollment.factor.id)
+    if factor.status != "verified":
         sys.exit(f"two-step is still off for {USER_ID}: this phone cannot be used")
     print("two-step on for", USER_ID)
 
-    # Login, once the password was right: a code to the user's preferred factor.
-    challenge = twostep.start_challenge(USER_ID)
+    # Login, once the password was right: a code to this phone (else the user's preferred factor).
+    challenge = twostep.start_challenge(USER_ID, factor_id=factor.id)
     twostep.wait_for_verification(challenge.id)
     check = twostep.check(challenge.id, code_typed_by_the_user(PHONE))
     print("login", check.status)  # approved
