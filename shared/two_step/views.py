@@ -37,7 +37,8 @@ class FactorOut(BaseModel):
         description="Why a disabled factor is: `removed` by the login server, `replaced` by a "
         "newer factor of its kind, or `in_use` — its enrolment's code was approved but the phone "
         "or address is verified for another user of the tenant (tell the user it cannot be "
-        "used, not why). Null unless disabled",
+        "used, not why). Null unless disabled (or disabled before reasons were kept, with its "
+        "audit event gone)",
     )
     created_at: datetime
     verified_at: datetime | None
