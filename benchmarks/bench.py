@@ -441,7 +441,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     type=click.Choice(SCENARIO_NAMES),
     help="run only this scenario (repeatable)  [default: all]",
 )
-@click.option("--quick", is_flag=True, help="every scenario scaled down: about a minute in all")
+@click.option("--quick", is_flag=True, help="every scenario scaled down: about two minutes in all")
 @click.option(
     "--db", type=click.Choice(["postgresql", "sqlite"]), default="postgresql", show_default=True
 )
