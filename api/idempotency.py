@@ -53,15 +53,20 @@ class AnswerOnce:
         key: str | None,
         request: RequestShape,
         do: Callable[[UnitOfWork], Awaitable[StoredAnswer]],
+        *,
+        one_statement: bool = False,
     ) -> Answered:
         """Run ``do`` in a unit of work, unless this key already has an answer: then replay it.
+        ``one_statement``: ``do`` writes in one statement at most, so without a key to remember
+        its answer with it needs no transaction around it (on PostgreSQL: no BEGIN, no COMMIT).
 
         Requests with one key take turns, so a repeat racing the first one replays its answer.
         If the turn-taking fails anyway (a lock that outlived its lease), the unique (API key,
         key) constraint lets one commit and the other replays.
         """
         if key is None:
-            async with self.uow_factory() as uow:
+            factory = self.uow_factory
+            async with factory.single_statements() if one_statement else factory() as uow:
                 return Answered(await do(uow), replayed=False)
         idempotency.validate_key(key)
         async with self.locks.hold(api_key.id, key):
@@ -111,5 +116,7 @@ class KeyedAnswerOnce:
         api_key: ApiKey,
         request: RequestShape,
         do: Callable[[UnitOfWork], Awaitable[StoredAnswer]],
+        *,
+        one_statement: bool = False,
     ) -> Answered:
-        return await self.once(api_key, self.key, request, do)
+        return await self.once(api_key, self.key, request, do, one_statement=one_statement)

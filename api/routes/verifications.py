@@ -106,6 +106,7 @@ async def create_verification(
         api_key,
         ("POST", "/v1/verifications", body.model_dump(mode="json")),
         send,
+        one_statement=True,  # the verification and its event, together
     )
 
     async def until_settled(written: Written | None) -> View:
@@ -203,6 +204,7 @@ async def create_check(
         api_key,
         ("POST", f"/v1/verifications/{parsed_id}/checks", body.model_dump(mode="json")),
         check,
+        one_statement=True,  # the check and its verification's count, together
     )
 
     async def until_decided(written: Written | None) -> View:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Table,
+    bindparam,
     delete,
     insert,
     select,
@@ -20,6 +23,18 @@ from shared.kit.db.statements import prepared, values_of
 from shared.tenants.models import ApiKey
 
 _EVENT_COLUMNS = tuple(column.key for column in Event.__table__.columns if column.key != "id")
+
+# An event's columns as parameters of a statement that appends it with the change it records
+# (``inserted_with``): named apart from the change's own.
+EVENT_VALUES: dict[str, BindParameter[Any]] = {
+    column: bindparam(f"event_{column}", type_=Event.__table__.c[column].type)
+    for column in _EVENT_COLUMNS
+}
+
+
+def event_values(event: Event) -> dict[str, Any]:
+    """The values of ``EVENT_VALUES`` for an event."""
+    return {f"event_{column}": getattr(event, column) for column in _EVENT_COLUMNS}
 
 
 class EventRepository(Repository):

@@ -1,6 +1,6 @@
 """The audit trail: one row per thing that happened to a user's verification or factors,
-written in the same transaction as the change it records, at the time the process's clock
-gives."""
+written in the same transaction as the change it records (on the hot path, on PostgreSQL, in
+its very statement: ``event_of``), at the time the process's clock gives."""
 
 from __future__ import annotations
 
@@ -41,17 +41,21 @@ class Subject:
 
 
 async def record(uow: UnitOfWork, event_type: EventType, subject: Subject, **detail: Any) -> None:
-    await uow.events.append(
-        Event(
-            occurred_at=uow.clock.now(),
-            tenant_id=subject.tenant_id,
-            type=event_type,
-            user_id=subject.user_id,
-            api_key_id=subject.api_key_id,
-            client_ip=subject.client_ip,
-            destination=mask_destination(subject.destination) if subject.destination else None,
-            verification_id=subject.verification_id,
-            factor_id=subject.factor_id,
-            detail={key: value for key, value in detail.items() if value is not None},
-        )
+    await uow.events.append(event_of(uow, event_type, subject, **detail))
+
+
+def event_of(uow: UnitOfWork, event_type: EventType, subject: Subject, **detail: Any) -> Event:
+    """The event ``record`` appends, for a repository that appends it with the change it
+    records, in one statement."""
+    return Event(
+        occurred_at=uow.clock.now(),
+        tenant_id=subject.tenant_id,
+        type=event_type,
+        user_id=subject.user_id,
+        api_key_id=subject.api_key_id,
+        client_ip=subject.client_ip,
+        destination=mask_destination(subject.destination) if subject.destination else None,
+        verification_id=subject.verification_id,
+        factor_id=subject.factor_id,
+        detail={key: value for key, value in detail.items() if value is not None},
     )

@@ -24,6 +24,7 @@ import redis.asyncio as redis
 import structlog
 
 from shared.kit import metrics
+from shared.kit.redis_client import Script
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +75,7 @@ return #ARGV
 
 class RedisChangeFeed:
     def __init__(self, client: redis.Redis, channel: str) -> None:
-        self._publish_all = client.register_script(_PUBLISH_ALL)
+        self._publish_all = Script(client, _PUBLISH_ALL)
         self._channel = channel
 
     async def publish(self, changes: Iterable[Change]) -> None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Coroutine
+import hashlib
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -24,6 +25,8 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import NoScriptError
+from redis.typing import EncodableT, KeyT
 
 _SENTINEL_PORT = 26379
 T = TypeVar("T")
@@ -169,6 +172,27 @@ def _answer(pending: _Pending, answer: Any) -> None:
         pending.answer.set_exception(answer)
     else:
         pending.answer.set_result(answer)
+
+
+class Script:
+    """A Lua script, run by its SHA1 and loaded when Redis does not know it: what redis-py's
+    ``register_script`` gives, without its check on every call of whether the client is a
+    pipeline (an ``isinstance`` against a class built on ``typing.Protocol``, which cost a
+    worker 2.5 % of its CPU)."""
+
+    def __init__(self, client: redis.Redis, source: str) -> None:
+        self._client = client
+        self._source = source
+        # Redis names a script by its SHA1.
+        self._sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, keys: Sequence[KeyT] = (), args: Iterable[EncodableT] = ()) -> Any:
+        arguments = (*keys, *args)
+        try:
+            return await self._client.evalsha(self._sha, len(keys), *arguments)  # type: ignore[misc]  # typed sync or async
+        except NoScriptError:
+            self._sha = await self._client.script_load(self._source)
+            return await self._client.evalsha(self._sha, len(keys), *arguments)  # type: ignore[misc]
 
 
 def make_redis(

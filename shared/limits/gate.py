@@ -11,7 +11,7 @@ import time
 import redis.asyncio as redis
 
 from shared.errors import ServiceUnavailable
-from shared.kit.redis_client import riding_along
+from shared.kit.redis_client import Script, riding_along
 from shared.kit.settings import Settings
 from shared.limits.ports import (
     redis_or_unavailable,
@@ -66,11 +66,11 @@ def provider_calls_key(settings: Settings, bucket: str = "twilio") -> str:
 class RedisProviderGate:
     def __init__(self, settings: Settings, client: redis.Redis, bucket: str = "twilio") -> None:
         self._redis = client
-        self._script = client.register_script(_ENTER)
+        self._script = Script(client, _ENTER)
         self._rate_key = settings.redis_key(f"throttle:{bucket}")
         self._in_flight_key = settings.redis_key(f"in-flight:{bucket}")
         self._calls_key = provider_calls_key(settings, bucket)
-        self._leave = client.register_script(_LEAVE)
+        self._leave = Script(client, _LEAVE)
         self._interval_us = max(1, round(1_000_000 / settings.provider_rate))
         self._burst = settings.provider_burst
         self._max_in_flight = settings.provider_max_in_flight

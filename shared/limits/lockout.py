@@ -13,6 +13,7 @@ from shared.kit import metrics
 from shared.kit.crypto import Keyring
 from shared.kit.lookups import client_lookup, destination_lookup, user_lookup
 from shared.kit.network import counted_network
+from shared.kit.redis_client import Script
 from shared.kit.settings import Settings
 from shared.limits.ports import (
     Guesser,
@@ -111,9 +112,9 @@ class RedisLockout:
         self._settings = settings
         self._keyring = keyring
         self._redis = client
-        self._locked = client.register_script(_LOCKED)
-        self._reserve = client.register_script(_RESERVE)
-        self._settle = client.register_script(_SETTLE)
+        self._locked = Script(client, _LOCKED)
+        self._reserve = Script(client, _RESERVE)
+        self._settle = Script(client, _SETTLE)
 
     def _subjects(self, guesser: Guesser) -> list[tuple[str, str]]:
         """(name, key of its state) per subject; the reservations' key is the state's + ':held'."""

@@ -15,6 +15,7 @@ from shared.kit import metrics
 from shared.kit.crypto import Keyring
 from shared.kit.lookups import client_lookup, destination_lookup, user_lookup
 from shared.kit.network import counted_network
+from shared.kit.redis_client import Script
 from shared.kit.settings import Settings
 from shared.limits.ports import (
     LimitInfo,
@@ -82,7 +83,7 @@ class RedisSendLimits:
     def __init__(self, settings: Settings, client: redis.Redis, keyring: Keyring) -> None:
         self._settings = settings
         self._keyring = keyring
-        self._script = client.register_script(_ADMIT)
+        self._script = Script(client, _ADMIT)
         self._prefix = settings.redis_key("limits")
         self._per_destination = parse(settings.limit_per_destination)
         self._per_user = parse(settings.limit_per_user)
@@ -216,7 +217,7 @@ class RedisActionLimit:
     """One moving-window limit on an action (e.g. new recovery codes per user)."""
 
     def __init__(self, settings: Settings, client: redis.Redis, name: str, limit: str) -> None:
-        self._script = client.register_script(_ADMIT)
+        self._script = Script(client, _ADMIT)
         self._name = name
         self._item = parse(limit)
         self._prefix = settings.redis_key(f"limits:{name}")

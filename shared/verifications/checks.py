@@ -30,7 +30,7 @@ from shared.verifications.domain import (
     VerificationMove,
     VerificationStatus,
 )
-from shared.verifications.events import record_for, record_lock, subject_of
+from shared.verifications.events import event_for, record_for, record_lock, subject_of
 from shared.verifications.models import Verification, VerificationCheck
 from shared.verifications.passkeys import check_credential
 from shared.verifications.provider_attempt import VerificationAttempt
@@ -170,19 +170,29 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
 
     async def answered(self, answer: ProviderCheck) -> None:
         calls = self.calls
-        status = CheckStatus.APPROVED if answer.approved else CheckStatus.REJECTED
-        async with calls.uow_factory() as uow:
+        # An approval that verifies no factor is one statement (``finish_approving``): no
+        # transaction is needed around it.
+        alone = answer.approved and self.verification.purpose is not Purpose.ENROLLMENT
+        async with calls.uow_factory.single_statements() if alone else calls.uow_factory() as uow:
             now = calls.clock.now()
-            finished = await uow.checks.finish(
-                self.row_id, self.token, status=status, error=None, now=now
-            )
+            if answer.approved:
+                finished, approved = await uow.checks.finish_approving(
+                    self.row_id,
+                    self.token,
+                    event_for(uow, EventType.VERIFICATION_APPROVED, self.verification),
+                    now,
+                )
+            else:
+                finished = await uow.checks.finish(
+                    self.row_id, self.token, status=CheckStatus.REJECTED, error=None, now=now
+                )
             if finished is None:
                 return
             uow.notify_after_commit(change_of(finished))
             self._settle_before_waking(uow, Outcome.RIGHT if answer.approved else Outcome.WRONG)
             used_up = False
             if answer.approved:
-                await self._approve(uow, now)
+                await self._approved(uow, approved, now)
             else:
                 used_up = await self._reject(uow, now)
         metrics.TIME_TO_DECISION.labels(channel=self.verification.channel.value).observe(
@@ -194,14 +204,14 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
             # number would get its code again, with no check left.
             await calls.close_at_provider(self.verification, quietly=True)
 
-    async def _approve(self, uow: UnitOfWork, now: datetime) -> None:
-        verification = self.verification
-        approved = await uow.verifications.approve(verification.id, now)
+    async def _approved(
+        self, uow: UnitOfWork, approved: Verification | None, now: datetime
+    ) -> None:
+        """The verification approved with the check (None: it was no longer pending)."""
         if approved is not None:
             uow.notify_after_commit(change_of(approved))
-            await record_for(uow, EventType.VERIFICATION_APPROVED, verification)
             for listener in self.calls.on_approved:
-                await listener(uow, verification, now)
+                await listener(uow, self.verification, now)
 
     async def _reject(self, uow: UnitOfWork, now: datetime) -> bool:
         """Record a wrong code; True when it used up the verification's last check."""

@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 from shared.audit.domain import EventType
-from shared.audit.service import Subject, record
+from shared.audit.models import Event
+from shared.audit.service import Subject, event_of, record
 from shared.limits.ports import Lock
 from shared.unit_of_work import UnitOfWork
 from shared.verifications.models import Verification
@@ -37,6 +38,14 @@ async def record_for(
     """An event about a verification, attributed to whoever asked for it (or ``api_key_id``)."""
     subject = subject_of(verification, api_key_id)
     await record(uow, event_type, subject, purpose=verification.purpose.value, **detail)
+
+
+def event_for(
+    uow: UnitOfWork, event_type: EventType, verification: Verification, **detail: Any
+) -> Event:
+    """The event ``record_for`` appends, for a repository that writes it with the change."""
+    subject = subject_of(verification)
+    return event_of(uow, event_type, subject, purpose=verification.purpose.value, **detail)
 
 
 async def record_lock(uow: UnitOfWork, subject: Subject, lock: Lock) -> None:

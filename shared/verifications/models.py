@@ -7,7 +7,7 @@ look-ups."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import (
     ForeignKey,
@@ -92,3 +92,28 @@ class VerificationCheck(JobRow, Base):
         ForeignKey("verifications.id", ondelete="CASCADE"), index=True
     )
     status: Mapped[CheckStatus] = mapped_column(enum_column(CheckStatus, "check_status"))
+
+    @classmethod
+    def queued_for(
+        cls,
+        verification: Verification,
+        check_id: uuid.UUID,
+        now: datetime,
+        *,
+        requeue_after: timedelta,
+        deadline: timedelta,
+    ) -> VerificationCheck:
+        """A new check of ``verification``, queued for a worker: the sweeper publishes it again
+        after ``requeue_after``, and it fails if not decided within ``deadline``."""
+        return cls(
+            id=check_id,
+            tenant_id=verification.tenant_id,
+            verification_id=verification.id,
+            status=CheckStatus.QUEUED,
+            provider_attempts=0,
+            enqueue_count=1,
+            next_attempt_at=now + requeue_after,
+            created_at=now,
+            updated_at=now,
+            deadline_at=now + deadline,
+        )

@@ -6,29 +6,39 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     LABEL_STYLE_TABLENAME_PLUS_COL,
+    ColumnElement,
     Interval,
+    Table,
     and_,
     bindparam,
     delete,
+    insert,
     or_,
     select,
     update,
 )
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.dml import ReturningUpdate
 
+from shared.audit.models import Event
+from shared.audit.repository import EVENT_VALUES, EventRepository, event_values
 from shared.errors import AttemptError
 from shared.kit.db.statements import (
     ERROR,
     NOW,
     RELEASED,
     ROW_ID,
+    appending,
     column_param,
     error_columns,
     joined,
     prepared,
+    row_values,
+    values_of,
 )
 from shared.kit.db.transitions import one_of
 from shared.verifications.domain import (
@@ -43,6 +53,23 @@ from shared.verifications.send_rows import Move, SendRows, after, may
 class VerificationRepository(SendRows):
     """A verification's rows: its send (``SendRows``), its checks' count, its end (approved,
     used up, expired, canceled, superseded), and what the sweeper and retention read."""
+
+    @prepared
+    def _insert_recorded(cls) -> Executable:
+        table: Table = Verification.__table__  # type: ignore[assignment]  # mapped classes have one
+        written = insert(table).values(values_of(table)).returning(table.c.id)
+        return appending(written, Event.__table__, EVENT_VALUES)  # type: ignore[arg-type]  # mapped classes have one
+
+    async def insert_recorded(self, verification: Verification, requested: Event) -> None:
+        """Insert a new verification and the event of its request: one statement where the
+        database can (``_writes_in_with``), so on PostgreSQL no transaction around them."""
+        if not self._writes_in_with():
+            await self.insert(verification)
+            await EventRepository(self._hold).append(requested)
+            return
+        await self._run_prepared(
+            self._insert_recorded, **row_values(verification), **event_values(requested)
+        )
 
     async def cancel(
         self, tenant_id: uuid.UUID, verification_id: uuid.UUID, now: datetime
@@ -79,16 +106,17 @@ class VerificationRepository(SendRows):
                 check_attempts=v.check_attempts + 1,
                 updated_at=NOW,
             )
+            .returning(v.id)  # for the check inserted with it (``insert_taking_attempt``)
         )
 
     async def take_check_attempt(
         self, verification_id: uuid.UUID, max_attempts: int, now: datetime
     ) -> bool:
         """Count one more check against a pending verification, atomically, within the cap."""
-        taken = await self._prepared_count(
+        taken = await self._run_prepared(
             self._take_check_attempt, row_id=verification_id, max_attempts=max_attempts, now=now
         )
-        return taken == 1
+        return len(taken) == 1
 
     async def give_back_check_attempt(self, verification_id: uuid.UUID, now: datetime) -> bool:
         """A check the provider never saw does not count."""
@@ -136,10 +164,19 @@ class VerificationRepository(SendRows):
 
     @prepared
     def _ending(cls) -> dict[VerificationMove, Executable]:
-        v = Verification
         return {
-            move: update(v)
-            .where(v.id == ROW_ID, may(move))
+            move: cls.ending_of(move, ROW_ID) for move in (Move.APPROVE, Move.USE_UP, Move.EXPIRE)
+        }
+
+    @staticmethod
+    def ending_of(
+        move: VerificationMove, verification_id: ColumnElement[Any]
+    ) -> ReturningUpdate[tuple[Verification]]:
+        """The UPDATE that ends a pending verification by ``move`` (``end_pending``)."""
+        v = Verification
+        return (
+            update(v)
+            .where(v.id == verification_id, may(move))
             .values(
                 status=after(move),
                 provider_open=column_param(v, "provider_open"),
@@ -149,8 +186,7 @@ class VerificationRepository(SendRows):
                 **ERROR,
             )
             .returning(v)
-            for move in (Move.APPROVE, Move.USE_UP, Move.EXPIRE)
-        }
+        )
 
     @prepared
     def _claim_with_others(cls) -> Executable:
@@ -182,8 +218,8 @@ class VerificationRepository(SendRows):
     ) -> tuple[Verification, Sequence[Verification]] | None:
         """Claim the verification's send (as ``claim``) and read the tenant's others to the
         same number (as ``others_to_destination``, made at most ``lookback`` before it): in one
-        statement where the database can (``_can_claim_with_reads``)."""
-        if not self._can_claim_with_reads():
+        statement where the database can (``_writes_in_with``)."""
+        if not self._writes_in_with():
             claimed = await self.claim(verification_id, now=now, until=until)
             if claimed is None:
                 return None

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, or_, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, update
 from sqlalchemy.sql import Executable
 
+from shared.audit.models import Event
+from shared.audit.repository import EVENT_VALUES, EventRepository, event_values
 from shared.errors import AttemptError, ErrorCode
 from shared.kit.db.repository import JobRows
 from shared.kit.db.statements import (
@@ -20,6 +22,7 @@ from shared.kit.db.statements import (
     RELEASED,
     ROW_ID,
     When,
+    appending,
     column_param,
     error_columns,
     prepared,
@@ -94,6 +97,7 @@ class SendRows(JobRows[Verification]):
                 updated_at=NOW,
                 **error_columns(_TAKEN_OVER),
             )
+            .returning(v.id)  # read by ``_recording_sent``, which so runs after it
         )
 
     @prepared
@@ -120,32 +124,53 @@ class SendRows(JobRows[Verification]):
             .returning(v)
         )
 
+    @prepared
+    def _recording_sent(cls) -> Executable:
+        taken_over = cls._take_over.cte("taken_over")  # type: ignore[attr-defined]  # an UPDATE
+        # The send's UPDATE reads the take-over's rows, so it waits for them: the verification
+        # that held the SID is no longer pending when this one takes it (a pending SID is
+        # unique, ``ix_verifications_pending_provider_sid``).
+        after_take_over = select(func.count()).select_from(taken_over).scalar_subquery() >= 0
+        recording = cls._record_sent.where(after_take_over)  # type: ignore[attr-defined]
+        return appending(recording, Event.__table__, EVENT_VALUES)  # type: ignore[arg-type]  # mapped classes have one
+
     async def record_sent(
         self,
         verification_id: uuid.UUID,
         token: uuid.UUID,
         sent: SentCode,
         now: datetime,
+        sent_event: Event,
     ) -> Verification | None:
-        """The provider took the send: the verification is pending and checkable. Should the
-        provider have answered with a verification another pending one holds (its number was
-        sent to twice before either was superseded), this one takes it over."""
+        """The provider took the send: the verification is pending and checkable, and
+        ``sent_event`` recorded. Should the provider have answered with a verification another
+        pending one holds (its number was sent to twice before either was superseded), this
+        one takes it over. One statement where the database can (``_writes_in_with``)."""
+        values: dict[str, object] = {
+            "row_id": verification_id,
+            "token": token,
+            "held_sid": sent.provider_sid,
+            "provider_sid": sent.provider_sid,
+            "provider_service_sid": sent.provider_service_sid,
+            "channel": sent.channel,
+            "expires_at": sent.expires_at,
+            "provider_open": sent.open_at_provider,
+            "passkey_options": sent.passkey_options,
+            "now": now,
+        }
+        if self._writes_in_with():
+            recorded = self._recording_sent
+            return await self._prepared_one(
+                Verification, recorded, **values, **event_values(sent_event)
+            )
         await self._prepared_count(
             self._take_over, row_id=verification_id, held_sid=sent.provider_sid, now=now
         )
         pending: Verification | None = await self._prepared_one(
-            Verification,
-            self._record_sent,
-            row_id=verification_id,
-            token=token,
-            provider_sid=sent.provider_sid,
-            provider_service_sid=sent.provider_service_sid,
-            channel=sent.channel,
-            expires_at=sent.expires_at,
-            provider_open=sent.open_at_provider,
-            passkey_options=sent.passkey_options,
-            now=now,
+            Verification, self._record_sent, **values
         )
+        if pending is not None:
+            await EventRepository(self._hold).append(sent_event)
         return pending
 
     async def give_up_send(

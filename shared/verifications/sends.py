@@ -29,7 +29,7 @@ from shared.verifications.domain import (
     Purpose,
     VerificationStatus,
 )
-from shared.verifications.events import record_for
+from shared.verifications.events import event_for, record_for
 from shared.verifications.models import Verification
 from shared.verifications.passkeys import begin_ceremony
 from shared.verifications.provider_attempt import VerificationAttempt
@@ -195,7 +195,9 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
 
     async def answered(self, answer: ProviderVerification) -> None:
         calls = self.calls
-        async with calls.uow_factory() as uow:
+        # One statement (``record_sent``) unless a passkey's factor is remembered with it.
+        alone = not self._makes_a_passkey
+        async with calls.uow_factory.single_statements() if alone else calls.uow_factory() as uow:
             now = calls.clock.now()  # once it is our turn to write: when the row changes
             # Never in the past: a clock far behind ours must not make the code useless at once.
             expires_at = max(
@@ -209,20 +211,20 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
                 expires_at,
                 json.dumps(options) if options is not None else None,
             )
-            sent = await uow.verifications.record_sent(self.row_id, self.token, code, now)
+            event = event_for(
+                uow,
+                EventType.VERIFICATION_SENT,
+                self.claimed,
+                channel=self.channel.value,
+                resend=self.resend,
+            )
+            sent = await uow.verifications.record_sent(self.row_id, self.token, code, now, event)
             if sent is not None and self._makes_a_passkey:
                 await remember_factor(uow, sent.id, answer.sid)
                 sent.destination = answer.sid
             if sent is None:
                 self.log.warning("send.outcome_dropped", note="taken over or ended meanwhile")
             else:
-                await record_for(
-                    uow,
-                    EventType.VERIFICATION_SENT,
-                    self.claimed,
-                    channel=self.channel.value,
-                    resend=self.resend,
-                )
                 uow.notify_after_commit(change_of(sent))
         if sent is None:
             # Ended here meanwhile (canceled, superseded): it must not stay open at Twilio.

@@ -13,7 +13,6 @@ import asyncio
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import structlog
@@ -42,11 +41,10 @@ from shared.verifications.codes import CodeStash
 from shared.verifications.domain import (
     OPEN_VERIFICATION_STATUSES,
     Channel,
-    CheckStatus,
     Purpose,
     VerificationStatus,
 )
-from shared.verifications.events import record_for
+from shared.verifications.events import event_for, record_for
 from shared.verifications.models import Verification, VerificationCheck
 from shared.verifications.passkeys import stashed_answer
 from shared.verifications.totp import AuthenticatorRequest, authenticator_verification
@@ -107,10 +105,10 @@ class Verifications:
         verification = self._new_verification(
             verification_id, destination, api_key, request, client_ip
         )
-        await uow.verifications.insert(verification)
-        await record_for(
+        requested = event_for(
             uow, EventType.VERIFICATION_REQUESTED, verification, channel=request.channel.value
         )
+        await uow.verifications.insert_recorded(verification, requested)
         uow.enqueue_after_commit(Job.send_code(verification.id))
         log.info(
             "verification.requested",
@@ -139,10 +137,10 @@ class Verifications:
         verification = authenticator_verification(
             verification_id, api_key, request, self.clock.now(), self.settings
         )
-        await uow.verifications.insert(verification)
-        await record_for(
+        requested = event_for(
             uow, EventType.VERIFICATION_REQUESTED, verification, channel=request.channel.value
         )
+        await uow.verifications.insert_recorded(verification, requested)
         if request.channel.starts_at_provider:
             uow.enqueue_after_commit(Job.send_code(verification.id))
         return verification
@@ -319,15 +317,18 @@ class Verifications:
         self, uow: UnitOfWork, verification: Verification, check_id: uuid.UUID
     ) -> VerificationCheck:
         now = self.clock.now()
-        if not await uow.verifications.take_check_attempt(
-            verification.id, self.settings.max_check_attempts, now
-        ):
+        check = VerificationCheck.queued_for(
+            verification,
+            check_id,
+            now,
+            requeue_after=self.settings.requeue_after,
+            deadline=self.settings.check_deadline,
+        )
+        if not await uow.checks.insert_taking_attempt(check, self.settings.max_check_attempts, now):
             current = await self.get(uow, verification.tenant_id, verification.id)
             refusal = self._check_refusal(current) or self._attempts_exhausted(current)
             await uow.rollback()
             raise refusal
-        check = self._new_check(check_id, verification, now)
-        await uow.checks.insert(check)
         uow.enqueue_after_commit(Job.check_code(check.id))
         log.info("check.submitted", check_id=str(check.id), verification_id=str(verification.id))
         return check
@@ -338,22 +339,6 @@ class Verifications:
         if verification.status is not VerificationStatus.PENDING:
             return _not_pending(verification)
         return None
-
-    def _new_check(
-        self, check_id: uuid.UUID, verification: Verification, now: datetime
-    ) -> VerificationCheck:
-        return VerificationCheck(
-            id=check_id,
-            tenant_id=verification.tenant_id,
-            verification_id=verification.id,
-            status=CheckStatus.QUEUED,
-            provider_attempts=0,
-            enqueue_count=1,
-            next_attempt_at=now + self.settings.requeue_after,
-            created_at=now,
-            updated_at=now,
-            deadline_at=now + self.settings.check_deadline,
-        )
 
     def _attempts_exhausted(self, verification: Verification) -> CheckAttemptsExhausted:
         # Twilio's advice for its 60202: wait until the verification expires, or start a new one.

@@ -12,7 +12,13 @@ import pytest
 import redis.asyncio as redis
 from redis.exceptions import ResponseError
 
-from shared.kit.redis_client import RIDE_AT_MOST_SECONDS, CoalescingRedis, make_redis, riding_along
+from shared.kit.redis_client import (
+    RIDE_AT_MOST_SECONDS,
+    CoalescingRedis,
+    Script,
+    make_redis,
+    riding_along,
+)
 
 
 @pytest.fixture
@@ -159,3 +165,21 @@ async def test_a_riding_command_with_no_company_goes_alone_soon(client: redis.Re
     waited = asyncio.get_running_loop().time() - started
     assert waited >= RIDE_AT_MOST_SECONDS * 0.9, "a rider went before its wait for company"
     assert await client.get(riding) == b"alone"
+
+
+async def test_a_script_is_loaded_again_when_redis_has_forgotten_it(
+    client: redis.Redis, observer: redis.Redis
+) -> None:
+    """A restarted (or failed-over) Redis knows no script: the first call after it loads it."""
+    source = f"-- {uuid.uuid4().hex}\nreturn {{KEYS[1], ARGV[1]}}"
+    script = Script(client, source)
+    counting = Script(client, "return redis.call('INCR', KEYS[1])")
+    key = _key()
+    assert await script(keys=[key], args=["first"]) == [key.encode(), b"first"]
+    await observer.script_flush()
+    # Several at once, in one round trip: each is answered, none with NOSCRIPT.
+    answers = await asyncio.gather(
+        script(keys=[key], args=["again"]), *(counting(keys=[key]) for _ in range(3))
+    )
+    assert answers[0] == [key.encode(), b"again"]
+    assert sorted(answers[1:]) == [1, 2, 3]

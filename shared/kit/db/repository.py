@@ -48,6 +48,7 @@ from shared.kit.db.statements import (
     entity,
     error_columns,
     prepared,
+    row_values,
     values_of,
 )
 from shared.kit.db.transitions import may_make, status_after
@@ -112,6 +113,11 @@ class Repository:
     async def _prepared_count(self, statement: Executable, **values: Any) -> int:
         return (await self._run_prepared(statement, **values)).rowcount
 
+    def _writes_in_with(self) -> bool:
+        """Whether a write and what goes with it (a read, another write) can be one statement,
+        the write in a WITH: on PostgreSQL; SQLite's WITH takes no INSERT or UPDATE."""
+        return self._hold.dialect.name == "postgresql"
+
 
 class JobRows(Repository, Generic[Claimable]):
     """Claims, retries and the sweeper's operations, shared by the three kinds of job rows
@@ -128,10 +134,7 @@ class JobRows(Repository, Generic[Claimable]):
 
     async def insert(self, row: Claimable) -> None:
         """Insert a new row, as a plain statement: no session bookkeeping for it."""
-        columns = self.model.__table__.columns
-        await self._run_prepared(
-            self._insert, **{column.key: getattr(row, column.key) for column in columns}
-        )
+        await self._run_prepared(self._insert, **row_values(row))
 
     @prepared
     def _by_id(cls) -> Executable:
@@ -190,11 +193,6 @@ class JobRows(Repository, Generic[Claimable]):
             )
             .returning(m)
         )
-
-    def _can_claim_with_reads(self) -> bool:
-        """Whether a claim and what is read with it can be one statement (the claim's UPDATE in
-        a WITH): on PostgreSQL; SQLite's WITH takes no UPDATE."""
-        return self._hold.dialect.name == "postgresql"
 
     async def _claiming(self, statement: Executable, **values: Any) -> Rows:
         """The rows of a statement built around ``_claim`` (in a WITH), with a new claim."""

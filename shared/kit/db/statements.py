@@ -8,10 +8,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import BindParameter, Table, Uuid, bindparam
+from sqlalchemy import CTE, BindParameter, Table, Uuid, bindparam, cast, insert, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import class_mapper
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Executable, Select
+from sqlalchemy.sql.dml import ReturningInsert, ReturningUpdate
 
 from shared.errors import AttemptError
 from shared.kit.db.base import UTCDateTime
@@ -94,6 +95,39 @@ def values_of(table: Table) -> dict[str, BindParameter[Any]]:
     """A parameter for each of the table's columns, named and typed after it: the VALUES of a
     prepared INSERT of whole rows."""
     return {column.key: bindparam(column.key, type_=column.type) for column in table.columns}
+
+
+def row_values(row: object) -> dict[str, Any]:
+    """A mapped row's column values by key: the values of a prepared INSERT of it."""
+    return {column.key: getattr(row, column.key) for column in row.__table__.columns}  # type: ignore[attr-defined]  # mapped classes have one
+
+
+def appended_to(
+    write: ReturningInsert[Any] | ReturningUpdate[Any],
+    table: Table,
+    values: Mapping[str, BindParameter[Any]],
+) -> tuple[CTE, CTE]:
+    """``write`` as a WITH's ``written``, and its ``appended``: a row of ``table`` with
+    ``values`` for each row ``write`` returns — none if it changed nothing. For one statement
+    that makes a change and appends its record (PostgreSQL only: SQLite's WITH takes no write).
+    The values are cast to their columns' types: in a SELECT's list a parameter has no column to
+    take its type from."""
+    written = write.cte("written")
+    selected = select(
+        *(cast(value, table.c[key].type).label(key) for key, value in values.items())
+    ).select_from(written)
+    return written, insert(table).from_select(list(values), selected).cte("appended")
+
+
+def appending(
+    write: ReturningInsert[Any] | ReturningUpdate[Any],
+    table: Table,
+    values: Mapping[str, BindParameter[Any]],
+) -> Select[Any]:
+    """One statement: ``write`` and its row of ``table`` (``appended_to``); it selects what
+    ``write`` returns."""
+    written, appended = appended_to(write, table, values)
+    return select(written).add_cte(appended)
 
 
 def error_columns(error: AttemptError | None) -> dict[str, object]:
