@@ -58,7 +58,7 @@ class AnswerOnce:
     ) -> Answered:
         """Run ``do`` in a unit of work, unless this key already has an answer: then replay it.
         ``one_statement``: ``do`` writes in one statement at most, so without a key to remember
-        its answer with it needs no transaction around it (on PostgreSQL: no BEGIN, no COMMIT).
+        its answer with it may need no transaction around it (``for_one_statement``).
 
         Requests with one key take turns, so a repeat racing the first one replays its answer.
         If the turn-taking fails anyway (a lock that outlived its lease), the unique (API key,
@@ -66,7 +66,10 @@ class AnswerOnce:
         """
         if key is None:
             factory = self.uow_factory
-            async with factory.single_statements() if one_statement else factory() as uow:
+            unit = (
+                await factory.for_one_statement(api_key.tenant_id) if one_statement else factory()
+            )
+            async with unit as uow:
                 return Answered(await do(uow), replayed=False)
         idempotency.validate_key(key)
         async with self.locks.hold(api_key.id, key):

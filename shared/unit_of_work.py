@@ -8,6 +8,7 @@ carries is decided here, where the features meet.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -100,6 +101,15 @@ class UnitOfWorkFactory:
         """For reads only: on PostgreSQL each statement is its own round trip, with no
         transaction around it."""
         return UnitOfWork(self.database.reading, clock=self.clock)
+
+    async def for_one_statement(self, tenant_id: uuid.UUID) -> UnitOfWork:
+        """For work that writes one statement (a change and its record, ``appending``):
+        ``single_statements()``, unless the tenant has a webhook endpoint — the outbox writes
+        a change's deliveries with it, in its transaction, so then it gets one."""
+        outbox = self.after_commit.outbox
+        if outbox is not None and await outbox.reaches_endpoints(tenant_id, self.reading):
+            return self()
+        return self.single_statements()
 
     def single_statements(self) -> UnitOfWork:
         """For work that is one statement or several independent ones (a claim, then a read):

@@ -170,10 +170,13 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
 
     async def answered(self, answer: ProviderCheck) -> None:
         calls = self.calls
-        # An approval that verifies no factor is one statement (``finish_approving``): no
-        # transaction is needed around it.
-        alone = answer.approved and self.verification.purpose is not Purpose.ENROLLMENT
-        async with calls.uow_factory.single_statements() if alone else calls.uow_factory() as uow:
+        # An approval that verifies no factor is one statement (``finish_approving``).
+        factory, verification = calls.uow_factory, self.verification
+        if answer.approved and verification.purpose is not Purpose.ENROLLMENT:
+            unit = await factory.for_one_statement(verification.tenant_id)
+        else:
+            unit = factory()
+        async with unit as uow:
             now = calls.clock.now()
             if answer.approved:
                 finished, approved = await uow.checks.finish_approving(

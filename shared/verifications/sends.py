@@ -196,8 +196,12 @@ class Send(VerificationAttempt[Verification, ProviderVerification]):
     async def answered(self, answer: ProviderVerification) -> None:
         calls = self.calls
         # One statement (``record_sent``) unless a passkey's factor is remembered with it.
-        alone = not self._makes_a_passkey
-        async with calls.uow_factory.single_statements() if alone else calls.uow_factory() as uow:
+        factory = calls.uow_factory
+        if self._makes_a_passkey:
+            unit = factory()
+        else:
+            unit = await factory.for_one_statement(self.claimed.tenant_id)
+        async with unit as uow:
             now = calls.clock.now()  # once it is our turn to write: when the row changes
             # Never in the past: a clock far behind ours must not make the code useless at once.
             expires_at = max(

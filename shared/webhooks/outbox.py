@@ -4,7 +4,7 @@ change without its deliveries, never a delivery without its change."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from cachetools import TTLCache
@@ -74,6 +74,16 @@ class WebhookOutbox:
                     delivery = self._delivery(endpoint_id, announcement)
                     await uow.webhook_deliveries.insert(delivery)
                     uow.enqueue_after_commit(Job.deliver_webhook(delivery.id))
+
+    async def reaches_endpoints(
+        self, tenant_id: uuid.UUID, reading: Callable[[], UnitOfWork]
+    ) -> bool:
+        """Whether the tenant has an active endpoint, as ``record`` would find (cached alike)."""
+        known = self._endpoints.get(tenant_id)
+        if known is None:
+            async with reading() as uow:
+                known = await self._endpoints_of(uow, tenant_id)
+        return bool(known)
 
     async def _endpoints_of(
         self, uow: UnitOfWork, tenant_id: uuid.UUID

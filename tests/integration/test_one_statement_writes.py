@@ -4,12 +4,14 @@ needs no transaction around it, in one transaction on SQLite."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 from shared.audit.domain import EventType
-from shared.kit.clock import utcnow
+from shared.kit.clock import SystemClock, utcnow
+from shared.kit.db.session import AfterCommit
 from shared.kit.settings import Settings
 from shared.tenants.keys import create_api_key
 from shared.tenants.models import ApiKey
@@ -19,6 +21,9 @@ from shared.verifications.events import event_for
 from shared.verifications.models import Verification, VerificationCheck
 from shared.verifications.send_rows import SentCode
 from shared.verifications.service import VerificationRequest
+from shared.webhooks.models import WebhookEndpoint
+from shared.webhooks.outbox import WebhookOutbox
+from tests.fakes import FakeChangeFeed, FakeJobQueue
 from tests.integration.test_claims import verifications_of
 from tests.support import random_phone
 
@@ -27,7 +32,8 @@ SID = "VE" + "1" * 32
 
 async def _key(uow_factory: UnitOfWorkFactory) -> ApiKey:
     async with uow_factory() as uow:
-        key, _ = await create_api_key(uow, f"together-{uuid.uuid4().hex[:8]}")
+        suffix = uuid.uuid4().hex[:8]
+        key, _ = await create_api_key(uow, f"together-{suffix}", tenant=f"together-{suffix}")
     return key
 
 
@@ -201,3 +207,45 @@ async def test_a_check_approved_after_its_verification_ended_approves_nothing_el
     async with uow_factory.reading() as uow:
         types = await _event_types(uow, claimed.key, claimed.user_id)
         assert EventType.VERIFICATION_APPROVED.value not in types
+
+
+async def test_a_tenant_with_a_webhook_endpoint_still_gets_a_transaction(
+    uow_factory: UnitOfWorkFactory, settings: Settings
+) -> None:
+    """The outbox writes a change's deliveries with it, in its transaction: for a tenant with an
+    endpoint, work of one statement still gets one; a tenant without needs none."""
+    outbox = WebhookOutbox(settings, SystemClock())
+    factory = UnitOfWorkFactory(
+        uow_factory.database, AfterCommit(FakeJobQueue(), FakeChangeFeed(), outbox)
+    )
+    listening, quiet = await _key(factory), await _key(factory)
+    async with factory() as uow:
+        uow.webhook_endpoints.add(
+            WebhookEndpoint(
+                id=uuid.uuid4(),
+                tenant_id=listening.tenant_id,
+                url="https://login.example/hooks",
+                secret="whsec_test",
+                created_at=utcnow(),
+            )
+        )
+    assert await outbox.reaches_endpoints(listening.tenant_id, factory.reading)
+    assert not await outbox.reaches_endpoints(quiet.tenant_id, factory.reading)
+
+    async def written_then_failed(key: ApiKey) -> bool:
+        """Whether a verification written before its unit of work failed is there after it."""
+        verification_id = None
+        with contextlib.suppress(RuntimeError):
+            async with await factory.for_one_statement(key.tenant_id) as uow:
+                written = await verifications_of(settings).request(
+                    uow, key, VerificationRequest(to=random_phone())
+                )
+                verification_id = written.id
+                raise RuntimeError("after the write")
+        assert verification_id is not None
+        async with factory.reading() as uow:
+            return await uow.verifications.get(verification_id) is not None
+
+    assert not await written_then_failed(listening)
+    # Without a transaction the statement stood on its own (PostgreSQL; SQLite has one always).
+    assert await written_then_failed(quiet) is settings.database_url.startswith("postgresql")

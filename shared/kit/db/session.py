@@ -175,6 +175,11 @@ class Outbox(Protocol):
         jobs there)."""
         ...
 
+    async def reaches_endpoints(self, tenant_id: uuid.UUID, reading: Callable[[], Any]) -> bool:
+        """Whether a change of the tenant's may have something to write (``reading`` gives a
+        unit of work to find out in, if it is not known)."""
+        ...
+
 
 class UnitOfWorkBase(ABC, Generic[R]):
     """One transaction. ``async with uow.reads() as read`` reads what is committed, outside it,
