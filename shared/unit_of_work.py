@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -103,21 +104,25 @@ class UnitOfWorkFactory:
         return UnitOfWork(self.database.reading, clock=self.clock)
 
     async def for_one_statement(self, tenant_id: uuid.UUID) -> UnitOfWork:
-        """For work that writes one statement (a change and its record, ``appending``):
-        ``single_statements()``, unless the tenant has a webhook endpoint — the outbox writes
-        a change's deliveries with it, in its transaction, so then it gets one."""
-        outbox = self.after_commit.outbox
+        """For work of the tenant's that writes one statement (a change and its record,
+        ``appending``): ``single_statements()``, unless the tenant has a webhook endpoint —
+        the outbox writes a change's deliveries with it, in its transaction, so then it gets
+        one. The answer stands for the unit of work: without a transaction it has no outbox,
+        which could otherwise find an endpoint made since (it is told of new ones within its
+        cache's few seconds anyway) and write deliveries apart from their change."""
+        after_commit = self.after_commit
+        outbox = after_commit.outbox
         if outbox is not None and await outbox.reaches_endpoints(tenant_id, self.reading):
             return self()
-        return self.single_statements()
+        return self.single_statements(replace(after_commit, outbox=None))
 
-    def single_statements(self) -> UnitOfWork:
+    def single_statements(self, after_commit: AfterCommit | None = None) -> UnitOfWork:
         """For work that is one statement or several independent ones (a claim, then a read):
         on PostgreSQL each commits on its own, saving the BEGIN and COMMIT round trips; on
         SQLite it is an ordinary unit of work."""
         return UnitOfWork(
             self.database.single,
-            self.after_commit,
+            after_commit or self.after_commit,
             reads=self.database.reading,
             turns=self._turns,
             clock=self.clock,

@@ -198,6 +198,8 @@ class CheckRepository(JobRows[VerificationCheck]):
                 status=approved,
                 provider_open=False,  # Twilio deletes a verification as it approves it
                 now=now,
+                # The check's and the verification's error columns share their parameters:
+                # neither has an error.
                 **error_columns(None),
                 **event_values(approved_event),
             )

@@ -170,7 +170,8 @@ class Check(VerificationAttempt[VerificationCheck, ProviderCheck]):
 
     async def answered(self, answer: ProviderCheck) -> None:
         calls = self.calls
-        # An approval that verifies no factor is one statement (``finish_approving``).
+        # An approval that verifies no factor is one statement (``finish_approving``): the
+        # approval's listeners write only for an enrolment (``on_verification_approved``).
         factory, verification = calls.uow_factory, self.verification
         if answer.approved and verification.purpose is not Purpose.ENROLLMENT:
             unit = await factory.for_one_statement(verification.tenant_id)

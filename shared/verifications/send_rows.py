@@ -129,7 +129,8 @@ class SendRows(JobRows[Verification]):
         taken_over = cls._take_over.cte("taken_over")  # type: ignore[attr-defined]  # an UPDATE
         # The send's UPDATE reads the take-over's rows, so it waits for them: the verification
         # that held the SID is no longer pending when this one takes it (a pending SID is
-        # unique, ``ix_verifications_pending_provider_sid``).
+        # unique, ``ix_verifications_pending_provider_sid``). A count, not an EXISTS, which
+        # could stop at the first row; without the read PostgreSQL leaves the order open.
         after_take_over = select(func.count()).select_from(taken_over).scalar_subquery() >= 0
         recording = cls._record_sent.where(after_take_over)  # type: ignore[attr-defined]
         return appending(recording, Event.__table__, EVENT_VALUES)  # type: ignore[arg-type]  # mapped classes have one
