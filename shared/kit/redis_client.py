@@ -178,7 +178,7 @@ class Script:
     """A Lua script, run by its SHA1 and loaded when Redis does not know it: what redis-py's
     ``register_script`` gives, without its check on every call of whether the client is a
     pipeline (an ``isinstance`` against a class built on ``typing.Protocol``, which cost a
-    worker 2.5 % of its CPU)."""
+    worker 0.5 to 2.5 % of its CPU)."""
 
     def __init__(self, client: redis.Redis, source: str) -> None:
         self._client = client
