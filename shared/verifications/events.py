@@ -36,15 +36,21 @@ async def record_for(
     **detail: Any,
 ) -> None:
     """An event about a verification, attributed to whoever asked for it (or ``api_key_id``)."""
-    subject = subject_of(verification, api_key_id)
-    await record(uow, event_type, subject, purpose=verification.purpose.value, **detail)
+    await uow.events.append(
+        event_for(uow, event_type, verification, api_key_id=api_key_id, **detail)
+    )
 
 
 def event_for(
-    uow: UnitOfWork, event_type: EventType, verification: Verification, **detail: Any
+    uow: UnitOfWork,
+    event_type: EventType,
+    verification: Verification,
+    *,
+    api_key_id: uuid.UUID | None = None,
+    **detail: Any,
 ) -> Event:
     """The event ``record_for`` appends, for a repository that writes it with the change."""
-    subject = subject_of(verification)
+    subject = subject_of(verification, api_key_id)
     return event_of(uow, event_type, subject, purpose=verification.purpose.value, **detail)
 
 
